@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Make .venv with the exact pins and the package (editable). Safe to run again.
+# Every install passes constraints.txt (torch==2.13.0): without it pip swaps in a multi-GB CUDA torch.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements.lock
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt -e .
+.venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null

@@ -1,0 +1,4 @@
+"""vggrepro: a reproducible companion to Simonyan & Zisserman (2014), "Very Deep Convolutional
+Networks for Large-Scale Image Recognition". One module per idea; see the README for the map."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,40 @@
+"""The ``vggrepro`` command. Each sub-command lives beside the code it drives: a module that
+offers one defines ``register(subparsers)``, which adds its parser and sets ``func``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+#: sub-command -> module that registers it
+COMMANDS = {"data": "data", "train": "train", "evaluate": "evaluate", "bench": "bench", "book": "book"}
+
+
+class UserError(Exception):
+    """A mistake in the input: printed as one clear line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vggrepro", description="Re-run and check the VGG paper (Simonyan & Zisserman, 2014)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS.values():
+        if importlib.util.find_spec(f"vggrepro.{module}") is not None:
+            importlib.import_module(f"vggrepro.{module}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ValueError, FileNotFoundError) as e:
+        print(f"vggrepro {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

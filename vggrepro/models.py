@@ -1,0 +1,345 @@
+"""Section 2 of the paper: Table 1 as data, the VGG module, its dense form, and what it costs.
+
+Table 1 is written in the paper's own notation: ``convK-N`` is a KxK convolution with N output
+channels, ``LRN`` is AlexNet's local response normalisation, and each inner list is one block,
+ended by a 2x2/stride-2 max-pool. The module's state-dict keys are torchvision's
+(``features.<i>``, ``classifier.0/3/6``), so configs A, B, D and E load torchvision's
+vgg11/13/16/19 weights without renaming.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Table 1, column by column. Widths are the paper's; ``build(width=...)`` scales them.
+CONFIGS: dict[str, list[list[str]]] = {
+    "A": [["conv3-64"], ["conv3-128"], ["conv3-256"] * 2, ["conv3-512"] * 2, ["conv3-512"] * 2],
+    "A-LRN": [["conv3-64", "LRN"], ["conv3-128"], ["conv3-256"] * 2, ["conv3-512"] * 2, ["conv3-512"] * 2],
+    "B": [["conv3-64"] * 2, ["conv3-128"] * 2, ["conv3-256"] * 2, ["conv3-512"] * 2, ["conv3-512"] * 2],
+    "C": [
+        ["conv3-64"] * 2,
+        ["conv3-128"] * 2,
+        ["conv3-256"] * 2 + ["conv1-256"],
+        ["conv3-512"] * 2 + ["conv1-512"],
+        ["conv3-512"] * 2 + ["conv1-512"],
+    ],
+    "D": [["conv3-64"] * 2, ["conv3-128"] * 2, ["conv3-256"] * 3, ["conv3-512"] * 3, ["conv3-512"] * 3],
+    "E": [["conv3-64"] * 2, ["conv3-128"] * 2, ["conv3-256"] * 4, ["conv3-512"] * 4, ["conv3-512"] * 4],
+}
+
+#: Nets the paper discusses but does not tabulate. "B-5x5": B with each pair of 3x3 layers
+#: replaced by one 5x5 layer (section 4.1: its top-1 error was 7% higher than B's).
+VARIANTS: dict[str, list[list[str]]] = {
+    "B-5x5": [["conv5-64"], ["conv5-128"], ["conv5-256"], ["conv5-512"], ["conv5-512"]],
+}
+
+#: torchvision's builders that equal the paper's configs (it has no A-LRN and no C).
+TORCHVISION_NAMES = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
+
+FC_WIDTH = 4096
+#: AlexNet's LRN (Krizhevsky et al. 2012): k=2, n=5, alpha=1e-4, beta=0.75. PyTorch's
+#: LocalResponseNorm divides alpha by n, as Caffe does, so AlexNet's alpha is passed as alpha * n.
+LRN_SETTINGS = dict(size=5, alpha=1e-4 * 5, beta=0.75, k=2.0)
+
+_LAYER = re.compile(r"^conv(\d+)-(\d+)$")
+
+
+def config_layers(config: str) -> list[list[str]]:
+    """The blocks of a config or variant; an unknown name is a ValueError listing the known ones."""
+    if config in CONFIGS:
+        return CONFIGS[config]
+    if config in VARIANTS:
+        return VARIANTS[config]
+    raise ValueError(f"unknown config {config!r}; accepted: {sorted(CONFIGS) + sorted(VARIANTS)}")
+
+
+def weight_layers(config: str) -> int:
+    """Table 1's header: the number of weight layers (convs + 3 FC)."""
+    return sum(1 for block in config_layers(config) for layer in block if layer != "LRN") + 3
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+class VGG(nn.Module):
+    """A VGG net: ``features`` (convs, ReLUs, pools), ``avgpool`` and ``classifier`` (fc6, fc7, fc8).
+
+    ``layer_names`` maps the paper's names (conv1_1, ..., fc6, fc7, fc8) to module paths.
+    """
+
+    def __init__(self, config: str, *, width: float = 1.0, num_classes: int = 1000, crop: int = 224):
+        super().__init__()
+        if not (isinstance(width, (int, float)) and width > 0):
+            raise ValueError(f"width={width!r} must be a positive number (1.0 is the paper's net, 0.125 is 1/8)")
+        if not isinstance(crop, int) or crop <= 0 or crop % 32:
+            raise ValueError(
+                f"crop={crop!r} is not a positive multiple of 32: five 2x2 pools must leave a whole "
+                f"crop/32 map for fc6 (224 -> 7x7). Accepted: 32, 64, 96, ..., 224, ..."
+            )
+        if num_classes <= 0:
+            raise ValueError(f"num_classes={num_classes} must be positive")
+        blocks = config_layers(config)
+        self.config, self.width, self.crop, self.num_classes = config, float(width), crop, num_classes
+        self.layer_names: dict[str, str] = {}
+
+        layers: list[nn.Module] = []
+        channels = 3
+        for b, block in enumerate(blocks, start=1):
+            i = 0
+            for spec in block:
+                if spec == "LRN":
+                    layers.append(nn.LocalResponseNorm(**LRN_SETTINGS))
+                    continue
+                k, n = map(int, _LAYER.match(spec).groups())
+                out = _scaled(n, width)
+                i += 1
+                self.layer_names[f"conv{b}_{i}"] = f"features.{len(layers)}"
+                layers += [nn.Conv2d(channels, out, k, padding=k // 2), nn.ReLU(inplace=True)]
+                channels = out
+            layers.append(nn.MaxPool2d(2, 2))
+        self.features = nn.Sequential(*layers)
+        self.grid = crop // 32  # fc6 sees a grid x grid map: 7x7 at 224
+        self.avgpool = nn.AdaptiveAvgPool2d(self.grid)  # identity at the crop size, as in torchvision
+        fc = _scaled(FC_WIDTH, width)
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * self.grid * self.grid, fc),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(fc, fc),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(fc, num_classes),
+        )
+        self.layer_names.update(fc6="classifier.0", fc7="classifier.3", fc8="classifier.6")
+        init_gaussian(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+    def layer(self, name: str) -> nn.Module:
+        """The module of a paper layer name, e.g. ``layer("conv3_2")`` or ``layer("fc6")``."""
+        if name not in self.layer_names:
+            raise ValueError(f"{self.config} has no layer {name!r}; it has {list(self.layer_names)}")
+        return self.get_submodule(self.layer_names[name])
+
+    def extra_repr(self) -> str:
+        return f"config={self.config}, width={self.width:g}, crop={self.crop}"
+
+
+def build(config: str, *, width: float = 1.0, num_classes: int = 1000, crop: int = 224) -> VGG:
+    """The VGG net of a Table 1 config (or a variant), Gaussian-initialised with std 1e-2."""
+    return VGG(config, width=width, num_classes=num_classes, crop=crop)
+
+
+# -- dense evaluation --------------------------------------------------------------------------
+
+
+class DenseVGG(nn.Module):
+    """The fully-convolutional form of a VGG net (section 3.2), sharing its parameters.
+
+    fc6 acts as a ``grid x grid`` convolution and fc7, fc8 as 1x1 convolutions, with the very same
+    weight tensors reshaped at each call (a conversion, not a copy): training the VGG net changes
+    its dense form too. Returns the class-score map ``(N, classes, h, w)``.
+    """
+
+    def __init__(self, net: VGG):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = net.features(x)
+        g = net.grid
+        if x.shape[-1] < g or x.shape[-2] < g:
+            raise ValueError(
+                f"input {tuple(x.shape)} is smaller than the crop {net.crop}: the dense net needs "
+                f"a feature map of at least {g}x{g}"
+            )
+        fc6, relu6, drop6, fc7, relu7, drop7, fc8 = net.classifier
+        # Linear weights are (out, C*g*g) in C, y, x order: the same order as a conv kernel's.
+        x = F.conv2d(x, fc6.weight.view(fc6.out_features, -1, g, g), fc6.bias)
+        x = drop6(relu6(x))
+        x = F.conv2d(x, fc7.weight.view(fc7.out_features, -1, 1, 1), fc7.bias)
+        x = drop7(relu7(x))
+        return F.conv2d(x, fc8.weight.view(fc8.out_features, -1, 1, 1), fc8.bias)
+
+
+def to_dense(model: VGG) -> DenseVGG:
+    """The dense (fully-convolutional) form of ``model``; see :class:`DenseVGG`."""
+    if not isinstance(model, VGG):
+        raise ValueError(f"to_dense needs a vggrepro VGG net, got {type(model).__name__}")
+    return DenseVGG(model)
+
+
+def score_map_size(model: VGG, height: int, width: int) -> tuple[int, int]:
+    """The score map's size for an input of ``height x width``: (H//32 - grid + 1, W//32 - grid + 1)."""
+    return (height // 32 - model.grid + 1, width // 32 - model.grid + 1)
+
+
+# -- counting ---------------------------------------------------------------------------------
+
+
+def count_params(model: nn.Module) -> int:
+    """Every weight and bias: Table 2 counts these (132,863,336 for A at width 1 and 1000 classes)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def layer_table(model: VGG, size: int | tuple[int, int] | None = None) -> list[dict]:
+    """Per layer, for one image of ``size`` (default: the crop): output shape, parameters, MACs
+    (multiply-accumulates) and the float32 bytes of its output, walked from the module list.
+
+    Convs keep the size (padding k//2), pools halve it, ``avgpool`` brings it to the grid, and the
+    FC layers see the flattened map: the same arithmetic a forward pass does, without running one.
+    """
+    h, w = (size, size) if isinstance(size, int) else (size or (model.crop, model.crop))
+    names = {path: name for name, path in model.layer_names.items()}
+    rows, c = [], 3
+
+    def row(path, module, shape, macs):
+        rows.append(dict(layer=names.get(path, type(module).__name__), module=path, kind=type(module).__name__,
+                         output=shape, params=sum(p.numel() for p in module.parameters()), macs=macs,
+                         activation_bytes=4 * math.prod(shape)))
+
+    for i, m in enumerate(model.features):
+        if isinstance(m, nn.Conv2d):
+            c = m.out_channels
+            row(f"features.{i}", m, (c, h, w), c * h * w * m.in_channels * m.kernel_size[0] * m.kernel_size[1])
+        elif isinstance(m, nn.MaxPool2d):
+            h, w = h // 2, w // 2
+            row(f"features.{i}", m, (c, h, w), 0)
+        elif isinstance(m, nn.LocalResponseNorm):
+            row(f"features.{i}", m, (c, h, w), 0)
+    for i, m in enumerate(model.classifier):
+        if isinstance(m, nn.Linear):
+            row(f"classifier.{i}", m, (m.out_features,), m.in_features * m.out_features)
+    return rows
+
+
+def count_macs(model: VGG, size: int | tuple[int, int] | None = None) -> int:
+    """Multiply-accumulates of one forward pass on one image (default: a crop). FLOPs = 2 x MACs."""
+    return sum(r["macs"] for r in layer_table(model, size))
+
+
+def activation_bytes(model: VGG, size: int | tuple[int, int] | None = None) -> int:
+    """The float32 bytes of every layer's output for one image: what training must keep."""
+    return sum(r["activation_bytes"] for r in layer_table(model, size))
+
+
+def receptive_field(kernels: list[int]) -> int:
+    """Receptive field of a stack of stride-1 convolutions: 1 + sum(k - 1)."""
+    return 1 + sum(k - 1 for k in kernels)
+
+
+# -- initialisation ---------------------------------------------------------------------------
+
+
+def _weighted(model: nn.Module):
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def init_gaussian(model: nn.Module, std: float = 1e-2) -> nn.Module:
+    """Weights from N(0, std^2), biases 0: how the paper trains net A from scratch.
+
+    The paper says "variance 1e-2", which is std 0.1; most reimplementations (and the released
+    model card) read it as std 1e-2, which is the default here. With std 0.1 an 11-layer ReLU net
+    starts with activations that grow by orders of magnitude per layer.
+    """
+    for m in _weighted(model):
+        nn.init.normal_(m.weight, 0.0, std)
+        nn.init.zeros_(m.bias)
+    return model
+
+
+def init_glorot(model: nn.Module) -> nn.Module:
+    """Glorot & Bengio (2010) uniform init, biases 0: the post-submission route that needs no net A."""
+    for m in _weighted(model):
+        nn.init.xavier_uniform_(m.weight)
+        nn.init.zeros_(m.bias)
+    return model
+
+
+#: The layers the paper copies from a trained net A into B-E: "the first four convolutional layers
+#: and the last three fully-connected layers". Matched by name, A's conv1_1, conv2_1, conv3_1 and
+#: conv3_2 land on the deeper net's layers of the same name, whose shapes are the same.
+INIT_FROM_A_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8")
+
+
+def init_from(model: VGG, net_a: VGG, layers: tuple[str, ...] = INIT_FROM_A_LAYERS) -> list[str]:
+    """Copy ``layers`` of a trained net A into ``model``; the rest stay as they are (fresh).
+
+    Returns the names copied. A layer whose shape differs is a ValueError naming it.
+    """
+    copied = []
+    with torch.no_grad():
+        for name in layers:
+            src, dst = net_a.layer(name), model.layer(name)
+            if src.weight.shape != dst.weight.shape:
+                raise ValueError(
+                    f"cannot copy {name} from {net_a.config}: shape {tuple(src.weight.shape)} != "
+                    f"{tuple(dst.weight.shape)} in {model.config}; build both at the same width, crop "
+                    "and num_classes"
+                )
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
+            copied.append(name)
+    return copied
+
+
+# -- state dicts ------------------------------------------------------------------------------
+
+
+def expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Raise a ValueError that names every missing, unexpected or mis-shaped key."""
+    want = expected_shapes(model)
+    if not isinstance(state, Mapping):
+        raise ValueError(f"a state dict must be a mapping of names to tensors, got {type(state).__name__}")
+    got = {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
+    missing = sorted(set(want) - set(got))
+    unexpected = sorted(set(got) - set(want))
+    wrong = [f"{k}: {got[k]} (expected {want[k]})" for k in want if k in got and got[k] != want[k]]
+    if missing or unexpected or wrong:
+        name = getattr(model, "config", type(model).__name__)
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:6]}{' ...' if len(missing) > 6 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
+        if wrong:
+            parts.append(f"wrong shapes {wrong[:6]}{' ...' if len(wrong) > 6 else ''}")
+        raise ValueError(
+            f"state dict does not fit config {name}: " + "; ".join(parts) + ". Build the net with the "
+            "config, width, crop and num_classes the weights were made for (torchvision: vgg11=A, "
+            "vgg13=B, vgg16=D, vgg19=E at width 1, crop 224, 1000 classes)."
+        )
+
+
+def load_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Load weights after :func:`check_state_dict`, so a wrong file fails with a clear message."""
+    check_state_dict(model, state)
+    model.load_state_dict(state)
+    return model
+
+
+def fc_params(model: VGG) -> int:
+    """Parameters in fc6, fc7 and fc8 (about 124 M of the paper's 133-144 M)."""
+    return sum(p.numel() for p in model.classifier.parameters())
+
+
+def describe(config: str) -> str:
+    """One line of Table 1: the config's layers in the paper's notation."""
+    return " | ".join(" ".join(block) for block in config_layers(config))
+
+
+assert math.isclose(LRN_SETTINGS["alpha"] / LRN_SETTINGS["size"], 1e-4)

@@ -1,0 +1,137 @@
+"""The paper's tables as data, and the "paper beside this run" tables every notebook ends with.
+
+The numbers come from the packaged copy of ``paper_tables.json`` (sources and confidence levels are
+in it); nothing here retypes a number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterable, Sequence
+
+HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided at this scale"
+
+
+@lru_cache(maxsize=1)
+def tables() -> dict[str, Any]:
+    """The whole JSON: every table of the paper (v6 numbering), its notes, sources and confidence."""
+    with resources.files("vggrepro").joinpath("paper_tables.json").open() as f:
+        return json.load(f)
+
+
+def table(key: str) -> list[dict] | dict:
+    """One entry, e.g. ``table("table3_single_scale")``; an unknown key lists the known ones."""
+    t = tables()
+    if key not in t:
+        raise ValueError(f"the paper's data has no {key!r}; it has {sorted(t)}")
+    value = t[key]
+    return [dict(row) for row in value] if isinstance(value, list) else value
+
+
+def find(key: str, **match) -> dict:
+    """The one row of a table whose fields equal ``match``, e.g. ``find("table3_single_scale",
+    config="D", train_S="256")``. Zero or several matches is an error naming the table."""
+    rows = [r for r in table(key) if all(_same(r.get(k), v) for k, v in match.items())]
+    if len(rows) != 1:
+        raise ValueError(f"{key}: {len(rows)} rows match {match}; expected exactly one")
+    return rows[0]
+
+
+def _same(a, b) -> bool:
+    return a == b or (isinstance(a, list) and isinstance(b, (list, tuple)) and list(a) == list(b))
+
+
+def beside(
+    key: str,
+    ours: Iterable[dict],
+    on: Sequence[str],
+    metrics: Sequence[str] = ("top1_val_err", "top5_val_err"),
+) -> list[dict]:
+    """This run's rows beside the paper's: for each of our rows, the paper row that agrees on ``on``.
+
+    Each output row has the ``on`` fields, then ``paper <metric>`` and ``ours <metric>`` for each
+    metric (``None`` where the paper has no such row). Extra fields of ours (e.g. ``protocol``) are
+    kept at the end.
+    """
+    paper_rows = table(key)
+    out = []
+    for row in ours:
+        match = [p for p in paper_rows if all(_same(p.get(k), row.get(k)) for k in on)]
+        paper = match[0] if match else {}
+        merged = {k: row.get(k) for k in on}
+        for m in metrics:
+            merged[f"paper {m}"] = paper.get(m)
+            merged[f"ours {m}"] = row.get(m)
+        merged.update({k: v for k, v in row.items() if k not in on and k not in metrics})
+        out.append(merged)
+    return out
+
+
+# -- claims -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    """One claim of the paper tested at this run's scale."""
+
+    claim: str
+    paper: str  # the paper's number(s), as the paper states them
+    ours: str  # this run's number(s)
+    verdict: str  # HOLDS, FAILS or UNDECIDED
+    notebook: str = ""
+
+
+def error_se(error_pct: float, n: int) -> float:
+    """Binomial standard error, in percentage points, of an error rate measured on n images."""
+    p = min(max(error_pct / 100.0, 1.0 / (2 * n)), 1 - 1.0 / (2 * n))
+    return 100.0 * math.sqrt(p * (1 - p) / n)
+
+
+def verdict_lower(better: float, worse: float, n: int, z: float = 2.0) -> str:
+    """Verdict on the claim "``better`` has a lower error than ``worse``", both measured on n images.
+
+    It holds when the gap is more than ``z`` standard errors of the difference; it does not hold
+    when the gap is as large the other way; otherwise the scale is too small to decide.
+    """
+    se = math.hypot(error_se(better, n), error_se(worse, n))
+    gap = worse - better
+    if gap > z * se:
+        return HOLDS
+    if gap < -z * se:
+        return FAILS
+    return UNDECIDED
+
+
+def verdict_not_better(candidate: float, baseline: float, n: int, z: float = 2.0) -> str:
+    """Verdict on "``candidate`` is no better than ``baseline``" (e.g. LRN does not help)."""
+    se = math.hypot(error_se(candidate, n), error_se(baseline, n))
+    return FAILS if baseline - candidate > z * se else HOLDS
+
+
+def claims_table(claims: Iterable[Claim]) -> list[dict]:
+    """Rows of claim, paper, this run, verdict; ready for ``as_frame``."""
+    return [
+        {"claim": c.claim, "paper": c.paper, "this run": c.ours, "verdict": c.verdict}
+        | ({"notebook": c.notebook} if c.notebook else {})
+        for c in claims
+    ]
+
+
+def claims_json(claims: Iterable[Claim]) -> list[dict]:
+    return [asdict(c) for c in claims]
+
+
+def as_frame(rows: list[dict]):
+    """A pandas DataFrame of rows (pandas comes with the book's extras)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def fmt(x: float | None, digits: int = 1) -> str:
+    """A percentage as the paper prints it; '-' where there is none."""
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"

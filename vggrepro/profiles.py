@@ -1,0 +1,211 @@
+"""The named profiles `ci`, `gpu` and `imagenet`: every knob in one dataclass.
+
+All three share the paper's geometry. A profile scales it by one factor, ``crop / 224``: the
+training scales S = 256, 384 and [256, 512] and the test scales Q become ``round(paper * crop / 224)``.
+Depth is never scaled (depth is the paper's variable); width may be.
+
+    >>> p = get_profile("ci")
+    >>> p.crop, p.S(256), p.S(384), p.jitter
+    (64, 73, 110, (73, 146))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PAPER_CROP = 224
+PAPER_BATCH = 256
+PAPER_LR = 1e-2
+
+#: The paper's training scales, in paper pixels; profiles scale them by crop / 224.
+PAPER_S_FIXED = (256, 384)
+PAPER_S_JITTER = (256, 512)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every setting a notebook, the trainer or the evaluator reads. Override any with ``replace``."""
+
+    name: str
+    device: str  # "cpu", "cuda" or "auto" (CUDA when available)
+    data_kind: str  # "synthetic" (generated here) or "imagenet" (a user's ILSVRC-2012 copy)
+    data_root: str  # the data set's folder, in the ILSVRC-2012 layout
+    num_classes: int
+    width: float  # fraction of the paper's channel widths (1.0 = the paper's nets)
+    crop: int  # training crop; a multiple of 32 so that fc6 sees a whole crop/32 map
+    batch_size: int
+    epochs: int  # the most epochs of one training run from scratch
+    finetune_epochs: int  # the most epochs of a run that starts from another (S=384, jittered)
+    workers: int  # DataLoader workers for the PIL path
+    threads: int  # torch CPU threads; fixed so that CPU results are repeatable
+    seed: int = 0
+    # The synthetic data set (ignored for imagenet).
+    synth_train_per_class: int = 0
+    synth_val_per_class: int = 0
+    synth_min_side: tuple[int, int] = (0, 0)  # range of the images' smaller side, in pixels
+    # Checkpoint every this many steps (and at the end of each epoch).
+    checkpoint_every: int = 500
+    lr_patience: int = 0  # epochs without val improvement before the lr is divided by 10
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.crop <= 0 or self.crop % 32:
+            raise ValueError(
+                f"profile {self.name!r}: crop={self.crop} is not a positive multiple of 32; "
+                "fc6 must see a whole crop/32 x crop/32 map (224 gives 7x7). Use 32, 64, ..., 224."
+            )
+        if not self.width > 0:
+            raise ValueError(f"profile {self.name!r}: width={self.width} must be > 0 (1.0 is the paper's net)")
+        if self.batch_size <= 0:
+            raise ValueError(f"profile {self.name!r}: batch_size={self.batch_size} must be > 0")
+        if self.data_kind not in ("synthetic", "imagenet"):
+            raise ValueError(f"profile {self.name!r}: data_kind={self.data_kind!r}; use 'synthetic' or 'imagenet'")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"profile {self.name!r}: device={self.device!r}; use 'cpu', 'cuda' or 'auto'")
+        smin, smax = self.jitter
+        if smin > smax:
+            raise ValueError(f"profile {self.name!r}: jitter Smin={smin} > Smax={smax}")
+        if min(self.S(s) for s in PAPER_S_FIXED) < self.crop or smin < self.crop:
+            raise ValueError(f"profile {self.name!r}: a training scale S is smaller than the crop {self.crop}")
+
+    # -- the paper's geometry, scaled -------------------------------------------------------
+    @property
+    def factor(self) -> float:
+        """How much smaller than the paper this profile's images are (crop / 224)."""
+        return self.crop / PAPER_CROP
+
+    def S(self, paper_px: int) -> int:
+        """A paper scale (S or Q, in the paper's pixels) in this profile's pixels."""
+        return int(round(paper_px * self.factor))
+
+    @property
+    def jitter(self) -> tuple[int, int]:
+        """[Smin, Smax] for scale jittering: the paper's [256, 512], scaled."""
+        return (self.S(PAPER_S_JITTER[0]), self.S(PAPER_S_JITTER[1]))
+
+    def test_scales(self, train_S: int | str, multi: bool) -> list[int]:
+        """The paper's rule for Q, in paper pixels (section 3.2), given a train S in paper pixels.
+
+        Fixed S: Q = S, or {S-32, S, S+32}. Jittered S ("jitter" or "[256;512]"): Q = 384, or
+        {256, 384, 512}. Scale the result with :meth:`S`.
+        """
+        if isinstance(train_S, str) and not train_S.isdigit():
+            lo, hi = PAPER_S_JITTER
+            return [lo, (lo + hi) // 2, hi] if multi else [(lo + hi) // 2]
+        s = int(train_S)
+        return [s - 32, s, s + 32] if multi else [s]
+
+    # -- optimisation -----------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The paper's 1e-2 at batch 256, scaled linearly with the batch (Goyal et al.'s rule)."""
+        return PAPER_LR * self.batch_size / PAPER_BATCH
+
+    @property
+    def data_path(self) -> Path:
+        return Path(os.path.expanduser(self.data_root))
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def replace(self, **overrides) -> "Profile":
+        """A copy with some knobs changed; unknown knobs are an error that lists the known ones."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown profile knob(s) {unknown}; known knobs: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["synth_min_side"] = list(d["synth_min_side"])
+        return d
+
+
+def _repo_data(name: str) -> str:
+    """Generated data lives in the project's data/ folder (git-ignored), or $VGGREPRO_DATA."""
+    base = os.environ.get("VGGREPRO_DATA") or str(Path(__file__).resolve().parent.parent / "data")
+    return str(Path(base) / name)
+
+
+PROFILES: dict[str, Profile] = {
+    # CPU, 2 cores: the whole book in at most 10 minutes. 1/8 of the channels, 64 px crops
+    # (S = 73, 110, [73, 146]); 20 synthetic classes.
+    "ci": Profile(
+        name="ci",
+        device="cpu",
+        data_kind="synthetic",
+        data_root=_repo_data("synth-ci"),
+        num_classes=20,
+        width=1 / 8,
+        crop=64,
+        batch_size=64,
+        epochs=8,
+        finetune_epochs=3,
+        workers=0,
+        threads=2,
+        synth_train_per_class=250,
+        synth_val_per_class=25,
+        synth_min_side=(80, 150),
+        checkpoint_every=200,
+        lr_patience=1,
+        notes="CPU, minutes; width/8 nets on the synthetic set at 64 px",
+    ),
+    # One GPU: the paper's nets at full width and 224 px on a larger synthetic set.
+    "gpu": Profile(
+        name="gpu",
+        device="auto",
+        data_kind="synthetic",
+        data_root=_repo_data("synth-gpu"),
+        num_classes=100,
+        width=1.0,
+        crop=224,
+        batch_size=256,
+        epochs=12,
+        finetune_epochs=4,
+        workers=8,
+        threads=8,
+        synth_train_per_class=300,
+        synth_val_per_class=30,
+        synth_min_side=(280, 520),
+        checkpoint_every=500,
+        lr_patience=1,
+        notes="one GPU, each notebook in about 10 minutes on an H100",
+    ),
+    # The paper's protocol on ILSVRC-2012 (set data_root or $VGGREPRO_IMAGENET).
+    "imagenet": Profile(
+        name="imagenet",
+        device="auto",
+        data_kind="imagenet",
+        data_root=os.environ.get("VGGREPRO_IMAGENET", "~/data/imagenet"),
+        num_classes=1000,
+        width=1.0,
+        crop=224,
+        batch_size=256,
+        epochs=74,
+        finetune_epochs=30,
+        workers=16,
+        threads=16,
+        checkpoint_every=2000,
+        lr_patience=2,
+        notes="ILSVRC-2012, 1..N GPUs under torchrun; the paper's full protocol",
+    ),
+}
+
+
+def get_profile(name: str = "ci", **overrides) -> Profile:
+    """The named profile, with any knob overridden: ``get_profile("ci", width=0.0625)``."""
+    if isinstance(name, Profile):
+        return name.replace(**overrides) if overrides else name
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    p = PROFILES[name]
+    return p.replace(**overrides) if overrides else p
