@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError) as e:
+    except (UserError, ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"vggrepro {args.command}: error: {e}", file=sys.stderr)
         return 2
 

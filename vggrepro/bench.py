@@ -1,0 +1,194 @@
+"""Throughput and MFU: how fast a VGG net trains or evaluates on this device.
+
+FLOPs are counted from the architecture, not guessed: a forward pass costs 2 x MACs (one multiply,
+one add), and a training step about 3 x that (forward, plus the backward pass's two products: the
+gradients with respect to the activations and to the weights). MFU is the achieved FLOP/s over
+the device's peak: the vendor's dense peak for the dtype on a known GPU, and on a CPU the rate of a
+large matrix product measured on the spot (so a CPU's MFU is relative to what torch reaches here).
+
+A benchmark prints and records figures (JSON with provenance); it is never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import models
+from .checkpoints import atomic_write_json
+from .runs import REPO, provenance
+
+#: Dense peak TFLOP/s by GPU name fragment and dtype (vendor data sheets, SXM parts, no sparsity).
+GPU_PEAK_TFLOPS = {
+    "H100": {"bf16": 989.0, "fp32": 67.0, "tf32": 494.0},
+    "H200": {"bf16": 989.0, "fp32": 67.0, "tf32": 494.0},
+    "A100": {"bf16": 312.0, "fp32": 19.5, "tf32": 156.0},
+}
+
+
+def measured_matmul_tflops(device: str, dtype: torch.dtype, n: int = 2048, repeat: int = 5) -> float:
+    """The rate of an n x n matrix product on this device: a practical peak where no data sheet applies."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * repeat / (time.perf_counter() - t) / 1e12
+
+
+def peak_tflops(device: str, bf16: bool) -> tuple[float, str]:
+    """The peak to divide by, and where it came from."""
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name()
+        for key, peaks in GPU_PEAK_TFLOPS.items():
+            if key in name:
+                dtype = "bf16" if bf16 else ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
+                return peaks[dtype], f"{key} data sheet, dense {dtype}"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    return measured_matmul_tflops(device, dtype), f"measured {2048}x{2048} matmul on this device"
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_one(
+    mode: str,
+    config: str,
+    *,
+    size: int,
+    batch: int,
+    width: float = 1.0,
+    crop: int = 224,
+    num_classes: int = 1000,
+    channels_last: bool = True,
+    bf16: bool = False,
+    compile: bool = False,
+    device: str = "cpu",
+    steps: int = 10,
+    warmup: int = 3,
+) -> dict:
+    """img/s and achieved TFLOP/s of ``mode`` ("train": SGD steps at the crop; "eval": dense
+    forward passes on size x size images) for one setting."""
+    net = models.build(config, width=width, num_classes=num_classes, crop=crop).to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    if mode == "train":
+        size = crop
+        fn = net
+        net.train()
+        macs = models.count_macs(net, size)
+        flops_per_image = 3 * 2 * macs
+    elif mode == "eval":
+        fn = models.to_dense(net).eval()
+        h = w = size
+        macs = _dense_macs(net, h, w)
+        flops_per_image = 2 * macs
+    else:
+        raise ValueError(f"mode {mode!r}: use 'train' or 'eval'")
+    if compile:
+        fn = torch.compile(fn)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (batch,), device=device)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
+
+    def step():
+        with autocast:
+            if mode == "train":
+                loss = F.cross_entropy(fn(x).float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            else:
+                with torch.inference_mode():
+                    fn(x)
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    seconds = time.perf_counter() - t
+    img_s = batch * steps / seconds
+    achieved = img_s * flops_per_image / 1e12
+    peak, peak_source = peak_tflops(device, bf16)
+    return dict(mode=mode, config=config, width=width, size=size, batch=batch, channels_last=channels_last,
+                bf16=bf16, compile=compile, img_per_s=round(img_s, 1), gflops_per_image=round(flops_per_image / 1e9, 3),
+                tflops=round(achieved, 3), peak_tflops=round(peak, 2), peak_source=peak_source,
+                mfu=round(achieved / peak, 4))
+
+
+def _dense_macs(net: models.VGG, h: int, w: int) -> int:
+    """MACs of the dense net on an h x w image: the convs at that size, plus fc6-fc8 at every
+    location of the score map."""
+    conv = sum(r["macs"] for r in models.layer_table(net, (h, w)) if r["kind"] == "Conv2d")
+    mh, mw = models.score_map_size(net, h, w)
+    fc = sum(m.in_features * m.out_features for m in net.classifier if isinstance(m, torch.nn.Linear))
+    return conv + fc * mh * mw
+
+
+def run_grid(mode: str, configs, sizes, batch: int, *, width: float, crop: int, device: str,
+             variants, steps: int, num_classes: int) -> list[dict]:
+    rows = []
+    for config, size, (cl, bf16, comp) in itertools.product(configs, sizes, variants):
+        row = bench_one(mode, config, size=size, batch=batch, width=width, crop=crop, num_classes=num_classes,
+                        channels_last=cl, bf16=bf16, compile=comp, device=device, steps=steps)
+        print(f"{mode} {config} {row['size']}px width={width:g} batch={batch} channels_last={cl} bf16={bf16} "
+              f"compile={comp}: {row['img_per_s']:,.1f} img/s, {row['tflops']:.2f} TFLOP/s, MFU {row['mfu']:.1%}")
+        rows.append(row)
+    return rows
+
+
+def _variants(text: str) -> list[tuple[bool, bool, bool]]:
+    """"fp32,cl,cl+bf16,cl+bf16+compile" -> (channels_last, bf16, compile) triples."""
+    out = []
+    for item in text.split(","):
+        tags = set(item.split("+"))
+        unknown = tags - {"fp32", "cl", "bf16", "compile"}
+        if unknown:
+            raise ValueError(f"--variants: unknown {sorted(unknown)}; use fp32, cl, bf16, compile joined by '+'")
+        out.append(("cl" in tags, "bf16" in tags, "compile" in tags))
+    return out
+
+
+def run_from_args(args) -> int:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    configs = args.configs.split(",")
+    for c in configs:
+        models.config_layers(c)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.crop]
+    rows = run_grid(args.mode, configs, sizes, args.batch, width=args.width, crop=args.crop, device=device,
+                    variants=_variants(args.variants), steps=args.steps, num_classes=args.num_classes)
+    out = Path(args.out) if args.out else REPO / "results" / f"bench_{args.mode}_{'gpu' if device.startswith('cuda') else 'cpu'}.json"
+    atomic_write_json(out, {"mode": args.mode, "rows": rows, "provenance": provenance(device)})
+    print(f"wrote {out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="img/s and MFU of training or dense evaluation")
+    p.add_argument("mode", choices=["train", "eval"])
+    p.add_argument("--configs", default="D")
+    p.add_argument("--sizes", default=None, help="eval: image sizes Q (e.g. 256,384,512); train uses the crop")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--crop", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--variants", default="fp32,cl", help="comma list of fp32 | cl | cl+bf16 | cl+bf16+compile ...")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default=None, help="JSON file (default results/bench_<mode>_<cpu|gpu>.json)")
+    p.set_defaults(func=run_from_args)
