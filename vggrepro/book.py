@@ -1,0 +1,386 @@
+"""The whole book in one command: run its notebooks with papermill, build the site with Jupyter Book.
+
+    vggrepro book run                      # every notebook of _toc.yml, profile ci -> runs/ci/book/
+    vggrepro book run --profile gpu --only 01,03 -p width=0.5
+    vggrepro book run --inplace            # refresh the stored ci outputs in book/ (what nbval checks)
+    vggrepro book build                    # jupyter-book build -W -> _build/html
+    vggrepro book sync                     # jupytext --sync book/*.py (the .py twins are the source)
+
+Each notebook runs with its working directory set to book/, in the order of _toc.yml, with the
+profile and any ``-p`` values injected by papermill after the cell tagged ``parameters``.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: The project's root: the folder holding _toc.yml, _config.yml and book/.
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("ci", "gpu", "imagenet")
+#: The profile whose outputs are stored in book/ and checked by nbval.
+STORED_PROFILE = "ci"
+KERNEL = "python3"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised: names the notebook, the cell and the error."""
+
+    def __init__(self, notebook: Path, cell: int, source: str, ename: str, evalue: str, output: Path):
+        self.notebook, self.cell, self.ename, self.evalue, self.output = notebook, cell, ename, evalue, output
+        first_line = next((line for line in source.splitlines() if line.strip()), "")
+        super().__init__(
+            f"{notebook} failed in cell {cell} (counting from 0; it starts {first_line.strip()[:60]!r}): "
+            f"{ename}: {evalue}\n"
+            f"  the executed notebook, with the error, is {output}"
+        )
+
+
+# -- which notebooks ----------------------------------------------------------------------------
+
+
+def _toc_files(root: Path) -> list[str]:
+    """Every ``file:`` of _toc.yml, in reading order (root first, then parts, chapters, sections)."""
+    import yaml
+
+    toc_path = root / "_toc.yml"
+    if not toc_path.exists():
+        raise FileNotFoundError(f"{toc_path} is missing: run this from a checkout of the vggrepro repository")
+    toc = yaml.safe_load(toc_path.read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(str(node["file"]))
+            for key in ("root", "parts", "chapters", "sections"):
+                if key == "root" and key in node:
+                    files.append(str(node["root"]))
+                elif key in node:
+                    walk(node[key])
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return files
+
+
+def notebooks(root: Path = ROOT) -> list[Path]:
+    """The notebooks of the book, in the order of _toc.yml, as ``book/NN_name.ipynb`` paths.
+
+    A toc entry counts as a notebook when its ``.ipynb`` or its jupytext ``.py`` twin exists;
+    other pages (intro.md, a results page in Markdown, one not written yet) are not run.
+    """
+    found = []
+    root = Path(root)
+    for entry in _toc_files(root):
+        stem = root / re.sub(r"\.(ipynb|md|py)$", "", entry)
+        if stem.with_suffix(".ipynb").exists() or stem.with_suffix(".py").exists():
+            found.append(stem.with_suffix(".ipynb"))
+    return found
+
+
+def select(all_notebooks: list[Path], only: str | list[str] | None) -> list[Path]:
+    """The notebooks named by ``only`` ("01,03", or names like "01_architecture"), in book order."""
+    if not only:
+        return list(all_notebooks)
+    wanted = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
+    chosen = set()
+    for w in wanted:
+        hits = [nb for nb in all_notebooks if nb.stem == w or nb.stem.split("_")[0] == w.zfill(2)]
+        if not hits:
+            names = ", ".join(nb.stem for nb in all_notebooks) or "none"
+            raise ValueError(f"--only {w!r} matches no notebook of _toc.yml; the book has: {names}")
+        chosen.update(hits)
+    return [nb for nb in all_notebooks if nb in chosen]
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+
+def parse_parameters(tokens: list[str]) -> dict:
+    """``["width=0.0625", "seed", "3"]`` -> ``{"width": 0.0625, "seed": 3}``.
+
+    Accepts ``key=value`` and papermill's ``key value``. A value that reads as a Python literal
+    (a number, None, True, a list, a quoted string) is that literal; anything else is a string.
+    """
+    params, i = {}, 0
+    while i < len(tokens):
+        token = tokens[i]
+        if "=" in token:
+            key, value = token.split("=", 1)
+            i += 1
+        elif i + 1 < len(tokens):
+            key, value = token, tokens[i + 1]
+            i += 2
+        else:
+            raise ValueError(f"-p {token}: a parameter needs a value; write -p {token}=VALUE")
+        key = key.strip()
+        if not key.isidentifier():
+            raise ValueError(f"-p {key}={value}: {key!r} is not a Python name; write -p name=value")
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value
+    return params
+
+
+def declared_parameters(nb) -> set[str]:
+    """The names assigned in a notebook's cell tagged ``parameters`` (empty when it has none)."""
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            for node in ast.parse(cell.source).body:
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def load_source(notebook: Path):
+    """A notebook's cells from its jupytext ``.py`` twin (the source of truth) when there is one,
+    with the metadata and cell ids of the stored ``.ipynb`` so that a refresh changes little."""
+    import jupytext
+    import nbformat
+
+    twin = notebook.with_suffix(".py")
+    if not twin.exists():
+        return nbformat.read(notebook, as_version=4)
+    source = jupytext.read(twin)
+    if not notebook.exists():
+        return source
+    from jupytext.combine import combine_inputs_with_outputs
+
+    return combine_inputs_with_outputs(source, nbformat.read(notebook, as_version=4), fmt="py:percent")
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def _injected_position(nb) -> int:
+    """Where papermill puts its injected-parameters cell: after the parameters cell, else first."""
+    for i, cell in enumerate(nb.cells):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return i + 1
+    return 0
+
+
+def clean_for_storage(nb, original_metadata: dict):
+    """Drop what papermill adds and what changes from run to run, so a stored notebook's diff
+    shows only its outputs: the injected-parameters cell, papermill's and nbclient's timing
+    metadata. The notebook's own metadata (kernelspec, jupytext pairing) stays as it was."""
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    for cell in nb.cells:
+        meta = cell.get("metadata", {})
+        meta.pop("papermill", None)
+        meta.pop("execution", None)
+        if meta.get("tags") == []:
+            meta.pop("tags")
+    nb.metadata = original_metadata
+    # Number the code cells 1, 2, ... as a clean top-to-bottom run would.
+    count = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            count += 1
+            cell.execution_count = count
+            for out in cell.get("outputs", []):
+                if "execution_count" in out:
+                    out["execution_count"] = count
+    return nb
+
+
+def _write_atomically(nb, path: Path) -> None:
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_book(
+    profile: str = "ci",
+    only: str | list[str] | None = None,
+    parameters: dict | None = None,
+    output: str | Path | None = None,
+    inplace: bool = False,
+    root: str | Path = ROOT,
+    echo=print,
+) -> list[Path]:
+    """Execute the book's notebooks in order with papermill; returns the executed notebooks' paths.
+
+    ``profile`` and ``parameters`` are injected after each notebook's ``parameters`` cell (a
+    parameter goes only to the notebooks that declare it; one that none declares is an error, so
+    a typo does not pass unnoticed). Executed notebooks go to ``output`` (default
+    ``runs/<profile>/book/``); with ``inplace`` the stored notebooks in book/ are refreshed
+    instead, which only the ``ci`` profile with its default parameters may do, since those are the
+    outputs nbval checks. The first failure stops the run with :class:`NotebookFailed`.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    root = Path(root)
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    parameters = dict(parameters or {})
+    if "profile" in parameters:
+        raise ValueError("set the profile with --profile, not -p profile=...")
+    if inplace and (profile != STORED_PROFILE or parameters):
+        raise ValueError(
+            f"--inplace refreshes the stored outputs, which are the {STORED_PROFILE!r} profile's with the "
+            f"notebooks' own parameters (nbval checks them); drop --profile/-p, or write elsewhere with --output"
+        )
+    chosen = select(notebooks(root), only)
+    if not chosen:
+        raise FileNotFoundError(f"{root / '_toc.yml'} lists no notebook under book/ that exists yet")
+    sources = {nb: load_source(nb) for nb in chosen}
+    declared = {nb: declared_parameters(src) for nb, src in sources.items()}
+    for key in parameters:
+        if not any(key in names for names in declared.values()):
+            known = sorted(set().union(*declared.values()) - {"profile"})
+            raise ValueError(
+                f"-p {key}: no chosen notebook has a parameter {key!r}; their parameters cells declare {known}"
+            )
+
+    work_dir = Path(output) if output else root / "runs" / profile / "book"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, nb_path in enumerate(chosen, 1):
+        source = sources[nb_path]
+        original_metadata = copy.deepcopy(source.metadata)
+        injected = {"profile": profile} | {k: v for k, v in parameters.items() if k in declared[nb_path]}
+        shown = ", ".join(f"{k}={v!r}" for k, v in injected.items())
+        echo(f"[{i}/{len(chosen)}] {nb_path.relative_to(root)} ({shown}) ...", end=" ", flush=True)
+        run_path = work_dir / nb_path.name
+        start = time.perf_counter()
+        try:
+            executed = papermill.execute_notebook(
+                source,
+                str(run_path),
+                parameters=injected,
+                kernel_name=KERNEL,
+                language="python",
+                cwd=str(nb_path.parent),
+                progress_bar=False,
+                log_output=False,
+            )
+        except PapermillExecutionError as e:
+            echo(f"FAILED after {time.perf_counter() - start:.1f} s")
+            # papermill counts its injected cell; name the cell as the notebook itself numbers it.
+            cell = e.cell_index - (1 if e.cell_index > _injected_position(source) else 0)
+            raise NotebookFailed(
+                nb_path.relative_to(root), cell, e.source, e.ename, e.evalue, run_path
+            ) from None
+        wall = time.perf_counter() - start
+        if inplace:
+            _write_atomically(clean_for_storage(executed, original_metadata), nb_path)
+            written.append(nb_path)
+        else:
+            written.append(run_path)
+        echo(f"ok in {wall:.1f} s -> {written[-1].relative_to(root) if written[-1].is_relative_to(root) else written[-1]}")
+    return written
+
+
+# -- the site -----------------------------------------------------------------------------------
+
+
+def _tool(name: str) -> str:
+    """A console script of this environment (the venv's jupyter-book), else one on PATH."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} is not installed; run `bash install.sh` (it installs the pins)")
+    return found
+
+
+def build_site(root: str | Path = ROOT, quiet: bool = True) -> Path:
+    """``jupyter-book build -W`` of the book into ``_build/html``; any warning fails the build.
+
+    The notebooks are not executed here (``execute_notebooks: "off"``): the site shows their stored
+    outputs. Returns the html folder; raises RuntimeError with the build's log on failure.
+    """
+    root = Path(root)
+    cmd = [_tool("jupyter-book"), "build", "-W", "--keep-going", "--path-output", ".", "."]
+    done = subprocess.run(cmd, cwd=root, capture_output=quiet, text=True)
+    if done.returncode != 0:
+        log = (done.stdout or "") + (done.stderr or "") if quiet else ""
+        raise RuntimeError(f"jupyter-book build failed (exit {done.returncode}):\n{log[-6000:]}")
+    html = root / "_build" / "html"
+    if not (html / "index.html").exists():
+        raise RuntimeError(f"jupyter-book build finished but {html / 'index.html'} is missing")
+    return html
+
+
+def sync_twins(root: str | Path = ROOT) -> list[Path]:
+    """``jupytext --sync`` every ``book/*.py`` with its ``.ipynb`` (the newer side wins)."""
+    root = Path(root)
+    twins = sorted((root / "book").glob("*.py"))
+    if twins:
+        subprocess.run([sys.executable, "-m", "jupytext", "--sync", *map(str, twins)], cwd=root, check=True)
+    return twins
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def _cmd_run(args) -> int:
+    tokens = [t for group in (args.parameter or []) for t in group]
+    try:
+        paths = run_book(args.profile, args.only, parse_parameters(tokens), args.output, args.inplace)
+    except NotebookFailed as e:
+        print(f"vggrepro book run: {e}", file=sys.stderr)
+        return 1
+    print(f"{len(paths)} notebook(s) ran under the {args.profile!r} profile")
+    return 0
+
+
+def _cmd_build(args) -> int:
+    try:
+        html = build_site(quiet=False)
+    except RuntimeError as e:
+        print(f"vggrepro book build: {e}", file=sys.stderr)
+        return 1
+    print(f"site: {html / 'index.html'}")
+    return 0
+
+
+def _cmd_sync(args) -> int:
+    twins = sync_twins()
+    print(f"synced {len(twins)} notebook(s)")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``vggrepro book run|build|sync``."""
+    book = subparsers.add_parser("book", help="run the notebooks (papermill), build the site (Jupyter Book)")
+    sub = book.add_subparsers(dest="book_command", required=True, metavar="ACTION")
+
+    run = sub.add_parser("run", help="execute the notebooks of _toc.yml in order")
+    run.add_argument("--profile", default="ci", choices=PROFILES, help="the size of the run (default: ci)")
+    run.add_argument("--only", help="some notebooks, by number or name: --only 01,03")
+    run.add_argument(
+        "-p", "--parameter", action="append", nargs="+", metavar="KEY=VALUE",
+        help="a notebook parameter, e.g. -p width=0.0625 (or papermill's -p width 0.0625); repeatable",
+    )
+    run.add_argument("--output", help="folder for the executed notebooks (default: runs/<profile>/book)")
+    run.add_argument("--inplace", action="store_true", help="refresh the stored ci outputs in book/")
+    run.set_defaults(func=_cmd_run)
+
+    build = sub.add_parser("build", help="jupyter-book build -W into _build/html (warnings fail it)")
+    build.set_defaults(func=_cmd_build)
+
+    sync = sub.add_parser("sync", help="jupytext --sync book/*.py (the .py twins are the source)")
+    sync.set_defaults(func=_cmd_sync)
