@@ -8,7 +8,9 @@ an unfinished one resumes, a missing one trains. That is how notebooks 02-06 sha
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -82,6 +84,17 @@ class Run:
         full = dict(result, settings=self.settings, run_id=self.id, provenance=provenance(device))
         atomic_write_json(self.result_path, full)
         return full
+
+    @contextlib.contextmanager
+    def lock(self):
+        """An exclusive lock on the run folder (held while training it; released if the process dies)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def metrics(self) -> list[dict]:
         if not self.metrics_path.exists():

@@ -16,6 +16,7 @@ the schedule, the RNG states and the position in the data, so ``--resume`` conti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from .runs import Run
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 MAX_LR_CUTS = 3
+INITS = ("gaussian", "glorot", "from-a", "checkpoint")
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -85,6 +87,7 @@ class Settings:
     dropout: float = 0.5
     seed: int | None = None
     init_std: float = 1e-2
+    trainable: str = "all"  # "all", or "fc": only fc6-fc8 learn (the submission's jitter-tuned D)
 
     def key(self, profile: Profile) -> dict:
         """The run's identity: these settings plus every profile knob that changes the result."""
@@ -93,7 +96,7 @@ class Settings:
         return dict(kind="train", config=self.config, scale=scale, init=_init_label(self.init),
                     init_source=_init_source(self.init), lr=self.lr, epochs=self.epochs,
                     max_steps=self.max_steps, dropout=self.dropout, seed=self.seed, init_std=self.init_std,
-                    profile=knobs)
+                    trainable=self.trainable, profile=knobs)
 
 
 def _init_label(init: str) -> str:
@@ -262,11 +265,10 @@ def train(
     finished run is returned as it is; an unfinished one resumes from its checkpoint when
     ``resume`` is true. ``progress`` (tqdm bar) defaults to on when stderr is a terminal.
     """
-    from tqdm.auto import tqdm
-
-    from . import data
-
     profile = get_profile(profile) if isinstance(profile, str) else profile
+    models.config_layers(settings.config)  # an unknown config fails before any data is touched
+    if _init_label(settings.init) not in INITS:
+        raise ValueError(f"unknown init {settings.init!r}; use gaussian, glorot, from-a:PATH or checkpoint:PATH")
     seed = profile.seed if settings.seed is None else settings.seed
     epochs = settings.epochs or (profile.finetune_epochs if ":" in settings.init else profile.epochs)
     lr0 = settings.lr or profile.lr
@@ -288,6 +290,20 @@ def train(
         run.dir = Path(out)
     if run.finished():
         return dict(run.result(), run_dir=str(run.dir))
+    # Two notebooks asking for one run: the second waits, then re-uses it. (Under torchrun the
+    # ranks of one run train together; rank 0 holds the lock.)
+    with run.lock() if rank == 0 else contextlib.nullcontext():
+        if run.finished():
+            return dict(run.result(), run_dir=str(run.dir))
+        return _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, cuda,
+                      resume=resume, compile=compile, progress=progress)
+
+
+def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, cuda, *, resume, compile, progress):
+    from tqdm.auto import tqdm
+
+    from . import data
+
     if rank == 0:
         run.start()
     if run.checkpoint.exists() and not resume:
@@ -295,7 +311,15 @@ def train(
                          "or remove the folder to start again")
 
     # Data: the ILSVRC-layout reader serves the synthetic set and ImageNet alike.
-    root = data.ensure_synthetic(profile, verbose=bool(progress)) if profile.data_kind == "synthetic" else profile.data_path
+    root = profile.data_path
+    if profile.data_kind == "synthetic":
+        # One process generates the set; the others wait for it and then only verify it.
+        if rank == 0:
+            root = data.ensure_synthetic(profile, verbose=bool(progress))
+        if world_size > 1:
+            dist.barrier()
+        if rank != 0:
+            root = data.ensure_synthetic(profile, verbose=False)
     train_set, val_set = data.ILSVRC(root, "train"), data.ILSVRC(root, "val")
     stats = data.dataset_stats(root)
     preprocess = stats.preprocess()
@@ -310,7 +334,12 @@ def train(
     net = net.to(device, memory_format=memory_format)
     model = nn.parallel.DistributedDataParallel(net) if world_size > 1 else net
     step_fn = torch.compile(model) if compile else model
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr0, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    if settings.trainable not in ("all", "fc"):
+        raise ValueError(f"trainable={settings.trainable!r}: use 'all' or 'fc'")
+    learning = net.parameters() if settings.trainable == "all" else net.classifier.parameters()
+    if settings.trainable == "fc":
+        net.features.requires_grad_(False)
+    optimizer = torch.optim.SGD(learning, lr=lr0, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     schedule = PlateauSchedule(lr0, profile.lr_patience)
     epoch, step_in_epoch, step = 0, 0, 0
     meta = checkpoints.model_meta(net, preprocess, profile=profile.name, run_id=run.id, scale=settings.scale,
@@ -429,12 +458,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in the folder from its checkpoint")
     p.add_argument("--compile", action="store_true", help="torch.compile the net (faster on GPUs)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-s", "--set", action="append", default=[], metavar="KNOB=VALUE",
+                   help="override any profile knob, e.g. --set num_classes=10 --set crop=32")
+
+
+def parse_knobs(items: list[str]) -> dict:
+    """``["num_classes=10", "synth_min_side=(40, 60)"]`` -> a dict of Python values."""
+    import ast
+
+    knobs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KNOB=VALUE")
+        try:
+            knobs[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            knobs[key.strip()] = value
+    return knobs
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in dict(batch_size=args.batch_size, width=args.width, data_root=args.data,
                                         device=args.device, checkpoint_every=args.checkpoint_every).items()
                  if v is not None}
+    overrides.update(parse_knobs(args.set))
     profile = get_profile(args.profile, **overrides)
     scale = parse_scale(args.scale) if args.scale else profile.S(256)
     settings = Settings(config=args.config, scale=scale, init=args.init, lr=args.lr, epochs=args.epochs,

@@ -1,0 +1,110 @@
+"""The paper's experiment grid as data: which nets are trained, at which S, from which start.
+
+Section 3.1 trains net A from random weights and starts the deeper nets from it; S = 384 starts
+from the S = 256 net at lr 1e-3; scale-jittered nets fine-tune all layers of the S = 384 net.
+Every entry is a run in the run cache (``runs/<profile>/``), so notebooks 02-06 share the trained
+nets instead of training them twice, and any notebook can run alone: asking for an entry trains
+what it needs first.
+
+Names are ``<config>/<train S>`` in the paper's pixels, with ``jit`` for S in [256, 512].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .profiles import Profile, get_profile
+
+#: lr of a fine-tuning run relative to the profile's initial lr (the paper: 1e-3 against 1e-2).
+FINETUNE_LR = 0.1
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    config: str
+    train_S: str  # the paper's notation: "256", "384" or "[256;512]"
+    init: str  # gaussian | glorot | from-a | checkpoint
+    source: str | None = None  # the entry whose checkpoint it starts from
+    trainable: str = "all"  # "all", or "fc" (fc6-fc8 only, as the submission's jittered D)
+    note: str = ""
+
+    @property
+    def finetune(self) -> bool:
+        return self.init == "checkpoint"
+
+
+def _entries() -> dict[str, Entry]:
+    e: list[Entry] = [
+        Entry("A/256", "A", "256", "gaussian", note="trained from random weights (section 3.1)"),
+        Entry("A-LRN/256", "A-LRN", "256", "gaussian", note="A with AlexNet's LRN after conv1_1"),
+        Entry("B-5x5/256", "B-5x5", "256", "gaussian", note="B with each pair of 3x3 convs as one 5x5"),
+    ]
+    for c in "BCDE":
+        e.append(Entry(f"{c}/256", c, "256", "from-a", "A/256", note="first 4 convs and 3 FC from A"))
+    e.append(Entry("D/256-glorot", "D", "256", "glorot", note="Glorot init, no pre-training (post-submission)"))
+    for c in "CDE":
+        e.append(Entry(f"{c}/384", c, "384", "checkpoint", f"{c}/256", note="from S=256 at lr / 10"))
+        e.append(Entry(f"{c}/jit", c, "[256;512]", "checkpoint", f"{c}/384", note="all layers from S=384"))
+    e.append(Entry("D/jit-fc", "D", "[256;512]", "checkpoint", "D/384", trainable="fc",
+                   note="FC layers only from S=384 (the submission's multi-scale D)"))
+    return {x.name: x for x in e}
+
+
+GRID: dict[str, Entry] = _entries()
+
+
+def entry(name: str) -> Entry:
+    if name not in GRID:
+        raise ValueError(f"no grid entry {name!r}; the grid has {list(GRID)}")
+    return GRID[name]
+
+
+def scale_of(profile: Profile, train_S: str) -> int | tuple[int, int]:
+    """The training scale in the profile's pixels: S, or (Smin, Smax) for jittering."""
+    if train_S.isdigit():
+        return profile.S(int(train_S))
+    return profile.jitter
+
+
+def test_scales_of(profile: Profile, train_S: str, multi: bool) -> list[int]:
+    """Section 3.2's Q for a train S, in the profile's pixels."""
+    return [profile.S(q) for q in profile.test_scales(train_S, multi)]
+
+
+def settings_of(profile: Profile, name: str):
+    """The trainer's Settings for an entry (its source's checkpoint must exist: see :func:`get`)."""
+    from .train import Settings
+
+    x = entry(name)
+    init = x.init
+    if x.source:
+        init = f"{x.init}:{run_of(profile, x.source).checkpoint}"
+    lr = profile.lr * FINETUNE_LR if x.finetune else None
+    return Settings(config=x.config, scale=scale_of(profile, x.train_S), init=init, lr=lr, trainable=x.trainable)
+
+
+def run_of(profile: Profile, name: str):
+    from .runs import Run
+
+    return Run(profile.name, settings_of(profile, name).key(profile))
+
+
+def get(profile: Profile | str, name: str, *, progress: bool | None = None) -> dict:
+    """The result of a grid entry, training it (and what it starts from) when not yet in the cache."""
+    from .train import train
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    x = entry(name)
+    if x.source:
+        get(profile, x.source, progress=progress)
+    result = train(profile, settings_of(profile, name), progress=progress)
+    return dict(result, name=name, train_S=x.train_S, note=x.note)
+
+
+def checkpoint(profile: Profile | str, name: str):
+    """The checkpoint file of a grid entry, trained when missing."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    get(profile, name)
+    return run_of(profile, name).checkpoint
+
