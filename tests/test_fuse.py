@@ -7,7 +7,7 @@ from vggrepro.fuse import disagreement, fuse, greedy_subset, subset_errors, top_
 
 
 def test_top_errors_by_hand():
-    p = torch.tensor([[0.1, 0.7, 0.2, 0, 0, 0], [0.5, 0.1, 0.4, 0, 0, 0], [0.0, 0.0, 0.1, 0.2, 0.3, 0.4]])
+    p = torch.tensor([[0.1, 0.7, 0.2, 0, 0, 0], [0.5, 0.1, 0.4, 0, 0, 0], [0.0, 0.05, 0.1, 0.2, 0.3, 0.35]])
     labels = torch.tensor([1, 2, 0])
     # image 0 right at top-1; image 1 second (top-5 right); image 2: class 0 ranks 6th of 6.
     top1, top5 = top_errors(p, labels)
