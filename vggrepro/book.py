@@ -211,6 +211,15 @@ def _write_atomically(nb, path: Path) -> None:
         raise
 
 
+def _runs_root(root: Path) -> Path:
+    """This project's runs folder ($VGGREPRO_RUNS or runs/); another book's own runs/ folder."""
+    if root.resolve() == ROOT:
+        from .runs import runs_root
+
+        return runs_root()
+    return root / "runs"
+
+
 def run_book(
     profile: str = "ci",
     only: str | list[str] | None = None,
@@ -225,7 +234,7 @@ def run_book(
     ``profile`` and ``parameters`` are injected after each notebook's ``parameters`` cell (a
     parameter goes only to the notebooks that declare it; one that none declares is an error, so
     a typo does not pass unnoticed). Executed notebooks go to ``output`` (default
-    ``runs/<profile>/book/``); with ``inplace`` the stored notebooks in book/ are refreshed
+    ``runs/<profile>/book/``, under ``$VGGREPRO_RUNS`` when set); with ``inplace`` the stored notebooks in book/ are refreshed
     instead, which only the ``ci`` profile with its default parameters may do, since those are the
     outputs nbval checks. The first failure stops the run with :class:`NotebookFailed`.
     """
@@ -255,7 +264,7 @@ def run_book(
                 f"-p {key}: no chosen notebook has a parameter {key!r}; their parameters cells declare {known}"
             )
 
-    work_dir = Path(output) if output else root / "runs" / profile / "book"
+    work_dir = Path(output) if output else _runs_root(root) / profile / "book"
     work_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, nb_path in enumerate(chosen, 1):
