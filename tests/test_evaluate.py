@@ -1,0 +1,163 @@
+"""Proofs for section 3.2's test protocols: dense = centre crop at Q = crop, multi-crop at Q = crop =
+a flipped pair, bucketing changes nothing, and the error arithmetic, on tiny nets and made-up images."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vggrepro import checkpoints, evaluate as ev
+from vggrepro.models import build, count_macs, init_glorot
+from vggrepro.transforms import Preprocess, crop_grid, rescale
+
+CROP = 32
+MEAN = Preprocess(mean=(124.0, 116.0, 104.0), std=(58.0, 57.0, 57.0))
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    # Glorot init with a gain of 1.6 per layer (ReLU halves the energy), so that the posteriors are
+    # far from uniform and the comparisons below mean something
+    net = init_glorot(build("A", width=1 / 16, num_classes=10, crop=CROP)).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1.6)
+    return net
+
+
+def image(h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    # smooth-ish images: a coarse random field upsampled, so rescaling behaves like on photos
+    coarse = torch.randint(0, 256, (1, 3, max(2, h // 8), max(2, w // 8)), generator=g).float()
+    return F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[0].round().to(torch.uint8)
+
+
+def posterior(net, x):
+    """The soft-max of the net on one preprocessed image: the independent reference."""
+    with torch.no_grad():
+        return F.softmax(net(MEAN(x).unsqueeze(0)), dim=1)[0]
+
+
+def assert_not_uniform(p):
+    # guard: a near-uniform posterior would make every equality below trivially true
+    assert p.max().item() > 2.0 / p.shape[-1]
+
+
+def test_dense_at_crop_without_flip_equals_centre_crop(net):
+    images = [(0, image(CROP, CROP, 0), 3), (1, image(57, 57, 1), 5)]  # square: rescales to crop x crop
+    dense = ev.evaluate(net, MEAN, images, protocol="dense", scales=[CROP], flip=False)
+    centre = ev.evaluate(net, MEAN, images, protocol="centre", scales=[CROP])
+    expect = torch.stack([posterior(net, rescale(im, CROP)) for _, im, _ in images])
+    assert_not_uniform(expect[0])
+    torch.testing.assert_close(dense.posteriors, expect, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(centre.posteriors, expect, atol=1e-5, rtol=1e-4)
+    assert dense.labels.tolist() == [3, 5] and dense.indices.tolist() == [0, 1]
+
+
+def test_multicrop_at_crop_is_one_crop_and_its_flip(net):
+    im = image(CROP, CROP, 2)
+    assert crop_grid(CROP, CROP, CROP) == [(0, 0)] * 25  # 25 identical crops
+    expect = (posterior(net, im) + posterior(net, im.flip(-1))) / 2
+    assert_not_uniform(expect)
+    # the flip matters for this net, so the test would see a missing or doubled flip
+    assert (posterior(net, im) - posterior(net, im.flip(-1))).abs().max() > 1e-3
+    multi = ev.evaluate(net, MEAN, [(0, im, 0)], protocol="multicrop", scales=[CROP], batch_size=7)
+    dense = ev.evaluate(net, MEAN, [(0, im, 0)], protocol="dense", scales=[CROP])
+    torch.testing.assert_close(multi.posteriors[0], expect, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dense.posteriors[0], expect, atol=1e-5, rtol=1e-4)
+    assert multi.macs_per_image["multicrop"] == 50 * count_macs(net)
+
+
+def test_dense_averages_the_score_map_then_softmaxes(net):
+    """A second implementation of dense evaluation: slide the FC layers over every crop/32 window
+    of the last feature map, average the scores over the windows, then soft-max."""
+    im = image(3 * CROP, 2 * CROP + 16, 3)  # 96 x 80: a 3 x 2 score map
+    with torch.no_grad():
+        feats = net.features(MEAN(im).unsqueeze(0))[0]
+        g = net.grid
+        scores = [net.classifier(feats[:, i:i + g, j:j + g].reshape(1, -1))[0]
+                  for i in range(feats.shape[1] - g + 1) for j in range(feats.shape[2] - g + 1)]
+    assert len(scores) == 6
+    expect = F.softmax(torch.stack(scores).mean(0), dim=0)
+    got = ev.evaluate(net, MEAN, [(0, im, 0)], protocol="dense", scales=[2 * CROP + 16], flip=False)
+    torch.testing.assert_close(got.posteriors[0], expect, atol=1e-5, rtol=1e-4)
+    # ... and not soft-max first: that gives another answer here
+    other = torch.stack([F.softmax(s, 0) for s in scores]).mean(0)
+    assert (other - expect).abs().max() > 1e-4
+
+
+def test_bucketing_leaves_dense_results_unchanged(net):
+    sizes = [(40, 60), (50, 50), (60, 40), (40, 60), (45, 70), (50, 50), (40, 60), (60, 40), (33, 90)]
+    images = [(10 * k + 7, image(h, w, k), k % 10) for k, (h, w) in enumerate(sizes)]
+    batched = ev.evaluate(net, MEAN, images, protocol="dense", scales=[CROP, 40], batch_size=2, max_pending=3)
+    alone = [ev.evaluate(net, MEAN, [item], protocol="dense", scales=[CROP, 40], batch_size=1) for item in images]
+    torch.testing.assert_close(batched.posteriors, torch.cat([a.posteriors for a in alone]), atol=1e-5, rtol=1e-4)
+    assert batched.indices.tolist() == [i for i, _, _ in images]
+    assert batched.labels.tolist() == [lab for _, _, lab in images]
+
+
+def test_multiscale_is_the_mean_of_single_scales_and_both_the_mean_of_dense_and_multicrop(net):
+    images = [(k, image(40 + 3 * k, 50 - 2 * k, k), k) for k in range(3)]
+    scales = [CROP, 40, 48]
+    for protocol in ("dense", "multicrop", "centre"):
+        multi = ev.evaluate(net, MEAN, images, protocol=protocol, scales=scales, batch_size=16)
+        single = [ev.evaluate(net, MEAN, images, protocol=protocol, scales=[q], batch_size=16).posteriors
+                  for q in scales]
+        torch.testing.assert_close(multi.posteriors, torch.stack(single).mean(0), atol=1e-6, rtol=1e-5)
+    both = ev.evaluate(net, MEAN, images, protocol="both", scales=scales[:2])
+    dense = ev.evaluate(net, MEAN, images, protocol="dense", scales=scales[:2]).posteriors
+    multicrop = ev.evaluate(net, MEAN, images, protocol="multicrop", scales=scales[:2]).posteriors
+    torch.testing.assert_close(both.posteriors, (dense + multicrop) / 2, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(both.parts["dense"], dense, atol=1e-6, rtol=1e-5)
+    assert torch.allclose(both.posteriors.sum(1), torch.ones(3), atol=1e-5)
+
+
+def test_top_errors_by_hand():
+    p = torch.tensor([
+        [0.50, 0.20, 0.10, 0.08, 0.07, 0.05],  # label 0: top-1 hit
+        [0.05, 0.10, 0.30, 0.20, 0.15, 0.20],  # label 4: 4th largest -> top-5 hit, top-1 miss
+        [0.40, 0.30, 0.12, 0.08, 0.06, 0.04],  # label 5: smallest -> top-5 miss
+        [0.10, 0.60, 0.10, 0.05, 0.05, 0.10],  # label 1: top-1 hit
+    ])
+    errs = ev.top_errors(p, torch.tensor([0, 4, 5, 1]))
+    assert errs == {"top1": pytest.approx(50.0), "top5": pytest.approx(25.0)}
+    assert ev.top_errors(p[:, :3], torch.tensor([0, 2, 1, 1]), k=(1, 5)) == {"top1": 25.0, "top5": 0.0}
+    with pytest.raises(ValueError, match="empty"):
+        ev.top_errors(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long))
+
+
+def test_dense_macs_at_the_crop_equal_one_forward(net):
+    assert ev.dense_macs(net, CROP, CROP) == count_macs(net)
+    # a 64 x 96 image: convs cost what count_macs says, the FC layers run on a 2 x 3 score map
+    fc = sum(m.in_features * m.out_features for m in net.classifier if isinstance(m, torch.nn.Linear))
+    assert ev.dense_macs(net, 64, 96) - count_macs(net, (64, 96)) == 5 * fc
+
+
+def test_bad_input_is_named(net):
+    im = [(0, image(CROP, CROP, 0), 0)]
+    with pytest.raises(ValueError, match="below the crop"):
+        ev.evaluate(net, MEAN, im, protocol="dense", scales=[CROP - 1])
+    with pytest.raises(ValueError, match="unknown protocol"):
+        ev.evaluate(net, MEAN, im, protocol="10-crop", scales=[CROP])
+    with pytest.raises(ValueError, match="empty"):
+        ev.evaluate(net, MEAN, [], protocol="dense", scales=[CROP])
+    with pytest.raises(ValueError, match="whole numbers"):
+        ev.parse_scales("256,big")
+
+
+def test_posteriors_round_trip(net, tmp_path):
+    images = [(k, image(40, 48, k), k) for k in range(2)]
+    result = ev.evaluate(net, MEAN, images, protocol="both", scales=[CROP])
+    path = ev.save_posteriors(tmp_path / "p" / "posteriors.pt", result, note="x")
+    back = ev.load_posteriors(path)
+    assert torch.equal(back["posteriors"], result.posteriors) and back["posteriors"].dtype == torch.float32
+    assert torch.equal(back["labels"], result.labels) and torch.equal(back["parts"]["multicrop"],
+                                                                       result.parts["multicrop"])
+    assert back["meta"]["protocol"] == "both" and back["meta"]["note"] == "x"
+    assert os.listdir(path.parent) == ["posteriors.pt"]  # no temporary file left behind
+    with pytest.raises(FileNotFoundError):
+        ev.load_posteriors(tmp_path / "missing.pt")

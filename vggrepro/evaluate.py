@@ -1,0 +1,546 @@
+"""Section 3.2 of the paper: testing a net at one or several scales Q, densely or on crops.
+
+Every protocol turns one image into one soft-max posterior over the classes:
+
+- ``centre``: rescale the image so that its smaller side is Q and classify one centre crop. This is
+  torchvision's single-crop protocol, for reference; the paper never uses it for Tables 3-7.
+- ``dense``: the fully-convolutional net (:func:`vggrepro.models.to_dense`) runs on the whole
+  rescaled image and gives a class-score map. The map is **averaged over space first, then
+  soft-maxed** (the paper says the map is "spatially averaged (sum-pooled)" and leaves the order of
+  soft-max and pooling open: PAPER_NOTES pitfall 5). The same is done for the horizontally flipped
+  image and the two posteriors are averaged.
+- ``multicrop``: a 5x5 grid of crops, each also flipped: 50 crops per scale. Each crop is
+  soft-maxed and the 50 posteriors are averaged. The paper does not say where the crops lie; here
+  they are spaced evenly from corner to corner of the rescaled image
+  (:func:`vggrepro.transforms.crop_grid`): the first row of crops touches the top edge, the last
+  row the bottom edge, and likewise for columns. Where a side equals the crop, every crop along it
+  starts at 0, so a ``crop x crop`` image gives 25 identical crops.
+- ``both``: the average of the dense and the multi-crop posteriors ("multi-crop & dense").
+
+With several scales, the posteriors of the scales are averaged (section 3.2). Test scales Q are in
+the net's own pixels; a profile's ``S()`` turns the paper's 256/384/512 into them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoints
+from . import transforms as T
+from .models import VGG, layer_table, to_dense
+from .transforms import Preprocess
+
+PROTOCOLS = ("centre", "dense", "multicrop", "both")
+#: The paper's multi-crop grid: 5 x 5 positions per scale (and each crop flipped).
+GRID = 5
+POSTERIORS_FILE = "posteriors.pt"
+
+# -- geometry --------------------------------------------------------------------------------
+
+
+def dense_macs(model: VGG, height: int, width: int) -> int:
+    """Multiply-accumulates of the dense net on one ``height x width`` image.
+
+    The convolutional part costs what :func:`vggrepro.models.count_macs` says for that size; the
+    fully-connected layers, now convolutions, run once per position of the class-score map.
+    """
+    rows = layer_table(model, (height, width))
+    conv = sum(r["macs"] for r in rows if r["kind"] != "Linear")
+    fc = sum(r["macs"] for r in rows if r["kind"] == "Linear")
+    h, w = height // 32 - model.grid + 1, width // 32 - model.grid + 1
+    return conv + fc * h * w
+
+
+def crop_macs(model: VGG) -> int:
+    """Multiply-accumulates of one crop through the net."""
+    return sum(r["macs"] for r in layer_table(model))
+
+
+# -- scores ----------------------------------------------------------------------------------
+
+
+def top_errors(posteriors: torch.Tensor, labels: torch.Tensor, k: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """Top-k error in percent for each k: the share of images whose label is not among the k
+    classes of highest posterior. Returns ``{"top1": ..., "top5": ...}``. With fewer than k classes
+    every label is among them (error 0)."""
+    posteriors, labels = torch.as_tensor(posteriors), torch.as_tensor(labels)
+    if posteriors.ndim != 2 or labels.shape != posteriors.shape[:1]:
+        raise ValueError(f"posteriors must be (N, C) and labels (N,); got {tuple(posteriors.shape)} and "
+                         f"{tuple(labels.shape)}")
+    if len(labels) == 0:
+        raise ValueError("no images to score: the evaluation saw an empty data set")
+    out = {}
+    for kk in k:
+        top = posteriors.topk(min(kk, posteriors.shape[1]), dim=1).indices
+        hit = (top == labels.view(-1, 1)).any(dim=1)
+        out[f"top{kk}"] = 100.0 * (1.0 - hit.double().mean().item())
+    return out
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation gives: a posterior per image and what it cost.
+
+    ``posteriors`` (N, C) float32 and ``labels``/``indices`` (N,) are sorted by the data set's index.
+    For protocol ``both``, ``parts`` holds the ``dense`` and ``multicrop`` posteriors too, so one run
+    gives all three rows of Table 5. ``macs_per_image`` is the mean forward cost per image (all
+    scales, flips and crops), by method.
+    """
+
+    protocol: str
+    scales: list[int]
+    crop: int
+    flip: bool
+    posteriors: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    seconds: float
+    macs_per_image: dict[str, float]
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def images(self) -> int:
+        return len(self.labels)
+
+    @property
+    def errors(self) -> dict[str, float]:
+        return top_errors(self.posteriors, self.labels)
+
+    @property
+    def top1(self) -> float:
+        return self.errors["top1"]
+
+    @property
+    def top5(self) -> float:
+        return self.errors["top5"]
+
+    def summary(self) -> dict:
+        """The JSON-able numbers: errors (also of each part), images, seconds, MACs."""
+        out = dict(protocol=self.protocol, scales=list(self.scales), crop=self.crop, flip=self.flip,
+                   images=self.images, seconds=round(self.seconds, 3),
+                   images_per_second=round(self.images / self.seconds, 2) if self.seconds > 0 else None,
+                   macs_per_image=dict(self.macs_per_image), **self.errors)
+        if self.parts:
+            out["part_errors"] = {name: top_errors(p, self.labels) for name, p in self.parts.items()}
+        return out
+
+
+# -- the evaluation loop ----------------------------------------------------------------------
+
+
+class _Accumulator:
+    """Sums of posteriors per image; divided by the number of scales at the end."""
+
+    def __init__(self):
+        self.sums: dict[int, torch.Tensor] = {}
+
+    def add(self, index: int, p: torch.Tensor) -> None:
+        p = p.double().cpu()
+        self.sums[index] = self.sums[index] + p if index in self.sums else p
+
+    def result(self, order: list[int], scales: int) -> torch.Tensor:
+        return torch.stack([self.sums[i] for i in order]).div(scales).float()
+
+
+class _DenseRunner:
+    """Dense evaluation, batched by the exact rescaled size so that no padding changes any score.
+
+    Images wait in one bucket per (height, width). A bucket runs when it holds ``batch_size``
+    images, or, so that memory stays bounded, when more than ``max_pending`` images wait in all (the
+    fullest bucket runs first).
+    """
+
+    def __init__(self, dense, preprocess, device, batch_size, flip, acc, max_pending):
+        self.dense, self.preprocess, self.device = dense, preprocess, device
+        self.batch_size, self.flip, self.acc, self.max_pending = batch_size, flip, acc, max_pending
+        self.buckets: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = defaultdict(list)
+        self.pending = 0
+
+    def add(self, index: int, image: torch.Tensor) -> None:
+        key = tuple(image.shape[-2:])
+        self.buckets[key].append((index, image))
+        self.pending += 1
+        if len(self.buckets[key]) >= self.batch_size:
+            self._run(key)
+        elif self.pending > self.max_pending:
+            self._run(max(self.buckets, key=lambda k: len(self.buckets[k])))
+
+    def finish(self) -> None:
+        for key in list(self.buckets):
+            self._run(key)
+
+    def _run(self, key) -> None:
+        items = self.buckets.pop(key)
+        self.pending -= len(items)
+        x = _prepare(torch.stack([im for _, im in items]), self.preprocess, self.device)
+        if self.flip:
+            x = torch.cat([x, x.flip(-1)])
+        # Average the score map over space, then soft-max (see the module's docstring).
+        p = F.softmax(self.dense(x).float().mean(dim=(-2, -1)), dim=1)
+        if self.flip:
+            p = (p[: len(items)] + p[len(items):]) / 2
+        for (index, _), row in zip(items, p):
+            self.acc.add(index, row)
+
+
+class _CropRunner:
+    """Crops of ``crop x crop`` from any image, batched together; each crop's soft-max, divided by
+    the crops per scale, is added to its image's sum."""
+
+    def __init__(self, model, preprocess, device, batch_size, acc):
+        self.model, self.preprocess, self.device, self.batch_size, self.acc = model, preprocess, device, batch_size, acc
+        self.crops: list[torch.Tensor] = []
+        self.owners: list[tuple[int, int]] = []  # (image index, crops of that image at this scale)
+
+    def add(self, index: int, crops: list[torch.Tensor]) -> None:
+        for c in crops:
+            self.crops.append(c)
+            self.owners.append((index, len(crops)))
+            if len(self.crops) >= self.batch_size:
+                self._run()
+
+    def finish(self) -> None:
+        if self.crops:
+            self._run()
+
+    def _run(self) -> None:
+        x = _prepare(torch.stack(self.crops), self.preprocess, self.device)
+        p = F.softmax(self.model(x).float(), dim=1)
+        for (index, n), row in zip(self.owners, p):
+            self.acc.add(index, row / n)
+        self.crops, self.owners = [], []
+
+
+def _prepare(batch: torch.Tensor, preprocess: Preprocess, device) -> torch.Tensor:
+    x = preprocess(batch.to(device, non_blocking=True))
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _check(protocol: str, scales: Sequence[int], crop: int) -> list[int]:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    scales = [int(q) for q in scales]
+    if not scales:
+        raise ValueError("no test scales: give at least one Q, e.g. scales=[crop]")
+    small = [q for q in scales if q < crop]
+    if small:
+        raise ValueError(f"test scale(s) {small} are below the crop {crop}: every Q must be >= the crop, "
+                         "since the smaller side of the rescaled image must hold one crop")
+    return scales
+
+
+def evaluate(
+    model: VGG,
+    preprocess: Preprocess,
+    images: Iterable[tuple[int, torch.Tensor, int]],
+    *,
+    protocol: str = "dense",
+    scales: Sequence[int] = (),
+    crop: int | None = None,
+    flip: bool = True,
+    device: str = "cpu",
+    batch_size: int = 32,
+    max_pending: int | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """Evaluate ``model`` on ``images``, an iterable of ``(index, uint8 RGB image (3, H, W), label)``.
+
+    ``protocol`` is one of :data:`PROTOCOLS` (see the module's docstring) and ``scales`` the test
+    scales Q (each image is rescaled so that its smaller side is Q; posteriors are averaged over
+    the scales). ``crop`` defaults to the net's crop. ``flip=False`` drops the horizontal flips of
+    dense and multi-crop evaluation (25 crops per scale); ``centre`` is always one crop.
+    ``batch_size`` counts crops, or whole images for dense evaluation; at most ``max_pending``
+    (default 4 x batch_size) rescaled images wait for a batch of their size.
+
+    The model is put in eval mode and moved to ``device``; gradients are off.
+    """
+    crop = crop or model.crop
+    scales = _check(protocol, scales, crop)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size={batch_size} must be positive")
+    methods = ["dense", "multicrop"] if protocol == "both" else [protocol]
+    was_training = model.training
+    model = model.eval().to(device)
+    if torch.device(device).type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    accs = {m: _Accumulator() for m in methods}
+    runners = {}
+    if "dense" in methods:
+        runners["dense"] = _DenseRunner(to_dense(model), preprocess, device, batch_size, flip, accs["dense"],
+                                        max_pending or 4 * batch_size)
+    for m in ("centre", "multicrop"):
+        if m in methods:
+            runners[m] = _CropRunner(model, preprocess, device, batch_size, accs[m])
+    one_crop = crop_macs(model)
+    macs = defaultdict(float)
+    labels: dict[int, int] = {}
+
+    if progress:
+        from tqdm.auto import tqdm
+
+        images = tqdm(images, desc=f"{protocol} Q={scales}", unit="img")
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for index, image, label in images:
+            index = int(index)
+            if index in labels:
+                raise ValueError(f"image index {index} came twice: indices must be unique")
+            labels[index] = int(label)
+            for q in scales:
+                img = T.rescale(image, q)
+                h, w = img.shape[-2:]
+                if "dense" in runners:
+                    runners["dense"].add(index, img)
+                    macs["dense"] += (2 if flip else 1) * dense_macs(model, h, w)
+                if "centre" in runners:
+                    runners["centre"].add(index, [T.centre_crop(img, crop)])
+                    macs["centre"] += one_crop
+                if "multicrop" in runners:
+                    crops = [img[:, t:t + crop, l:l + crop] for t, l in T.crop_grid(h, w, crop, GRID)]
+                    if flip:
+                        crops += [c.flip(-1) for c in crops]
+                    runners["multicrop"].add(index, crops)
+                    macs["multicrop"] += len(crops) * one_crop
+        for runner in runners.values():
+            runner.finish()
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    model.train(was_training)
+
+    if not labels:
+        raise ValueError("no images to evaluate: the image iterable was empty")
+    order = sorted(labels)
+    parts = {m: accs[m].result(order, len(scales)) for m in methods}
+    posteriors = parts[methods[0]] if len(methods) == 1 else sum(parts.values()) / len(parts)
+    return Evaluation(
+        protocol=protocol, scales=scales, crop=crop, flip=flip,
+        posteriors=posteriors.float(),
+        labels=torch.tensor([labels[i] for i in order], dtype=torch.int64),
+        indices=torch.tensor(order, dtype=torch.int64),
+        seconds=seconds,
+        macs_per_image={m: macs[m] / len(order) for m in methods},
+        parts=parts if len(methods) > 1 else {},
+    )
+
+
+# -- saved posteriors, for fusion -------------------------------------------------------------
+
+
+def save_posteriors(path: str | Path, evaluation: Evaluation, **meta) -> Path:
+    """Write an evaluation's posteriors, labels and indices (and parts) atomically with
+    ``torch.save``; ``meta`` (JSON-like) rides along. Read back with :func:`load_posteriors`."""
+    path = Path(path)
+    checkpoints.save(
+        dict(posteriors=evaluation.posteriors.contiguous(), labels=evaluation.labels, indices=evaluation.indices,
+             parts={k: v.contiguous() for k, v in evaluation.parts.items()},
+             meta=dict(evaluation.summary(), **meta)),
+        path,
+    )
+    return path
+
+
+def load_posteriors(path: str | Path) -> dict:
+    """``{"posteriors": (N, C) float32, "labels": (N,), "indices": (N,), "parts": {...}, "meta": {...}}``
+    from :func:`save_posteriors` (read with ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no posteriors at {path}; run `vggrepro evaluate` to make them")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or "posteriors" not in obj or "labels" not in obj:
+        raise ValueError(f"{path} is not a posteriors file (expected keys 'posteriors' and 'labels')")
+    return obj
+
+
+# -- nets and data from files -----------------------------------------------------------------
+
+
+def file_hash(path: str | Path) -> str:
+    """The first 16 hex digits of a file's SHA-256: what names a net in a cached evaluation."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def load_net(checkpoint: str | Path | None = None, weights: str | Path | None = None) -> tuple[VGG, Preprocess]:
+    """The net and its pre-processing from a vggrepro checkpoint or from released weights."""
+    if (checkpoint is None) == (weights is None):
+        raise ValueError("give exactly one of a checkpoint (vggrepro train) or released weights (--weights)")
+    if checkpoint is not None:
+        model, meta = checkpoints.model_from_checkpoint(checkpoint)
+        return model, checkpoints.preprocess_of(meta)
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"no weights file at {weights}")
+    from .weights import load_weights
+
+    return load_weights(weights)
+
+
+def _images(root: Path, split: str, num_classes: int, limit: int | None):
+    from .data import EvalImages, ILSVRC
+
+    dataset = ILSVRC(root, split)
+    if len(dataset.classes) != num_classes:
+        raise ValueError(f"the net has {num_classes} classes but the data set at {root} has "
+                         f"{len(dataset.classes)}; evaluate it on the data set it was trained on")
+    images = EvalImages(dataset)
+    total = len(dataset.samples) if limit is None else min(limit, len(dataset.samples))
+    return (images if limit is None else itertools.islice(images, limit)), total
+
+
+def _data_root(profile, data: str | Path | None) -> Path:
+    if data is not None:
+        return Path(data)
+    if profile.data_kind == "synthetic":
+        from .data import ensure_synthetic
+
+        return Path(ensure_synthetic(profile))
+    return profile.data_path
+
+
+def evaluate_cached(
+    checkpoint_path: str | Path | None,
+    profile="ci",
+    protocol: str = "dense",
+    scales: Sequence[int] = (),
+    split: str = "val",
+    *,
+    weights: str | Path | None = None,
+    flip: bool = True,
+    limit: int | None = None,
+    data: str | Path | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> dict:
+    """Evaluate a checkpoint (or released ``weights``) on a profile's data set, once.
+
+    The result lives in ``runs/<profile>/eval-<hash>/`` keyed by the net file's hash, the protocol,
+    the scales, the split, ``flip``, ``limit`` and the data folder: ``posteriors.pt`` (see
+    :func:`save_posteriors`) and ``result.json`` (errors, cost, provenance). A finished folder is
+    re-used without running the net. ``out`` names another folder (not cached: it is overwritten).
+
+    Returns ``result.json``'s contents plus ``posteriors``, ``labels``, ``indices`` and ``parts``
+    (tensors, loaded from ``posteriors.pt``) and ``posteriors_file``.
+    """
+    from .profiles import get_profile
+    from .runs import Run
+
+    prof = get_profile(profile)
+    source = Path(weights if weights is not None else checkpoint_path)
+    if not source.is_file():
+        raise FileNotFoundError(f"no {'weights' if weights is not None else 'checkpoint'} file at {source}")
+    root = _data_root(prof, data)
+    settings = dict(kind="eval", net=file_hash(source), source="weights" if weights is not None else "checkpoint",
+                    protocol=protocol, scales=[int(q) for q in scales], split=split, flip=flip, limit=limit,
+                    data=str(root))
+    run = Run(prof.name, settings)
+    folder = Path(out) if out is not None else run.dir
+    post_path = folder / POSTERIORS_FILE
+    if out is None and run.finished() and post_path.is_file():
+        return dict(run.result(), posteriors_file=str(post_path), **_tensors(load_posteriors(post_path)))
+
+    model, preprocess = load_net(None if weights is not None else source, weights)
+    _check(protocol, scales, model.crop)  # fail before reading any data
+    images, total = _images(root, split, model.num_classes, limit)
+    device = device or prof.resolved_device()
+    result = evaluate(model, preprocess, images, protocol=protocol, scales=scales, flip=flip, device=device,
+                      batch_size=batch_size or prof.batch_size, progress=progress)
+    info = dict(source_path=str(source), trained_run=_trained_run(source), config=model.config,
+                width=model.width, profile=prof.name)
+    save_posteriors(post_path, result, **info)
+    body = dict(result.summary(), **info, posteriors_file=POSTERIORS_FILE)
+    if out is None:
+        run.start()
+        full = run.finish(body, device)
+    else:
+        from .runs import provenance
+
+        full = dict(body, settings=settings, provenance=provenance(device))
+        checkpoints.atomic_write_json(folder / "result.json", full)
+    return dict(full, posteriors_file=str(post_path), **_tensors(load_posteriors(post_path)))
+
+
+def _tensors(saved: dict) -> dict:
+    return {k: saved[k] for k in ("posteriors", "labels", "indices", "parts")}
+
+
+def _trained_run(source: Path) -> str | None:
+    """The training run a checkpoint came from, when it sits in a run folder."""
+    return source.parent.name if (source.parent / "settings.json").is_file() else None
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def parse_scales(text: str) -> list[int]:
+    """``"256,384,512"`` -> ``[256, 384, 512]``, with a clear error for anything else."""
+    try:
+        scales = [int(s) for s in str(text).replace(" ", "").split(",") if s]
+    except ValueError:
+        raise ValueError(f"--scales {text!r}: expected whole numbers separated by commas, e.g. 256,384,512") from None
+    if not scales:
+        raise ValueError("--scales is empty: give at least one test scale Q")
+    return scales
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="top-1/top-5 error of a net with the paper's test protocols (dense, multi-crop, both)",
+        description="Evaluate a checkpoint or released weights on an ILSVRC-layout val folder with the "
+        "protocols of section 3.2, print top-1/top-5 error and save per-image posteriors for fusion.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a vggrepro checkpoint (.pt), e.g. runs/ci/<run>/checkpoint.pt")
+    src.add_argument("--weights", help="released weights (torchvision .pth or the authors' Caffe model)")
+    p.add_argument("--protocol", default="dense", help=f"one of {', '.join(PROTOCOLS)} (default dense)")
+    p.add_argument("--scales", default=None,
+                   help="test scales Q, comma-separated, in the net's pixels: e.g. 256,384,512 for released D; "
+                   "for a ci checkpoint (crop 64) 73,110,146. Default: the paper's Q=384 scaled to the net's crop")
+    p.add_argument("--no-flip", action="store_true", help="leave out horizontal flips (dense, multicrop)")
+    p.add_argument("--profile", default="ci", help="profile giving the data set, device and batch size (default ci)")
+    p.add_argument("--data", default=None, help="data folder in the ILSVRC-2012 layout (default: the profile's)")
+    p.add_argument("--split", default="val", help="split to evaluate (default val)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
+    p.add_argument("--batch-size", type=int, default=None, help="crops (or whole images, dense) per forward pass")
+    p.add_argument("--out", default=None, help="folder for posteriors.pt and result.json "
+                   "(default: the cached run folder runs/<profile>/eval-<hash>/)")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    if args.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {args.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if args.limit is not None and args.limit <= 0:
+        raise ValueError(f"--limit {args.limit}: give a positive number of images")
+    source = Path(args.weights or args.checkpoint)
+    if not source.is_file():
+        raise FileNotFoundError(f"no {'weights' if args.weights else 'checkpoint'} file at {source}")
+    if args.scales is None:
+        model, _ = load_net(args.checkpoint, args.weights)
+        scales = [int(round(384 * model.crop / 224))]
+    else:
+        scales = parse_scales(args.scales)
+    r = evaluate_cached(args.checkpoint, args.profile, args.protocol, scales, args.split, weights=args.weights,
+                        flip=not args.no_flip, limit=args.limit, data=args.data, device=args.device,
+                        batch_size=args.batch_size, out=args.out, progress=True)
+    print(f"{r['config']} {r['protocol']} Q={','.join(map(str, r['scales']))}: "
+          f"top-1 error {r['top1']:.2f}%, top-5 error {r['top5']:.2f}% on {r['images']} images")
+    for name, errs in r.get("part_errors", {}).items():
+        print(f"  {name} alone: top-1 error {errs['top1']:.2f}%, top-5 error {errs['top5']:.2f}%")
+    print(f"posteriors: {r['posteriors_file']}")
+    return 0
