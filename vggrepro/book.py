@@ -176,7 +176,8 @@ def _injected_position(nb) -> int:
 def clean_for_storage(nb, original_metadata: dict):
     """Drop what papermill adds and what changes from run to run, so a stored notebook's diff
     shows only its outputs: the injected-parameters cell, papermill's and nbclient's timing
-    metadata. The notebook's own metadata (kernelspec, jupytext pairing) stays as it was."""
+    metadata. The notebook's own metadata (kernelspec, jupytext pairing) stays as it was; only a
+    missing kernelspec or language_info is filled in from the run."""
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     for cell in nb.cells:
         meta = cell.get("metadata", {})
@@ -184,6 +185,10 @@ def clean_for_storage(nb, original_metadata: dict):
         meta.pop("execution", None)
         if meta.get("tags") == []:
             meta.pop("tags")
+    # The site needs the kernel's language to highlight code; take it from this run if missing.
+    for key in ("kernelspec", "language_info"):
+        if key in nb.metadata and key not in original_metadata:
+            original_metadata[key] = nb.metadata[key]
     nb.metadata = original_metadata
     # Number the code cells 1, 2, ... as a clean top-to-bottom run would.
     count = 0
