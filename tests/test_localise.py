@@ -1,0 +1,452 @@
+"""Localisation (Appendix A) against hand-computed cases.
+
+Nets here are tiny (config A, width 1/16, crop 32 or 64) and, where a protocol is tested, made
+constant: fc8's weights are zero and its bias is an encoded box, so the net predicts that box in
+every window and the expected result can be worked out by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+
+from vggrepro import localise as L
+from vggrepro.models import build
+from vggrepro.transforms import Preprocess
+
+IDENTITY = Preprocess(mean=(0.0, 0.0, 0.0))
+
+
+@dataclass
+class FakeSample:
+    path: str
+    label: int
+    boxes: list = field(default_factory=list)
+    wnid: str = ""
+
+
+def image(h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+
+
+def loader_of(images):
+    """A load_image that returns the in-memory image named by the sample's path."""
+    return lambda s: images[s.path]
+
+
+def tiny_classifier(crop=32, classes=3, seed=0):
+    torch.manual_seed(seed)
+    return build("A", width=1 / 16, num_classes=classes, crop=crop)
+
+
+def constant_localiser(kind, boxes_params, crop=32, classes=3):
+    """A localiser whose output is the same for every input: fc8 weight 0, bias = the encoded box
+    (SCR: one box; PCR: one per class, given as a list)."""
+    loc = L.localiser(tiny_classifier(crop, classes), kind)
+    fc8 = loc.layer("fc8")
+    with torch.no_grad():
+        fc8.weight.zero_()
+        fc8.bias.copy_(torch.tensor(boxes_params, dtype=torch.float32).reshape(-1))
+    return loc.eval()
+
+
+# -- IoU ----------------------------------------------------------------------------------------
+
+
+def test_iou_hand_computed_cases():
+    assert L.iou([0, 0, 10, 10], [20, 20, 30, 30]) == 0.0  # disjoint
+    assert L.iou([0, 0, 10, 10], [10, 0, 20, 10]) == 0.0  # touching edges share no area
+    assert L.iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0  # identical
+    assert L.iou([0, 0, 10, 10], [2, 2, 7, 7]) == pytest.approx(25 / 100)  # contained: 25 / 100
+    # partial: intersection [5,10]x[5,10] = 25, union 100 + 100 - 25 = 175
+    assert L.iou([0, 0, 10, 10], [5, 5, 15, 15]) == pytest.approx(25 / 175)
+    # partial, unequal: [0,0,4,2] (area 8) and [1,1,5,4] (area 12): inter [1,4]x[1,2] = 3, union 17
+    assert L.iou([0, 0, 4, 2], [1, 1, 5, 4]) == pytest.approx(3 / 17)
+    assert L.iou([0, 0, 0, 10], [0, 0, 0, 10]) == 0.0  # no area: IoU 0, not NaN
+
+
+def test_iou_pairwise_matches_single_pairs():
+    a = [[0, 0, 10, 10], [5, 5, 15, 15]]
+    b = [[0, 0, 10, 10], [2, 2, 7, 7], [20, 20, 30, 30]]
+    m = L.iou(a, b)
+    assert m.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            assert float(m[i, j]) == pytest.approx(L.iou(a[i], b[j]))
+    # [5,5,15,15] vs [2,2,7,7]: inter [5,7]^2 = 4, union 100 + 25 - 4 = 121
+    assert float(m[1, 1]) == pytest.approx(4 / 121)
+
+
+# -- encoding -----------------------------------------------------------------------------------
+
+
+def test_encode_hand_computed():
+    assert L.encode([10, 20, 30, 60], [0, 0, 100, 100]).tolist() == pytest.approx([0.2, 0.4, 0.2, 0.4])
+    # window at (32, 64), side 64: centre (48, 80) -> (16/64, 16/64); size 32x16 -> 0.5, 0.25
+    assert L.encode([32, 72, 64, 88], [32, 64, 96, 128]).tolist() == pytest.approx([0.25, 0.25, 0.5, 0.25])
+    # the whole window is (0.5, 0.5, 1, 1)
+    assert L.encode([7, 9, 39, 41], [7, 9, 39, 41]).tolist() == pytest.approx([0.5, 0.5, 1, 1])
+    # a non-square window scales x by its width, y by its height
+    assert L.encode([0, 0, 50, 50], [0, 0, 100, 200]).tolist() == pytest.approx([0.25, 0.125, 0.5, 0.25])
+
+
+def test_decode_hand_computed_and_round_trip():
+    assert L.decode([0.5, 0.5, 1, 1], [32, 0, 96, 64]).tolist() == pytest.approx([32, 0, 96, 64])
+    assert L.decode([0.25, 0.25, 0.5, 0.25], [32, 64, 96, 128]).tolist() == pytest.approx([32, 72, 64, 88])
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(-50, 300, (20, 4))
+    windows = np.concatenate([rng.uniform(0, 100, (20, 2)), rng.uniform(150, 300, (20, 2))], 1)
+    back = L.decode(L.encode(boxes, windows), windows)
+    assert torch.allclose(back, torch.as_tensor(boxes), atol=1e-9)
+
+
+def test_encode_rejects_empty_window():
+    with pytest.raises(ValueError, match="no area"):
+        L.encode([0, 0, 1, 1], [5, 5, 5, 10])
+
+
+# -- crop and flip ------------------------------------------------------------------------------
+
+
+def test_crop_target_clips_and_encodes():
+    # box (10,20,50,40) in a crop of 32 at (16, 8): visible [16,48]x[20,40] -> crop coords
+    # [0,32]x[12,32]: cx 16/32, cy 22/32, w 32/32, h 20/32
+    t = L.crop_target([10, 20, 50, 40], 16, 8, 32, flip=False)
+    assert t.tolist() == pytest.approx([0.5, 0.6875, 1.0, 0.625])
+
+
+def test_crop_target_flip_mirrors_centre_x():
+    # box (20,10,30,20), crop 32 at (16, 8): crop coords [4,14]x[2,12]: cx 9/32, cy 7/32, w = h = 10/32
+    plain = L.crop_target([20, 10, 30, 20], 16, 8, 32, flip=False)
+    assert plain.tolist() == pytest.approx([9 / 32, 7 / 32, 10 / 32, 10 / 32])
+    # flipped, the box sits at crop x [32-14, 32-4] = [18, 28]: cx 23/32
+    flipped = L.crop_target([20, 10, 30, 20], 16, 8, 32, flip=True)
+    assert flipped.tolist() == pytest.approx([23 / 32, 7 / 32, 10 / 32, 10 / 32])
+
+
+def test_flip_target_matches_flipped_pixels():
+    """The flipped target marks the same pixels as the flipped crop: paint the box, flip, compare."""
+    img = torch.zeros(1, 64, 64)
+    img[:, 10:20, 20:30] = 1  # box (20, 10, 30, 20)
+    crop = img[:, 8:40, 16:48].flip(-1)
+    ys, xs = torch.nonzero(crop[0], as_tuple=True)
+    painted = [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+    target = L.crop_target([20, 10, 30, 20], 16, 8, 32, flip=True)
+    assert L.decode(target, [0, 0, 32, 32]).tolist() == pytest.approx(painted)
+
+
+def test_choose_crop_keeps_enough_of_the_object():
+    rng = np.random.default_rng(0)
+    small = [[40, 40, 50, 50]]  # 10x10 in a 100x100 image, crop 32
+    for _ in range(50):
+        x0, y0, k = L.choose_crop(small, 100, 100, 32, rng)
+        seen = float(L.intersection(small, [x0, y0, x0 + 32, y0 + 32])[0, 0])
+        assert seen >= 50 and k == 0  # at least half of the 100 px box
+    # a box larger than the crop: the crop must be at least half object
+    big = [[0, 0, 90, 90]]
+    for _ in range(50):
+        x0, y0, _ = L.choose_crop(big, 100, 100, 32, rng)
+        assert float(L.intersection(big, [x0, y0, x0 + 32, y0 + 32])[0, 0]) >= 32 * 32 / 2
+
+
+def test_choose_crop_falls_back_to_centring_on_the_box():
+    # tries=0 forces the fallback: crop centred on the box (45, 45), clamped: (29, 29)
+    assert L.choose_crop([[40, 40, 50, 50]], 100, 100, 32, np.random.default_rng(0), tries=0) == (29, 29, 0)
+    # near a corner the crop is clamped into the image
+    assert L.choose_crop([[0, 0, 6, 6]], 100, 100, 32, np.random.default_rng(0), tries=0) == (0, 0, 0)
+
+
+def test_choose_crop_picks_the_most_visible_box():
+    # crop covers the whole 32x32 image: the larger fully visible box wins
+    assert L.choose_crop([[0, 0, 4, 4], [10, 10, 30, 30]], 32, 32, 32, np.random.default_rng(0))[2] == 1
+
+
+# -- heads and loss -----------------------------------------------------------------------------
+
+
+def test_localiser_copies_all_but_fc8():
+    net = tiny_classifier(classes=3)
+    for kind, outputs in (("SCR", 4), ("PCR", 12)):
+        loc = L.localiser(net, kind)
+        assert loc.layer("fc8").out_features == outputs and loc.box_kind == kind and loc.box_classes == 3
+        mine, theirs = loc.state_dict(), net.state_dict()
+        for key in theirs:
+            if not key.startswith("classifier.6."):
+                assert torch.equal(mine[key], theirs[key]), key
+    # the fresh layer depends on the seed only
+    a, b = L.localiser(net, "PCR", seed=1), L.localiser(net, "PCR", seed=1)
+    assert torch.equal(a.layer("fc8").weight, b.layer("fc8").weight)
+
+
+def test_box_of_selects_the_class_box():
+    out = torch.arange(2 * 12, dtype=torch.float32).reshape(2, 12)  # PCR, 3 classes
+    assert L.box_of(out, "PCR", [2, 0]).tolist() == [[8, 9, 10, 11], [12, 13, 14, 15]]
+    scr = torch.arange(8.0).reshape(2, 4)
+    assert torch.equal(L.box_of(scr, "SCR", [2, 0]), scr)
+    maps = torch.arange(12 * 2 * 3, dtype=torch.float32).reshape(1, 12, 2, 3)  # dense maps
+    assert torch.equal(L.box_of(maps, "PCR", [1])[0], maps[0, 4:8])
+    with pytest.raises(ValueError, match="outside"):
+        L.box_of(out, "PCR", [3, 0])
+
+
+def test_box_loss_is_half_mean_squared_euclidean():
+    out = torch.zeros(2, 12, requires_grad=True)
+    targets = torch.tensor([[1.0, 0, 0, 0], [0, 2.0, 0, 0]])
+    loss = L.box_loss(out, "PCR", targets, [1, 2])
+    assert loss.item() == pytest.approx((1 + 4) / (2 * 2))
+    loss.backward()
+    grad = out.grad.reshape(2, 3, 4)
+    assert grad[0, 1].tolist() == [-0.5, 0, 0, 0] and grad[1, 2].tolist() == [0, -1.0, 0, 0]
+    assert float(grad[0, [0, 2]].abs().sum() + grad[1, :2].abs().sum()) == 0  # other classes untouched
+
+
+# -- protocol 1 ---------------------------------------------------------------------------------
+
+
+def test_centre_box_geometry_by_hand():
+    # image 40x80 (HxW) at Q=32 -> 32x64 (factor 0.8); central crop at x0=16, y0=0.
+    # bias (0.5,0.5,0.5,0.5) -> crop box (8,8,24,24) -> rescaled (24,8,40,24) -> image (30,10,50,30)
+    loc = constant_localiser("SCR", [0.5, 0.5, 0.5, 0.5])
+    box = L.centre_box(loc, image(40, 80), 0, Q=32, preprocess=IDENTITY)
+    assert box.tolist() == pytest.approx([30, 10, 50, 30], abs=1e-4)
+
+
+def test_protocol1_known_error_and_any_box_matches():
+    # 64x128 images at Q=32 -> 32x64 (factor 0.5, exact); the central crop at (16, 0) gives the
+    # box (24,8,40,24) in the rescaled image, (48,16,80,48) in the image (area 1024)
+    loc = constant_localiser("SCR", [0.5, 0.5, 0.5, 0.5])
+    images = {f"{i}": image(64, 128, i) for i in range(4)}
+    samples = [
+        FakeSample("0", 0, [[48, 16, 80, 48]]),  # exact: correct
+        FakeSample("1", 1, [[0, 0, 10, 10], [52, 20, 80, 48]]),  # second box, IoU 784/1024: correct
+        FakeSample("2", 2, [[58, 26, 90, 58]]),  # IoU 484/1564 = 0.31: wrong
+        FakeSample("3", 0, [[0, 0, 20, 20]]),  # disjoint: wrong
+    ]
+    err = L.protocol1(loc, samples, Q=32, preprocess=IDENTITY, load_image=loader_of(images), batch_size=3,
+                      progress=False)
+    assert err == pytest.approx(50.0)
+
+
+def test_protocol1_iou_of_exactly_half_is_wrong():
+    loc = constant_localiser("SCR", [0.5, 0.5, 0.5, 0.5])  # (48,16,80,48) on a 64x128 image
+    # a ground truth twice as wide that contains the prediction: IoU exactly 1024/2048, not above 0.5
+    samples = [FakeSample("0", 0, [[48, 16, 112, 48]])]
+    err = L.protocol1(loc, samples, Q=32, preprocess=IDENTITY, load_image=loader_of({"0": image(64, 128)}),
+                      progress=False)
+    assert err == 100.0
+
+
+def test_protocol1_pcr_reads_the_ground_truth_class():
+    # class 0 predicts the left half, class 1 the right half, class 2 the whole crop
+    loc = constant_localiser("PCR", [[0.25, 0.5, 0.5, 1], [0.75, 0.5, 0.5, 1], [0.5, 0.5, 1, 1]])
+    images = {"a": image(32, 32)}
+    left, right = [0, 0, 16, 32], [16, 0, 32, 32]
+    samples = [FakeSample("a", 0, [left]), FakeSample("a", 1, [right]), FakeSample("a", 1, [left]),
+               FakeSample("a", 2, [[0, 0, 32, 32]])]
+    err = L.protocol1(loc, samples, Q=32, preprocess=IDENTITY, load_image=loader_of(images), progress=False)
+    assert err == pytest.approx(25.0)  # only the third (class 1, but the box is on the left) is wrong
+
+
+# -- protocol 2: dense boxes --------------------------------------------------------------------
+
+
+def test_dense_windows_geometry():
+    w = L.dense_windows(2, 3, 64)
+    assert w.tolist() == [[0, 0, 64, 64], [32, 0, 96, 64], [64, 0, 128, 64],
+                          [0, 32, 64, 96], [32, 32, 96, 96], [64, 32, 128, 96]]
+
+
+def test_dense_boxes_tile_the_image():
+    # crop 32: every location's window is its own 32x32 tile; a net predicting (0.5,0.5,1,1)
+    # returns exactly the tiles. Image 64x96 at Q=64 (no rescale): 2x3 locations.
+    loc = constant_localiser("SCR", [0.5, 0.5, 1, 1], crop=32)
+    out = L.dense_boxes(loc, "SCR", image(64, 96), 64, [0, 2], preprocess=IDENTITY)
+    assert set(out) == {0, 2}
+    boxes = [b for b, _ in out[0]]
+    locations = [l for _, l in out[0]]
+    assert locations == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    expected = [[32 * j, 32 * i, 32 * j + 32, 32 * i + 32] for i in range(2) for j in range(3)]
+    assert np.allclose(boxes, expected)
+    assert sum(L.area(boxes).tolist()) == 64 * 96  # they tile the image exactly
+
+
+def test_dense_boxes_overlapping_windows_and_rescale():
+    # crop 64 (fc6 is a 2x2 conv): windows of 64 at stride 32. Image 48x72 at Q=96 -> 96x144
+    # (factor 2), map (3-2+1) x (4-2+1) = 2x3. The box (0.5,0.5,0.5,0.5) is the window's middle
+    # quarter: location (i, j) -> rescaled (32j+16, 32i+16, 32j+48, 32i+48) -> image / 2.
+    loc = constant_localiser("PCR", [[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 1, 1]], crop=64, classes=2)
+    out = L.dense_boxes(loc, None, image(48, 72), 96, [0], preprocess=IDENTITY)[0]
+    expected = [[16 * j + 8, 16 * i + 8, 16 * j + 24, 16 * i + 24] for i in range(2) for j in range(3)]
+    assert np.allclose([b for b, _ in out], expected)
+
+
+def test_dense_boxes_match_the_crop_net_at_each_window():
+    """On an image the size of the crop, the dense net's single location sees exactly the central
+    crop: a random (not constant) net gives the same box both ways, so the fc-to-conv reading of
+    fc6/fc7/fc8 and the decoding agree."""
+    torch.manual_seed(3)
+    loc = L.localiser(tiny_classifier(32, 3), "SCR", seed=3).eval()
+    img = image(32, 32, 5)
+    dense = L.dense_boxes(loc, "SCR", img, 32, [1], preprocess=IDENTITY)[1]
+    centre = L.centre_box(loc, img, 1, Q=32, preprocess=IDENTITY)
+    assert len(dense) == 1 and np.allclose(dense[0][0], centre.tolist(), atol=1e-5)
+
+
+# -- greedy merging -----------------------------------------------------------------------------
+
+
+def test_greedy_merge_two_close_one_far():
+    boxes = [[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]]  # IoU(a, b) = 81/119
+    merged = L.greedy_merge(boxes, threshold=0.5)
+    assert np.allclose(merged.boxes, [[0.5, 0.5, 10.5, 10.5], [50, 50, 60, 60]])
+    assert merged.counts.tolist() == [2, 1] and merged.scores.tolist() == [2, 1]
+
+
+def test_greedy_merge_weights_repeated_merges_by_count():
+    # three near-identical boxes: the result is their plain mean, not ((a+b)/2 + c)/2
+    boxes = [[0, 0, 10, 10], [0, 0, 10, 13], [0, 0, 10, 16]]
+    merged = L.greedy_merge(boxes, threshold=0.5)
+    assert np.allclose(merged.boxes, [[0, 0, 10, 13]]) and merged.counts.tolist() == [3]
+
+
+def test_greedy_merge_threshold_boundary():
+    # IoU([0,0,3,1], [1,0,4,1]) = 2/4: distance exactly 0.5, merged only under a larger threshold
+    boxes = [[0, 0, 3, 1], [1, 0, 4, 1]]
+    assert len(L.greedy_merge(boxes, threshold=0.5).boxes) == 2
+    assert np.allclose(L.greedy_merge(boxes, threshold=0.5 + 1e-9).boxes, [[0.5, 0, 3.5, 1]])
+    assert len(L.greedy_merge(boxes, threshold=0.0).boxes) == 2
+
+
+def test_greedy_merge_ranks_by_score():
+    boxes = [[0, 0, 10, 10], [50, 50, 60, 60], [51, 51, 61, 61]]
+    merged = L.greedy_merge(boxes, scores=[0.9, 0.3, 0.4], threshold=0.5)
+    assert merged.scores.tolist() == pytest.approx([0.9, 0.7])
+    assert merged.boxes[0].tolist() == [0, 0, 10, 10]
+    assert L.greedy_merge([], threshold=0.5).boxes.shape == (0, 4)
+
+
+# -- protocol 2 ---------------------------------------------------------------------------------
+
+
+def _posteriors(order, classes=7):
+    """Posteriors whose classes rank as ``order`` (best first)."""
+    p = torch.zeros(classes)
+    for rank, c in enumerate(order):
+        p[c] = 1.0 - 0.1 * rank
+    return p
+
+
+def test_protocol2_top5_and_any_box():
+    loc = constant_localiser("SCR", [0.5, 0.5, 0.5, 0.5], classes=7)  # 32x32 image: box (8,8,24,24)
+    images = {"a": image(32, 32)}
+    samples = [
+        FakeSample("a", 3, [[0, 0, 4, 4], [8, 8, 24, 24]]),  # label ranked 5th, second box matches
+        FakeSample("a", 3, [[8, 8, 24, 24]]),  # label ranked 6th: wrong however good the box
+        FakeSample("a", 0, [[0, 0, 8, 8]]),  # label first, box wrong
+    ]
+    post = torch.stack([_posteriors([0, 1, 2, 4, 3]), _posteriors([0, 1, 2, 4, 5, 3]), _posteriors([0])])
+    err = L.protocol2([loc], post, samples, scales=[32], preprocess=IDENTITY, load_image=loader_of(images),
+                      progress=False)
+    assert err == pytest.approx(200 / 3)
+
+
+def test_protocol2_pcr_uses_each_class_box():
+    # class 1's box is right, class 0's is wrong; both in the top 5
+    loc = constant_localiser("PCR", [[0.25, 0.5, 0.5, 1], [0.75, 0.5, 0.5, 1]], classes=2)
+    samples = [FakeSample("a", 1, [[16, 0, 32, 32]]), FakeSample("a", 0, [[16, 0, 32, 32]])]
+    post = torch.tensor([[0.6, 0.4], [0.6, 0.4]])
+    err = L.protocol2([loc], post, samples, scales=[32], preprocess=IDENTITY,
+                      load_image=loader_of({"a": image(32, 32)}), progress=False)
+    assert err == pytest.approx(50.0)
+
+
+def test_fusion_pools_boxes_before_merging():
+    # gt (8,8,24,24). Net A predicts it shifted 6 px left, net B 6 px right: IoU 160/352 each (wrong).
+    # A and B overlap with IoU 64/448 (distance 0.857): with threshold 0.9 the pooled pair merges to
+    # their average, the ground truth itself.
+    a = constant_localiser("SCR", L.encode([2, 8, 18, 24], [0, 0, 32, 32]).tolist())
+    b = constant_localiser("SCR", L.encode([14, 8, 30, 24], [0, 0, 32, 32]).tolist())
+    samples = [FakeSample("a", 0, [[8, 8, 24, 24]])]
+    post = torch.tensor([[1.0, 0, 0]])
+    run = dict(preprocess=IDENTITY, load_image=loader_of({"a": image(32, 32)}), threshold=0.9, progress=False)
+    assert L.protocol2([a], post, samples, scales=[32], **run) == 100.0
+    assert L.protocol2([b], post, samples, scales=[32], **run) == 100.0
+    assert L.protocol2([a, b], post, samples, scales=[32], **run) == 0.0
+    # pooling is also across scales: Q=32 and Q=64 give 1 + 2x2 = 5 boxes per net
+    pooled = L._pooled([a, b], [[32, 64], [32]], image(32, 32), [0], IDENTITY)
+    assert pooled.shape == (1, 5 + 1, 4)
+
+
+# -- fine-tuning --------------------------------------------------------------------------------
+
+
+def _train_set(n=8):
+    images, samples = {}, []
+    for i in range(n):
+        h, w = 40 + 4 * i, 56 - 2 * i
+        images[str(i)] = image(h, w, i)
+        samples.append(FakeSample(str(i), i % 3, [[4 + i, 6, w - 8, h - 4 - i]]))
+    samples.append(FakeSample("none", 0, []))  # no box: skipped
+    return images, samples
+
+
+def test_finetune_fc_trains_fc_layers_only_and_is_cached(tmp_path):
+    net = tiny_classifier(32, 3)
+    images, samples = _train_set()
+    args = dict(S=36, epochs=2, preprocess=IDENTITY, batch_size=4, profile="test", runs_root=tmp_path,
+                load_image=loader_of(images), progress=False)
+    loc, result = L.finetune(net, "PCR", "fc", samples, **args)
+    assert result["epochs"] == 2 and len(result["history"]) == 2 and result["settings"]["train_images"] == 8
+    assert "provenance" in result and loc.box_kind == "PCR"
+    assert torch.equal(loc.layer("conv1_1").weight, net.layer("conv1_1").weight)  # frozen
+    assert not torch.equal(loc.layer("fc6").weight, net.layer("fc6").weight)  # trained
+
+    again, result2 = L.finetune(net, "PCR", "fc", samples, **dict(args, load_image=lambda s: 1 / 0))
+    assert result2 == result  # re-used: nothing loaded, nothing trained
+    for key, value in loc.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value)
+    ckpt_net, meta = L.load_localiser(result["checkpoint"])
+    assert meta["kind"] == "PCR" and meta["layers"] == "fc" and meta["classes"] == 3
+
+
+def test_finetune_all_is_deterministic_and_trains_convs(tmp_path):
+    net = tiny_classifier(32, 3)
+    images, samples = _train_set()
+    args = dict(S=36, epochs=1, preprocess=IDENTITY, batch_size=4, profile="test",
+                load_image=loader_of(images), progress=False)
+    a, ra = L.finetune(net, "SCR", "all", samples, runs_root=tmp_path / "a", **args)
+    b, rb = L.finetune(net, "SCR", "all", samples, runs_root=tmp_path / "b", **args)
+    assert not torch.equal(a.layer("conv1_1").weight, net.layer("conv1_1").weight)
+    assert ra["final_loss"] == rb["final_loss"]
+    for key, value in a.state_dict().items():
+        assert torch.equal(b.state_dict()[key], value), key
+
+
+def test_finetune_lowers_the_loss_on_a_constant_box(tmp_path):
+    """Every image holds the same box: a few epochs of fc fine-tuning must fit it better than the
+    fresh fc8 (whose outputs start near 0)."""
+    net = tiny_classifier(32, 3)
+    images = {str(i): image(32, 32, i) for i in range(16)}
+    samples = [FakeSample(str(i), i % 3, [[4, 4, 28, 28]]) for i in range(16)]
+    _, result = L.finetune(net, "SCR", "fc", samples, S=32, epochs=6, preprocess=IDENTITY, batch_size=8,
+                           lr=1e-2, profile="test", runs_root=tmp_path, load_image=loader_of(images),
+                           progress=False)
+    losses = [h["loss"] for h in result["history"]]
+    # the target is (0.5, 0.5, 0.75, 0.75) everywhere: the starting loss is about |t|^2 / 2 = 0.81
+    assert losses[0] > 0.5 and losses[-1] < losses[0] / 2
+
+
+def test_finetune_rejects_bad_arguments(tmp_path):
+    net = tiny_classifier(32, 3)
+    with pytest.raises(ValueError, match="SCR"):
+        L.finetune(net, "XYZ", "fc", [], S=32, epochs=1, preprocess=IDENTITY)
+    with pytest.raises(ValueError, match="'fc'"):
+        L.finetune(net, "SCR", "conv", [], S=32, epochs=1, preprocess=IDENTITY)
+    with pytest.raises(ValueError, match="no training sample"):
+        L.finetune(net, "SCR", "fc", [FakeSample("x", 0, [])], S=32, epochs=1, preprocess=IDENTITY,
+                   runs_root=tmp_path)

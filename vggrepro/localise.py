@@ -1,0 +1,682 @@
+"""Appendix A of the paper: single-object localisation by box regression.
+
+The localisation net is the classification net with its last layer (fc8) replaced by a box
+regressor, fine-tuned with a Euclidean loss. Two kinds of regressor:
+
+- **SCR** (single-class regression): 4 outputs, one box shared by all classes;
+- **PCR** (per-class regression): 4 x classes outputs, one box per class (the box of class c is
+  outputs ``4c .. 4c+3``).
+
+A box is predicted as ``(cx, cy, w, h)``: its centre and size in units of the window the net sees
+(the crop), so ``(0.5, 0.5, 1, 1)`` is the whole window. Boxes in images are ``(xmin, ymin, xmax,
+ymax)`` in continuous pixel coordinates (a box from pixel 10 to pixel 20 has width 10; the
+PASCAL "+1" is not used), and every box function takes and returns that layout.
+
+Two test protocols:
+
+- **Protocol 1** (Table 8): rescale the image to Q, take one central crop, read the box of the
+  ground-truth class and map it back to the image. Correct when its IoU with any ground-truth box
+  is above 0.5.
+- **Protocol 2** (Table 9): apply the net densely over the whole rescaled image (one box per
+  location of its output map), pool the boxes of every scale and every localisation net, merge them
+  greedily as in OverFeat, and keep for each of the classification system's top-5 classes its best
+  merged box. The image is correct if one of the 5 (class, box) pairs has the right class and an
+  IoU above 0.5 with a ground-truth box. The result is the top-5 localisation error.
+
+The paper leaves several details open; the choices made here are stated where they are made (search
+for "Choice:").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import checkpoints
+from .models import VGG, build, to_dense
+from .runs import Run
+from .transforms import Preprocess
+
+KINDS = ("SCR", "PCR")
+LAYERS = ("fc", "all")
+#: The total stride of the five 2x2 pools: neighbouring locations of a dense map are 32 px apart.
+STRIDE = 32
+#: A prediction is correct when its IoU with a ground-truth box is strictly above this (both tables).
+IOU_CORRECT = 0.5
+#: Choice: greedy merging stops when the closest pair is 1 - IoU >= this apart, i.e. only boxes that
+#: overlap with IoU > 0.5 are merged. The paper and OverFeat give no number.
+MERGE_THRESHOLD = 0.5
+
+
+# -- boxes --------------------------------------------------------------------------------------
+
+
+def _as_boxes(x) -> torch.Tensor:
+    """Any array-like of boxes (..., 4) as a float64 tensor."""
+    t = torch.as_tensor(np.asarray(x, dtype=np.float64)) if not torch.is_tensor(x) else x.double()
+    if t.numel() == 0:
+        return t.reshape(0, 4)
+    if t.shape[-1:] != (4,):
+        raise ValueError(f"boxes must have 4 numbers in their last dimension, got shape {tuple(t.shape)}")
+    return t
+
+
+def encode(box_xyxy, window) -> torch.Tensor:
+    """A box ``(xmin, ymin, xmax, ymax)`` as ``(cx, cy, w, h)`` in units of ``window`` (xyxy).
+
+    The window's own width scales x and its height scales y; for a square crop both are its side.
+    Works on one box (4,) or many (..., 4), with one window or one per box.
+
+        >>> encode((10, 20, 30, 60), (0, 0, 100, 100)).tolist()
+        [0.2, 0.4, 0.2, 0.4]
+    """
+    b, w = _as_boxes(box_xyxy), _as_boxes(window)
+    ww, wh = w[..., 2] - w[..., 0], w[..., 3] - w[..., 1]
+    if bool((ww <= 0).any() or (wh <= 0).any()):
+        raise ValueError(f"window {w.tolist()} has no area; a window is (x0, y0, x1, y1) with x1 > x0, y1 > y0")
+    cx = ((b[..., 0] + b[..., 2]) / 2 - w[..., 0]) / ww
+    cy = ((b[..., 1] + b[..., 3]) / 2 - w[..., 1]) / wh
+    return torch.stack([cx, cy, (b[..., 2] - b[..., 0]) / ww, (b[..., 3] - b[..., 1]) / wh], -1)
+
+
+def decode(params, window) -> torch.Tensor:
+    """The inverse of :func:`encode`: ``(cx, cy, w, h)`` in units of ``window`` back to xyxy pixels."""
+    p, w = _as_boxes(params), _as_boxes(window)
+    ww, wh = w[..., 2] - w[..., 0], w[..., 3] - w[..., 1]
+    cx, cy = w[..., 0] + p[..., 0] * ww, w[..., 1] + p[..., 1] * wh
+    half_w, half_h = p[..., 2] * ww / 2, p[..., 3] * wh / 2
+    return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], -1)
+
+
+def area(boxes) -> torch.Tensor:
+    """Areas of xyxy boxes; an inverted box (xmax < xmin) has area 0."""
+    b = _as_boxes(boxes)
+    return (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+
+
+def intersection(a, b) -> torch.Tensor:
+    """Pairwise intersection areas of boxes a (N, 4) and b (M, 4): (N, M)."""
+    a, b = _as_boxes(a).reshape(-1, 4), _as_boxes(b).reshape(-1, 4)
+    lo = torch.maximum(a[:, None, :2], b[None, :, :2])
+    hi = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    return (hi - lo).clamp(min=0).prod(-1)
+
+
+def iou(a, b):
+    """Intersection over union of xyxy boxes.
+
+    Two single boxes (4,) give a float; otherwise every pair of ``a`` (N, 4) and ``b`` (M, 4) gives
+    an (N, M) tensor. Boxes with no area have IoU 0 with everything.
+    """
+    single = np.ndim(a) == 1 and np.ndim(b) == 1
+    inter = intersection(a, b)
+    union = area(_as_boxes(a).reshape(-1, 4))[:, None] + area(_as_boxes(b).reshape(-1, 4))[None, :] - inter
+    out = torch.where(union > 0, inter / union.clamp(min=1e-300), torch.zeros_like(inter))
+    return float(out[0, 0]) if single else out
+
+
+def clip(boxes, width: float, height: float) -> torch.Tensor:
+    """Boxes clipped to the image ``[0, width] x [0, height]``."""
+    b = _as_boxes(boxes).clone()
+    b[..., 0::2] = b[..., 0::2].clamp(0, width)
+    b[..., 1::2] = b[..., 1::2].clamp(0, height)
+    return b
+
+
+# -- the SCR and PCR heads ----------------------------------------------------------------------
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: use 'SCR' (one box for all classes) or 'PCR' (one box per class)")
+    return kind
+
+
+def outputs_of(kind: str, num_classes: int) -> int:
+    """fc8's width: 4 for SCR, 4 x classes for PCR."""
+    return 4 if _check_kind(kind) == "SCR" else 4 * num_classes
+
+
+def localiser(net: VGG, kind: str = "PCR", num_classes: int | None = None, seed: int = 0) -> VGG:
+    """The localisation net of a classification net: the same config, fc8 replaced by a fresh box
+    regressor (4 outputs for SCR, 4 x classes for PCR), every other weight copied.
+
+    The fresh fc8 is Gaussian-initialised (std 1e-2, bias 0) from ``seed``. The result carries
+    ``box_kind`` and ``box_classes`` so that the protocols know how to read its outputs.
+    """
+    if not isinstance(net, VGG):
+        raise ValueError(f"localiser needs a vggrepro VGG classification net, got {type(net).__name__}")
+    classes = net.num_classes if num_classes is None else num_classes
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loc = build(net.config, width=net.width, num_classes=outputs_of(kind, classes), crop=net.crop)
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith("classifier.6.")}
+    missing, unexpected = loc.load_state_dict(state, strict=False)
+    assert not unexpected and sorted(missing) == ["classifier.6.bias", "classifier.6.weight"], (missing, unexpected)
+    loc.box_kind, loc.box_classes = kind, classes
+    return loc.to(next(net.parameters()).device)
+
+
+def box_of(outputs: torch.Tensor, kind: str, classes) -> torch.Tensor:
+    """The box parameters of the given classes: outputs (N, 4 or 4C[, h, w]) -> (N, 4[, h, w]).
+
+    SCR has one box and ignores ``classes``; PCR picks outputs ``4c .. 4c+3`` of each row's class.
+    """
+    if _check_kind(kind) == "SCR":
+        if outputs.shape[1] != 4:
+            raise ValueError(f"an SCR net has 4 outputs, these have {outputs.shape[1]}")
+        return outputs
+    if outputs.shape[1] % 4:
+        raise ValueError(f"a PCR net has 4 x classes outputs, these have {outputs.shape[1]}")
+    n, c = outputs.shape[0], outputs.shape[1] // 4
+    per_class = outputs.reshape(n, c, 4, *outputs.shape[2:])
+    classes = torch.as_tensor(classes, dtype=torch.long, device=outputs.device).reshape(-1)
+    if classes.numel() != n:
+        raise ValueError(f"box_of needs one class per output row: {n} rows, {classes.numel()} classes")
+    if bool((classes < 0).any() or (classes >= c).any()):
+        raise ValueError(f"classes {classes.tolist()} outside 0..{c - 1}")
+    return per_class[torch.arange(n, device=outputs.device), classes]
+
+
+def box_loss(outputs: torch.Tensor, kind: str, targets: torch.Tensor, classes) -> torch.Tensor:
+    """The Euclidean loss on the ground-truth class's box, as Caffe's EuclideanLoss computes it:
+    ``sum ||box - target||^2 / (2 N)``. For PCR only the ground-truth class's 4 outputs get a gradient."""
+    boxes = box_of(outputs, kind, classes)
+    return (boxes - targets.to(boxes.dtype)).pow(2).sum() / (2 * boxes.shape[0])
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+def default_load_image(sample) -> torch.Tensor:
+    """A sample's image as a uint8 (3, H, W) RGB tensor, decoded by ``vggrepro.data``."""
+    from .data import decode_image
+
+    return decode_image(sample.path)
+
+
+def rescale(image: torch.Tensor, S: int) -> tuple[torch.Tensor, float, float]:
+    """Rescale isotropically so that the smaller side is ``S``; return the image and the factors
+    ``(sx, sy)`` (new size / old size, per axis, after rounding) that map boxes into it."""
+    from . import transforms
+
+    if hasattr(transforms, "rescale"):
+        out = transforms.rescale(image, S)
+    else:  # transforms.rescale is not there yet: the same isotropic bilinear rescale
+        h, w = image.shape[-2:]
+        size = (S, max(1, round(w * S / h))) if h <= w else (max(1, round(h * S / w)), S)
+        out = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+        out = out[0].round().clamp(0, 255).to(image.dtype) if image.dtype == torch.uint8 else out[0]
+    return out, out.shape[-1] / image.shape[-1], out.shape[-2] / image.shape[-2]
+
+
+def _scale_boxes(boxes, sx: float, sy: float) -> torch.Tensor:
+    return _as_boxes(boxes) * torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
+
+
+def _gt_boxes(sample) -> torch.Tensor:
+    boxes = getattr(sample, "boxes", None)
+    if not boxes:
+        raise ValueError(
+            f"sample {getattr(sample, 'path', sample)!r} has no ground-truth box; localisation needs images "
+            "with boxes (ILSVRC: the val set, or the train images listed in the LOC files)"
+        )
+    return _as_boxes(boxes).reshape(-1, 4)
+
+
+# -- training crops -----------------------------------------------------------------------------
+
+
+def choose_crop(boxes, height: int, width: int, crop: int, rng: np.random.Generator,
+                min_visible: float = 0.5, tries: int = 10) -> tuple[int, int, int]:
+    """A random ``crop x crop`` window in an image of ``height x width`` and the box it is trained on.
+
+    Choice: a crop is used only if some ground-truth box shows enough of itself in it: at least
+    ``min_visible`` of the box's area, or of the crop's area for a box larger than the crop (a big
+    object can never show half of itself). Among such boxes the most visible one is the target. Up
+    to ``tries`` uniform crops are drawn; if none qualifies, the crop is centred on the largest box
+    (clamped to the image), which always qualifies. OverFeat likewise skipped boxes with under 50%
+    overlap with the field of view. Returns ``(x0, y0, box_index)``.
+    """
+    if height < crop or width < crop:
+        raise ValueError(f"image {height}x{width} is smaller than the crop {crop}; rescale it to S >= crop first")
+    boxes = _as_boxes(boxes).reshape(-1, 4)
+    need = min_visible * torch.minimum(area(boxes), torch.tensor(float(crop * crop), dtype=torch.float64))
+    for _ in range(tries):
+        x0, y0 = int(rng.integers(0, width - crop + 1)), int(rng.integers(0, height - crop + 1))
+        seen = intersection(boxes, [x0, y0, x0 + crop, y0 + crop])[:, 0]
+        ok = (seen >= need) & (seen > 0)
+        if bool(ok.any()):
+            return x0, y0, int(torch.where(ok, seen, torch.full_like(seen, -1)).argmax())
+    k = int(area(boxes).argmax())
+    cx, cy = float(boxes[k, 0] + boxes[k, 2]) / 2, float(boxes[k, 1] + boxes[k, 3]) / 2
+    x0 = min(max(int(round(cx - crop / 2)), 0), width - crop)
+    y0 = min(max(int(round(cy - crop / 2)), 0), height - crop)
+    return x0, y0, k
+
+
+def crop_target(box, x0: int, y0: int, crop: int, flip: bool) -> torch.Tensor:
+    """The regression target of ``box`` (xyxy, in the rescaled image) for the crop at (x0, y0):
+    the box clipped to the crop, encoded in the crop's units, mirrored (cx -> 1 - cx) if flipped."""
+    window = torch.tensor([x0, y0, x0 + crop, y0 + crop], dtype=torch.float64)
+    visible = clip(_as_boxes(box) - window[[0, 1, 0, 1]], crop, crop)
+    t = encode(visible, [0, 0, crop, crop])
+    if flip:
+        t[..., 0] = 1 - t[..., 0]
+    return t
+
+
+class BoxCrops(torch.utils.data.Dataset):
+    """Training crops for box regression at a fixed S (the paper trains without jittering): rescale
+    to S, random crop (see :func:`choose_crop`), random horizontal flip, the box moved with them.
+
+    Item k of epoch e draws its crop and flip from ``(seed, e, k)``, so an epoch is the same with
+    any number of loader workers and after a resume.
+    """
+
+    def __init__(self, samples, S: int, crop: int, preprocess: Preprocess, seed: int = 0,
+                 load_image: Callable | None = None, cache: bool = False):
+        if S < crop:
+            raise ValueError(f"S={S} is smaller than the crop {crop}; the paper trains at S >= crop")
+        self.samples, self.S, self.crop, self.preprocess, self.seed = list(samples), S, crop, preprocess, seed
+        self.load_image = load_image or default_load_image
+        self.cache: dict[int, tuple] | None = {} if cache else None
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _rescaled(self, k: int):
+        if self.cache is not None and k in self.cache:
+            return self.cache[k]
+        sample = self.samples[k]
+        image, sx, sy = rescale(self.load_image(sample), self.S)
+        item = (image, _scale_boxes(_gt_boxes(sample), sx, sy))
+        if self.cache is not None:
+            self.cache[k] = item
+        return item
+
+    def __getitem__(self, k: int):
+        image, boxes = self._rescaled(k)
+        rng = np.random.default_rng([self.seed, self.epoch, k])
+        h, w = image.shape[-2:]
+        x0, y0, b = choose_crop(boxes, h, w, self.crop, rng)
+        flip = bool(rng.integers(0, 2))
+        x = image[:, y0:y0 + self.crop, x0:x0 + self.crop]
+        if flip:
+            x = x.flip(-1)
+        target = crop_target(boxes[b], x0, y0, self.crop, flip).float()
+        return self.preprocess(x), target, int(self.samples[k].label)
+
+
+# -- fine-tuning --------------------------------------------------------------------------------
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def weights_digest(net: nn.Module) -> str:
+    """A short hash of a net's weights: a fine-tuning run is keyed by the net it starts from."""
+    h = hashlib.sha256()
+    for key, value in sorted(net.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _trainable(loc: VGG, layers: str) -> list[nn.Parameter]:
+    """``fc``: fc6, fc7 and the fresh fc8 (the OverFeat recipe); ``all``: every layer."""
+    if layers not in LAYERS:
+        raise ValueError(f"layers={layers!r}: use 'fc' (fc6, fc7 and the new fc8) or 'all' (every layer)")
+    for p in loc.features.parameters():
+        p.requires_grad_(layers == "all")
+    return [p for p in loc.parameters() if p.requires_grad]
+
+
+def finetune(net: VGG, kind: str, layers: str, samples: Sequence, *, S: int, epochs: int,
+             preprocess: Preprocess, batch_size: int = 64, lr: float = 1e-3, momentum: float = 0.9,
+             weight_decay: float = 5e-4, seed: int = 0, profile: str = "ci", source: str = "",
+             runs_root: str | Path | None = None, device: str = "cpu", workers: int = 0, cache: bool = False,
+             load_image: Callable | None = None, progress: bool = True) -> tuple[VGG, dict]:
+    """Fine-tune a localisation net from the classification net ``net`` (Appendix A).
+
+    ``layers="fc"`` trains fc6, fc7 and the fresh fc8 with the convolutional layers frozen;
+    ``layers="all"`` trains every layer. Crops are taken at the fixed scale ``S`` (no jittering)
+    with a random position and flip (:class:`BoxCrops`); the loss is :func:`box_loss`; SGD with
+    momentum and weight decay at a constant ``lr`` for ``epochs`` epochs (choice: the paper gives
+    no schedule). Samples without boxes are skipped.
+
+    The run lives in ``runs/<profile>/<run-id>/``, keyed by every setting, the weights of ``net``
+    and the training set: a finished run is loaded, not retrained; an interrupted one resumes from
+    its last epoch. Returns the localisation net (eval mode) and the run's result.
+    """
+    _check_kind(kind)
+    if layers not in LAYERS:
+        raise ValueError(f"layers={layers!r}: use 'fc' (fc6, fc7 and the new fc8) or 'all' (every layer)")
+    if epochs < 1:
+        raise ValueError(f"epochs={epochs} must be at least 1")
+    train = [s for s in samples if getattr(s, "boxes", None)]
+    if not train:
+        raise ValueError("no training sample has a ground-truth box; box regression needs boxes")
+    settings = dict(
+        kind=f"loc-{kind}-{layers}", box=kind, layers=layers, config=net.config, width=net.width,
+        crop=net.crop, classes=net.num_classes, scale=S, epochs=epochs, batch_size=batch_size, lr=lr,
+        momentum=momentum, weight_decay=weight_decay, seed=seed, preprocess=preprocess.as_dict(),
+        source=source, source_weights=weights_digest(net), train_images=len(train),
+        train_digest=_digest([(str(s.path), int(s.label), [list(map(float, b)) for b in s.boxes]) for s in train]),
+    )
+    run = Run(profile, settings, Path(runs_root) if runs_root else None)
+    if run.finished():
+        loc, _ = load_localiser(run.checkpoint, device)
+        return loc, run.result()
+    run.start()
+
+    loc = localiser(net, kind, seed=seed).to(device)
+    params = _trainable(loc, layers)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    meta = checkpoints.model_meta(loc, preprocess, kind=kind, classes=net.num_classes, layers=layers, S=S,
+                                  run_id=run.id)
+    history, first, wall = [], 0, 0.0
+    if run.checkpoint.is_file():  # resume an interrupted run at its last finished epoch
+        ckpt = checkpoints.load(run.checkpoint, device)
+        loc.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"])
+        history, first, wall = ckpt["history"], ckpt["epoch"], ckpt["wall_s"]
+    else:
+        torch.manual_seed(seed)  # dropout's masks
+
+    data = BoxCrops(train, S, net.crop, preprocess, seed=seed, load_image=load_image, cache=cache)
+    for epoch in range(first, epochs):
+        start = time.perf_counter()
+        data.epoch = epoch
+        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, generator=order,
+                                             num_workers=workers)
+        loc.train()
+        total, seen = 0.0, 0
+        bar = _tqdm(loader, progress, desc=f"{kind}/{layers} epoch {epoch + 1}/{epochs}")
+        for x, target, label in bar:
+            x, target, label = x.to(device), target.to(device), label.to(device)
+            if layers == "fc":  # frozen convs: no graph through them
+                with torch.no_grad():
+                    x = loc.avgpool(loc.features(x))
+                outputs = loc.classifier(torch.flatten(x, 1))
+            else:
+                outputs = loc(x)
+            loss = box_loss(outputs, kind, target, label)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, seen = total + loss.item() * len(x), seen + len(x)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{total / seen:.4f}")
+        if not np.isfinite(total):
+            raise FloatingPointError(f"box loss became {total} in epoch {epoch + 1}; lower lr (now {lr})")
+        wall += time.perf_counter() - start
+        history.append(dict(epoch=epoch + 1, loss=total / seen, images=seen))
+        checkpoints.save(dict(model=loc.state_dict(), meta=meta, optimizer=optimizer.state_dict(),
+                              rng=torch.get_rng_state(), history=history, epoch=epoch + 1, wall_s=wall),
+                         run.checkpoint)
+        checkpoints.atomic_write_bytes(run.metrics_path, "".join(json.dumps(h) + "\n" for h in history).encode())
+    for p in loc.parameters():
+        p.requires_grad_(True)
+    result = run.finish(dict(kind=kind, layers=layers, S=S, epochs=epochs, final_loss=history[-1]["loss"],
+                             history=history, wall_s=wall, checkpoint=str(run.checkpoint)), device=device)
+    return loc.eval(), result
+
+
+def load_localiser(path: str | Path, device: str = "cpu") -> tuple[VGG, dict]:
+    """A fine-tuned localisation net (eval mode, with ``box_kind``/``box_classes``) and its meta."""
+    loc, meta = checkpoints.model_from_checkpoint(path, device)
+    if meta.get("kind") not in KINDS:
+        raise ValueError(f"{path} is not a localisation checkpoint (its meta has no kind SCR/PCR)")
+    loc.box_kind, loc.box_classes = meta["kind"], meta["classes"]
+    return loc.to(device), meta
+
+
+def _tqdm(iterable, enabled: bool, **kw):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, leave=False, **kw)
+
+
+def _kind_of(net: VGG, kind: str | None) -> str:
+    kind = kind or getattr(net, "box_kind", None)
+    if kind is None:
+        raise ValueError("pass kind='SCR' or 'PCR' (this net was not made by localiser() or load_localiser())")
+    return _check_kind(kind)
+
+
+def _device(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+# -- protocol 1: the central crop and the ground-truth class (Table 8) --------------------------
+
+
+def centre_box(net: VGG, image: torch.Tensor, label: int, *, Q: int, preprocess: Preprocess,
+               kind: str | None = None) -> torch.Tensor:
+    """The box (xyxy, image pixels, clipped to the image) that ``net`` predicts for class ``label``
+    from the central ``crop x crop`` window of ``image`` rescaled to Q."""
+    return centre_boxes(net, [image], [label], Q=Q, preprocess=preprocess, kind=kind)[0]
+
+
+def centre_boxes(net: VGG, images: Sequence[torch.Tensor], labels: Sequence[int], *, Q: int,
+                 preprocess: Preprocess, kind: str | None = None) -> torch.Tensor:
+    """:func:`centre_box` for a batch of images of any sizes: (N, 4).
+
+    The central window starts at ``((W' - crop) // 2, (H' - crop) // 2)`` in the image rescaled to
+    ``H' x W'``; its box is decoded in that window and divided by the rescale factors.
+    """
+    kind, crop = _kind_of(net, kind), net.crop
+    if Q < crop:
+        raise ValueError(f"Q={Q} is smaller than the crop {crop}")
+    crops, windows, factors, sizes = [], [], [], []
+    for image in images:
+        scaled, sx, sy = rescale(image, Q)
+        h, w = scaled.shape[-2:]
+        x0, y0 = (w - crop) // 2, (h - crop) // 2
+        crops.append(preprocess(scaled[:, y0:y0 + crop, x0:x0 + crop]))
+        windows.append([x0, y0, x0 + crop, y0 + crop])
+        factors.append([sx, sy, sx, sy])
+        sizes.append(image.shape[-2:])
+    net.eval()
+    with torch.no_grad():
+        outputs = net(torch.stack(crops).to(_device(net)))
+        params = box_of(outputs, kind, torch.as_tensor(list(labels))).cpu()
+    boxes = decode(params, torch.tensor(windows, dtype=torch.float64)) / torch.tensor(factors, dtype=torch.float64)
+    return torch.stack([clip(b, int(s[1]), int(s[0])) for b, s in zip(boxes, sizes)])
+
+
+def correct(box, gt_boxes) -> bool:
+    """A predicted box is correct when its IoU with ANY ground-truth box is above 0.5."""
+    return bool((iou(_as_boxes(box).reshape(1, 4), _as_boxes(gt_boxes).reshape(-1, 4)) > IOU_CORRECT).any())
+
+
+def protocol1(net: VGG, samples: Sequence, *, Q: int, preprocess: Preprocess, kind: str | None = None,
+              batch_size: int = 32, load_image: Callable | None = None, progress: bool = True) -> float:
+    """Table 8's localisation error (%): the central crop at scale Q, the ground-truth class's box,
+    correct when its IoU with any ground-truth box of the image is above 0.5."""
+    load_image = load_image or default_load_image
+    samples = list(samples)
+    if not samples:
+        raise ValueError("protocol1 needs at least one sample")
+    wrong = 0
+    starts = range(0, len(samples), batch_size)
+    for i in _tqdm(starts, progress, desc=f"protocol 1, Q={Q}"):
+        batch = samples[i:i + batch_size]
+        gts = [_gt_boxes(s) for s in batch]
+        boxes = centre_boxes(net, [load_image(s) for s in batch], [int(s.label) for s in batch], Q=Q,
+                             preprocess=preprocess, kind=kind)
+        wrong += sum(not correct(b, gt) for b, gt in zip(boxes, gts))
+    return 100.0 * wrong / len(samples)
+
+
+# -- protocol 2: dense boxes, greedy merging, top-5 classes (Table 9) ---------------------------
+
+
+def dense_windows(map_h: int, map_w: int, crop: int) -> torch.Tensor:
+    """The window (xyxy, rescaled-image pixels) behind each location of a dense output map,
+    row-major: location (i, j) sees ``[32 j, 32 j + crop) x [32 i, 32 i + crop)``.
+
+    After five 2x2 pools, feature cell k covers pixels ``[32 k, 32 k + 32)``, and fc6 (a
+    ``crop/32``-wide convolution) at (i, j) reads cells ``i .. i + crop/32 - 1``: exactly the crop
+    the classification net would see there (with the image's real pixels, not zero padding, around
+    its border). Pixels past the last multiple of 32 are dropped by the pools.
+    """
+    i, j = torch.meshgrid(torch.arange(map_h), torch.arange(map_w), indexing="ij")
+    x0, y0 = (STRIDE * j).reshape(-1).double(), (STRIDE * i).reshape(-1).double()
+    return torch.stack([x0, y0, x0 + crop, y0 + crop], -1)
+
+
+def dense_box_array(net: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int, preprocess: Preprocess,
+                    kind: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every dense location's box for each class: boxes (len(classes), L, 4) in image pixels,
+    clipped to the image, and the locations (L, 2) as (i, j), row-major."""
+    kind = _kind_of(net, kind)
+    if Q < net.crop:
+        raise ValueError(f"Q={Q} is smaller than the crop {net.crop}")
+    scaled, sx, sy = rescale(image, Q)
+    net.eval()
+    with torch.no_grad():
+        maps = to_dense(net)(preprocess(scaled)[None].to(_device(net)))[0].cpu()  # (outputs, h, w)
+    k, h, w = maps.shape
+    classes = [int(c) for c in classes]
+    repeated = maps[None].expand(len(classes), k, h, w)
+    params = box_of(repeated, kind, classes).double()  # (n, 4, h, w)
+    params = params.permute(0, 2, 3, 1).reshape(len(classes), h * w, 4)
+    boxes = decode(params, dense_windows(h, w, net.crop)) / torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
+    i, j = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return clip(boxes, image.shape[-1], image.shape[-2]), torch.stack([i.reshape(-1), j.reshape(-1)], -1)
+
+
+def dense_boxes(net: VGG, kind: str | None, image: torch.Tensor, Q: int, classes: Sequence[int], *,
+                preprocess: Preprocess) -> dict[int, list[tuple[tuple[float, ...], tuple[int, int]]]]:
+    """Protocol 2's raw boxes: the localisation net applied densely over ``image`` rescaled to Q.
+    For each class, one ``(box_xyxy, (i, j))`` per location of the output map; each box is decoded
+    in its location's window (:func:`dense_windows`) and mapped back to the original image."""
+    boxes, locations = dense_box_array(net, image, classes, Q=Q, preprocess=preprocess, kind=kind)
+    loc = [tuple(map(int, l)) for l in locations.tolist()]
+    return {int(c): [(tuple(b), l) for b, l in zip(boxes[n].tolist(), loc)] for n, c in enumerate(classes)}
+
+
+class Merged(NamedTuple):
+    """Greedy merging's result, best first: boxes (M, 4), scores (M,) and counts (M,) (how many
+    raw boxes each merged box averages)."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    counts: torch.Tensor
+
+
+def greedy_merge(boxes, scores=None, threshold: float = MERGE_THRESHOLD) -> Merged:
+    """OverFeat's greedy merging (Sermanet et al. 2014, sect. 4.3), with 1 - IoU as the distance.
+
+    Repeatedly take the closest pair of boxes; while their distance ``1 - IoU`` is strictly under
+    ``threshold``, replace the pair by the average of their coordinates, weighted by how many raw
+    boxes each already averages (so a merged box is the plain mean of its members), with the sum of
+    their scores. Then rank by score (ties keep input order). Ties in distance merge the pair with
+    the lowest indices first.
+
+    Choice: OverFeat's own "match score" adds the distance between the centres to the area of the
+    intersection, two quantities in different units, and gives no threshold; 1 - IoU is
+    scale-free, lies in [0, 1], and is the measure the benchmark itself uses. Default scores are 1
+    per box, so a merged box's score is the number of locations that voted for it.
+    """
+    b = _as_boxes(boxes).reshape(-1, 4).clone()
+    n = len(b)
+    s = torch.ones(n, dtype=torch.float64) if scores is None else torch.as_tensor(scores, dtype=torch.float64).clone()
+    if s.shape != (n,):
+        raise ValueError(f"greedy_merge: {n} boxes but scores of shape {tuple(s.shape)}")
+    counts = torch.ones(n, dtype=torch.float64)
+    alive = torch.ones(n, dtype=torch.bool)
+    dist = 1 - iou(b, b) if n else torch.zeros(0, 0, dtype=torch.float64)
+    dist.fill_diagonal_(float("inf"))
+    while n > 1:
+        flat = int(dist.argmin())
+        i, j = divmod(flat, n)
+        if not dist[i, j] < threshold:
+            break
+        i, j = min(i, j), max(i, j)
+        b[i] = (counts[i] * b[i] + counts[j] * b[j]) / (counts[i] + counts[j])
+        counts[i] += counts[j]
+        s[i] += s[j]
+        alive[j] = False
+        dist[j, :] = dist[:, j] = float("inf")
+        d = 1 - iou(b[i:i + 1], b)[0]
+        d[~alive] = float("inf")
+        d[i] = float("inf")
+        dist[i, :] = dist[:, i] = d
+    keep = torch.nonzero(alive).reshape(-1)
+    order = torch.sort(s[keep], descending=True, stable=True).indices
+    keep = keep[order]
+    return Merged(b[keep], s[keep], counts[keep])
+
+
+def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Sequence[int],
+            preprocess) -> torch.Tensor:
+    """The raw dense boxes of every localisation net at every scale, pooled: (len(classes), L, 4)."""
+    per_net = scales if scales and isinstance(scales[0], (list, tuple)) else [scales] * len(localisers)
+    if len(per_net) != len(localisers):
+        raise ValueError(f"{len(localisers)} localisation nets but {len(per_net)} lists of scales")
+    preps = preprocess if isinstance(preprocess, (list, tuple)) else [preprocess] * len(localisers)
+    parts = [dense_box_array(net, image, classes, Q=int(Q), preprocess=prep)[0]
+             for net, qs, prep in zip(localisers, per_net, preps) for Q in qs]
+    return torch.cat(parts, 1)
+
+
+def top5_boxes(localisers: Sequence[VGG], posteriors, image: torch.Tensor, *, scales, preprocess,
+               threshold: float = MERGE_THRESHOLD, top: int = 5) -> list[tuple[int, torch.Tensor, float]]:
+    """Protocol 2 for one image: for each of the ``top`` classes of ``posteriors`` (C,), the best
+    merged box of the pooled dense boxes, as ``(class, box_xyxy, class score)`` ranked by class score.
+
+    ``scales`` is one list of Q for every net, or one list per net; ``preprocess`` one for all nets
+    or one per net. Fusion = several nets: their boxes are pooled before merging.
+    """
+    if not localisers:
+        raise ValueError("protocol 2 needs at least one localisation net")
+    posteriors = torch.as_tensor(posteriors, dtype=torch.float64).reshape(-1)
+    ranked = torch.sort(posteriors, descending=True, stable=True).indices[:top].tolist()
+    pooled = _pooled(localisers, scales, image, ranked, preprocess)
+    return [(c, greedy_merge(pooled[n], threshold=threshold).boxes[0], float(posteriors[c]))
+            for n, c in enumerate(ranked)]
+
+
+def protocol2(localisers: Sequence[VGG], classifier_posteriors, samples: Sequence, *, scales,
+              preprocess, threshold: float = MERGE_THRESHOLD, load_image: Callable | None = None,
+              progress: bool = True) -> float:
+    """Table 9's top-5 localisation error (%).
+
+    ``classifier_posteriors`` (N, C) are the classification system's class scores for the N
+    samples; its top-5 classes are localised with :func:`top5_boxes`. An image is correct if one of
+    the 5 (class, box) pairs has the ground-truth class and an IoU above 0.5 with any of its
+    ground-truth boxes.
+    """
+    load_image = load_image or default_load_image
+    samples = list(samples)
+    posteriors = torch.as_tensor(classifier_posteriors)
+    if posteriors.ndim != 2 or len(posteriors) != len(samples):
+        raise ValueError(f"classifier_posteriors must be (N, C) with N = {len(samples)} samples, "
+                         f"got shape {tuple(posteriors.shape)}")
+    if not samples:
+        raise ValueError("protocol2 needs at least one sample")
+    wrong = 0
+    for sample, p in _tqdm(list(zip(samples, posteriors)), progress, desc="protocol 2"):
+        gt = _gt_boxes(sample)
+        predictions = top5_boxes(localisers, p, load_image(sample), scales=scales, preprocess=preprocess,
+                                 threshold=threshold)
+        wrong += not any(c == int(sample.label) and correct(box, gt) for c, box, _ in predictions)
+    return 100.0 * wrong / len(samples)
