@@ -17,6 +17,15 @@ CROP = 32
 MEAN = Preprocess(mean=(124.0, 116.0, 104.0), std=(58.0, 57.0, 57.0))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # nets this small run no faster on two threads, and the test machine's cores are shared
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)

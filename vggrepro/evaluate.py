@@ -144,11 +144,10 @@ class _Accumulator:
         self.sums: dict[int, torch.Tensor] = {}
 
     def add(self, index: int, p: torch.Tensor) -> None:
-        p = p.double().cpu()
-        self.sums[index] = self.sums[index] + p if index in self.sums else p
+        self.sums[index] = self.sums[index] + p if index in self.sums else p.clone()
 
     def result(self, order: list[int], scales: int) -> torch.Tensor:
-        return torch.stack([self.sums[i] for i in order]).div(scales).float()
+        return torch.stack([self.sums[i] for i in order]).div(scales)
 
 
 class _DenseRunner:
@@ -185,7 +184,7 @@ class _DenseRunner:
         if self.flip:
             x = torch.cat([x, x.flip(-1)])
         # Average the score map over space, then soft-max (see the module's docstring).
-        p = F.softmax(self.dense(x).float().mean(dim=(-2, -1)), dim=1)
+        p = F.softmax(self.dense(x).float().mean(dim=(-2, -1)), dim=1).cpu()
         if self.flip:
             p = (p[: len(items)] + p[len(items):]) / 2
         for (index, _), row in zip(items, p):
@@ -214,9 +213,12 @@ class _CropRunner:
 
     def _run(self) -> None:
         x = _prepare(torch.stack(self.crops), self.preprocess, self.device)
-        p = F.softmax(self.model(x).float(), dim=1)
-        for (index, n), row in zip(self.owners, p):
-            self.acc.add(index, row / n)
+        p = F.softmax(self.model(x).float(), dim=1).cpu()
+        p /= torch.tensor([n for _, n in self.owners], dtype=p.dtype).view(-1, 1)
+        # an image's crops are neighbours in the batch: sum each run of them, then add it
+        owners, counts = torch.unique_consecutive(torch.tensor([i for i, _ in self.owners]), return_counts=True)
+        for index, rows in zip(owners.tolist(), p.split(counts.tolist())):
+            self.acc.add(index, rows.sum(0))
         self.crops, self.owners = [], []
 
 
@@ -251,6 +253,7 @@ def evaluate(
     batch_size: int = 32,
     max_pending: int | None = None,
     progress: bool = False,
+    total: int | None = None,
 ) -> Evaluation:
     """Evaluate ``model`` on ``images``, an iterable of ``(index, uint8 RGB image (3, H, W), label)``.
 
@@ -259,7 +262,9 @@ def evaluate(
     the scales). ``crop`` defaults to the net's crop. ``flip=False`` drops the horizontal flips of
     dense and multi-crop evaluation (25 crops per scale); ``centre`` is always one crop.
     ``batch_size`` counts crops, or whole images for dense evaluation; at most ``max_pending``
-    (default 4 x batch_size) rescaled images wait for a batch of their size.
+    (default 4 x batch_size) rescaled images wait for a batch of their size. ``seconds`` is the
+    wall time of the whole loop, decoding and rescaling included; ``progress`` shows a bar (of
+    ``total`` images when given).
 
     The model is put in eval mode and moved to ``device``; gradients are off.
     """
@@ -287,7 +292,7 @@ def evaluate(
     if progress:
         from tqdm.auto import tqdm
 
-        images = tqdm(images, desc=f"{protocol} Q={scales}", unit="img")
+        images = tqdm(images, desc=f"{protocol} Q={scales}", unit="img", total=total)
     start = time.perf_counter()
     with torch.inference_mode():
         for index, image, label in images:
@@ -456,14 +461,15 @@ def evaluate_cached(
     _check(protocol, scales, model.crop)  # fail before reading any data
     images, total = _images(root, split, model.num_classes, limit)
     device = device or prof.resolved_device()
+    if out is None:
+        run.start()
     result = evaluate(model, preprocess, images, protocol=protocol, scales=scales, flip=flip, device=device,
-                      batch_size=batch_size or prof.batch_size, progress=progress)
+                      batch_size=batch_size or prof.batch_size, progress=progress, total=total)
     info = dict(source_path=str(source), trained_run=_trained_run(source), config=model.config,
                 width=model.width, profile=prof.name)
     save_posteriors(post_path, result, **info)
     body = dict(result.summary(), **info, posteriors_file=POSTERIORS_FILE)
     if out is None:
-        run.start()
         full = run.finish(body, device)
     else:
         from .runs import provenance
