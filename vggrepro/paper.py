@@ -34,15 +34,21 @@ def table(key: str) -> list[dict] | dict:
 
 def find(key: str, **match) -> dict:
     """The one row of a table whose fields equal ``match``, e.g. ``find("table3_single_scale",
-    config="D", train_S="256")``. Zero or several matches is an error naming the table."""
-    rows = [r for r in table(key) if all(_same(r.get(k), v) for k, v in match.items())]
+    config="D", train_S="256")``. A list field also matches one of its items, so
+    ``find("table2_params_millions", configs="A")`` is the row of A and A-LRN. Zero or several
+    matches is an error naming the table."""
+    rows = [r for r in table(key) if all(_same(r.get(k), v, item=True) for k, v in match.items())]
     if len(rows) != 1:
         raise ValueError(f"{key}: {len(rows)} rows match {match}; expected exactly one")
     return rows[0]
 
 
-def _same(a, b) -> bool:
-    return a == b or (isinstance(a, list) and isinstance(b, (list, tuple)) and list(a) == list(b))
+def _same(a, b, item: bool = False) -> bool:
+    """Does the paper's field ``a`` match the value ``b``? A list matches an equal list or tuple
+    and, with ``item``, any single value among its items."""
+    if isinstance(a, list):
+        return list(a) == list(b) if isinstance(b, (list, tuple)) else item and b in a
+    return a == b
 
 
 def beside(
