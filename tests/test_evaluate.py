@@ -170,3 +170,84 @@ def test_posteriors_round_trip(net, tmp_path):
     assert os.listdir(path.parent) == ["posteriors.pt"]  # no temporary file left behind
     with pytest.raises(FileNotFoundError):
         ev.load_posteriors(tmp_path / "missing.pt")
+
+
+# -- the command line, on a tiny checkpoint and a tiny val folder written here --------------------
+
+WNIDS = ["n00000001", "n00000002", "n00000003"]
+
+
+@pytest.fixture
+def tiny_set(tmp_path, net):
+    """A 3-class copy of `net` saved as a checkpoint, and val/<wnid>/*.JPEG (2 per class) beside
+    empty train/<wnid>/ folders, which give the class order."""
+    pytest.importorskip("vggrepro.data")
+    from PIL import Image
+
+    small = init_glorot(build("A", width=1 / 16, num_classes=3, crop=CROP))
+    with torch.no_grad():
+        for p in small.parameters():
+            p.mul_(1.6)
+    ckpt = tmp_path / "ckpt.pt"
+    checkpoints.save({"model": small.state_dict(), "meta": checkpoints.model_meta(small, MEAN)}, ckpt)
+    root = tmp_path / "data"
+    sizes = [(40, 56), (48, 48), (36, 60), (64, 40), (33, 33), (50, 70)]
+    for c, wnid in enumerate(WNIDS):
+        (root / "train" / wnid).mkdir(parents=True)
+        (root / "val" / wnid).mkdir(parents=True)
+        for j in range(2):
+            h, w = sizes[2 * c + j]
+            pixels = image(h, w, 100 + 2 * c + j).permute(1, 2, 0).numpy()
+            Image.fromarray(pixels).save(root / "val" / wnid / f"ILSVRC2012_val_{2 * c + j:08d}.JPEG", quality=95)
+    return ckpt, root, small
+
+
+def test_cli_evaluates_a_checkpoint_on_a_val_folder(tiny_set, tmp_path, capsys):
+    from vggrepro import cli
+    from vggrepro.data import decode_image
+
+    ckpt, root, small = tiny_set
+    out = tmp_path / "eval"
+    rc = cli.main(["evaluate", "--checkpoint", str(ckpt), "--protocol", "both", "--scales", "32,40",
+                   "--data", str(root), "--device", "cpu", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "top-1 error" in printed and str(out / "posteriors.pt") in printed
+    saved = ev.load_posteriors(out / "posteriors.pt")
+    assert saved["labels"].tolist() == [0, 0, 1, 1, 2, 2]  # classes in sorted-wnid order
+    # the same numbers as evaluating the decoded files directly
+    files = sorted((root / "val").glob("*/*.JPEG"))
+    direct = ev.evaluate(small, MEAN, [(i, decode_image(f), i // 2) for i, f in enumerate(files)],
+                         protocol="both", scales=[32, 40])
+    torch.testing.assert_close(saved["posteriors"], direct.posteriors, atol=1e-5, rtol=1e-4)
+    result = __import__("json").loads((out / "result.json").read_text())
+    assert result["top1"] == pytest.approx(direct.top1) and "provenance" in result
+
+
+def test_cached_evaluation_is_reused(tiny_set, tmp_path, monkeypatch):
+    ckpt, root, _ = tiny_set
+    monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
+    first = ev.evaluate_cached(ckpt, "ci", "dense", [CROP], data=root, device="cpu", limit=4)
+    assert first["images"] == 4 and first["labels"].tolist() == [0, 0, 1, 2]  # spread over the classes
+    assert (tmp_path / "runs" / "ci").is_dir() and first["settings"]["kind"] == "eval"
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a finished evaluation ran again")
+
+    monkeypatch.setattr(ev, "evaluate", no_run)
+    again = ev.evaluate_cached(ckpt, "ci", "dense", [CROP], data=root, device="cpu", limit=4)
+    assert torch.equal(again["posteriors"], first["posteriors"]) and again["run_id"] == first["run_id"]
+
+
+def test_cli_names_bad_input(tiny_set, tmp_path, capsys):
+    from vggrepro import cli
+
+    ckpt, root, _ = tiny_set
+    base = ["evaluate", "--data", str(root), "--device", "cpu", "--out", str(tmp_path / "x")]
+    cases = [
+        (["--checkpoint", str(tmp_path / "nope.pt"), "--scales", "32"], "no checkpoint"),
+        (["--checkpoint", str(ckpt), "--scales", "16,32"], "below the crop"),
+        (["--checkpoint", str(ckpt), "--scales", "32", "--protocol", "10crop"], "unknown protocol"),
+    ]
+    for args, message in cases:
+        assert cli.main(base + args) == 2
+        assert message in capsys.readouterr().err

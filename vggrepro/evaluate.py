@@ -24,8 +24,8 @@ the net's own pixels; a profile's ``S()`` turns the paper's 256/384/512 into the
 from __future__ import annotations
 
 import hashlib
-import itertools
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -392,16 +392,30 @@ def load_net(checkpoint: str | Path | None = None, weights: str | Path | None = 
     return load_weights(weights)
 
 
-def _images(root: Path, split: str, num_classes: int, limit: int | None):
-    from .data import EvalImages, ILSVRC
+def _images(root: Path, split: str, num_classes: int, limit: int | None, progress: bool = False):
+    """The split's images as ``(index, uint8 image, label)`` and how many; with ``limit``, that many
+    spread evenly over the split (every n/limit-th image), so that every class has its share."""
+    from .data import ILSVRC, CorruptImage, EvalImages, decode_image
 
-    dataset = ILSVRC(root, split)
+    dataset = ILSVRC(root, split, boxes=False)
     if len(dataset.classes) != num_classes:
         raise ValueError(f"the net has {num_classes} classes but the data set at {root} has "
                          f"{len(dataset.classes)}; evaluate it on the data set it was trained on")
-    images = EvalImages(dataset)
-    total = len(dataset.samples) if limit is None else min(limit, len(dataset.samples))
-    return (images if limit is None else itertools.islice(images, limit)), total
+    n = len(dataset.samples)
+    if limit is None or limit >= n:
+        return EvalImages(dataset, progress=progress), n
+    picks = sorted({k * n // limit for k in range(limit)})
+
+    def spread():
+        for i in picks:
+            try:
+                image = decode_image(dataset.samples[i].path)
+            except CorruptImage as e:
+                warnings.warn(f"skipped {e}", stacklevel=2)
+                continue
+            yield i, image, dataset.samples[i].label
+
+    return spread(), len(picks)
 
 
 def _data_root(profile, data: str | Path | None) -> Path:
@@ -433,7 +447,8 @@ def evaluate_cached(
     """Evaluate a checkpoint (or released ``weights``) on a profile's data set, once.
 
     The result lives in ``runs/<profile>/eval-<hash>/`` keyed by the net file's hash, the protocol,
-    the scales, the split, ``flip``, ``limit`` and the data folder: ``posteriors.pt`` (see
+    the scales, the split, ``flip``, ``limit`` (that many images spread evenly over the split) and the
+    data folder: ``posteriors.pt`` (see
     :func:`save_posteriors`) and ``result.json`` (errors, cost, provenance). A finished folder is
     re-used without running the net. ``out`` names another folder (not cached: it is overwritten).
 
@@ -447,19 +462,19 @@ def evaluate_cached(
     source = Path(weights if weights is not None else checkpoint_path)
     if not source.is_file():
         raise FileNotFoundError(f"no {'weights' if weights is not None else 'checkpoint'} file at {source}")
+    model, preprocess = load_net(None if weights is not None else source, weights)
+    _check(protocol, scales, model.crop)  # before any data is read or generated
     root = _data_root(prof, data)
     settings = dict(kind="eval", net=file_hash(source), source="weights" if weights is not None else "checkpoint",
                     protocol=protocol, scales=[int(q) for q in scales], split=split, flip=flip, limit=limit,
-                    data=str(root))
+                    data=str(Path(root).resolve()))
     run = Run(prof.name, settings)
     folder = Path(out) if out is not None else run.dir
     post_path = folder / POSTERIORS_FILE
     if out is None and run.finished() and post_path.is_file():
         return dict(run.result(), posteriors_file=str(post_path), **_tensors(load_posteriors(post_path)))
 
-    model, preprocess = load_net(None if weights is not None else source, weights)
-    _check(protocol, scales, model.crop)  # fail before reading any data
-    images, total = _images(root, split, model.num_classes, limit)
+    images, total = _images(root, split, model.num_classes, limit, progress)
     device = device or prof.resolved_device()
     if out is None:
         run.start()
@@ -520,7 +535,8 @@ def register(subparsers) -> None:
     p.add_argument("--profile", default="ci", help="profile giving the data set, device and batch size (default ci)")
     p.add_argument("--data", default=None, help="data folder in the ILSVRC-2012 layout (default: the profile's)")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate only N images, spread evenly over the split (every class has its share)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     p.add_argument("--batch-size", type=int, default=None, help="crops (or whole images, dense) per forward pass")
     p.add_argument("--out", default=None, help="folder for posteriors.pt and result.json "
