@@ -290,6 +290,8 @@ def run_book(
                 cwd=str(nb_path.parent),
                 progress_bar=False,
                 log_output=False,
+                # The kernel warns on stderr that it talks over local TCP; keep the progress lines clean.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
         except PapermillExecutionError as e:
             echo(f"FAILED after {time.perf_counter() - start:.1f} s")

@@ -1,0 +1,263 @@
+"""The book as a whole: papermill runs with injected parameters, the Jupyter Book site, and the site
+as a real browser renders it (headless Chromium, skipped where it is not installed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from vggrepro import book, paper
+
+ROOT = book.ROOT
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+# -- a toy book, to check the runner against outputs we can predict ------------------------------
+
+
+def toy_notebook(*cells) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=list(cells))
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def parameters_cell(source: str):
+    return new_code_cell(source, metadata={"tags": ["parameters"]})
+
+
+@pytest.fixture
+def toy_book(tmp_path):
+    """_toc.yml with an intro page, two notebooks, a Markdown page and a page not written yet."""
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text(
+        yaml.safe_dump(
+            {
+                "format": "jb-book",
+                "root": "intro",
+                "parts": [
+                    {"caption": "run", "chapters": [{"file": "book/01_square"}, {"file": "book/02_fails"}]},
+                    {"caption": "later", "chapters": [{"file": "book/03_notes"}, {"file": "book/09_results"}]},
+                ],
+            }
+        )
+    )
+    (tmp_path / "intro.md").write_text("# toy\n")
+    (tmp_path / "book" / "03_notes.md").write_text("# notes\n")
+    square = toy_notebook(
+        new_markdown_cell("# squares"),
+        parameters_cell('profile = "ci"\nwidth = None\nside = 3'),
+        new_code_cell("import os\nprint(profile, width, side * side, os.path.basename(os.getcwd()))"),
+    )
+    nbformat.write(square, tmp_path / "book" / "01_square.ipynb")
+    fails = toy_notebook(parameters_cell('profile = "ci"'), new_code_cell("x = 1"), new_code_cell("1 / 0"))
+    nbformat.write(fails, tmp_path / "book" / "02_fails.ipynb")
+    return tmp_path
+
+
+def test_parse_parameters_reads_literals_and_both_spellings():
+    got = book.parse_parameters(["width=0.0625", "side", "4", "name=D", "flag=None", "scales=[256, 384]"])
+    assert got == {"width": 0.0625, "side": 4, "name": "D", "flag": None, "scales": [256, 384]}
+    with pytest.raises(ValueError, match="needs a value"):
+        book.parse_parameters(["width"])
+    with pytest.raises(ValueError, match="not a Python name"):
+        book.parse_parameters(["2x=1"])
+
+
+def test_notebooks_follow_the_toc_and_skip_pages(toy_book):
+    found = book.notebooks(toy_book)
+    assert [p.name for p in found] == ["01_square.ipynb", "02_fails.ipynb"]
+    assert book.select(found, "02") == found[1:]
+    assert book.select(found, ["01_square", "2"]) == found
+    with pytest.raises(ValueError, match="01_square, 02_fails"):
+        book.select(found, "07")
+
+
+def test_run_injects_parameters_and_writes_to_the_run_folder(toy_book):
+    stored_before = (toy_book / "book" / "01_square.ipynb").read_text()
+    out = book.run_book("gpu", only="01", parameters={"width": 0.5, "side": 5}, root=toy_book, echo=quiet)
+    assert out == [toy_book / "runs" / "gpu" / "book" / "01_square.ipynb"]
+    printed = nbformat.read(out[0], as_version=4).cells[-1].outputs[0]["text"]
+    assert printed.split() == ["gpu", "0.5", "25", "book"]  # injected values; cwd is book/
+    assert (toy_book / "book" / "01_square.ipynb").read_text() == stored_before  # book/ untouched
+    with pytest.raises(ValueError, match="no chosen notebook has a parameter 'sidee'"):
+        book.run_book(only="01", parameters={"sidee": 5}, root=toy_book, echo=quiet)
+    with pytest.raises(ValueError, match="--inplace"):
+        book.run_book("gpu", inplace=True, root=toy_book, echo=quiet)
+
+
+def test_inplace_refresh_stores_clean_outputs(toy_book):
+    stored = toy_book / "book" / "01_square.ipynb"
+    before = nbformat.read(stored, as_version=4)
+    book.run_book(only="01", inplace=True, root=toy_book, echo=quiet)
+    after = nbformat.read(stored, as_version=4)
+    # The same cells (no injected-parameters cell), ids and notebook metadata; only outputs are new.
+    assert [(c.id, c.source) for c in after.cells] == [(c.id, c.source) for c in before.cells]
+    assert {k: after.metadata[k] for k in before.metadata} == before.metadata
+    assert "papermill" not in json.dumps([c.metadata for c in after.cells])
+    assert after.cells[-1].outputs[0]["text"].split() == ["ci", "None", "9", "book"]
+    assert [c.execution_count for c in after.cells if c.cell_type == "code"] == [1, 2]
+
+
+def test_first_failure_names_the_notebook_and_cell(toy_book):
+    with pytest.raises(book.NotebookFailed) as failed:
+        book.run_book(root=toy_book, echo=quiet)
+    e = failed.value
+    assert e.notebook == Path("book/02_fails.ipynb")
+    assert e.cell == 2 and e.ename == "ZeroDivisionError"  # the third cell of the stored notebook
+    assert "1 / 0" in str(e) and e.output.exists()
+
+
+# -- the real book: a papermill parameter changes Table 2's "this run" column ---------------------
+
+
+def table2_this_run(nb_path: Path) -> dict[str, int]:
+    """{config: weights} from the "this run" column of Table 2 in an executed 01 notebook.
+
+    01 shows Table 2 as a DataFrame indexed by config, with a column "this run (width w)"; this
+    reads its HTML output as the site would render it."""
+    from bs4 import BeautifulSoup
+
+    nb = nbformat.read(nb_path, as_version=4)
+    html = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if "text/html" in o.get("data", {})]
+    found = []
+    for table in (BeautifulSoup(h, "html.parser").find("table") for h in html):
+        header = [th.get_text(strip=True) for th in table.find("thead").find("tr").find_all("th")] if table else []
+        found += [(table, i) for i, h in enumerate(header) if h.startswith("this run (width")]
+    assert len(found) == 1, f"{nb_path.name}: expected one Table 2 output with a 'this run (width ...)' column"
+    table, column = found[0]
+    rows = {}
+    for tr in table.find("tbody").find_all("tr"):
+        cells = [x.get_text(strip=True) for x in tr.find_all(["th", "td"])]
+        rows[cells[0]] = int(cells[column])
+    return rows
+
+
+@pytest.mark.slow
+def test_width_parameter_changes_table2(tmp_path, monkeypatch):
+    """01 run with -p width=0.0625: its Table 2 column is that width's exact count, not the ci one."""
+    from vggrepro import models, profiles
+
+    stored_nb = ROOT / "book" / "01_architecture.ipynb"
+    if not stored_nb.exists():
+        pytest.skip("book/01_architecture.ipynb (the stored ci run) is not in the book yet")
+    monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))  # the kernel's run folders: not the ci ones
+    [executed] = book.run_book(only="01", parameters={"width": 0.0625}, output=tmp_path, echo=quiet)
+    narrow, stored = table2_this_run(executed), table2_this_run(stored_nb)
+    ci = profiles.get_profile("ci")
+    assert narrow.keys() == stored.keys() and narrow
+    # By hand, net A at width 1/16: convs 3>4 | 4>8 | 8>16, 16>16 | 16>32, 32>32 | 32>32, 32>32, 3x3 with
+    # biases: 112 + 296 + 1168 + 2320 + 4640 + 3 * 9248 = 36280; a 64 crop leaves 2x2x32 = 128 inputs to
+    # fc6 (256), fc7 (256), fc8 (20 classes): 33024 + 65792 + 5140 = 103956.
+    assert (ci.crop, ci.num_classes) == (64, 20) and narrow["A"] == 36280 + 103956
+    for config, count in narrow.items():
+        assert count != stored[config]
+        net = models.build(config, width=0.0625, num_classes=ci.num_classes, crop=ci.crop)
+        assert count == models.count_params(net)
+
+
+# -- the site, built once per session and opened in headless Chromium -----------------------------
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    return book.build_site()
+
+
+def chromium(url: str, tmp: Path, *args: str) -> str:
+    """Headless Chromium on a local page, never on the network, always under a time limit."""
+    cmd = [
+        "timeout", "120", CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=5000", *args, url,
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, f"chromium failed ({done.returncode}): {done.stderr[-2000:]}"
+    return done.stdout
+
+
+def dom(page: Path, tmp: Path):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(chromium(page.as_uri(), tmp, "--dump-dom"), "html.parser")
+
+
+def numbers_in(cell_text: str) -> list[float]:
+    out = []
+    for word in cell_text.replace(",", "").split():
+        try:
+            out.append(float(word))
+        except ValueError:
+            pass
+    return out
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_site_in_a_browser(site, tmp_path):
+    title = yaml.safe_load((ROOT / "_config.yml").read_text())["title"]
+    home = dom(site / "index.html", tmp_path)
+    assert title in home.get_text(" ")
+
+    # The table of contents links every notebook of _toc.yml.
+    links = {a.get("href", "").split("#")[0] for a in home.select("nav a")}
+    for nb in book.notebooks():
+        assert f"{nb.parent.name}/{nb.stem}.html" in links, f"{nb.stem} is not in the rendered table of contents"
+
+    # Table 2 of the paper, its numbers from paper_tables.json, rendered on 01's page.
+    page = site / "book" / "01_architecture.html"
+    if not page.exists():
+        pytest.skip("book/01_architecture is not in the book yet")
+    tables = [
+        [[cell.get_text(" ", strip=True) for cell in tr.find_all(["td", "th"])] for tr in table.find_all("tr")]
+        for table in dom(page, tmp_path).find_all("table")
+    ]
+
+    def shows_table2(rows) -> bool:
+        """Every row of the paper's Table 2: one of its configs beside its weights in millions."""
+        return all(
+            any(set(entry["configs"]) & set(row) and entry["params_millions"] in numbers_in(" ".join(row)) for row in rows)
+            for entry in paper.table("table2_params_millions")
+        )
+
+    assert any(shows_table2(rows) for rows in tables), "no rendered table shows the paper's Table 2"
+
+    # A picture of the page, next to the build (the README's docs/site.png is one of these).
+    shot = site.parent / "screenshots" / "01_architecture.png"
+    shot.parent.mkdir(exist_ok=True)
+    chromium(page.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1280,900", "--hide-scrollbars")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- the README keeps telling the truth -----------------------------------------------------------
+
+
+def test_readme_quick_start_and_profiles_table():
+    from vggrepro.profiles import PROFILES
+
+    readme = (ROOT / "README.md").read_text()
+    assert "bash install.sh && .venv/bin/vggrepro book run" in readme
+    assert "bash install.sh && .venv/bin/python -m pytest --nbval" in readme
+    assert (ROOT / "install.sh").exists() and 'vggrepro = "vggrepro.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    assert (ROOT / "docs" / "site.png").exists(), "the README's picture of the site"
+    rows = {line.split("|")[1].strip(" `").split("`")[0]: line for line in readme.splitlines() if line.startswith("| `")}
+    for name, p in PROFILES.items():
+        cells = [c.strip() for c in rows[name].split("|")[1:-1]]
+        assert cells[4:9] == [
+            str(p.crop),
+            f"{p.S(256)}, {p.S(384)}",
+            f"[{p.jitter[0]}, {p.jitter[1]}]",
+            str(p.num_classes),
+            str(p.batch_size),
+        ], f"README's row for {name} disagrees with vggrepro/profiles.py"
+        assert cells[3] == ("1" if p.width == 1 else f"1/{round(1 / p.width)}")
