@@ -21,6 +21,15 @@ from vggrepro.transforms import Preprocess
 IDENTITY = Preprocess(mean=(0.0, 0.0, 0.0))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: the machine's cores are shared, and results must not depend on the count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @dataclass
 class FakeSample:
     path: str
@@ -378,8 +387,38 @@ def test_fusion_pools_boxes_before_merging():
     assert L.protocol2([b], post, samples, scales=[32], **run) == 100.0
     assert L.protocol2([a, b], post, samples, scales=[32], **run) == 0.0
     # pooling is also across scales: Q=32 and Q=64 give 1 + 2x2 = 5 boxes per net
-    pooled = L._pooled([a, b], [[32, 64], [32]], image(32, 32), [0], IDENTITY)
-    assert pooled.shape == (1, 5 + 1, 4)
+    pooled, scores = L._pooled([a, b], [[32, 64], [32]], image(32, 32), [0], IDENTITY)
+    assert pooled.shape == (1, 5 + 1, 4) and scores.tolist() == [[1.0] * 6]
+
+
+def test_location_scores_are_the_classifier_at_each_window():
+    # one location (a 32x32 image): the dense posterior equals the classifier's soft-max on the crop
+    clf = tiny_classifier(32, 4, seed=2).eval()
+    img = image(32, 32, 7)
+    dense = L.location_scores(clf, img, [3, 1], Q=32, preprocess=IDENTITY)
+    with torch.no_grad():
+        crop = clf(img[None].float()).double().softmax(1)[0]
+    assert torch.allclose(dense[:, 0], crop[[3, 1]], atol=1e-5)
+    # 64x96 at Q=64: a 2x3 map, row-major
+    assert L.location_scores(clf, image(64, 96), [0], Q=64, preprocess=IDENTITY).shape == (1, 6)
+
+
+def test_classifier_scores_choose_among_disagreeing_boxes(monkeypatch):
+    # a 32x64 image gives 2 locations; the constant net predicts each window's left half, so the
+    # two boxes are disjoint: (0,0,16,32) and (32,0,48,32). Ground truth is the second.
+    loc = constant_localiser("SCR", [0.25, 0.5, 0.5, 1])
+    samples = [FakeSample("a", 0, [[32, 0, 48, 32]])]
+    run = dict(scales=[32], preprocess=IDENTITY, load_image=loader_of({"a": image(32, 64)}), progress=False)
+    post = torch.tensor([[1.0, 0, 0]])
+    assert L.protocol2([loc], post, samples, **run) == 100.0  # a tie: the first (top-left) box wins
+    clf = tiny_classifier(32, 3)
+    two = lambda clf, img, classes, **k: torch.tensor([[0.2, 0.7]] * len(classes), dtype=torch.float64)
+    monkeypatch.setattr(L, "location_scores", two)
+    assert L.protocol2([loc], post, samples, classifier=clf, **run) == 0.0  # the classifier prefers location 2
+    three = lambda clf, img, classes, **k: torch.ones(len(classes), 3, dtype=torch.float64)
+    monkeypatch.setattr(L, "location_scores", three)
+    with pytest.raises(ValueError, match="same crop"):
+        L.protocol2([loc], post, samples, classifier=clf, **run)
 
 
 # -- fine-tuning --------------------------------------------------------------------------------
@@ -450,3 +489,53 @@ def test_finetune_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="no training sample"):
         L.finetune(net, "SCR", "fc", [FakeSample("x", 0, [])], S=32, epochs=1, preprocess=IDENTITY,
                    runs_root=tmp_path)
+
+
+def test_box_crops_targets_mark_the_painted_object():
+    """Rescale, random crop, flip and target together: on images holding one painted rectangle, the
+    decoded target of every training crop bounds the bright pixels of that crop (to the pixel the
+    bilinear rescale blurs)."""
+    rng = np.random.default_rng(1)
+    images, samples = {}, []
+    for i in range(12):
+        h, w = (int(v) for v in rng.integers(40, 90, 2))
+        bw, bh = int(rng.integers(10, w - 4)), int(rng.integers(10, h - 4))
+        x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+        img = torch.zeros(3, h, w, dtype=torch.uint8)
+        img[:, y0:y0 + bh, x0:x0 + bw] = 255
+        images[str(i)] = img
+        samples.append(FakeSample(str(i), 0, [[x0, y0, x0 + bw, y0 + bh]]))
+    data = L.BoxCrops(samples, 40, 32, IDENTITY, seed=0, load_image=loader_of(images))
+    seen = {k: set() for k in range(len(data))}
+    for epoch in range(3):
+        data.epoch = epoch
+        for k in range(len(data)):
+            x, target, _ = data[k]
+            ys, xs = torch.nonzero(x[0] > 127, as_tuple=True)
+            painted = [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+            assert np.allclose(L.decode(target, [0, 0, 32, 32]).tolist(), painted, atol=1.0), (epoch, k)
+            seen[k].add(tuple(target.tolist()))
+    assert sum(len(v) > 1 for v in seen.values()) >= 6  # crops and flips change from epoch to epoch
+
+
+def test_finetune_resumes_an_interrupted_run_exactly(tmp_path):
+    net = tiny_classifier(32, 3)
+    images, samples = _train_set()
+    args = dict(S=36, epochs=2, preprocess=IDENTITY, batch_size=4, profile="test", progress=False)
+    whole, _ = L.finetune(net, "PCR", "all", samples, runs_root=tmp_path / "a", load_image=loader_of(images), **args)
+
+    calls = []
+
+    def dies_in_epoch_2(sample):  # 8 images an epoch: fail on the 11th
+        calls.append(sample)
+        if len(calls) > 10:
+            raise RuntimeError("interrupted")
+        return images[sample.path]
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        L.finetune(net, "PCR", "all", samples, runs_root=tmp_path / "b", load_image=dies_in_epoch_2, **args)
+    resumed, result = L.finetune(net, "PCR", "all", samples, runs_root=tmp_path / "b", load_image=loader_of(images),
+                                 **args)
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    for key, value in whole.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key

@@ -38,10 +38,9 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoints
+from . import checkpoints, transforms
 from .models import VGG, build, to_dense
 from .runs import Run
 from .transforms import Preprocess
@@ -205,17 +204,9 @@ def default_load_image(sample) -> torch.Tensor:
 
 
 def rescale(image: torch.Tensor, S: int) -> tuple[torch.Tensor, float, float]:
-    """Rescale isotropically so that the smaller side is ``S``; return the image and the factors
-    ``(sx, sy)`` (new size / old size, per axis, after rounding) that map boxes into it."""
-    from . import transforms
-
-    if hasattr(transforms, "rescale"):
-        out = transforms.rescale(image, S)
-    else:  # transforms.rescale is not there yet: the same isotropic bilinear rescale
-        h, w = image.shape[-2:]
-        size = (S, max(1, round(w * S / h))) if h <= w else (max(1, round(h * S / w)), S)
-        out = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-        out = out[0].round().clamp(0, 255).to(image.dtype) if image.dtype == torch.uint8 else out[0]
+    """:func:`vggrepro.transforms.rescale` (smaller side S), with the factors ``(sx, sy)`` (new size
+    / old size per axis, after rounding) that map boxes into the rescaled image."""
+    out = transforms.rescale(image, S)
     return out, out.shape[-1] / image.shape[-1], out.shape[-2] / image.shape[-2]
 
 
@@ -376,11 +367,20 @@ def finetune(net: VGG, kind: str, layers: str, samples: Sequence, *, S: int, epo
         train_digest=_digest([(str(s.path), int(s.label), [list(map(float, b)) for b in s.boxes]) for s in train]),
     )
     run = Run(profile, settings, Path(runs_root) if runs_root else None)
-    if run.finished():
-        loc, _ = load_localiser(run.checkpoint, device)
-        return loc, run.result()
-    run.start()
+    if not run.finished():
+        with run.lock():  # a second process asking for the same run waits, then re-uses it
+            if not run.finished():
+                run.start()
+                _train(run, net, kind, layers, train, S=S, epochs=epochs, preprocess=preprocess,
+                       batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, seed=seed,
+                       device=device, workers=workers, cache=cache, load_image=load_image, progress=progress)
+    loc, _ = load_localiser(run.checkpoint, device)
+    return loc, dict(run.result(), run_dir=str(run.dir), checkpoint=str(run.checkpoint))
 
+
+def _train(run: Run, net: VGG, kind: str, layers: str, train: list, *, S, epochs, preprocess, batch_size, lr,
+           momentum, weight_decay, seed, device, workers, cache, load_image, progress) -> None:
+    """The fine-tuning loop of :func:`finetune`: one checkpoint per epoch, resumed where it stopped."""
     loc = localiser(net, kind, seed=seed).to(device)
     params = _trainable(loc, layers)
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -422,18 +422,16 @@ def finetune(net: VGG, kind: str, layers: str, samples: Sequence, *, S: int, epo
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / seen:.4f}")
         if not np.isfinite(total):
-            raise FloatingPointError(f"box loss became {total} in epoch {epoch + 1}; lower lr (now {lr})")
+            raise FloatingPointError(f"box loss became {total} in epoch {epoch + 1}; lower lr (now {lr}). "
+                                     f"The last good checkpoint is kept at {run.checkpoint}.")
         wall += time.perf_counter() - start
         history.append(dict(epoch=epoch + 1, loss=total / seen, images=seen))
         checkpoints.save(dict(model=loc.state_dict(), meta=meta, optimizer=optimizer.state_dict(),
                               rng=torch.get_rng_state(), history=history, epoch=epoch + 1, wall_s=wall),
                          run.checkpoint)
         checkpoints.atomic_write_bytes(run.metrics_path, "".join(json.dumps(h) + "\n" for h in history).encode())
-    for p in loc.parameters():
-        p.requires_grad_(True)
-    result = run.finish(dict(kind=kind, layers=layers, S=S, epochs=epochs, final_loss=history[-1]["loss"],
-                             history=history, wall_s=wall, checkpoint=str(run.checkpoint)), device=device)
-    return loc.eval(), result
+    run.finish(dict(kind=kind, layers=layers, S=S, epochs=epochs, final_loss=history[-1]["loss"],
+                    history=history, wall_s=wall), device=device)
 
 
 def load_localiser(path: str | Path, device: str = "cpu") -> tuple[VGG, dict]:
@@ -626,44 +624,80 @@ def greedy_merge(boxes, scores=None, threshold: float = MERGE_THRESHOLD) -> Merg
     return Merged(b[keep], s[keep], counts[keep])
 
 
-def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Sequence[int],
-            preprocess) -> torch.Tensor:
-    """The raw dense boxes of every localisation net at every scale, pooled: (len(classes), L, 4)."""
+def location_scores(classifier: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int,
+                    preprocess: Preprocess) -> torch.Tensor:
+    """The classification net applied densely at scale Q: the soft-max posterior of each class at
+    each location, (len(classes), L), in the row-major location order of :func:`dense_box_array`."""
+    scaled, _, _ = rescale(image, Q)
+    classifier.eval()
+    with torch.no_grad():
+        maps = to_dense(classifier)(preprocess(scaled)[None].to(_device(classifier)))[0].cpu()
+    return maps.double().softmax(0)[[int(c) for c in classes]].reshape(len(classes), -1)
+
+
+def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Sequence[int], preprocess,
+            classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None):
+    """The raw dense boxes of every localisation net at every scale, pooled, and their scores:
+    boxes (len(classes), L, 4) and scores (len(classes), L), 1 each without a classifier."""
     per_net = scales if scales and isinstance(scales[0], (list, tuple)) else [scales] * len(localisers)
     if len(per_net) != len(localisers):
         raise ValueError(f"{len(localisers)} localisation nets but {len(per_net)} lists of scales")
     preps = preprocess if isinstance(preprocess, (list, tuple)) else [preprocess] * len(localisers)
-    parts = [dense_box_array(net, image, classes, Q=int(Q), preprocess=prep)[0]
-             for net, qs, prep in zip(localisers, per_net, preps) for Q in qs]
-    return torch.cat(parts, 1)
+    boxes, scores, by_scale = [], [], {}
+    for net, qs, prep in zip(localisers, per_net, preps):
+        for Q in map(int, qs):
+            b = dense_box_array(net, image, classes, Q=Q, preprocess=prep)[0]
+            if classifier is None:
+                s = torch.ones(b.shape[:2], dtype=torch.float64)
+            else:
+                if Q not in by_scale:
+                    by_scale[Q] = location_scores(classifier, image, classes, Q=Q,
+                                                  preprocess=classifier_preprocess or prep)
+                s = by_scale[Q]
+                if s.shape[1] != b.shape[1]:
+                    raise ValueError(f"at Q={Q} the classification net gives {s.shape[1]} locations and the "
+                                     f"localisation net {b.shape[1]}: both need the same crop "
+                                     f"({classifier.crop} vs {net.crop})")
+            boxes.append(b)
+            scores.append(s)
+    return torch.cat(boxes, 1), torch.cat(scores, 1)
 
 
 def top5_boxes(localisers: Sequence[VGG], posteriors, image: torch.Tensor, *, scales, preprocess,
+               classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
                threshold: float = MERGE_THRESHOLD, top: int = 5) -> list[tuple[int, torch.Tensor, float]]:
     """Protocol 2 for one image: for each of the ``top`` classes of ``posteriors`` (C,), the best
-    merged box of the pooled dense boxes, as ``(class, box_xyxy, class score)`` ranked by class score.
+    merged box of the pooled dense boxes, as ``(class, box_xyxy, class score)``, ranked by class score.
 
     ``scales`` is one list of Q for every net, or one list per net; ``preprocess`` one for all nets
     or one per net. Fusion = several nets: their boxes are pooled before merging.
+
+    The best merged box of a class is the one with the highest score, a merged box scoring the sum of
+    its members' scores (OverFeat). Choice: with ``classifier`` (the classification net, same crop),
+    a box scores the class's soft-max posterior at its location, the classification net being applied
+    densely at the same Q -- the paper "rates them based on the class scores obtained from the
+    classification ConvNet". Without it every box scores 1 and the best merged box is the one most
+    locations voted for (ties go to the first location, top-left).
     """
     if not localisers:
         raise ValueError("protocol 2 needs at least one localisation net")
     posteriors = torch.as_tensor(posteriors, dtype=torch.float64).reshape(-1)
     ranked = torch.sort(posteriors, descending=True, stable=True).indices[:top].tolist()
-    pooled = _pooled(localisers, scales, image, ranked, preprocess)
-    return [(c, greedy_merge(pooled[n], threshold=threshold).boxes[0], float(posteriors[c]))
+    boxes, scores = _pooled(localisers, scales, image, ranked, preprocess, classifier, classifier_preprocess)
+    return [(c, greedy_merge(boxes[n], scores[n], threshold=threshold).boxes[0], float(posteriors[c]))
             for n, c in enumerate(ranked)]
 
 
 def protocol2(localisers: Sequence[VGG], classifier_posteriors, samples: Sequence, *, scales,
-              preprocess, threshold: float = MERGE_THRESHOLD, load_image: Callable | None = None,
+              preprocess, classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
+              threshold: float = MERGE_THRESHOLD, load_image: Callable | None = None,
               progress: bool = True) -> float:
     """Table 9's top-5 localisation error (%).
 
     ``classifier_posteriors`` (N, C) are the classification system's class scores for the N
-    samples; its top-5 classes are localised with :func:`top5_boxes`. An image is correct if one of
-    the 5 (class, box) pairs has the ground-truth class and an IoU above 0.5 with any of its
-    ground-truth boxes.
+    samples; its top-5 classes are localised with :func:`top5_boxes` (see there for ``classifier``,
+    which scores each dense box). An image is correct if one of the 5 (class, box) pairs has the
+    ground-truth class and an IoU above 0.5 with any of its ground-truth boxes.
     """
     load_image = load_image or default_load_image
     samples = list(samples)
@@ -677,6 +711,7 @@ def protocol2(localisers: Sequence[VGG], classifier_posteriors, samples: Sequenc
     for sample, p in _tqdm(list(zip(samples, posteriors)), progress, desc="protocol 2"):
         gt = _gt_boxes(sample)
         predictions = top5_boxes(localisers, p, load_image(sample), scales=scales, preprocess=preprocess,
+                                 classifier=classifier, classifier_preprocess=classifier_preprocess,
                                  threshold=threshold)
         wrong += not any(c == int(sample.label) and correct(box, gt) for c, box, _ in predictions)
     return 100.0 * wrong / len(samples)
