@@ -309,6 +309,22 @@ def test_dense_boxes_match_the_crop_net_at_each_window():
 # -- greedy merging -----------------------------------------------------------------------------
 
 
+def test_centre_view_gives_protocol_1_box():
+    # the 64x128 image of the protocol 1 tests: the central view at Q=32 is one box, (48,16,80,48),
+    # while the dense view has 1x2 locations
+    loc = constant_localiser("SCR", [0.5, 0.5, 0.5, 0.5])
+    img = image(64, 128)
+    boxes, locations = L.dense_box_array(loc, img, [0], Q=32, preprocess=IDENTITY, centre=True)
+    assert boxes.tolist() == [[[48, 16, 80, 48]]] and locations.tolist() == [[0, 0]]
+    assert L.dense_box_array(loc, img, [0], Q=32, preprocess=IDENTITY)[0].tolist() == [
+        [[16, 16, 48, 48], [80, 16, 112, 48]]]
+    samples = [FakeSample("a", 0, [[48, 16, 80, 48]])]
+    run = dict(scales=[32], preprocess=IDENTITY, load_image=loader_of({"a": img}), progress=False)
+    post = torch.tensor([[1.0, 0, 0]])
+    assert L.protocol2([loc], post, samples, centre=True, **run) == 0.0
+    assert L.protocol2([loc], post, samples, **run) == 100.0
+
+
 def test_greedy_merge_two_close_one_far():
     boxes = [[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]]  # IoU(a, b) = 81/119
     merged = L.greedy_merge(boxes, threshold=0.5)

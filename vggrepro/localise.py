@@ -20,8 +20,10 @@ Two test protocols:
 - **Protocol 2** (Table 9): apply the net densely over the whole rescaled image (one box per
   location of its output map), pool the boxes of every scale and every localisation net, merge them
   greedily as in OverFeat, and keep for each of the classification system's top-5 classes its best
-  merged box. The image is correct if one of the 5 (class, box) pairs has the right class and an
-  IoU above 0.5 with a ground-truth box. The result is the top-5 localisation error.
+  merged box (merged boxes score the sum of their members' scores: the class posterior of the
+  classification net applied densely at the same location, or 1 each without it). The image is
+  correct if one of the 5 (class, box) pairs has the right class and an IoU above 0.5 with a
+  ground-truth box. The result is the top-5 localisation error.
 
 The paper leaves several details open; the choices made here are stated where they are made (search
 for "Choice:").
@@ -540,23 +542,39 @@ def dense_windows(map_h: int, map_w: int, crop: int) -> torch.Tensor:
     return torch.stack([x0, y0, x0 + crop, y0 + crop], -1)
 
 
-def dense_box_array(net: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int, preprocess: Preprocess,
-                    kind: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every dense location's box for each class: boxes (len(classes), L, 4) in image pixels,
-    clipped to the image, and the locations (L, 2) as (i, j), row-major."""
-    kind = _kind_of(net, kind)
-    if Q < net.crop:
-        raise ValueError(f"Q={Q} is smaller than the crop {net.crop}")
+def _view(image: torch.Tensor, Q: int, crop: int, centre: bool) -> tuple[torch.Tensor, float, float, int, int]:
+    """The image rescaled to Q, or only its central crop (``centre=True``), with the rescale factors
+    and the offset (x0, y0) of that view in the rescaled image."""
+    if Q < crop:
+        raise ValueError(f"Q={Q} is smaller than the crop {crop}")
     scaled, sx, sy = rescale(image, Q)
+    if not centre:
+        return scaled, sx, sy, 0, 0
+    h, w = scaled.shape[-2:]
+    x0, y0 = (w - crop) // 2, (h - crop) // 2  # as transforms.centre_crop
+    return scaled[:, y0:y0 + crop, x0:x0 + crop], sx, sy, x0, y0
+
+
+def dense_box_array(net: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int, preprocess: Preprocess,
+                    kind: str | None = None, centre: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every dense location's box for each class: boxes (len(classes), L, 4) in image pixels,
+    clipped to the image, and the locations (L, 2) as (i, j), row-major.
+
+    ``centre=True`` applies the net to the central crop only (one location): protocol 1's view,
+    used to compare dense application against the centre crop with the same classes and merging.
+    """
+    kind = _kind_of(net, kind)
+    view, sx, sy, x0, y0 = _view(image, Q, net.crop, centre)
     net.eval()
     with torch.no_grad():
-        maps = to_dense(net)(preprocess(scaled)[None].to(_device(net)))[0].cpu()  # (outputs, h, w)
+        maps = to_dense(net)(preprocess(view)[None].to(_device(net)))[0].cpu()  # (outputs, h, w)
     k, h, w = maps.shape
     classes = [int(c) for c in classes]
     repeated = maps[None].expand(len(classes), k, h, w)
     params = box_of(repeated, kind, classes).double()  # (n, 4, h, w)
     params = params.permute(0, 2, 3, 1).reshape(len(classes), h * w, 4)
-    boxes = decode(params, dense_windows(h, w, net.crop)) / torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
+    windows = dense_windows(h, w, net.crop) + torch.tensor([x0, y0, x0, y0], dtype=torch.float64)
+    boxes = decode(params, windows) / torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
     i, j = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     return clip(boxes, image.shape[-1], image.shape[-2]), torch.stack([i.reshape(-1), j.reshape(-1)], -1)
 
@@ -625,18 +643,18 @@ def greedy_merge(boxes, scores=None, threshold: float = MERGE_THRESHOLD) -> Merg
 
 
 def location_scores(classifier: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int,
-                    preprocess: Preprocess) -> torch.Tensor:
-    """The classification net applied densely at scale Q: the soft-max posterior of each class at
-    each location, (len(classes), L), in the row-major location order of :func:`dense_box_array`."""
-    scaled, _, _ = rescale(image, Q)
+                    preprocess: Preprocess, centre: bool = False) -> torch.Tensor:
+    """The classification net applied densely at scale Q (or to the central crop): the soft-max
+    posterior of each class at each location, (len(classes), L), in :func:`dense_box_array`'s order."""
+    view = _view(image, Q, classifier.crop, centre)[0]
     classifier.eval()
     with torch.no_grad():
-        maps = to_dense(classifier)(preprocess(scaled)[None].to(_device(classifier)))[0].cpu()
+        maps = to_dense(classifier)(preprocess(view)[None].to(_device(classifier)))[0].cpu()
     return maps.double().softmax(0)[[int(c) for c in classes]].reshape(len(classes), -1)
 
 
 def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Sequence[int], preprocess,
-            classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None):
+            classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None, centre: bool = False):
     """The raw dense boxes of every localisation net at every scale, pooled, and their scores:
     boxes (len(classes), L, 4) and scores (len(classes), L), 1 each without a classifier."""
     per_net = scales if scales and isinstance(scales[0], (list, tuple)) else [scales] * len(localisers)
@@ -646,12 +664,12 @@ def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Seq
     boxes, scores, by_scale = [], [], {}
     for net, qs, prep in zip(localisers, per_net, preps):
         for Q in map(int, qs):
-            b = dense_box_array(net, image, classes, Q=Q, preprocess=prep)[0]
+            b = dense_box_array(net, image, classes, Q=Q, preprocess=prep, centre=centre)[0]
             if classifier is None:
                 s = torch.ones(b.shape[:2], dtype=torch.float64)
             else:
                 if Q not in by_scale:
-                    by_scale[Q] = location_scores(classifier, image, classes, Q=Q,
+                    by_scale[Q] = location_scores(classifier, image, classes, Q=Q, centre=centre,
                                                   preprocess=classifier_preprocess or prep)
                 s = by_scale[Q]
                 if s.shape[1] != b.shape[1]:
@@ -665,7 +683,8 @@ def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Seq
 
 def top5_boxes(localisers: Sequence[VGG], posteriors, image: torch.Tensor, *, scales, preprocess,
                classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
-               threshold: float = MERGE_THRESHOLD, top: int = 5) -> list[tuple[int, torch.Tensor, float]]:
+               threshold: float = MERGE_THRESHOLD, top: int = 5, centre: bool = False
+               ) -> list[tuple[int, torch.Tensor, float]]:
     """Protocol 2 for one image: for each of the ``top`` classes of ``posteriors`` (C,), the best
     merged box of the pooled dense boxes, as ``(class, box_xyxy, class score)``, ranked by class score.
 
@@ -678,26 +697,30 @@ def top5_boxes(localisers: Sequence[VGG], posteriors, image: torch.Tensor, *, sc
     densely at the same Q -- the paper "rates them based on the class scores obtained from the
     classification ConvNet". Without it every box scores 1 and the best merged box is the one most
     locations voted for (ties go to the first location, top-left).
+
+    ``centre=True`` replaces dense application by the central crop (one box per net and scale), to
+    measure what dense application adds with everything else equal.
     """
     if not localisers:
         raise ValueError("protocol 2 needs at least one localisation net")
     posteriors = torch.as_tensor(posteriors, dtype=torch.float64).reshape(-1)
     ranked = torch.sort(posteriors, descending=True, stable=True).indices[:top].tolist()
-    boxes, scores = _pooled(localisers, scales, image, ranked, preprocess, classifier, classifier_preprocess)
+    boxes, scores = _pooled(localisers, scales, image, ranked, preprocess, classifier, classifier_preprocess, centre)
     return [(c, greedy_merge(boxes[n], scores[n], threshold=threshold).boxes[0], float(posteriors[c]))
             for n, c in enumerate(ranked)]
 
 
 def protocol2(localisers: Sequence[VGG], classifier_posteriors, samples: Sequence, *, scales,
               preprocess, classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
-              threshold: float = MERGE_THRESHOLD, load_image: Callable | None = None,
+              threshold: float = MERGE_THRESHOLD, centre: bool = False, load_image: Callable | None = None,
               progress: bool = True) -> float:
     """Table 9's top-5 localisation error (%).
 
     ``classifier_posteriors`` (N, C) are the classification system's class scores for the N
     samples; its top-5 classes are localised with :func:`top5_boxes` (see there for ``classifier``,
-    which scores each dense box). An image is correct if one of the 5 (class, box) pairs has the
-    ground-truth class and an IoU above 0.5 with any of its ground-truth boxes.
+    which scores each dense box, and ``centre``, the central crop instead of dense application).
+    An image is correct if one of the 5 (class, box) pairs has the ground-truth class and an IoU
+    above 0.5 with any of its ground-truth boxes.
     """
     load_image = load_image or default_load_image
     samples = list(samples)
@@ -708,10 +731,11 @@ def protocol2(localisers: Sequence[VGG], classifier_posteriors, samples: Sequenc
     if not samples:
         raise ValueError("protocol2 needs at least one sample")
     wrong = 0
-    for sample, p in _tqdm(list(zip(samples, posteriors)), progress, desc="protocol 2"):
+    desc = "protocol 2, " + ("central crop" if centre else "dense")
+    for sample, p in _tqdm(list(zip(samples, posteriors)), progress, desc=desc):
         gt = _gt_boxes(sample)
         predictions = top5_boxes(localisers, p, load_image(sample), scales=scales, preprocess=preprocess,
                                  classifier=classifier, classifier_preprocess=classifier_preprocess,
-                                 threshold=threshold)
+                                 threshold=threshold, centre=centre)
         wrong += not any(c == int(sample.label) and correct(box, gt) for c, box, _ in predictions)
     return 100.0 * wrong / len(samples)
