@@ -34,12 +34,12 @@ KERNEL = "python3"
 class NotebookFailed(RuntimeError):
     """A notebook raised: names the notebook, the cell and the error."""
 
-    def __init__(self, notebook: Path, cell: int, source: str, ename: str, evalue: str, output: Path):
+    def __init__(self, notebook: Path, cell: int | None, source: str, ename: str, evalue: str, output: Path):
         self.notebook, self.cell, self.ename, self.evalue, self.output = notebook, cell, ename, evalue, output
         first_line = next((line for line in source.splitlines() if line.strip()), "")
+        where = "" if cell is None else f" in cell {cell} (counting from 0; it starts {first_line.strip()[:60]!r})"
         super().__init__(
-            f"{notebook} failed in cell {cell} (counting from 0; it starts {first_line.strip()[:60]!r}): "
-            f"{ename}: {evalue}\n"
+            f"{notebook} failed{where}: {ename}: {evalue}\n"
             f"  the executed notebook, with the error, is {output}"
         )
 
@@ -239,14 +239,15 @@ def run_book(
     ``profile`` and ``parameters`` are injected after each notebook's ``parameters`` cell (a
     parameter goes only to the notebooks that declare it; one that none declares is an error, so
     a typo does not pass unnoticed). Executed notebooks go to ``output`` (default
-    ``runs/<profile>/book/``, under ``$VGGREPRO_RUNS`` when set); with ``inplace`` the stored notebooks in book/ are refreshed
-    instead, which only the ``ci`` profile with its default parameters may do, since those are the
-    outputs nbval checks. The first failure stops the run with :class:`NotebookFailed`.
+    ``runs/<profile>/book/``, under ``$VGGREPRO_RUNS`` when set); with ``inplace`` the stored
+    notebooks in book/ are refreshed instead, which only the ``ci`` profile with the notebooks' own
+    parameters may do, since those are the outputs nbval checks. The first failure stops the run
+    with :class:`NotebookFailed`.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    root = Path(root)
+    root = Path(root).resolve()
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     parameters = dict(parameters or {})
@@ -269,7 +270,8 @@ def run_book(
                 f"-p {key}: no chosen notebook has a parameter {key!r}; their parameters cells declare {known}"
             )
 
-    work_dir = Path(output) if output else _runs_root(root) / profile / "book"
+    # Absolute, since papermill saves the notebook while the kernel's working directory is book/.
+    work_dir = Path(output).resolve() if output else _runs_root(root) / profile / "book"
     work_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, nb_path in enumerate(chosen, 1):
@@ -300,13 +302,17 @@ def run_book(
             raise NotebookFailed(
                 nb_path.relative_to(root), cell, e.source, e.ename, e.evalue, run_path
             ) from None
+        except Exception as e:  # the kernel died, a cell timed out, the kernel did not start
+            echo(f"FAILED after {time.perf_counter() - start:.1f} s")
+            raise NotebookFailed(nb_path.relative_to(root), None, "", type(e).__name__, str(e), run_path) from e
         wall = time.perf_counter() - start
         if inplace:
             _write_atomically(clean_for_storage(executed, original_metadata), nb_path)
             written.append(nb_path)
         else:
             written.append(run_path)
-        echo(f"ok in {wall:.1f} s -> {written[-1].relative_to(root) if written[-1].is_relative_to(root) else written[-1]}")
+        shown_path = written[-1].relative_to(root) if written[-1].is_relative_to(root) else written[-1]
+        echo(f"ok in {wall:.1f} s -> {shown_path}")
     return written
 
 
