@@ -327,10 +327,15 @@ def weights_digest(net: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _trainable(loc: VGG, layers: str) -> list[nn.Parameter]:
-    """``fc``: fc6, fc7 and the fresh fc8 (the OverFeat recipe); ``all``: every layer."""
+def _check_layers(layers: str) -> str:
     if layers not in LAYERS:
         raise ValueError(f"layers={layers!r}: use 'fc' (fc6, fc7 and the new fc8) or 'all' (every layer)")
+    return layers
+
+
+def _trainable(loc: VGG, layers: str) -> list[nn.Parameter]:
+    """``fc``: fc6, fc7 and the fresh fc8 (the OverFeat recipe); ``all``: every layer."""
+    _check_layers(layers)
     for p in loc.features.parameters():
         p.requires_grad_(layers == "all")
     return [p for p in loc.parameters() if p.requires_grad]
@@ -353,9 +358,7 @@ def finetune(net: VGG, kind: str, layers: str, samples: Sequence, *, S: int, epo
     and the training set: a finished run is loaded, not retrained; an interrupted one resumes from
     its last epoch. Returns the localisation net (eval mode) and the run's result.
     """
-    _check_kind(kind)
-    if layers not in LAYERS:
-        raise ValueError(f"layers={layers!r}: use 'fc' (fc6, fc7 and the new fc8) or 'all' (every layer)")
+    _check_kind(kind), _check_layers(layers)
     if epochs < 1:
         raise ValueError(f"epochs={epochs} must be at least 1")
     train = [s for s in samples if getattr(s, "boxes", None)]
