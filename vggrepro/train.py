@@ -304,6 +304,7 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
 
     from . import data
 
+    show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
     if rank == 0:
         run.start()
     if run.checkpoint.exists() and not resume:
@@ -315,18 +316,18 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
     if profile.data_kind == "synthetic":
         # One process generates the set; the others wait for it and then only verify it.
         if rank == 0:
-            root = data.ensure_synthetic(profile, verbose=bool(progress))
+            root = data.ensure_synthetic(profile, verbose=show)
         if world_size > 1:
             dist.barrier()
         if rank != 0:
             root = data.ensure_synthetic(profile, verbose=False)
     train_set, val_set = data.ILSVRC(root, "train"), data.ILSVRC(root, "val")
-    stats = data.dataset_stats(root)
+    stats = data.dataset_stats(root, progress=show)
     preprocess = stats.preprocess()
     loader = data.TrainLoader(train_set, crop=profile.crop, scale=settings.scale, batch_size=profile.batch_size,
                               preprocess=preprocess, stats=stats, seed=seed, device=device,
                               backend="tensor" if profile.data_kind == "synthetic" else "pil",
-                              workers=profile.workers)
+                              workers=profile.workers, rank=rank, world_size=world_size, progress=show)
     memory_format = torch.channels_last
     val_crops = CentreCrops(val_set, profile.crop, test_scale(settings.scale), preprocess, device, memory_format)
 
@@ -361,8 +362,6 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
                                   schedule=schedule.state_dict(), rng=_rng_state(), epoch=epoch,
                                   step_in_epoch=step_in_epoch, step=step, meta=meta), run.checkpoint)
 
-    show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
-    local = profile.batch_size // world_size
     t_start, seen = time.perf_counter(), 0
     max_steps = settings.max_steps
     stopped, last = "epochs", None
@@ -375,10 +374,9 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
         for x, y in loader.batches(epoch, start_step=step_in_epoch):
             if max_steps is not None and step >= max_steps:
                 break
-            # Each process takes its slice of the global batch (the paper's data parallelism).
-            x = x[rank * local : (rank + 1) * local].to(device, non_blocking=True)
-            x = x.contiguous(memory_format=memory_format)
-            y = y[rank * local : (rank + 1) * local].to(device, non_blocking=True)
+            # Under DDP the loader gives each process its share of the global batch.
+            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            y = y.to(device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 loss = loss_fn(step_fn(x), y)
             if not torch.isfinite(loss):
