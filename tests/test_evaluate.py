@@ -102,9 +102,11 @@ def test_dense_averages_the_score_map_then_softmaxes(net):
 def test_bucketing_leaves_dense_results_unchanged(net):
     sizes = [(40, 60), (50, 50), (60, 40), (40, 60), (45, 70), (50, 50), (40, 60), (60, 40), (33, 90)]
     images = [(10 * k + 7, image(h, w, k), k % 10) for k, (h, w) in enumerate(sizes)]
-    batched = ev.evaluate(net, MEAN, images, protocol="dense", scales=[CROP, 40], batch_size=2, max_pending=3)
+    # batches of up to 16 crops' pixels (5 images of 32 x 48 with their flips); 6 waiting images force a run
+    batched = ev.evaluate(net, MEAN, images, protocol="dense", scales=[CROP, 40], batch_size=16, max_pending=6)
     alone = [ev.evaluate(net, MEAN, [item], protocol="dense", scales=[CROP, 40], batch_size=1) for item in images]
     torch.testing.assert_close(batched.posteriors, torch.cat([a.posteriors for a in alone]), atol=1e-5, rtol=1e-4)
+    assert sum(a.forward_passes for a in alone) == 18 and batched.forward_passes < 14  # it did batch
     assert batched.indices.tolist() == [i for i, _, _ in images]
     assert batched.labels.tolist() == [lab for _, _, lab in images]
 

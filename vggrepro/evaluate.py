@@ -93,7 +93,7 @@ class Evaluation:
     ``posteriors`` (N, C) float32 and ``labels``/``indices`` (N,) are sorted by the data set's index.
     For protocol ``both``, ``parts`` holds the ``dense`` and ``multicrop`` posteriors too, so one run
     gives all three rows of Table 5. ``macs_per_image`` is the mean forward cost per image (all
-    scales, flips and crops), by method.
+    scales, flips and crops), by method; ``forward_passes`` counts the batches run.
     """
 
     protocol: str
@@ -105,6 +105,7 @@ class Evaluation:
     indices: torch.Tensor
     seconds: float
     macs_per_image: dict[str, float]
+    forward_passes: int = 0
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -128,7 +129,7 @@ class Evaluation:
         out = dict(protocol=self.protocol, scales=list(self.scales), crop=self.crop, flip=self.flip,
                    images=self.images, seconds=round(self.seconds, 3),
                    images_per_second=round(self.images / self.seconds, 2) if self.seconds > 0 else None,
-                   macs_per_image=dict(self.macs_per_image), **self.errors)
+                   macs_per_image=dict(self.macs_per_image), forward_passes=self.forward_passes, **self.errors)
         if self.parts:
             out["part_errors"] = {name: top_errors(p, self.labels) for name, p in self.parts.items()}
         return out
@@ -153,22 +154,24 @@ class _Accumulator:
 class _DenseRunner:
     """Dense evaluation, batched by the exact rescaled size so that no padding changes any score.
 
-    Images wait in one bucket per (height, width). A bucket runs when it holds ``batch_size``
-    images, or, so that memory stays bounded, when more than ``max_pending`` images wait in all (the
-    fullest bucket runs first).
+    Images wait in one bucket per (height, width). A bucket runs when it holds as many pixels as
+    ``batch_size`` crops (flips included; at least one image), or, so that memory stays bounded,
+    when more than ``max_pending`` images wait in all (the fullest bucket runs first).
     """
 
-    def __init__(self, dense, preprocess, device, batch_size, flip, acc, max_pending):
+    def __init__(self, dense, preprocess, device, batch_size, crop, flip, acc, max_pending):
         self.dense, self.preprocess, self.device = dense, preprocess, device
-        self.batch_size, self.flip, self.acc, self.max_pending = batch_size, flip, acc, max_pending
+        self.pixels = batch_size * crop * crop // (2 if flip else 1)
+        self.flip, self.acc, self.max_pending = flip, acc, max_pending
         self.buckets: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = defaultdict(list)
         self.pending = 0
+        self.forward_passes = 0
 
     def add(self, index: int, image: torch.Tensor) -> None:
         key = tuple(image.shape[-2:])
         self.buckets[key].append((index, image))
         self.pending += 1
-        if len(self.buckets[key]) >= self.batch_size:
+        if len(self.buckets[key]) >= max(1, self.pixels // (key[0] * key[1])):
             self._run(key)
         elif self.pending > self.max_pending:
             self._run(max(self.buckets, key=lambda k: len(self.buckets[k])))
@@ -180,6 +183,7 @@ class _DenseRunner:
     def _run(self, key) -> None:
         items = self.buckets.pop(key)
         self.pending -= len(items)
+        self.forward_passes += 1
         x = _prepare(torch.stack([im for _, im in items]), self.preprocess, self.device)
         if self.flip:
             x = torch.cat([x, x.flip(-1)])
@@ -199,6 +203,7 @@ class _CropRunner:
         self.model, self.preprocess, self.device, self.batch_size, self.acc = model, preprocess, device, batch_size, acc
         self.crops: list[torch.Tensor] = []
         self.owners: list[tuple[int, int]] = []  # (image index, crops of that image at this scale)
+        self.forward_passes = 0
 
     def add(self, index: int, crops: list[torch.Tensor]) -> None:
         for c in crops:
@@ -213,6 +218,7 @@ class _CropRunner:
 
     def _run(self) -> None:
         x = _prepare(torch.stack(self.crops), self.preprocess, self.device)
+        self.forward_passes += 1
         p = F.softmax(self.model(x).float(), dim=1).cpu()
         p /= torch.tensor([n for _, n in self.owners], dtype=p.dtype).view(-1, 1)
         # an image's crops are neighbours in the batch: sum each run of them, then add it
@@ -261,7 +267,8 @@ def evaluate(
     scales Q (each image is rescaled so that its smaller side is Q; posteriors are averaged over
     the scales). ``crop`` defaults to the net's crop. ``flip=False`` drops the horizontal flips of
     dense and multi-crop evaluation (25 crops per scale); ``centre`` is always one crop.
-    ``batch_size`` counts crops, or whole images for dense evaluation; at most ``max_pending``
+    ``batch_size`` counts crops per forward pass; a dense batch holds images of one size with as
+    many pixels as that many crops (so memory does not grow with Q). At most ``max_pending``
     (default 4 x batch_size) rescaled images wait for a batch of their size. ``seconds`` is the
     wall time of the whole loop, decoding and rescaling included; ``progress`` shows a bar (of
     ``total`` images when given).
@@ -280,7 +287,7 @@ def evaluate(
     accs = {m: _Accumulator() for m in methods}
     runners = {}
     if "dense" in methods:
-        runners["dense"] = _DenseRunner(to_dense(model), preprocess, device, batch_size, flip, accs["dense"],
+        runners["dense"] = _DenseRunner(to_dense(model), preprocess, device, batch_size, crop, flip, accs["dense"],
                                         max_pending or 4 * batch_size)
     for m in ("centre", "multicrop"):
         if m in methods:
@@ -310,7 +317,7 @@ def evaluate(
                     runners["centre"].add(index, [T.centre_crop(img, crop)])
                     macs["centre"] += one_crop
                 if "multicrop" in runners:
-                    crops = [img[:, t:t + crop, l:l + crop] for t, l in T.crop_grid(h, w, crop, GRID)]
+                    crops = [T.crop(img, t, l, crop) for t, l in T.crop_grid(h, w, crop, GRID)]
                     if flip:
                         crops += [c.flip(-1) for c in crops]
                     runners["multicrop"].add(index, crops)
@@ -334,6 +341,7 @@ def evaluate(
         indices=torch.tensor(order, dtype=torch.int64),
         seconds=seconds,
         macs_per_image={m: macs[m] / len(order) for m in methods},
+        forward_passes=sum(r.forward_passes for r in runners.values()),
         parts=parts if len(methods) > 1 else {},
     )
 
@@ -538,7 +546,7 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None,
                    help="evaluate only N images, spread evenly over the split (every class has its share)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
-    p.add_argument("--batch-size", type=int, default=None, help="crops (or whole images, dense) per forward pass")
+    p.add_argument("--batch-size", type=int, default=None, help="crops per forward pass (dense: as many pixels)")
     p.add_argument("--out", default=None, help="folder for posteriors.pt and result.json "
                    "(default: the cached run folder runs/<profile>/eval-<hash>/)")
     p.set_defaults(func=_main)
