@@ -151,10 +151,12 @@ class ILSVRC:
         self.skipped: list[Path] = []
         self.samples: list[Sample] = []
         self.classes: list[str] = []
+        self._listings: dict[Path, dict[str, Path]] = {}
         if split == "train":
             self._read_train(boxes)
         else:
             self._read_val(boxes)
+        del self._listings  # only needed while reading
         if not self.samples:
             raise ValueError(f"no labelled images in {self.split_dir}. {LAYOUTS}")
         empty = sorted(set(self.classes) - {s.wnid for s in self.samples})
@@ -178,12 +180,25 @@ class ILSVRC:
         return read_loc_csv(path) if path.is_file() else None
 
     def _xml_for(self, stem: str, wnid: str | None, folder: Path, split: str) -> Path | None:
-        candidates = [folder / f"{stem}.xml"]
+        """The VOC file of an image: beside it, or in an annotation folder (by class, flat, or per split)."""
+        candidates = [folder]
         for d in self._annotation_dirs(split):
-            if wnid:
-                candidates.append(d / wnid / f"{stem}.xml")
-            candidates += [d / f"{stem}.xml", d / split / f"{stem}.xml"]
-        return next((c for c in candidates if c.is_file()), None)
+            candidates += ([d / wnid] if wnid else []) + [d, d / split]
+        for d in candidates:
+            hit = self._xml_files(d).get(stem)
+            if hit is not None:
+                return hit
+        return None
+
+    def _xml_files(self, folder: Path) -> dict[str, Path]:
+        """stem -> path of the .xml files in a folder, listed once (ImageNet has 544k of them)."""
+        if folder not in self._listings:
+            try:
+                self._listings[folder] = {e.name[:-4]: Path(e.path) for e in os.scandir(folder)
+                                          if e.name.endswith(".xml")}
+            except OSError:  # no such folder
+                self._listings[folder] = {}
+        return self._listings[folder]
 
     def _images_in(self, folder: Path) -> list[Path]:
         images = []
@@ -558,6 +573,8 @@ class TrainLoader:
     warning and listed in ``loader.skipped``; a batch that held one is one image shorter.
     """
 
+    JPEG_CACHE_LIMIT = 200_000  # GPU path: files kept in memory up to this many, read per batch beyond
+
     def __init__(self, dataset: ILSVRC, *, crop: int, scale: int | tuple[int, int], batch_size: int,
                  preprocess: Preprocess, stats: Stats | None = None, seed: int = 0, device: str = "cpu",
                  backend: str = "tensor", workers: int = 0, drop_last: bool = True, rank: int = 0,
@@ -585,8 +602,9 @@ class TrainLoader:
         self.indices = list(range(len(dataset.samples)))  # the samples that take part
         if backend == "tensor":
             tv = _gpu_decoder() if self.device.type == "cuda" else None
-            if tv is not None:
-                self._jpegs = {i: s.path.read_bytes() for i, s in enumerate(dataset.samples)}
+            if tv is not None:  # keep the files' bytes in memory when the set is small enough
+                small = len(dataset.samples) <= self.JPEG_CACHE_LIMIT
+                self._jpegs = {i: s.path.read_bytes() for i, s in enumerate(dataset.samples)} if small else {}
             else:
                 self._images, bad = decode_all(dataset, progress)
                 self._skip(bad)
@@ -649,7 +667,13 @@ class TrainLoader:
     def _decode_gpu(self, plan):
         """Decode a batch's JPEGs on the GPU (torchvision); files nvjpeg refuses go through PIL."""
         tv = _gpu_decoder()
-        data = [torch.frombuffer(bytearray(self._jpegs[i]), dtype=torch.uint8) for i, _ in plan]
+        raw = []
+        for i, _ in plan:
+            try:
+                raw.append(self._jpegs.get(i) or self.dataset.samples[i].path.read_bytes())
+            except OSError:
+                raw.append(b"")
+        data = [torch.frombuffer(bytearray(r or b"\0"), dtype=torch.uint8) for r in raw]
         try:
             images = tv.io.decode_jpeg(data, mode=tv.io.ImageReadMode.RGB, device=self.device)
         except Exception:  # one odd file (CMYK, PNG named .JPEG) fails the batch: go one by one

@@ -43,6 +43,11 @@ JPEG_SETTINGS = dict(format="JPEG", quality=90, subsampling="4:2:0", optimize=Fa
 BOX_FRACTION = (0.15, 0.90)  # the box's smaller side, as a fraction of the image's smaller side
 ASPECT = (0.7, 1 / 0.7)  # image width / height: a bit beyond 3:4 .. 4:3
 SPLITS = {"train": 1, "val": 2}
+BACKGROUND_TEXTURE = 0.6  # the share of backgrounds that carry a faint texture
+FRAGMENTS = (1, 3)  # unlabelled fragments per image: at least, at most
+BLOBS = (2, 6)  # plain ellipses and rectangles in the background: at least, at most
+LINES = (3, 10)  # straight lines in the background: at least, at most
+STRIPES = (3.5, 6.0)  # texture periods per object: an object's smaller side holds this many
 
 # -- shapes: unit polygons (a list of (polygon, fill) drawn in order; fill 0 cuts a hole) ----------
 
@@ -252,13 +257,13 @@ def _background(w: int, h: int, rng: np.random.Generator) -> Image.Image:
     ramp *= np.float32(255 / max(1e-6, hi - lo))
     canvas = Image.composite(Image.new("RGB", (w, h), b), Image.new("RGB", (w, h), a),
                              Image.fromarray(ramp.astype(np.uint8)))
-    if rng.random() < 0.6:  # a faint texture over the whole background: texture alone is not the class
+    if rng.random() < BACKGROUND_TEXTURE:  # a faint texture over the whole background: texture alone is not the class
         kind = TEXTURES[rng.integers(1, len(TEXTURES))]
         tex = _texture(kind, h, w, rng.uniform(3, 0.12 * min(h, w) + 3), rng)
         canvas = Image.blend(canvas, tex, float(rng.uniform(0.15, 0.45)))
     draw = ImageDraw.Draw(canvas)
     side = min(h, w)
-    for _ in range(rng.integers(2, 7)):  # plain blobs
+    for _ in range(rng.integers(BLOBS[0], BLOBS[1] + 1)):  # plain blobs
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         rx, ry = rng.uniform(0.03, 0.25) * side, rng.uniform(0.03, 0.25) * side
         fill = _colour(rng)
@@ -266,7 +271,7 @@ def _background(w: int, h: int, rng: np.random.Generator) -> Image.Image:
             draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=fill)
         else:
             draw.rectangle((cx - rx, cy - ry, cx + rx, cy + ry), fill=fill)
-    for _ in range(rng.integers(3, 11)):  # lines
+    for _ in range(rng.integers(LINES[0], LINES[1] + 1)):  # lines
         pts = [(float(rng.uniform(0, w)), float(rng.uniform(0, h))) for _ in range(2)]
         draw.line(pts, fill=_colour(rng), width=int(rng.integers(1, 4)))
     return canvas
@@ -296,7 +301,7 @@ def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator,
     canvas = _background(w, h, rng)
     side = min(w, h)
     # unlabelled fragments, under the object: part of a shape of any class, cut by a straight line
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(FRAGMENTS[0], FRAGMENTS[1] + 1)):
         other = all_classes[rng.integers(len(all_classes))]
         angle = rng.uniform(0, 2 * math.pi)
         size = rng.uniform(0.15, 0.5) * side
@@ -305,12 +310,12 @@ def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator,
         a, b = math.cos(theta), math.sin(theta)
         cut = (a, b, a * (fx + size / 2) + b * (fy + size / 2) + rng.uniform(-0.1, 0.25) * size)
         mask = _shape_mask(other.shape, (w, h), (fx, fy, size, size), angle, cut)
-        _paint_texture(canvas, mask, other.texture, size / rng.uniform(3.5, 6), rng)
+        _paint_texture(canvas, mask, other.texture, size / rng.uniform(*STRIPES), rng)
     # the labelled object
     angle = rng.uniform(0, 2 * math.pi)
     x0, y0, bw, bh = _object_box(cls.shape, angle, w, h, rng)
     mask = _shape_mask(cls.shape, (w, h), (x0, y0, bw, bh), angle)
-    _paint_texture(canvas, mask, cls.texture, max(3.0, min(bw, bh) / rng.uniform(3.5, 6)), rng)
+    _paint_texture(canvas, mask, cls.texture, max(3.0, min(bw, bh) / rng.uniform(*STRIPES)), rng)
     box = mask.getbbox()  # exact: the pixels the object covers
     # lighting and sensor noise over everything (integer arithmetic: the same bytes everywhere)
     gain = int(rng.integers(192, 321))  # x/256: 0.75 .. 1.25

@@ -1,0 +1,86 @@
+"""Measure the training loader's images per second and record them with their provenance.
+
+    python scripts/bench_loader.py                      # CPU, the ci set: results/loader_cpu_ci.json
+    python scripts/bench_loader.py --profile gpu --device cuda   # GPU decode at 224: loader_gpu_224.json
+
+Each case draws ``--batches`` batches of one epoch after one warm-up batch and reports wall-clock
+img/s and, on the CPU, CPU-seconds per 1,000 images (steadier than wall time on a shared machine).
+The training step it must keep up with runs at ~2,000 img/s for a width/8 net at 64 px on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from vggrepro import data, profiles
+from vggrepro.checkpoints import atomic_write_json
+from vggrepro.runs import provenance
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def measure(loader: data.TrainLoader, batches: int, device: torch.device) -> dict:
+    it = loader.batches(0)
+    next(it)  # warm-up: workers start, kernels load
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu, images = time.perf_counter(), time.process_time(), 0
+    for _, (x, y) in zip(range(batches), it):
+        images += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return dict(images=images, seconds=round(wall, 3), images_per_second=round(images / wall, 1),
+                cpu_seconds_per_1000_images=round(1000 * cpu / images, 3))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="ci", choices=["ci", "gpu"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's)")
+    ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--out", default=None, help="the JSON to write (default: results/loader_<cpu|gpu>_<size>.json)")
+    args = ap.parse_args()
+
+    profile = profiles.get_profile(args.profile)
+    torch.set_num_threads(args.threads or profile.threads)
+    device = torch.device(args.device)
+    root = data.ensure_synthetic(profile)
+    train = data.ILSVRC(root, "train")
+    stats = data.dataset_stats(root)
+    S, jitter = profile.S(256), profile.jitter
+    cases = [("tensor", S, 0), ("tensor", jitter, 0)]
+    if device.type == "cpu":
+        cases += [("pil", S, 0), ("pil", S, profile.workers or 2), ("pil", jitter, profile.workers or 2)]
+    results = []
+    for backend, scale, workers in cases:
+        start = time.perf_counter()
+        loader = data.TrainLoader(train, crop=profile.crop, scale=scale, batch_size=profile.batch_size,
+                                  preprocess=stats.preprocess(), stats=stats, seed=0, device=args.device,
+                                  backend=backend, workers=workers, progress=False)
+        setup = time.perf_counter() - start
+        row = dict(backend=backend, scale=scale, workers=workers, batch_size=profile.batch_size, crop=profile.crop,
+                   setup_seconds=round(setup, 2), **measure(loader, args.batches, device))
+        if backend == "tensor" and device.type == "cuda":
+            row["gpu_jpeg_decode"] = loader._jpegs is not None
+        results.append(row)
+        print(f"{backend:6} S={str(scale):10} workers={workers}: {row['images_per_second']:8.1f} img/s "
+              f"({row['cpu_seconds_per_1000_images']:.2f} CPU-s per 1000 images; setup {setup:.1f} s)")
+    kind = "gpu" if device.type == "cuda" else "cpu"
+    out = Path(args.out) if args.out else REPO / "results" / f"loader_{kind}_{profile.crop if kind == 'gpu' else profile.name}.json"
+    record = dict(what="TrainLoader throughput (vggrepro.data), one epoch's first batches after a warm-up",
+                  profile=profile.name, data=str(root.relative_to(REPO) if root.is_relative_to(REPO) else root),
+                  threads=torch.get_num_threads(), load_average=[round(v, 2) for v in os.getloadavg()],
+                  results=results, provenance=provenance(args.device))
+    atomic_write_json(out, record)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
