@@ -371,8 +371,20 @@ class Stats:
     images: int = 0
     pixels: int = 0
 
+    @property
+    def pixel_std(self) -> float:
+        """One standard deviation for all pixel values, in 0-255 units (from the PCA's variances)."""
+        return float(self.eigval.sum().div(3).sqrt()) * 255.0
+
     def preprocess(self) -> Preprocess:
-        return Preprocess(mean=self.mean_rgb)
+        """The paper's mean-RGB subtraction, then one division by the pixel std.
+
+        The division is ours: it puts the input at unit variance, so that the fan-in initialisation
+        of the reduced profiles starts every layer at unit variance too (the paper's nets, started
+        with a fixed std on 0-255 inputs, needed net A to be trained first).
+        """
+        s = self.pixel_std
+        return Preprocess(mean=self.mean_rgb, std=(s, s, s))
 
     def as_dict(self) -> dict:
         return dict(mean_rgb=list(self.mean_rgb), eigval=self.eigval.tolist(), eigvec=self.eigvec.tolist(),

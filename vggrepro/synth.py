@@ -40,13 +40,15 @@ from PIL import Image, ImageDraw
 
 FORMAT = "vggrepro-synthetic/1"
 JPEG_SETTINGS = dict(format="JPEG", quality=90, subsampling="4:2:0", optimize=False, progressive=False)
-BOX_FRACTION = (0.15, 0.90)  # the box's smaller side, as a fraction of the image's smaller side
+BOX_FRACTION = (0.30, 0.90)  # the box's smaller side, as a fraction of the image's smaller side
 ASPECT = (0.7, 1 / 0.7)  # image width / height: a bit beyond 3:4 .. 4:3
 SPLITS = {"train": 1, "val": 2}
-BACKGROUND_TEXTURE = 0.6  # the share of backgrounds that carry a faint texture
-FRAGMENTS = (1, 3)  # unlabelled fragments per image: at least, at most
-BLOBS = (2, 6)  # plain ellipses and rectangles in the background: at least, at most
-LINES = (3, 10)  # straight lines in the background: at least, at most
+BACKGROUND_TEXTURE = 0.3  # the share of backgrounds that carry a faint texture
+FRAGMENTS = (0, 1)  # unlabelled fragments per image: at least, at most
+BLOBS = (1, 3)  # plain ellipses and rectangles in the background: at least, at most
+LINES = (0, 4)  # straight lines in the background: at least, at most
+BACKGROUND_FADE = 0.0  # blend the background this far toward flat grey: the object stands out more
+ROTATION = 180.0  # the labelled object turns by up to this many degrees either way
 STRIPES = (3.5, 6.0)  # texture periods per object: an object's smaller side holds this many
 
 # -- shapes: unit polygons (a list of (polygon, fill) drawn in order; fill 0 cuts a hole) ----------
@@ -274,6 +276,8 @@ def _background(w: int, h: int, rng: np.random.Generator) -> Image.Image:
     for _ in range(rng.integers(LINES[0], LINES[1] + 1)):  # lines
         pts = [(float(rng.uniform(0, w)), float(rng.uniform(0, h))) for _ in range(2)]
         draw.line(pts, fill=_colour(rng), width=int(rng.integers(1, 4)))
+    if BACKGROUND_FADE:
+        canvas = Image.blend(canvas, Image.new("RGB", (w, h), (128, 128, 128)), BACKGROUND_FADE)
     return canvas
 
 
@@ -312,7 +316,7 @@ def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator,
         mask = _shape_mask(other.shape, (w, h), (fx, fy, size, size), angle, cut)
         _paint_texture(canvas, mask, other.texture, size / rng.uniform(*STRIPES), rng)
     # the labelled object
-    angle = rng.uniform(0, 2 * math.pi)
+    angle = math.radians(rng.uniform(-ROTATION, ROTATION))
     x0, y0, bw, bh = _object_box(cls.shape, angle, w, h, rng)
     mask = _shape_mask(cls.shape, (w, h), (x0, y0, bw, bh), angle)
     _paint_texture(canvas, mask, cls.texture, max(3.0, min(bw, bh) / rng.uniform(*STRIPES)), rng)

@@ -86,7 +86,7 @@ class Settings:
     max_steps: int | None = None
     dropout: float = 0.5
     seed: int | None = None
-    init_std: float = 1e-2
+    init_std: float | str | None = None  # None: the profile's
     trainable: str = "all"  # "all", or "fc": only fc6-fc8 learn (the submission's jitter-tuned D)
 
     def key(self, profile: Profile) -> dict:
@@ -154,15 +154,19 @@ def build_for(profile: Profile, settings: Settings) -> tuple[models.VGG, list[st
     """The net, initialised as the settings say; returns it and a note on what was initialised."""
     net = models.build(settings.config, width=profile.width, num_classes=profile.num_classes, crop=profile.crop)
     kind = _init_label(settings.init)
-    if kind == "gaussian":
-        models.init_gaussian(net, settings.init_std)
-        note = [f"Gaussian N(0, {settings.init_std:g}^2)"]
+    std = profile.init_std if settings.init_std is None else settings.init_std
+    if kind == "gaussian" and std == "fan-in":
+        models.init_fan_in(net)
+        note = ["Gaussian N(0, 2/fan-in), fc8 N(0, 0.01^2)"]
+    elif kind == "gaussian":
+        models.init_gaussian(net, std)
+        note = [f"Gaussian N(0, {std:g}^2)"]
     elif kind == "glorot":
         models.init_glorot(net)
         note = ["Glorot uniform"]
     elif kind == "from-a":
         net_a, _ = checkpoints.model_from_checkpoint(settings.init.split(":", 1)[1])
-        models.init_gaussian(net, settings.init_std)
+        models.init_fan_in(net) if std == "fan-in" else models.init_gaussian(net, std)
         note = ["from net A: " + ", ".join(models.init_from(net, net_a)) + "; the rest Gaussian"]
     elif kind == "checkpoint":
         source, meta = checkpoints.model_from_checkpoint(settings.init.split(":", 1)[1])
