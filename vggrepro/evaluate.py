@@ -426,13 +426,14 @@ def _images(root: Path, split: str, num_classes: int, limit: int | None, progres
     return spread(), len(picks)
 
 
-def _data_root(profile, data: str | Path | None) -> Path:
+def _data_root(profile, data: str | Path | None, verbose: bool = False) -> Path:
     if data is not None:
         return Path(data)
     if profile.data_kind == "synthetic":
         from .data import ensure_synthetic
 
-        return Path(ensure_synthetic(profile))
+        # quiet unless asked: a notebook's output must not depend on whether the set was just made
+        return Path(ensure_synthetic(profile, verbose=verbose))
     return profile.data_path
 
 
@@ -472,7 +473,7 @@ def evaluate_cached(
         raise FileNotFoundError(f"no {'weights' if weights is not None else 'checkpoint'} file at {source}")
     model, preprocess = load_net(None if weights is not None else source, weights)
     _check(protocol, scales, model.crop)  # before any data is read or generated
-    root = _data_root(prof, data)
+    root = _data_root(prof, data, verbose=progress)
     settings = dict(kind="eval", net=file_hash(source), source="weights" if weights is not None else "checkpoint",
                     protocol=protocol, scales=[int(q) for q in scales], split=split, flip=flip, limit=limit,
                     data=str(Path(root).resolve()))
