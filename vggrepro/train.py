@@ -274,7 +274,8 @@ def train(
     if _init_label(settings.init) not in INITS:
         raise ValueError(f"unknown init {settings.init!r}; use gaussian, glorot, from-a:PATH or checkpoint:PATH")
     seed = profile.seed if settings.seed is None else settings.seed
-    epochs = settings.epochs or (profile.finetune_epochs if ":" in settings.init else profile.epochs)
+    finetune = _init_label(settings.init) == "checkpoint"  # S=384 from 256, jittered from 384
+    epochs = settings.epochs or (profile.finetune_epochs if finetune else profile.epochs)
     lr0 = settings.lr or profile.lr
     device = profile.resolved_device()
     init_distributed(device)
