@@ -75,10 +75,12 @@ def _toc_files(root: Path) -> list[str]:
 
 
 def notebooks(root: Path = ROOT) -> list[Path]:
-    """The notebooks of the book, in the order of _toc.yml, as ``book/NN_name.ipynb`` paths.
+    """The notebooks of _toc.yml, as ``book/NN_name.ipynb`` paths, in the order of their numbers.
 
-    A toc entry counts as a notebook when its ``.ipynb`` or its jupytext ``.py`` twin exists;
-    other pages (intro.md, a results page in Markdown, one not written yet) are not run.
+    They run in number order, not reading order: the results page (07) is read first but gathers
+    what 01-06 saved, so it runs last (as nbval, which runs files in name order, does too). A toc
+    entry counts as a notebook when its ``.ipynb`` or its jupytext ``.py`` twin exists; other pages
+    (intro.md, one not written yet) are not run.
     """
     found = []
     root = Path(root)
@@ -86,7 +88,7 @@ def notebooks(root: Path = ROOT) -> list[Path]:
         stem = root / re.sub(r"\.(ipynb|md|py)$", "", entry)
         if stem.with_suffix(".ipynb").exists() or stem.with_suffix(".py").exists():
             found.append(stem.with_suffix(".ipynb"))
-    return found
+    return sorted(found, key=lambda path: path.name)
 
 
 def select(all_notebooks: list[Path], only: str | list[str] | None) -> list[Path]:
