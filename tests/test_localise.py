@@ -122,11 +122,13 @@ def test_encode_rejects_empty_window():
 # -- crop and flip ------------------------------------------------------------------------------
 
 
-def test_crop_target_clips_and_encodes():
-    # box (10,20,50,40) in a crop of 32 at (16, 8): visible [16,48]x[20,40] -> crop coords
-    # [0,32]x[12,32]: cx 16/32, cy 22/32, w 32/32, h 20/32
+def test_crop_target_encodes_the_whole_box():
+    # box (10,20,50,40) in a crop of 32 at (16, 8): crop coords [-6,34]x[12,32], not clipped:
+    # cx 14/32, cy 22/32, w 40/32, h 20/32
     t = L.crop_target([10, 20, 50, 40], 16, 8, 32, flip=False)
-    assert t.tolist() == pytest.approx([0.5, 0.6875, 1.0, 0.625])
+    assert t.tolist() == pytest.approx([14 / 32, 22 / 32, 40 / 32, 20 / 32])
+    # flipped: crop coords [32-34, 32+6] = [-2, 38]: cx 18/32
+    assert L.crop_target([10, 20, 50, 40], 16, 8, 32, flip=True)[0].item() == pytest.approx(18 / 32)
 
 
 def test_crop_target_flip_mirrors_centre_x():
@@ -147,6 +149,19 @@ def test_flip_target_matches_flipped_pixels():
     painted = [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
     target = L.crop_target([20, 10, 30, 20], 16, 8, 32, flip=True)
     assert L.decode(target, [0, 0, 32, 32]).tolist() == pytest.approx(painted)
+
+
+def test_crop_target_equals_encode_in_the_window():
+    """crop_target computes in plain floats what encode() computes on tensors."""
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        xs, ys = sorted(rng.uniform(-20, 90, 2)), sorted(rng.uniform(-20, 90, 2))
+        box = [xs[0], ys[0], xs[1], ys[1]]
+        x0, y0, flip = int(rng.integers(0, 40)), int(rng.integers(0, 40)), bool(rng.integers(0, 2))
+        expected = L.encode(box, [x0, y0, x0 + 32, y0 + 32])
+        if flip:
+            expected[0] = 1 - expected[0]
+        assert L.crop_target(box, x0, y0, 32, flip).tolist() == pytest.approx(expected.tolist(), abs=1e-12)
 
 
 def test_choose_crop_keeps_enough_of_the_object():
@@ -509,8 +524,8 @@ def test_finetune_rejects_bad_arguments(tmp_path):
 
 def test_box_crops_targets_mark_the_painted_object():
     """Rescale, random crop, flip and target together: on images holding one painted rectangle, the
-    decoded target of every training crop bounds the bright pixels of that crop (to the pixel the
-    bilinear rescale blurs)."""
+    decoded target of every training crop, clipped to the crop, bounds the bright pixels of that
+    crop (to the pixel the bilinear rescale blurs)."""
     rng = np.random.default_rng(1)
     images, samples = {}, []
     for i in range(12):
@@ -522,16 +537,19 @@ def test_box_crops_targets_mark_the_painted_object():
         images[str(i)] = img
         samples.append(FakeSample(str(i), 0, [[x0, y0, x0 + bw, y0 + bh]]))
     data = L.BoxCrops(samples, 40, 32, IDENTITY, seed=0, load_image=loader_of(images))
-    seen = {k: set() for k in range(len(data))}
+    seen, beyond = {k: set() for k in range(len(data))}, 0
     for epoch in range(3):
         data.epoch = epoch
         for k in range(len(data)):
             x, target, _ = data[k]
             ys, xs = torch.nonzero(x[0] > 127, as_tuple=True)
             painted = [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
-            assert np.allclose(L.decode(target, [0, 0, 32, 32]).tolist(), painted, atol=1.0), (epoch, k)
+            assert np.allclose(L.clip(L.decode(target, [0, 0, 32, 32]), 32, 32).tolist(), painted, atol=1.0), (epoch, k)
             seen[k].add(tuple(target.tolist()))
+            whole = L.decode(target, [0, 0, 32, 32])
+            beyond += bool((whole[:2] < -0.5).any() or (whole[2:] > 32.5).any())
     assert sum(len(v) > 1 for v in seen.values()) >= 6  # crops and flips change from epoch to epoch
+    assert beyond >= 3  # some objects reach out of their crop, and their targets say so
 
 
 def test_finetune_resumes_an_interrupted_run_exactly(tmp_path):
@@ -555,3 +573,43 @@ def test_finetune_resumes_an_interrupted_run_exactly(tmp_path):
     assert [h["epoch"] for h in result["history"]] == [1, 2]
     for key, value in whole.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
+
+
+# -- pixel-blind guesses: the reference rows of Tables 8 and 9 ------------------------------------
+
+
+def test_guess_box_by_hand():
+    # 64x128 at Q=32 -> 32x64 (factor 0.5); the central crop (16,0,48,32) is (32,0,96,64) in the image
+    assert L.guess_box((64, 128), "crop", Q=32, crop=32).tolist() == [32, 0, 96, 64]
+    assert L.guess_box((64, 128), "image", Q=32, crop=32).tolist() == [0, 0, 128, 64]
+    with pytest.raises(ValueError, match="guess"):
+        L.guess_box((64, 128), "centre", Q=32, crop=32)
+
+
+def test_guess_error_equals_a_localiser_that_predicts_the_whole_crop():
+    """A second way to the same number: a net whose box is always (0.5, 0.5, 1, 1) under protocol 1."""
+    loc = constant_localiser("SCR", [0.5, 0.5, 1, 1])
+    rng = np.random.default_rng(0)
+    images, samples = {}, []
+    for i in range(12):
+        h, w = int(rng.integers(32, 70)), int(rng.integers(32, 70))
+        images[str(i)] = image(h, w, i)
+        side = rng.uniform(0.4, 1.0) * min(h, w)  # around the centre, of varied size
+        cx, cy = w / 2 + rng.uniform(-4, 4), h / 2 + rng.uniform(-4, 4)
+        samples.append(FakeSample(str(i), 0, [[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]]))
+    run = dict(Q=40, load_image=loader_of(images))
+    by_net = L.protocol1(loc, samples, preprocess=IDENTITY, progress=False, **run)
+    assert L.guess_error(samples, "crop", crop=32, **run) == pytest.approx(by_net)
+    assert 0 < by_net < 100  # the case is not trivial
+
+
+def test_guess_error_with_top5_needs_the_class_too():
+    images = {"a": image(32, 32)}
+    whole = [[0, 0, 32, 32]]
+    samples = [FakeSample("a", 0, whole), FakeSample("a", 6, whole), FakeSample("a", 1, [[0, 0, 8, 8]])]
+    post = torch.tensor([[0.9, 0.1, 0, 0, 0, 0, 0], [0.9, 0.1, 0.1, 0.1, 0.1, 0, 0.05],
+                         [0, 1.0, 0, 0, 0, 0, 0]])
+    run = dict(Q=32, crop=32, load_image=loader_of(images))
+    assert L.guess_error(samples, "image", **run) == pytest.approx(100 / 3)  # the small box is missed
+    # the second image's class 6 is 6th of 7: missed too
+    assert L.guess_error(samples, "image", posteriors=post, **run) == pytest.approx(200 / 3)

@@ -242,16 +242,19 @@ def choose_crop(boxes, height: int, width: int, crop: int, rng: np.random.Genera
     """
     if height < crop or width < crop:
         raise ValueError(f"image {height}x{width} is smaller than the crop {crop}; rescale it to S >= crop first")
-    boxes = _as_boxes(boxes).reshape(-1, 4)
-    need = min_visible * torch.minimum(area(boxes), torch.tensor(float(crop * crop), dtype=torch.float64))
+    # Plain Python floats: this runs once per training crop, where array overheads would dominate.
+    boxes = [tuple(map(float, b)) for b in np.asarray(boxes, dtype=np.float64).reshape(-1, 4)]
+    areas = [max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0) for b in boxes]
+    need = [min_visible * min(a, float(crop * crop)) for a in areas]
     for _ in range(tries):
         x0, y0 = int(rng.integers(0, width - crop + 1)), int(rng.integers(0, height - crop + 1))
-        seen = intersection(boxes, [x0, y0, x0 + crop, y0 + crop])[:, 0]
-        ok = (seen >= need) & (seen > 0)
-        if bool(ok.any()):
-            return x0, y0, int(torch.where(ok, seen, torch.full_like(seen, -1)).argmax())
-    k = int(area(boxes).argmax())
-    cx, cy = float(boxes[k, 0] + boxes[k, 2]) / 2, float(boxes[k, 1] + boxes[k, 3]) / 2
+        seen = [max(min(b[2], x0 + crop) - max(b[0], x0), 0.0) * max(min(b[3], y0 + crop) - max(b[1], y0), 0.0)
+                for b in boxes]
+        ok = [v >= n and v > 0 for v, n in zip(seen, need)]
+        if any(ok):
+            return x0, y0, max((k for k in range(len(boxes)) if ok[k]), key=lambda k: seen[k])
+    k = int(np.argmax(areas))
+    cx, cy = (boxes[k][0] + boxes[k][2]) / 2, (boxes[k][1] + boxes[k][3]) / 2
     x0 = min(max(int(round(cx - crop / 2)), 0), width - crop)
     y0 = min(max(int(round(cy - crop / 2)), 0), height - crop)
     return x0, y0, k
@@ -259,18 +262,27 @@ def choose_crop(boxes, height: int, width: int, crop: int, rng: np.random.Genera
 
 def crop_target(box, x0: int, y0: int, crop: int, flip: bool) -> torch.Tensor:
     """The regression target of ``box`` (xyxy, in the rescaled image) for the crop at (x0, y0):
-    the box clipped to the crop, encoded in the crop's units, mirrored (cx -> 1 - cx) if flipped."""
-    window = torch.tensor([x0, y0, x0 + crop, y0 + crop], dtype=torch.float64)
-    visible = clip(_as_boxes(box) - window[[0, 1, 0, 1]], crop, crop)
-    t = encode(visible, [0, 0, crop, crop])
+    the whole box encoded in the crop's units, mirrored (cx -> 1 - cx) if flipped. That is
+    ``encode(box, window)``, in plain floats: it runs once per training crop.
+
+    Choice: the box is not clipped to the crop, so the net learns to predict the whole object
+    from the part it sees (OverFeat's regressor likewise predicts the object's box from any window
+    that holds at least half of it). A clipped target would cap what the central crop of
+    protocol 1 can get right: at S = 384 the crop covers 224/384 of the image's smaller side, and
+    most objects reach beyond it.
+    """
+    b = np.asarray(box, dtype=np.float64).reshape(4)
+    cx = ((b[0] + b[2]) / 2 - x0) / crop
     if flip:
-        t[..., 0] = 1 - t[..., 0]
-    return t
+        cx = 1 - cx
+    return torch.tensor([cx, ((b[1] + b[3]) / 2 - y0) / crop, (b[2] - b[0]) / crop, (b[3] - b[1]) / crop],
+                        dtype=torch.float64)
 
 
 class BoxCrops(torch.utils.data.Dataset):
     """Training crops for box regression at a fixed S (the paper trains without jittering): rescale
-    to S, random crop (see :func:`choose_crop`), random horizontal flip, the box moved with them.
+    to S, random crop (see :func:`choose_crop`), random horizontal flip, the box moved with them
+    (see :func:`crop_target`).
 
     Item k of epoch e draws its crop and flip from ``(seed, e, k)``, so an epoch is the same with
     any number of loader workers and after a resume.
@@ -293,7 +305,7 @@ class BoxCrops(torch.utils.data.Dataset):
             return self.cache[k]
         sample = self.samples[k]
         image, sx, sy = rescale(self.load_image(sample), self.S)
-        item = (image, _scale_boxes(_gt_boxes(sample), sx, sy))
+        item = (image, _scale_boxes(_gt_boxes(sample), sx, sy).numpy())
         if self.cache is not None:
             self.cache[k] = item
         return item
@@ -525,6 +537,52 @@ def protocol1(net: VGG, samples: Sequence, *, Q: int, preprocess: Preprocess, ki
         boxes = centre_boxes(net, [load_image(s) for s in batch], [int(s.label) for s in batch], Q=Q,
                              preprocess=preprocess, kind=kind)
         wrong += sum(not correct(b, gt) for b, gt in zip(boxes, gts))
+    return 100.0 * wrong / len(samples)
+
+
+GUESSES = ("crop", "image")
+
+
+def guess_box(image_hw: tuple[int, int], guess: str, *, Q: int, crop: int) -> torch.Tensor:
+    """A box that looks at no pixel, for an image of ``(height, width)``: ``"crop"`` is the central
+    crop at scale Q itself (the box ``(0.5, 0.5, 1, 1)`` that a localiser knowing nothing would
+    predict), ``"image"`` the whole image. In image pixels, xyxy."""
+    h, w = int(image_hw[0]), int(image_hw[1])
+    if guess not in GUESSES:
+        raise ValueError(f"guess={guess!r}: use 'crop' (the central crop at Q) or 'image' (the whole image)")
+    if guess == "image":
+        return torch.tensor([0.0, 0.0, w, h], dtype=torch.float64)
+    if Q < crop:
+        raise ValueError(f"Q={Q} is smaller than the crop {crop}")
+    H, W = transforms.scaled_size(h, w, Q)
+    x0, y0 = (W - crop) // 2, (H - crop) // 2  # as centre_boxes
+    window = torch.tensor([x0, y0, x0 + crop, y0 + crop], dtype=torch.float64)
+    return clip(window / torch.tensor([W / w, H / h, W / w, H / h], dtype=torch.float64), w, h)
+
+
+def guess_error(samples: Sequence, guess: str = "crop", *, Q: int, crop: int, posteriors=None,
+                top: int = 5, load_image: Callable | None = None) -> float:
+    """The localisation error (%) of :func:`guess_box`: the reference a localiser must beat.
+
+    Without ``posteriors``, protocol 1's rule (the box must match a ground-truth box). With the
+    classification system's ``posteriors`` (N, C), protocol 2's: the image is correct only if its
+    class is also among the ``top`` classes (the guessed box is the same for all five).
+    """
+    load_image = load_image or default_load_image
+    samples = list(samples)
+    if not samples:
+        raise ValueError("guess_error needs at least one sample")
+    if posteriors is not None:
+        posteriors = torch.as_tensor(posteriors)
+        if posteriors.ndim != 2 or len(posteriors) != len(samples):
+            raise ValueError(f"posteriors must be (N, C) with N = {len(samples)} samples, "
+                             f"got shape {tuple(posteriors.shape)}")
+    wrong = 0
+    for n, sample in enumerate(samples):
+        ok = correct(guess_box(load_image(sample).shape[-2:], guess, Q=Q, crop=crop), _gt_boxes(sample))
+        if posteriors is not None:
+            ok = ok and int(sample.label) in torch.sort(posteriors[n], descending=True, stable=True).indices[:top]
+        wrong += not ok
     return 100.0 * wrong / len(samples)
 
 
