@@ -1,0 +1,105 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Results: the paper's claims, tested
+#
+# Every chapter of this book ends with a table of the paper's claims that it can test: the claim,
+# the paper's number, this run's number and a verdict. This page gathers those tables into one
+# view, chapter by chapter, for each size at which the book has been run:
+#
+# - **ci**: a laptop CPU in minutes, 1/8 of the channels, 32-pixel crops, 10 synthetic classes;
+# - **gpu**: one GPU, the paper's nets at full width and 224 pixels on a larger synthetic set
+#   (recorded under `results/claims_gpu/` when a GPU run has been made);
+# - **imagenet**: the paper's own protocol on ILSVRC-2012 (shown when a reader has run it).
+#
+# Nothing here is typed by hand: the rows are read from the claims each chapter saved when it ran
+# (`runs/<profile>/claims/`, or `results/claims_<profile>/` for a run recorded on another machine),
+# and the paper's numbers in them come from the paper's tables as data (`vggrepro/paper_tables.json`).
+#
+# A verdict compares two error rates measured on the same images. A claim **holds** when the gap
+# goes the paper's way by more than two standard errors, **does not hold** when it is that large
+# the other way, and is **undecided at this scale** otherwise. Claims about design (counting
+# weights, receptive fields) are checked exactly.
+
+# %% tags=["parameters"]
+profile = "ci"
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from vggrepro import book, results
+from vggrepro.profiles import get_profile
+
+prof = get_profile(profile)
+pd.set_option("display.max_colwidth", None)
+
+# The chapters of the book (from _toc.yml), this page left out.
+chapters = [nb.stem for nb in book.notebooks() if not nb.stem.endswith("_results")]
+rows = results.gather(prof.name)
+not_run = results.missing(chapters, prof.name)
+if not_run:
+    message = (f"**Not run yet under the `{prof.name}` profile:** {', '.join(not_run)}. "
+               f"Run them with `{results.run_command(not_run, prof.name)}` (or the whole book with "
+               f"`vggrepro book run{'' if prof.name == 'ci' else ' --profile ' + prof.name}`), "
+               "then run this page again.")
+else:
+    message = f"Every chapter ({len(chapters)}) has saved its claims under the `{prof.name}` profile."
+display(Markdown(message))
+
+# %% [markdown]
+# ## Every claim, chapter by chapter
+#
+# The columns `ci`, `gpu` and `imagenet` hold each run's number as its chapter states it; "not
+# recorded" means that run has not been made (or committed) for that chapter. The verdict columns
+# are those of the runs that exist.
+
+# %%
+def chapter_title(stem: str) -> str:
+    number, _, name = stem.partition("_")
+    return f"{number} {name.replace('_', ' ')}"
+
+
+table = pd.DataFrame(rows, columns=["notebook", "claim", "paper", *results.PROFILES,
+                                    *[k for k in (rows[0] if rows else {}) if k.startswith("verdict")]])
+table["notebook"] = table["notebook"].map(chapter_title)
+table.set_index(["notebook", "claim"]) if rows else "no chapter has saved its claims yet"
+
+# %% [markdown]
+# ## How many claims hold
+
+# %%
+counts = pd.DataFrame(results.summary(rows, prof.name))
+counts["notebook"] = counts["notebook"].map(lambda s: s if s == "all" else chapter_title(s))
+counts.set_index("notebook")
+
+# %% [markdown]
+# ## What the `ci` scale can and cannot decide
+#
+# The `ci` run is small on purpose: the whole book runs on two CPU cores in minutes, so anyone can
+# re-run every number on this page. That buys exactness where the paper's claim is about design:
+# the number of weights of each net, the receptive field of stacked 3 x 3 filters, the conversion
+# of the fully-connected layers into convolutions and the cost of each protocol are the same at
+# any width and are checked exactly.
+#
+# It cannot buy statistical power. Nets of 1/8 the width, trained for a few epochs on a few
+# thousand synthetic 32-pixel images of 10 classes, reach only modest accuracy, and 500 validation
+# images give a standard error of about two percentage points on an error near 30%. The paper's
+# accuracy claims are about gaps of one or two points on 50,000 ImageNet images (deeper is better,
+# scale jittering helps, dense and multi-crop evaluation complement each other, fusion helps), so
+# at this scale most of them come out **undecided**, and a few may even go the other way: that is
+# a fact about the scale, not evidence against the paper. A verdict that holds here is a check
+# that the code does what the paper describes and that the effect is strong enough to show up on
+# a toy problem; the decisive test is the `gpu` or `imagenet` run of the same chapters, which fills
+# the other columns of this page.

@@ -1,0 +1,82 @@
+"""The results page's gathering of claims tables, on hand-written run and results folders."""
+
+import json
+
+import pytest
+
+from vggrepro import results, runs
+from vggrepro.paper import FAILS, HOLDS, UNDECIDED, Claim
+
+
+def write_recorded(folder, notebook, claims):
+    """A claims file as a user commits it under results/claims_<profile>/ (written by hand here)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{notebook}.json").write_text(json.dumps({"notebook": notebook, "claims": claims}))
+
+
+@pytest.fixture
+def saved(tmp_path, monkeypatch):
+    """ci claims of two notebooks made on this machine; gpu claims of one recorded in results/."""
+    monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
+    runs.save_claims("ci", "01_architecture", [Claim("weights", "138 M", "138.4 M", HOLDS),
+                                               Claim("depth", "7.0", "30.1", UNDECIDED)])
+    runs.save_claims("ci", "06_fusion", [Claim("fusion helps", "6.8", "20.0 vs 22.0", FAILS)])
+    write_recorded(tmp_path / "results" / "claims_gpu", "01_architecture",
+                   [{"claim": "depth", "paper": "7.0", "ours": "12.3", "verdict": HOLDS},
+                    {"claim": "only on a GPU", "paper": "1.0", "ours": "2.0", "verdict": FAILS}])
+    return dict(runs=tmp_path / "runs", results=tmp_path / "results")
+
+
+def test_gather_lines_up_profiles_claim_by_claim(saved):
+    rows = results.gather("ci", **saved)
+    assert [(r["notebook"], r["claim"]) for r in rows] == [
+        ("01_architecture", "weights"), ("01_architecture", "depth"), ("01_architecture", "only on a GPU"),
+        ("06_fusion", "fusion helps")]
+    weights, depth, gpu_only, fusion = rows
+    # A verdict column for ci (the page's profile) and gpu (it has claims), none for imagenet.
+    assert set(depth) == {"notebook", "claim", "paper", "ci", "gpu", "imagenet", "verdict (ci)", "verdict (gpu)"}
+    assert (depth["paper"], depth["ci"], depth["gpu"], depth["imagenet"]) == ("7.0", "30.1", "12.3", results.NOT_RECORDED)
+    assert (depth["verdict (ci)"], depth["verdict (gpu)"]) == (UNDECIDED, HOLDS)
+    # gpu recorded 01 without this claim ("-"); it did not record 06 at all.
+    assert (weights["gpu"], weights["verdict (gpu)"]) == (results.ABSENT, results.ABSENT)
+    assert (fusion["gpu"], fusion["verdict (gpu)"]) == (results.NOT_RECORDED, results.NOT_RECORDED)
+    assert (gpu_only["ci"], gpu_only["gpu"], gpu_only["paper"]) == (results.ABSENT, "2.0", "1.0")
+
+
+def test_summary_counts_verdicts_by_notebook(saved):
+    rows = results.gather("ci", **saved)
+    counts = {r["notebook"]: r for r in results.summary(rows, "ci")}
+    assert counts["01_architecture"] == {"notebook": "01_architecture", HOLDS: 1, FAILS: 0, UNDECIDED: 1,
+                                         "not run": 1, "claims": 3}
+    assert counts["all"] == {"notebook": "all", HOLDS: 1, FAILS: 1, UNDECIDED: 1, "not run": 1, "claims": 4}
+    gpu = {r["notebook"]: r for r in results.summary(rows, "gpu")}
+    assert (gpu["all"][HOLDS], gpu["all"][FAILS], gpu["all"]["not run"]) == (1, 1, 2)
+
+
+def test_this_machine_replaces_a_recorded_table(saved):
+    runs.save_claims("gpu", "01_architecture", [Claim("depth", "7.0", "11.0", HOLDS)])
+    [depth] = [r for r in results.gather("ci", **saved) if r["claim"] == "depth"]
+    assert depth["gpu"] == "11.0"
+
+
+def test_missing_notebooks_and_the_command_that_runs_them(saved):
+    book = ["01_architecture", "02_training", "04_dense_eval", "06_fusion"]
+    assert results.missing(book, "ci", **saved) == ["02_training", "04_dense_eval"]
+    assert results.missing(book, "imagenet", **saved) == book
+    assert results.run_command(["02_training", "04_dense_eval"]) == "vggrepro book run --only 02,04"
+    assert results.run_command(["06_fusion"], "gpu") == "vggrepro book run --profile gpu --only 06"
+
+
+def test_nothing_saved_yet_gives_empty_tables(tmp_path):
+    empty = dict(runs=tmp_path / "runs", results=tmp_path / "results")
+    assert results.gather("ci", **empty) == []
+    assert results.summary([], "ci") == [{"notebook": "all", HOLDS: 0, FAILS: 0, UNDECIDED: 0, "not run": 0,
+                                          "claims": 0}]
+
+
+def test_bad_input_names_the_problem(saved, tmp_path):
+    with pytest.raises(ValueError, match="unknown profile 'cpu'"):
+        results.gather("cpu", **saved)
+    (saved["results"] / "claims_gpu" / "02_training.json").write_text("{not json")
+    with pytest.raises(ValueError, match="02_training.json is not a claims table"):
+        results.gather("ci", **saved)
