@@ -170,7 +170,9 @@ def test_dataset_stats_match_numpy_and_are_stored(generated, tmp_path, monkeypat
     assert np.allclose(rebuilt, cov, atol=1e-9)
     assert list(stats.eigval) == sorted(stats.eigval, reverse=True)
     assert (root / "stats.json").is_file()
-    assert stats.preprocess() == T.Preprocess(mean=stats.mean_rgb)
+    # the pixel std (one number: the root of the mean channel variance) that preprocess divides by
+    assert np.isclose(stats.pixel_std, np.sqrt(pixels.var(0).mean()))
+    assert stats.preprocess() == T.Preprocess(mean=stats.mean_rgb, std=(stats.pixel_std,) * 3)
     monkeypatch.setattr(data, "pixel_stats", lambda *_: pytest.fail("stats.json was not reused"))
     again = data.dataset_stats(root, progress=False)
     assert again.mean_rgb == stats.mean_rgb and torch.equal(again.eigvec, stats.eigvec)
@@ -222,6 +224,10 @@ def test_batch_depends_only_on_seed_epoch_step(generated):
     assert torch.equal(_loader(ds).batch(1, 1)[0], full[1][0])
     assert not torch.equal(_loader(ds).batch(0, 2)[0], full[2][0])  # another epoch: other crops
     assert not torch.equal(_loader(ds, seed=4).batch(1, 2)[0], full[2][0])
+    # at a fixed S the loader keeps the rescaled images after the first use: same batches either way
+    fixed = _loader(ds, scale=40)
+    list(fixed.batches(0))
+    assert torch.equal(fixed.batch(1, 2)[0], _loader(ds, scale=40).batch(1, 2)[0])
 
 
 def test_pil_path_matches_tensor_path(generated):
@@ -290,8 +296,8 @@ def test_colour_shift_moves_each_image_along_the_eigenvectors(tmp_path):
         _write(tmp_path, f"c_{i}.png", np.full((40, 40, 3), (100, 150, 200), np.uint8))
     ds = data.ILSVRC(tmp_path, "train")
     stats = data.Stats((100.0, 150.0, 200.0), torch.tensor([1.0, 0.0, 0.0]), torch.eye(3))
-    loader = data.TrainLoader(ds, crop=32, scale=40, batch_size=12, preprocess=stats.preprocess(), stats=stats,
-                              seed=0, progress=False)
+    loader = data.TrainLoader(ds, crop=32, scale=40, batch_size=12, preprocess=T.Preprocess(stats.mean_rgb),
+                              stats=stats, seed=0, progress=False)
     x, _ = loader.batch(0, 0)
     # only the first eigenvector (red) has an eigenvalue: green and blue are exactly the mean
     assert (x[:, 1:] == 0).all()

@@ -16,10 +16,10 @@ The Kaggle copy's nesting (``ILSVRC/Data/CLS-LOC/{train,val}`` and ``ILSVRC/Anno
 is found by itself. Classes are indexed by sorted wnid, the standard order.
 
 Training batches are a pure function of (seed, epoch, step): the epoch's order comes from a generator
-seeded by (seed, epoch), and every image of a batch draws its scale, crop, flip and colour shift from
-its own generator seeded by (seed, epoch, step, position). A run resumed at any step therefore sees
-exactly the batches it would have seen, and the two data paths (torch tensors or PIL in DataLoader
-workers) draw the same choices.
+seeded by (seed, epoch), and the images of batch ``step`` take their scale, crop, flip and colour
+shift from the numbers a generator seeded by (seed, epoch, step) draws for their positions in the
+batch. A run resumed at any step therefore sees exactly the batches it would have seen, and the two
+data paths (torch tensors, or PIL in DataLoader workers) and all DDP ranks draw the same choices.
 """
 
 from __future__ import annotations
@@ -512,25 +512,29 @@ class View:
     alpha: torch.Tensor  # (3,), AlexNet's colour-shift weights
 
 
-def draw_view(g: torch.Generator, h: int, w: int, scale: int | tuple[int, int], crop: int,
-              colour_std: float = 0.1) -> View:
-    """Draw one image's augmentation, always in the same order: S, crop corner, flip, alpha."""
-    S = T.draw_scale(g, scale)
-    size = T.scaled_size(h, w, S)
-    top, left = T.random_crop_box(size[0], size[1], crop, g)
-    flip = T.draw_flip(g)
-    alpha = T.draw_alpha(g, 1, colour_std)[0]
-    return View(S, size, top, left, flip, alpha)
+class BatchDraws:
+    """The random numbers of one batch: four uniforms (S, crop top, crop left, flip) and the colour
+    shift's alpha ~ N(0, std^2) for each position of the global batch, drawn at once from a generator
+    seeded by (seed, epoch, step). An image's choices depend on its position alone, so the tensor and
+    PIL paths, and each DDP rank, draw the same ones."""
 
+    def __init__(self, seed: int, epoch: int, step: int, batch_size: int, colour_std: float = 0.1):
+        g = generator(seed, epoch, step)
+        self.uniforms = torch.rand(batch_size, 4, generator=g, dtype=torch.float64).tolist()
+        self.alphas = T.draw_alpha(g, batch_size, colour_std)
 
-def crop_view_tensor(img: torch.Tensor, v: View, crop: int) -> torch.Tensor:
-    """Rescale to S, crop and flip a uint8 (3, H, W) tensor."""
-    out = T.crop(T.resize(img, v.size), v.top, v.left, crop)
-    return T.hflip(out) if v.flip else out
+    def view(self, pos: int, h: int, w: int, scale: int | tuple[int, int], crop: int) -> View:
+        """The augmentation of the image at ``pos``, given its size (h, w)."""
+        u_scale, u_top, u_left, u_flip = self.uniforms[pos]
+        S = T.scale_from_uniform(u_scale, scale)
+        size = T.scaled_size(h, w, S)
+        top, left = T.crop_from_uniform(u_top, u_left, size[0], size[1], crop)
+        return View(S, size, top, left, u_flip < 0.5, self.alphas[pos])
 
 
 def crop_view_pil(im: Image.Image, v: View, crop: int) -> np.ndarray:
-    """The same with PIL: resize only the source region that maps onto the crop (PIL's ``box``), flip.
+    """Rescale to S, crop and flip with PIL: only the source region that maps onto the crop is
+    resized (PIL's ``box``), which gives the pixels of resizing the whole image and then cropping.
 
     Returns a uint8 (crop, crop, 3) array.
     """
@@ -611,6 +615,7 @@ class TrainLoader:
         self._warned = False
         self._images: dict[int, torch.Tensor] | None = None
         self._jpegs: dict[int, bytes] | None = None
+        self._at_S: dict[int, torch.Tensor] = {}  # fixed S: the rescaled images, made once
         self.indices = list(range(len(dataset.samples)))  # the samples that take part
         if backend == "tensor":
             tv = _gpu_decoder() if self.device.type == "cuda" else None
@@ -635,7 +640,8 @@ class TrainLoader:
 
     def order(self, epoch: int) -> list[int]:
         """The epoch's order of sample indices: a permutation drawn from (seed, epoch)."""
-        perm = torch.randperm(len(self.indices), generator=generator(self.seed, epoch, 0x0E0C))
+        # -1 is no step number, so the order's generator is never a batch's
+        perm = torch.randperm(len(self.indices), generator=generator(self.seed, epoch, -1))
         return [self.indices[i] for i in perm.tolist()]
 
     def plan(self, epoch: int, step: int, order: list[int] | None = None) -> list[tuple[int, int]]:
@@ -666,15 +672,24 @@ class TrainLoader:
             images, plan = self._decode_gpu(plan)
         else:
             images = [self._images[i] for i, _ in plan]
+        draws = BatchDraws(self.seed, epoch, step, self.batch_size, self.colour_std)
         crops = torch.empty(len(plan), self.crop, self.crop, 3, dtype=torch.uint8, device=self.device)
-        alphas = torch.empty(len(plan), 3)
         for j, ((i, pos), img) in enumerate(zip(plan, images)):
-            v = draw_view(generator(self.seed, epoch, step, pos), img.shape[1], img.shape[2], self.scale, self.crop,
-                          self.colour_std)
-            crops[j] = crop_view_tensor(img.to(self.device, non_blocking=True), v, self.crop).permute(1, 2, 0)
-            alphas[j] = v.alpha
+            v = draws.view(pos, img.shape[1], img.shape[2], self.scale, self.crop)
+            rescaled = self._rescaled(i, img, v)
+            out = T.crop(rescaled, v.top, v.left, self.crop)
+            crops[j] = (T.hflip(out) if v.flip else out).permute(1, 2, 0)
+        alphas = draws.alphas[[pos for _, pos in plan]]
         y = torch.tensor([self.dataset.samples[i].label for i, _ in plan], dtype=torch.int64)
         return finish_batch(crops, alphas, self.preprocess, self.stats, self.device), y.to(self.device)
+
+    def _rescaled(self, i: int, img: torch.Tensor, v: View) -> torch.Tensor:
+        """The image rescaled to S; at a fixed S, kept after the first epoch (the same every time)."""
+        if isinstance(self.scale, int) and self._images is not None:
+            if i not in self._at_S:
+                self._at_S[i] = T.resize(img, v.size)
+            return self._at_S[i]
+        return T.resize(img.to(self.device, non_blocking=True), v.size)
 
     def _decode_gpu(self, plan):
         """Decode a batch's JPEGs on the GPU (torchvision); files nvjpeg refuses go through PIL."""
@@ -743,23 +758,22 @@ class _PilBatches(torch.utils.data.Dataset):
         return self.steps
 
     def __getitem__(self, step: int):
-        crops, alphas, labels, bad = [], [], [], []
+        draws = BatchDraws(self.seed, self.epoch, step, self.batch_size, self.colour_std)
+        crops, positions, labels, bad = [], [], [], []
         for i, pos in _members(self.order, step, self.batch_size, self.rank, self.world_size):
             sample = self.samples[i]
             try:
                 with Image.open(sample.path) as im:
                     im = im.convert("RGB")
-                    v = draw_view(generator(self.seed, self.epoch, step, pos), im.height, im.width, self.scale,
-                                  self.crop, self.colour_std)
+                    v = draws.view(pos, im.height, im.width, self.scale, self.crop)
                     crops.append(crop_view_pil(im, v, self.crop))
             except Exception:
                 bad.append(str(sample.path))
                 continue
-            alphas.append(v.alpha)
+            positions.append(pos)
             labels.append(sample.label)
         crops_t = torch.from_numpy(np.stack(crops)) if crops else torch.empty(0, self.crop, self.crop, 3, dtype=torch.uint8)
-        alphas_t = torch.stack(alphas) if alphas else torch.empty(0, 3)
-        return crops_t, alphas_t, torch.tensor(labels, dtype=torch.int64), bad
+        return crops_t, draws.alphas[positions], torch.tensor(labels, dtype=torch.int64), bad
 
 
 def _gpu_decoder():

@@ -95,31 +95,45 @@ def rescale(img: torch.Tensor, S: int) -> torch.Tensor:
 # -- random choices; each takes a torch.Generator so a run can be replayed exactly -----------------
 
 
-def draw_scale(generator: torch.Generator, S: int | tuple[int, int]) -> int:
-    """The training scale of one image: S itself when fixed, else an integer uniform in [Smin, Smax].
-
-    Scale jittering (section 3.1) draws S per image; the paper does not say how, uniform is assumed.
-    """
+def scale_from_uniform(u: float, S: int | tuple[int, int]) -> int:
+    """The S that a uniform draw ``u`` in [0, 1) picks: S itself when fixed, else one of Smin..Smax."""
     if isinstance(S, int):
         return S
     lo, hi = S
     if lo > hi:
         raise ValueError(f"scale range {S}: Smin > Smax")
-    return int(torch.randint(lo, hi + 1, (1,), generator=generator))
+    return lo + min(int(u * (hi - lo + 1)), hi - lo)
+
+
+def crop_from_uniform(u_top: float, u_left: float, h: int, w: int, crop: int) -> tuple[int, int]:
+    """The (top, left) of a crop x crop window that two uniform draws in [0, 1) pick in an h x w image."""
+    if h < crop or w < crop:
+        raise ValueError(f"a {crop}x{crop} crop does not fit in a {h}x{w} image; rescale to S >= crop first")
+    return min(int(u_top * (h - crop + 1)), h - crop), min(int(u_left * (w - crop + 1)), w - crop)
+
+
+def _uniform(generator: torch.Generator, n: int = 1) -> list[float]:
+    return torch.rand(n, generator=generator, dtype=torch.float64).tolist()
+
+
+def draw_scale(generator: torch.Generator, S: int | tuple[int, int]) -> int:
+    """The training scale of one image: S itself when fixed, else an integer uniform in [Smin, Smax].
+
+    Scale jittering (section 3.1) draws S per image; the paper does not say how, uniform is assumed.
+    """
+    return S if isinstance(S, int) else scale_from_uniform(_uniform(generator)[0], S)
 
 
 def random_crop_box(h: int, w: int, crop: int, generator: torch.Generator) -> tuple[int, int]:
     """(top, left) of a crop x crop window drawn uniformly inside an h x w image."""
     if h < crop or w < crop:
         raise ValueError(f"a {crop}x{crop} crop does not fit in a {h}x{w} image; rescale to S >= crop first")
-    top = int(torch.randint(0, h - crop + 1, (1,), generator=generator))
-    left = int(torch.randint(0, w - crop + 1, (1,), generator=generator))
-    return top, left
+    return crop_from_uniform(*_uniform(generator, 2), h, w, crop)
 
 
 def draw_flip(generator: torch.Generator) -> bool:
     """A fair coin for the random horizontal flip."""
-    return bool(torch.rand(1, generator=generator) < 0.5)
+    return _uniform(generator)[0] < 0.5
 
 
 def hflip(img: torch.Tensor) -> torch.Tensor:
