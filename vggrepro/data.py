@@ -339,7 +339,7 @@ def decode_all(dataset: ILSVRC, progress: bool = True) -> tuple[dict[int, torch.
     """Every image of a split decoded into memory: ({sample index: image}, corrupt paths). Cached."""
     key = (str(dataset.root), dataset.split, len(dataset.samples), str(dataset.samples[0].path))
     if key not in _DECODED:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         images, bad = {}, []
         for i, s in enumerate(tqdm(dataset.samples, desc=f"decoding {dataset.split}", unit="img",
@@ -455,7 +455,7 @@ def dataset_stats(root: str | Path, *, max_images: int = 10_000, progress: bool 
 
 
 def _decoded_images(train, chosen, progress):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     for i in tqdm(chosen, desc="mean RGB and colour PCA", unit="img", disable=not progress, leave=False):
         try:

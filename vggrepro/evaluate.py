@@ -297,7 +297,7 @@ def evaluate(
     labels: dict[int, int] = {}
 
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         images = tqdm(images, desc=f"{protocol} Q={scales}", unit="img", total=total)
     start = time.perf_counter()

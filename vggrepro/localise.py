@@ -18,7 +18,7 @@ Two test protocols:
   ground-truth class and map it back to the image. Correct when its IoU with any ground-truth box
   is above 0.5.
 - **Protocol 2** (Table 9): apply the net densely over the whole rescaled image (one box per
-  location of its output map), pool the boxes of every scale and every localisation net, merge them
+  location of its output map, the grid of windows centred on the image), pool the boxes of every scale and every localisation net, merge them
   greedily as in OverFeat, and keep for each of the classification system's top-5 classes its best
   merged box (merged boxes score the sum of their members' scores: the class posterior of the
   classification net applied densely at the same location, or 1 each without it). The image is
@@ -51,6 +51,8 @@ KINDS = ("SCR", "PCR")
 LAYERS = ("fc", "all")
 #: The total stride of the five 2x2 pools: neighbouring locations of a dense map are 32 px apart.
 STRIDE = 32
+#: Where the dense grid of windows sits on an image that is not a multiple of 32 (see ``_view``).
+ALIGNS = ("centred", "top-left")
 #: A prediction is correct when its IoU with a ground-truth box is strictly above this (both tables).
 IOU_CORRECT = 0.5
 #: Choice: greedy merging stops when the closest pair is 1 - IoU >= this apart, i.e. only boxes that
@@ -463,7 +465,7 @@ def load_localiser(path: str | Path, device: str = "cpu") -> tuple[VGG, dict]:
 def _tqdm(iterable, enabled: bool, **kw):
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(iterable, leave=False, **kw)
 
@@ -596,36 +598,59 @@ def dense_windows(map_h: int, map_w: int, crop: int) -> torch.Tensor:
     After five 2x2 pools, feature cell k covers pixels ``[32 k, 32 k + 32)``, and fc6 (a
     ``crop/32``-wide convolution) at (i, j) reads cells ``i .. i + crop/32 - 1``: exactly the crop
     the classification net would see there (with the image's real pixels, not zero padding, around
-    its border). Pixels past the last multiple of 32 are dropped by the pools.
+    its border). Pixels past the last multiple of 32 are dropped by the pools; :func:`_view` trims
+    them from both sides so that the grid is centred, and shifts these windows by its offset.
     """
     i, j = torch.meshgrid(torch.arange(map_h), torch.arange(map_w), indexing="ij")
     x0, y0 = (STRIDE * j).reshape(-1).double(), (STRIDE * i).reshape(-1).double()
     return torch.stack([x0, y0, x0 + crop, y0 + crop], -1)
 
 
-def _view(image: torch.Tensor, Q: int, crop: int, centre: bool) -> tuple[torch.Tensor, float, float, int, int]:
-    """The image rescaled to Q, or only its central crop (``centre=True``), with the rescale factors
-    and the offset (x0, y0) of that view in the rescaled image."""
+def _check_align(align: str) -> str:
+    if align not in ALIGNS:
+        raise ValueError(f"align={align!r}: use 'centred' (the dense grid in the middle of the image) or "
+                         "'top-left' (the plain net: its pools drop the pixels past the last multiple of 32)")
+    return align
+
+
+def _view(image: torch.Tensor, Q: int, crop: int, centre: bool, align: str = "centred"
+          ) -> tuple[torch.Tensor, float, float, int, int]:
+    """What the net is applied to, with the rescale factors and the view's offset (x0, y0) in the
+    image rescaled to Q: the central crop (``centre=True``), or the image, trimmed for dense
+    application to the pixels its windows cover.
+
+    Choice (``align="centred"``): the pixels past the last multiple of 32, which the five pools
+    would drop at the right and bottom, are trimmed equally from both sides, so that the dense
+    windows sit symmetrically on the image. At the paper's Q (256, 352, 384: multiples of 32) the
+    smaller side loses nothing either way; at ``ci`` (Q = 55, crop 32) the plain net
+    (``align="top-left"``) would only ever see the top 32 of 55 rows.
+    """
     if Q < crop:
         raise ValueError(f"Q={Q} is smaller than the crop {crop}")
+    _check_align(align)
     scaled, sx, sy = rescale(image, Q)
-    if not centre:
-        return scaled, sx, sy, 0, 0
     h, w = scaled.shape[-2:]
-    x0, y0 = (w - crop) // 2, (h - crop) // 2  # as transforms.centre_crop
-    return scaled[:, y0:y0 + crop, x0:x0 + crop], sx, sy, x0, y0
+    if centre:
+        x0, y0 = (w - crop) // 2, (h - crop) // 2  # as transforms.centre_crop
+        return scaled[:, y0:y0 + crop, x0:x0 + crop], sx, sy, x0, y0
+    if align == "top-left":
+        return scaled, sx, sy, 0, 0
+    x0, y0 = (w % STRIDE) // 2, (h % STRIDE) // 2
+    return scaled[:, y0:y0 + h - h % STRIDE, x0:x0 + w - w % STRIDE], sx, sy, x0, y0
 
 
 def dense_box_array(net: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int, preprocess: Preprocess,
-                    kind: str | None = None, centre: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                    kind: str | None = None, centre: bool = False, align: str = "centred"
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every dense location's box for each class: boxes (len(classes), L, 4) in image pixels,
     clipped to the image, and the locations (L, 2) as (i, j), row-major.
 
     ``centre=True`` applies the net to the central crop only (one location): protocol 1's view,
     used to compare dense application against the centre crop with the same classes and merging.
+    ``align`` places the grid of windows (see :func:`_view`).
     """
     kind = _kind_of(net, kind)
-    view, sx, sy, x0, y0 = _view(image, Q, net.crop, centre)
+    view, sx, sy, x0, y0 = _view(image, Q, net.crop, centre, align)
     net.eval()
     with torch.no_grad():
         maps = to_dense(net)(preprocess(view)[None].to(_device(net)))[0].cpu()  # (outputs, h, w)
@@ -641,11 +666,13 @@ def dense_box_array(net: VGG, image: torch.Tensor, classes: Sequence[int], *, Q:
 
 
 def dense_boxes(net: VGG, kind: str | None, image: torch.Tensor, Q: int, classes: Sequence[int], *,
-                preprocess: Preprocess) -> dict[int, list[tuple[tuple[float, ...], tuple[int, int]]]]:
+                preprocess: Preprocess, align: str = "centred"
+                ) -> dict[int, list[tuple[tuple[float, ...], tuple[int, int]]]]:
     """Protocol 2's raw boxes: the localisation net applied densely over ``image`` rescaled to Q.
     For each class, one ``(box_xyxy, (i, j))`` per location of the output map; each box is decoded
-    in its location's window (:func:`dense_windows`) and mapped back to the original image."""
-    boxes, locations = dense_box_array(net, image, classes, Q=Q, preprocess=preprocess, kind=kind)
+    in its location's window (:func:`dense_windows`, shifted by the grid's offset, see
+    :func:`_view`) and mapped back to the original image."""
+    boxes, locations = dense_box_array(net, image, classes, Q=Q, preprocess=preprocess, kind=kind, align=align)
     loc = [tuple(map(int, l)) for l in locations.tolist()]
     return {int(c): [(tuple(b), l) for b, l in zip(boxes[n].tolist(), loc)] for n, c in enumerate(classes)}
 
@@ -704,10 +731,10 @@ def greedy_merge(boxes, scores=None, threshold: float = MERGE_THRESHOLD) -> Merg
 
 
 def location_scores(classifier: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int,
-                    preprocess: Preprocess, centre: bool = False) -> torch.Tensor:
+                    preprocess: Preprocess, centre: bool = False, align: str = "centred") -> torch.Tensor:
     """The classification net applied densely at scale Q (or to the central crop): the soft-max
     posterior of each class at each location, (len(classes), L), in :func:`dense_box_array`'s order."""
-    view = _view(image, Q, classifier.crop, centre)[0]
+    view = _view(image, Q, classifier.crop, centre, align)[0]
     classifier.eval()
     with torch.no_grad():
         maps = to_dense(classifier)(preprocess(view)[None].to(_device(classifier)))[0].cpu()
@@ -715,24 +742,34 @@ def location_scores(classifier: VGG, image: torch.Tensor, classes: Sequence[int]
 
 
 def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Sequence[int], preprocess,
-            classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None, centre: bool = False):
+            classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None, centre: bool = False,
+            align: str = "centred", memo: dict | None = None):
     """The raw dense boxes of every localisation net at every scale, pooled, and their scores:
-    boxes (len(classes), L, 4) and scores (len(classes), L), 1 each without a classifier."""
+    boxes (len(classes), L, 4) and scores (len(classes), L), 1 each without a classifier.
+
+    ``memo`` (one dict per image) keeps each net's boxes and the classifier's scores per scale, so
+    that several systems sharing a net (a single net and a fusion) apply it once."""
     per_net = scales if scales and isinstance(scales[0], (list, tuple)) else [scales] * len(localisers)
     if len(per_net) != len(localisers):
         raise ValueError(f"{len(localisers)} localisation nets but {len(per_net)} lists of scales")
     preps = preprocess if isinstance(preprocess, (list, tuple)) else [preprocess] * len(localisers)
-    boxes, scores, by_scale = [], [], {}
+    memo = {} if memo is None else memo
+    classes = tuple(int(c) for c in classes)
+    boxes, scores = [], []
     for net, qs, prep in zip(localisers, per_net, preps):
         for Q in map(int, qs):
-            b = dense_box_array(net, image, classes, Q=Q, preprocess=prep, centre=centre)[0]
+            key = ("boxes", id(net), Q, centre, align, prep, classes)
+            if key not in memo:
+                memo[key] = dense_box_array(net, image, classes, Q=Q, preprocess=prep, centre=centre, align=align)[0]
+            b = memo[key]
             if classifier is None:
                 s = torch.ones(b.shape[:2], dtype=torch.float64)
             else:
-                if Q not in by_scale:
-                    by_scale[Q] = location_scores(classifier, image, classes, Q=Q, centre=centre,
-                                                  preprocess=classifier_preprocess or prep)
-                s = by_scale[Q]
+                key = ("scores", id(classifier), Q, centre, align, classifier_preprocess or prep, classes)
+                if key not in memo:
+                    memo[key] = location_scores(classifier, image, classes, Q=Q, centre=centre, align=align,
+                                                preprocess=classifier_preprocess or prep)
+                s = memo[key]
                 if s.shape[1] != b.shape[1]:
                     raise ValueError(f"at Q={Q} the classification net gives {s.shape[1]} locations and the "
                                      f"localisation net {b.shape[1]}: both need the same crop "
@@ -744,8 +781,8 @@ def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Seq
 
 def top5_boxes(localisers: Sequence[VGG], posteriors, image: torch.Tensor, *, scales, preprocess,
                classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
-               threshold: float = MERGE_THRESHOLD, top: int = 5, centre: bool = False
-               ) -> list[tuple[int, torch.Tensor, float]]:
+               threshold: float = MERGE_THRESHOLD, top: int = 5, centre: bool = False, align: str = "centred",
+               memo: dict | None = None) -> list[tuple[int, torch.Tensor, float]]:
     """Protocol 2 for one image: for each of the ``top`` classes of ``posteriors`` (C,), the best
     merged box of the pooled dense boxes, as ``(class, box_xyxy, class score)``, ranked by class score.
 
@@ -760,28 +797,46 @@ def top5_boxes(localisers: Sequence[VGG], posteriors, image: torch.Tensor, *, sc
     locations voted for (ties go to the first location, top-left).
 
     ``centre=True`` replaces dense application by the central crop (one box per net and scale), to
-    measure what dense application adds with everything else equal.
+    measure what dense application adds with everything else equal. ``align`` places the dense grid
+    (see :func:`_view`); ``memo`` shares the nets' outputs between calls on the same image.
     """
     if not localisers:
         raise ValueError("protocol 2 needs at least one localisation net")
     posteriors = torch.as_tensor(posteriors, dtype=torch.float64).reshape(-1)
     ranked = torch.sort(posteriors, descending=True, stable=True).indices[:top].tolist()
-    boxes, scores = _pooled(localisers, scales, image, ranked, preprocess, classifier, classifier_preprocess, centre)
+    boxes, scores = _pooled(localisers, scales, image, ranked, preprocess, classifier, classifier_preprocess, centre,
+                            align, memo)
     return [(c, greedy_merge(boxes[n], scores[n], threshold=threshold).boxes[0], float(posteriors[c]))
             for n, c in enumerate(ranked)]
 
 
 def protocol2(localisers: Sequence[VGG], classifier_posteriors, samples: Sequence, *, scales,
               preprocess, classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
-              threshold: float = MERGE_THRESHOLD, centre: bool = False, load_image: Callable | None = None,
-              progress: bool = True) -> float:
+              threshold: float = MERGE_THRESHOLD, centre: bool = False, align: str = "centred",
+              load_image: Callable | None = None, progress: bool = True) -> float:
     """Table 9's top-5 localisation error (%).
 
     ``classifier_posteriors`` (N, C) are the classification system's class scores for the N
     samples; its top-5 classes are localised with :func:`top5_boxes` (see there for ``classifier``,
-    which scores each dense box, and ``centre``, the central crop instead of dense application).
-    An image is correct if one of the 5 (class, box) pairs has the ground-truth class and an IoU
-    above 0.5 with any of its ground-truth boxes.
+    which scores each dense box, ``centre``, the central crop instead of dense application, and
+    ``align``). An image is correct if one of the 5 (class, box) pairs has the ground-truth class and
+    an IoU above 0.5 with any of its ground-truth boxes.
+    """
+    system = dict(localisers=localisers, scales=scales, preprocess=preprocess, centre=centre, align=align)
+    return protocol2_table({"": system}, classifier_posteriors, samples, classifier=classifier,
+                           classifier_preprocess=classifier_preprocess, threshold=threshold,
+                           load_image=load_image, progress=progress)[""]
+
+
+def protocol2_table(systems: dict[str, dict], classifier_posteriors, samples: Sequence, *,
+                    classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
+                    threshold: float = MERGE_THRESHOLD, load_image: Callable | None = None,
+                    progress: bool = True) -> dict[str, float]:
+    """:func:`protocol2` for several systems in one pass over the images: ``{name: error %}``.
+
+    Each system is a dict with ``localisers``, ``scales`` and ``preprocess``, and optionally
+    ``centre`` and ``align`` (as in :func:`top5_boxes`). A net shared by several systems (a single
+    net and a fusion that includes it) is applied once per image and scale.
     """
     load_image = load_image or default_load_image
     samples = list(samples)
@@ -791,12 +846,20 @@ def protocol2(localisers: Sequence[VGG], classifier_posteriors, samples: Sequenc
                          f"got shape {tuple(posteriors.shape)}")
     if not samples:
         raise ValueError("protocol2 needs at least one sample")
-    wrong = 0
-    desc = "protocol 2, " + ("central crop" if centre else "dense")
-    for sample, p in _tqdm(list(zip(samples, posteriors)), progress, desc=desc):
-        gt = _gt_boxes(sample)
-        predictions = top5_boxes(localisers, p, load_image(sample), scales=scales, preprocess=preprocess,
-                                 classifier=classifier, classifier_preprocess=classifier_preprocess,
-                                 threshold=threshold, centre=centre)
-        wrong += not any(c == int(sample.label) and correct(box, gt) for c, box, _ in predictions)
-    return 100.0 * wrong / len(samples)
+    known = {"localisers", "scales", "preprocess", "centre", "align"}
+    for name, system in systems.items():
+        if not {"localisers", "scales", "preprocess"} <= set(system) or set(system) - known:
+            raise ValueError(f"system {name!r} has keys {sorted(system)}; it needs localisers, scales and "
+                             "preprocess, and may have centre and align")
+        _check_align(system.get("align", "centred"))
+    wrong = dict.fromkeys(systems, 0)
+    for sample, p in _tqdm(list(zip(samples, posteriors)), progress, desc="protocol 2"):
+        gt, image, memo = _gt_boxes(sample), load_image(sample), {}
+        for name, system in systems.items():
+            predictions = top5_boxes(system["localisers"], p, image, scales=system["scales"],
+                                     preprocess=system["preprocess"], classifier=classifier,
+                                     classifier_preprocess=classifier_preprocess, threshold=threshold,
+                                     centre=system.get("centre", False), align=system.get("align", "centred"),
+                                     memo=memo)
+            wrong[name] += not any(c == int(sample.label) and correct(box, gt) for c, box, _ in predictions)
+    return {name: 100.0 * w / len(samples) for name, w in wrong.items()}

@@ -459,7 +459,7 @@ def _versions() -> dict[str, str]:
 
 def _progress(total: int, desc: str, enabled: bool):
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
     except Exception:  # tqdm is a core dependency, but a bar is never worth a crash

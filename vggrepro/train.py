@@ -305,7 +305,7 @@ def train(
 
 
 def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, cuda, *, resume, compile, progress):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from . import data
 
