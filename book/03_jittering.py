@@ -111,7 +111,7 @@ pd.DataFrame(paper.beside("table3_single_scale", ours, on=("config", "train_S"))
 # shows where it is best; the jittered net should stay good over a wider range.
 
 # %%
-paper_Q = [224, 256, 288, 352, 384, 416, 512]
+paper_Q = [224, 256, 384, 512]
 curves = {}
 for name in ["D/256", "D/384", "D/jit"]:
     curves[name] = [single_scale(name, Q=prof.S(q))["top1"] for q in paper_Q]
