@@ -165,6 +165,8 @@ def _variants(text: str) -> list[tuple[bool, bool, bool]]:
 
 def run_from_args(args) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     configs = args.configs.split(",")
     for c in configs:
@@ -190,5 +192,6 @@ def register(subparsers) -> None:
     p.add_argument("--variants", default="fp32,cl", help="comma list of fp32 | cl | cl+bf16 | cl+bf16+compile ...")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", default=None, help="JSON file (default results/bench_<mode>_<cpu|gpu>.json)")
     p.set_defaults(func=run_from_args)

@@ -133,6 +133,8 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
         "vggrepro": __version__,
         "commit": git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        # Other work on the machine slows a CPU measurement: say how busy it was.
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 
