@@ -485,6 +485,7 @@ def evaluate_cached(
 
     images, total = _images(root, split, model.num_classes, limit, progress)
     device = device or prof.resolved_device()
+    torch.set_num_threads(prof.threads)  # the profile's thread count: the same sums on every machine
     if out is None:
         run.start()
     result = evaluate(model, preprocess, images, protocol=protocol, scales=scales, flip=flip, device=device,
