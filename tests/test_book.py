@@ -158,9 +158,9 @@ def test_width_parameter_changes_table2(tmp_path, monkeypatch):
     ci = profiles.get_profile("ci")
     assert narrow.keys() == stored.keys() and narrow
     # By hand, net A at width 1/16: convs 3>4 | 4>8 | 8>16, 16>16 | 16>32, 32>32 | 32>32, 32>32, 3x3 with
-    # biases: 112 + 296 + 1168 + 2320 + 4640 + 3 * 9248 = 36280; a 64 crop leaves 2x2x32 = 128 inputs to
-    # fc6 (256), fc7 (256), fc8 (20 classes): 33024 + 65792 + 5140 = 103956.
-    assert (ci.crop, ci.num_classes) == (64, 20) and narrow["A"] == 36280 + 103956
+    # biases: 112 + 296 + 1168 + 2320 + 4640 + 3 * 9248 = 36280; a 32 crop leaves 1x1x32 = 32 inputs to
+    # fc6 (256), fc7 (256), fc8 (10 classes): 8448 + 65792 + 2570 = 76810.
+    assert (ci.crop, ci.num_classes) == (32, 10) and narrow["A"] == 36280 + 76810
     for config, count in narrow.items():
         assert count != stored[config]
         net = models.build(config, width=0.0625, num_classes=ci.num_classes, crop=ci.crop)
@@ -241,6 +241,54 @@ def test_site_in_a_browser(site, tmp_path):
     shot.parent.mkdir(exist_ok=True)
     chromium(page.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1280,900", "--hide-scrollbars")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def table_rows(soup) -> list[list[list[str]]]:
+    """Every table of a page as rows of cell texts (whitespace collapsed)."""
+    return [
+        [[" ".join(cell.get_text(" ", strip=True).split()) for cell in tr.find_all(["td", "th"])]
+         for tr in table.find_all("tr")]
+        for table in soup.find_all("table")
+    ]
+
+
+def chapter_claims(page: Path) -> list[tuple[str, str, str]]:
+    """(claim, paper, this run) of the claims table on a chapter's page (the static HTML of the site)."""
+    from bs4 import BeautifulSoup
+
+    found = []
+    for rows in table_rows(BeautifulSoup(page.read_text(), "html.parser")):
+        header = rows[0] if rows else []
+        if {"claim", "paper", "this run", "verdict"} <= set(header):
+            # pandas puts an empty corner cell (the index) before the columns; body rows start with the index
+            offset = len(rows[1]) - len(header) if len(rows) > 1 else 0
+            at = {name: header.index(name) + offset for name in ("claim", "paper", "this run")}
+            found += [(r[at["claim"]], r[at["paper"]], r[at["this run"]]) for r in rows[1:] if len(r) == len(rows[1])]
+    return found
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_results_page_lists_every_chapters_claims(site, tmp_path):
+    """The results page, as a browser renders it, has a row for each claim of every chapter's own
+    claims table, with the paper's number and the ci run's number that the chapter shows."""
+    page = site / "book" / "07_results.html"
+    if not page.exists():
+        pytest.skip("book/07_results is not in the book yet")
+    tables = table_rows(dom(page, tmp_path))
+    claims_tables = [rows for rows in tables if rows and {"paper", "ci", "gpu", "imagenet"} <= set(rows[0])]
+    assert claims_tables, "the results page shows no table with the paper's and each profile's numbers"
+    shown = [row for rows in claims_tables for row in rows]
+    checked = 0
+    for nb in book.notebooks():
+        chapter = site / "book" / f"{nb.stem}.html"
+        if nb.stem.endswith("_results") or not chapter.exists():
+            continue
+        for claim, paper_number, ours in chapter_claims(chapter):
+            # the row holds the claim, then the paper's number, then the ci run's number
+            assert any(claim in row and row[row.index(claim) + 1:row.index(claim) + 3] == [paper_number, ours]
+                       for row in shown), f"{nb.stem}: the results page has no row for {claim!r}"
+            checked += 1
+    assert checked, "no chapter page shows a claims table"
 
 
 # -- the README keeps telling the truth -----------------------------------------------------------

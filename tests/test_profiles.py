@@ -8,13 +8,13 @@ from vggrepro import profiles
 from vggrepro.profiles import get_profile
 
 
-def test_ci_scales_the_paper_by_64_over_224():
+def test_ci_scales_the_paper_by_32_over_224():
     p = get_profile("ci")
-    assert (p.crop, p.width, p.num_classes) == (64, 1 / 8, 20)
-    # 256 * 64/224 = 73.1, 384 * 64/224 = 109.7, 512 * 64/224 = 146.3
-    assert (p.S(256), p.S(384), p.S(512)) == (73, 110, 146)
-    assert p.jitter == (73, 146)
-    assert p.factor == pytest.approx(64 / 224)
+    assert (p.crop, p.width, p.num_classes) == (32, 1 / 8, 10)
+    # 256 * 32/224 = 36.6, 384 * 32/224 = 54.9, 512 * 32/224 = 73.1
+    assert (p.S(256), p.S(384), p.S(512)) == (37, 55, 73)
+    assert p.jitter == (37, 73)
+    assert p.factor == pytest.approx(32 / 224)
 
 
 def test_paper_profiles_keep_the_paper_geometry():
@@ -31,12 +31,14 @@ def test_test_scales_follow_section_3_2():
     assert p.test_scales(256, multi=True) == [224, 256, 288]
     assert p.test_scales("jitter", multi=False) == [384]
     assert p.test_scales("[256;512]", multi=True) == [256, 384, 512]
-    assert [p.S(q) for q in p.test_scales("[256;512]", multi=True)] == [73, 110, 146]
+    assert [p.S(q) for q in p.test_scales("[256;512]", multi=True)] == [37, 55, 73]
 
 
 def test_lr_scales_with_the_batch():
     assert get_profile("imagenet").lr == pytest.approx(1e-2)  # the paper's batch 256
-    assert get_profile("ci").lr == pytest.approx(1e-2 * 64 / 256)
+    ci = get_profile("ci")
+    assert ci.lr == pytest.approx(1e-2 * 64 / 256 * ci.lr_scale)  # the ci profile's extra factor
+    assert get_profile("ci", lr_scale=1.0).lr == pytest.approx(1e-2 * 64 / 256)
 
 
 def test_overrides():
@@ -55,7 +57,7 @@ def test_crop_not_a_multiple_of_32(crop):
 def test_jitter_smin_above_smax(monkeypatch):
     # No knob sets the range directly (it is the paper's [256, 512] scaled), so reverse the paper's.
     monkeypatch.setattr(profiles, "PAPER_S_JITTER", (512, 256))
-    with pytest.raises(ValueError, match="Smin=146 > Smax=73"):
+    with pytest.raises(ValueError, match="Smin=73 > Smax=37"):
         get_profile("ci", seed=1)
 
 
