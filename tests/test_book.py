@@ -267,6 +267,11 @@ def chapter_claims(page: Path) -> list[tuple[str, str, str]]:
     return found
 
 
+def same_text(full: str, shown: str) -> bool:
+    """Equal, or ``shown`` is ``full`` cut short by pandas (a chapter may truncate long cells with "...")."""
+    return full == shown or (shown.endswith("...") and full.startswith(shown[:-3].rstrip()))
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
 def test_results_page_lists_every_chapters_claims(site, tmp_path):
     """The results page, as a browser renders it, has a row for each claim of every chapter's own
@@ -283,10 +288,11 @@ def test_results_page_lists_every_chapters_claims(site, tmp_path):
         chapter = site / "book" / f"{nb.stem}.html"
         if nb.stem.endswith("_results") or not chapter.exists():
             continue
-        for claim, paper_number, ours in chapter_claims(chapter):
+        for claim in chapter_claims(chapter):
             # the row holds the claim, then the paper's number, then the ci run's number
-            assert any(claim in row and row[row.index(claim) + 1:row.index(claim) + 3] == [paper_number, ours]
-                       for row in shown), f"{nb.stem}: the results page has no row for {claim!r}"
+            assert any(all(same_text(row[i + k], claim[k]) for k in range(3))
+                       for row in shown for i in range(len(row) - 2)), \
+                f"{nb.stem}: the results page has no row for {claim[0]!r} with {claim[1]!r} and {claim[2]!r}"
             checked += 1
     assert checked, "no chapter page shows a claims table"
 
