@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from vggrepro import localise as L
+from vggrepro import models
 from vggrepro.models import build
 from vggrepro.transforms import Preprocess
 
@@ -61,6 +62,20 @@ def constant_localiser(kind, boxes_params, crop=32, classes=3):
     with torch.no_grad():
         fc8.weight.zero_()
         fc8.bias.copy_(torch.tensor(boxes_params, dtype=torch.float32).reshape(-1))
+    return loc.eval()
+
+
+#: Pixels to about [-1, 1]: with fan-in weights, the nets below give boxes of order 1 that move with the pixels.
+LIVELY = Preprocess(mean=(128.0, 128.0, 128.0), std=(128.0, 128.0, 128.0))
+
+
+def lively_localiser(kind, crop=32, classes=3, seed=0):
+    """A localiser whose boxes depend on the pixels (a fresh net's std-1e-2 fc8 predicts ~0 anywhere):
+    fan-in weights throughout, fc8's bias the box (0.5, 0.5, 0.5, 0.5)."""
+    torch.manual_seed(seed)
+    loc = models.init_fan_in(L.localiser(tiny_classifier(crop, classes, seed), kind, seed=seed), last_std=0.05)
+    with torch.no_grad():
+        loc.layer("fc8").bias.fill_(0.5)
     return loc.eval()
 
 
@@ -304,21 +319,44 @@ def test_dense_boxes_overlapping_windows_and_rescale():
     # (factor 2), map (3-2+1) x (4-2+1) = 2x3. The box (0.5,0.5,0.5,0.5) is the window's middle
     # quarter: location (i, j) -> rescaled (32j+16, 32i+16, 32j+48, 32i+48) -> image / 2.
     loc = constant_localiser("PCR", [[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 1, 1]], crop=64, classes=2)
-    out = L.dense_boxes(loc, None, image(48, 72), 96, [0], preprocess=IDENTITY)[0]
+    out = L.dense_boxes(loc, None, image(48, 72), 96, [0], preprocess=IDENTITY, align="top-left")[0]
     expected = [[16 * j + 8, 16 * i + 8, 16 * j + 24, 16 * i + 24] for i in range(2) for j in range(3)]
     assert np.allclose([b for b, _ in out], expected)
+    # centred: 144 = 4 x 32 + 16, so the grid moves right by 8 rescaled pixels (4 image pixels);
+    # 96 is a multiple of 32, so rows stay
+    out = L.dense_boxes(loc, None, image(48, 72), 96, [0], preprocess=IDENTITY)[0]
+    assert np.allclose([b for b, _ in out], [[x0 + 4, y0, x1 + 4, y1] for x0, y0, x1, y1 in expected])
+
+
+def test_centred_grid_sees_the_middle_of_the_image():
+    """On a 32 x 55 image (crop 32) the one dense window is the central crop when centred, and the
+    left 32 columns with the plain net's grid."""
+    loc = lively_localiser("SCR", seed=1)
+    img = image(32, 55, 2)
+    centre = L.centre_box(loc, img, 0, Q=32, preprocess=LIVELY)
+    centred, _ = L.dense_box_array(loc, img, [0], Q=32, preprocess=LIVELY)
+    assert centred.shape == (1, 1, 4) and np.allclose(centred[0, 0].tolist(), centre.tolist(), atol=1e-4)
+    left, _ = L.dense_box_array(loc, img, [0], Q=32, preprocess=LIVELY, align="top-left")
+    assert not np.allclose(left[0, 0].tolist(), centre.tolist(), atol=0.5)  # another window, another box
+    whole = constant_localiser("SCR", [0.5, 0.5, 1, 1])  # the box is its window
+    assert L.dense_box_array(whole, img, [0], Q=32, preprocess=IDENTITY)[0].tolist() == [[[11, 0, 43, 32]]]
+    assert L.dense_box_array(whole, img, [0], Q=32, preprocess=IDENTITY, align="top-left")[0].tolist() == [
+        [[0, 0, 32, 32]]]
+    with pytest.raises(ValueError, match="align"):
+        L.dense_box_array(loc, img, [0], Q=32, preprocess=LIVELY, align="middle")
 
 
 def test_dense_boxes_match_the_crop_net_at_each_window():
     """On an image the size of the crop, the dense net's single location sees exactly the central
-    crop: a random (not constant) net gives the same box both ways, so the fc-to-conv reading of
-    fc6/fc7/fc8 and the decoding agree."""
-    torch.manual_seed(3)
-    loc = L.localiser(tiny_classifier(32, 3), "SCR", seed=3).eval()
+    crop: a net whose boxes depend on the pixels gives the same box both ways, so the fc-to-conv
+    reading of fc6/fc7/fc8 and the decoding agree."""
+    loc = lively_localiser("SCR", seed=3)
     img = image(32, 32, 5)
-    dense = L.dense_boxes(loc, "SCR", img, 32, [1], preprocess=IDENTITY)[1]
-    centre = L.centre_box(loc, img, 1, Q=32, preprocess=IDENTITY)
-    assert len(dense) == 1 and np.allclose(dense[0][0], centre.tolist(), atol=1e-5)
+    dense = L.dense_boxes(loc, "SCR", img, 32, [1], preprocess=LIVELY)[1]
+    centre = L.centre_box(loc, img, 1, Q=32, preprocess=LIVELY)
+    assert len(dense) == 1 and np.allclose(dense[0][0], centre.tolist(), atol=1e-4)
+    other = L.centre_box(loc, image(32, 32, 6), 1, Q=32, preprocess=LIVELY)
+    assert not np.allclose(other.tolist(), centre.tolist(), atol=0.5)  # the box does depend on the pixels
 
 
 # -- greedy merging -----------------------------------------------------------------------------
@@ -422,6 +460,34 @@ def test_fusion_pools_boxes_before_merging():
     assert pooled.shape == (1, 5 + 1, 4) and scores.tolist() == [[1.0] * 6]
 
 
+def test_protocol2_table_equals_one_call_per_system():
+    """Several systems in one pass (nets shared through the memo) give each system's own error."""
+    a, b = lively_localiser("PCR", classes=4, seed=5), lively_localiser("SCR", classes=4, seed=6)
+    clf = models.init_fan_in(tiny_classifier(32, 4, seed=7)).eval()
+    rng = np.random.default_rng(2)
+    images, samples = {}, []
+    for i in range(10):
+        h, w = int(rng.integers(32, 80)), int(rng.integers(32, 80))
+        images[str(i)] = image(h, w, i)
+        samples.append(FakeSample(str(i), i % 4, [[w * 0.2, h * 0.1, w * 0.8, h * 0.9]]))
+    post = torch.rand(10, 4, generator=torch.Generator().manual_seed(0))
+    systems = {"a": dict(localisers=[a], scales=[40], preprocess=LIVELY),
+               "a 2 scales": dict(localisers=[a], scales=[36, 40], preprocess=LIVELY),
+               "fusion": dict(localisers=[a, b], scales=[[40], [36, 40]], preprocess=LIVELY),
+               "a centre": dict(localisers=[a], scales=[40], preprocess=LIVELY, centre=True),
+               "a top-left": dict(localisers=[a], scales=[40], preprocess=LIVELY, align="top-left")}
+    run = dict(classifier=clf, classifier_preprocess=LIVELY, load_image=loader_of(images), threshold=0.7,
+               progress=False)
+    together = L.protocol2_table(systems, post, samples, **run)
+    alone = {name: L.protocol2(x["localisers"], post, samples, scales=x["scales"], preprocess=x["preprocess"],
+                               centre=x.get("centre", False), align=x.get("align", "centred"), **run)
+             for name, x in systems.items()}
+    assert together == alone
+    assert len(set(together.values())) > 1  # the systems do differ
+    with pytest.raises(ValueError, match="needs localisers"):
+        L.protocol2_table({"x": dict(localisers=[a], scale=[40], preprocess=LIVELY)}, post, samples, **run)
+
+
 def test_location_scores_are_the_classifier_at_each_window():
     # one location (a 32x32 image): the dense posterior equals the classifier's soft-max on the crop
     clf = tiny_classifier(32, 4, seed=2).eval()
@@ -482,6 +548,25 @@ def test_finetune_fc_trains_fc_layers_only_and_is_cached(tmp_path):
         assert torch.equal(again.state_dict()[key], value)
     ckpt_net, meta = L.load_localiser(result["checkpoint"])
     assert meta["kind"] == "PCR" and meta["layers"] == "fc" and meta["classes"] == 3
+
+
+def test_fc_runs_sharing_frozen_outputs_equal_runs_alone(tmp_path):
+    """SCR then PCR (fc only) with one ``shared`` dict: the PCR run re-uses the SCR run's pool5
+    outputs without loading an image, and both nets equal those trained alone."""
+    net = tiny_classifier(32, 3)
+    images, samples = _train_set()
+    args = dict(S=36, epochs=2, preprocess=IDENTITY, batch_size=4, profile="test", progress=False)
+    alone = {kind: L.finetune(net, kind, "fc", samples, runs_root=tmp_path / "alone",
+                              load_image=loader_of(images), **args)[0] for kind in ("SCR", "PCR")}
+    shared = {}
+    scr, _ = L.finetune(net, "SCR", "fc", samples, runs_root=tmp_path / "shared", load_image=loader_of(images),
+                        shared=shared, **args)
+    assert len(shared) == 2  # one entry per epoch
+    pcr, _ = L.finetune(net, "PCR", "fc", samples, runs_root=tmp_path / "shared", load_image=lambda s: 1 / 0,
+                        shared=shared, **args)
+    for kind, loc in (("SCR", scr), ("PCR", pcr)):
+        for key, value in alone[kind].state_dict().items():
+            assert torch.equal(loc.state_dict()[key], value), (kind, key)
 
 
 def test_finetune_all_is_deterministic_and_trains_convs(tmp_path):

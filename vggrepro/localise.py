@@ -359,7 +359,8 @@ def finetune(net: VGG, kind: str, layers: str, samples: Sequence, *, S: int, epo
              preprocess: Preprocess, batch_size: int = 64, lr: float = 1e-3, momentum: float = 0.9,
              weight_decay: float = 5e-4, seed: int = 0, profile: str = "ci", source: str = "",
              runs_root: str | Path | None = None, device: str = "cpu", workers: int = 0, cache: bool = False,
-             load_image: Callable | None = None, progress: bool = True) -> tuple[VGG, dict]:
+             load_image: Callable | None = None, shared: dict | None = None, progress: bool = True
+             ) -> tuple[VGG, dict]:
     """Fine-tune a localisation net from the classification net ``net`` (Appendix A).
 
     ``layers="fc"`` trains fc6, fc7 and the fresh fc8 with the convolutional layers frozen;
@@ -371,6 +372,12 @@ def finetune(net: VGG, kind: str, layers: str, samples: Sequence, *, S: int, epo
     The run lives in ``runs/<profile>/<run-id>/``, keyed by every setting, the weights of ``net``
     and the training set: a finished run is loaded, not retrained; an interrupted one resumes from
     its last epoch. Returns the localisation net (eval mode) and the run's result.
+
+    ``shared``: a dict passed to several ``layers="fc"`` runs from the same net (SCR and PCR, say).
+    Their frozen layers see the very same crops, so the first run keeps each epoch's pool5 outputs
+    in it and the others train on those instead of recomputing them; the results are the same
+    either way. It holds a float per fc6 input per training image and epoch: for small sets only.
+    ``cache`` keeps the rescaled training images in memory for the run.
     """
     _check_kind(kind), _check_layers(layers)
     if epochs < 1:
@@ -390,15 +397,19 @@ def finetune(net: VGG, kind: str, layers: str, samples: Sequence, *, S: int, epo
         with run.lock():  # a second process asking for the same run waits, then re-uses it
             if not run.finished():
                 run.start()
+                frozen = _digest([settings[k] for k in ("source_weights", "scale", "crop", "seed", "preprocess",
+                                                        "batch_size", "train_digest")])
                 _train(run, net, kind, layers, train, S=S, epochs=epochs, preprocess=preprocess,
                        batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, seed=seed,
-                       device=device, workers=workers, cache=cache, load_image=load_image, progress=progress)
+                       device=device, workers=workers, cache=cache, load_image=load_image, progress=progress,
+                       shared=shared, frozen_key=frozen)
     loc, _ = load_localiser(run.checkpoint, device)
     return loc, dict(run.result(), run_dir=str(run.dir), checkpoint=str(run.checkpoint))
 
 
 def _train(run: Run, net: VGG, kind: str, layers: str, train: list, *, S, epochs, preprocess, batch_size, lr,
-           momentum, weight_decay, seed, device, workers, cache, load_image, progress) -> None:
+           momentum, weight_decay, seed, device, workers, cache, load_image, progress, shared=None,
+           frozen_key="") -> None:
     """The fine-tuning loop of :func:`finetune`: one checkpoint per epoch, resumed where it stopped."""
     loc = localiser(net, kind, seed=seed).to(device)
     params = _trainable(loc, layers)
@@ -424,15 +435,17 @@ def _train(run: Run, net: VGG, kind: str, layers: str, train: list, *, S, epochs
                                              num_workers=workers)
         loc.train()
         total, seen = 0.0, 0
-        bar = _tqdm(loader, progress, desc=f"{kind}/{layers} epoch {epoch + 1}/{epochs}")
+        batches, record = loader, None
+        if layers == "fc":  # frozen convs: the classifier trains on their outputs, maybe already shared
+            stored = None if shared is None else shared.get((frozen_key, epoch))
+            batches = stored if stored is not None else _frozen_outputs(loc, loader, device)
+            record = [] if shared is not None and stored is None else None
+        bar = _tqdm(batches, progress, desc=f"{kind}/{layers} epoch {epoch + 1}/{epochs}")
         for x, target, label in bar:
+            if record is not None:
+                record.append((x, target, label))
             x, target, label = x.to(device), target.to(device), label.to(device)
-            if layers == "fc":  # frozen convs: no graph through them
-                with torch.no_grad():
-                    x = loc.avgpool(loc.features(x))
-                outputs = loc.classifier(torch.flatten(x, 1))
-            else:
-                outputs = loc(x)
+            outputs = loc.classifier(x) if layers == "fc" else loc(x)
             loss = box_loss(outputs, kind, target, label)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -440,6 +453,8 @@ def _train(run: Run, net: VGG, kind: str, layers: str, train: list, *, S, epochs
             total, seen = total + loss.item() * len(x), seen + len(x)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / seen:.4f}")
+        if record is not None:  # a whole epoch: the other fc runs may use it
+            shared[(frozen_key, epoch)] = record
         if not np.isfinite(total):
             raise FloatingPointError(f"box loss became {total} in epoch {epoch + 1}; lower lr (now {lr}). "
                                      f"The last good checkpoint is kept at {run.checkpoint}.")
@@ -451,6 +466,15 @@ def _train(run: Run, net: VGG, kind: str, layers: str, train: list, *, S, epochs
         checkpoints.atomic_write_bytes(run.metrics_path, "".join(json.dumps(h) + "\n" for h in history).encode())
     run.finish(dict(kind=kind, layers=layers, S=S, epochs=epochs, final_loss=history[-1]["loss"],
                     history=history, wall_s=wall), device=device)
+
+
+def _frozen_outputs(loc: VGG, loader, device):
+    """The training batches as the classifier sees them when the convs are frozen: (pool5 outputs
+    flattened, target, label), computed batch by batch without a graph."""
+    for x, target, label in loader:
+        with torch.no_grad():
+            pooled = torch.flatten(loc.avgpool(loc.features(x.to(device))), 1)
+        yield pooled, target, label  # outside no_grad: the caller's classifier needs its graph
 
 
 def load_localiser(path: str | Path, device: str = "cpu") -> tuple[VGG, dict]:
