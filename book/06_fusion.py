@@ -21,10 +21,10 @@
 # right more often than any one of them.
 #
 # For the ILSVRC-2014 submission the authors fused the seven nets they had trained by then and
-# took second place with 7.3% top-5 test error. After the submission they found that two nets
-# were enough: the deepest nets D and E, both trained with scale jittering and evaluated with
-# multi-crop and dense evaluation together, reach 6.8%, better than the seven (Table 6). Table 7
-# puts those numbers beside the other entries of the competition.
+# took second place. After the submission they found that two nets were enough: the deepest nets
+# D and E, both trained with scale jittering and evaluated with multi-crop and dense evaluation
+# together, do better than the seven (Table 6). Table 7 puts those numbers beside the other
+# entries of the competition.
 #
 # This chapter repeats Table 6 with the `ci` profile's nets (trained in chapters 2 and 3; the
 # evaluations of D and E under the three protocols are those of chapter 4) and tests its claims.

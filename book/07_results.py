@@ -18,7 +18,7 @@
 # the paper's number, this run's number and a verdict. This page gathers those tables into one
 # view, chapter by chapter, for each size at which the book has been run:
 #
-# - **ci**: a laptop CPU in minutes, 1/8 of the channels, 32-pixel crops, 10 synthetic classes;
+# - **ci**: a laptop CPU in minutes: narrow nets, small crops, a few synthetic classes;
 # - **gpu**: one GPU, the paper's nets at full width and 224 pixels on a larger synthetic set
 #   (recorded under `results/claims_gpu/` when a GPU run has been made);
 # - **imagenet**: the paper's own protocol on ILSVRC-2012 (shown when a reader has run it).
@@ -35,11 +35,13 @@
 # %% tags=["parameters"]
 profile = "ci"
 
-# %%
+# %% tags=["hide-input"]
+import math
+
 import pandas as pd
 from IPython.display import Markdown, display
 
-from vggrepro import book, results
+from vggrepro import book, paper, results
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile)
@@ -65,7 +67,7 @@ display(Markdown(message))
 # recorded" means that run has not been made (or committed) for that chapter. The verdict columns
 # are those of the runs that exist.
 
-# %%
+# %% tags=["hide-input"]
 def chapter_title(stem: str) -> str:
     number, _, name = stem.partition("_")
     return f"{number} {name.replace('_', ' ')}"
@@ -79,7 +81,7 @@ table.set_index(["notebook", "claim"]) if rows else "no chapter has saved its cl
 # %% [markdown]
 # ## How many claims hold
 
-# %%
+# %% tags=["hide-input"]
 counts = pd.DataFrame(results.summary(rows, prof.name))
 counts["notebook"] = counts["notebook"].map(lambda s: s if s == "all" else chapter_title(s))
 counts.set_index("notebook")
@@ -93,13 +95,25 @@ counts.set_index("notebook")
 # of the fully-connected layers into convolutions and the cost of each protocol are the same at
 # any width and are checked exactly.
 #
-# It cannot buy statistical power. Nets of 1/8 the width, trained for a few epochs on a few
-# thousand synthetic 32-pixel images of 10 classes, reach only modest accuracy, and 500 validation
-# images give a standard error of about two percentage points on an error near 30%. The paper's
-# accuracy claims are about gaps of one or two points on 50,000 ImageNet images (deeper is better,
-# scale jittering helps, dense and multi-crop evaluation complement each other, fusion helps), so
-# at this scale most of them come out **undecided**, and a few may even go the other way: that is
-# a fact about the scale, not evidence against the paper. A verdict that holds here is a check
-# that the code does what the paper describes and that the effect is strong enough to show up on
-# a toy problem; the decisive test is the `gpu` or `imagenet` run of the same chapters, which fills
-# the other columns of this page.
+# It cannot buy statistical power:
+
+# %% tags=["hide-input"]
+ci = get_profile("ci")
+n_val = ci.synth_val_per_class * ci.num_classes
+print(f"ci profile: nets of width {ci.width:g}, {ci.crop}-pixel crops, {ci.num_classes} synthetic classes, "
+      f"{ci.synth_train_per_class * ci.num_classes} training and {n_val} validation images, "
+      f"at most {ci.epochs} epochs per net")
+print(f"one standard error of an error rate measured on {n_val} images: up to "
+      f"{paper.error_se(50, n_val):.1f} points; of the gap between two nets: up to "
+      f"{math.hypot(paper.error_se(50, n_val), paper.error_se(50, n_val)):.1f} points")
+
+# %% [markdown]
+# Such nets, trained for a few epochs on a few thousand small synthetic images, reach only modest
+# accuracy, and the gap between two of them must exceed two standard errors of the difference to
+# decide a claim. The paper's accuracy claims are about gaps of a point or two on the 50,000
+# images of ILSVRC-2012 (deeper is better, scale jittering helps, dense and multi-crop evaluation
+# complement each other, fusion helps), so at this scale most of them come out **undecided**, and
+# a few may even go the other way: that is a fact about the scale, not evidence against the paper.
+# A verdict that holds here is a check that the code does what the paper describes and that the
+# effect is strong enough to show up on a toy problem; the decisive test is the `gpu` or
+# `imagenet` run of the same chapters, which fills the other columns of this page.
