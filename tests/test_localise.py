@@ -109,6 +109,21 @@ def test_iou_pairwise_matches_single_pairs():
 # -- encoding -----------------------------------------------------------------------------------
 
 
+def test_correct_agrees_with_iou():
+    rng = np.random.default_rng(9)
+    hits = 0
+    for _ in range(300):
+        corners = rng.uniform(0, 40, (3, 2, 2))
+        boxes = np.concatenate([corners.min(1), corners.max(1)], 1)  # (3, 4): a guess and two ground truths
+        k = int(rng.integers(1, 3))
+        expected = bool((L.iou(boxes[:1], boxes[1:1 + k]) > 0.5).any())
+        assert L.correct(boxes[0], boxes[1:1 + k]) == expected
+        hits += expected
+    assert L.correct([0, 0, 10, 10], [[0, 0, 10, 20]]) is False  # IoU exactly 0.5 is not above it
+    assert L.correct([0, 0, 10, 10], [[50, 50, 60, 60], [1, 0, 10, 10]]) is True  # any ground-truth box
+    assert hits > 5
+
+
 def test_encode_hand_computed():
     assert L.encode([10, 20, 30, 60], [0, 0, 100, 100]).tolist() == pytest.approx([0.2, 0.4, 0.2, 0.4])
     # window at (32, 64), side 64: centre (48, 80) -> (16/64, 16/64); size 32x16 -> 0.5, 0.25
@@ -400,6 +415,44 @@ def test_greedy_merge_threshold_boundary():
     assert len(L.greedy_merge(boxes, threshold=0.0).boxes) == 2
 
 
+def _naive_merge(boxes, scores, threshold):
+    """Greedy merging written plainly, as a second implementation: clusters of raw boxes; merge the
+    closest pair of clusters (first pair in (i, j) order on ties) while 1 - IoU < threshold."""
+    clusters = [[k] for k in range(len(boxes))]
+    mean = lambda c: [sum(boxes[k][d] for k in c) / len(c) for d in range(4)]
+    while len(clusters) > 1:
+        best = None
+        for a in range(len(clusters)):
+            for b in range(a + 1, len(clusters)):
+                d = 1 - L.iou(mean(clusters[a]), mean(clusters[b]))
+                if best is None or d < best[0]:
+                    best = (d, a, b)
+        if not best[0] < threshold:
+            break
+        _, a, b = best
+        clusters[a] = clusters[a] + clusters.pop(b)
+    merged = sorted(((sum(scores[k] for k in c), mean(c), len(c)) for c in clusters), key=lambda t: -t[0])
+    return [m[1] for m in merged], [m[0] for m in merged], [m[2] for m in merged]
+
+
+def test_greedy_merge_equals_a_naive_implementation():
+    rng, merges = np.random.default_rng(7), 0
+    for trial in range(30):
+        n = int(rng.integers(1, 12))
+        centres = rng.uniform(0, 40, (n, 2)) + rng.integers(0, 2, (n, 1)) * 60  # two groups, jittered
+        sizes = rng.uniform(10, 30, (n, 2))
+        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], 1).tolist()
+        scores = rng.uniform(0, 1, n).tolist()
+        threshold = float(rng.uniform(0.3, 0.9))
+        merged = L.greedy_merge(boxes, scores, threshold=threshold)
+        want_boxes, want_scores, want_counts = _naive_merge(boxes, scores, threshold)
+        assert np.allclose(merged.boxes.numpy(), np.reshape(want_boxes, (-1, 4))), trial
+        assert merged.scores.tolist() == pytest.approx(want_scores), trial
+        assert merged.counts.tolist() == want_counts, trial
+        merges += n - len(want_counts)
+    assert merges > 20  # the cases do merge
+
+
 def test_greedy_merge_ranks_by_score():
     boxes = [[0, 0, 10, 10], [50, 50, 60, 60], [51, 51, 61, 61]]
     merged = L.greedy_merge(boxes, scores=[0.9, 0.3, 0.4], threshold=0.5)
@@ -484,8 +537,37 @@ def test_protocol2_table_equals_one_call_per_system():
              for name, x in systems.items()}
     assert together == alone
     assert len(set(together.values())) > 1  # the systems do differ
+    each = L.protocol2_table(systems, post, samples, per_image=True, **run)
+    assert {name: 100 * (~r).sum().item() / len(samples) for name, r in each.items()} == pytest.approx(together)
     with pytest.raises(ValueError, match="needs localisers"):
         L.protocol2_table({"x": dict(localisers=[a], scale=[40], preprocess=LIVELY)}, post, samples, **run)
+
+
+def test_batched_maps_equal_one_image_at_a_time():
+    """protocol2_table runs the nets on many images at once (batched by size); image by image,
+    top5_boxes without a memo runs them one at a time: the same (class, box) guesses."""
+    a, b = lively_localiser("PCR", classes=4, seed=5), lively_localiser("SCR", classes=4, seed=6)
+    clf = models.init_fan_in(tiny_classifier(32, 4, seed=7)).eval()
+    rng = np.random.default_rng(3)
+    images, samples = {}, []
+    for i in range(12):
+        h, w = (40, 52) if i % 3 else (int(rng.integers(32, 80)), int(rng.integers(32, 80)))  # some of one size
+        images[str(i)] = image(h, w, i)
+        samples.append(FakeSample(str(i), i % 4, [[w * 0.2, h * 0.1, w * 0.8, h * 0.9]]))
+    post = torch.rand(12, 4, generator=torch.Generator().manual_seed(1))
+    system = dict(localisers=[a, b], scales=[[40], [36, 44]], preprocess=LIVELY)
+    run = dict(classifier=clf, classifier_preprocess=LIVELY, threshold=0.7)
+    batched = L.protocol2_table({"x": system}, post, samples, load_image=loader_of(images), chunk=5,
+                                per_image=True, progress=False, **run)["x"]
+    for n, s in enumerate(samples):
+        guesses = L.top5_boxes(system["localisers"], post[n], images[s.path], scales=system["scales"],
+                               preprocess=LIVELY, **run)
+        assert bool(batched[n]) == any(c == s.label and L.correct(box, s.boxes) for c, box, _ in guesses)
+        maps = L._maps(a, [images[s.path]], Q=40, preprocess=LIVELY, centre=False, align="centred")[0][0]
+        together = L._maps(a, [images[t.path] for t in samples], Q=40, preprocess=LIVELY, centre=False,
+                           align="centred")[n][0]
+        assert torch.allclose(maps, together, atol=1e-5)
+    assert 0 < int(batched.sum()) < len(samples)
 
 
 def test_location_scores_are_the_classifier_at_each_window():
@@ -509,11 +591,11 @@ def test_classifier_scores_choose_among_disagreeing_boxes(monkeypatch):
     post = torch.tensor([[1.0, 0, 0]])
     assert L.protocol2([loc], post, samples, **run) == 100.0  # a tie: the first (top-left) box wins
     clf = tiny_classifier(32, 3)
-    two = lambda clf, img, classes, **k: torch.tensor([[0.2, 0.7]] * len(classes), dtype=torch.float64)
-    monkeypatch.setattr(L, "location_scores", two)
+    two = lambda maps, classes: torch.tensor([[0.2, 0.7]] * len(classes), dtype=torch.float64)
+    monkeypatch.setattr(L, "_scores_of_maps", two)  # the classifier's posteriors at the two locations
     assert L.protocol2([loc], post, samples, classifier=clf, **run) == 0.0  # the classifier prefers location 2
-    three = lambda clf, img, classes, **k: torch.ones(len(classes), 3, dtype=torch.float64)
-    monkeypatch.setattr(L, "location_scores", three)
+    three = lambda maps, classes: torch.ones(len(classes), 3, dtype=torch.float64)
+    monkeypatch.setattr(L, "_scores_of_maps", three)
     with pytest.raises(ValueError, match="same crop"):
         L.protocol2([loc], post, samples, classifier=clf, **run)
 

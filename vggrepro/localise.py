@@ -501,6 +501,13 @@ def _kind_of(net: VGG, kind: str | None) -> str:
     return _check_kind(kind)
 
 
+def _eval(net: nn.Module) -> None:
+    """Eval mode (no dropout); a no-op when already there, which the per-image protocols rely on
+    (walking the modules costs more than a small net's forward pass)."""
+    if net.training:
+        net.eval()
+
+
 def _device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
@@ -534,7 +541,7 @@ def centre_boxes(net: VGG, images: Sequence[torch.Tensor], labels: Sequence[int]
         windows.append([x0, y0, x0 + crop, y0 + crop])
         factors.append([sx, sy, sx, sy])
         sizes.append(image.shape[-2:])
-    net.eval()
+    _eval(net)
     with torch.no_grad():
         outputs = net(torch.stack(crops).to(_device(net)))
         params = box_of(outputs, kind, torch.as_tensor(list(labels))).cpu()
@@ -544,7 +551,15 @@ def centre_boxes(net: VGG, images: Sequence[torch.Tensor], labels: Sequence[int]
 
 def correct(box, gt_boxes) -> bool:
     """A predicted box is correct when its IoU with ANY ground-truth box is above 0.5."""
-    return bool((iou(_as_boxes(box).reshape(1, 4), _as_boxes(gt_boxes).reshape(-1, 4)) > IOU_CORRECT).any())
+    # plain floats: this runs for every guess of every image, on one box against one or two
+    x0, y0, x1, y1 = _as_boxes(box).reshape(4).tolist()
+    area = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+    for g0, h0, g1, h1 in _as_boxes(gt_boxes).reshape(-1, 4).tolist():
+        inter = max(min(x1, g1) - max(x0, g0), 0.0) * max(min(y1, h1) - max(y0, h0), 0.0)
+        union = area + max(g1 - g0, 0.0) * max(h1 - h0, 0.0) - inter
+        if union > 0 and inter / union > IOU_CORRECT:
+            return True
+    return False
 
 
 def protocol1(net: VGG, samples: Sequence, *, Q: int, preprocess: Preprocess, kind: str | None = None,
@@ -674,19 +689,63 @@ def dense_box_array(net: VGG, image: torch.Tensor, classes: Sequence[int], *, Q:
     ``align`` places the grid of windows (see :func:`_view`).
     """
     kind = _kind_of(net, kind)
-    view, sx, sy, x0, y0 = _view(image, Q, net.crop, centre, align)
-    net.eval()
-    with torch.no_grad():
-        maps = to_dense(net)(preprocess(view)[None].to(_device(net)))[0].cpu()  # (outputs, h, w)
+    maps, geometry = _maps(net, [image], Q=Q, preprocess=preprocess, centre=centre, align=align)[0]
+    return _boxes_of_maps(maps, geometry, net.crop, kind, classes, image.shape[-2:])
+
+
+class _Geometry(NamedTuple):
+    """Where a view sits: the rescale factors (new / old size per axis) and its offset (x0, y0) in
+    the rescaled image."""
+
+    sx: float
+    sy: float
+    x0: int
+    y0: int
+
+
+def _maps(net: VGG, images: Sequence[torch.Tensor], *, Q: int, preprocess: Preprocess, centre: bool, align: str,
+          batch_pixels: int | None = None) -> list[tuple[torch.Tensor, _Geometry]]:
+    """The dense net's output map (outputs, h, w) of each image's view (:func:`_view`), with the
+    view's geometry. Views of the same size run as one batch, of at most ``batch_pixels`` pixels
+    (default: 64 crops' worth), so that nothing is padded and small nets are not run one image at a
+    time."""
+    views = [_view(image, Q, net.crop, centre, align) for image in images]
+    batch_pixels = batch_pixels or 64 * net.crop * net.crop
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for n, v in enumerate(views):
+        by_size.setdefault(tuple(v[0].shape[-2:]), []).append(n)
+    out: list = [None] * len(views)
+    _eval(net)
+    dense = to_dense(net)
+    for (h, w), members in by_size.items():
+        step = max(1, batch_pixels // (h * w))
+        for i in range(0, len(members), step):
+            chunk = members[i:i + step]
+            with torch.no_grad():
+                maps = dense(torch.stack([preprocess(views[n][0]) for n in chunk]).to(_device(net))).cpu()
+            for n, m in zip(chunk, maps):
+                out[n] = (m, _Geometry(*views[n][1:]))
+    return out
+
+
+def _boxes_of_maps(maps: torch.Tensor, geometry: _Geometry, crop: int, kind: str, classes: Sequence[int],
+                   image_hw) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`dense_box_array`'s boxes and locations, from a localisation net's output map."""
     k, h, w = maps.shape
     classes = [int(c) for c in classes]
     repeated = maps[None].expand(len(classes), k, h, w)
     params = box_of(repeated, kind, classes).double()  # (n, 4, h, w)
     params = params.permute(0, 2, 3, 1).reshape(len(classes), h * w, 4)
-    windows = dense_windows(h, w, net.crop) + torch.tensor([x0, y0, x0, y0], dtype=torch.float64)
+    sx, sy, x0, y0 = geometry
+    windows = dense_windows(h, w, crop) + torch.tensor([x0, y0, x0, y0], dtype=torch.float64)
     boxes = decode(params, windows) / torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
     i, j = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    return clip(boxes, image.shape[-1], image.shape[-2]), torch.stack([i.reshape(-1), j.reshape(-1)], -1)
+    return clip(boxes, image_hw[-1], image_hw[-2]), torch.stack([i.reshape(-1), j.reshape(-1)], -1)
+
+
+def _scores_of_maps(maps: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """:func:`location_scores` from a classification net's output map."""
+    return maps.double().softmax(0)[[int(c) for c in classes]].reshape(len(classes), -1)
 
 
 def dense_boxes(net: VGG, kind: str | None, image: torch.Tensor, Q: int, classes: Sequence[int], *,
@@ -723,46 +782,60 @@ def greedy_merge(boxes, scores=None, threshold: float = MERGE_THRESHOLD) -> Merg
     intersection, two quantities in different units, and gives no threshold; 1 - IoU is
     scale-free, lies in [0, 1], and is the measure the benchmark itself uses. Default scores are 1
     per box, so a merged box's score is the number of locations that voted for it.
+
+    Cost: up to n merges, each finding the closest of n^2 pairs: O(n^3) in the worst case, a few
+    milliseconds for the few hundred boxes of one class in the paper's setting (about 6 x 10
+    windows per scale and net).
     """
-    b = _as_boxes(boxes).reshape(-1, 4).clone()
+    # numpy, not torch: this runs per class and image, on a handful of boxes, where torch's per-op
+    # overhead would cost more than the arithmetic
+    b = np.array(_as_boxes(boxes).reshape(-1, 4).numpy(), dtype=np.float64)
     n = len(b)
-    s = torch.ones(n, dtype=torch.float64) if scores is None else torch.as_tensor(scores, dtype=torch.float64).clone()
+    s = np.ones(n) if scores is None else np.array(torch.as_tensor(scores, dtype=torch.float64).numpy(), dtype=np.float64)
     if s.shape != (n,):
         raise ValueError(f"greedy_merge: {n} boxes but scores of shape {tuple(s.shape)}")
-    counts = torch.ones(n, dtype=torch.float64)
-    alive = torch.ones(n, dtype=torch.bool)
-    dist = 1 - iou(b, b) if n else torch.zeros(0, 0, dtype=torch.float64)
-    dist.fill_diagonal_(float("inf"))
-    while n > 1:
-        flat = int(dist.argmin())
-        i, j = divmod(flat, n)
-        if not dist[i, j] < threshold:
-            break
-        i, j = min(i, j), max(i, j)
-        b[i] = (counts[i] * b[i] + counts[j] * b[j]) / (counts[i] + counts[j])
-        counts[i] += counts[j]
-        s[i] += s[j]
-        alive[j] = False
-        dist[j, :] = dist[:, j] = float("inf")
-        d = 1 - iou(b[i:i + 1], b)[0]
-        d[~alive] = float("inf")
-        d[i] = float("inf")
-        dist[i, :] = dist[:, i] = d
-    keep = torch.nonzero(alive).reshape(-1)
-    order = torch.sort(s[keep], descending=True, stable=True).indices
-    keep = keep[order]
-    return Merged(b[keep], s[keep], counts[keep])
+    counts = np.ones(n)
+    if n > 1:
+        alive = np.ones(n, dtype=bool)
+        dist = 1 - _iou_np(b, b)
+        np.fill_diagonal(dist, np.inf)
+        while True:
+            i, j = divmod(int(dist.argmin()), n)
+            if not dist[i, j] < threshold:
+                break
+            i, j = min(i, j), max(i, j)
+            b[i] = (counts[i] * b[i] + counts[j] * b[j]) / (counts[i] + counts[j])
+            counts[i] += counts[j]
+            s[i] += s[j]
+            alive[j] = False
+            dist[j, :] = dist[:, j] = np.inf
+            d = 1 - _iou_np(b[i:i + 1], b)[0]
+            d[~alive] = np.inf
+            d[i] = np.inf
+            dist[i, :] = dist[:, i] = d
+        keep = np.flatnonzero(alive)
+        keep = keep[np.argsort(-s[keep], kind="stable")]
+        b, s, counts = b[keep], s[keep], counts[keep]
+    return Merged(torch.from_numpy(b), torch.from_numpy(s), torch.from_numpy(counts))
+
+
+def _iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`iou` of boxes a (N, 4) and b (M, 4) in numpy: (N, M), 0 where the union is empty."""
+    w = np.maximum(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0)
+    h = np.maximum(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0)
+    inter = w * h
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def location_scores(classifier: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int,
                     preprocess: Preprocess, centre: bool = False, align: str = "centred") -> torch.Tensor:
     """The classification net applied densely at scale Q (or to the central crop): the soft-max
     posterior of each class at each location, (len(classes), L), in :func:`dense_box_array`'s order."""
-    view = _view(image, Q, classifier.crop, centre, align)[0]
-    classifier.eval()
-    with torch.no_grad():
-        maps = to_dense(classifier)(preprocess(view)[None].to(_device(classifier)))[0].cpu()
-    return maps.double().softmax(0)[[int(c) for c in classes]].reshape(len(classes), -1)
+    maps = _maps(classifier, [image], Q=Q, preprocess=preprocess, centre=centre, align=align)[0][0]
+    return _scores_of_maps(maps, classes)
 
 
 def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Sequence[int], preprocess,
@@ -771,29 +844,42 @@ def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Seq
     """The raw dense boxes of every localisation net at every scale, pooled, and their scores:
     boxes (len(classes), L, 4) and scores (len(classes), L), 1 each without a classifier.
 
-    ``memo`` (one dict per image) keeps each net's boxes and the classifier's scores per scale, so
-    that several systems sharing a net (a single net and a fusion) apply it once."""
+    ``memo`` (one dict per image) keeps each net's output map per scale (see :func:`_map_key`), so
+    that several systems sharing a net (a single net and a fusion) apply it once, and
+    :func:`protocol2_table` can fill it with maps computed in batches."""
     per_net = scales if scales and isinstance(scales[0], (list, tuple)) else [scales] * len(localisers)
     if len(per_net) != len(localisers):
         raise ValueError(f"{len(localisers)} localisation nets but {len(per_net)} lists of scales")
     preps = preprocess if isinstance(preprocess, (list, tuple)) else [preprocess] * len(localisers)
     memo = {} if memo is None else memo
-    classes = tuple(int(c) for c in classes)
+
+    def maps_of(net, Q, prep):
+        key = _map_key(net, Q, centre, align, prep)
+        if key not in memo:
+            memo[key] = _maps(net, [image], Q=Q, preprocess=prep, centre=centre, align=align)[0]
+        return memo[key]
+
+    def boxes_of(net, Q, prep):
+        key = ("boxes", _map_key(net, Q, centre, align, prep), tuple(classes))
+        if key not in memo:
+            memo[key] = _boxes_of_maps(*maps_of(net, Q, prep), net.crop, _kind_of(net, None), classes,
+                                       image.shape[-2:])[0]
+        return memo[key]
+
+    def scores_of(Q, prep):
+        key = ("scores", _map_key(classifier, Q, centre, align, prep), tuple(classes))
+        if key not in memo:
+            memo[key] = _scores_of_maps(maps_of(classifier, Q, prep)[0], classes)
+        return memo[key]
+
     boxes, scores = [], []
     for net, qs, prep in zip(localisers, per_net, preps):
         for Q in map(int, qs):
-            key = ("boxes", id(net), Q, centre, align, prep, classes)
-            if key not in memo:
-                memo[key] = dense_box_array(net, image, classes, Q=Q, preprocess=prep, centre=centre, align=align)[0]
-            b = memo[key]
+            b = boxes_of(net, Q, prep)
             if classifier is None:
                 s = torch.ones(b.shape[:2], dtype=torch.float64)
             else:
-                key = ("scores", id(classifier), Q, centre, align, classifier_preprocess or prep, classes)
-                if key not in memo:
-                    memo[key] = location_scores(classifier, image, classes, Q=Q, centre=centre, align=align,
-                                                preprocess=classifier_preprocess or prep)
-                s = memo[key]
+                s = scores_of(Q, classifier_preprocess or prep)
                 if s.shape[1] != b.shape[1]:
                     raise ValueError(f"at Q={Q} the classification net gives {s.shape[1]} locations and the "
                                      f"localisation net {b.shape[1]}: both need the same crop "
@@ -801,6 +887,25 @@ def _pooled(localisers: Sequence[VGG], scales, image: torch.Tensor, classes: Seq
             boxes.append(b)
             scores.append(s)
     return torch.cat(boxes, 1), torch.cat(scores, 1)
+
+
+def _map_key(net: VGG, Q: int, centre: bool, align: str, preprocess: Preprocess) -> tuple:
+    return (id(net), int(Q), bool(centre), align, preprocess)
+
+
+def _runs_of(system: dict, classifier: VGG | None, classifier_preprocess: Preprocess | None) -> set[tuple]:
+    """Every (net, Q, centre, align, preprocess) whose output map a system needs per image."""
+    nets, scales, prep = system["localisers"], system["scales"], system["preprocess"]
+    per_net = scales if scales and isinstance(scales[0], (list, tuple)) else [scales] * len(nets)
+    preps = prep if isinstance(prep, (list, tuple)) else [prep] * len(nets)
+    centre, align = system.get("centre", False), system.get("align", "centred")
+    out = set()
+    for net, qs, p in zip(nets, per_net, preps):
+        for Q in map(int, qs):
+            out.add((net, Q, centre, align, p))
+            if classifier is not None:
+                out.add((classifier, Q, centre, align, classifier_preprocess or p))
+    return out
 
 
 def top5_boxes(localisers: Sequence[VGG], posteriors, image: torch.Tensor, *, scales, preprocess,
@@ -855,12 +960,15 @@ def protocol2(localisers: Sequence[VGG], classifier_posteriors, samples: Sequenc
 def protocol2_table(systems: dict[str, dict], classifier_posteriors, samples: Sequence, *,
                     classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
                     threshold: float = MERGE_THRESHOLD, load_image: Callable | None = None,
-                    progress: bool = True) -> dict[str, float]:
-    """:func:`protocol2` for several systems in one pass over the images: ``{name: error %}``.
+                    per_image: bool = False, chunk: int = 256, progress: bool = True) -> dict:
+    """:func:`protocol2` for several systems in one pass over the images: ``{name: error %}``, or
+    with ``per_image`` ``{name: (N,) bool tensor}``, True where the image is localised correctly
+    (to compare systems on subsets of the images without running them again).
 
     Each system is a dict with ``localisers``, ``scales`` and ``preprocess``, and optionally
     ``centre`` and ``align`` (as in :func:`top5_boxes`). A net shared by several systems (a single
-    net and a fusion that includes it) is applied once per image and scale.
+    net and a fusion that includes it) is applied once per image and scale, to ``chunk`` images at
+    a time, batched by size.
     """
     load_image = load_image or default_load_image
     samples = list(samples)
@@ -876,14 +984,30 @@ def protocol2_table(systems: dict[str, dict], classifier_posteriors, samples: Se
             raise ValueError(f"system {name!r} has keys {sorted(system)}; it needs localisers, scales and "
                              "preprocess, and may have centre and align")
         _check_align(system.get("align", "centred"))
-    wrong = dict.fromkeys(systems, 0)
-    for sample, p in _tqdm(list(zip(samples, posteriors)), progress, desc="protocol 2"):
-        gt, image, memo = _gt_boxes(sample), load_image(sample), {}
-        for name, system in systems.items():
-            predictions = top5_boxes(system["localisers"], p, image, scales=system["scales"],
-                                     preprocess=system["preprocess"], classifier=classifier,
-                                     classifier_preprocess=classifier_preprocess, threshold=threshold,
-                                     centre=system.get("centre", False), align=system.get("align", "centred"),
-                                     memo=memo)
-            wrong[name] += not any(c == int(sample.label) and correct(box, gt) for c, box, _ in predictions)
-    return {name: 100.0 * w / len(samples) for name, w in wrong.items()}
+    needed = set().union(*(_runs_of(x, classifier, classifier_preprocess) for x in systems.values()))
+    right = {name: torch.zeros(len(samples), dtype=torch.bool) for name in systems}
+    for start in _tqdm(range(0, len(samples), chunk), progress, desc="protocol 2"):
+        # the nets run on a chunk of images at a time, batched by view size; the memos keep their maps
+        images = [load_image(s) for s in samples[start:start + chunk]]
+        memos: list[dict] = [{} for _ in images]
+        for net, Q, centre, align, prep in needed:
+            for memo, m in zip(memos, _maps(net, images, Q=Q, preprocess=prep, centre=centre, align=align)):
+                memo[_map_key(net, Q, centre, align, prep)] = m
+        for n, image, memo in zip(range(start, start + len(images)), images, memos):
+            _one_image(systems, n, samples[n], posteriors[n], image, memo, right, classifier, classifier_preprocess,
+                       threshold)
+    if per_image:
+        return right
+    return {name: 100.0 * int((~r).sum()) / len(samples) for name, r in right.items()}
+
+
+def _one_image(systems, n, sample, p, image, memo, right, classifier, classifier_preprocess, threshold) -> None:
+    """Protocol 2 on image n for every system: right[name][n] is set when one of its 5 guesses is right."""
+    gt = _gt_boxes(sample)
+    for name, system in systems.items():
+        predictions = top5_boxes(system["localisers"], p, image, scales=system["scales"],
+                                 preprocess=system["preprocess"], classifier=classifier,
+                                 classifier_preprocess=classifier_preprocess, threshold=threshold,
+                                 centre=system.get("centre", False), align=system.get("align", "centred"),
+                                 memo=memo)
+        right[name][n] = any(c == int(sample.label) and correct(box, gt) for c, box, _ in predictions)
