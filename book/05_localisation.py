@@ -1,0 +1,472 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Localisation (Appendix A, Tables 8 and 9)
+#
+# The VGG team won the localisation task of ILSVRC-2014 with almost nothing beyond their
+# classification nets. Localisation asks for a box around the object of each of the five
+# classes an image is labelled with; a guess counts when the class is right and its box overlaps
+# the true box with an intersection over union (IoU) above 0.5. Appendix A's recipe:
+#
+# * take the classification net (config D), and replace its last layer by a **box regressor**:
+#   instead of class scores it outputs the box's centre, width and height;
+# * train it with a **Euclidean loss** on the box, starting from the classification net;
+# * at test time, apply it **densely** over the whole image, like the classifier in section 3.2,
+#   merge the many boxes it gives, and keep for each of the classifier's top-5 classes its best box.
+#
+# The paper's code was never released. This chapter rebuilds the recipe (`vggrepro.localise`),
+# fine-tunes the localisation nets from the classification nets of the shared grid, and rebuilds
+# Table 8 (which regressor, which layers) and Table 9 (dense application, test scales, fusion) at
+# the profile's scale, beside the paper's numbers.
+
+# %% tags=["parameters"]
+profile = "ci"
+epochs = 4  # fine-tuning epochs of every localisation net
+lr = None  # fine-tuning lr; None: the profile's classification lr (see "Fine-tuning" below)
+drawn_images = 8  # validation images drawn with their boxes
+
+# %%
+import functools
+import logging
+
+logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-cache notice on a fresh machine
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from vggrepro import checkpoints, data, evaluate, grid, models, paper, runs, transforms
+from vggrepro import localise as L
+from vggrepro.paper import Claim
+from vggrepro.profiles import get_profile
+
+prof = get_profile(profile)
+torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
+pd.set_option("display.precision", 1)
+pd.set_option("display.max_colwidth", None)
+JIT = "[256;512]"  # the paper's notation for scale-jittered training
+lr = prof.lr if lr is None else lr
+
+root = data.ensure_synthetic(prof, verbose=False)
+train_set, val_set = data.ILSVRC(root, "train"), data.ILSVRC(root, "val")
+decoded = functools.cache(data.decode_image)  # every image is decoded once for the whole chapter
+
+
+def load_image(sample):
+    return decoded(sample.path)
+
+
+n_val = len(val_set.samples)
+print(f"profile {prof.name}: crop {prof.crop}, width {prof.width:g}, {prof.num_classes} classes; "
+      f"{len(train_set.samples)} training and {n_val} validation images, each with its object's box")
+
+# %% [markdown]
+# ## The box and the two regressors
+#
+# A box is four numbers: the centre (x, y), the width and the height. The regressor predicts them
+# in units of the window it sees, the crop: (0.5, 0.5, 1, 1) is the crop itself. Boxes in images
+# are written as corners (x_min, y_min, x_max, y_max) in pixels; `encode` and `decode` convert
+# between the two, given the window. A worked example, a 10 x 20 box in a 32 x 32 crop whose
+# top-left corner sits at (16, 8) in the rescaled image:
+
+# %%
+window = (16, 8, 48, 40)
+box = (20, 10, 30, 30)
+params = L.encode(box, window)
+print("box (corners, pixels):           ", box)
+print("as (cx, cy, w, h) in crop units: ", [round(v, 4) for v in params.tolist()])
+print("decoded back:                    ", tuple(round(v, 4) for v in L.decode(params, window).tolist()))
+print("the same box, seen from the crop at (0, 0):", [round(v, 4) for v in L.encode(box, (0, 0, 32, 32)).tolist()])
+
+# %% [markdown]
+# The box of an object that reaches out of the crop simply has a centre outside [0, 1] or a size
+# above 1: the net is trained to predict the whole object from the part it sees. (A training crop
+# is used only if it holds at least half of the object, or is at least half object: OverFeat's
+# rule; see `localise.choose_crop`.)
+#
+# Two kinds of last layer:
+#
+# * **SCR**, single-class regression: 4 outputs, one box for whatever the object is;
+# * **PCR**, per-class regression: 4 outputs per class, and the box of class c is outputs 4c to
+#   4c + 3.
+#
+# The loss is the Euclidean distance between the predicted box and the ground truth, for PCR only
+# on the 4 outputs of the ground-truth class (Caffe's `EuclideanLoss`: half the summed squares,
+# averaged over the batch). For one image of class 1 in a 2-class PCR net:
+
+# %%
+outputs = torch.tensor([[0.5, 0.5, 1.0, 1.0, 0.3, 0.6, 0.4, 0.8]])  # class 0's box, then class 1's
+target = torch.tensor([[0.25, 0.5, 0.5, 1.0]])
+print("class 1's box:", L.box_of(outputs, "PCR", [1]).tolist())
+print("loss = ((0.3-0.25)^2 + (0.6-0.5)^2 + (0.4-0.5)^2 + (0.8-1)^2) / 2 =",
+      round(L.box_loss(outputs, "PCR", target, [1]).item(), 4))
+net_d = checkpoints.model_from_checkpoint(grid.checkpoint(prof, "D/384"))[0]
+for kind in L.KINDS:
+    loc = L.localiser(net_d, kind)
+    print(f"{kind}: fc8 has {loc.layer('fc8').out_features} outputs; every other layer is copied from the classifier")
+
+# %% [markdown]
+# ## Fine-tuning
+#
+# Each localisation net starts from the classification net trained at the same scale S, with a
+# fresh last layer, and is trained at that fixed S (no jittering). The paper compares fine-tuning
+# all layers with fine-tuning only the fully-connected ones (OverFeat's recipe: fc6 and fc7, plus
+# the fresh fc8; the convolutions stay frozen), and SCR with PCR. Table 8's nets are trained at
+# S = 384, Table 9 adds one at S = 256.
+#
+# **The learning rate.** The paper fine-tunes at a tenth of its classification lr (the table
+# below). Here that would be `prof.lr / 10`, and it is too small for the few epochs this chapter
+# can afford. Measured while writing it (D at S = 384, up to 10 epochs, judged by the training
+# loss, not by the validation images): at `prof.lr / 10` the loss after 10 epochs was still above
+# what `prof.lr` reached in 4, both for PCR with all layers and for SCR with the fc layers, and
+# three times `prof.lr` did no better for all layers. So the localisation nets are fine-tuned at
+# the profile's classification lr, a departure from the paper forced by the budget, with SGD,
+# momentum and weight decay as for classification and a constant lr (the paper gives no schedule).
+
+# %%
+recipe, loc_recipe = paper.table("training"), paper.table("localisation_method_appendix_A")["training"]
+pd.DataFrame(
+    [("classification lr", recipe["lr_initial"], prof.lr),
+     ("localisation fine-tuning lr", loc_recipe["lr_initial"], lr),
+     ("batch", recipe["batch_size"], prof.batch_size),
+     ("train S", " and ".join(map(str, loc_recipe["scales"])),
+      " and ".join(str(grid.scale_of(prof, str(x))) for x in loc_recipe["scales"])),
+     ("scale jittering", loc_recipe["scale_jittering"], False),
+     ("epochs", "not stated", epochs),
+     ("fine-tuned layers", " or ".join(loc_recipe["fine_tuning_variants"]), "all, or fc6-fc8"),
+     ("last layer", loc_recipe["last_fc"], "fresh, N(0, 0.01^2)")],
+    columns=["setting", "paper", f"profile {prof.name}"]).set_index("setting").astype(str)
+
+# %%
+S256, S384 = grid.scale_of(prof, "256"), grid.scale_of(prof, "384")
+classifiers = {name: checkpoints.model_from_checkpoint(grid.checkpoint(prof, name)) for name in ("D/256", "D/384")}
+PLAN = {  # name: (classification net, train S, kind, layers)
+    "SCR, fc": ("D/384", S384, "SCR", "fc"),
+    "PCR, fc": ("D/384", S384, "PCR", "fc"),
+    "PCR, all": ("D/384", S384, "PCR", "all"),
+    "PCR, all, S=256": ("D/256", S256, "PCR", "all"),
+}
+localisers, results = {}, {}
+shared = {}  # the two fc runs see the same crops through the same frozen convs: computed once
+for name, (source, S, kind, layers) in PLAN.items():
+    net, meta = classifiers[source]
+    localisers[name], results[name] = L.finetune(
+        net, kind, layers, train_set.samples, S=S, epochs=epochs, preprocess=checkpoints.preprocess_of(meta),
+        batch_size=prof.batch_size, lr=lr, seed=prof.seed, profile=prof.name, source=source, cache=True,
+        load_image=load_image, shared=shared, progress=False)
+preprocess = {name: checkpoints.preprocess_of(classifiers[PLAN[name][0]][1]) for name in PLAN}
+
+pd.DataFrame(
+    [{"localisation net": name, "from": source, "train S": S, "fine-tuned": {"fc": "fc6-fc8", "all": "all layers"}[layers],
+      "fc8 outputs": localisers[name].layer("fc8").out_features, "epochs": results[name]["epochs"], "lr": lr,
+      **{f"loss, epoch {h['epoch']}": f"{h['loss']:.3f}" for h in results[name]["history"]}}
+     for name, (source, S, kind, layers) in PLAN.items()]
+).set_index("localisation net")
+
+# %% [markdown]
+# ## Table 8: which regressor, which layers (protocol 1)
+#
+# Table 8 isolates the regressor from the rest of the system: the test image is rescaled to Q = S,
+# **one central crop** goes through the net, and the box of the **ground-truth class** is read
+# off (for SCR, its only box). It is correct if its IoU with a ground-truth box is above 0.5.
+#
+# Two reference rows look at no pixel. "Whole crop" predicts the central crop itself, which is what
+# a regressor that learned nothing but the average box would roughly do; "whole image" predicts
+# the image's outline. A localisation net that does not beat both has learned nothing.
+
+# %%
+Q = S384
+p1 = {name: L.protocol1(localisers[name], val_set.samples, Q=Q, preprocess=preprocess[name],
+                        load_image=load_image, progress=False)
+      for name in ("SCR, fc", "PCR, fc", "PCR, all")}
+guess = {g: L.guess_error(val_set.samples, g, Q=Q, crop=prof.crop, load_image=load_image) for g in L.GUESSES}
+
+LAYERS_OF = {"1st and 2nd FC": "fc", "all": "all"}  # the paper's words for the fine-tuned layers
+ours8 = []
+for row in paper.table("table8_localisation_modifications"):
+    name = f"{row['regression_type']}, {LAYERS_OF[row['fine_tuned_layers']]}"
+    ours8.append(dict(fine_tuned_layers=row["fine_tuned_layers"], regression_type=row["regression_type"],
+                      gt_class_loc_err=p1[name]))
+table8 = pd.DataFrame(paper.beside("table8_localisation_modifications", ours8,
+                                   on=("fine_tuned_layers", "regression_type"), metrics=("gt_class_loc_err",)))
+for g, text in (("crop", "whole crop (no net)"), ("image", "whole image (no net)")):
+    table8.loc[len(table8)] = {"fine_tuned_layers": text, "regression_type": "-",
+                               "paper gt_class_loc_err": None, "ours gt_class_loc_err": guess[g]}
+print(f"protocol 1 at S = Q = {Q} (the paper's 384); {n_val} images: one standard error of a 60% "
+      f"error is {paper.error_se(60, n_val):.1f} points")
+table8.set_index(["fine_tuned_layers", "regression_type"])
+
+# %% [markdown]
+# ## Table 9: the whole image, the predicted classes (protocol 2)
+#
+# Protocol 2 is the competition's. The localisation net runs **densely** over the image rescaled
+# to Q, as the classifier did in section 3.2: every position of its output map predicts, from its
+# own window, one box per class. The classes are not known: the **top-5 classes of the
+# classification system** are localised, each with its best box, and the image counts as right if
+# one of the five has the right class and a box with IoU above 0.5.
+#
+# The many boxes of a class are **merged greedily**, as in OverFeat: the two closest boxes are
+# replaced by their average while they are close enough (here: IoU above 0.5; the paper gives no
+# threshold), then the merged boxes are ranked by the class scores of the classification net at
+# their windows, and the best one is kept. Several test scales, and several localisation nets
+# (**fusion**), simply pool their boxes before merging.
+#
+# The classification system here is this project's best cheap one, the scale-jittered D evaluated
+# densely at Q = {256, 384, 512} (scaled) with flips; it also scores each window. Its top-5 error
+# bounds every row: a localisation cannot be right when the class is not among the five.
+#
+# At the paper's scale an image holds dozens of windows; at this profile's, a window is as large
+# as the 32-pixel stride and an image holds one to three (printed below). The dense grid is
+# centred on the image: the five pools would otherwise drop the pixels past the last multiple of
+# 32 at the right and bottom, which at this profile's Q is a large part of each image (see
+# `localise._view`). The same protocol with only the **central crop** in place of dense
+# application (the same classes, scores and merging) measures what dense application adds.
+
+# %%
+system = evaluate.evaluate_cached(grid.checkpoint(prof, "D/jit"), prof, "dense", grid.test_scales_of(prof, JIT, True))
+order = system["indices"].tolist()
+posteriors = torch.zeros_like(system["posteriors"])
+posteriors[order] = system["posteriors"]  # rows in the order of val_set.samples
+assert [s.label for s in val_set.samples] == system["labels"][torch.argsort(system["indices"])].tolist()
+classifier, classifier_meta = checkpoints.model_from_checkpoint(grid.checkpoint(prof, "D/jit"))
+top5_class_err = evaluate.top_errors(posteriors, torch.tensor([s.label for s in val_set.samples]))["top5"]
+
+
+def q(paper_px):
+    return prof.S(paper_px)
+
+
+loc256, loc384 = localisers["PCR, all, S=256"], localisers["PCR, all"]
+prep256, prep384 = preprocess["PCR, all, S=256"], preprocess["PCR, all"]
+t9 = paper.table("table9_localisation_error")
+fusion_key = next(r["train_S"] for r in t9 if r["test_Q"] is None)  # the paper's words for the fusion row
+SYSTEMS = {  # Table 9's rows: (paper train_S, paper test_Q) -> localisation nets, Q per net, preprocessing
+    ("256", (256,)): dict(localisers=[loc256], scales=[q(256)], preprocess=prep256),
+    ("384", (384,)): dict(localisers=[loc384], scales=[q(384)], preprocess=prep384),
+    ("384", (352, 384)): dict(localisers=[loc384], scales=[q(352), q(384)], preprocess=prep384),
+    (fusion_key, None): dict(localisers=[loc256, loc384], scales=[[q(256)], [q(352), q(384)]],
+                             preprocess=[prep256, prep384]),
+}
+runs_of = {}
+for key, s in SYSTEMS.items():
+    runs_of[("dense",) + key] = s
+    runs_of[("centre",) + key] = dict(s, centre=True)
+runs_of[("top-left",) + ("384", (384,))] = dict(SYSTEMS[("384", (384,))], align="top-left")
+right = L.protocol2_table(runs_of, posteriors, val_set.samples, classifier=classifier,
+                          classifier_preprocess=checkpoints.preprocess_of(classifier_meta), load_image=load_image,
+                          per_image=True, progress=False)
+
+
+def error(correct):
+    """Error (%) of a bool tensor of per-image results."""
+    return 100.0 * int((~correct).sum()) / len(correct)
+
+
+p2 = {key: error(r) for key, r in right.items()}
+
+OUR_Q = {("256", (256,)): f"{q(256)}", ("384", (384,)): f"{q(384)}", ("384", (352, 384)): f"{q(352)},{q(384)}",
+         (fusion_key, None): f"{q(256)} and {q(352)},{q(384)}"}
+ours9 = [{"train_S": train_S, "test_Q": list(test_Q) if test_Q else None,
+          "top5_loc_err_val": p2[("dense", train_S, test_Q)], "our Q": OUR_Q[(train_S, test_Q)],
+          "ours, central crop only": p2[("centre", train_S, test_Q)]}
+         for train_S, test_Q in SYSTEMS]
+table9 = pd.DataFrame(paper.beside("table9_localisation_error", ours9, on=("train_S", "test_Q"),
+                                   metrics=("top5_loc_err_val",)))
+table9["test_Q"] = table9["test_Q"].map(lambda v: "-" if v is None else ",".join(map(str, v)))
+guess5 = {g: L.guess_error(val_set.samples, g, Q=q(384), crop=prof.crop, posteriors=posteriors,
+                           load_image=load_image) for g in L.GUESSES}
+references = pd.DataFrame([
+    {"reference": "the classification system's top-5 error (a floor for every row)", "ours": top5_class_err},
+    {"reference": "384/384, dense, grid at the top left (the plain net)", "ours": p2[("top-left", "384", (384,))]},
+    {"reference": "whole crop at Q=384, top-5 classes (no localisation net)", "ours": guess5["crop"]},
+    {"reference": "whole image, top-5 classes (no localisation net)", "ours": guess5["image"]},
+]).set_index("reference")
+with torch.device("meta"):  # the paper's D, shapes only
+    paper_d = models.build("D")
+h, w = transforms.scaled_size(375, 500, 384)
+print(f"windows on a 500 x 375 image at Q = 384: {models.score_map_size(paper_d, h, w)} for the paper's D; "
+      f"here at Q = {q(384)}: {models.score_map_size(loc384, *transforms.scaled_size(375, 500, q(384)))}")
+display(table9.set_index(["train_S", "test_Q"]))
+references
+
+# %% [markdown]
+# At this scale dense application does worse than the central crop, the opposite of the paper.
+# The images split in two. Where the image rescaled to Q holds a single window, the centred grid's
+# one window *is* the central crop, and both protocols give the same box by construction. Where it
+# holds two or three windows, none of them is centred, and each is seen differently from a crop:
+# a unit of D's pool5 sees a square of input pixels (its receptive field, printed below) far
+# larger than this profile's crop, so a window's features depend on the image all around it,
+# while the regressor was trained on crops with zero padding around them. At the paper's 224-pixel
+# crops the receptive field reaches little beyond the window, and dozens of windows vote; here two
+# or three off-centre windows, each seen unlike any training crop, vote.
+
+# %%
+def pool5_receptive_field(net):
+    """The side of the input square that one pool5 unit sees: each layer adds (kernel - 1) x stride so far."""
+    rf, jump = 1, 1
+    for m in net.features:
+        if isinstance(m, torch.nn.Conv2d):
+            rf += (m.kernel_size[0] - 1) * jump
+        elif isinstance(m, torch.nn.MaxPool2d):
+            rf += (m.kernel_size - 1) * jump
+            jump *= m.stride
+    return rf
+
+
+print(f"D's pool5 receptive field: {pool5_receptive_field(loc384)} pixels; the crop: {prof.crop} here, 224 in the paper")
+dense_key, centre_key = ("dense", "384", (384,)), ("centre", "384", (384,))
+windows = torch.tensor([
+    int(torch.tensor(models.score_map_size(loc384, *transforms.scaled_size(*load_image(s).shape[-2:], q(384)))).prod())
+    for s in val_set.samples])
+split = []
+for text, mask in (("1 window", windows == 1), ("2 or 3 windows", windows > 1)):
+    split.append({"images at Q=384 (scaled) holding": text, "images": int(mask.sum()),
+                  "dense": error(right[dense_key][mask]), "central crop": error(right[centre_key][mask])})
+display(pd.DataFrame(split).set_index("images at Q=384 (scaled) holding"))
+
+
+def share_of_one_window(Q):
+    """% of the validation images that hold a single window at scale Q."""
+    sizes = [transforms.scaled_size(*load_image(s).shape[-2:], Q) for s in val_set.samples]
+    return 100.0 * sum(models.score_map_size(loc384, h, w) == (1, 1) for h, w in sizes) / len(sizes)
+
+
+pd.DataFrame([{"paper Q": p, "our Q": q(p), "images holding a single window (%)": share_of_one_window(q(p))}
+              for p in (256, 352, 384)]).set_index("paper Q")
+
+# %% [markdown]
+# ## What the nets see
+#
+# Validation images with their ground-truth box (green, dashed), the box of PCR (all layers,
+# S = 384) from the central crop (the white dotted square) for the true class (protocol 1, blue),
+# and the fusion's best box for the classification system's first class (protocol 2, red, with
+# that class's name).
+
+# %%
+picks = list(range(0, n_val, max(1, n_val // drawn_images)))[:drawn_images]
+fusion = SYSTEMS[(fusion_key, None)]
+fig, axes = plt.subplots(2, (len(picks) + 1) // 2, figsize=(12, 6.2))
+for ax, i in zip(axes.flat, picks):
+    sample = val_set.samples[i]
+    image = load_image(sample)
+    ax.imshow(image.permute(1, 2, 0).numpy())
+    one = L.centre_box(loc384, image, sample.label, Q=q(384), preprocess=prep384)
+    first = L.top5_boxes(fusion["localisers"], posteriors[i], image, scales=fusion["scales"],
+                         preprocess=fusion["preprocess"], classifier=classifier,
+                         classifier_preprocess=checkpoints.preprocess_of(classifier_meta))[0]
+    crop = L.guess_box(image.shape[-2:], "crop", Q=q(384), crop=prof.crop)
+    drawn = [(b, "lime", "--") for b in sample.boxes] + [(crop, "white", ":"), (one, "deepskyblue", "-"),
+                                                          (first[1], "red", "-")]
+    for (x0, y0, x1, y1), colour, style in drawn:
+        ax.add_patch(plt.Rectangle((float(x0), float(y0)), float(x1 - x0), float(y1 - y0), fill=False,
+                                   ec=colour, ls=style, lw=1.8))
+    name = lambda c: val_set.names.get(val_set.classes[c], val_set.classes[c])
+    ax.set_title(f"{name(sample.label)}\nred: {name(first[0])}", fontsize=8)
+    ax.axis("off")
+for ax in list(axes.flat)[len(picks):]:
+    ax.axis("off")
+plt.tight_layout()
+
+# %% [markdown]
+# ## The paper's claims, at this scale
+#
+# Errors on the profile's validation set, compared with a margin of two standard errors (of two
+# independent error rates; the rows here are measured on the same images, so this is cautious).
+# The classification nets behind the localisers are small and weak, and the localisation nets had
+# a few epochs, so the scale decides only large effects, and a verdict that goes against the paper
+# says what happens at this scale, not that the paper is wrong.
+
+# %%
+def t8(kind, layers):
+    return paper.find("table8_localisation_modifications", regression_type=kind, fine_tuned_layers=layers)
+
+
+def err9(row):
+    return row["top5_loc_err_val"]
+
+
+paper_single = paper.find("table9_localisation_error", train_S="384", test_Q=[384])
+paper_multi = paper.find("table9_localisation_error", train_S="384", test_Q=[352, 384])
+paper_fusion = paper.find("table9_localisation_error", train_S=fusion_key)
+ours_single = p2[("dense", "384", (384,))]
+ours_centre = p2[("centre", "384", (384,))]
+ours_multi = p2[("dense", "384", (352, 384))]
+ours_fusion = p2[("dense", fusion_key, None)]
+best_single = min(p2[("dense",) + k] for k in SYSTEMS if k[1] is not None)
+claims = [
+    Claim("Table 8: per-class regression (PCR) beats single-class regression (SCR), fc layers fine-tuned",
+          f"PCR {t8('PCR', '1st and 2nd FC')['gt_class_loc_err']} vs SCR {t8('SCR', '1st and 2nd FC')['gt_class_loc_err']}",
+          f"PCR {p1['PCR, fc']:.1f} vs SCR {p1['SCR, fc']:.1f}",
+          paper.verdict_lower(p1["PCR, fc"], p1["SCR, fc"], n_val)),
+    Claim("Table 8: fine-tuning all layers beats fine-tuning fc6 and fc7 only (PCR)",
+          f"all {t8('PCR', 'all')['gt_class_loc_err']} vs fc {t8('PCR', '1st and 2nd FC')['gt_class_loc_err']}",
+          f"all {p1['PCR, all']:.1f} vs fc {p1['PCR, fc']:.1f}",
+          paper.verdict_lower(p1["PCR, all"], p1["PCR, fc"], n_val)),
+    Claim("The localisation nets learn: PCR (all layers) beats a box that looks at no pixel (protocol 1)",
+          "(not in the paper)",
+          f"{p1['PCR, all']:.1f} vs whole crop {guess['crop']:.1f}, whole image {guess['image']:.1f}",
+          paper.verdict_lower(p1["PCR, all"], min(guess.values()), n_val)),
+    Claim("Dense application beats the central crop (384/384, top-5 predicted classes)",
+          f"dense {err9(paper_single)} (Table 9) vs central crop {t8('PCR', 'all')['gt_class_loc_err']} "
+          "(Table 8, with the true class)",
+          f"dense {ours_single:.1f} vs central crop {ours_centre:.1f}, same classes and merging",
+          paper.verdict_lower(ours_single, ours_centre, n_val)),
+    Claim("Two test scales beat one (384/{352,384} vs 384/384)",
+          f"{err9(paper_multi)} vs {err9(paper_single)}",
+          f"{ours_multi:.1f} vs {ours_single:.1f}",
+          paper.verdict_lower(ours_multi, ours_single, n_val)),
+    Claim("Fusing the S=256 and S=384 nets beats the best single net",
+          f"{err9(paper_fusion)} vs {min(err9(r) for r in t9 if r['test_Q'])}",
+          f"{ours_fusion:.1f} vs {best_single:.1f}",
+          paper.verdict_lower(ours_fusion, best_single, n_val)),
+]
+runs.save_claims(prof.name, "05_localisation", claims)
+paper.as_frame(paper.claims_table(claims))
+
+# %% [markdown]
+# ## Closing note
+#
+# The recipe runs end to end at this scale: box regressors fine-tuned from the classification
+# nets, the central-crop protocol of Table 8, and the dense, top-5, greedily merged protocol of
+# Table 9 with two test scales and the fusion of two nets. The fine-tuned nets do learn, as the
+# pixel-blind rows show, but from weak classification nets and a few epochs they learn mostly the
+# object's size: in the drawings their boxes stay close to the crop they see. What this means for
+# each claim, in numbers:
+
+# %%
+for verdict in (paper.HOLDS, paper.UNDECIDED, paper.FAILS):
+    chosen = [c for c in claims if c.verdict == verdict]
+    if chosen:
+        print(f"{verdict}:")
+        for c in chosen:
+            print(f"  - {c.claim}: {c.ours} (paper: {c.paper})")
+print(f"\nTable 8 (protocol 1, Q = {Q}): " + ", ".join(f"{name} {err:.1f}" for name, err in p1.items())
+      + f"; pixel-blind: whole crop {guess['crop']:.1f}, whole image {guess['image']:.1f}")
+print("Table 9 (protocol 2, dense / central crop): " + "; ".join(
+    f"{'fusion' if r['test_Q'] is None else r['train_S'] + '/' + ','.join(map(str, r['test_Q']))} "
+    f"{r['top5_loc_err_val']:.1f} / {r['ours, central crop only']:.1f}" for r in ours9)
+      + f"; the classification system's top-5 error {top5_class_err:.1f}")
+
+# %% [markdown]
+# Two limits of this scale explain the verdicts that go against the paper, and qualify those that
+# agree. Per-class regression splits the training crops among the classes: in a few epochs each
+# class's regressor sees a tenth of what the single regressor sees (OverFeat, at full scale, found
+# SCR better too). And at 32-pixel crops an image holds one to three dense windows, each seen
+# through a receptive field that spans the whole image, where the paper's held dozens that mostly
+# see themselves. Here dense application mostly adds off-centre windows with wrong boxes, and
+# what brings the central window back helps: a smaller test scale leaves more images with a
+# single, central window (the table of windows above), and at the S = 256 net's Q nearly every
+# image is one window. Pooling the S = 384 net's boxes into the fusion brings its off-centre
+# boxes back. So where two test scales help here, it is for a reason of this scale, not the
+# paper's. The `gpu` profile (224-pixel crops) restores the paper's geometry.
