@@ -7,7 +7,6 @@ every window and the expected result can be worked out by hand.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
