@@ -253,3 +253,20 @@ def test_cli_names_bad_input(tiny_set, tmp_path, capsys):
     for args, message in cases:
         assert cli.main(base + args) == 2
         assert message in capsys.readouterr().err
+
+
+def test_data_identity_names_a_generated_set_by_its_manifest(tmp_path):
+    import shutil
+
+    from vggrepro import data
+    from vggrepro.profiles import get_profile
+
+    profile = get_profile("ci", data_root=str(tmp_path / "a"), num_classes=2, synth_train_per_class=2,
+                          synth_val_per_class=1, synth_min_side=(40, 44))
+    first = data.ensure_synthetic(profile, verbose=False)
+    copy = shutil.copytree(first, tmp_path / "b")
+    assert ev.data_identity(first) == ev.data_identity(copy)
+    assert ev.data_identity(first).startswith("synthetic:")
+    plain = tmp_path / "imagenet"
+    plain.mkdir()
+    assert ev.data_identity(plain) == str(plain.resolve())

@@ -157,6 +157,18 @@ def test_lrn_is_alexnets():
     torch.testing.assert_close(net.features[2](a), expected)
 
 
+@pytest.mark.parametrize("size", [3, 4, 5])
+def test_lrn_equals_pytorchs_for_any_window_and_memory_format(size):
+    from vggrepro.models import LRN, LRN_SETTINGS
+
+    settings = dict(LRN_SETTINGS, size=size)
+    torch.manual_seed(size)
+    x = torch.randn(2, 12, 5, 6, dtype=torch.float64) * 20
+    expected = nn.LocalResponseNorm(**settings)(x)
+    torch.testing.assert_close(LRN(**settings)(x), expected)
+    torch.testing.assert_close(LRN(**settings)(x.contiguous(memory_format=torch.channels_last)), expected)
+
+
 # -- dense evaluation -------------------------------------------------------------------------
 
 

@@ -149,3 +149,14 @@ def test_unknown_config_and_init_are_clear_errors(tiny, tmp_path):
         train(tiny, Settings(config="F", scale=37), tmp_path / "f", progress=False)
     with pytest.raises(ValueError, match="unknown init"):
         train(tiny, Settings(config="A", scale=37, init="orthogonal"), tmp_path / "g", progress=False)
+
+
+def test_run_key_of_a_synthetic_set_does_not_depend_on_its_folder(tiny, tmp_path):
+    # The synthetic set is a function of the synth_* knobs and the seed: a checkout in another
+    # folder must find the same runs; a user's ImageNet copy is named by its folder.
+    moved = tiny.replace(data_root=str(tmp_path / "elsewhere"))
+    s = Settings(config="A", scale=37)
+    assert s.key(moved) == s.key(tiny)
+    assert s.key(moved.replace(synth_train_per_class=17)) != s.key(tiny)
+    imagenet = get_profile("imagenet")
+    assert s.key(imagenet) != s.key(imagenet.replace(data_root=str(tmp_path / "other-imagenet")))

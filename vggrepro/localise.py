@@ -390,7 +390,9 @@ def finetune(net: VGG, kind: str, layers: str, samples: Sequence, *, S: int, epo
         crop=net.crop, classes=net.num_classes, scale=S, epochs=epochs, batch_size=batch_size, lr=lr,
         momentum=momentum, weight_decay=weight_decay, seed=seed, preprocess=preprocess.as_dict(),
         source=source, source_weights=weights_digest(net), train_images=len(train),
-        train_digest=_digest([(str(s.path), int(s.label), [list(map(float, b)) for b in s.boxes]) for s in train]),
+        # images by folder and name, not absolute path: a checkout copied elsewhere re-uses the run
+        train_digest=_digest([(f"{Path(s.path).parent.name}/{Path(s.path).name}", int(s.label),
+                               [list(map(float, b)) for b in s.boxes]) for s in train]),
     )
     run = Run(profile, settings, Path(runs_root) if runs_root else None)
     if not run.finished():

@@ -93,6 +93,10 @@ class Settings:
         """The run's identity: these settings plus every profile knob that changes the result."""
         scale = list(self.scale) if isinstance(self.scale, (tuple, list)) else int(self.scale)
         knobs = {k: v for k, v in profile.as_dict().items() if k not in ("workers", "notes", "device", "name")}
+        if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed,
+            from .synth import FORMAT  # so where it lies does not matter: a copied runs/ is re-used
+
+            knobs["data_root"] = FORMAT
         return dict(kind="train", config=self.config, scale=scale, init=_init_label(self.init),
                     init_source=_init_source(self.init), lr=self.lr, epochs=self.epochs,
                     max_steps=self.max_steps, dropout=self.dropout, seed=self.seed, init_std=self.init_std,
