@@ -86,6 +86,27 @@ def test_boxes_inside_images_and_sized_as_promised(tmp_path):
     assert min(fractions) < 0.35 and max(fractions) > 0.65
 
 
+def test_difficulty_knobs_size_turn_and_fade(tmp_path):
+    # a profile's synth_box_fraction bounds the box; rotation 0 keeps a square's box square-ish
+    # (a turned square's box is up to 1.41x wider); the knobs are recorded in the manifest
+    root = synth.generate(tmp_path / "easy", num_classes=4, train_per_class=12, val_per_class=1,
+                          min_side=(60, 90), seed=3, progress=False, box_fraction=(0.5, 0.9), rotation=0.0,
+                          background_fade=0.5)
+    fractions = []
+    for xml in sorted((root / "Annotation").rglob("*.xml")):
+        size, ((wnid, (xmin, ymin, xmax, ymax)),) = read_voc_xml(xml)
+        fractions.append(min(xmax - xmin, ymax - ymin) / min(size))
+    assert min(fractions) >= 0.45 and max(fractions) <= 0.95
+    params = json.loads((root / "manifest.json").read_text())["params"]
+    assert params["box_fraction"] == [0.5, 0.9] and params["rotation"] == 0.0 and params["background_fade"] == 0.5
+    classes = synth.class_list(4)
+    plain, _ = synth.render(classes[0], (60, 60), synth.image_rng(0, "train", 0, 0), classes)
+    faded, _ = synth.render(classes[0], (60, 60), synth.image_rng(0, "train", 0, 0), classes, background_fade=0.9)
+    assert np.abs(faded.astype(int) - 128).mean() < np.abs(plain.astype(int) - 128).mean()
+    with pytest.raises(ValueError, match="box_fraction"):
+        synth.generate(tmp_path / "bad", num_classes=2, train_per_class=1, val_per_class=1, box_fraction=(0.9, 0.5))
+
+
 def test_box_is_where_the_object_is(monkeypatch):
     # watch the canvas while the labelled object (the last thing painted) goes on: every pixel it
     # changes lies inside the box written for it, and it changes most of the box

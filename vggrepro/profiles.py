@@ -46,12 +46,18 @@ class Profile:
     synth_train_per_class: int = 0
     synth_val_per_class: int = 0
     synth_min_side: tuple[int, int] = (0, 0)  # range of the images' smaller side, in pixels
+    # The set's difficulty: the object's smaller side as a fraction of the image's, its rotation
+    # (degrees either way), and how far the cluttered background fades toward grey.
+    synth_box_fraction: tuple[float, float] = (0.3, 0.9)
+    synth_rotation: float = 180.0
+    synth_background_fade: float = 0.0
     # Checkpoint every this many steps (and at the end of each epoch).
     checkpoint_every: int = 500
     lr_patience: int = 0  # epochs without val improvement before the lr is divided by 10
     # Net A's random init: a std, or "fan-in" for N(0, 2/fan_in) (see models.init_fan_in).
     init_std: float | str = 1e-2
     lr_scale: float = 1.0  # the initial lr is 1e-2 x batch/256 x lr_scale
+    dropout: float = 0.5  # on fc6 and fc7 (section 3.1)
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -130,6 +136,7 @@ class Profile:
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["synth_min_side"] = list(d["synth_min_side"])
+        d["synth_box_fraction"] = list(d["synth_box_fraction"])
         return d
 
 
@@ -146,6 +153,10 @@ PROFILES: dict[str, Profile] = {
     # bit, run after run; 1.7x one thread's img/s). At this width a fixed init std starves the signal, so net A
     # starts from the fan-in Gaussian, and the lr is 4x the linearly scaled paper value (measured:
     # at 1e-2 x 64/256 a width/8 A stays at chance for 8 epochs).
+    # The difficulty is calibrated so that A lands well inside 40-85% top-1 accuracy (issue 3; the
+    # measurements are in results/ci_calibration.json): at 32 px an object smaller than half the
+    # image is a few pixels wide and learned too slowly, and dropout, a regulariser, only slows nets
+    # that underfit in ten epochs (A: 79% top-1 error with it, 70% without, on the same data).
     "ci": Profile(
         name="ci",
         device="cpu",
@@ -162,6 +173,10 @@ PROFILES: dict[str, Profile] = {
         synth_train_per_class=300,
         synth_val_per_class=50,
         synth_min_side=(40, 72),
+        synth_box_fraction=(0.5, 0.9),
+        synth_rotation=30.0,
+        synth_background_fade=0.3,
+        dropout=0.0,
         checkpoint_every=200,
         lr_patience=2,
         init_std="fan-in",

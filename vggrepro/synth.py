@@ -2,7 +2,8 @@
 
 Every image holds one labelled object on a cluttered background. A class is an object family, a
 shape x texture pair ("striped triangle"); colours are random per instance, so colour alone says
-nothing about the class. The object's box has a smaller side of 15-90% of the image's smaller side,
+nothing about the class. The object's box has a smaller side of 30-90% of the image's smaller side
+(a profile may narrow it: the ci set's objects take 50-90%, see ``profiles``),
 at a random position, and images vary in size and aspect ratio: scale matters, as it does in
 ImageNet. Unlabelled fragments of other shapes and textured patches sit in the background.
 
@@ -40,6 +41,8 @@ from PIL import Image, ImageDraw
 
 FORMAT = "vggrepro-synthetic/1"
 JPEG_SETTINGS = dict(format="JPEG", quality=90, subsampling="4:2:0", optimize=False, progressive=False)
+# The three difficulty knobs a profile may set (its synth_box_fraction, synth_rotation and
+# synth_background_fade); these are the defaults.
 BOX_FRACTION = (0.30, 0.90)  # the box's smaller side, as a fraction of the image's smaller side
 ASPECT = (0.7, 1 / 0.7)  # image width / height: a bit beyond 3:4 .. 4:3
 SPLITS = {"train": 1, "val": 2}
@@ -247,7 +250,7 @@ def _paint_texture(canvas: Image.Image, mask: Image.Image, kind: str, period: fl
     canvas.paste(tex, (x0, y0), mask.crop(bbox))
 
 
-def _background(w: int, h: int, rng: np.random.Generator) -> Image.Image:
+def _background(w: int, h: int, rng: np.random.Generator, fade: float = BACKGROUND_FADE) -> Image.Image:
     """A cluttered background: a colour ramp, often a faint texture, blobs and lines."""
     a, b = _colour(rng), _colour(rng)
     angle = rng.uniform(0, 2 * math.pi)
@@ -276,8 +279,8 @@ def _background(w: int, h: int, rng: np.random.Generator) -> Image.Image:
     for _ in range(rng.integers(LINES[0], LINES[1] + 1)):  # lines
         pts = [(float(rng.uniform(0, w)), float(rng.uniform(0, h))) for _ in range(2)]
         draw.line(pts, fill=_colour(rng), width=int(rng.integers(1, 4)))
-    if BACKGROUND_FADE:
-        canvas = Image.blend(canvas, Image.new("RGB", (w, h), (128, 128, 128)), BACKGROUND_FADE)
+    if fade:
+        canvas = Image.blend(canvas, Image.new("RGB", (w, h), (128, 128, 128)), fade)
     return canvas
 
 
@@ -288,21 +291,27 @@ def _image_size(min_side: tuple[int, int], rng: np.random.Generator) -> tuple[in
     return (int(round(side * aspect)), side) if aspect >= 1 else (side, int(round(side / aspect)))
 
 
-def _object_box(shape: str, angle: float, w: int, h: int, rng: np.random.Generator):
-    """(x0, y0, bw, bh) of the object: smaller side a BOX_FRACTION of the image's, the shape's own aspect."""
+def _object_box(shape: str, angle: float, w: int, h: int, rng: np.random.Generator,
+                box_fraction: tuple[float, float] = BOX_FRACTION):
+    """(x0, y0, bw, bh) of the object: smaller side a ``box_fraction`` of the image's, the shape's own aspect."""
     ex, ey = rotated_extent(shape, angle)
     aspect = ex / ey * math.exp(rng.uniform(-0.2, 0.2))  # a little stretch
-    small = rng.uniform(*BOX_FRACTION) * min(w, h)
+    small = rng.uniform(*box_fraction) * min(w, h)
     bw, bh = (small * aspect, small) if aspect >= 1 else (small, small / aspect)
     fit = min(1.0, w / bw, h / bh)  # a long object in a narrow image: shrink to fit
     bw, bh = min(float(w), max(4.0, bw * fit)), min(float(h), max(4.0, bh * fit))
     return rng.uniform(0, w - bw), rng.uniform(0, h - bh), bw, bh
 
 
-def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator, all_classes: list[SynthClass]):
-    """One image of class ``cls``: (RGB uint8 array (h, w, 3), box (xmin, ymin, xmax, ymax))."""
+def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator, all_classes: list[SynthClass],
+           box_fraction: tuple[float, float] = BOX_FRACTION, rotation: float = ROTATION,
+           background_fade: float = BACKGROUND_FADE):
+    """One image of class ``cls``: (RGB uint8 array (h, w, 3), box (xmin, ymin, xmax, ymax)).
+
+    ``box_fraction``, ``rotation`` (degrees either way) and ``background_fade`` set the difficulty.
+    """
     w, h = _image_size(min_side, rng)
-    canvas = _background(w, h, rng)
+    canvas = _background(w, h, rng, background_fade)
     side = min(w, h)
     # unlabelled fragments, under the object: part of a shape of any class, cut by a straight line
     for _ in range(rng.integers(FRAGMENTS[0], FRAGMENTS[1] + 1)):
@@ -316,8 +325,8 @@ def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator,
         mask = _shape_mask(other.shape, (w, h), (fx, fy, size, size), angle, cut)
         _paint_texture(canvas, mask, other.texture, size / rng.uniform(*STRIPES), rng)
     # the labelled object
-    angle = math.radians(rng.uniform(-ROTATION, ROTATION))
-    x0, y0, bw, bh = _object_box(cls.shape, angle, w, h, rng)
+    angle = math.radians(rng.uniform(-rotation, rotation))
+    x0, y0, bw, bh = _object_box(cls.shape, angle, w, h, rng, box_fraction)
     mask = _shape_mask(cls.shape, (w, h), (x0, y0, bw, bh), angle)
     _paint_texture(canvas, mask, cls.texture, max(3.0, min(bw, bh) / rng.uniform(*STRIPES)), rng)
     box = mask.getbbox()  # exact: the pixels the object covers
@@ -366,7 +375,8 @@ def sha256(path: Path) -> str:
 
 def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per_class: int,
              min_side: tuple[int, int] = (80, 150), seed: int = 0, progress: bool = True,
-             workers: int | None = None) -> Path:
+             workers: int | None = None, box_fraction: tuple[float, float] = BOX_FRACTION,
+             rotation: float = ROTATION, background_fade: float = BACKGROUND_FADE) -> Path:
     """Write a synthetic set to ``out`` (which must not exist yet) and return ``out``.
 
     ``workers`` processes render images in parallel (default: one per CPU core); the bytes do not
@@ -396,7 +406,12 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
 
     jobs = [("train", k, i) for k in range(num_classes) for i in range(train_per_class)]
     jobs += [("val", j % num_classes, j // num_classes) for j in range(num_classes * val_per_class)]
-    jobs = [(split, k, i, num_classes, tuple(min_side), seed) for split, k, i in jobs]
+    if not 0 < box_fraction[0] <= box_fraction[1] <= 1:
+        raise ValueError(f"box_fraction={box_fraction}: need 0 < lo <= hi <= 1 (of the image's smaller side)")
+    if not 0 <= background_fade <= 1:
+        raise ValueError(f"background_fade={background_fade}: need 0 <= fade <= 1")
+    style = dict(box_fraction=tuple(box_fraction), rotation=float(rotation), background_fade=float(background_fade))
+    jobs = [(split, k, i, num_classes, tuple(min_side), seed, style) for split, k, i in jobs]
     workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), len(jobs) // 200 + 1))
     pool = None
     try:
@@ -417,7 +432,8 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
         write("LOC_val_solution.csv", ("ImageId,PredictionString\n" + "\n".join(val_rows) + "\n").encode())
         write("LOC_synset_mapping.txt", "".join(f"{c.wnid} {c.name}\n" for c in classes).encode())
         params = dict(num_classes=num_classes, train_per_class=train_per_class, val_per_class=val_per_class,
-                      min_side=list(min_side), seed=seed)
+                      min_side=list(min_side), seed=seed, box_fraction=list(style["box_fraction"]),
+                      rotation=style["rotation"], background_fade=style["background_fade"])
         manifest = dict(format=FORMAT, params=params, versions=_versions(),
                         digest=_digest(files), files=dict(sorted(files.items())))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -433,10 +449,10 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
 
 def _make(job) -> tuple[list[tuple[str, bytes]], str]:
     """Render one image and its annotation: ([(relative path, bytes), ...], val label row or "")."""
-    split, k, i, num_classes, min_side, seed = job
+    split, k, i, num_classes, min_side, seed, style = job
     classes = class_list(num_classes)
     cls = classes[k]
-    pixels, box = render(cls, min_side, image_rng(seed, split, k, i), classes)
+    pixels, box = render(cls, min_side, image_rng(seed, split, k, i), classes, **style)
     h, w = pixels.shape[:2]
     if split == "train":
         stem = f"{cls.wnid}_{i + 1}"
@@ -509,7 +525,8 @@ def profile_params(profile) -> dict:
     """The generator's settings for a profile (its synth_* knobs and seed)."""
     return dict(num_classes=profile.num_classes, train_per_class=profile.synth_train_per_class,
                 val_per_class=profile.synth_val_per_class, min_side=tuple(profile.synth_min_side),
-                seed=profile.seed)
+                seed=profile.seed, box_fraction=tuple(profile.synth_box_fraction),
+                rotation=float(profile.synth_rotation), background_fade=float(profile.synth_background_fade))
 
 
 def generate_for_profile(profile, out: str | Path | None = None, seed: int | None = None,
@@ -543,7 +560,7 @@ def ensure(profile, out: str | Path | None = None, seed: int | None = None, prog
     if (root / "manifest.json").is_file():
         t = time.perf_counter()
         manifest = verify(root)
-        have = dict(manifest["params"], min_side=tuple(manifest["params"]["min_side"]))
+        have = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest["params"].items()}
         if have != want:
             raise ValueError(f"{root} holds a synthetic set made with {have}, but profile {profile.name!r} "
                              f"asks for {want}; delete the folder or pass another --out")

@@ -84,7 +84,7 @@ class Settings:
     lr: float | None = None  # None: the profile's (1e-2 scaled to its batch)
     epochs: int | None = None  # None: the profile's (finetune_epochs for checkpoint: inits)
     max_steps: int | None = None
-    dropout: float = 0.5
+    dropout: float | None = None  # None: the profile's (0.5, the paper's, except at ci)
     seed: int | None = None
     init_std: float | str | None = None  # None: the profile's
     trainable: str = "all"  # "all", or "fc": only fc6-fc8 learn (the submission's jitter-tuned D)
@@ -182,7 +182,7 @@ def build_for(profile: Profile, settings: Settings) -> tuple[models.VGG, list[st
         raise ValueError(f"unknown init {settings.init!r}; use gaussian, glorot, from-a:PATH or checkpoint:PATH")
     for m in net.modules():
         if isinstance(m, nn.Dropout):
-            m.p = settings.dropout
+            m.p = profile.dropout if settings.dropout is None else settings.dropout
     return net, note
 
 
@@ -460,7 +460,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or auto")
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--dropout", type=float, default=None, help="dropout on fc6/fc7 (default: the profile's)")
     p.add_argument("--out", default=None, help="run folder (default runs/<profile>/<run-id>)")
     p.add_argument("--resume", action="store_true", help="continue the run in the folder from its checkpoint")
     p.add_argument("--compile", action="store_true", help="torch.compile the net (faster on GPUs)")
