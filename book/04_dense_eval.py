@@ -247,6 +247,15 @@ table5 = pd.DataFrame(paper.beside("table5_dense_vs_multicrop", ours5, on=("conf
 table5.set_index(["config", "train_S", "eval_method"])
 
 # %% [markdown]
+# At this profile's 32-pixel crops the difference is far from slight, and the reason is the scale,
+# not the protocols: in training, conv5 works on a 2 x 2 map whose every position touches the zero
+# padding, so the nets learn features of a crop's border. Multi-crop keeps that border; a dense pass
+# at Q = 55 or 73 gives conv5 maps of 3 x 4 and more, mostly without it. Notebook 03's Table 3 shows
+# the same gap between dense and centre crop for every net above Q = crop, and none at Q = crop. At
+# 224 px conv5 works on 14 x 14 maps and the border is a small part of them, which is why the paper
+# found the two protocols within tenths of a point.
+
+# %% [markdown]
 # ## What each protocol costs
 #
 # The cost of a protocol is the work of its forward passes: multiply-accumulates (MACs) per image,
