@@ -392,28 +392,71 @@ class Stats:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Stats":
-        return cls(tuple(float(v) for v in d["mean_rgb"]), torch.tensor(d["eigval"], dtype=torch.float64),
-                   torch.tensor(d["eigvec"], dtype=torch.float64), int(d.get("images", 0)), int(d.get("pixels", 0)))
+        return cls(tuple(float(v) for v in d["mean_rgb"]),
+                   torch.tensor(d["eigval"], dtype=torch.float64).contiguous(),
+                   torch.tensor(d["eigvec"], dtype=torch.float64).contiguous(),
+                   int(d.get("images", 0)), int(d.get("pixels", 0)))
 
 
 def pixel_stats(images) -> Stats:
-    """Mean RGB and PCA over all pixels of an iterable of uint8 (3, H, W) images."""
-    total, outer, count, n = torch.zeros(3, dtype=torch.float64), torch.zeros(3, 3, dtype=torch.float64), 0, 0
+    """Mean RGB and PCA over all pixels of an iterable of uint8 (3, H, W) images.
+
+    The same bits on every machine: the sums are exact integers, and the 3x3 eigenproblem is
+    solved in Python floats (``symmetric_eigen``), not by a LAPACK that picks its code by processor.
+    """
+    total, outer, count, n = torch.zeros(3, dtype=torch.int64), torch.zeros(3, 3, dtype=torch.int64), 0, 0
     for img in images:
-        x = img.reshape(3, -1).double()
+        x = img.reshape(3, -1).long()
         total += x.sum(1)
-        outer += x @ x.T
+        outer += x @ x.T  # integers: exact, in any order
         count += x.shape[1]
         n += 1
     if not count:
         raise ValueError("no pixels to measure: the training set has no decodable images")
-    mean = (total / count).numpy()
-    cov = (outer.numpy() / count - np.outer(mean, mean)) / 255.0**2
-    eigval, eigvec = np.linalg.eigh(cov)
-    order = np.argsort(eigval)[::-1]  # largest first, as AlexNet lists them
-    eigval, eigvec = eigval[order], eigvec[:, order]
-    eigvec = eigvec * np.sign(eigvec[np.abs(eigvec).argmax(0), range(3)])  # a fixed sign per vector
-    return Stats(tuple(float(m) for m in mean), torch.tensor(eigval.clip(min=0)), torch.tensor(eigvec), n, count)
+    mean = [int(t) / count for t in total]
+    cov = [[(int(outer[i, j]) / count - mean[i] * mean[j]) / 255.0**2 for j in range(3)] for i in range(3)]
+    eigval, eigvec = symmetric_eigen(cov)
+    return Stats.from_dict(dict(mean_rgb=mean, eigval=[max(v, 0.0) for v in eigval], eigvec=eigvec,
+                                images=n, pixels=count))
+
+
+def symmetric_eigen(a: list[list[float]], sweeps: int = 50) -> tuple[list[float], list[list[float]]]:
+    """Eigenvalues (largest first) and eigenvectors (columns, each with its largest entry positive)
+    of a small symmetric matrix, by cyclic Jacobi rotations in Python floats: IEEE arithmetic and
+    square roots only, so the result is the same on every processor."""
+    m = len(a)
+    a = [list(map(float, row)) for row in a]
+    v = [[float(i == j) for j in range(m)] for i in range(m)]
+    for _ in range(sweeps):
+        if all(a[p][q] == 0.0 for p in range(m) for q in range(p + 1, m)):
+            break
+        for p in range(m):
+            for q in range(p + 1, m):
+                if a[p][q] == 0.0:
+                    continue
+                theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q])  # the rotation that zeroes a[p][q]
+                t = (1.0 if theta >= 0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                s = t * c
+                for k in range(m):  # A <- A J (columns p, q)
+                    akp, akq = a[k][p], a[k][q]
+                    a[k][p], a[k][q] = c * akp - s * akq, s * akp + c * akq
+                for k in range(m):  # A <- J^T A (rows p, q)
+                    apk, aqk = a[p][k], a[q][k]
+                    a[p][k], a[q][k] = c * apk - s * aqk, s * apk + c * aqk
+                a[p][q] = a[q][p] = 0.0
+                for k in range(m):  # V <- V J
+                    vkp, vkq = v[k][p], v[k][q]
+                    v[k][p], v[k][q] = c * vkp - s * vkq, s * vkp + c * vkq
+    order = sorted(range(m), key=lambda i: -a[i][i])  # largest first, as AlexNet lists them
+    values = [a[i][i] for i in order]
+    vectors = [[v[r][i] for i in order] for r in range(m)]
+    for j in range(m):  # a fixed sign per vector: its largest entry positive
+        big = max(range(m), key=lambda r: abs(vectors[r][j]))
+        if vectors[big][j] < 0:
+            for r in range(m):
+                vectors[r][j] = -vectors[r][j]
+    return values, vectors
 
 
 def _stats_key(root: Path) -> str:
@@ -451,7 +494,9 @@ def dataset_stats(root: str | Path, *, max_images: int = 10_000, progress: bool 
         atomic_write_json(root / "stats.json", record)
     except OSError:
         atomic_write_json(cache, record)
-    return stats
+    # What a later run will read, exactly: a run that measured the statistics and one that read them
+    # must start from the same numbers in the same memory layout.
+    return Stats.from_dict(json.loads(json.dumps(record)))
 
 
 def _decoded_images(train, chosen, progress):
@@ -559,9 +604,7 @@ def finish_batch(crops: torch.Tensor, alphas: torch.Tensor, preprocess: Preproce
     mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=x.device)
     offset = -mean.expand(len(x), 3)
     if stats is not None:  # AlexNet's shift: eigvec @ (alpha * eigval), in 0-255 units
-        eigval = stats.eigval.to(x.device, torch.float32)
-        eigvec = stats.eigvec.to(x.device, torch.float32)
-        offset = offset + (alphas.to(x.device, torch.float32) * eigval) @ eigvec.T * 255.0
+        offset = offset + T.rgb_shift(alphas.to(x.device), stats.eigval, stats.eigvec)
     x += offset.reshape(len(x), 1, 1, 3)
     if tuple(preprocess.std) != (1.0, 1.0, 1.0):
         x /= torch.tensor(preprocess.std, dtype=torch.float32, device=x.device)

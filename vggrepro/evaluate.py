@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import checkpoints
+from . import checkpoints, kernels
 from . import transforms as T
 from .models import VGG, layer_table, to_dense
 from .transforms import Preprocess
@@ -500,6 +500,7 @@ def evaluate_cached(
 
     images, total = _images(root, split, model.num_classes, limit, progress)
     device = device or prof.resolved_device()
+    kernels.check(prof.name)
     torch.set_num_threads(prof.threads)  # the profile's thread count: the same sums on every machine
     if out is None:
         run.start()

@@ -118,7 +118,7 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
     import numpy
     import torch
 
-    from . import __version__
+    from . import __version__, kernels
 
     dev = device
     if str(device).startswith("cuda") and torch.cuda.is_available():
@@ -130,6 +130,7 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
+        "cpu_kernels": kernels.state(),  # the vector paths the CPU libraries were pinned to
         "vggrepro": __version__,
         "commit": git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

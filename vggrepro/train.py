@@ -30,7 +30,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoints, models
+from . import checkpoints, kernels, models
 from .profiles import Profile, get_profile
 from .runs import Run
 
@@ -286,8 +286,8 @@ def train(
     rank, world_size = world()
     if profile.batch_size % world_size:
         raise ValueError(f"batch {profile.batch_size} does not split over {world_size} processes")
+    kernels.check(profile.name)
     torch.set_num_threads(profile.threads)
-    torch.manual_seed(seed)
     cuda = device.startswith("cuda")
     if cuda:
         torch.backends.cudnn.benchmark = True
@@ -340,6 +340,8 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
     memory_format = torch.channels_last
     val_crops = CentreCrops(val_set, profile.crop, test_scale(settings.scale), preprocess, device, memory_format)
 
+    # Seeded here, after the data: generating or measuring a data set must not move the init.
+    torch.manual_seed(seed)
     net, init_note = build_for(profile, settings)
     net = net.to(device, memory_format=memory_format)
     model = nn.parallel.DistributedDataParallel(net) if world_size > 1 else net

@@ -190,11 +190,20 @@ def colour_shift_by(img: torch.Tensor, alpha: torch.Tensor, eigval: torch.Tensor
     ``data.dataset_stats``); the formula is not scale-free, so the shift is computed in those units
     and multiplied by ``pixel_scale`` (255 for 0-255 images). ``eigvec``'s columns are eigenvectors.
     """
-    eigval = eigval.to(img.device, torch.float32)
-    eigvec = eigvec.to(img.device, torch.float32)
-    alpha = alpha.to(img.device, torch.float32)
-    shift = (alpha * eigval) @ eigvec.T * pixel_scale  # (3,) or (N, 3): RGB offsets
+    shift = rgb_shift(alpha.to(img.device), eigval.to(img.device), eigvec.to(img.device), pixel_scale)
     return img.float() + shift.reshape(*shift.shape, 1, 1)
+
+
+def rgb_shift(alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
+              pixel_scale: float = 255.0) -> torch.Tensor:
+    """The RGB offsets ``eigvec @ (alpha * eigval) * pixel_scale`` of AlexNet's shift, (3,) or (N, 3).
+
+    Three products summed in a fixed order, not a matrix product: a BLAS would choose the order of
+    the sum by the processor, and a training run turns that last bit into points of error.
+    """
+    w = alpha.float() * eigval.to(alpha.device, torch.float32)  # (..., 3)
+    v = eigvec.to(alpha.device, torch.float32)
+    return (w[..., 0:1] * v[:, 0] + w[..., 1:2] * v[:, 1] + w[..., 2:3] * v[:, 2]) * pixel_scale
 
 
 def colour_shift(img_float: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
