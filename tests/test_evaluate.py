@@ -84,13 +84,17 @@ def test_multicrop_at_crop_is_one_crop_and_its_flip(net):
 def test_dense_averages_the_score_map_then_softmaxes(net):
     """A second implementation of dense evaluation: slide the FC layers over every crop/32 window
     of the last feature map, average the scores over the windows, then soft-max."""
-    im = image(3 * CROP, 2 * CROP + 16, 3)  # 96 x 80: a 3 x 2 score map
+    im = image(3 * CROP, 2 * CROP + 16, 3)  # 96 x 80: pools rounding up (Caffe's) leave 3 x 3 cells
     with torch.no_grad():
-        feats = net.features(MEAN(im).unsqueeze(0))[0]
+        feats = MEAN(im).unsqueeze(0)
+        for m in net.features:  # a 2x2 pool of an odd side pads it with -inf: rounding up, written out
+            pad = (0, feats.shape[-1] % 2, 0, feats.shape[-2] % 2) if isinstance(m, torch.nn.MaxPool2d) else None
+            feats = m(F.pad(feats, pad, value=-float("inf")) if pad else feats)
+        feats = feats[0]
         g = net.grid
         scores = [net.classifier(feats[:, i:i + g, j:j + g].reshape(1, -1))[0]
                   for i in range(feats.shape[1] - g + 1) for j in range(feats.shape[2] - g + 1)]
-    assert len(scores) == 6
+    assert len(scores) == (3 - g + 1) ** 2
     expect = F.softmax(torch.stack(scores).mean(0), dim=0)
     got = ev.evaluate(net, MEAN, [(0, im, 0)], protocol="dense", scales=[2 * CROP + 16], flip=False)
     torch.testing.assert_close(got.posteriors[0], expect, atol=1e-5, rtol=1e-4)

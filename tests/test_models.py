@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vggrepro import models, paper
@@ -223,8 +224,46 @@ def test_dense_score_map_size():
     small = build("A", width=1 / 8, num_classes=20, crop=64).eval()
     with torch.no_grad():
         scores = to_dense(small)(torch.randn(1, 3, 100, 130))
-    # floor(100/32) = 3 and floor(130/32) = 4 cells; a 2x2 window fits at 2 x 3 places.
-    assert scores.shape == (1, 20, 2, 3) and models.score_map_size(small, 100, 130) == (2, 3)
+    # Pools round up as in Caffe: ceil(100/32) = 4 and ceil(130/32) = 5 cells; a 2x2 window fits at
+    # 3 x 4 places (the plain net's floor pools: 3 and 4 cells, 2 x 3 places).
+    assert scores.shape == (1, 20, 3, 4) and models.score_map_size(small, 100, 130) == (3, 4)
+    assert models.score_map_size(small, 100, 130, ceil_mode=False) == (2, 3)
+    with torch.no_grad():
+        assert to_dense(small, ceil_mode=False)(torch.randn(1, 3, 100, 130)).shape == (1, 20, 2, 3)
+    # The paper's D on a 341 x 256 image: Caffe gives 5 x 2 windows (floor pooling gives 4 x 2).
+    assert models.score_map_size(net, 341, 256) == (5, 2)
+
+
+def _reference_scores(net, x):
+    """An independent dense pass: each 2x2 pool on a map padded to even size with -inf (Caffe's
+    rounding up, written out), then the classifier's own Linear layers applied to every
+    grid x grid patch of the last map, one location at a time."""
+    for m in net.features:
+        if isinstance(m, nn.MaxPool2d):
+            h, w = x.shape[-2:]
+            x = F.pad(x, (0, w % 2, 0, h % 2), value=-math.inf)
+            x = F.max_pool2d(x, 2, 2)
+        else:
+            x = m(x)
+    g = net.grid
+    rows = []
+    for i in range(x.shape[-2] - g + 1):
+        cols = []
+        for j in range(x.shape[-1] - g + 1):
+            cols.append(net.classifier(x[:, :, i:i + g, j:j + g].flatten(1)))
+        rows.append(torch.stack(cols, -1))
+    return torch.stack(rows, -2)
+
+
+@pytest.mark.parametrize("size", [(100, 130), (55, 73), (341 // 4, 256 // 4), (97, 64)])
+def test_dense_equals_an_independent_ceil_pooled_sliding_classifier(size):
+    torch.manual_seed(6)
+    net = models.init_glorot(build("B", width=1 / 8, num_classes=7, crop=32)).eval()
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        ours, ref = to_dense(net)(x), _reference_scores(net, x)
+    assert ours.shape == ref.shape and ours.shape[-2:] == models.score_map_size(net, *size)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_dense_shares_the_weights():

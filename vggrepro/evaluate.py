@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import warnings
 from collections import defaultdict
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 
 from . import checkpoints, kernels
 from . import transforms as T
-from .models import VGG, layer_table, to_dense
+from .models import VGG, layer_table, score_map_size, to_dense
 from .transforms import Preprocess
 
 PROTOCOLS = ("centre", "dense", "multicrop", "both")
@@ -57,8 +58,7 @@ def dense_macs(model: VGG, height: int, width: int) -> int:
     rows = layer_table(model, (height, width))
     conv = sum(r["macs"] for r in rows if r["kind"] != "Linear")
     fc = sum(r["macs"] for r in rows if r["kind"] == "Linear")
-    h, w = height // 32 - model.grid + 1, width // 32 - model.grid + 1
-    return conv + fc * h * w
+    return conv + fc * math.prod(score_map_size(model, height, width))
 
 
 def crop_macs(model: VGG) -> int:

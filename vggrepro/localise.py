@@ -718,7 +718,7 @@ def _maps(net: VGG, images: Sequence[torch.Tensor], *, Q: int, preprocess: Prepr
         by_size.setdefault(tuple(v[0].shape[-2:]), []).append(n)
     out: list = [None] * len(views)
     _eval(net)
-    dense = to_dense(net)
+    dense = to_dense(net, ceil_mode=False)  # views are trimmed to multiples of 32 ("top-left": the plain net)
     for (h, w), members in by_size.items():
         step = max(1, batch_pixels // (h * w))
         for i in range(0, len(members), step):

@@ -169,13 +169,18 @@ class DenseVGG(nn.Module):
     its dense form too. Returns the class-score map ``(N, classes, h, w)``.
     """
 
-    def __init__(self, net: VGG):
+    def __init__(self, net: VGG, ceil_mode: bool = True):
         super().__init__()
-        self.net = net
+        self.net, self.ceil_mode = net, ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.net
-        x = net.features(x)
+        for m in net.features:
+            # The authors' Caffe rounds pooled sizes up, so a side that is not a multiple of 32 keeps
+            # its last band of windows (341 x 256 gives 5 x 2 windows, not 4 x 2); at multiples of 32,
+            # and so on every training crop, both roundings are the same.
+            pool = isinstance(m, nn.MaxPool2d) and self.ceil_mode
+            x = F.max_pool2d(x, m.kernel_size, m.stride, ceil_mode=True) if pool else m(x)
         g = net.grid
         if x.shape[-1] < g or x.shape[-2] < g:
             raise ValueError(
@@ -191,16 +196,25 @@ class DenseVGG(nn.Module):
         return F.conv2d(x, fc8.weight.view(fc8.out_features, -1, 1, 1), fc8.bias)
 
 
-def to_dense(model: VGG) -> DenseVGG:
-    """The dense (fully-convolutional) form of ``model``; see :class:`DenseVGG`."""
+def to_dense(model: VGG, ceil_mode: bool = True) -> DenseVGG:
+    """The dense (fully-convolutional) form of ``model``; see :class:`DenseVGG`. ``ceil_mode=False``
+    gives the plain net's pools, which drop the pixels past the last multiple of 32."""
     if not isinstance(model, VGG):
         raise ValueError(f"to_dense needs a vggrepro VGG net, got {type(model).__name__}")
-    return DenseVGG(model)
+    return DenseVGG(model, ceil_mode)
 
 
-def score_map_size(model: VGG, height: int, width: int) -> tuple[int, int]:
-    """The score map's size for an input of ``height x width``: (H//32 - grid + 1, W//32 - grid + 1)."""
-    return (height // 32 - model.grid + 1, width // 32 - model.grid + 1)
+def pooled(side: int, pools: int = 5, ceil_mode: bool = True) -> int:
+    """A side's length after ``pools`` 2x2 pools: rounded up as Caffe does, or down as the plain net."""
+    for _ in range(pools):
+        side = -(-side // 2) if ceil_mode else side // 2
+    return side
+
+
+def score_map_size(model: VGG, height: int, width: int, ceil_mode: bool = True) -> tuple[int, int]:
+    """The dense score map's size for an input of ``height x width``: one location per crop-sized
+    window at stride 32, ``(ceil(H/32) - grid + 1, ceil(W/32) - grid + 1)``."""
+    return (pooled(height, ceil_mode=ceil_mode) - model.grid + 1, pooled(width, ceil_mode=ceil_mode) - model.grid + 1)
 
 
 # -- counting ---------------------------------------------------------------------------------
@@ -235,8 +249,8 @@ def layer_table(model: VGG, size: int | tuple[int, int] | None = None) -> list[d
         if isinstance(m, nn.Conv2d):
             c = m.out_channels
             row(f"features.{i}", m, (c, h, w), c * h * w * m.in_channels * m.kernel_size[0] * m.kernel_size[1])
-        elif isinstance(m, nn.MaxPool2d):
-            h, w, pools = h // 2, w // 2, pools + 1
+        elif isinstance(m, nn.MaxPool2d):  # rounded up, as the dense form pools (see DenseVGG)
+            h, w, pools = pooled(h, 1), pooled(w, 1), pools + 1
             names[f"features.{i}"] = f"pool{pools}"
             row(f"features.{i}", m, (c, h, w), 0)
         elif isinstance(m, nn.LocalResponseNorm):

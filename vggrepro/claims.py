@@ -1,0 +1,194 @@
+"""Verdicts a careful reader can trust: two arms, paired on the same images, pooled over seeds.
+
+A claim of the paper ("D has a lower error than A") is decided by the difference of the two arms'
+error rates on the same validation images. Two error rates measured on the same 500 images are not
+independent (most images are easy or hard for both nets), so the comparison is paired: a bootstrap
+that resamples the images once for both arms. A net trained again with another seed lands
+somewhere else (at `ci`, several points away), so each arm may hold several seeds, and the
+bootstrap resamples the seeds of each arm as well: the interval then includes seed-to-seed
+variation, not only image sampling. With one seed per arm it cannot, and the verdict says so.
+
+Kinds of claim:
+
+- ``lower``: arm ``a`` has a lower error than arm ``b``. Holds when the 95% interval of
+  err(a) - err(b) lies below 0, does not hold when it lies above 0, else undecided.
+- ``no-better``: arm ``a`` is no better than ``b`` (LRN does not help) within a stated ``margin``:
+  holds when the interval rules out an improvement larger than the margin (lower end > -margin),
+  does not hold when it shows one (upper end < -margin).
+- ``equal``: the arms are about equal (D and E: saturation) within ``margin``: holds when the whole
+  interval lies inside (-margin, +margin), does not hold when it lies wholly outside.
+
+Guards: an arm that does not beat its baseline (chance, or a pixel-blind guess) with its own
+interval is a failed run, and the claim is undecided whatever the numbers say.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided at this scale"
+KINDS = ("lower", "no-better", "equal")
+RESAMPLES = 4000  # enough that the interval's ends are stable to a tenth of a point
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: its label and, per seed, each validation image's error (0 or 1)."""
+
+    label: str
+    errors: np.ndarray  # (seeds, images) of 0/1: 1 where the net got the image wrong
+
+    def __post_init__(self):
+        e = np.asarray(self.errors)
+        if e.ndim == 1:
+            e = e[None]
+        if e.ndim != 2 or e.shape[0] == 0 or e.shape[1] == 0:
+            raise ValueError(f"arm {self.label!r}: errors must be (seeds, images) with at least one of each, "
+                             f"got shape {np.shape(self.errors)}")
+        if not np.isin(e, (0, 1)).all():
+            raise ValueError(f"arm {self.label!r}: errors must be 0 or 1 per image")
+        object.__setattr__(self, "errors", e.astype(np.int64))
+
+    @property
+    def seeds(self) -> int:
+        return self.errors.shape[0]
+
+    @property
+    def error(self) -> float:
+        """The error rate in %, pooled over seeds."""
+        return 100.0 * self.errors.sum() / self.errors.size
+
+
+def errors_from_scores(scores, labels, k: int = 1) -> np.ndarray:
+    """Per-image top-k error (0/1) from class scores (images, classes) and labels (images,)."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    if not np.isfinite(scores).all():
+        raise ValueError("the class scores hold NaN or infinity: the net is broken, not merely wrong")
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return (top != labels[:, None]).all(axis=1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """err(a) - err(b) in points, with its 95% interval, and how it was measured."""
+
+    difference: float
+    low: float
+    high: float
+    images: int
+    seeds: tuple[int, int]
+
+    def __str__(self) -> str:
+        return f"{self.difference:+.1f} [{self.low:+.1f}, {self.high:+.1f}]"
+
+
+def paired_effect(a: Arm, b: Arm, *, resamples: int = RESAMPLES, seed: int = 0) -> Effect:
+    """The difference of the arms' error rates (a - b, points) with a paired bootstrap interval.
+
+    Each resample draws the images with replacement (the same draw for both arms: paired) and each
+    arm's seeds with replacement (the arms' seeds are different nets, so they are drawn apart).
+    """
+    if a.errors.shape[1] != b.errors.shape[1]:
+        raise ValueError(f"arms {a.label!r} and {b.label!r} were measured on {a.errors.shape[1]} and "
+                         f"{b.errors.shape[1]} images: a paired comparison needs the same images")
+    n = a.errors.shape[1]
+    rng = np.random.Generator(np.random.PCG64(seed))
+    diffs = np.empty(resamples)
+    for r in range(resamples):
+        images = rng.integers(0, n, n)
+        sa = rng.integers(0, a.seeds, a.seeds)
+        sb = rng.integers(0, b.seeds, b.seeds)
+        # Integer counts, then one division: the same bits on every machine.
+        ea = a.errors[np.ix_(sa, images)].sum() / (a.seeds * n)
+        eb = b.errors[np.ix_(sb, images)].sum() / (b.seeds * n)
+        diffs[r] = 100.0 * (ea - eb)
+    diffs.sort()
+    tail = (1 - LEVEL) / 2
+    low, high = diffs[int(math.floor(tail * resamples))], diffs[int(math.ceil((1 - tail) * resamples)) - 1]
+    return Effect(a.error - b.error, float(low), float(high), n, (a.seeds, b.seeds))
+
+
+def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
+    """McNemar's exact two-sided p-value for two nets' 0/1 errors on the same images (one seed each)."""
+    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    only_a, only_b = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2 * tail)
+
+
+def verdict(kind: str, effect: Effect, margin: float | None = None) -> str:
+    """HOLDS, FAILS or UNDECIDED for a claim of ``kind`` about err(a) - err(b)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of claim {kind!r}; use one of {KINDS}")
+    if kind != "lower" and (margin is None or margin <= 0):
+        raise ValueError(f"a {kind!r} claim needs a positive margin in points, stated beside the claim")
+    lo, hi = effect.low, effect.high
+    if kind == "lower":
+        return HOLDS if hi < 0 else FAILS if lo > 0 else UNDECIDED
+    if kind == "no-better":
+        return HOLDS if lo > -margin else FAILS if hi < -margin else UNDECIDED
+    return HOLDS if -margin < lo and hi < margin else FAILS if lo >= margin or hi <= -margin else UNDECIDED
+
+
+@dataclass(frozen=True)
+class Guard:
+    """An arm must beat ``baseline`` (an error in %: chance, or a pixel-blind guess) to count."""
+
+    arm: str
+    baseline: float
+    name: str = "chance"
+
+
+@dataclass
+class Claim:
+    """A claim of the paper, declared once: its two arms, kind, margin and guards.
+
+    ``a`` and ``b`` name the arms (grid entry and protocol, e.g. ``"D/256 centre"``); the numbers
+    come from :meth:`decide`, never from the declaration.
+    """
+
+    text: str
+    a: str
+    b: str
+    kind: str = "lower"
+    margin: float | None = None
+    paper: str = ""  # the paper's numbers, read from paper_tables.json by the caller
+    notebook: str = ""
+    guards: list[Guard] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.text!r}: unknown kind {self.kind!r}; use one of {KINDS}")
+        if self.kind != "lower" and not (self.margin and self.margin > 0):
+            raise ValueError(f"claim {self.text!r}: a {self.kind!r} claim needs a positive margin (points)")
+
+    def decide(self, arms: dict[str, Arm]) -> dict:
+        """The verdict row: effect, interval, seeds, and why, from the arms' per-image errors."""
+        missing = [x for x in (self.a, self.b, *(g.arm for g in self.guards)) if x not in arms]
+        if missing:
+            raise ValueError(f"claim {self.text!r}: no measurements for arm(s) {missing}; have {sorted(arms)}")
+        a, b = arms[self.a], arms[self.b]
+        effect = paired_effect(a, b)
+        result = verdict(self.kind, effect, self.margin)
+        why = []
+        for g in self.guards:
+            arm = arms[g.arm]
+            upper = paired_effect(arm, Arm("none", np.zeros_like(arm.errors[:1]))).high  # err(arm)'s 95% top
+            if not upper < g.baseline:
+                why.append(f"{g.arm} does not beat {g.name} ({g.baseline:.1f}%): a failed run")
+        if why:
+            result = UNDECIDED
+        if min(effect.seeds) < 2:
+            why.append("one seed per arm: the interval holds image sampling only, not seed-to-seed spread")
+        return dict(claim=self.text, notebook=self.notebook, kind=self.kind,
+                    margin=self.margin, paper=self.paper, a=self.a, b=self.b,
+                    err_a=round(a.error, 2), err_b=round(b.error, 2), effect=round(effect.difference, 2),
+                    low=round(effect.low, 2), high=round(effect.high, 2), images=effect.images,
+                    seeds=list(effect.seeds), verdict=result, why="; ".join(why))
