@@ -107,8 +107,8 @@ for row in paper.table("table1_configs"):
 # %% [markdown]
 # One builder makes every column: `build(config, width=..., num_classes=..., crop=...)`. `width`
 # scales every layer's channels but never the depth (depth is the paper's variable); the `ci`
-# profile uses 1/8 of the channels and 64-pixel crops so that the book runs on a CPU. fc6 sees the
-# last feature map, `crop/32 x crop/32`: 7 x 7 at 224, 2 x 2 at 64. The module's state-dict keys are
+# profile uses 1/8 of the channels and 32-pixel crops so that the book runs on a CPU. fc6 sees the
+# last feature map, `crop/32 x crop/32`: 7 x 7 at 224, 1 x 1 at 32. The module's state-dict keys are
 # torchvision's, so A, B, D and E load torchvision's vgg11, vgg13, vgg16 and vgg19 weights as they
 # are. Net A at this profile's size:
 

@@ -15,9 +15,9 @@
 # # Localisation (Appendix A, Tables 8 and 9)
 #
 # The VGG team won the localisation task of ILSVRC-2014 with almost nothing beyond their
-# classification nets. Localisation asks for a box around the object of each of the five
-# classes an image is labelled with; a guess counts when the class is right and its box overlaps
-# the true box with an intersection over union (IoU) above 0.5. Appendix A's recipe:
+# classification nets. Localisation asks for five guesses per image, each a class with a box; an
+# image counts as localised when one guess names its ground-truth class (one per image) with a box
+# that overlaps a true box with an intersection over union (IoU) above 0.5. Appendix A's recipe:
 #
 # * take the classification net (config D), and replace its last layer by a **box regressor**:
 #   instead of class scores it outputs the box's centre, width and height;

@@ -65,7 +65,7 @@ print(inspect.getsource(fuse.fuse))
 # The evaluator saves every net's posteriors once (`runs/<profile>/eval-*/posteriors.pt`), so any
 # combination of nets costs no forward pass. The nets are those of Table 4 and the submission's
 # D fine-tuned on its FC layers only, each evaluated densely at its multi-scale test set Q
-# (section 3.2: Q = {S - 32, S, S + 32} for a net trained at a fixed S, Q = {256, 384, 512} for a
+# (section 4.2: Q = {S - 32, S, S + 32} for a net trained at a fixed S, Q = {256, 384, 512} for a
 # jittered one, scaled to this profile's pixels). Those of Table 4 are chapter 4's evaluations,
 # re-used from the run cache; for the jittered D and E it is chapter 4's multi-crop & dense run,
 # which gives dense and multi-crop alone too.
@@ -120,7 +120,7 @@ def grid_name(member: str, fc_only_jitter: bool) -> tuple[str, str]:
     config, train_S, qs = member.split("/")
     name = f"{config}/{train_S}" if train_S.isdigit() else f"{config}/jit" + ("-fc" if fc_only_jitter else "")
     paper_Q = [int(q) for q in qs.split(",")]
-    assert paper_Q == prof.test_scales(train_S, True), f"{member}: Q does not follow section 3.2's rule"
+    assert paper_Q == prof.test_scales(train_S, True), f"{member}: Q does not follow section 4.2's rule"
     return name, train_S
 
 

@@ -17,7 +17,7 @@ Every protocol turns one image into one soft-max posterior over the classes:
   starts at 0, so a ``crop x crop`` image gives 25 identical crops.
 - ``both``: the average of the dense and the multi-crop posteriors ("multi-crop & dense").
 
-With several scales, the posteriors of the scales are averaged (section 3.2). Test scales Q are in
+With several scales, the posteriors of the scales are averaged (section 4.2). Test scales Q are in
 the net's own pixels; a profile's ``S()`` turns the paper's 256/384/512 into them.
 """
 
@@ -544,6 +544,9 @@ def parse_scales(text: str) -> list[int]:
 
 
 def register(subparsers) -> None:
+    from .profiles import get_profile
+
+    ci = get_profile("ci")
     p = subparsers.add_parser(
         "evaluate",
         help="top-1/top-5 error of a net with the paper's test protocols (dense, multi-crop, both)",
@@ -556,7 +559,8 @@ def register(subparsers) -> None:
     p.add_argument("--protocol", default="dense", help=f"one of {', '.join(PROTOCOLS)} (default dense)")
     p.add_argument("--scales", default=None,
                    help="test scales Q, comma-separated, in the net's pixels: e.g. 256,384,512 for released D; "
-                   "for a ci checkpoint (crop 64) 73,110,146. Default: the paper's Q=384 scaled to the net's crop")
+                   f"for a ci checkpoint (crop {ci.crop}) {','.join(str(ci.S(q)) for q in (256, 384, 512))}. "
+                   "Default: the paper's Q=384 scaled to the net's crop")
     p.add_argument("--no-flip", action="store_true", help="leave out horizontal flips (dense, multicrop)")
     p.add_argument("--profile", default="ci", help="profile giving the data set, device and batch size (default ci)")
     p.add_argument("--data", default=None, help="data folder in the ILSVRC-2012 layout (default: the profile's)")

@@ -97,7 +97,7 @@ class Profile:
         return (self.S(PAPER_S_JITTER[0]), self.S(PAPER_S_JITTER[1]))
 
     def test_scales(self, train_S: int | str, multi: bool) -> list[int]:
-        """The paper's rule for Q, in paper pixels (section 3.2), given a train S in paper pixels.
+        """The paper's rule for Q, in paper pixels (sections 4.1 and 4.2), given a train S in paper pixels.
 
         Fixed S: Q = S, or {S-32, S, S+32}. Jittered S ("jitter" or "[256;512]"): Q = 384, or
         {256, 384, 512}. Scale the result with :meth:`S`.

@@ -128,7 +128,7 @@ def parse_scale(text: str | int | tuple) -> int | tuple[int, int]:
 
 
 def test_scale(scale: int | tuple[int, int]) -> int:
-    """The single test scale Q for validation: Q = S, or the middle of [Smin, Smax] (section 3.2)."""
+    """The single test scale Q for validation: Q = S, or the middle of [Smin, Smax] (section 4.1)."""
     return scale if isinstance(scale, int) else (scale[0] + scale[1]) // 2
 
 
