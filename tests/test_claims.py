@@ -28,7 +28,7 @@ def test_pairing_narrows_the_interval_when_both_arms_find_the_same_images_hard()
     a[:200] = 1
     b = a.copy()
     b[200:220] = 1
-    eff = C.paired_effect(arm("a", a), arm("b", b))
+    eff = C.paired_effect(arm("a", a), arm("b", b), seed_sd=0.0)
     assert eff.difference == pytest.approx(-5.0)
     assert eff.high < 0 and eff.high - eff.low < 5.0
     assert C.verdict("lower", eff) == C.HOLDS
@@ -38,7 +38,7 @@ def test_the_bootstrap_interval_matches_the_normal_approximation_for_one_seed():
     rng = np.random.default_rng(1)
     n = 2000
     a, b = (rng.random(n) < 0.3).astype(int), (rng.random(n) < 0.35).astype(int)
-    eff = C.paired_effect(arm("a", a), arm("b", b))
+    eff = C.paired_effect(arm("a", a), arm("b", b), seed_sd=0.0)
     d = (a - b).astype(float)
     se = 100 * d.std() / math.sqrt(n)
     assert eff.low == pytest.approx(eff.difference - 1.96 * se, abs=0.35)
@@ -95,7 +95,23 @@ def test_a_failed_arm_makes_the_claim_undecided():
     assert row["verdict"] == C.UNDECIDED and "failed run" in row["why"]
     assert row["effect"] == pytest.approx(-70.0)
     claim.guards = []
-    assert claim.decide({"good": arm("good", good), "bad": arm("bad", chance)})["verdict"] == C.HOLDS
+    assert claim.decide({"good": arm("good", good), "bad": arm("bad", chance)}, seed_sd=2.0)["verdict"] == C.HOLDS
+
+
+def test_one_seed_without_a_measured_spread_decides_nothing_and_with_one_widens_the_interval():
+    e = np.random.default_rng(3).integers(0, 2, (1, 400))
+    same = C.paired_effect(arm("a", e), arm("b", e))
+    assert not same.seed_spread and C.verdict("lower", C.Effect(-50, -60, -40, 400, (1, 1), False)) == C.UNDECIDED
+    # identical arms, one seed each, a spread of 3 points: +/- 1.96 * sqrt(3^2 + 3^2)
+    wide = C.paired_effect(arm("a", e), arm("b", e), seed_sd=3.0)
+    assert wide.high == pytest.approx(C.Z95 * math.sqrt(18)) and wide.low == pytest.approx(-wide.high)
+    row = C.Claim("x", "a", "b").decide({"a": arm("a", e), "b": arm("b", 1 - e)})
+    assert row["verdict"] == C.UNDECIDED and "no measured seed spread" in row["why"]
+
+
+def test_sample_sd_by_hand():
+    assert C.sample_sd([1, 3]) == pytest.approx(math.sqrt(2))
+    assert C.sample_sd([2, 4, 4, 4, 5, 5, 7, 9]) == pytest.approx(math.sqrt(32 / 7))
 
 
 def test_bad_declarations_and_measurements_are_refused():

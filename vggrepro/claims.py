@@ -33,6 +33,7 @@ HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided at this scale"
 KINDS = ("lower", "no-better", "equal")
 RESAMPLES = 4000  # enough that the interval's ends are stable to a tenth of a point
 LEVEL = 0.95
+Z95 = 1.959963984540054  # the standard normal's 97.5% point
 
 
 @dataclass(frozen=True)
@@ -81,35 +82,62 @@ class Effect:
     high: float
     images: int
     seeds: tuple[int, int]
+    seed_spread: bool = True  # False: one seed somewhere, and no measured spread to stand in for it
 
     def __str__(self) -> str:
         return f"{self.difference:+.1f} [{self.low:+.1f}, {self.high:+.1f}]"
 
 
-def paired_effect(a: Arm, b: Arm, *, resamples: int = RESAMPLES, seed: int = 0) -> Effect:
-    """The difference of the arms' error rates (a - b, points) with a paired bootstrap interval.
+def paired_effect(a: Arm, b: Arm, *, seed_sd: float | None = None, resamples: int = RESAMPLES,
+                  seed: int = 0) -> Effect:
+    """The difference of the arms' error rates (a - b, points) with a 95% interval that holds both
+    image sampling and seed-to-seed variation.
 
-    Each resample draws the images with replacement (the same draw for both arms: paired) and each
-    arm's seeds with replacement (the arms' seeds are different nets, so they are drawn apart).
+    Images: a bootstrap that draws the validation images with replacement, the same draw for both
+    arms (paired), each arm's errors averaged over its seeds. Seeds: each arm's spread of error
+    over its seeds (sample standard deviation, in points) adds ``sd^2 / seeds`` to the variance;
+    an arm with one seed borrows ``seed_sd``, a spread measured apart (e.g. by
+    ``scripts/seed_spread.py``), which is also the least any arm's spread is taken to be.
     """
     if a.errors.shape[1] != b.errors.shape[1]:
         raise ValueError(f"arms {a.label!r} and {b.label!r} were measured on {a.errors.shape[1]} and "
                          f"{b.errors.shape[1]} images: a paired comparison needs the same images")
     n = a.errors.shape[1]
+    # per image, the number of seeds that got it wrong; integer sums, one division: the same bits anywhere
+    wrong_a, wrong_b = a.errors.sum(0), b.errors.sum(0)
     rng = np.random.Generator(np.random.PCG64(seed))
     diffs = np.empty(resamples)
     for r in range(resamples):
         images = rng.integers(0, n, n)
-        sa = rng.integers(0, a.seeds, a.seeds)
-        sb = rng.integers(0, b.seeds, b.seeds)
-        # Integer counts, then one division: the same bits on every machine.
-        ea = a.errors[np.ix_(sa, images)].sum() / (a.seeds * n)
-        eb = b.errors[np.ix_(sb, images)].sum() / (b.seeds * n)
-        diffs[r] = 100.0 * (ea - eb)
+        diffs[r] = 100.0 * (wrong_a[images].sum() / (a.seeds * n) - wrong_b[images].sum() / (b.seeds * n))
     diffs.sort()
     tail = (1 - LEVEL) / 2
+    d = a.error - b.error
     low, high = diffs[int(math.floor(tail * resamples))], diffs[int(math.ceil((1 - tail) * resamples)) - 1]
-    return Effect(a.error - b.error, float(low), float(high), n, (a.seeds, b.seeds))
+    spread = [_seed_variance(arm, seed_sd) for arm in (a, b)]
+    known = all(v is not None for v in spread)
+    extra = Z95**2 * sum(v for v in spread if v is not None)
+    low, high = d - math.sqrt((d - low) ** 2 + extra), d + math.sqrt((high - d) ** 2 + extra)
+    return Effect(d, float(low), float(high), n, (a.seeds, b.seeds), known)
+
+
+def _seed_variance(arm: Arm, seed_sd: float | None) -> float | None:
+    """Variance (points^2) of the arm's pooled error due to its seeds; None when nothing measured it."""
+    if arm.seeds >= 2:
+        sd = max(sample_sd([100.0 * int(e.sum()) / e.size for e in arm.errors]), seed_sd or 0.0)
+    elif seed_sd is not None:
+        sd = seed_sd
+    else:
+        return None
+    return sd**2 / arm.seeds
+
+
+def sample_sd(values) -> float:
+    """Sample standard deviation (n - 1), in Python floats with an exactly rounded sum: the same
+    bits on any machine (a vectorised sum's order depends on the processor)."""
+    values = [float(v) for v in values]
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
@@ -130,6 +158,8 @@ def verdict(kind: str, effect: Effect, margin: float | None = None) -> str:
     if kind != "lower" and (margin is None or margin <= 0):
         raise ValueError(f"a {kind!r} claim needs a positive margin in points, stated beside the claim")
     lo, hi = effect.low, effect.high
+    if not effect.seed_spread:  # an interval without seed-to-seed variation would overstate what we know
+        return UNDECIDED
     if kind == "lower":
         return HOLDS if hi < 0 else FAILS if lo > 0 else UNDECIDED
     if kind == "no-better":
@@ -169,24 +199,28 @@ class Claim:
         if self.kind != "lower" and not (self.margin and self.margin > 0):
             raise ValueError(f"claim {self.text!r}: a {self.kind!r} claim needs a positive margin (points)")
 
-    def decide(self, arms: dict[str, Arm]) -> dict:
-        """The verdict row: effect, interval, seeds, and why, from the arms' per-image errors."""
+    def decide(self, arms: dict[str, Arm], seed_sd: float | None = None) -> dict:
+        """The verdict row: effect, interval, seeds, and why, from the arms' per-image errors;
+        ``seed_sd`` (points) stands in for the seed spread of an arm trained with one seed."""
         missing = [x for x in (self.a, self.b, *(g.arm for g in self.guards)) if x not in arms]
         if missing:
             raise ValueError(f"claim {self.text!r}: no measurements for arm(s) {missing}; have {sorted(arms)}")
         a, b = arms[self.a], arms[self.b]
-        effect = paired_effect(a, b)
+        effect = paired_effect(a, b, seed_sd=seed_sd)
         result = verdict(self.kind, effect, self.margin)
         why = []
         for g in self.guards:
             arm = arms[g.arm]
-            upper = paired_effect(arm, Arm("none", np.zeros_like(arm.errors[:1]))).high  # err(arm)'s 95% top
+            none = Arm("none", np.zeros_like(arm.errors[:1]))
+            upper = paired_effect(arm, none, seed_sd=seed_sd or 0.0).high  # err(arm)'s 95% top
             if not upper < g.baseline:
                 why.append(f"{g.arm} does not beat {g.name} ({g.baseline:.1f}%): a failed run")
         if why:
             result = UNDECIDED
-        if min(effect.seeds) < 2:
-            why.append("one seed per arm: the interval holds image sampling only, not seed-to-seed spread")
+        if not effect.seed_spread:
+            why.append("one seed and no measured seed spread: undecided whatever the gap")
+        elif min(effect.seeds) < 2:
+            why.append(f"one seed: the interval borrows the measured seed spread ({seed_sd:.1f} points)")
         return dict(claim=self.text, notebook=self.notebook, kind=self.kind,
                     margin=self.margin, paper=self.paper, a=self.a, b=self.b,
                     err_a=round(a.error, 2), err_b=round(b.error, 2), effect=round(effect.difference, 2),
