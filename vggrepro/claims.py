@@ -221,8 +221,70 @@ class Claim:
             why.append("one seed and no measured seed spread: undecided whatever the gap")
         elif min(effect.seeds) < 2:
             why.append(f"one seed: the interval borrows the measured seed spread ({seed_sd:.1f} points)")
-        return dict(claim=self.text, notebook=self.notebook, kind=self.kind,
+        margin = f" (margin {self.margin:g})" if self.margin else ""
+        ours = f"{a.error:.1f} vs {b.error:.1f}: {effect}{margin}"
+        return dict(claim=self.text, notebook=self.notebook, kind=self.kind, ours=ours,
                     margin=self.margin, paper=self.paper, a=self.a, b=self.b,
                     err_a=round(a.error, 2), err_b=round(b.error, 2), effect=round(effect.difference, 2),
                     low=round(effect.low, 2), high=round(effect.high, 2), images=effect.images,
                     seeds=list(effect.seeds), verdict=result, why="; ".join(why))
+
+
+# -- arms from evaluations, the measured seed spread, saving -------------------------------------
+
+
+def arm_of_evals(label: str, evals, k: int = 1) -> Arm:
+    """An arm from :func:`vggrepro.evaluate.evaluate_cached` results, one per seed, which must
+    cover the same images in the same order."""
+    rows, indices = [], None
+    for r in evals:
+        idx = [int(i) for i in r["indices"]]
+        if indices is not None and idx != indices:
+            raise ValueError(f"arm {label!r}: its seeds were evaluated on different images")
+        indices = idx
+        rows.append(errors_from_scores(r["posteriors"].double().numpy(), r["labels"].numpy(), k))
+    if not rows:
+        raise ValueError(f"arm {label!r}: no evaluation given")
+    return Arm(label, np.stack(rows))
+
+
+def chance_error(num_classes: int) -> float:
+    """Top-1 error (%) of a guess that ignores the image: the least a trained net must beat."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes={num_classes}: need at least one class")
+    return 100.0 * (1 - 1 / num_classes)
+
+
+def seed_spread_file(profile: str):
+    from .runs import REPO
+
+    return REPO / "results" / f"seed_spread_{profile}.json"
+
+
+def measured_seed_sd(profile: str) -> float | None:
+    """The seed-to-seed standard deviation of a net's top-1 error (points) measured for a profile
+    by ``scripts/seed_spread.py`` and committed under ``results/``; None when not measured."""
+    import json
+
+    path = seed_spread_file(profile)
+    if not path.is_file():
+        return None
+    try:
+        return float(json.loads(path.read_text())["seed_sd"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a seed-spread record ({e}): run scripts/seed_spread.py again") from None
+
+
+def design_fact(text: str, paper: str, ours: str, exact: bool, notebook: str = "") -> dict:
+    """A claim about the design (weights, receptive fields, MACs): checked exactly, counted apart."""
+    return dict(claim=text, notebook=notebook, kind="design", paper=paper, ours=ours,
+                verdict=HOLDS if exact else FAILS, why="checked exactly")
+
+
+def table(rows):
+    """The rows a chapter shows: claim, paper, this run (errors and effect with its 95% interval),
+    verdict, and why where something limits the verdict."""
+    import pandas as pd
+
+    return pd.DataFrame([{"claim": r["claim"], "paper": r["paper"], "this run": r["ours"], "verdict": r["verdict"],
+                          "why": r.get("why", "")} for r in rows]).set_index("claim")

@@ -68,43 +68,49 @@ def scale_of(profile: Profile, train_S: str) -> int | tuple[int, int]:
 
 
 def test_scales_of(profile: Profile, train_S: str, multi: bool) -> list[int]:
-    """Section 3.2's Q for a train S, in the profile's pixels."""
+    """Sections 4.1 and 4.2's Q for a train S, in the profile's pixels."""
     return [profile.S(q) for q in profile.test_scales(train_S, multi)]
 
 
-def settings_of(profile: Profile, name: str):
-    """The trainer's Settings for an entry (its source's checkpoint must exist: see :func:`get`)."""
+def settings_of(profile: Profile, name: str, seed: int | None = None):
+    """The trainer's Settings for an entry (its source's checkpoint must exist: see :func:`get`).
+
+    ``seed`` (default: the profile's) trains another instance of the entry; it starts from the
+    instance of its source with the same seed, so that each seed is a whole chain A -> D -> ...
+    """
     from .train import Settings
 
     x = entry(name)
     init = x.init
     if x.source:
-        init = f"{x.init}:{run_of(profile, x.source).checkpoint}"
+        init = f"{x.init}:{run_of(profile, x.source, seed).checkpoint}"
     lr = profile.lr * FINETUNE_LR if x.finetune else None
-    return Settings(config=x.config, scale=scale_of(profile, x.train_S), init=init, lr=lr, trainable=x.trainable)
+    seed = None if seed is None or seed == profile.seed else int(seed)  # the profile's seed keeps its run key
+    return Settings(config=x.config, scale=scale_of(profile, x.train_S), init=init, lr=lr, trainable=x.trainable,
+                    seed=seed)
 
 
-def run_of(profile: Profile, name: str):
+def run_of(profile: Profile, name: str, seed: int | None = None):
     from .runs import Run
 
-    return Run(profile.name, settings_of(profile, name).key(profile))
+    return Run(profile.name, settings_of(profile, name, seed).key(profile))
 
 
-def get(profile: Profile | str, name: str, *, progress: bool | None = None) -> dict:
+def get(profile: Profile | str, name: str, *, seed: int | None = None, progress: bool | None = None) -> dict:
     """The result of a grid entry, training it (and what it starts from) when not yet in the cache."""
     from .train import train
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     x = entry(name)
     if x.source:
-        get(profile, x.source, progress=progress)
-    result = train(profile, settings_of(profile, name), progress=progress)
+        get(profile, x.source, seed=seed, progress=progress)
+    result = train(profile, settings_of(profile, name, seed), progress=progress)
     return dict(result, name=name, train_S=x.train_S, note=x.note)
 
 
-def checkpoint(profile: Profile | str, name: str):
+def checkpoint(profile: Profile | str, name: str, seed: int | None = None):
     """The checkpoint file of a grid entry, trained when missing."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    get(profile, name)
-    return run_of(profile, name).checkpoint
+    get(profile, name, seed=seed)
+    return run_of(profile, name, seed).checkpoint
 
