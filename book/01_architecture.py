@@ -40,10 +40,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from vggrepro import models, paper, runs
+from vggrepro import claims, models, paper, runs
 from vggrepro.checkpoints import atomic_write_json
 from vggrepro.models import CONFIGS, build, count_params, to_dense
-from vggrepro.paper import FAILS, HOLDS, Claim
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if width is None else get_profile(profile, width=width)
@@ -381,45 +380,46 @@ ours_m = [count_params(paper_nets[r["configs"][0]]) / 1e6 for r in t2]
 growth = count_params(paper_nets["E"]) - count_params(paper_nets["A"])
 three_3x3, one_7x7 = cost.loc[C, "three 3x3"], cost.loc[C, "one 7x7"]
 
-claims = [
-    Claim(
+facts = [
+    claims.design_fact(
         "Table 2: the number of weights of each net, in millions (A and A-LRN, B, C, D, E)",
         " / ".join(f"{m} M" for m in paper_m),
         " / ".join(f"{m:.1f} M" for m in ours_m),
-        HOLDS if [round(m) for m in ours_m] == paper_m else FAILS,
+        [round(m) for m in ours_m] == paper_m,
     ),
-    Claim(
+    claims.design_fact(
         "Depth from 11 to 19 layers adds few weights: most are in the fully-connected layers",
         f"{paper_m[0]} M (11 layers) -> {paper_m[-1]} M (19 layers)",
         f"+{growth / 1e6:.1f} M; fc6-fc8 hold {fc['A'] / 1e6:.1f} M, "
         f"{min(fc_share.values()):.0%}-{max(fc_share.values()):.0%} of each net",
-        HOLDS if min(fc_share.values()) > 0.5 else FAILS,
+        min(fc_share.values()) > 0.5,
     ),
-    Claim(
+    claims.design_fact(
         "Three stacked 3x3 conv layers have a 7x7 effective receptive field",
         "7x7 (section 2.3)",
         f"measured {rf['three 3x3']}x{rf['three 3x3']} (one 7x7 layer: {rf['one 7x7']}x{rf['one 7x7']})",
-        HOLDS if rf["three 3x3"] == rf["one 7x7"] == 7 else FAILS,
+        rf["three 3x3"] == rf["one 7x7"] == 7,
     ),
-    Claim(
+    claims.design_fact(
         "... with fewer weights than one 7x7 layer",
         paper.table("other_numbers_in_text")["params_3x3_stack_vs_7x7"],
         f"{three_3x3 // C**2}C^2 vs {one_7x7 // C**2}C^2 ({one_7x7 / three_3x3 - 1:.0%} more), counted at C={C}",
-        HOLDS if (three_3x3, one_7x7) == (27 * C**2, 49 * C**2) else FAILS,
+        (three_3x3, one_7x7) == (27 * C**2, 49 * C**2),
     ),
-    Claim(
+    claims.design_fact(
         "A 1x1 conv layer adds a non-linearity without changing the receptive field (config C)",
         "receptive field unchanged",
         f"{rf['three 3x3']}x{rf['three 3x3']} -> {rf['three 3x3 + one 1x1']}x{rf['three 3x3 + one 1x1']}",
-        HOLDS if rf["three 3x3 + one 1x1"] == rf["three 3x3"] and rf["one 1x1"] == 1 else FAILS,
+        rf["three 3x3 + one 1x1"] == rf["three 3x3"] and rf["one 1x1"] == 1,
     ),
-    Claim(
+    claims.design_fact(
         "fc6 as a 7x7 conv and fc7, fc8 as 1x1 convs give the classifier's scores on a crop (section 3.2)",
         "same net, applied densely",
         f"equal for all {len(same)} configs at crop {crop} (fc6 as a {net.grid}x{net.grid} conv); "
         f"{h}x{w} input -> {tuple(score_map.shape[2:])} map",
-        HOLDS if all(same.values()) and tuple(score_map.shape[2:]) == models.score_map_size(net, h, w) else FAILS,
+        all(same.values()) and tuple(score_map.shape[2:]) == models.score_map_size(net, h, w),
     ),
 ]
-runs.save_claims(prof.name, "01_architecture", claims)
-paper.as_frame(paper.claims_table(claims))
+rows = [dict(f, notebook="01_architecture") for f in facts]
+runs.save_claims(prof.name, "01_architecture", rows)
+claims.table(rows)

@@ -4,8 +4,13 @@ import json
 
 import pytest
 
-from vggrepro import results, runs
-from vggrepro.paper import FAILS, HOLDS, UNDECIDED, Claim
+from vggrepro import claims, results, runs
+from vggrepro.claims import FAILS, HOLDS, UNDECIDED
+
+
+def row(claim, paper, ours, verdict):
+    """A measured claim's row as a chapter saves it (only the fields the page reads)."""
+    return dict(claim=claim, paper=paper, ours=ours, verdict=verdict, kind="lower")
 
 
 def write_recorded(folder, notebook, claims):
@@ -18,9 +23,9 @@ def write_recorded(folder, notebook, claims):
 def saved(tmp_path, monkeypatch):
     """ci claims of two notebooks made on this machine; gpu claims of one recorded in results/."""
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
-    runs.save_claims("ci", "01_architecture", [Claim("weights", "138 M", "138.4 M", HOLDS),
-                                               Claim("depth", "7.0", "30.1", UNDECIDED)])
-    runs.save_claims("ci", "06_fusion", [Claim("fusion helps", "6.8", "20.0 vs 22.0", FAILS)])
+    runs.save_claims("ci", "01_architecture", [claims.design_fact("weights", "138 M", "138.4 M", True),
+                                               row("depth", "7.0", "30.1", UNDECIDED)])
+    runs.save_claims("ci", "06_fusion", [row("fusion helps", "6.8", "20.0 vs 22.0", FAILS)])
     write_recorded(tmp_path / "results" / "claims_gpu", "01_architecture",
                    [{"claim": "depth", "paper": "7.0", "ours": "12.3", "verdict": HOLDS},
                     {"claim": "only on a GPU", "paper": "1.0", "ours": "2.0", "verdict": FAILS}])
@@ -34,7 +39,9 @@ def test_gather_lines_up_profiles_claim_by_claim(saved):
         ("06_fusion", "fusion helps")]
     weights, depth, gpu_only, fusion = rows
     # A verdict column for ci (the page's profile) and gpu (it has claims), none for imagenet.
-    assert set(depth) == {"notebook", "claim", "paper", "ci", "gpu", "imagenet", "verdict (ci)", "verdict (gpu)"}
+    assert set(depth) == {"notebook", "claim", "kind", "paper", "ci", "gpu", "imagenet", "verdict (ci)",
+                          "verdict (gpu)"}
+    assert (weights["kind"], depth["kind"]) == ("design", "lower")
     assert (depth["paper"], depth["ci"], depth["gpu"], depth["imagenet"]) == ("7.0", "30.1", "12.3", results.NOT_RECORDED)
     assert (depth["verdict (ci)"], depth["verdict (gpu)"]) == (UNDECIDED, HOLDS)
     # gpu recorded 01 without this claim ("-"); it did not record 06 at all.
@@ -43,18 +50,20 @@ def test_gather_lines_up_profiles_claim_by_claim(saved):
     assert (gpu_only["ci"], gpu_only["gpu"], gpu_only["paper"]) == (results.ABSENT, "2.0", "1.0")
 
 
-def test_summary_counts_verdicts_by_notebook(saved):
+def test_summary_counts_measured_claims_and_design_facts_apart(saved):
     rows = results.gather("ci", **saved)
     counts = {r["notebook"]: r for r in results.summary(rows, "ci")}
-    assert counts["01_architecture"] == {"notebook": "01_architecture", HOLDS: 1, FAILS: 0, UNDECIDED: 1,
-                                         "not run": 1, "claims": 3}
-    assert counts["all"] == {"notebook": "all", HOLDS: 1, FAILS: 1, UNDECIDED: 1, "not run": 1, "claims": 4}
+    design = "design facts that hold"
+    assert counts["01_architecture"] == {"notebook": "01_architecture", HOLDS: 0, FAILS: 0, UNDECIDED: 1,
+                                         "not run": 1, "claims": 2, design: "1 of 1"}
+    assert counts["all"] == {"notebook": "all", HOLDS: 0, FAILS: 1, UNDECIDED: 1, "not run": 1, "claims": 3,
+                             design: "1 of 1"}
     gpu = {r["notebook"]: r for r in results.summary(rows, "gpu")}
-    assert (gpu["all"][HOLDS], gpu["all"][FAILS], gpu["all"]["not run"]) == (1, 1, 2)
+    assert (gpu["all"][HOLDS], gpu["all"][FAILS], gpu["all"]["not run"], gpu["all"][design]) == (1, 1, 1, "0 of 1")
 
 
 def test_this_machine_replaces_a_recorded_table(saved):
-    runs.save_claims("gpu", "01_architecture", [Claim("depth", "7.0", "11.0", HOLDS)])
+    runs.save_claims("gpu", "01_architecture", [row("depth", "7.0", "11.0", HOLDS)])
     [depth] = [r for r in results.gather("ci", **saved) if r["claim"] == "depth"]
     assert depth["gpu"] == "11.0"
 
@@ -71,7 +80,7 @@ def test_nothing_saved_yet_gives_empty_tables(tmp_path):
     empty = dict(runs=tmp_path / "runs", results=tmp_path / "results")
     assert results.gather("ci", **empty) == []
     assert results.summary([], "ci") == [{"notebook": "all", HOLDS: 0, FAILS: 0, UNDECIDED: 0, "not run": 0,
-                                          "claims": 0}]
+                                          "claims": 0, "design facts that hold": "0 of 0"}]
 
 
 def test_bad_input_names_the_problem(saved, tmp_path):

@@ -288,3 +288,8 @@ def table(rows):
 
     return pd.DataFrame([{"claim": r["claim"], "paper": r["paper"], "this run": r["ours"], "verdict": r["verdict"],
                           "why": r.get("why", "")} for r in rows]).set_index("claim")
+
+
+def arm_of_correct(label: str, *seeds) -> Arm:
+    """An arm from per-image booleans (True: right), one sequence per seed, e.g. localisation."""
+    return Arm(label, np.stack([1 - np.asarray(s, dtype=np.int64) for s in seeds]))

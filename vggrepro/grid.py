@@ -39,6 +39,7 @@ def _entries() -> dict[str, Entry]:
         Entry("A/256", "A", "256", "gaussian", note="trained from random weights (section 3.1)"),
         Entry("A-LRN/256", "A-LRN", "256", "gaussian", note="A with AlexNet's LRN after conv1_1"),
         Entry("B-5x5/256", "B-5x5", "256", "gaussian", note="B with each pair of 3x3 convs as one 5x5"),
+        Entry("B/256-scratch", "B", "256", "gaussian", note="B from random weights: B-5x5's matched arm"),
     ]
     for c in "BCDE":
         e.append(Entry(f"{c}/256", c, "256", "from-a", "A/256", note="first 4 convs and 3 FC from A"))

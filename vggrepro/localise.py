@@ -565,22 +565,31 @@ def correct(box, gt_boxes) -> bool:
 
 
 def protocol1(net: VGG, samples: Sequence, *, Q: int, preprocess: Preprocess, kind: str | None = None,
-              batch_size: int = 32, load_image: Callable | None = None, progress: bool = True) -> float:
+              batch_size: int = 32, load_image: Callable | None = None, progress: bool = True,
+              per_image: bool = False):
     """Table 8's localisation error (%): the central crop at scale Q, the ground-truth class's box,
-    correct when its IoU with any ground-truth box of the image is above 0.5."""
+    correct when its IoU with any ground-truth box of the image is above 0.5. With ``per_image``,
+    the (N,) bool tensor of which images were localised (for paired comparisons)."""
     load_image = load_image or default_load_image
     samples = list(samples)
     if not samples:
         raise ValueError("protocol1 needs at least one sample")
-    wrong = 0
+    right = []
     starts = range(0, len(samples), batch_size)
     for i in _tqdm(starts, progress, desc=f"protocol 1, Q={Q}"):
         batch = samples[i:i + batch_size]
         gts = [_gt_boxes(s) for s in batch]
         boxes = centre_boxes(net, [load_image(s) for s in batch], [int(s.label) for s in batch], Q=Q,
                              preprocess=preprocess, kind=kind)
-        wrong += sum(not correct(b, gt) for b, gt in zip(boxes, gts))
-    return 100.0 * wrong / len(samples)
+        right += [bool(correct(b, gt)) for b, gt in zip(boxes, gts)]
+    return _as_error(right, per_image)
+
+
+def _as_error(right: list[bool], per_image: bool):
+    """Per-image results as the (N,) bool tensor, or as the error (%) they add up to."""
+    if per_image:
+        return torch.tensor(right, dtype=torch.bool)
+    return 100.0 * sum(not r for r in right) / len(right)
 
 
 GUESSES = ("crop", "image")
@@ -604,7 +613,7 @@ def guess_box(image_hw: tuple[int, int], guess: str, *, Q: int, crop: int) -> to
 
 
 def guess_error(samples: Sequence, guess: str = "crop", *, Q: int, crop: int, posteriors=None,
-                top: int = 5, load_image: Callable | None = None) -> float:
+                top: int = 5, load_image: Callable | None = None, per_image: bool = False):
     """The localisation error (%) of :func:`guess_box`: the reference a localiser must beat.
 
     Without ``posteriors``, protocol 1's rule (the box must match a ground-truth box). With the
@@ -620,13 +629,13 @@ def guess_error(samples: Sequence, guess: str = "crop", *, Q: int, crop: int, po
         if posteriors.ndim != 2 or len(posteriors) != len(samples):
             raise ValueError(f"posteriors must be (N, C) with N = {len(samples)} samples, "
                              f"got shape {tuple(posteriors.shape)}")
-    wrong = 0
+    right = []
     for n, sample in enumerate(samples):
         ok = correct(guess_box(load_image(sample).shape[-2:], guess, Q=Q, crop=crop), _gt_boxes(sample))
         if posteriors is not None:
             ok = ok and int(sample.label) in torch.sort(posteriors[n], descending=True, stable=True).indices[:top]
-        wrong += not ok
-    return 100.0 * wrong / len(samples)
+        right.append(bool(ok))
+    return _as_error(right, per_image)
 
 
 # -- protocol 2: dense boxes, greedy merging, top-5 classes (Table 9) ---------------------------

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterable, Sequence
-
-HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided at this scale"
 
 
 @lru_cache(maxsize=1)
@@ -75,60 +72,6 @@ def beside(
         merged.update({k: v for k, v in row.items() if k not in on and k not in metrics})
         out.append(merged)
     return out
-
-
-# -- claims -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Claim:
-    """One claim of the paper tested at this run's scale."""
-
-    claim: str
-    paper: str  # the paper's number(s), as the paper states them
-    ours: str  # this run's number(s)
-    verdict: str  # HOLDS, FAILS or UNDECIDED
-    notebook: str = ""
-
-
-def error_se(error_pct: float, n: int) -> float:
-    """Binomial standard error, in percentage points, of an error rate measured on n images."""
-    p = min(max(error_pct / 100.0, 1.0 / (2 * n)), 1 - 1.0 / (2 * n))
-    return 100.0 * math.sqrt(p * (1 - p) / n)
-
-
-def verdict_lower(better: float, worse: float, n: int, z: float = 2.0) -> str:
-    """Verdict on the claim "``better`` has a lower error than ``worse``", both measured on n images.
-
-    It holds when the gap is more than ``z`` standard errors of the difference; it does not hold
-    when the gap is as large the other way; otherwise the scale is too small to decide.
-    """
-    se = math.hypot(error_se(better, n), error_se(worse, n))
-    gap = worse - better
-    if gap > z * se:
-        return HOLDS
-    if gap < -z * se:
-        return FAILS
-    return UNDECIDED
-
-
-def verdict_not_better(candidate: float, baseline: float, n: int, z: float = 2.0) -> str:
-    """Verdict on "``candidate`` is no better than ``baseline``" (e.g. LRN does not help)."""
-    se = math.hypot(error_se(candidate, n), error_se(baseline, n))
-    return FAILS if baseline - candidate > z * se else HOLDS
-
-
-def claims_table(claims: Iterable[Claim]) -> list[dict]:
-    """Rows of claim, paper, this run, verdict; ready for ``as_frame``."""
-    return [
-        {"claim": c.claim, "paper": c.paper, "this run": c.ours, "verdict": c.verdict}
-        | ({"notebook": c.notebook} if c.notebook else {})
-        for c in claims
-    ]
-
-
-def claims_json(claims: Iterable[Claim]) -> list[dict]:
-    return [asdict(c) for c in claims]
 
 
 def as_frame(rows: list[dict]):

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .paper import FAILS, HOLDS, UNDECIDED
+from .claims import FAILS, HOLDS, UNDECIDED
 from .runs import REPO, load_claims
 
 PROFILES = ("ci", "gpu", "imagenet")
@@ -64,12 +64,12 @@ def gather(profile: str = "ci", *, runs: Path | None = None, results: Path | Non
     judged = [p for p in PROFILES if p == profile or by_profile[p]]
     rows = []
     for notebook in sorted(set().union(*by_profile.values())):
-        texts: dict[str, str] = {}  # claim -> the paper's number, first as the page's own profile says it
+        texts: dict[str, dict] = {}  # claim -> its row, first as the page's own profile says it
         for p in (profile, *PROFILES):
             for c in by_profile[p].get(notebook, []):
-                texts.setdefault(c["claim"], c["paper"])
-        for text, paper_number in texts.items():
-            row = dict(notebook=notebook, claim=text, paper=paper_number)
+                texts.setdefault(c["claim"], c)
+        for text, first in texts.items():
+            row = dict(notebook=notebook, claim=text, kind=first.get("kind", "measured"), paper=first["paper"])
             verdicts = {}
             for p in PROFILES:
                 table = by_profile[p].get(notebook)
@@ -82,15 +82,19 @@ def gather(profile: str = "ci", *, runs: Path | None = None, results: Path | Non
 
 
 def summary(rows: Sequence[dict], profile: str = "ci") -> list[dict]:
-    """How many claims hold, do not hold or are undecided under ``profile``: one row per notebook
-    and a last row ``all``. A claim without a verdict under that profile counts as not run."""
+    """How many measured claims hold, do not hold or are undecided under ``profile``, and how many
+    design facts (checked exactly, counted apart) hold: one row per notebook and a last row ``all``.
+    A claim without a verdict under that profile counts as not run."""
     column = f"verdict ({profile})"
     out = []
     for notebook in [*dict.fromkeys(r["notebook"] for r in rows), "all"]:
-        mine = [r.get(column, NOT_RECORDED) for r in rows if notebook in ("all", r["notebook"])]
-        counts = {v: mine.count(v) for v in VERDICTS}
-        counts["not run"] = sum(v not in VERDICTS for v in mine)
-        out.append(dict(notebook=notebook, **counts, claims=len(mine)))
+        mine = [r for r in rows if notebook in ("all", r["notebook"])]
+        measured = [r.get(column, NOT_RECORDED) for r in mine if r.get("kind") != "design"]
+        design = [r.get(column, NOT_RECORDED) for r in mine if r.get("kind") == "design"]
+        counts = {v: measured.count(v) for v in VERDICTS}
+        counts["not run"] = sum(v not in VERDICTS for v in measured)
+        out.append(dict(notebook=notebook, **counts, claims=len(measured),
+                        **{"design facts that hold": f"{design.count(HOLDS)} of {len(design)}"}))
     return out
 
 

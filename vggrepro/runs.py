@@ -143,7 +143,8 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
 
 
 def save_claims(profile: str, notebook: str, claims: list) -> Path:
-    """Record a notebook's claims table (a list of paper.Claim) for the results page."""
+    """Record a notebook's claims table (rows of :meth:`vggrepro.claims.Claim.decide` and
+    :func:`vggrepro.claims.design_fact`) for the results page."""
     from dataclasses import asdict, is_dataclass
 
     rows = [asdict(c) if is_dataclass(c) else dict(c) for c in claims]
