@@ -370,7 +370,8 @@ def test_eval_images(flat):
 
 
 def test_cli_check(flat, capsys):
-    assert _quiet(cli.main, ["data", "check", "--root", str(flat), "--decode"]) == 0
+    # the corrupt image and the empty class folder are problems: exit status 1
+    assert _quiet(cli.main, ["data", "check", "--root", str(flat), "--decode"]) == 1
     out = capsys.readouterr().out
     assert "synthetic set" not in out or "match manifest.json" in out
     assert "train: 16 images, 4 classes, 15 with boxes, 1 files skipped" in out

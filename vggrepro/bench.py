@@ -79,6 +79,8 @@ def bench_one(
 ) -> dict:
     """img/s and achieved TFLOP/s of ``mode`` ("train": SGD steps at the crop; "eval": dense
     forward passes on size x size images) for one setting."""
+    if steps < 1 or batch < 1 or warmup < 0:
+        raise ValueError(f"steps={steps}, batch={batch}, warmup={warmup}: need steps >= 1, batch >= 1, warmup >= 0")
     net = models.build(config, width=width, num_classes=num_classes, crop=crop).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
@@ -163,7 +165,26 @@ def _variants(text: str) -> list[tuple[bool, bool, bool]]:
     return out
 
 
+def _check_args(args) -> list[int]:
+    """Refuse counts that would measure nothing (a zero throughput would overwrite a real figure);
+    return the sizes."""
+    for flag in ("steps", "batch", "crop", "num_classes", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} {value}: give a positive whole number")
+    if not args.width > 0:
+        raise ValueError(f"--width {args.width}: give a positive channel fraction, e.g. 0.125")
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.crop]
+    except ValueError:
+        raise ValueError(f"--sizes {args.sizes!r}: expected whole numbers separated by commas, e.g. 256,384") from None
+    if min(sizes) < 1:
+        raise ValueError(f"--sizes {args.sizes}: give positive image sizes")
+    return sizes
+
+
 def run_from_args(args) -> int:
+    sizes = _check_args(args)  # before anything is measured or written
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -171,7 +192,6 @@ def run_from_args(args) -> int:
     configs = args.configs.split(",")
     for c in configs:
         models.config_layers(c)
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.crop]
     rows = run_grid(args.mode, configs, sizes, args.batch, width=args.width, crop=args.crop, device=device,
                     variants=_variants(args.variants), steps=args.steps, num_classes=args.num_classes)
     out = Path(args.out) if args.out else REPO / "results" / f"bench_{args.mode}_{'gpu' if device.startswith('cuda') else 'cpu'}.json"

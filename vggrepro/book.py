@@ -92,15 +92,21 @@ def notebooks(root: Path = ROOT) -> list[Path]:
 
 
 def select(all_notebooks: list[Path], only: str | list[str] | None) -> list[Path]:
-    """The notebooks named by ``only`` ("01,03", or names like "01_architecture"), in book order."""
-    if not only:
+    """The notebooks named by ``only`` ("01,03", or names like "01_architecture"), in book order.
+
+    ``None`` is the whole book; an empty selection ("", ",") is an error, not the whole book.
+    """
+    if only is None:
         return list(all_notebooks)
+    names = ", ".join(nb.stem for nb in all_notebooks) or "none"
     wanted = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
+    if not wanted:
+        raise ValueError(f"--only {only!r} names no notebook; give numbers or names, e.g. --only 01,03; "
+                         f"the book has: {names}")
     chosen = set()
     for w in wanted:
         hits = [nb for nb in all_notebooks if nb.stem == w or nb.stem.split("_")[0] == w.zfill(2)]
         if not hits:
-            names = ", ".join(nb.stem for nb in all_notebooks) or "none"
             raise ValueError(f"--only {w!r} matches no notebook of _toc.yml; the book has: {names}")
         chosen.update(hits)
     return [nb for nb in all_notebooks if nb in chosen]

@@ -70,25 +70,65 @@ class Sample:
 # -- annotations ----------------------------------------------------------------------------------
 
 
-def read_voc_xml(path: str | Path) -> tuple[tuple[int, int] | None, list[tuple[str, tuple[float, float, float, float]]]]:
-    """A PASCAL-VOC file: ((width, height) or None, [(wnid, (xmin, ymin, xmax, ymax)), ...])."""
-    root = ET.parse(path).getroot()
+def check_box(box, size: tuple[int, int] | None, where: str) -> tuple[float, float, float, float]:
+    """``box`` (xmin, ymin, xmax, ymax) if it is finite, ordered and inside a ``size`` = (width, height)
+    image (when known); otherwise a ValueError naming ``where``. A malformed box would otherwise
+    become a wrong localisation target without anyone noticing."""
+    xmin, ymin, xmax, ymax = box
+    if not all(math.isfinite(v) for v in box) or min(box) < 0 or xmin > xmax or ymin > ymax:
+        raise ValueError(f"{where}: box {list(box)} is not 0 <= xmin <= xmax, 0 <= ymin <= ymax; fix or delete it")
+    if size is not None and (xmax > size[0] or ymax > size[1]):
+        raise ValueError(f"{where}: box {list(box)} lies outside the {size[0]}x{size[1]} image; fix or delete it")
+    return box
+
+
+def read_voc_xml(path: str | Path, boxes: bool = True
+                 ) -> tuple[tuple[int, int] | None, list[tuple[str, tuple[float, float, float, float] | None]]]:
+    """A PASCAL-VOC file: ((width, height) or None, [(wnid, (xmin, ymin, xmax, ymax)), ...]).
+
+    A file that does not parse, or a box that is not four numbers inside the image (:func:`check_box`),
+    is a ValueError naming the file. ``boxes=False`` reads only the class names (each box is None),
+    for a reader that needs labels and not boxes.
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise ValueError(f"{path}: not a readable PASCAL-VOC file ({e}); fix or delete it") from None
     size = None
     w, h = root.findtext("size/width"), root.findtext("size/height")
-    if w and h and int(w) > 0 and int(h) > 0:
-        size = (int(w), int(h))
+    if boxes and w and h:
+        try:
+            w, h = int(w), int(h)
+        except ValueError:
+            raise ValueError(f"{path}: <size> is not whole numbers ({w!r}, {h!r}); fix or delete it") from None
+        size = (w, h) if w > 0 and h > 0 else None  # some ILSVRC files say 0: size unknown
     objects = []
     for obj in root.iter("object"):
         box = obj.find("bndbox")
         if box is None:
             continue
-        coords = tuple(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        objects.append((obj.findtext("name", "").strip(), coords))
+        name = obj.findtext("name", "").strip()
+        if not boxes:
+            objects.append((name, None))
+            continue
+        try:
+            coords = tuple(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):  # a missing field (None) or not a number
+            found = {k: box.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")}
+            raise ValueError(f"{path}: <bndbox> needs numbers xmin, ymin, xmax, ymax, got {found}; "
+                             "fix or delete it") from None
+        objects.append((name, check_box(coords, size, str(path))))
     return size, objects
 
 
-def read_loc_csv(path: str | Path) -> dict[str, list[tuple[str, tuple[float, float, float, float]]]]:
-    """A Kaggle ``LOC_*_solution.csv``: ImageId -> [(wnid, box), ...] from "wnid xmin ymin xmax ymax ..."."""
+def read_loc_csv(path: str | Path, boxes: bool = True
+                 ) -> dict[str, list[tuple[str, tuple[float, float, float, float] | None]]]:
+    """A Kaggle ``LOC_*_solution.csv``: ImageId -> [(wnid, box), ...] from "wnid xmin ymin xmax ymax ...".
+
+    A row whose box is not four numbers with 0 <= min <= max is a ValueError naming the file and the
+    row (the CSV gives no image size; :class:`ILSVRC` checks the boxes against the images).
+    ``boxes=False`` reads only the class names (each box is None).
+    """
     out: dict[str, list] = {}
     with open(path, newline="") as f:
         reader = csv.reader(f)
@@ -101,9 +141,18 @@ def read_loc_csv(path: str | Path) -> dict[str, list[tuple[str, tuple[float, flo
             parts = row[1].split()
             if len(parts) % 5:
                 raise ValueError(f"{path}: row {row[0]!r} does not hold groups of 'wnid xmin ymin xmax ymax'")
-            out[row[0].strip()] = [
-                (parts[i], tuple(float(v) for v in parts[i + 1 : i + 5])) for i in range(0, len(parts), 5)
-            ]
+            objects = []
+            for i in range(0, len(parts), 5):
+                if not boxes:
+                    objects.append((parts[i], None))
+                    continue
+                try:
+                    coords = tuple(float(v) for v in parts[i + 1 : i + 5])
+                except ValueError:
+                    raise ValueError(f"{path}: row {row[0]!r} has a box that is not numbers: "
+                                     f"{' '.join(parts[i : i + 5])!r}; fix or delete the row") from None
+                objects.append((parts[i], check_box(coords, None, f"{path}, row {row[0]!r}")))
+            out[row[0].strip()] = objects
     return out
 
 
@@ -129,8 +178,11 @@ class ILSVRC:
 
     Attributes: ``samples`` (list of :class:`Sample`), ``classes`` (sorted wnids; the label is the
     index), ``names`` (wnid -> name, from LOC_synset_mapping.txt when present), ``skipped`` (files
-    passed over: not images, or val images without a label or with an unknown class).
-    ``boxes=False`` skips reading the annotations (faster on ImageNet's 544k training XML files).
+    passed over: not images, or val images without a label or with an unknown class), ``corrupt``
+    (images that a loader or evaluation found not to decode; ``usable`` counts the others).
+    ``boxes=False`` skips reading the annotations (faster on ImageNet's 544k training XML files, and
+    what training needs). With boxes, an annotation that does not parse or holds a box outside its
+    image is a ValueError naming the file (and how many others), never a silently wrong target.
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, boxes: bool = True):
@@ -149,14 +201,19 @@ class ILSVRC:
         mapping = self.root / "LOC_synset_mapping.txt"
         self.names: dict[str, str] = read_synset_mapping(mapping) if mapping.is_file() else {}
         self.skipped: list[Path] = []
+        self.corrupt: set[Path] = set()
         self.samples: list[Sample] = []
         self.classes: list[str] = []
         self._listings: dict[Path, dict[str, Path]] = {}
+        self._bad: list[str] = []  # malformed annotations, reported together once all are read
         if split == "train":
             self._read_train(boxes)
         else:
             self._read_val(boxes)
         del self._listings  # only needed while reading
+        if self._bad:
+            more = f" (and {len(self._bad) - 1} more annotation(s))" if len(self._bad) > 1 else ""
+            raise ValueError(f"{self._bad[0]}{more}")
         if not self.samples:
             raise ValueError(f"no labelled images in {self.split_dir}. {LAYOUTS}")
         empty = sorted(set(self.classes) - {s.wnid for s in self.samples})
@@ -167,6 +224,11 @@ class ILSVRC:
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def usable(self) -> int:
+        """The images that take part: all samples but those found not to decode (so far)."""
+        return len(self.samples) - len(self.corrupt)
+
     def __repr__(self) -> str:
         return f"ILSVRC({str(self.root)!r}, {self.split!r}: {len(self.samples)} images, {len(self.classes)} classes)"
 
@@ -175,9 +237,33 @@ class ILSVRC:
         r = self.root
         return [r / "Annotation", r / "Annotations" / "CLS-LOC" / split, r / "ILSVRC" / "Annotations" / "CLS-LOC" / split]
 
-    def _csv(self, split: str) -> dict | None:
+    def _csv(self, split: str, boxes: bool) -> dict | None:
         path = self.root / f"LOC_{split}_solution.csv"
-        return read_loc_csv(path) if path.is_file() else None
+        return read_loc_csv(path, boxes) if path.is_file() else None
+
+    def _voc(self, xml: Path, boxes: bool):
+        """read_voc_xml, with a malformed file noted (all are named together at the end) and read as empty."""
+        try:
+            return read_voc_xml(xml, boxes)
+        except ValueError as e:
+            self._bad.append(str(e))
+            return None, []
+
+    def _csv_boxes(self, path: Path, bxs: list, split: str):
+        """Boxes from LOC_<split>_solution.csv (which gives no image size), checked against the image's."""
+        if bxs:
+            try:
+                with Image.open(path) as im:  # reads the header only
+                    size = im.size
+            except Exception:  # an image that does not decode: the loaders skip it
+                return bxs
+            try:
+                for b in bxs:
+                    check_box(b, size, f"{self.root / f'LOC_{split}_solution.csv'}, row {path.stem!r}")
+            except ValueError as e:
+                self._bad.append(str(e))
+                return []
+        return bxs
 
     def _xml_for(self, stem: str, wnid: str | None, folder: Path, split: str) -> Path | None:
         """The VOC file of an image: beside it, or in an annotation folder (by class, flat, or per split)."""
@@ -217,11 +303,11 @@ class ILSVRC:
         if not boxes:
             return [], None
         if table is not None:
-            return [b for w, b in table.get(path.stem, []) if w == wnid], None
+            return self._csv_boxes(path, [b for w, b in table.get(path.stem, []) if w == wnid], split), None
         xml = self._xml_for(path.stem, wnid, path.parent, split)
         if xml is None:
             return [], None
-        size, objects = read_voc_xml(xml)
+        size, objects = self._voc(xml, boxes)
         return [b for w, b in objects if w == wnid], size
 
     # -- the two splits
@@ -243,7 +329,7 @@ class ILSVRC:
         self.classes = self._class_folders(self.split_dir)
         if not self.classes:
             raise ValueError(f"{self.split_dir} holds no class folders. {LAYOUTS}")
-        table = self._csv("train") if boxes else None
+        table = self._csv("train", boxes) if boxes else None
         self._read_folders(self.split_dir, boxes, table, "train")
 
     def _read_val(self, boxes: bool) -> None:
@@ -253,19 +339,20 @@ class ILSVRC:
             self.classes = self._class_folders(train_dir)  # val is labelled in train's class order
         elif self.names:
             self.classes = sorted(self.names)
-        table = self._csv("val")
+        table = self._csv("val", boxes)
         if folders:  # val/<wnid>/ class folders
             if not self.classes:
                 self.classes = folders
             self._read_folders(self.split_dir, boxes, table if boxes else None, "val")
             return
         images = self._images_in(self.split_dir)
+        from_csv = table is not None
         if table is None:  # flat val labelled by one XML per image
             table = {}
             for path in images:
                 xml = self._xml_for(path.stem, None, path.parent, "val")
                 if xml is not None:
-                    table[path.stem] = read_voc_xml(xml)[1]
+                    table[path.stem] = self._voc(xml, boxes)[1]
             if not table and images:
                 raise ValueError(f"{self.split_dir} is flat but no LOC_val_solution.csv (or per-image XML) labels it. "
                                  + LAYOUTS)
@@ -279,6 +366,8 @@ class ILSVRC:
                 continue
             wnid = objects[0][0]
             bxs = [b for w, b in objects if w == wnid] if boxes else []
+            if from_csv:
+                bxs = self._csv_boxes(path, bxs, "val")
             self.samples.append(Sample(path, index[wnid], wnid, bxs, None))
 
 
@@ -335,9 +424,26 @@ def _warn_skipped(paths: list[Path], where: str) -> None:
 _DECODED: dict[tuple, tuple[dict[int, torch.Tensor], list[Path]]] = {}
 
 
+def files_identity(dataset: ILSVRC, indices=None) -> str:
+    """A fingerprint of a split's image files (or of those at ``indices``) that is cheap to take: each
+    file's path under the data root, size and modification time. Editing, adding, removing or
+    renaming an image changes it, so nothing cached from the old files is reused."""
+    h = hashlib.sha256()
+    for i in range(len(dataset.samples)) if indices is None else indices:
+        path = dataset.samples[i].path
+        try:
+            st = path.stat()
+            tag = f"{st.st_size} {st.st_mtime_ns}"
+        except OSError:
+            tag = "unreadable"
+        h.update(f"{path.relative_to(dataset.root)} {tag}\n".encode())
+    return h.hexdigest()
+
+
 def decode_all(dataset: ILSVRC, progress: bool = True) -> tuple[dict[int, torch.Tensor], list[Path]]:
-    """Every image of a split decoded into memory: ({sample index: image}, corrupt paths). Cached."""
-    key = (str(dataset.root), dataset.split, len(dataset.samples), str(dataset.samples[0].path))
+    """Every image of a split decoded into memory: ({sample index: image}, corrupt paths). Cached
+    in this process while the files stay as they were (see :func:`files_identity`)."""
+    key = (str(dataset.root), dataset.split, files_identity(dataset))
     if key not in _DECODED:
         from tqdm import tqdm
 
@@ -351,6 +457,7 @@ def decode_all(dataset: ILSVRC, progress: bool = True) -> tuple[dict[int, torch.
         while len(_DECODED) >= 2:  # keep the memory bounded: train and val of one set
             _DECODED.pop(next(iter(_DECODED)))
         _DECODED[key] = (images, bad)
+    dataset.corrupt.update(_DECODED[key][1])
     return _DECODED[key]
 
 
@@ -459,30 +566,41 @@ def symmetric_eigen(a: list[list[float]], sweeps: int = 50) -> tuple[list[float]
     return values, vectors
 
 
-def _stats_key(root: Path) -> str:
-    manifest = root / "manifest.json"
-    return hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "no-manifest"
+def _read_stats(path: Path, key: str, max_images: int) -> Stats | None:
+    """The stored statistics at ``path`` if they are for these images; an unreadable file (torn by a
+    crash, edited by hand) counts as absent, with a warning naming it, and is measured again."""
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        if d.get("key") != key or d.get("max_images") != max_images:
+            return None  # other images (edited in place, added, removed) or another sample of them
+        return Stats.from_dict(d)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        warnings.warn(f"{path} is unreadable ({type(e).__name__}); measuring the statistics again", stacklevel=3)
+        return None
 
 
 def dataset_stats(root: str | Path, *, max_images: int = 10_000, progress: bool = True) -> Stats:
     """The training set's mean RGB and colour PCA, computed once and stored as ``<root>/stats.json``.
 
     Measured over all training images, or ``max_images`` evenly spaced ones of a larger set
-    (ImageNet). A read-only root stores the file in ``~/.cache/vggrepro/`` instead.
+    (ImageNet). A read-only root stores the file in ``~/.cache/vggrepro/`` instead. The file is
+    keyed by the measured images' paths, sizes and modification times (:func:`files_identity`), so
+    images edited in place are measured again.
     """
     from .checkpoints import atomic_write_json
 
     root = Path(os.path.expanduser(str(root)))
-    key = _stats_key(root)
-    cache = Path.home() / ".cache" / "vggrepro" / f"stats-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}.json"
-    for path in (root / "stats.json", cache):
-        if path.is_file():
-            d = json.loads(path.read_text())
-            if d.get("key", key) == key and d.get("max_images", max_images) == max_images:
-                return Stats.from_dict(d)
     train = ILSVRC(root, "train", boxes=False)
     n = len(train.samples)
     chosen = range(n) if n <= max_images else [i * n // max_images for i in range(max_images)]
+    key = files_identity(train, chosen)
+    cache = Path.home() / ".cache" / "vggrepro" / f"stats-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}.json"
+    for path in (root / "stats.json", cache):
+        stored = _read_stats(path, key, max_images)
+        if stored is not None:
+            return stored
     if n <= min(max_images, EvalImages.CACHE_LIMIT):  # small: decode into the cache the loaders share
         decoded, _ = decode_all(train, progress)
         chosen = sorted(decoded)
@@ -673,6 +791,7 @@ class TrainLoader:
     def _skip(self, paths) -> None:
         new = [Path(p) for p in paths if Path(p) not in set(self.skipped)]
         self.skipped += new
+        self.dataset.corrupt.update(new)
         if new and not self._warned:
             self._warned = True
             _warn_skipped(new, str(self.dataset.split_dir))
@@ -848,7 +967,10 @@ class EvalImages:
         self.skipped: list[Path] = []
 
     def __len__(self) -> int:
-        return len(self.dataset.samples)
+        """The images that take part (corrupt ones left out): known at once when cached, else after a pass."""
+        if self.cache:
+            return len(decode_all(self.dataset, self.progress)[0])
+        return len(self.dataset.samples) - len(self.skipped)
 
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor, int]]:
         if self.cache:
@@ -869,6 +991,7 @@ class EvalImages:
 
     def _skip(self, paths) -> None:
         new = [p for p in paths if p not in self.skipped]
+        self.dataset.corrupt.update(new)
         if new:
             self.skipped += new
             _warn_skipped(new, str(self.dataset.split_dir))
@@ -886,7 +1009,8 @@ def register(subparsers) -> None:
     s.add_argument("--out", default=None, help="where to write it (default: the profile's data_root)")
     s.add_argument("--seed", type=int, default=None, help="generator seed (default: the profile's)")
     s.set_defaults(func=_cmd_synth)
-    c = sub.add_parser("check", help="count images, classes and skipped files of a data folder")
+    c = sub.add_parser("check", help="count images, classes and skipped files of a data folder "
+                       "(exit status 1 when it finds problems)")
     c.add_argument("--root", required=True, help="the data root (ILSVRC-2012 layout)")
     c.add_argument("--decode", action="store_true", help="also decode every image and list those that fail")
     c.set_defaults(func=_cmd_check)
@@ -901,18 +1025,33 @@ def _cmd_check(args) -> int:
     root = Path(os.path.expanduser(args.root))
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} not found. {LAYOUTS}")
+    problems = 0  # what training or evaluation would refuse or leave out; stray non-image files are not
     if (root / "manifest.json").is_file():
         from . import synth
 
-        manifest = synth.verify(root)
-        print(f"{root}: synthetic set, {len(manifest['files'])} files match manifest.json (digest "
-              f"{manifest['digest'][:12]})")
+        try:
+            manifest = synth.verify(root)
+            print(f"{root}: synthetic set, {len(manifest['files'])} files match manifest.json (digest "
+                  f"{manifest['digest'][:12]})")
+        except ValueError as e:
+            print(e)
+            problems += 1
     for split in ("train", "val"):
         try:
-            ds = ILSVRC(root, split)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = ILSVRC(root, split)
         except (FileNotFoundError, ValueError) as e:
             print(f"{split}: {e}")
+            problems += 1
             continue
+        for w in caught:  # e.g. class folders without images
+            print(f"{split}: {w.message}")
+            problems += 1
+        unused = [p for p in ds.skipped if p.suffix.lower() in IMAGE_SUFFIXES]
+        if unused:
+            print(f"{split}: {len(unused)} image(s) without a label or of an unknown class, e.g. {unused[0]}")
+            problems += 1
         with_boxes = sum(1 for s in ds.samples if s.boxes)
         print(f"{split}: {len(ds.samples):,} images, {len(ds.classes)} classes, {with_boxes:,} with boxes, "
               f"{len(ds.skipped)} files skipped")
@@ -935,6 +1074,10 @@ def _cmd_check(args) -> int:
             print(f"  decoded: {len(ds.samples) - len(bad):,} ok, {len(bad)} corrupt")
             for path in bad[:20]:
                 print(f"  corrupt: {path}")
+            problems += bool(bad)
+    if problems:
+        print(f"vggrepro data check: {root}: found {problems} problem(s), listed above", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
+import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -334,6 +336,12 @@ def evaluate(
         raise ValueError("no images to evaluate: the image iterable was empty")
     order = sorted(labels)
     parts = {m: accs[m].result(order, len(scales)) for m in methods}
+    for m, p in parts.items():  # NaN scores would rank as class 0 and pass for an answer
+        bad = (~torch.isfinite(p).all(dim=1)).nonzero().flatten()
+        if len(bad):
+            raise FloatingPointError(
+                f"net {model.config} gives non-finite {m} scores on {len(bad)} of {len(order)} images (e.g. index "
+                f"{order[int(bad[0])]}): its weights or inputs hold NaN/inf; use a checkpoint from before training diverged")
     posteriors = parts[methods[0]] if len(methods) == 1 else sum(parts.values()) / len(parts)
     return Evaluation(
         protocol=protocol, scales=scales, crop=crop, flip=flip,
@@ -369,7 +377,11 @@ def load_posteriors(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no posteriors at {path}; run `vggrepro evaluate` to make them")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, garbage, or a pickle of arbitrary objects
+        raise ValueError(f"{path} is not a readable posteriors file ({type(e).__name__}); delete it and run "
+                         "`vggrepro evaluate` again") from None
     if not isinstance(obj, dict) or "posteriors" not in obj or "labels" not in obj:
         raise ValueError(f"{path} is not a posteriors file (expected keys 'posteriors' and 'labels')")
     return obj
@@ -393,12 +405,18 @@ def load_net(checkpoint: str | Path | None = None, weights: str | Path | None = 
         raise ValueError("give exactly one of a checkpoint (vggrepro train) or released weights (--weights)")
     if checkpoint is not None:
         model, meta = checkpoints.model_from_checkpoint(checkpoint)
-        return model, checkpoints.preprocess_of(meta)
-    if not Path(weights).is_file():
-        raise FileNotFoundError(f"no weights file at {weights}")
-    from .weights import load_weights
+        net = (model, checkpoints.preprocess_of(meta))
+    else:
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"no weights file at {weights}")
+        from .weights import load_weights
 
-    return load_weights(weights)
+        net = load_weights(weights)
+    bad = [name for name, t in net[0].state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # a diverged run's checkpoint: its scores would be NaN, and NaN ranks as class 0
+        raise FloatingPointError(f"{checkpoint or weights} holds NaN/inf in {len(bad)} tensor(s) (e.g. {bad[0]}); "
+                                 "evaluate a checkpoint from before training diverged")
+    return net
 
 
 def _images(root: Path, split: str, num_classes: int, limit: int | None, progress: bool = False):
@@ -482,6 +500,8 @@ def evaluate_cached(
     from .profiles import get_profile
     from .runs import Run
 
+    if batch_size is not None and batch_size <= 0:
+        raise ValueError(f"batch size {batch_size}: give a positive number of crops per forward pass")
     prof = get_profile(profile)
     source = Path(weights if weights is not None else checkpoint_path)
     if not source.is_file():
@@ -496,7 +516,11 @@ def evaluate_cached(
     folder = Path(out) if out is not None else run.dir
     post_path = folder / POSTERIORS_FILE
     if out is None and run.finished() and post_path.is_file():
-        return dict(run.result(), posteriors_file=str(post_path), **_tensors(load_posteriors(post_path)))
+        try:
+            return dict(run.result(), posteriors_file=str(post_path), **_tensors(load_posteriors(post_path)))
+        except ValueError as e:  # a torn cache is no result: make it again
+            print(f"vggrepro evaluate: {e}; evaluating again", file=sys.stderr)
+    _check_writable(folder)  # before the work, not after it
 
     images, total = _images(root, split, model.num_classes, limit, progress)
     device = device or prof.resolved_device()
@@ -504,20 +528,39 @@ def evaluate_cached(
     torch.set_num_threads(prof.threads)  # the profile's thread count: the same sums on every machine
     if out is None:
         run.start()
-    result = evaluate(model, preprocess, images, protocol=protocol, scales=scales, flip=flip, device=device,
-                      batch_size=batch_size or max(prof.batch_size, EVAL_BATCH), progress=progress, total=total)
+    try:
+        result = evaluate(model, preprocess, images, protocol=protocol, scales=scales, flip=flip, device=device,
+                          batch_size=batch_size or max(prof.batch_size, EVAL_BATCH), progress=progress, total=total)
+    except FloatingPointError as e:  # name the file, not only the config
+        raise FloatingPointError(f"{source}: {e}") from None
     info = dict(source_path=str(source), trained_run=_trained_run(source), config=model.config,
                 width=model.width, profile=prof.name)
-    save_posteriors(post_path, result, **info)
     body = dict(result.summary(), **info, posteriors_file=POSTERIORS_FILE)
-    if out is None:
-        full = run.finish(body, device)
-    else:
-        from .runs import provenance
+    try:
+        save_posteriors(post_path, result, **info)
+        if out is None:
+            full = run.finish(body, device)
+        else:
+            from .runs import provenance
 
-        full = dict(body, settings=settings, provenance=provenance(device))
-        checkpoints.atomic_write_json(folder / "result.json", full)
+            full = dict(body, settings=settings, provenance=provenance(device))
+            checkpoints.atomic_write_json(folder / "result.json", full)
+    except OSError as e:  # disk full, or the folder turned read-only meanwhile
+        raise ValueError(f"cannot write the evaluation to {folder} ({e.strerror or e}); free space there or "
+                         "pass another --out") from None
     return dict(full, posteriors_file=str(post_path), **_tensors(load_posteriors(post_path)))
+
+
+def _check_writable(folder: Path) -> None:
+    """A one-line error now if ``folder`` cannot take the results, rather than after the evaluation."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # made at the save, not now
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write to {folder} ({existing}: {e.strerror or e}); pass a writable --out") from None
 
 
 def _tensors(saved: dict) -> dict:
@@ -579,6 +622,8 @@ def _main(args) -> int:
         raise ValueError(f"unknown protocol {args.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if args.limit is not None and args.limit <= 0:
         raise ValueError(f"--limit {args.limit}: give a positive number of images")
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise ValueError(f"--batch-size {args.batch_size}: give a positive number of crops per forward pass")
     source = Path(args.weights or args.checkpoint)
     if not source.is_file():
         raise FileNotFoundError(f"no {'weights' if args.weights else 'checkpoint'} file at {source}")

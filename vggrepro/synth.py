@@ -31,6 +31,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -369,6 +370,48 @@ def image_rng(seed: int, split: str, class_index: int, index: int) -> np.random.
 # -- the whole set ------------------------------------------------------------------------------
 
 
+class SetExists(ValueError):
+    """``generate`` was asked for a folder that already exists."""
+
+
+#: a folder left by a generation on another machine is stale once untouched this long
+STALE_SECONDS = 24 * 3600
+
+
+def _tmp_prefix(out: Path) -> str:
+    """The working folder's name names its owner (host, pid), so a later run can tell a dead one's."""
+    return f".{out.name}.tmp-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_tmp(out: Path) -> list[Path]:
+    """Delete the working folders that killed generations of ``out`` left behind (``.NAME.tmp-*``):
+    those of a process of this host that no longer runs, and any untouched for a day (another host's,
+    or an older version's without an owner). A live generation's folder is left alone."""
+    removed = []
+    host = socket.gethostname()
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        owner = tmp.name[len(f".{out.name}.tmp-"):].rsplit("-", 2)  # host, pid, mkdtemp's random part
+        try:
+            mine_and_dead = len(owner) == 3 and owner[0] == host and not _alive(int(owner[1]))
+            old = time.time() - tmp.stat().st_mtime > STALE_SECONDS
+        except (ValueError, OSError):
+            continue
+        if tmp.is_dir() and (mine_and_dead or old):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -383,18 +426,21 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
     depend on it.
 
     The files are written into a temporary folder beside ``out`` and moved into place at the end, so
-    an interrupted run leaves no half-made set.
+    an interrupted run leaves no half-made set; folders that killed runs left are removed first
+    (:func:`remove_stale_tmp`). When another process generated the same set meanwhile (two
+    trainings starting on a fresh machine), its set is kept once it matches this one's manifest.
     """
     out = Path(out)
     if out.exists():
-        raise ValueError(f"{out} already exists; delete it or choose another --out to generate a new set")
+        raise SetExists(f"{out} already exists; delete it or choose another --out to generate a new set")
     if not (0 < min_side[0] <= min_side[1]):
         raise ValueError(f"min_side={min_side}: need 0 < lo <= hi")
     if train_per_class < 1 or val_per_class < 1:
         raise ValueError("train_per_class and val_per_class must be >= 1")
     classes = class_list(num_classes)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    remove_stale_tmp(out)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=_tmp_prefix(out)))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the set is an ordinary folder
     files: dict[str, str] = {}
 
@@ -437,7 +483,16 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
         manifest = dict(format=FORMAT, params=params, versions=_versions(),
                         digest=_digest(files), files=dict(sorted(files.items())))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if not out.exists():
+                raise
+            if not (out / "manifest.json").is_file():
+                raise SetExists(f"{out} appeared while generating and is not a generated set; "
+                                "delete it or choose another --out") from None
+            _accept_winner(out, manifest)  # another process finished first: keep its set if it is this one
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -445,6 +500,15 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
         if pool is not None:
             pool.terminate()
     return out
+
+
+def _accept_winner(out: Path, manifest: dict) -> None:
+    """The set another process put at ``out`` while this one generated: the same (it is a function of
+    the seed and settings) when its manifest lists the same files and they verify; else a ValueError."""
+    theirs = verify(out)
+    if theirs.get("digest") != manifest["digest"]:
+        raise SetExists(f"{out} appeared while generating, holding another set (digest {theirs.get('digest', '')[:12]}, "
+                        f"this one {manifest['digest'][:12]}); delete it or choose another --out")
 
 
 def _make(job) -> tuple[list[tuple[str, bytes]], str]:
@@ -557,23 +621,27 @@ def ensure(profile, out: str | Path | None = None, seed: int | None = None, prog
     want = profile_params(profile)
     if seed is not None:
         want["seed"] = seed
-    if (root / "manifest.json").is_file():
+    if not (root / "manifest.json").is_file():
         t = time.perf_counter()
-        manifest = verify(root)
-        have = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest["params"].items()}
-        if have != want:
-            raise ValueError(f"{root} holds a synthetic set made with {have}, but profile {profile.name!r} "
-                             f"asks for {want}; delete the folder or pass another --out")
-        log(f"found synthetic set {root}: {len(manifest['files'])} files verified against manifest.json "
-            f"in {time.perf_counter() - t:.1f} s")
-        return root
-    if root.exists() and any(root.iterdir()):
-        raise ValueError(f"{root} exists but holds no manifest.json, so it is not a generated set; "
-                         "delete it or pass another --out")
-    if root.exists():
-        root.rmdir()  # an empty folder: make the set in its place
+        try:
+            generate(root, progress=progress, **want)
+            n = want["num_classes"] * (want["train_per_class"] + want["val_per_class"])
+            log(f"generated synthetic set {root}: {n} images in {time.perf_counter() - t:.1f} s (seed {want['seed']})")
+            return root
+        except SetExists:
+            if not (root / "manifest.json").is_file():
+                if root.is_dir() and not any(root.iterdir()):
+                    root.rmdir()  # an empty folder: make the set in its place
+                    return ensure(profile, out=out, seed=seed, progress=progress, log=log)
+                raise ValueError(f"{root} exists but holds no manifest.json, so it is not a generated set; "
+                                 "delete it or pass another --out") from None
+            # another process made the set meanwhile: verify it as if it had been found
     t = time.perf_counter()
-    generate(root, progress=progress, **want)
-    n = want["num_classes"] * (want["train_per_class"] + want["val_per_class"])
-    log(f"generated synthetic set {root}: {n} images in {time.perf_counter() - t:.1f} s (seed {want['seed']})")
+    manifest = verify(root)
+    have = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest["params"].items()}
+    if have != want:
+        raise ValueError(f"{root} holds a synthetic set made with {have}, but profile {profile.name!r} "
+                         f"asks for {want}; delete the folder or pass another --out")
+    log(f"found synthetic set {root}: {len(manifest['files'])} files verified against manifest.json "
+        f"in {time.perf_counter() - t:.1f} s")
     return root

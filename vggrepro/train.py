@@ -330,7 +330,7 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
             dist.barrier()
         if rank != 0:
             root = data.ensure_synthetic(profile, verbose=False)
-    train_set, val_set = data.ILSVRC(root, "train"), data.ILSVRC(root, "val")
+    train_set, val_set = data.ILSVRC(root, "train", boxes=False), data.ILSVRC(root, "val", boxes=False)
     stats = data.dataset_stats(root, progress=show)
     preprocess = stats.preprocess()
     loader = data.TrainLoader(train_set, crop=profile.crop, scale=settings.scale, batch_size=profile.batch_size,
@@ -427,7 +427,7 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
     seconds = time.perf_counter() - t_start
     result = dict(config=settings.config, scale=settings.scale, init=settings.init, init_note=init_note,
                   epochs=epoch, steps=step, stopped=stopped, val_top1_err=top1, val_top5_err=top5,
-                  val_images=len(val_set.samples), lr_cuts=schedule.cuts, checkpoint=str(run.checkpoint.relative_to(run.dir)),
+                  val_images=val_set.usable, lr_cuts=schedule.cuts, checkpoint=str(run.checkpoint.relative_to(run.dir)),
                   seconds=round(seconds, 1), img_per_s=round(seen / max(seconds, 1e-9), 1),
                   skipped_images=[str(p) for p in getattr(loader, "skipped", [])])
     if rank == 0:
