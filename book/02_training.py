@@ -228,8 +228,9 @@ pd.DataFrame(records, columns=cols) if records else "no benchmark recorded under
 #
 # Section 3.1 makes one claim a run can test: after the submission, the authors found that
 # Glorot's initialisation trains the deep nets without pre-training net A first. The two arms are
-# D started from A and D started from Glorot's weights, each measured on the same validation images
-# with a centre crop at Q = S; the claim is that Glorot's D is no worse, within a stated margin
+# D started from A and D started from Glorot's weights, given the same total budget (Glorot's D
+# trains for A's epochs and D's together), each measured on the same validation images with a
+# centre crop at Q = S; the claim is that Glorot's D is no worse, within a stated margin
 # (how verdicts are made: `vggrepro.claims`, and chapter 3). The depth and LRN claims are Table 3's
 # and are tested there, with the paper's test protocol.
 

@@ -28,6 +28,7 @@ class Entry:
     source: str | None = None  # the entry whose checkpoint it starts from
     trainable: str = "all"  # "all", or "fc" (fc6-fc8 only, as the submission's jittered D)
     note: str = ""
+    budget: int = 1  # epochs in units of the profile's: a net compared with a chain gets the chain's total
 
     @property
     def finetune(self) -> bool:
@@ -43,7 +44,8 @@ def _entries() -> dict[str, Entry]:
     ]
     for c in "BCDE":
         e.append(Entry(f"{c}/256", c, "256", "from-a", "A/256", note="first 4 convs and 3 FC from A"))
-    e.append(Entry("D/256-glorot", "D", "256", "glorot", note="Glorot init, no pre-training (post-submission)"))
+    e.append(Entry("D/256-glorot", "D", "256", "glorot", budget=2,
+                   note="Glorot init, no pre-training (post-submission); A's epochs and D's, in one run"))
     for c in "CDE":
         e.append(Entry(f"{c}/384", c, "384", "checkpoint", f"{c}/256", note="from S=256 at lr / 10"))
         e.append(Entry(f"{c}/jit", c, "[256;512]", "checkpoint", f"{c}/384", note="all layers from S=384"))
@@ -87,8 +89,9 @@ def settings_of(profile: Profile, name: str, seed: int | None = None):
         init = f"{x.init}:{run_of(profile, x.source, seed).checkpoint}"
     lr = profile.lr * FINETUNE_LR if x.finetune else None
     seed = None if seed is None or seed == profile.seed else int(seed)  # the profile's seed keeps its run key
+    epochs = None if x.budget == 1 else x.budget * profile.epochs
     return Settings(config=x.config, scale=scale_of(profile, x.train_S), init=init, lr=lr, trainable=x.trainable,
-                    seed=seed)
+                    seed=seed, epochs=epochs)
 
 
 def run_of(profile: Profile, name: str, seed: int | None = None):
