@@ -283,6 +283,9 @@ def test_protocol1_known_error_and_any_box_matches():
     err = L.protocol1(loc, samples, Q=32, preprocess=IDENTITY, load_image=loader_of(images), batch_size=3,
                       progress=False)
     assert err == pytest.approx(50.0)
+    right = L.protocol1(loc, samples, Q=32, preprocess=IDENTITY, load_image=loader_of(images), batch_size=3,
+                        progress=False, per_image=True)
+    assert right.tolist() == [True, True, False, False]  # per image, for paired comparisons
 
 
 def test_protocol1_iou_of_exactly_half_is_wrong():
@@ -779,3 +782,4 @@ def test_guess_error_with_top5_needs_the_class_too():
     assert L.guess_error(samples, "image", **run) == pytest.approx(100 / 3)  # the small box is missed
     # the second image's class 6 is 6th of 7: missed too
     assert L.guess_error(samples, "image", posteriors=post, **run) == pytest.approx(200 / 3)
+    assert L.guess_error(samples, "image", posteriors=post, per_image=True, **run).tolist() == [True, False, False]

@@ -1,0 +1,27 @@
+"""The experiment grid as data: entries, seeds as whole chains, matched budgets."""
+
+from vggrepro import grid
+from vggrepro.profiles import get_profile
+
+
+def test_each_seed_is_a_whole_chain_and_the_profile_seed_keeps_its_run_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
+    prof = get_profile("ci")
+    default, same, other = (grid.settings_of(prof, "D/256", s) for s in (None, prof.seed, prof.seed + 1))
+    assert default == same and default.seed is None  # runs made before seeds existed are found again
+    assert other.seed == prof.seed + 1
+    # D of seed s starts from A of seed s
+    assert other.init.endswith(str(grid.run_of(prof, "A/256", prof.seed + 1).checkpoint))
+    assert default.init.endswith(str(grid.run_of(prof, "A/256").checkpoint))
+    assert grid.run_of(prof, "D/256", prof.seed + 1).id != grid.run_of(prof, "D/256").id
+
+
+def test_glorot_d_gets_the_epochs_of_the_chain_it_is_compared_with():
+    prof = get_profile("ci")
+    assert grid.settings_of(prof, "D/256-glorot").epochs == grid.entry("A/256").budget * prof.epochs * 2
+    assert grid.settings_of(prof, "A/256").epochs is None  # the profile's
+
+
+def test_b_from_scratch_matches_b_5x5():
+    b, b5 = grid.entry("B/256-scratch"), grid.entry("B-5x5/256")
+    assert (b.init, b.source, b.budget, b.train_S) == (b5.init, b5.source, b5.budget, b5.train_S)
