@@ -224,7 +224,7 @@ def test_torn_run_files_are_named_and_a_torn_metrics_line_is_dropped(tiny, tmp_p
     train(tiny, Settings(**A, max_steps=2), out, progress=False)
     good = (out / "result.json").read_text()
     (out / "result.json").write_text(good[:40])
-    with pytest.raises(ValueError, match=r"result.json is not valid JSON.*--resume"):
+    with pytest.raises(ValueError, match=r"result.json is not valid JSON.*delete it and rerun"):
         train(tiny, Settings(**A, max_steps=2), out, progress=False)
     (out / "result.json").unlink()  # the fix the message gives: the result is made again
     assert train(tiny, Settings(**A, max_steps=2), out, progress=False, resume=True)["steps"] == 2
@@ -267,6 +267,12 @@ def test_more_classes_than_the_net_is_an_error_before_training(tiny, tmp_path):
 def test_bad_flags_are_one_line_errors(tiny, tmp_path, args, words):
     line = one_line_error(run_cli(*cli(tiny, tmp_path / "r"), *args))
     assert words in line
+
+
+def test_the_vggrepro_command_gives_the_same_one_line_errors(tiny, tmp_path):
+    args = cli(tiny, tmp_path / "r", "--lr", "0")
+    done = run_cli(args[0], "-m", "vggrepro.cli", "train", *args[3:])
+    assert "lr=0.0" in one_line_error(done)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -361,6 +367,9 @@ def test_threads_and_workers_are_capped_at_the_cpus(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("asks for 16 threads and 16 workers; this machine has 2 CPUs") == 1
     assert train_mod._cpu_budget(get_profile("ci")) == (2, 0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert train_mod._cpu_budget(get_profile("ci")) == (2, 0)  # its stored outputs are 2 threads' bits
+    assert train_mod._cpu_budget(get_profile("gpu")) == (2, 1)
 
 
 # -- fault injection ---------------------------------------------------------------------------

@@ -71,7 +71,7 @@ class Run:
         return self.result_path.is_file()
 
     def result(self) -> dict:
-        return read_json(self.result_path, "delete it and rerun with --resume to write it again from the checkpoint")
+        return read_json(self.result_path, "delete it and rerun (a training run: with --resume) to make it again")
 
     def check_settings(self) -> None:
         """A folder that holds another run's settings is an error naming what differs (an ``--out``

@@ -237,8 +237,11 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _log(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    except OSError as e:  # a full disk names no file: name it (a torn last line is dropped on resume)
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
@@ -265,9 +268,16 @@ _SAID: set = set()  # notes already printed by this process
 
 
 def _cpu_budget(profile: Profile) -> tuple[int, int]:
-    """The profile's threads and workers, at most the CPUs this process may use (said once)."""
+    """The profile's threads and workers, at most the CPUs this process may use (said once).
+
+    Workers only decode, so capping them changes no result. Threads are capped no lower than the
+    ci profile's pinned count: its stored outputs are those bits, and 2 threads on 1 core cost
+    little (16 on 2 cores cost a lot)."""
+    from .profiles import PROFILES
+
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads, workers = min(profile.threads, cpus), min(profile.workers, cpus)
+    threads = min(profile.threads, max(cpus, PROFILES["ci"].threads))
+    workers = min(profile.workers, cpus)
     note = (f"note: profile {profile.name!r} asks for {profile.threads} threads and {profile.workers} workers; "
             f"this machine has {cpus} CPUs, so it uses {threads} and {workers}")
     if (threads, workers) != (profile.threads, profile.workers) and note not in _SAID:
@@ -371,9 +381,9 @@ def train(
     run.check_settings()  # an --out holding another run is an error, not that run's result
     if run.finished():
         return dict(run.result(), run_dir=str(run.dir))
+    saved = {"step": None}  # the step of the checkpoint on disk, once known (for the messages)
     # Two notebooks asking for one run: the second waits, then re-uses it. (Under torchrun the
     # ranks of one run train together; rank 0 holds the lock.)
-    saved = {"step": None}  # the step of the checkpoint on disk, once known (for the messages)
     try:
         with run.lock() if rank == 0 else contextlib.nullcontext():
             run.check_settings()
@@ -381,9 +391,7 @@ def train(
                 return dict(run.result(), run_dir=str(run.dir))
             return _train(profile, settings, run, used, device, rank, world_size, cuda, saved,
                           resume=resume, compile=compile, progress=progress)
-    except Interrupted:
-        raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: say where the last checkpoint is and how to go on
         raise _interrupted(run, saved["step"]) from None
 
 
