@@ -27,13 +27,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_message(e: Exception) -> str:
+    """One line for an error; an OSError as its reason and the file (a full disk, a read-only folder)."""
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"vggrepro {args.command}: error: {e}", file=sys.stderr)
+    except (UserError, ValueError, OSError, FloatingPointError) as e:
+        print(f"vggrepro {args.command}: error: {error_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C: one line (training says where its checkpoint is), not a traceback
+        print(f"vggrepro {args.command}: {str(e) or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -62,6 +62,16 @@ class Profile:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self._check_types()
+        for knob, least in (("num_classes", 1), ("epochs", 1), ("finetune_epochs", 1), ("checkpoint_every", 1),
+                            ("threads", 1), ("workers", 0), ("lr_patience", 0), ("synth_train_per_class", 0),
+                            ("synth_val_per_class", 0)):
+            if getattr(self, knob) < least:
+                raise ValueError(f"profile {self.name!r}: {knob}={getattr(self, knob)} must be >= {least}")
+        if not self.lr_scale > 0:
+            raise ValueError(f"profile {self.name!r}: lr_scale={self.lr_scale} must be > 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"profile {self.name!r}: dropout={self.dropout} must be in [0, 1)")
         if self.crop <= 0 or self.crop % 32:
             raise ValueError(
                 f"profile {self.name!r}: crop={self.crop} is not a positive multiple of 32; "
@@ -80,6 +90,23 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: jitter Smin={smin} > Smax={smax}")
         if min(self.S(s) for s in PAPER_S_FIXED) < self.crop or smin < self.crop:
             raise ValueError(f"profile {self.name!r}: a training scale S is smaller than the crop {self.crop}")
+
+    def _check_types(self) -> None:
+        """Each knob of the type its annotation names (``--set crop=abc`` gives a string)."""
+        kinds = {"int": (int,), "float": (int, float), "str": (str,), "dict": (dict,)}
+        for f in dataclasses.fields(self):
+            value, names = getattr(self, f.name), [t.strip() for t in str(f.type).split("|")]
+            if names[0].startswith("tuple["):  # a pair of numbers
+                parts = names[0][6:-1].split(",")
+                ok = (isinstance(value, (tuple, list)) and len(value) == len(parts)
+                      and all(_of(v, kinds[t.strip()]) for v, t in zip(value, parts)))
+            else:
+                ok = any(_of(value, kinds[t]) for t in names)
+            if not ok:
+                raise ValueError(f"profile {self.name!r}: {f.name}={value!r} is not of type {f.type}; "
+                                 f"pass e.g. --set {f.name}={getattr(PROFILES.get(self.name, self), f.name, '')!r}")
+        if isinstance(self.init_std, str) and self.init_std != "fan-in":
+            raise ValueError(f"profile {self.name!r}: init_std={self.init_std!r}; give a positive std or 'fan-in'")
 
     # -- the paper's geometry, scaled -------------------------------------------------------
     @property
@@ -138,6 +165,10 @@ class Profile:
         d["synth_min_side"] = list(d["synth_min_side"])
         d["synth_box_fraction"] = list(d["synth_box_fraction"])
         return d
+
+
+def _of(value, types: tuple) -> bool:
+    return isinstance(value, types) and not isinstance(value, bool)
 
 
 def _repo_data(name: str) -> str:

@@ -16,10 +16,11 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import atomic_write_json
+from .checkpoints import atomic_write_json, remove_stale_temporaries
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,22 +63,47 @@ class Run:
     def result_path(self) -> Path:
         return self.dir / "result.json"
 
+    @property
+    def settings_path(self) -> Path:
+        return self.dir / "settings.json"
+
     def finished(self) -> bool:
         return self.result_path.is_file()
 
     def result(self) -> dict:
-        return json.loads(self.result_path.read_text())
+        return read_json(self.result_path, "delete it and rerun (a training run: with --resume) to make it again")
 
-    def start(self) -> None:
-        """Create the folder and record the settings (checked against an existing folder)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / "settings.json"
-        if path.exists():
-            old = json.loads(path.read_text())
-            if canonical(old) != canonical(json.loads(canonical(self.settings))):
-                raise ValueError(f"{self.dir} holds a run with other settings; remove the folder or change --out")
+    def check_settings(self) -> None:
+        """A folder that holds another run's settings is an error naming what differs (an ``--out``
+        pointing at another run must not hand back that run's result). A folder with no checkpoint
+        and no result has nothing to lose: it is simply re-used."""
+        if not self._holds_work():
+            return
+        if self.settings_path.is_file():
+            old = read_json(self.settings_path, "restore it, or remove the run folder to start again")
+        elif self.result_path.is_file():
+            old = read_json(self.result_path, "delete it and rerun with --resume").get("settings", {})
         else:
-            atomic_write_json(path, self.settings)
+            return
+        old = {k: v for k, v in old.items() if k != "used"}  # the resolved values, not the identity
+        new = json.loads(canonical(self.settings))
+        if canonical(old) != canonical(new):
+            diff = ", ".join(f"{k}={_short(b)} (the folder's: {_short(a)})" for k, a, b in _differing(old, new))
+            raise ValueError(f"{self.dir} holds a run with other settings: asked {diff}; "
+                             "pass another --out, or remove the folder to retrain it")
+
+    def _holds_work(self) -> bool:
+        return self.checkpoint.exists() or self.finished()
+
+    def start(self, used: dict | None = None) -> None:
+        """Create the folder and record the settings (checked against an existing folder), with
+        ``used``: the values the run resolved (defaults filled in). Removes the temporary files of
+        a write that a kill interrupted (call it under :meth:`lock`)."""
+        self.check_settings()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.dir)
+        if not self._holds_work() or not self.settings_path.exists():
+            atomic_write_json(self.settings_path, dict(self.settings, **({"used": used} if used else {})))
 
     def finish(self, result: dict, device: str = "cpu") -> dict:
         """Write ``result.json`` atomically, with provenance; the run is then re-used as it is."""
@@ -90,16 +116,77 @@ class Run:
         """An exclusive lock on the run folder (held while training it; released if the process dies)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / ".lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another process trains this run: say so, then wait for it
+                print(f"waiting for run {self.dir}: another process holds its lock", file=sys.stderr, flush=True)
+                fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def metrics(self) -> list[dict]:
-        if not self.metrics_path.exists():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.metrics_path)
+
+
+def read_json(path: Path, fix: str) -> dict:
+    """A run file's JSON; a torn or edited one is a ValueError naming the file and ``fix``."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); {fix}") from None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of ``metrics.jsonl``. A kill can tear only the last line (rows are appended one at
+    a time): that line is dropped; a bad line before it is an error naming the file."""
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path}: line {i + 1} is not JSON; remove that line or the run folder") from None
+    return rows
+
+
+def _differing(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) where they differ; nested keys read ``profile.crop``."""
+    found = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "-"), new.get(k, "-")
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differing(a, b, f"{prefix}{k}.")
+        elif canonical(a) != canonical(b):
+            found.append((f"{prefix}{k}", a, b))
+    return found
+
+
+def _short(value) -> str:
+    text = canonical(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def data_fingerprint(root: str | Path) -> str:
+    """A cheap identity of a data folder's contents: a digest of every file's path, size and
+    modification time (no file is read), so a set edited in place gets a new run key. Files the
+    package itself writes there (top-level ``*.json`` such as stats.json, hidden files) are left out."""
+    root = Path(os.path.expanduser(str(root)))
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        top = Path(folder) == root
+        for name in sorted(files):
+            if name.startswith(".") or (top and name.endswith(".json")):
+                continue
+            st = os.stat(os.path.join(folder, name))
+            rel = os.path.relpath(os.path.join(folder, name), root)
+            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def git_commit() -> str:

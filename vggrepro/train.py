@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoints, kernels, models
+from .cli import error_message
 from .profiles import Profile, get_profile
-from .runs import Run
+from .runs import Run, data_fingerprint, read_metrics
 
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
@@ -97,10 +98,46 @@ class Settings:
             from .synth import FORMAT  # so where it lies does not matter: a copied runs/ is re-used
 
             knobs["data_root"] = FORMAT
-        return dict(kind="train", config=self.config, scale=scale, init=_init_label(self.init),
-                    init_source=_init_source(self.init), lr=self.lr, epochs=self.epochs,
-                    max_steps=self.max_steps, dropout=self.dropout, seed=self.seed, init_std=self.init_std,
-                    trainable=self.trainable, profile=knobs)
+        key = dict(kind="train", config=self.config, scale=scale, init=_init_label(self.init),
+                   init_source=_init_source(self.init), lr=self.lr, epochs=self.epochs,
+                   max_steps=self.max_steps, dropout=self.dropout, seed=self.seed, init_std=self.init_std,
+                   trainable=self.trainable, profile=knobs)
+        if profile.data_kind != "synthetic":  # a user's folder may change in place: name its contents too
+            path = profile.data_path
+            key["data"] = data_fingerprint(path) if path.is_dir() else "missing"
+        return key
+
+    def resolve(self, profile: Profile) -> dict:
+        """The values the run uses (these settings, or the profile's defaults), checked."""
+        finetune = _init_label(self.init) == "checkpoint"  # S=384 from 256, jittered from 384
+        used = dict(lr=profile.lr if self.lr is None else self.lr,
+                    epochs=(profile.finetune_epochs if finetune else profile.epochs) if self.epochs is None
+                    else self.epochs,
+                    max_steps=self.max_steps,
+                    dropout=profile.dropout if self.dropout is None else self.dropout,
+                    seed=profile.seed if self.seed is None else self.seed,
+                    init_std=profile.init_std if self.init_std is None else self.init_std)
+        number = (int, float)
+        checks = [
+            ("lr", isinstance(used["lr"], number) and math.isfinite(used["lr"]) and used["lr"] > 0,
+             "a positive learning rate"),
+            ("epochs", _is_int(used["epochs"]) and used["epochs"] >= 1, "a whole number of epochs >= 1"),
+            ("max_steps", used["max_steps"] is None or (_is_int(used["max_steps"]) and used["max_steps"] >= 1),
+             "a whole number of steps >= 1"),
+            ("dropout", isinstance(used["dropout"], number) and 0 <= used["dropout"] < 1, "a probability in [0, 1)"),
+            ("seed", _is_int(used["seed"]) and used["seed"] >= 0, "a whole number >= 0"),
+            ("init_std", used["init_std"] == "fan-in" or (isinstance(used["init_std"], number)
+                                                         and not isinstance(used["init_std"], bool)
+                                                         and used["init_std"] > 0), "a positive std or 'fan-in'"),
+        ]
+        for name, ok, want in checks:
+            if not ok:
+                raise ValueError(f"{name}={used[name]!r} (--{name.replace('_', '-')}): give {want}")
+        return used
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _init_label(init: str) -> str:
@@ -200,15 +237,53 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _log(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    except OSError as e:  # a full disk names no file: name it (a torn last line is dropped on resume)
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
-    """After a crash, drop what was logged past the checkpoint we resume from (it will be redone)."""
+    """After a crash, drop what was logged past the checkpoint we resume from (step 0 when there is
+    none: all of it); it will be redone. A line torn by the kill goes too."""
     if path.exists():
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+        keep = [json.dumps(r, sort_keys=True) for r in read_metrics(path) if r["step"] <= last_step]
         checkpoints.atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with a message saying where the last checkpoint is."""
+
+
+def _interrupted(run: Run, step: int | None) -> Interrupted:
+    if step is None and not run.checkpoint.exists():
+        return Interrupted(f"interrupted before the first checkpoint of {run.dir}; rerun the same command to start again")
+    at = f" (step {step})" if step is not None else ""
+    return Interrupted(f"interrupted; the last checkpoint is {run.checkpoint}{at}: rerun the same command with "
+                       "--resume to continue from it")
+
+
+_SAID: set = set()  # notes already printed by this process
+
+
+def _cpu_budget(profile: Profile) -> tuple[int, int]:
+    """The profile's threads and workers, at most the CPUs this process may use (said once).
+
+    Workers only decode, so capping them changes no result. Threads are capped no lower than the
+    ci profile's pinned count: its stored outputs are those bits, and 2 threads on 1 core cost
+    little (16 on 2 cores cost a lot)."""
+    from .profiles import PROFILES
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = min(profile.threads, max(cpus, PROFILES["ci"].threads))
+    workers = min(profile.workers, cpus)
+    note = (f"note: profile {profile.name!r} asks for {profile.threads} threads and {profile.workers} workers; "
+            f"this machine has {cpus} CPUs, so it uses {threads} and {workers}")
+    if (threads, workers) != (profile.threads, profile.workers) and note not in _SAID:
+        _SAID.add(note)
+        print(note, file=sys.stderr)
+    return threads, workers
 
 
 @torch.inference_mode()
@@ -277,17 +352,23 @@ def train(
     models.config_layers(settings.config)  # an unknown config fails before any data is touched
     if _init_label(settings.init) not in INITS:
         raise ValueError(f"unknown init {settings.init!r}; use gaussian, glorot, from-a:PATH or checkpoint:PATH")
-    seed = profile.seed if settings.seed is None else settings.seed
-    finetune = _init_label(settings.init) == "checkpoint"  # S=384 from 256, jittered from 384
-    epochs = settings.epochs or (profile.finetune_epochs if finetune else profile.epochs)
-    lr0 = settings.lr or profile.lr
+    used = settings.resolve(profile)
     device = profile.resolved_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available here (torch {torch.__version__}); "
+                         "use --device cpu or --device auto")
+    if profile.data_kind != "synthetic" and not profile.data_path.is_dir():
+        from .data import LAYOUTS
+
+        raise FileNotFoundError(f"data folder {profile.data_path} not found; pass --data PATH. {LAYOUTS}")
     init_distributed(device)
     rank, world_size = world()
     if profile.batch_size % world_size:
         raise ValueError(f"batch {profile.batch_size} does not split over {world_size} processes")
     kernels.check(profile.name)
-    torch.set_num_threads(profile.threads)
+    threads, workers = _cpu_budget(profile)
+    used.update(threads=threads, workers=workers)
+    torch.set_num_threads(threads)
     cuda = device.startswith("cuda")
     if cuda:
         torch.backends.cudnn.benchmark = True
@@ -297,25 +378,32 @@ def train(
     run = Run(profile.name, settings.key(profile), root=Path(out).parent if out else None)
     if out:
         run.dir = Path(out)
+    run.check_settings()  # an --out holding another run is an error, not that run's result
     if run.finished():
         return dict(run.result(), run_dir=str(run.dir))
+    saved = {"step": None}  # the step of the checkpoint on disk, once known (for the messages)
     # Two notebooks asking for one run: the second waits, then re-uses it. (Under torchrun the
     # ranks of one run train together; rank 0 holds the lock.)
-    with run.lock() if rank == 0 else contextlib.nullcontext():
-        if run.finished():
-            return dict(run.result(), run_dir=str(run.dir))
-        return _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, cuda,
-                      resume=resume, compile=compile, progress=progress)
+    try:
+        with run.lock() if rank == 0 else contextlib.nullcontext():
+            run.check_settings()
+            if run.finished():
+                return dict(run.result(), run_dir=str(run.dir))
+            return _train(profile, settings, run, used, device, rank, world_size, cuda, saved,
+                          resume=resume, compile=compile, progress=progress)
+    except KeyboardInterrupt:  # Ctrl-C: say where the last checkpoint is and how to go on
+        raise _interrupted(run, saved["step"]) from None
 
 
-def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, cuda, *, resume, compile, progress):
+def _train(profile, settings, run, used, device, rank, world_size, cuda, saved, *, resume, compile, progress):
     from tqdm import tqdm
 
     from . import data
 
     show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
+    seed, epochs, lr0 = used["seed"], used["epochs"], used["lr"]
     if rank == 0:
-        run.start()
+        run.start(used)
     if run.checkpoint.exists() and not resume:
         raise ValueError(f"{run.dir} has a checkpoint of an unfinished run: pass --resume to continue it, "
                          "or remove the folder to start again")
@@ -331,12 +419,18 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
         if rank != 0:
             root = data.ensure_synthetic(profile, verbose=False)
     train_set, val_set = data.ILSVRC(root, "train", boxes=False), data.ILSVRC(root, "val", boxes=False)
+    if len(train_set.classes) > profile.num_classes:
+        raise ValueError(f"{train_set.split_dir} holds {len(train_set.classes)} classes but the net has "
+                         f"num_classes={profile.num_classes}: pass --set num_classes={len(train_set.classes)}")
     stats = data.dataset_stats(root, progress=show)
     preprocess = stats.preprocess()
     loader = data.TrainLoader(train_set, crop=profile.crop, scale=settings.scale, batch_size=profile.batch_size,
                               preprocess=preprocess, stats=stats, seed=seed, device=device,
                               backend="tensor" if profile.data_kind == "synthetic" else "pil",
-                              workers=profile.workers, rank=rank, world_size=world_size, progress=show)
+                              workers=used["workers"], rank=rank, world_size=world_size, progress=show)
+    if len(loader) == 0:  # nothing would be trained, and the untrained net cached as finished
+        raise ValueError(f"{train_set.split_dir} has {len(loader.indices)} usable images, fewer than one batch of "
+                         f"{profile.batch_size}: lower --batch-size or add images")
     memory_format = torch.channels_last
     val_crops = CentreCrops(val_set, profile.crop, test_scale(settings.scale), preprocess, device, memory_format)
 
@@ -359,19 +453,22 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
 
     if run.checkpoint.exists():
         ckpt = checkpoints.load(run.checkpoint, map_location=device)
+        _check_resumable(run, ckpt["meta"], meta)
         net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["schedule"])
         _set_rng_state(ckpt["rng"])
         epoch, step_in_epoch, step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["step"]
-        if rank == 0:
-            _trim_metrics(run.metrics_path, step)
+        saved["step"] = step
+    if rank == 0:
+        _trim_metrics(run.metrics_path, step)
 
     def save_checkpoint() -> None:
         if rank == 0:
             checkpoints.save(dict(model=net.state_dict(), optimizer=optimizer.state_dict(),
                                   schedule=schedule.state_dict(), rng=_rng_state(), epoch=epoch,
                                   step_in_epoch=step_in_epoch, step=step, meta=meta), run.checkpoint)
+        saved["step"] = step
 
     t_start, seen = time.perf_counter(), 0
     max_steps = settings.max_steps
@@ -391,10 +488,10 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 loss = loss_fn(step_fn(x), y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at step {step + 1} (epoch {epoch + 1}): training stopped. The last "
-                    f"good checkpoint is kept at {run.checkpoint} (step {step}). Lower the lr (--lr) or check the data."
-                )
+                kept = (f"The last good checkpoint is kept at {run.checkpoint} (step {saved['step']})"
+                        if saved["step"] is not None else "No checkpoint was written before it")
+                raise FloatingPointError(f"loss is {loss.item()} at step {step + 1} (epoch {epoch + 1}): training "
+                                         f"stopped. {kept}. Lower the lr (--lr) or check the data.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -429,12 +526,23 @@ def _train(profile, settings, run, seed, epochs, lr0, device, rank, world_size, 
                   epochs=epoch, steps=step, stopped=stopped, val_top1_err=top1, val_top5_err=top5,
                   val_images=val_set.usable, lr_cuts=schedule.cuts, checkpoint=str(run.checkpoint.relative_to(run.dir)),
                   seconds=round(seconds, 1), img_per_s=round(seen / max(seconds, 1e-9), 1),
-                  skipped_images=[str(p) for p in getattr(loader, "skipped", [])])
+                  skipped_images=[str(p) for p in getattr(loader, "skipped", [])], used=used)
     if rank == 0:
         result = run.finish(result, device)
     if world_size > 1:
         dist.barrier()
     return dict(result, run_dir=str(run.dir))
+
+
+def _check_resumable(run: Run, old: dict, new: dict) -> None:
+    """The checkpoint in a run folder must be this run's: another net's would not load, and another
+    run's would continue the wrong training."""
+    checkpoints.check_meta(old, run.checkpoint)
+    arch = ("config", "width", "crop", "num_classes")
+    if any(old[k] != new[k] for k in arch) or old.get("run_id", new["run_id"]) != new["run_id"]:
+        have = ", ".join(f"{k}={old.get(k)}" for k in (*arch, "run_id"))
+        raise ValueError(f"{run.checkpoint} is the checkpoint of another run ({have}), not of run {new['run_id']}; "
+                         "start from it with --init checkpoint:PATH, or pass another --out")
 
 
 def train_run(profile: Profile | str, config: str, scale, init: str = "gaussian", **kwargs) -> tuple[dict, Run]:
@@ -458,7 +566,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--width", type=float, default=None)
-    p.add_argument("--data", default=None, help="data root (ILSVRC-2012 layout); default: the profile's")
+    p.add_argument("--data", default=None, help="train on this folder, in the ILSVRC-2012 layout, read as it is "
+                   "(data_kind=imagenet); default: the profile's data (ci, gpu: a generated synthetic set)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto")
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -491,7 +600,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in dict(batch_size=args.batch_size, width=args.width, data_root=args.data,
                                         device=args.device, checkpoint_every=args.checkpoint_every).items()
                  if v is not None}
-    overrides.update(parse_knobs(args.set))
+    knobs = parse_knobs(args.set)
+    if args.data is not None and knobs.get("data_root", args.data) != args.data:
+        raise ValueError(f"--data {args.data} and --set data_root={knobs['data_root']}: give one of them")
+    if args.data is not None and "data_kind" not in knobs:
+        # --data names the set to train on: never fill it with a generated set or ignore it
+        overrides["data_kind"] = "imagenet"
+    overrides.update(knobs)
     profile = get_profile(args.profile, **overrides)
     scale = parse_scale(args.scale) if args.scale else profile.S(256)
     settings = Settings(config=args.config, scale=scale, init=args.init, lr=args.lr, epochs=args.epochs,
@@ -520,9 +635,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_from_args(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"vggrepro train: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, FloatingPointError) as e:
+        print(f"vggrepro train: error: {error_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"vggrepro train: {str(e) or 'interrupted'}", file=sys.stderr)
+        return 130
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
