@@ -165,7 +165,7 @@ five
 MARGIN = 1.0  # points of top-1 error: "about equal" / "no better" means within this much
 seed_sd = claims.measured_seed_sd(prof.name)
 chance = claims.chance_error(prof.num_classes)
-print(f"seed-to-seed spread of one net's top-1 error at this profile: "
+print("seed-to-seed spread of one net's top-1 error at this profile: "
       + (f"{seed_sd:.1f} points (results/seed_spread_{prof.name}.json)" if seed_sd is not None else "not measured"))
 
 arms = {f"{name} dense": claims.arm_of_evals(name, [table3[name]]) for name in ROWS}

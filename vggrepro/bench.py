@@ -11,7 +11,6 @@ A benchmark prints and records figures (JSON with provenance); it is never a tes
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
 from pathlib import Path
