@@ -77,8 +77,8 @@ def chapter_title(stem: str) -> str:
     return f"{number} {name.replace('_', ' ')}"
 
 
-table = pd.DataFrame(rows, columns=["notebook", "claim", "kind", "paper", *results.PROFILES,
-                                    *[k for k in (rows[0] if rows else {}) if k.startswith("verdict")]])
+table = pd.DataFrame(rows, columns=["notebook", "claim", "paper", *results.PROFILES,
+                                    *[k for k in (rows[0] if rows else {}) if k.startswith("verdict")], "kind"])
 table["notebook"] = table["notebook"].map(chapter_title)
 table.set_index(["notebook", "claim"]) if rows else "no chapter has saved its claims yet"
 
