@@ -171,3 +171,18 @@ def test_splits_draw_per_class():
     draws = generalise.splits(pool, 4, 3, seed=0)
     assert len(draws) == 3 and all((np.bincount(pool[d]) == 4).all() for d in draws)
     assert not all(np.array_equal(draws[0], d) for d in draws[1:])
+
+
+def test_the_svm_scores_the_same_on_span_coordinates():
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(3)
+    X = generalise.l2(rng.normal(size=(30, 200)))  # fewer images than dimensions, as at ci
+    y = np.repeat(np.arange(3), 10)
+    basis = generalise.span(X)
+    assert basis.shape == (200, 30)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(30), atol=1e-12)
+    X_test = rng.normal(size=(7, 200))
+    plain = LinearSVC(C=1.0, random_state=0, max_iter=10_000, tol=1e-8).fit(X, y).decision_function(X_test)
+    projected = LinearSVC(C=1.0, random_state=0, max_iter=10_000, tol=1e-8).fit(X @ basis, y).decision_function(X_test @ basis)
+    np.testing.assert_allclose(projected, plain, atol=1e-5)
