@@ -91,6 +91,16 @@ SHAPES: dict[str, list[tuple[list[tuple[float, float]], int]]] = {
     "heart": [(_heart(), 255)],
 }
 
+#: Shapes no training class uses at any profile (:func:`class_list` draws from SHAPES alone): the
+#: sets of new classes that test the nets' features on objects they never saw (Appendix B) use them.
+NOVEL_SHAPES: dict[str, list[tuple[list[tuple[float, float]], int]]] = {
+    "tee": [([(-1, -1), (1, -1), (1, -0.45), (0.28, -0.45), (0.28, 1), (-0.28, 1), (-0.28, -0.45),
+              (-1, -0.45)], 255)],
+    "chevron": [([(-1, -0.7), (0, 0.05), (1, -0.7), (1, 0.1), (0, 0.85), (-1, 0.1)], 255)],
+    "half-disc": [([(math.cos(math.pi * i / 24), -math.sin(math.pi * i / 24)) for i in range(25)], 255)],
+}
+_ALL_SHAPES = {**SHAPES, **NOVEL_SHAPES}
+
 #: Textures, in the order classes use them (the ci set's 20 classes use the first four).
 TEXTURES = ("plain", "striped", "checked", "dotted", "grid", "ringed", "zigzag", "speckled", "blotched", "brick")
 
@@ -119,6 +129,24 @@ def class_list(num_classes: int) -> list[SynthClass]:
     return [
         SynthClass(f"n{k + 1:08d}", shapes[k % n_shapes], TEXTURES[k // n_shapes]) for k in range(num_classes)
     ]
+
+
+def novel_classes(num_train_classes: int, n: int) -> list[SynthClass]:
+    """``n`` classes that no class of ``class_list(num_train_classes)`` is: new shape x texture pairs.
+
+    Pairs whose shape and texture the training classes both use (a new combination of known parts)
+    come first, then pairs with one new part, then pairs with two (the NOVEL_SHAPES are new at any
+    profile); within each group, by the sum of the shape's and the texture's positions, so that
+    a few classes already span several shapes and textures. wnids are n90000001, n90000002, ...
+    """
+    train = class_list(num_train_classes)
+    seen = {(c.shape, c.texture) for c in train}
+    shapes, textures = {c.shape for c in train}, {c.texture for c in train}
+    pool = [(si, ti, s, t) for si, s in enumerate(_ALL_SHAPES) for ti, t in enumerate(TEXTURES) if (s, t) not in seen]
+    pool.sort(key=lambda x: ((x[2] not in shapes) + (x[3] not in textures), x[0] + x[1], x[0]))
+    if not 2 <= n <= len(pool):
+        raise ValueError(f"n={n}: there are 2..{len(pool)} new classes beside {num_train_classes} training classes")
+    return [SynthClass(f"n{90_000_001 + k:08d}", s, t) for k, (_, _, s, t) in enumerate(pool[:n])]
 
 
 # -- textures: an (h, w) 0/1 pattern over a region, later painted with two colours ----------------
@@ -202,7 +230,7 @@ def _texture(kind: str, h: int, w: int, period: float, rng: np.random.Generator)
 def rotated_extent(shape: str, angle: float) -> tuple[float, float]:
     """Width and height of the unit shape's bounding box after rotation."""
     c, s = math.cos(angle), math.sin(angle)
-    pts = [(x * c - y * s, x * s + y * c) for x, y in SHAPES[shape][0][0]]
+    pts = [(x * c - y * s, x * s + y * c) for x, y in _ALL_SHAPES[shape][0][0]]
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     return max(xs) - min(xs), max(ys) - min(ys)
 
@@ -216,12 +244,12 @@ def _shape_mask(shape: str, size: tuple[int, int], box: tuple[float, float, floa
     w, h = size
     x0, y0, bw, bh = box
     c, s = math.cos(angle), math.sin(angle)
-    outer = [(x * c - y * s, x * s + y * c) for x, y in SHAPES[shape][0][0]]
+    outer = [(x * c - y * s, x * s + y * c) for x, y in _ALL_SHAPES[shape][0][0]]
     minx, miny = min(p[0] for p in outer), min(p[1] for p in outer)
     ex, ey = rotated_extent(shape, angle)
     mask = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(mask)
-    for poly, fill in SHAPES[shape]:
+    for poly, fill in _ALL_SHAPES[shape]:
         pts = []
         for x, y in poly:
             rx, ry = x * c - y * s, x * s + y * c
@@ -313,8 +341,38 @@ def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator,
     """
     w, h = _image_size(min_side, rng)
     canvas = _background(w, h, rng, background_fade)
+    _fragments(canvas, all_classes, rng)
+    box = _place(canvas, cls, (0, 0, w, h), rng, box_fraction, rotation)
+    return _lighting(canvas, rng), box
+
+
+def render_multi(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator, all_classes: list[SynthClass],
+                 objects: tuple[int, int], box_fraction: tuple[float, float] = BOX_FRACTION,
+                 rotation: float = ROTATION, background_fade: float = BACKGROUND_FADE):
+    """An image of several objects (a VOC-like scene): ``cls`` and ``objects`` - 1 others of distinct
+    classes, each in its own strip of the image's longer side, sized by ``box_fraction`` of its strip.
+    Returns (pixels, [(class, box), ...]) in the order the objects stand from left (or top)."""
+    w, h = _image_size(min_side, rng)
+    canvas = _background(w, h, rng, background_fade)
+    _fragments(canvas, all_classes, rng)
+    k = int(rng.integers(objects[0], objects[1] + 1))
+    others = [c for c in all_classes if c != cls]
+    chosen = [cls] + [others[i] for i in rng.permutation(len(others))[: k - 1]]
+    chosen = [chosen[i] for i in rng.permutation(len(chosen))]  # the labelled class is not always first
+    placed = []
+    for j, c in enumerate(chosen):
+        if w >= h:
+            region = (j * w // k, 0, (j + 1) * w // k - j * w // k, h)
+        else:
+            region = (0, j * h // k, w, (j + 1) * h // k - j * h // k)
+        placed.append((c, _place(canvas, c, region, rng, box_fraction, rotation)))
+    return _lighting(canvas, rng), placed
+
+
+def _fragments(canvas: Image.Image, all_classes: list[SynthClass], rng: np.random.Generator) -> None:
+    """Unlabelled fragments, under the objects: part of a shape of any class, cut by a straight line."""
+    w, h = canvas.size
     side = min(w, h)
-    # unlabelled fragments, under the object: part of a shape of any class, cut by a straight line
     for _ in range(rng.integers(FRAGMENTS[0], FRAGMENTS[1] + 1)):
         other = all_classes[rng.integers(len(all_classes))]
         angle = rng.uniform(0, 2 * math.pi)
@@ -325,19 +383,28 @@ def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator,
         cut = (a, b, a * (fx + size / 2) + b * (fy + size / 2) + rng.uniform(-0.1, 0.25) * size)
         mask = _shape_mask(other.shape, (w, h), (fx, fy, size, size), angle, cut)
         _paint_texture(canvas, mask, other.texture, size / rng.uniform(*STRIPES), rng)
-    # the labelled object
+
+
+def _place(canvas: Image.Image, cls: SynthClass, region: tuple[int, int, int, int], rng: np.random.Generator,
+           box_fraction: tuple[float, float], rotation: float):
+    """Paint an object of ``cls`` inside ``region`` = (x, y, w, h) of the canvas; its exact box."""
+    rx, ry, rw, rh = region
     angle = math.radians(rng.uniform(-rotation, rotation))
-    x0, y0, bw, bh = _object_box(cls.shape, angle, w, h, rng, box_fraction)
-    mask = _shape_mask(cls.shape, (w, h), (x0, y0, bw, bh), angle)
+    x0, y0, bw, bh = _object_box(cls.shape, angle, rw, rh, rng, box_fraction)
+    mask = _shape_mask(cls.shape, canvas.size, (rx + x0, ry + y0, bw, bh), angle)
     _paint_texture(canvas, mask, cls.texture, max(3.0, min(bw, bh) / rng.uniform(*STRIPES)), rng)
-    box = mask.getbbox()  # exact: the pixels the object covers
-    # lighting and sensor noise over everything (integer arithmetic: the same bytes everywhere)
+    return mask.getbbox()  # exact: the pixels the object covers
+
+
+def _lighting(canvas: Image.Image, rng: np.random.Generator) -> np.ndarray:
+    """Lighting and sensor noise over everything (integer arithmetic: the same bytes everywhere)."""
+    w, h = canvas.size
     gain = int(rng.integers(192, 321))  # x/256: 0.75 .. 1.25
     spread = int(rng.integers(3, 13))  # noise uniform in [-spread, spread]
     levels = np.arange(256, dtype=np.int32)
     noise = np.frombuffer(rng.bytes(w * h), np.uint8).reshape(h, w, 1)
     pixels = (levels * gain // 256)[np.asarray(canvas)] + (levels % (2 * spread + 1) - spread)[noise]
-    return pixels.clip(0, 255).astype(np.uint8), box
+    return pixels.clip(0, 255).astype(np.uint8)
 
 
 def _jpeg(pixels: np.ndarray) -> bytes:
@@ -346,19 +413,24 @@ def _jpeg(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _voc_xml(folder: str, stem: str, w: int, h: int, wnid: str, box) -> str:
-    xmin, ymin, xmax, ymax = box
+def _voc_xml(folder: str, stem: str, w: int, h: int, objects, box=None) -> str:
+    """A PASCAL-VOC annotation of the image's objects, [(wnid, (xmin, ymin, xmax, ymax)), ...]
+    (or of one object: ``wnid, box``)."""
+    if box is not None:
+        objects = [(objects, box)]
     return (
         "<annotation>\n"
         f"\t<folder>{folder}</folder>\n\t<filename>{stem}</filename>\n"
         "\t<source>\n\t\t<database>vggrepro synthetic</database>\n\t</source>\n"
         f"\t<size>\n\t\t<width>{w}</width>\n\t\t<height>{h}</height>\n\t\t<depth>3</depth>\n\t</size>\n"
         "\t<segmented>0</segmented>\n"
-        f"\t<object>\n\t\t<name>{wnid}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
-        "\t\t<difficult>0</difficult>\n"
-        f"\t\t<bndbox>\n\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>{ymin}</ymin>\n"
-        f"\t\t\t<xmax>{xmax}</xmax>\n\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>\n"
-        "</annotation>\n"
+        + "".join(
+            f"\t<object>\n\t\t<name>{wnid}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
+            "\t\t<difficult>0</difficult>\n"
+            f"\t\t<bndbox>\n\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>{ymin}</ymin>\n"
+            f"\t\t\t<xmax>{xmax}</xmax>\n\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>\n"
+            for wnid, (xmin, ymin, xmax, ymax) in objects)
+        + "</annotation>\n"
     )
 
 
@@ -419,8 +491,14 @@ def sha256(path: Path) -> str:
 def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per_class: int,
              min_side: tuple[int, int] = (80, 150), seed: int = 0, progress: bool = True,
              workers: int | None = None, box_fraction: tuple[float, float] = BOX_FRACTION,
-             rotation: float = ROTATION, background_fade: float = BACKGROUND_FADE) -> Path:
+             rotation: float = ROTATION, background_fade: float = BACKGROUND_FADE,
+             classes: list[SynthClass] | None = None, objects: tuple[int, int] = (1, 1)) -> Path:
     """Write a synthetic set to ``out`` (which must not exist yet) and return ``out``.
+
+    ``classes`` (default ``class_list(num_classes)``, and then ``num_classes`` must equal their
+    number) sets the classes, e.g. :func:`novel_classes`; ``objects`` = (at least, at most) objects
+    per image makes a multi-label set (:func:`render_multi`): each image of class folder ``k`` holds
+    an object of class ``k`` and others, all in its annotation (and its row of the val CSV).
 
     ``workers`` processes render images in parallel (default: one per CPU core); the bytes do not
     depend on it.
@@ -437,7 +515,12 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
         raise ValueError(f"min_side={min_side}: need 0 < lo <= hi")
     if train_per_class < 1 or val_per_class < 1:
         raise ValueError("train_per_class and val_per_class must be >= 1")
-    classes = class_list(num_classes)
+    if classes is not None and len(classes) != num_classes:
+        raise ValueError(f"num_classes={num_classes} but {len(classes)} classes were given")
+    if not 1 <= objects[0] <= objects[1] <= num_classes:
+        raise ValueError(f"objects={objects}: need 1 <= at least <= at most <= num_classes")
+    custom = classes is not None or tuple(objects) != (1, 1)
+    classes = class_list(num_classes) if classes is None else list(classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=_tmp_prefix(out)))
@@ -457,7 +540,8 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
     if not 0 <= background_fade <= 1:
         raise ValueError(f"background_fade={background_fade}: need 0 <= fade <= 1")
     style = dict(box_fraction=tuple(box_fraction), rotation=float(rotation), background_fade=float(background_fade))
-    jobs = [(split, k, i, num_classes, tuple(min_side), seed, style) for split, k, i in jobs]
+    who = tuple(classes) if custom else num_classes  # the default classes travel as their number
+    jobs = [(split, k, i, who, tuple(min_side), seed, style, tuple(objects)) for split, k, i in jobs]
     workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), len(jobs) // 200 + 1))
     pool = None
     try:
@@ -480,6 +564,8 @@ def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per
         params = dict(num_classes=num_classes, train_per_class=train_per_class, val_per_class=val_per_class,
                       min_side=list(min_side), seed=seed, box_fraction=list(style["box_fraction"]),
                       rotation=style["rotation"], background_fade=style["background_fade"])
+        if custom:  # (absent from the default sets' manifests, which stay as they were)
+            params.update(classes=[[c.wnid, c.shape, c.texture] for c in classes], objects=list(objects))
         manifest = dict(format=FORMAT, params=params, versions=_versions(),
                         digest=_digest(files), files=dict(sorted(files.items())))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -513,17 +599,23 @@ def _accept_winner(out: Path, manifest: dict) -> None:
 
 def _make(job) -> tuple[list[tuple[str, bytes]], str]:
     """Render one image and its annotation: ([(relative path, bytes), ...], val label row or "")."""
-    split, k, i, num_classes, min_side, seed, style = job
-    classes = class_list(num_classes)
+    split, k, i, who, min_side, seed, style, objects = job
+    classes = class_list(who) if isinstance(who, int) else list(who)
     cls = classes[k]
-    pixels, box = render(cls, min_side, image_rng(seed, split, k, i), classes, **style)
+    rng = image_rng(seed, split, k, i)
+    if objects == (1, 1):
+        pixels, box = render(cls, min_side, rng, classes, **style)
+        placed = [(cls, box)]
+    else:
+        pixels, placed = render_multi(cls, min_side, rng, classes, objects, **style)
     h, w = pixels.shape[:2]
     if split == "train":
         stem = f"{cls.wnid}_{i + 1}"
-        xml = _voc_xml(cls.wnid, stem, w, h, cls.wnid, box).encode()
+        xml = _voc_xml(cls.wnid, stem, w, h, [(c.wnid, b) for c, b in placed]).encode()
         return [(f"train/{cls.wnid}/{stem}.JPEG", _jpeg(pixels)), (f"Annotation/{cls.wnid}/{stem}.xml", xml)], ""
-    stem = f"synth_val_{i * num_classes + k + 1:08d}"
-    return [(f"val/{stem}.JPEG", _jpeg(pixels))], f"{stem},{cls.wnid} {box[0]} {box[1]} {box[2]} {box[3]} "
+    stem = f"synth_val_{i * len(classes) + k + 1:08d}"
+    row = "".join(f"{c.wnid} {b[0]} {b[1]} {b[2]} {b[3]} " for c, b in placed)
+    return [(f"val/{stem}.JPEG", _jpeg(pixels))], f"{stem},{row}"
 
 
 def _digest(files: dict[str, str]) -> str:
