@@ -276,9 +276,9 @@ def same_text(full: str, shown: str) -> bool:
 def test_results_page_lists_every_chapters_claims(site, tmp_path):
     """The results page, as a browser renders it, has a row for each claim of every chapter's own
     claims table, with the paper's number and the ci run's number that the chapter shows."""
-    page = site / "book" / "07_results.html"
+    page = site / "book" / "08_results.html"
     if not page.exists():
-        pytest.skip("book/07_results is not in the book yet")
+        pytest.skip("book/08_results is not in the book yet")
     tables = table_rows(dom(page, tmp_path))
     claims_tables = [rows for rows in tables if rows and {"paper", "ci", "gpu", "imagenet"} <= set(rows[0])]
     assert claims_tables, "the results page shows no table with the paper's and each profile's numbers"

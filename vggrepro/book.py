@@ -77,8 +77,8 @@ def _toc_files(root: Path) -> list[str]:
 def notebooks(root: Path = ROOT) -> list[Path]:
     """The notebooks of _toc.yml, as ``book/NN_name.ipynb`` paths, in the order of their numbers.
 
-    They run in number order, not reading order: the results page (07) is read first but gathers
-    what 01-06 saved, so it runs last (as nbval, which runs files in name order, does too). A toc
+    They run in number order, not reading order: the results page (08) is read first but gathers
+    what 01-07 saved, so it runs last (as nbval, which runs files in name order, does too). A toc
     entry counts as a notebook when its ``.ipynb`` or its jupytext ``.py`` twin exists; other pages
     (intro.md, one not written yet) are not run.
     """

@@ -347,7 +347,7 @@ BASELINES = ("untrained D", "pixels")  # meant to be poor: no guard holds them t
 
 def caltech_claim(text, a, b, paper_numbers, kind="lower", margin=None):
     return claims.Claim(f"Caltech-like: {text}", a, b, kind=kind, margin=margin, paper=paper_numbers,
-                        notebook="08_generalisation",
+                        notebook="07_generalisation",
                         guards=[claims.Guard(x, chance) for x in (a, b) if x not in BASELINES])
 
 
@@ -376,7 +376,7 @@ voc_gain = appendix["voc"]["gain_over_256_384_512"]
 
 def voc_claim(text, a, b, paper_numbers, kind="lower", margin=None):
     return claims.Claim(f"VOC-like: {text}", a, b, kind=kind, margin=margin, paper=paper_numbers,
-                        notebook="08_generalisation",
+                        notebook="07_generalisation",
                         guards=[claims.Guard(x, voc_chance, "a chance scorer") for x in (a, b) if x not in BASELINES])
 
 
@@ -393,7 +393,7 @@ voc_declared = [
 t = time.perf_counter()
 voc_rows = [generalise.decide_map(c, voc_scores, labels, seed_sd) for c in voc_declared]
 rows += voc_rows
-runs.save_claims(prof.name, "08_generalisation", rows)
+runs.save_claims(prof.name, "07_generalisation", rows)
 claims.table(voc_rows)
 
 # %% [markdown]
