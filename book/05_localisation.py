@@ -297,7 +297,8 @@ with torch.device("meta"):  # the paper's D, shapes only
     paper_d = models.build("D")
 h, w = transforms.scaled_size(375, 500, 384)
 print(f"windows on a 500 x 375 image at Q = 384: {models.score_map_size(paper_d, h, w)} for the paper's D; "
-      f"here at Q = {q(384)}: {models.score_map_size(loc384, *transforms.scaled_size(375, 500, q(384)))}")
+      f"here at Q = {q(384)}: "
+      f"{models.score_map_size(loc384, *transforms.scaled_size(375, 500, q(384)), ceil_mode=False)}")
 display(table9.set_index(["train_S", "test_Q"]))
 references
 
@@ -328,7 +329,8 @@ def pool5_receptive_field(net):
 print(f"D's pool5 receptive field: {pool5_receptive_field(loc384)} pixels; the crop: {prof.crop} here, 224 in the paper")
 dense_key, centre_key = ("dense", "384", (384,)), ("centre", "384", (384,))
 windows = torch.tensor([
-    int(torch.tensor(models.score_map_size(loc384, *transforms.scaled_size(*load_image(s).shape[-2:], q(384)))).prod())
+    int(torch.tensor(models.score_map_size(loc384, *transforms.scaled_size(*load_image(s).shape[-2:], q(384)),
+                                           ceil_mode=False)).prod())
     for s in val_set.samples])
 split = []
 for text, mask in (("1 window", windows == 1), ("2 or 3 windows", windows > 1)):
@@ -340,7 +342,7 @@ display(pd.DataFrame(split).set_index("images at Q=384 (scaled) holding"))
 def share_of_one_window(Q):
     """% of the validation images that hold a single window at scale Q."""
     sizes = [transforms.scaled_size(*load_image(s).shape[-2:], Q) for s in val_set.samples]
-    return 100.0 * sum(models.score_map_size(loc384, h, w) == (1, 1) for h, w in sizes) / len(sizes)
+    return 100.0 * sum(models.score_map_size(loc384, h, w, ceil_mode=False) == (1, 1) for h, w in sizes) / len(sizes)
 
 
 pd.DataFrame([{"paper Q": p, "our Q": q(p), "images holding a single window (%)": share_of_one_window(q(p))}
