@@ -310,10 +310,10 @@ fusion = paper.table("fusion")
 rows = [{"nets": "jittered D + E (Table 6)", "evaluation": r["eval_method"], "top-1 val": paper.fmt(r["top1_val_err"]),
          "top-5 val": paper.fmt(r["top5_val_err"]), "top-5 test": paper.fmt(r["top5_test_err"])} for r in after]
 for model in paper.table("released_models")["models"]:
-    claims = model["readme_claims"]
+    readme = model["readme_claims"]
     rows.append({"nets": f"{model['name']} (its release notes)", "evaluation": "dense", "top-1 val": "-",
-                 "top-5 val": paper.fmt(claims["dense_multi_scale_Q256_384_512_top5_val"]),
-                 "top-5 test": paper.fmt(claims["dense_multi_scale_top5_test"])})
+                 "top-5 val": paper.fmt(readme["dense_multi_scale_Q256_384_512_top5_val"]),
+                 "top-5 test": paper.fmt(readme["dense_multi_scale_top5_test"])})
 best = fusion["best_single_model"]
 rows.append({"nets": f"best single net (Table 7): {best['model'].split(',')[0]}, jittered", "evaluation": "multi-crop & dense",
              "top-1 val": paper.fmt(best["top1_val_err"]), "top-5 val": paper.fmt(best["top5_val_err"]),

@@ -140,3 +140,19 @@ def test_the_interval_is_the_same_bits_every_time():
     rng = np.random.default_rng(2)
     a, b = rng.integers(0, 2, (3, 500)), rng.integers(0, 2, (2, 500))
     assert C.paired_effect(arm("a", a), arm("b", b)) == C.paired_effect(arm("a", a), arm("b", b))
+
+
+def test_a_protocol_worse_than_its_reference_makes_the_claim_undecided():
+    n = 500
+    dense, crops = np.zeros(n, int), np.zeros(n, int)
+    dense[:350] = 1  # 70% error: far worse than the centre crop of the same net (40%)
+    crops[:200] = 1
+    reach = C.Guard("dense", 40.0, "the centre crop of the same net", must="reach")
+    claim = C.Claim("multi-crop beats dense", "crops", "dense", guards=[reach])
+    row = claim.decide({"crops": arm("crops", crops), "dense": arm("dense", dense)}, seed_sd=2.0)
+    assert row["verdict"] == C.UNDECIDED and "protocol fails at this scale" in row["why"]
+    ok = C.Guard("dense", 69.0, "the centre crop", must="reach")  # within its interval: passes
+    claim.guards = [ok]
+    assert claim.decide({"crops": arm("crops", crops), "dense": arm("dense", dense)}, seed_sd=2.0)["verdict"] == C.HOLDS
+    with pytest.raises(ValueError, match="must="):
+        C.Guard("dense", 40.0, must="exceed")

@@ -169,11 +169,22 @@ def verdict(kind: str, effect: Effect, margin: float | None = None) -> str:
 
 @dataclass(frozen=True)
 class Guard:
-    """An arm must beat ``baseline`` (an error in %: chance, or a pixel-blind guess) to count."""
+    """A check an arm must pass for its claim to be decided, against ``baseline`` (an error in %).
+
+    ``must="beat"``: the arm's whole interval lies below the baseline (chance, a pixel-blind box);
+    otherwise it is a failed run. ``must="reach"``: the arm is not shown worse than the baseline (a
+    protocol the paper finds about as good as another, e.g. dense against the centre crop of the
+    same net); otherwise the protocol fails at this scale, and comparing it would show an artefact.
+    """
 
     arm: str
     baseline: float
     name: str = "chance"
+    must: str = "beat"
+
+    def __post_init__(self):
+        if self.must not in ("beat", "reach"):
+            raise ValueError(f"guard on {self.arm!r}: must={self.must!r}; use 'beat' or 'reach'")
 
 
 @dataclass
@@ -212,9 +223,11 @@ class Claim:
         for g in self.guards:
             arm = arms[g.arm]
             none = Arm("none", np.zeros_like(arm.errors[:1]))
-            upper = paired_effect(arm, none, seed_sd=seed_sd or 0.0).high  # err(arm)'s 95% top
-            if not upper < g.baseline:
+            own = paired_effect(arm, none, seed_sd=seed_sd or 0.0)  # err(arm) with its 95% interval
+            if g.must == "beat" and not own.high < g.baseline:
                 why.append(f"{g.arm} does not beat {g.name} ({g.baseline:.1f}%): a failed run")
+            if g.must == "reach" and not own.low <= g.baseline:
+                why.append(f"{g.arm} is worse than {g.name} ({g.baseline:.1f}%): the protocol fails at this scale")
         if why:
             result = UNDECIDED
         if not effect.seed_spread:
