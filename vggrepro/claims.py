@@ -222,8 +222,9 @@ class Claim:
         why = []
         for g in self.guards:
             arm = arms[g.arm]
-            none = Arm("none", np.zeros_like(arm.errors[:1]))
-            own = paired_effect(arm, none, seed_sd=seed_sd or 0.0)  # err(arm) with its 95% interval
+            # err(arm) with its 95% interval over the images only: a guard asks about this run (did
+            # it learn? does this protocol work here?), not about what another seed would give
+            own = paired_effect(arm, Arm("none", np.zeros_like(arm.errors[:1])), seed_sd=0.0)
             if g.must == "beat" and not own.high < g.baseline:
                 why.append(f"{g.arm} does not beat {g.name} ({g.baseline:.1f}%): a failed run")
             if g.must == "reach" and not own.low <= g.baseline:
