@@ -75,7 +75,7 @@ pd.DataFrame([{"wnid": c.wnid, "class": c.name, "shape seen in training": c.shap
 # in it. The paper's protocols, at this profile's size:
 
 # %%
-roots = generalise.ensure_sets(prof)
+roots = generalise.ensure_sets(prof, log=lambda *_: None)  # generated on first use: say nothing that depends on it
 caltech, voc = generalise.load_set(roots["caltech"]), generalise.load_set(roots["voc"])
 pd.DataFrame([
     {"set": "Caltech-like", "classes": sizes.classes, "pool": len(caltech["train"]), "test": len(caltech["test"]),
