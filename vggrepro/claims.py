@@ -301,7 +301,7 @@ def table(rows):
     import pandas as pd
 
     return pd.DataFrame([{"claim": r["claim"], "paper": r["paper"], "this run": r["ours"], "verdict": r["verdict"],
-                          "why": r.get("why", "")} for r in rows]).set_index("claim")
+                          "why": r.get("why", "")} for r in rows])
 
 
 def arm_of_correct(label: str, *seeds) -> Arm:
