@@ -32,6 +32,7 @@
 
 # %% tags=["parameters"]
 profile = "ci"
+seed = None  # another seed for the data and every net: a replication (None: the profile's)
 
 # %%
 import json
@@ -43,7 +44,7 @@ import pandas as pd
 from vggrepro import claims, data, evaluate, grid, models, paper, runs, train
 from vggrepro.profiles import get_profile
 
-prof = get_profile(profile)
+prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)
 
 # %% [markdown]

@@ -27,6 +27,7 @@
 
 # %% tags=["parameters"]
 profile = "ci"
+seed = None  # another seed for the data and every net: a replication (None: the profile's)
 
 # %%
 import matplotlib.pyplot as plt
@@ -36,7 +37,7 @@ import pandas as pd
 from vggrepro import claims, data, evaluate, grid, models, paper, runs
 from vggrepro.profiles import get_profile
 
-prof = get_profile(profile)
+prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)
 fixed_small, fixed_large, jitter = prof.S(256), prof.S(384), prof.jitter
 print(f"S = 256 -> {fixed_small} px, S = 384 -> {fixed_large} px, S in [256, 512] -> {list(jitter)} px; crop {prof.crop} px")

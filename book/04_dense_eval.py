@@ -34,6 +34,7 @@
 
 # %% tags=["parameters"]
 profile = "ci"
+seed = None  # another seed for the data and every net: a replication (None: the profile's)
 image_index = None  # the validation image of the heat map; None: chosen by the rule below
 timing_images = 100  # images for the measured cost per image
 
@@ -52,7 +53,7 @@ import torch.nn.functional as F
 from vggrepro import checkpoints, claims, data, evaluate, grid, models, paper, runs, transforms
 from vggrepro.profiles import get_profile
 
-prof = get_profile(profile)
+prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
 pd.set_option("display.precision", 1)
 pd.set_option("display.max_colwidth", None)

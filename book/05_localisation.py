@@ -32,6 +32,7 @@
 
 # %% tags=["parameters"]
 profile = "ci"
+seed = None  # another seed for the data and every net: a replication (None: the profile's)
 epochs = 4  # fine-tuning epochs of every localisation net
 lr = None  # fine-tuning lr; None: the profile's classification lr (see "Fine-tuning" below)
 drawn_images = 8  # validation images drawn with their boxes
@@ -50,7 +51,7 @@ from vggrepro import checkpoints, claims, data, evaluate, grid, models, paper, r
 from vggrepro import localise as L
 from vggrepro.profiles import get_profile
 
-prof = get_profile(profile)
+prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
 pd.set_option("display.precision", 1)
 pd.set_option("display.max_colwidth", None)

@@ -31,6 +31,7 @@
 
 # %% tags=["parameters"]
 profile = "ci"
+seed = None  # another seed for the data and every net: a replication (None: the profile's)
 
 # %%
 import inspect
@@ -46,7 +47,7 @@ import torch
 from vggrepro import claims, evaluate, fuse, grid, paper, runs
 from vggrepro.profiles import get_profile
 
-prof = get_profile(profile)
+prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.max_colwidth", None)
 print(f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_classes} classes")
 

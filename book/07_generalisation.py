@@ -29,6 +29,7 @@
 
 # %% tags=["parameters"]
 profile = "ci"
+seed = None  # another seed for the data and every net: a replication (None: the profile's)
 
 # %%
 import inspect
@@ -45,7 +46,7 @@ import torch
 from vggrepro import checkpoints, claims, generalise, grid, paper, runs, synth
 from vggrepro.profiles import get_profile
 
-prof = get_profile(profile)
+prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # the profile's thread count: the same sums on every machine
 pd.set_option("display.max_colwidth", None)
 started = time.perf_counter()
