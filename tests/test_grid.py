@@ -1,5 +1,7 @@
 """The experiment grid as data: entries, seeds as whole chains, matched budgets."""
 
+import pytest
+
 from vggrepro import grid
 from vggrepro.profiles import get_profile
 
@@ -25,3 +27,12 @@ def test_glorot_d_gets_the_epochs_of_the_chain_it_is_compared_with():
 def test_b_from_scratch_matches_b_5x5():
     b, b5 = grid.entry("B/256-scratch"), grid.entry("B-5x5/256")
     assert (b.init, b.source, b.budget, b.train_S) == (b5.init, b5.source, b5.budget, b5.train_S)
+
+
+def test_seeds_start_at_the_profile_seed_and_are_distinct():
+    prof = get_profile("ci")
+    assert grid.seeds(prof, 3) == [prof.seed, prof.seed + 1, prof.seed + 2]
+    other = get_profile("ci", seed=prof.seed + 7)
+    assert grid.seeds(other, 1) == [prof.seed + 7]
+    with pytest.raises(ValueError, match="at least one seed"):
+        grid.seeds(prof, 0)

@@ -61,6 +61,15 @@ def test_beside():
     assert q[0]["paper top1_val_err"] is None
 
 
+def test_top5_is_shown_only_where_five_guesses_are_a_small_part_of_the_classes():
+    assert paper.metrics_for(1000) == ("top1_val_err", "top5_val_err")
+    assert paper.metrics_for(100) == ("top1_val_err", "top5_val_err")
+    assert paper.metrics_for(10) == ("top1_val_err",)
+    ours = [{"config": "A", "train_S": "256", "top1_val_err": 40.0, "top5_val_err": 20.0}]
+    rows = paper.beside("table3_single_scale", ours, on=["config", "train_S"], metrics=paper.metrics_for(10))
+    assert rows[0] == {"config": "A", "train_S": "256", "paper top1_val_err": 29.6, "ours top1_val_err": 40.0}
+
+
 def test_as_frame():
     frame = paper.as_frame([{"claim": "depth helps", "paper": "7.5"}])
     assert list(frame.columns) == ["claim", "paper"]

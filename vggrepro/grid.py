@@ -75,6 +75,14 @@ def test_scales_of(profile: Profile, train_S: str, multi: bool) -> list[int]:
     return [profile.S(q) for q in profile.test_scales(train_S, multi)]
 
 
+def seeds(profile: Profile, n: int) -> list[int]:
+    """``n`` training seeds for an arm that pools over seeds: the profile's own, then the next ones
+    (a replication with another profile seed gets its own, on its own data)."""
+    if n < 1:
+        raise ValueError(f"seeds: n={n}; an arm needs at least one seed")
+    return [profile.seed + k for k in range(n)]
+
+
 def settings_of(profile: Profile, name: str, seed: int | None = None):
     """The trainer's Settings for an entry (its source's checkpoint must exist: see :func:`get`).
 

@@ -48,17 +48,35 @@ def _same(a, b, item: bool = False) -> bool:
     return a == b
 
 
+#: the error metrics of the paper's classification tables
+METRICS = ("top1_val_err", "top5_val_err")
+#: Top-5 error asks for the right class among five guesses. That is evidence when five is a small
+#: part of the classes (ImageNet: 5 of 1,000; the `gpu` profile: 5 of 100) and none at 10 classes,
+#: where a net passes by ranking the right class in the better half.
+TOP5_MIN_CLASSES = 100
+
+
+def shows_top5(num_classes: int) -> bool:
+    """Whether top-5 error means something with ``num_classes`` classes (see TOP5_MIN_CLASSES)."""
+    return num_classes >= TOP5_MIN_CLASSES
+
+
+def metrics_for(num_classes: int) -> tuple[str, ...]:
+    """The metrics a table of a run with ``num_classes`` classes shows: top-1, and top-5 where it means something."""
+    return METRICS if shows_top5(num_classes) else METRICS[:1]
+
+
 def beside(
     key: str,
     ours: Iterable[dict],
     on: Sequence[str],
-    metrics: Sequence[str] = ("top1_val_err", "top5_val_err"),
+    metrics: Sequence[str] = METRICS,
 ) -> list[dict]:
     """This run's rows beside the paper's: for each of our rows, the paper row that agrees on ``on``.
 
     Each output row has the ``on`` fields, then ``paper <metric>`` and ``ours <metric>`` for each
     metric (``None`` where the paper has no such row). Extra fields of ours (e.g. ``protocol``) are
-    kept at the end.
+    kept at the end; metrics of :data:`METRICS` left out of ``metrics`` are dropped.
     """
     paper_rows = table(key)
     out = []
@@ -69,7 +87,7 @@ def beside(
         for m in metrics:
             merged[f"paper {m}"] = paper.get(m)
             merged[f"ours {m}"] = row.get(m)
-        merged.update({k: v for k, v in row.items() if k not in on and k not in metrics})
+        merged.update({k: v for k, v in row.items() if k not in on and k not in metrics and k not in METRICS})
         out.append(merged)
     return out
 
