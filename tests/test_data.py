@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vggrepro import cli, data, synth
+from vggrepro import cli, data, synth, training_stats
 from vggrepro import transforms as T
 
 TINY = dict(num_classes=3, train_per_class=5, val_per_class=2, min_side=(40, 60))
@@ -173,7 +173,7 @@ def test_dataset_stats_match_numpy_and_are_stored(generated, tmp_path, monkeypat
     # the pixel std (one number: the root of the mean channel variance) that preprocess divides by
     assert np.isclose(stats.pixel_std, np.sqrt(pixels.var(0).mean()))
     assert stats.preprocess() == T.Preprocess(mean=stats.mean_rgb, std=(stats.pixel_std,) * 3)
-    monkeypatch.setattr(data, "pixel_stats", lambda *_: pytest.fail("stats.json was not reused"))
+    monkeypatch.setattr(training_stats, "pixel_stats", lambda *_: pytest.fail("stats.json was not reused"))
     again = data.dataset_stats(root, progress=False)
     assert again.mean_rgb == stats.mean_rgb and torch.equal(again.eigvec, stats.eigvec)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import atomic_write_json, remove_stale_temporaries
+from .ilsvrc import data_fingerprint  # noqa: F401  (train.py imports it from here)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -169,24 +170,6 @@ def _differing(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, A
 def _short(value) -> str:
     text = canonical(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def data_fingerprint(root: str | Path) -> str:
-    """A cheap identity of a data folder's contents: a digest of every file's path, size and
-    modification time (no file is read), so a set edited in place gets a new run key. Files the
-    package itself writes there (top-level ``*.json`` such as stats.json, hidden files) are left out."""
-    root = Path(os.path.expanduser(str(root)))
-    digest = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        top = Path(folder) == root
-        for name in sorted(files):
-            if name.startswith(".") or (top and name.endswith(".json")):
-                continue
-            st = os.stat(os.path.join(folder, name))
-            rel = os.path.relpath(os.path.join(folder, name), root)
-            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def git_commit() -> str:
