@@ -42,7 +42,7 @@ def folders(generated, tmp_path_factory):
         (root / "val" / wnid).mkdir(exist_ok=True)
         shutil.move(root / "val" / f"{stem}.JPEG", root / "val" / wnid / f"{stem}.JPEG")
         w, h = Image.open(root / "val" / wnid / f"{stem}.JPEG").size
-        xml = synth._voc_xml(wnid, stem, w, h, wnid, tuple(int(v) for v in box))
+        xml = synth.voc_xml(wnid, stem, w, h, wnid, tuple(int(v) for v in box))
         (root / "Annotation" / wnid / f"{stem}.xml").write_text(xml)
     (root / "LOC_val_solution.csv").unlink()
     return root

@@ -42,7 +42,7 @@ def decode_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
-def _warn_skipped(paths: list[Path], where: str) -> None:
+def warn_skipped(paths: list[Path], where: str) -> None:
     if paths:
         warnings.warn(f"skipped {len(paths)} image(s) of {where} that do not decode, e.g. {paths[0]}; "
                       "they are listed in the loader's .skipped", stacklevel=3)
@@ -110,7 +110,7 @@ def image_at(dataset: ILSVRC, index: int) -> torch.Tensor:
         raise
 
 
-def _gpu_decoder():
+def gpu_jpeg_decoder():
     """torchvision when it imports and can decode JPEG on the GPU, else None."""
     from .optional import torchvision_or_none
 
@@ -164,6 +164,6 @@ class EvalImages:
         self.dataset.corrupt.update(new)
         if new:
             self.skipped += new
-            _warn_skipped(new, str(self.dataset.split_dir))
+            warn_skipped(new, str(self.dataset.split_dir))
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from . import transforms as T
 from .ilsvrc import ILSVRC
-from .images import CorruptImage, _gpu_decoder, _warn_skipped, decode_all, decode_image
+from .images import CorruptImage, gpu_jpeg_decoder, warn_skipped, decode_all, decode_image
 from .training_stats import Stats
 from .transforms import Preprocess
 
@@ -163,7 +163,7 @@ class TrainLoader:
         self._at_S: dict[int, torch.Tensor] = {}  # fixed S: the rescaled images, made once
         self.indices = list(range(len(dataset.samples)))  # the samples that take part
         if backend == "tensor":
-            tv = _gpu_decoder() if self.device.type == "cuda" else None
+            tv = gpu_jpeg_decoder() if self.device.type == "cuda" else None
             if tv is not None:  # keep the files' bytes in memory when the set is small enough
                 small = len(dataset.samples) <= self.JPEG_CACHE_LIMIT
                 self._jpegs = {i: s.path.read_bytes() for i, s in enumerate(dataset.samples)} if small else {}
@@ -178,7 +178,7 @@ class TrainLoader:
         self.dataset.corrupt.update(new)
         if new and not self._warned:
             self._warned = True
-            _warn_skipped(new, str(self.dataset.split_dir))
+            warn_skipped(new, str(self.dataset.split_dir))
 
     def __len__(self) -> int:
         n = len(self.indices)
@@ -239,7 +239,7 @@ class TrainLoader:
 
     def _decode_gpu(self, plan):
         """Decode a batch's JPEGs on the GPU (torchvision); files nvjpeg refuses go through PIL."""
-        tv = _gpu_decoder()
+        tv = gpu_jpeg_decoder()
         raw = []
         for i, _ in plan:
             try:
