@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-PAPER_CROP = 224
+from .scales import PAPER_CROP, PAPER_S_FIXED, PAPER_S_JITTER, TrainScale, to_pixels  # noqa: F401  (the paper's geometry)
+
 PAPER_BATCH = 256
 PAPER_LR = 1e-2
-
-#: The paper's training scales, in paper pixels; profiles scale them by crop / 224.
-PAPER_S_FIXED = (256, 384)
-PAPER_S_JITTER = (256, 512)
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,6 @@ class Profile:
     lr_scale: float = 1.0  # the initial lr is 1e-2 x batch/256 x lr_scale
     dropout: float = 0.5  # on fc6 and fc7 (section 3.1)
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self._check_types()
@@ -93,7 +89,7 @@ class Profile:
 
     def _check_types(self) -> None:
         """Each knob of the type its annotation names (``--set crop=abc`` gives a string)."""
-        kinds = {"int": (int,), "float": (int, float), "str": (str,), "dict": (dict,)}
+        kinds = {"int": (int,), "float": (int, float), "str": (str,)}
         for f in dataclasses.fields(self):
             value, names = getattr(self, f.name), [t.strip() for t in str(f.type).split("|")]
             if names[0].startswith("tuple["):  # a pair of numbers
@@ -116,7 +112,7 @@ class Profile:
 
     def S(self, paper_px: int) -> int:
         """A paper scale (S or Q, in the paper's pixels) in this profile's pixels."""
-        return int(round(paper_px * self.factor))
+        return to_pixels(paper_px, self.crop)
 
     @property
     def jitter(self) -> tuple[int, int]:
@@ -124,16 +120,9 @@ class Profile:
         return (self.S(PAPER_S_JITTER[0]), self.S(PAPER_S_JITTER[1]))
 
     def test_scales(self, train_S: int | str, multi: bool) -> list[int]:
-        """The paper's rule for Q, in paper pixels (sections 4.1 and 4.2), given a train S in paper pixels.
-
-        Fixed S: Q = S, or {S-32, S, S+32}. Jittered S ("jitter" or "[256;512]"): Q = 384, or
-        {256, 384, 512}. Scale the result with :meth:`S`.
-        """
-        if isinstance(train_S, str) and not train_S.isdigit():
-            lo, hi = PAPER_S_JITTER
-            return [lo, (lo + hi) // 2, hi] if multi else [(lo + hi) // 2]
-        s = int(train_S)
-        return [s - 32, s, s + 32] if multi else [s]
+        """The paper's rule for Q, in paper pixels (sections 4.1 and 4.2), given a train S in the
+        paper's notation: :meth:`vggrepro.scales.TrainScale.Q`. Scale the result with :meth:`S`."""
+        return TrainScale.parse(train_S).Q(multi)
 
     # -- optimisation -----------------------------------------------------------------------
     @property
