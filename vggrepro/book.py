@@ -23,9 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from .profiles import NAMES
+
 #: The project's root: the folder holding _toc.yml, _config.yml and book/.
 ROOT = Path(__file__).resolve().parent.parent
-PROFILES = ("ci", "gpu", "imagenet")
+PROFILES = NAMES  # the profiles' names, from vggrepro.profiles
 #: The profile whose outputs are stored in book/ and checked by nbval.
 STORED_PROFILE = "ci"
 KERNEL = "python3"

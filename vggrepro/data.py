@@ -20,6 +20,7 @@ from .ilsvrc import (IMAGE_SUFFIXES, IMAGENET_CLASSES, IMAGENET_COUNTS, LAYOUTS,
                      read_voc_xml)
 from .images import CACHE_LIMIT, CorruptImage, EvalImages, decode_all, decode_image, files_identity, image_at  # noqa: F401
 from .loader import BatchDraws, TrainLoader, View, crop_view_pil, derive_seed, finish_batch, generator  # noqa: F401
+from .profiles import SYNTHETIC
 from .training_stats import Stats, dataset_stats, pixel_stats, symmetric_eigen  # noqa: F401
 
 
@@ -42,7 +43,7 @@ def register(subparsers) -> None:
                               description="Make the synthetic sets, or check a folder in the ILSVRC-2012 layout.")
     sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     s = sub.add_parser("synth", help="generate (or find and verify) a profile's synthetic set")
-    s.add_argument("--profile", default="ci", choices=["ci", "gpu"])
+    s.add_argument("--profile", default="ci", choices=SYNTHETIC)
     s.add_argument("--out", default=None, help="where to write it (default: the profile's data_root)")
     s.add_argument("--seed", type=int, default=None, help="generator seed (default: the profile's)")
     s.set_defaults(func=_cmd_synth)

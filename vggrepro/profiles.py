@@ -245,6 +245,11 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
+#: The profiles' names, in the order the book and the results page list them (the one list of them).
+NAMES: tuple[str, ...] = tuple(PROFILES)
+#: The profiles whose data set is generated here (``vggrepro data synth --profile``).
+SYNTHETIC: tuple[str, ...] = tuple(n for n, p in PROFILES.items() if p.data_kind == "synthetic")
+
 
 def get_profile(name: str = "ci", **overrides) -> Profile:
     """The named profile, with any knob overridden: ``get_profile("ci", width=0.0625)``."""

@@ -4,7 +4,7 @@ The paper writes a fixed S as "256" or "384" and a jittered one as "[256;512]" (
 from [Smin, Smax], section 3.1). Its test scales Q follow from S: Q = S, or {S-32, S, S+32}, for a
 fixed S; Q = 384, or {256, 384, 512}, for a jittered S (sections 4.1 and 4.2). A profile runs the
 same geometry at ``crop / 224`` of the size: :func:`to_pixels` is that one conversion, and
-:class:`TrainScale` gives S and Q in either unit.
+:class:`TrainScale` gives S and Q in either unit. :func:`centre_window` places the centre crop.
 
     >>> s = TrainScale.parse("[256;512]")
     >>> s.jittered, str(s), s.tag, s.S(), s.Q(multi=True)
@@ -30,6 +30,12 @@ def to_pixels(paper_px: int, crop: int) -> int:
     """A length in the paper's pixels (S, Q) in the pixels of a net whose crop is ``crop`` (the
     paper's is 224): scaled by ``crop / 224`` and rounded. The one place this rounding happens."""
     return int(round(paper_px * (crop / PAPER_CROP)))
+
+
+def centre_window(height: int, width: int, size: int) -> tuple[int, int]:
+    """(top, left) of the central ``size`` x ``size`` window of a ``height`` x ``width`` image: the
+    centre crop of section 3.2. When the margin is odd the extra pixel is left at the bottom/right."""
+    return (height - size) // 2, (width - size) // 2
 
 
 @dataclass(frozen=True)
