@@ -12,6 +12,7 @@ Depth is never scaled (depth is the paper's variable); width may be.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,11 +252,40 @@ NAMES: tuple[str, ...] = tuple(PROFILES)
 SYNTHETIC: tuple[str, ...] = tuple(n for n, p in PROFILES.items() if p.data_kind == "synthetic")
 
 
+#: The environment variable through which ``vggrepro book run`` hands profile knobs to every chapter
+#: it runs: JSON ``{"<profile>": {"<knob>": value, ...}}``, applied by :func:`get_profile` to that
+#: profile (a chapter's parameters cell then need not declare the knob).
+OVERRIDES_ENV = "VGGREPRO_PROFILE_SET"
+
+
+def overrides_from_env(name: str) -> dict:
+    """The knobs ``$VGGREPRO_PROFILE_SET`` overrides in profile ``name`` (none when it is unset)."""
+    raw = os.environ.get(OVERRIDES_ENV)
+    if not raw:
+        return {}
+    try:
+        knobs = json.loads(raw).get(name, {})
+    except (ValueError, AttributeError):
+        raise ValueError(f"${OVERRIDES_ENV}={raw!r} is not JSON of the form {{\"ci\": {{\"width\": 0.0625}}}}; "
+                         "unset it (vggrepro book run sets it for the chapters it runs)") from None
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}  # JSON has no tuples
+
+
 def get_profile(name: str = "ci", **overrides) -> Profile:
-    """The named profile, with any knob overridden: ``get_profile("ci", width=0.0625)``."""
+    """The named profile, with any knob overridden: ``get_profile("ci", width=0.0625)``.
+
+    A name also takes the knobs that ``vggrepro book run -p knob=value`` set for the chapters it runs
+    (:data:`OVERRIDES_ENV`); ``overrides`` given here win over those.
+    """
     if isinstance(name, Profile):
         return name.replace(**overrides) if overrides else name
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     p = PROFILES[name]
+    overrides = {**overrides_from_env(name), **overrides}
     return p.replace(**overrides) if overrides else p
+
+
+def knobs() -> set[str]:
+    """The names a profile override may set (every field of :class:`Profile` but its name)."""
+    return {f.name for f in dataclasses.fields(Profile)} - {"name"}

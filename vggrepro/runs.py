@@ -212,20 +212,38 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
 # -- claims tables, gathered by the results page ------------------------------------------------
 
 
+#: Set by ``vggrepro book run`` while a chapter runs with changed parameters (e.g. ``epochs=1``):
+#: its claims are then saved apart, in ``claims-<variant>/``, so that they never stand in for the
+#: profile's own claims on the results page.
+VARIANT_ENV = "VGGREPRO_BOOK_VARIANT"
+
+
+def claims_folder(profile: str, *, variant: str | None = None, root: Path | None = None) -> Path:
+    """Where a profile's claims tables are saved: ``runs/<profile>/claims/``, or for a run with
+    changed parameters ``runs/<profile>/claims-<variant>/`` (which the results page does not read)."""
+    base = (root or runs_root()) / profile
+    if not variant:
+        return base / "claims"
+    return base / ("claims-" + "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in variant))
+
+
 def save_claims(profile: str, notebook: str, claims: list) -> Path:
     """Record a notebook's claims table (rows of :meth:`vggrepro.claims.Claim.decide` and
-    :func:`vggrepro.claims.design_fact`) for the results page."""
+    :func:`vggrepro.claims.design_fact`) for the results page; under changed parameters
+    (:data:`VARIANT_ENV`), apart from the profile's own."""
     from dataclasses import asdict, is_dataclass
 
     rows = [asdict(c) if is_dataclass(c) else dict(c) for c in claims]
-    path = runs_root() / profile / "claims" / f"{notebook}.json"
-    atomic_write_json(path, {"notebook": notebook, "profile": profile, "claims": rows})
+    variant = os.environ.get(VARIANT_ENV) or None
+    path = claims_folder(profile, variant=variant) / f"{notebook}.json"
+    record = {"notebook": notebook, "profile": profile, "claims": rows}
+    atomic_write_json(path, dict(record, variant=variant) if variant else record)
     return path
 
 
 def load_claims(profile: str, root: Path | None = None) -> dict[str, list[dict]]:
     """Every saved claims table of a profile, by notebook, in notebook order."""
-    folder = (root or runs_root()) / profile / "claims"
+    folder = claims_folder(profile, root=root)
     if not folder.is_dir():
         return {}
     return {p.stem: json.loads(p.read_text())["claims"] for p in sorted(folder.glob("*.json"))}
