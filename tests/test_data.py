@@ -389,3 +389,18 @@ def test_cli_synth_calls_ensure(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "ensure_synthetic", lambda profile, **kw: calls.append((profile, kw)))
     assert cli.main(["data", "synth", "--profile", "gpu", "--out", str(tmp_path), "--seed", "5"]) == 0
     assert calls == [("gpu", dict(out=str(tmp_path), seed=5, verbose=True))]
+
+
+def test_one_decoded_image_cache(flat):
+    # every reader of a small split gets the one decoded copy: the loaders, evaluation and image_at
+    with pytest.warns(UserWarning, match="no images"):
+        val = data.ILSVRC(flat, "train", boxes=False)  # (the split with a corrupt JPEG)
+    cached, bad = data.decode_all(val, progress=False)
+    with pytest.warns(UserWarning, match="do not decode"):
+        evaluated = {i: img for i, img, _ in data.EvalImages(val)}
+    assert evaluated.keys() == cached.keys() and all(evaluated[i] is cached[i] for i in cached)
+    assert all(data.image_at(val, i) is cached[i] for i in cached)
+    corrupt = next(i for i, s in enumerate(val.samples) if s.path in bad)
+    with pytest.raises(data.CorruptImage, match="did not decode"):
+        data.image_at(val, corrupt)
+    assert set(bad) <= val.corrupt
