@@ -372,8 +372,6 @@ def check_imagenet_counts(ds: ILSVRC) -> bool:
     return ok
 
 
-
-
 # -- the data set's identity ----------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """Decoding images, and the one cache of decoded images that loaders and evaluation share.
 
 A split of a small set (the synthetic ones) is decoded once per process (:func:`decode_all`) and
-kept while its files stay as they were: the training loader, the validation crops, evaluation and
-the training-set statistics all read that one copy. A large split (ImageNet) is decoded from disk
+kept while its files stay as they were: the training loader, evaluation and the training-set
+statistics all read that one copy. A large split (ImageNet) is decoded from disk
 each time it is read (:func:`image_at` does either). :class:`EvalImages` hands whole images to
 evaluation.
 """
@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from .ilsvrc import ILSVRC
+
 
 class CorruptImage(Exception):
     """An image file that cannot be decoded; ``path`` names it."""
@@ -46,7 +47,6 @@ def warn_skipped(paths: list[Path], where: str) -> None:
     if paths:
         warnings.warn(f"skipped {len(paths)} image(s) of {where} that do not decode, e.g. {paths[0]}; "
                       "they are listed in the loader's .skipped", stacklevel=3)
-
 
 
 #: Splits of at most this many images are decoded into the cache; larger ones are read from disk.
@@ -91,7 +91,6 @@ def decode_all(dataset: ILSVRC, progress: bool = True) -> tuple[dict[int, torch.
         _DECODED[key] = (images, bad)
     dataset.corrupt.update(_DECODED[key][1])
     return _DECODED[key]
-
 
 
 def image_at(dataset: ILSVRC, index: int) -> torch.Tensor:

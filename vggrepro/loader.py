@@ -21,7 +21,7 @@ from PIL import Image
 
 from . import transforms as T
 from .ilsvrc import ILSVRC
-from .images import CorruptImage, gpu_jpeg_decoder, warn_skipped, decode_all, decode_image
+from .images import CorruptImage, decode_all, decode_image, gpu_jpeg_decoder, warn_skipped
 from .training_stats import Stats
 from .transforms import Preprocess
 

@@ -22,7 +22,6 @@ from .images import CACHE_LIMIT, CorruptImage, decode_all, decode_image, files_i
 from .transforms import Preprocess
 
 
-
 @dataclass(frozen=True)
 class Stats:
     """Pixel statistics of a training set.
