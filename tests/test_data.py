@@ -404,3 +404,16 @@ def test_one_decoded_image_cache(flat):
     with pytest.raises(data.CorruptImage, match="did not decode"):
         data.image_at(val, corrupt)
     assert set(bad) <= val.corrupt
+
+
+def test_the_data_sets_identity(generated, tmp_path):
+    digest = synth.read_manifest(generated)["digest"]
+    copy = tmp_path / "copy"
+    shutil.copytree(generated, copy)
+    assert data.data_identity(generated) == data.data_identity(copy) == f"synthetic:{digest}"  # anywhere
+    (copy / "manifest.json").unlink()  # a user's folder: named by its files, so an edit renames it
+    before = data.data_identity(copy)
+    assert before.startswith("files:") and data.data_identity(copy) == before
+    next((copy / "train").rglob("*.JPEG")).write_bytes(b"edited in place")
+    assert data.data_identity(copy) != before
+    assert data.data_identity(tmp_path / "nowhere") == "missing"
