@@ -96,6 +96,63 @@ def test_run_injects_parameters_and_writes_to_the_run_folder(toy_book):
         book.run_book("gpu", inplace=True, root=toy_book, echo=quiet)
 
 
+def test_a_profile_knob_reaches_every_chapter_and_its_claims_are_kept_apart(tmp_path, monkeypatch, capsys):
+    """vggrepro book run -p width=0.0625 --only 02: chapter 02 (which declares no width) trains at
+    that width; a chapter's own parameter of a knob's name (05's epochs) stays its own; and the
+    claims of such a run never land where the results page reads the profile's own."""
+    import os
+
+    import papermill
+
+    from vggrepro import cli, grid, results, runs
+    from vggrepro.profiles import OVERRIDES_ENV, get_profile
+
+    monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
+    seen = {}
+
+    def chapter(source, path, parameters, **kwargs):  # what the kernel would see, without running it
+        prof = get_profile(parameters["profile"])
+        seen[Path(path).stem] = dict(parameters=dict(parameters), profile=prof,
+                                     net=grid.run_of(prof, "A/256").settings["profile"]["width"])
+        runs.save_claims(prof.name, Path(path).stem, [dict(claim="c", paper="p", ours="o", verdict="holds")])
+        return source
+
+    monkeypatch.setattr(papermill, "execute_notebook", chapter)
+    assert cli.main(["book", "run", "-p", "width=0.0625", "--only", "02", "--output", str(tmp_path / "out")]) == 0
+    assert seen["02_training"]["parameters"] == {"profile": "ci"}  # 02 declares no width ...
+    assert seen["02_training"]["profile"].width == 0.0625 and seen["02_training"]["net"] == 0.0625  # ... yet trains at it
+    assert "profile width=0.0625" in capsys.readouterr().out
+    assert OVERRIDES_ENV not in os.environ and runs.VARIANT_ENV not in os.environ  # only while a chapter runs
+
+    seen.clear()
+    book.run_book(only="01,02,05", parameters={"width": 0.0625, "epochs": 1}, output=tmp_path / "out", echo=quiet)
+    ci = get_profile("ci")
+    first, second, fifth = seen["01_architecture"], seen["02_training"], seen["05_localisation"]
+    assert first["parameters"]["width"] == 0.0625 and first["profile"].epochs == 1  # 01 declares width itself
+    assert (second["profile"].width, second["profile"].epochs) == (0.0625, 1)
+    assert fifth["parameters"]["epochs"] == 1 and fifth["profile"].epochs == ci.epochs  # 05's own epochs
+    assert fifth["profile"].width == 0.0625
+    # the claims went to claims-<variant>/, and the results page reads none of them as ci's
+    assert sorted(p.name for p in (tmp_path / "runs" / "ci").iterdir()) == [
+        "claims-epochs=1,width=0.0625", "claims-width=0.0625"]
+    assert results.profile_claims("ci", runs=tmp_path / "runs", results=tmp_path / "results") == {}
+    # a bad value of a knob fails before any chapter runs
+    seen.clear()
+    with pytest.raises(ValueError, match="width=0"):
+        book.run_book(only="02", parameters={"width": 0}, output=tmp_path / "out", echo=quiet)
+    assert not seen
+
+
+def test_a_kernel_sees_the_profile_knobs_of_book_run(toy_book):
+    # a real kernel (of a toy chapter, not the book's): the override travels through its environment
+    probe = toy_notebook(parameters_cell('profile = "ci"'), new_code_cell(
+        "from vggrepro.profiles import get_profile\nprint(get_profile(profile).width, get_profile(profile).epochs)"))
+    nbformat.write(probe, toy_book / "book" / "01_square.ipynb")
+    [out] = book.run_book(only="01", parameters={"width": 0.0625}, root=toy_book, echo=quiet)
+    printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"]
+    assert printed.split() == ["0.0625", "10"]
+
+
 def test_inplace_refresh_stores_clean_outputs(toy_book):
     stored = toy_book / "book" / "01_square.ipynb"
     before = nbformat.read(stored, as_version=4)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vggrepro import cli, data, synth
+from vggrepro import cli, data, synth, training_stats
 from vggrepro import transforms as T
 
 TINY = dict(num_classes=3, train_per_class=5, val_per_class=2, min_side=(40, 60))
@@ -42,7 +42,7 @@ def folders(generated, tmp_path_factory):
         (root / "val" / wnid).mkdir(exist_ok=True)
         shutil.move(root / "val" / f"{stem}.JPEG", root / "val" / wnid / f"{stem}.JPEG")
         w, h = Image.open(root / "val" / wnid / f"{stem}.JPEG").size
-        xml = synth._voc_xml(wnid, stem, w, h, wnid, tuple(int(v) for v in box))
+        xml = synth.voc_xml(wnid, stem, w, h, wnid, tuple(int(v) for v in box))
         (root / "Annotation" / wnid / f"{stem}.xml").write_text(xml)
     (root / "LOC_val_solution.csv").unlink()
     return root
@@ -173,7 +173,7 @@ def test_dataset_stats_match_numpy_and_are_stored(generated, tmp_path, monkeypat
     # the pixel std (one number: the root of the mean channel variance) that preprocess divides by
     assert np.isclose(stats.pixel_std, np.sqrt(pixels.var(0).mean()))
     assert stats.preprocess() == T.Preprocess(mean=stats.mean_rgb, std=(stats.pixel_std,) * 3)
-    monkeypatch.setattr(data, "pixel_stats", lambda *_: pytest.fail("stats.json was not reused"))
+    monkeypatch.setattr(training_stats, "pixel_stats", lambda *_: pytest.fail("stats.json was not reused"))
     again = data.dataset_stats(root, progress=False)
     assert again.mean_rgb == stats.mean_rgb and torch.equal(again.eigvec, stats.eigvec)
 
@@ -389,3 +389,31 @@ def test_cli_synth_calls_ensure(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "ensure_synthetic", lambda profile, **kw: calls.append((profile, kw)))
     assert cli.main(["data", "synth", "--profile", "gpu", "--out", str(tmp_path), "--seed", "5"]) == 0
     assert calls == [("gpu", dict(out=str(tmp_path), seed=5, verbose=True))]
+
+
+def test_one_decoded_image_cache(flat):
+    # every reader of a small split gets the one decoded copy: the loaders, evaluation and image_at
+    with pytest.warns(UserWarning, match="no images"):
+        val = data.ILSVRC(flat, "train", boxes=False)  # (the split with a corrupt JPEG)
+    cached, bad = data.decode_all(val, progress=False)
+    with pytest.warns(UserWarning, match="do not decode"):
+        evaluated = {i: img for i, img, _ in data.EvalImages(val)}
+    assert evaluated.keys() == cached.keys() and all(evaluated[i] is cached[i] for i in cached)
+    assert all(data.image_at(val, i) is cached[i] for i in cached)
+    corrupt = next(i for i, s in enumerate(val.samples) if s.path in bad)
+    with pytest.raises(data.CorruptImage, match="did not decode"):
+        data.image_at(val, corrupt)
+    assert set(bad) <= val.corrupt
+
+
+def test_the_data_sets_identity(generated, tmp_path):
+    digest = synth.read_manifest(generated)["digest"]
+    copy = tmp_path / "copy"
+    shutil.copytree(generated, copy)
+    assert data.data_identity(generated) == data.data_identity(copy) == f"synthetic:{digest}"  # anywhere
+    (copy / "manifest.json").unlink()  # a user's folder: named by its files, so an edit renames it
+    before = data.data_identity(copy)
+    assert before.startswith("files:") and data.data_identity(copy) == before
+    next((copy / "train").rglob("*.JPEG")).write_bytes(b"edited in place")
+    assert data.data_identity(copy) != before
+    assert data.data_identity(tmp_path / "nowhere") == "missing"

@@ -89,3 +89,20 @@ def test_bad_input_names_the_problem(saved, tmp_path):
     (saved["results"] / "claims_gpu" / "02_training.json").write_text("{not json")
     with pytest.raises(ValueError, match="02_training.json is not a claims table"):
         results.gather("ci", **saved)
+
+
+def test_one_reader_of_recorded_figures(tmp_path):
+    root = tmp_path / "results"
+    (root / "released").mkdir(parents=True)
+    (root / "bench_train_cpu.json").write_text('{"rows": []}')
+    (root / "released" / "vgg16.json").write_text(
+        '{"settings": {"kind": "eval", "source": "weights"}, "config": "D", "protocol": "both", '
+        '"scales": [256, 384, 512], "images": 50000, "top1": 24.4, "top5": 7.2, "provenance": {"device": "H100"}}')
+    (root / "released" / "other.json").write_text('{"settings": {"kind": "train"}}')
+    assert [p.name for p, _ in results.recorded("bench_train_*.json", root=root)] == ["bench_train_cpu.json"]
+    assert results.released_evaluations(root=root) == [
+        {"run": "vgg16", "net": "D", "protocol": "both", "Q": "256,384,512", "images": 50000,
+         "top1_err": 24.4, "top5_err": 7.2, "device": "H100"}]
+    (root / "released" / "torn.json").write_text('{"settings": ')
+    with pytest.raises(ValueError, match="torn.json is not a readable record"):
+        results.released_evaluations(root=root)

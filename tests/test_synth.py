@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vggrepro import profiles, synth
+from vggrepro import profiles, synth, synth_images
 from vggrepro.data import read_voc_xml
 
 TINY = dict(num_classes=3, train_per_class=4, val_per_class=2, min_side=(40, 60))
@@ -111,14 +111,14 @@ def test_box_is_where_the_object_is(monkeypatch):
     # watch the canvas while the labelled object (the last thing painted) goes on: every pixel it
     # changes lies inside the box written for it, and it changes most of the box
     painted = []
-    paint = synth._paint_texture
+    paint = synth_images._paint_texture
 
     def watching(canvas, mask, *args, **kwargs):
         before = np.asarray(canvas).copy()
         paint(canvas, mask, *args, **kwargs)
         painted.append((np.asarray(canvas) != before).any(2))
 
-    monkeypatch.setattr(synth, "_paint_texture", watching)
+    monkeypatch.setattr(synth_images, "_paint_texture", watching)
     classes = synth.class_list(4)
     for index in range(5):
         painted.clear()

@@ -1,19 +1,25 @@
 """The whole book in one command: run its notebooks with papermill, build the site with Jupyter Book.
 
     vggrepro book run                      # every notebook of _toc.yml, profile ci -> runs/ci/book/
-    vggrepro book run --profile gpu --only 01,03 -p width=0.5
+    vggrepro book run --profile gpu --only 01,03 -p width=0.5   # width: a profile knob, for every chapter
     vggrepro book run --inplace            # refresh the stored ci outputs in book/ (what nbval checks)
     vggrepro book build                    # jupyter-book build -W -> _build/html
     vggrepro book sync                     # jupytext --sync book/*.py (the .py twins are the source)
 
 Each notebook runs with its working directory set to book/, in the order of _toc.yml, with the
-profile and any ``-p`` values injected by papermill after the cell tagged ``parameters``.
+profile and any ``-p`` values injected by papermill after the cell tagged ``parameters``. A ``-p``
+name that a chapter does not declare but that is a profile knob (``width``, ``epochs``, ...) changes
+that chapter's profile instead (:func:`chapter_inputs`), so one ``-p width=...`` reaches every net
+the book trains. A run with any ``-p`` saves its claims apart from the profile's own
+(``runs/<profile>/claims-<variant>/``), so the results page never shows them as the profile's.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
+import json
 import os
 import re
 import shutil
@@ -23,9 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from .profiles import NAMES, OVERRIDES_ENV, get_profile, knobs
+
 #: The project's root: the folder holding _toc.yml, _config.yml and book/.
 ROOT = Path(__file__).resolve().parent.parent
-PROFILES = ("ci", "gpu", "imagenet")
+PROFILES = NAMES  # the profiles' names, from vggrepro.profiles
 #: The profile whose outputs are stored in book/ and checked by nbval.
 STORED_PROFILE = "ci"
 KERNEL = "python3"
@@ -233,6 +241,39 @@ def _runs_root(root: Path) -> Path:
     return root / "runs"
 
 
+def chapter_inputs(parameters: dict, declared: set[str]) -> tuple[dict, dict]:
+    """Split ``-p`` values for one chapter: (its parameters: the names its parameters cell declares,
+    profile overrides: the other names that are profile knobs). A chapter's own parameter wins, so
+    05's ``epochs`` (its fine-tuning epochs) stays 05's, while 02, which declares no ``epochs``,
+    trains the profile's nets for that many epochs."""
+    own = {k: v for k, v in parameters.items() if k in declared}
+    profile = {k: v for k, v in parameters.items() if k not in declared and k in knobs()}
+    return own, profile
+
+
+def variant_name(parameters: dict) -> str | None:
+    """How a run with changed parameters is named where its claims are saved (None: the plain run)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(parameters.items())) or None
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str | None]):
+    """Set (or, for None, unset) environment variables for the kernels started inside; restore after."""
+    def put(settings):
+        for k, v in settings.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    before = {k: os.environ.get(k) for k in values}
+    try:
+        put(values)
+        yield
+    finally:
+        put(before)
+
+
 def run_book(
     profile: str = "ci",
     only: str | list[str] | None = None,
@@ -245,8 +286,11 @@ def run_book(
     """Execute the book's notebooks in order with papermill; returns the executed notebooks' paths.
 
     ``profile`` and ``parameters`` are injected after each notebook's ``parameters`` cell (a
-    parameter goes only to the notebooks that declare it; one that none declares is an error, so
-    a typo does not pass unnoticed). Executed notebooks go to ``output`` (default
+    parameter goes only to the notebooks that declare it). A parameter that a notebook does not
+    declare but that is a profile knob overrides that notebook's profile (through
+    ``$VGGREPRO_PROFILE_SET``, which :func:`vggrepro.profiles.get_profile` applies); one that is
+    neither is an error, so a typo does not pass unnoticed. With any parameter the claims are saved
+    apart (``runs/<profile>/claims-<variant>/``), never over the profile's own. Executed notebooks go to ``output`` (default
     ``runs/<profile>/book/``, under ``$VGGREPRO_RUNS`` when set); with ``inplace`` the stored
     notebooks in book/ are refreshed instead, which only the ``ci`` profile with the notebooks' own
     parameters may do, since those are the outputs nbval checks. The first failure stops the run
@@ -272,11 +316,18 @@ def run_book(
     sources = {nb: load_source(nb) for nb in chosen}
     declared = {nb: declared_parameters(src) for nb, src in sources.items()}
     for key in parameters:
-        if not any(key in names for names in declared.values()):
+        if key not in knobs() and not any(key in names for names in declared.values()):
             known = sorted(set().union(*declared.values()) - {"profile"})
             raise ValueError(
-                f"-p {key}: no chosen notebook has a parameter {key!r}; their parameters cells declare {known}"
+                f"-p {key}: no chosen notebook has a parameter {key!r} and no profile has a knob of that name; "
+                f"their parameters cells declare {known}; the profile knobs are {sorted(knobs())}"
             )
+    plan = {nb: chapter_inputs(parameters, declared[nb]) for nb in chosen}
+    for _, overrides in plan.values():  # a bad knob value fails now, before any chapter runs
+        get_profile(profile, **overrides)
+    from .runs import VARIANT_ENV
+
+    variant = variant_name(parameters)
 
     # Absolute, since papermill saves the notebook while the kernel's working directory is book/.
     work_dir = Path(output).resolve() if output else _runs_root(root) / profile / "book"
@@ -285,24 +336,29 @@ def run_book(
     for i, nb_path in enumerate(chosen, 1):
         source = sources[nb_path]
         original_metadata = copy.deepcopy(source.metadata)
-        injected = {"profile": profile} | {k: v for k, v in parameters.items() if k in declared[nb_path]}
+        own, overrides = plan[nb_path]
+        injected = {"profile": profile} | own
         shown = ", ".join(f"{k}={v!r}" for k, v in injected.items())
+        if overrides:
+            shown += "; profile " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         echo(f"[{i}/{len(chosen)}] {nb_path.relative_to(root)} ({shown}) ...", end=" ", flush=True)
         run_path = work_dir / nb_path.name
         start = time.perf_counter()
+        env = {OVERRIDES_ENV: json.dumps({profile: overrides}) if overrides else None, VARIANT_ENV: variant}
         try:
-            executed = papermill.execute_notebook(
-                source,
-                str(run_path),
-                parameters=injected,
-                kernel_name=KERNEL,
-                language="python",
-                cwd=str(nb_path.parent),
-                progress_bar=False,
-                log_output=False,
-                # The kernel warns on stderr that it talks over local TCP; keep the progress lines clean.
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            )
+            with _environment(env):
+                executed = papermill.execute_notebook(
+                    source,
+                    str(run_path),
+                    parameters=injected,
+                    kernel_name=KERNEL,
+                    language="python",
+                    cwd=str(nb_path.parent),
+                    progress_bar=False,
+                    log_output=False,
+                    # The kernel warns on stderr that it talks over local TCP; keep the progress lines clean.
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                )
         except PapermillExecutionError as e:
             echo(f"FAILED after {time.perf_counter() - start:.1f} s")
             # papermill counts its injected cell; name the cell as the notebook itself numbers it.

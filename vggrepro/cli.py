@@ -9,7 +9,7 @@ import importlib.util
 import sys
 
 #: sub-command -> module that registers it
-COMMANDS = {"data": "data", "train": "train", "evaluate": "evaluate", "bench": "bench", "book": "book"}
+COMMANDS = {"data": "data", "train": "train", "evaluate": "evaluate", "fuse": "fuse", "bench": "bench", "book": "book"}
 
 
 class UserError(Exception):

@@ -1,25 +1,29 @@
 """Section 4.4: fusing several nets by averaging their soft-max class posteriors.
 
 Each net's per-image posteriors are saved once by the evaluator; fusion re-uses them, so a
-combination of nets costs no forward pass.
+combination of nets costs no forward pass. :func:`fuse_saved` (and ``vggrepro fuse``) fuses saved
+evaluations, e.g. of the released VGG-16 and VGG-19 weights::
+
+    vggrepro fuse runs/imagenet/released-D runs/imagenet/released-E --protocol both
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 
+from .metrics import TOP1, TOP5, top_errors as _top_errors
+
 
 def top_errors(posteriors: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Top-1 and top-5 error, in percent."""
-    k = min(5, posteriors.shape[1])
-    top = posteriors.topk(k, dim=1).indices
-    y = labels.view(-1, 1)
-    top1 = (top[:, :1] == y).any(1).float().mean().item()
-    top5 = (top == y).any(1).float().mean().item()
-    return 100.0 * (1 - top1), 100.0 * (1 - top5)
+    """(top-1, top-5) error in percent: :func:`vggrepro.metrics.top_errors` as a pair, kept for
+    notebook 06, which unpacks it (new code reads the dict of ``metrics.top_errors``)."""
+    errors = _top_errors(posteriors, labels)
+    return errors[TOP1], errors[TOP5]
 
 
 def fuse(posteriors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -39,8 +43,7 @@ def subset_errors(nets: Mapping[str, torch.Tensor], labels: torch.Tensor, subset
         missing = [n for n in subset if n not in nets]
         if missing:
             raise ValueError(f"no posteriors for {missing}; have {sorted(nets)}")
-        top1, top5 = top_errors(fuse([nets[n] for n in subset]), labels)
-        rows.append(dict(models=list(subset), n_models=len(subset), top1_err=top1, top5_err=top5))
+        rows.append(dict(models=list(subset), n_models=len(subset), **_top_errors(fuse([nets[n] for n in subset]), labels)))
     return rows
 
 
@@ -51,15 +54,15 @@ def greedy_subset(nets: Mapping[str, torch.Tensor], labels: torch.Tensor, metric
     Chosen on the same images it is scored on, so its error is optimistic: a reader should treat it
     as a search, not as a held-out result.
     """
-    index = 1 if metric == "top5" else 0
+    first, second = (TOP5, TOP1) if metric == "top5" else (TOP1, TOP5)
     chosen: list[str] = []
     best: tuple | None = None
     steps = []
     while True:
         candidates = []
         for name in sorted(set(nets) - set(chosen)):
-            errs = top_errors(fuse([nets[n] for n in chosen + [name]]), labels)
-            candidates.append((errs[index], errs[1 - index], name, errs))
+            errs = _top_errors(fuse([nets[n] for n in chosen + [name]]), labels)
+            candidates.append((errs[first], errs[second], name, errs))
         if not candidates:
             break
         score, tie, name, errs = min(candidates)
@@ -67,7 +70,7 @@ def greedy_subset(nets: Mapping[str, torch.Tensor], labels: torch.Tensor, metric
             break
         best = (score, tie)
         chosen.append(name)
-        steps.append(dict(models=list(chosen), n_models=len(chosen), top1_err=errs[0], top5_err=errs[1]))
+        steps.append(dict(models=list(chosen), n_models=len(chosen), **errs))
     return steps
 
 
@@ -79,3 +82,63 @@ def disagreement(nets: Mapping[str, torch.Tensor]) -> tuple[list[str], torch.Ten
     for (i, a), (j, b) in itertools.product(enumerate(names), repeat=2):
         m[i, j] = (preds[a] != preds[b]).float().mean()
     return names, m
+
+
+# -- saved evaluations: fusing nets from the command line -----------------------------------------
+
+
+def posterior_of(saved: dict, protocol: str) -> torch.Tensor:
+    """One protocol's posteriors from a saved evaluation (a "both" run holds dense and multicrop too)."""
+    if saved["meta"]["protocol"] == protocol:
+        return saved["posteriors"]
+    if protocol in saved.get("parts", {}):
+        return saved["parts"][protocol]
+    raise ValueError(f"an evaluation with protocol {saved['meta']['protocol']!r} has no {protocol!r} posteriors; "
+                     "evaluate with --protocol both to have dense, multicrop and both")
+
+
+def _posteriors_file(path: str | Path) -> Path:
+    """A ``posteriors.pt``, or the evaluation folder (``vggrepro evaluate --out``) that holds one."""
+    from .evaluate import POSTERIORS_FILE
+
+    path = Path(path)
+    return path / POSTERIORS_FILE if path.is_dir() else path
+
+
+def fuse_saved(paths: Sequence[str | Path], protocol: str = "both") -> dict[str, float]:
+    """Top-1/top-5 error (``{"top1_err": ..., "top5_err": ...}``) of the average of several saved
+    evaluations (``vggrepro evaluate --out``: a folder, or its ``posteriors.pt``), under ``protocol``.
+    The evaluations must have seen the same images in the same order."""
+    from .evaluate import load_posteriors
+
+    if not paths:
+        raise ValueError("fusion needs at least one saved evaluation")
+    saved = [load_posteriors(_posteriors_file(p)) for p in paths]
+    for path, s in zip(paths[1:], saved[1:]):
+        if not torch.equal(s["indices"], saved[0]["indices"]):
+            raise ValueError(f"{path} and {paths[0]} saw different images: evaluate every net on the same set")
+    return _top_errors(fuse([posterior_of(s, protocol) for s in saved]), saved[0]["labels"])
+
+
+def register(subparsers) -> None:
+    """Add ``vggrepro fuse``."""
+    p = subparsers.add_parser("fuse", help="fuse saved evaluations of several nets (section 4.4)",
+                              description="Average the soft-max posteriors of several saved evaluations "
+                                          "(vggrepro evaluate --out) and print each net's and the fusion's errors.")
+    p.add_argument("paths", nargs="+", metavar="EVALUATION",
+                   help="an evaluation folder (vggrepro evaluate --out) or its posteriors.pt")
+    p.add_argument("--protocol", default="both", choices=["centre", "dense", "multicrop", "both"],
+                   help="which posteriors of each evaluation to fuse (default: both)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    p.set_defaults(func=_cmd_fuse)
+
+
+def _cmd_fuse(args) -> int:
+    each = {str(p): fuse_saved([p], args.protocol) for p in args.paths}
+    fused = fuse_saved(args.paths, args.protocol)
+    if args.json:
+        print(json.dumps(dict(protocol=args.protocol, nets=each, fused=fused)))
+        return 0
+    for name, errs in [*each.items(), (f"fused ({len(args.paths)} nets)", fused)]:
+        print(f"{name}: top-1 {errs[TOP1]:.1f}%, top-5 {errs[TOP5]:.1f}% ({args.protocol})")
+    return 0

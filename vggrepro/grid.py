@@ -63,16 +63,19 @@ def entry(name: str) -> Entry:
     return GRID[name]
 
 
-def scale_of(profile: Profile, train_S: str) -> int | tuple[int, int]:
-    """The training scale in the profile's pixels: S, or (Smin, Smax) for jittering."""
-    if train_S.isdigit():
-        return profile.S(int(train_S))
-    return profile.jitter
+def scale_of(profile: Profile, train_S) -> int | tuple[int, int]:
+    """The training scale (the paper's notation, or a :class:`~vggrepro.scales.TrainScale`) in the
+    profile's pixels: S, or (Smin, Smax) for jittering."""
+    from .scales import TrainScale
+
+    return TrainScale.parse(train_S).S(profile)
 
 
-def test_scales_of(profile: Profile, train_S: str, multi: bool) -> list[int]:
+def test_scales_of(profile: Profile, train_S, multi: bool) -> list[int]:
     """Sections 4.1 and 4.2's Q for a train S, in the profile's pixels."""
-    return [profile.S(q) for q in profile.test_scales(train_S, multi)]
+    from .scales import TrainScale
+
+    return TrainScale.parse(train_S).Q(multi, profile)
 
 
 def seeds(profile: Profile, n: int) -> list[int]:

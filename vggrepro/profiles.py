@@ -12,17 +12,15 @@ Depth is never scaled (depth is the paper's variable); width may be.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-PAPER_CROP = 224
+from .scales import PAPER_CROP, PAPER_S_FIXED, PAPER_S_JITTER, TrainScale, to_pixels  # noqa: F401  (the paper's geometry)
+
 PAPER_BATCH = 256
 PAPER_LR = 1e-2
-
-#: The paper's training scales, in paper pixels; profiles scale them by crop / 224.
-PAPER_S_FIXED = (256, 384)
-PAPER_S_JITTER = (256, 512)
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,6 @@ class Profile:
     lr_scale: float = 1.0  # the initial lr is 1e-2 x batch/256 x lr_scale
     dropout: float = 0.5  # on fc6 and fc7 (section 3.1)
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self._check_types()
@@ -93,7 +90,7 @@ class Profile:
 
     def _check_types(self) -> None:
         """Each knob of the type its annotation names (``--set crop=abc`` gives a string)."""
-        kinds = {"int": (int,), "float": (int, float), "str": (str,), "dict": (dict,)}
+        kinds = {"int": (int,), "float": (int, float), "str": (str,)}
         for f in dataclasses.fields(self):
             value, names = getattr(self, f.name), [t.strip() for t in str(f.type).split("|")]
             if names[0].startswith("tuple["):  # a pair of numbers
@@ -116,7 +113,7 @@ class Profile:
 
     def S(self, paper_px: int) -> int:
         """A paper scale (S or Q, in the paper's pixels) in this profile's pixels."""
-        return int(round(paper_px * self.factor))
+        return to_pixels(paper_px, self.crop)
 
     @property
     def jitter(self) -> tuple[int, int]:
@@ -124,16 +121,9 @@ class Profile:
         return (self.S(PAPER_S_JITTER[0]), self.S(PAPER_S_JITTER[1]))
 
     def test_scales(self, train_S: int | str, multi: bool) -> list[int]:
-        """The paper's rule for Q, in paper pixels (sections 4.1 and 4.2), given a train S in paper pixels.
-
-        Fixed S: Q = S, or {S-32, S, S+32}. Jittered S ("jitter" or "[256;512]"): Q = 384, or
-        {256, 384, 512}. Scale the result with :meth:`S`.
-        """
-        if isinstance(train_S, str) and not train_S.isdigit():
-            lo, hi = PAPER_S_JITTER
-            return [lo, (lo + hi) // 2, hi] if multi else [(lo + hi) // 2]
-        s = int(train_S)
-        return [s - 32, s, s + 32] if multi else [s]
+        """The paper's rule for Q, in paper pixels (sections 4.1 and 4.2), given a train S in the
+        paper's notation: :meth:`vggrepro.scales.TrainScale.Q`. Scale the result with :meth:`S`."""
+        return TrainScale.parse(train_S).Q(multi)
 
     # -- optimisation -----------------------------------------------------------------------
     @property
@@ -256,12 +246,46 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
+#: The profiles' names, in the order the book and the results page list them (the one list of them).
+NAMES: tuple[str, ...] = tuple(PROFILES)
+#: The profiles whose data set is generated here (``vggrepro data synth --profile``).
+SYNTHETIC: tuple[str, ...] = tuple(n for n, p in PROFILES.items() if p.data_kind == "synthetic")
+
+
+#: The environment variable through which ``vggrepro book run`` hands profile knobs to every chapter
+#: it runs: JSON ``{"<profile>": {"<knob>": value, ...}}``, applied by :func:`get_profile` to that
+#: profile (a chapter's parameters cell then need not declare the knob).
+OVERRIDES_ENV = "VGGREPRO_PROFILE_SET"
+
+
+def overrides_from_env(name: str) -> dict:
+    """The knobs ``$VGGREPRO_PROFILE_SET`` overrides in profile ``name`` (none when it is unset)."""
+    raw = os.environ.get(OVERRIDES_ENV)
+    if not raw:
+        return {}
+    try:
+        knobs = json.loads(raw).get(name, {})
+    except (ValueError, AttributeError):
+        raise ValueError(f"${OVERRIDES_ENV}={raw!r} is not JSON of the form {{\"ci\": {{\"width\": 0.0625}}}}; "
+                         "unset it (vggrepro book run sets it for the chapters it runs)") from None
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}  # JSON has no tuples
+
 
 def get_profile(name: str = "ci", **overrides) -> Profile:
-    """The named profile, with any knob overridden: ``get_profile("ci", width=0.0625)``."""
+    """The named profile, with any knob overridden: ``get_profile("ci", width=0.0625)``.
+
+    A name also takes the knobs that ``vggrepro book run -p knob=value`` set for the chapters it runs
+    (:data:`OVERRIDES_ENV`); ``overrides`` given here win over those.
+    """
     if isinstance(name, Profile):
         return name.replace(**overrides) if overrides else name
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     p = PROFILES[name]
+    overrides = {**overrides_from_env(name), **overrides}
     return p.replace(**overrides) if overrides else p
+
+
+def knobs() -> set[str]:
+    """The names a profile override may set (every field of :class:`Profile` but its name)."""
+    return {f.name for f in dataclasses.fields(Profile)} - {"name"}

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .claims import FAILS, HOLDS, UNDECIDED
+from .metrics import TOP1, TOP5
+from .profiles import NAMES
 from .runs import REPO, load_claims
 
-PROFILES = ("ci", "gpu", "imagenet")
+PROFILES = NAMES  # the profiles' names, from vggrepro.profiles
 VERDICTS = (HOLDS, FAILS, UNDECIDED)
 #: What a cell says when a profile has no claims table for that notebook.
 NOT_RECORDED = "not recorded"
@@ -29,14 +31,56 @@ def results_root() -> Path:
     return REPO / "results"
 
 
-def _read_recorded(folder: Path) -> dict[str, list[dict]]:
+# -- the one reader of recorded figures (results/*.json) ------------------------------------------
+
+
+def read_recorded(path: str | Path) -> dict:
+    """One recorded file of ``results/``: its JSON object, or a ValueError naming the file (a torn or
+    hand-edited record is never skipped in silence: the page would then show less than was measured)."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable record ({type(e).__name__}: {e}); restore it from git") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} holds a JSON {type(record).__name__}, not a record (an object); restore it from git")
+    return record
+
+
+def recorded(pattern: str, *, root: Path | None = None) -> list[tuple[Path, dict]]:
+    """Every record of ``results/`` whose path matches ``pattern`` (a glob under it, e.g.
+    ``"bench_train_*.json"``, ``"released/*.json"``, ``"**/*.json"``), as (path, record), in path order."""
+    return [(path, read_recorded(path)) for path in sorted((root or results_root()).glob(pattern)) if path.is_file()]
+
+
+def released_evaluations(*, root: Path | None = None) -> list[dict]:
+    """The evaluations of released weights recorded anywhere under ``results/`` (the ``result.json``
+    of ``vggrepro evaluate --weights ... --out``, conventionally ``results/released/<name>.json``):
+    one row each, with the net, protocol, Q, images, errors and device. Notebooks 04 and 06 list them."""
+    rows = []
+    for path, r in recorded("**/*.json", root=root):
+        settings = r.get("settings", {})
+        if not (isinstance(settings, dict) and settings.get("kind") == "eval" and settings.get("source") == "weights"):
+            continue
+        rows.append({"run": path.stem, "net": r.get("config"), "protocol": r.get("protocol"),
+                     "Q": ",".join(map(str, r.get("scales", []))), "images": r.get("images"),
+                     # a record keeps the spelling it was written with (evaluate wrote top1/top5 before)
+                     TOP1: r.get(TOP1, r.get("top1")), TOP5: r.get(TOP5, r.get("top5")),
+                     "device": r.get("provenance", {}).get("device", "-")})
+    return rows
+
+
+def _read_claims(folder: Path) -> dict[str, list[dict]]:
     found = {}
     for path in sorted(folder.glob("*.json")):
         try:
-            found[path.stem] = json.loads(path.read_text())["claims"]
+            claims = read_recorded(path)["claims"]
+            if not isinstance(claims, list):
+                raise TypeError("'claims' is not a list")
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path} is not a claims table written by runs.save_claims ({e}); "
                              "copy it again from runs/<profile>/claims/") from None
+        found[path.stem] = claims
     return found
 
 
@@ -45,7 +89,7 @@ def profile_claims(profile: str, *, runs: Path | None = None, results: Path | No
     replaced by this machine's own ``runs/<profile>/claims/`` where it has made them."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    found = _read_recorded((results or results_root()) / f"claims_{profile}")
+    found = _read_claims((results or results_root()) / f"claims_{profile}")
     found.update(load_claims(profile, root=runs))
     return dict(sorted(found.items()))
 

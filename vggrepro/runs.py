@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import atomic_write_json, remove_stale_temporaries
+from .ilsvrc import data_fingerprint  # noqa: F401  (train.py imports it from here)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -171,24 +172,6 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def data_fingerprint(root: str | Path) -> str:
-    """A cheap identity of a data folder's contents: a digest of every file's path, size and
-    modification time (no file is read), so a set edited in place gets a new run key. Files the
-    package itself writes there (top-level ``*.json`` such as stats.json, hidden files) are left out."""
-    root = Path(os.path.expanduser(str(root)))
-    digest = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        top = Path(folder) == root
-        for name in sorted(files):
-            if name.startswith(".") or (top and name.endswith(".json")):
-                continue
-            st = os.stat(os.path.join(folder, name))
-            rel = os.path.relpath(os.path.join(folder, name), root)
-            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
@@ -229,20 +212,38 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
 # -- claims tables, gathered by the results page ------------------------------------------------
 
 
+#: Set by ``vggrepro book run`` while a chapter runs with changed parameters (e.g. ``epochs=1``):
+#: its claims are then saved apart, in ``claims-<variant>/``, so that they never stand in for the
+#: profile's own claims on the results page.
+VARIANT_ENV = "VGGREPRO_BOOK_VARIANT"
+
+
+def claims_folder(profile: str, *, variant: str | None = None, root: Path | None = None) -> Path:
+    """Where a profile's claims tables are saved: ``runs/<profile>/claims/``, or for a run with
+    changed parameters ``runs/<profile>/claims-<variant>/`` (which the results page does not read)."""
+    base = (root or runs_root()) / profile
+    if not variant:
+        return base / "claims"
+    return base / ("claims-" + "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in variant))
+
+
 def save_claims(profile: str, notebook: str, claims: list) -> Path:
     """Record a notebook's claims table (rows of :meth:`vggrepro.claims.Claim.decide` and
-    :func:`vggrepro.claims.design_fact`) for the results page."""
+    :func:`vggrepro.claims.design_fact`) for the results page; under changed parameters
+    (:data:`VARIANT_ENV`), apart from the profile's own."""
     from dataclasses import asdict, is_dataclass
 
     rows = [asdict(c) if is_dataclass(c) else dict(c) for c in claims]
-    path = runs_root() / profile / "claims" / f"{notebook}.json"
-    atomic_write_json(path, {"notebook": notebook, "profile": profile, "claims": rows})
+    variant = os.environ.get(VARIANT_ENV) or None
+    path = claims_folder(profile, variant=variant) / f"{notebook}.json"
+    record = {"notebook": notebook, "profile": profile, "claims": rows}
+    atomic_write_json(path, dict(record, variant=variant) if variant else record)
     return path
 
 
 def load_claims(profile: str, root: Path | None = None) -> dict[str, list[dict]]:
     """Every saved claims table of a profile, by notebook, in notebook order."""
-    folder = (root or runs_root()) / profile / "claims"
+    folder = claims_folder(profile, root=root)
     if not folder.is_dir():
         return {}
     return {p.stem: json.loads(p.read_text())["claims"] for p in sorted(folder.glob("*.json"))}
