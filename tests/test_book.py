@@ -377,3 +377,20 @@ def test_readme_quick_start_and_profiles_table():
             str(p.batch_size),
         ], f"README's row for {name} disagrees with vggrepro/profiles.py"
         assert cells[3] == ("1" if p.width == 1 else f"1/{round(1 / p.width)}")
+
+
+def test_sync_leaves_the_chapters_unchanged(tmp_path):
+    """`vggrepro book sync` (jupytext --sync) and a save in JupyterLab rewrite a twin from the other;
+    with no tool versions in the headers, an unedited chapter comes back byte for byte."""
+    shutil.copy(ROOT / "jupytext.toml", tmp_path)
+    (tmp_path / "book").mkdir()
+    for chapter in sorted((ROOT / "book").glob("*.py")):
+        for twin in (chapter, chapter.with_suffix(".ipynb")):
+            shutil.copy(twin, tmp_path / "book")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "book").iterdir()}
+    for newer in (".ipynb", ".py"):  # jupytext --sync takes the newer twin as the source
+        for p in (tmp_path / "book").glob(f"*{newer}"):
+            p.touch()
+        book.sync_twins(tmp_path)
+        after = {p.name: p.read_bytes() for p in (tmp_path / "book").iterdir()}
+        assert [n for n in before if after[n] != before[n]] == [], f"sync from the {newer} twins changed them"
