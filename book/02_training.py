@@ -245,8 +245,7 @@ chance = claims.chance_error(prof.num_classes)
 
 
 def centre_arm(name):
-    Q = grid.test_scales_of(prof, grid.entry(name).train_S, multi=False)
-    return claims.arm_of_evals(name, [evaluate.evaluate_cached(grid.checkpoint(prof, name), prof, "centre", Q)])
+    return claims.arm_of_evals(name, [grid.evaluation(prof, name, "centre")])
 
 
 arms = {name: centre_arm(name) for name in ("D/256", "D/256-glorot")}

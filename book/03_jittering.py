@@ -97,10 +97,8 @@ ROWS = ["A/256", "A-LRN/256", "B/256", "C/256", "C/384", "C/jit", "D/256", "D/38
 
 
 def single_scale(name, protocol="dense", Q=None):
-    """The error of a grid net at its single test scale (the paper's rule), or at a given Q."""
-    entry = grid.entry(name)
-    Q = Q if Q is not None else grid.test_scales_of(prof, entry.train_S, multi=False)[0]
-    return evaluate.evaluate_cached(grid.checkpoint(prof, name), prof, protocol, [Q])
+    """A grid net at its single test scale (the paper's rule), or at a given Q."""
+    return grid.evaluation(prof, name, protocol, Q=Q)
 
 
 table3 = {name: single_scale(name) for name in ROWS}
@@ -171,9 +169,7 @@ five
 
 # %%
 SEEDS = grid.seeds(prof, depth_seeds)
-Q_small = grid.test_scales_of(prof, "256", multi=False)
-by_seed = {name: [evaluate.evaluate_cached(grid.checkpoint(prof, name, seed=s), prof, "centre", Q_small)
-                  for s in SEEDS] for name in ("A/256", "D/256")}
+by_seed = {name: [grid.evaluation(prof, name, "centre", seed=s) for s in SEEDS] for name in ("A/256", "D/256")}
 pd.DataFrame({name: [r["top1"] for r in evals] for name, evals in by_seed.items()},
              index=pd.Index(SEEDS, name="seed")).T.assign(mean=lambda t: t.mean(axis=1))
 

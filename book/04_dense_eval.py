@@ -40,9 +40,7 @@ image_index = None  # the validation image of the heat map; None: chosen by the 
 timing_images = 100  # images for the measured cost per image
 
 # %%
-import json
 import logging
-from pathlib import Path
 
 logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-cache notice on a fresh machine
 
@@ -51,14 +49,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from vggrepro import checkpoints, claims, data, evaluate, grid, models, paper, runs, transforms
+from vggrepro import checkpoints, claims, data, evaluate, grid, models, paper, results, runs, scales, transforms
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
 pd.set_option("display.precision", 1)
 pd.set_option("display.max_colwidth", None)
-JIT = "[256;512]"  # the paper's notation for scale-jittered training
+JIT = str(scales.JITTER)  # the paper's notation for scale-jittered training, "[256;512]"
 METRICS = paper.metrics_for(prof.num_classes)  # top-5 only where it means something (paper.TOP5_MIN_CLASSES)
 print(f"profile {prof.name}: crop {prof.crop}, width {prof.width:g}, {prof.num_classes} classes; "
       f"paper Q = 256, 384, 512 -> {prof.S(256)}, {prof.S(384)}, {prof.S(512)} px")
@@ -180,14 +178,12 @@ TABLE4 = ["B/256", "C/256", "C/384", "C/jit", "D/256", "D/384", "D/jit", "E/256"
 
 def dense_at(name, multi):
     """Dense evaluation of a grid net at the paper's test scales for its training S."""
-    scales = grid.test_scales_of(prof, grid.entry(name).train_S, multi)
-    return evaluate.evaluate_cached(grid.checkpoint(prof, name), prof, "dense", scales)
+    return grid.evaluation(prof, name, "dense", multi=multi)
 
 
 # Table 5's nets: one "both" evaluation gives the dense, the multi-crop and the combined posteriors
 TABLE5 = ["D/jit", "E/jit"]
-both = {name: evaluate.evaluate_cached(grid.checkpoint(prof, name), prof, "both",
-                                       grid.test_scales_of(prof, JIT, multi=True)) for name in TABLE5}
+both = {name: grid.evaluation(prof, name, "both", multi=True) for name in TABLE5}
 for name, r in both.items():  # the combined posterior is the mean of its two parts
     assert torch.allclose(r["posteriors"], (r["parts"]["dense"] + r["parts"]["multicrop"]) / 2, atol=1e-6)
 
@@ -425,20 +421,9 @@ pd.DataFrame(
 # `results/` (a copy of the run's `result.json`, which carries its provenance), appear here:
 
 # %%
-results_dir = Path(runs.REPO) / "results"
-recorded = []
-for path in sorted(results_dir.rglob("*.json")):
-    try:
-        r = json.loads(path.read_text())
-    except (OSError, ValueError):
-        continue
-    if isinstance(r, dict) and r.get("settings", {}).get("kind") == "eval" and r["settings"].get("source") == "weights":
-        recorded.append({"file": path.name, "net": r.get("config"), "protocol": r.get("protocol"),
-                         "Q": ",".join(map(str, r.get("scales", []))), "images": r.get("images"),
-                         "top-1 err": r.get("top1"), "top-5 err": r.get("top5"),
-                         "device": r.get("provenance", {}).get("device")})
+recorded = results.released_evaluations()
 if recorded:
-    display(pd.DataFrame(recorded).set_index("file"))
+    display(pd.DataFrame(recorded).set_index("run"))
 else:
     print("No evaluation of released weights is recorded in results/ yet.")
 
@@ -472,9 +457,7 @@ for name in TABLE5:
     arms[f"{name} multi-crop & dense"] = claims.arm_of_evals(name, [both[name]])
 
 
-centre = {name: evaluate.evaluate_cached(grid.checkpoint(prof, name), prof, "centre",
-                                        grid.test_scales_of(prof, grid.entry(name).train_S, False))
-          for name in TABLE4}
+centre = {name: grid.evaluation(prof, name, "centre") for name in TABLE4}
 
 
 def claim(text, a, b, paper_numbers):

@@ -36,7 +36,6 @@ seed = None  # another seed for the data and every net: a replication (None: the
 
 # %%
 import inspect
-import json
 import logging
 
 logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-cache notice on a fresh machine
@@ -45,7 +44,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro import claims, evaluate, fuse, grid, paper, runs
+from vggrepro import claims, fuse, grid, metrics, paper, results, runs, scales
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
@@ -81,8 +80,8 @@ def test_scales(name: str) -> list[int]:
 
 
 def evaluated(name: str, protocol: str) -> dict:
-    """A grid net's evaluation on the val set (re-used from the run cache when it was made before)."""
-    return evaluate.evaluate_cached(grid.checkpoint(prof, name), prof, protocol, test_scales(name))
+    """A grid net's evaluation on the val set at its multi-scale Q (re-used from the run cache)."""
+    return grid.evaluation(prof, name, protocol, multi=True)
 
 
 # Table 4's nets (chapter 4) and the FC-only jittered D; Table 6 fuses some of them.
@@ -127,20 +126,20 @@ def fused(names, by=dense) -> tuple[float, float]:
 # paper's single-net errors come from Table 4 (it reports none for the FC-only D).
 
 # %%
-def grid_name(member: str, fc_only_jitter: bool) -> tuple[str, str]:
-    """The grid net of a member named config/train S/test Q, e.g. "D/[256;512]/256,384,512"."""
+def grid_name(member: str) -> tuple[str, str]:
+    """The grid net of a submission member named config/train S/test Q, e.g. "D/[256;512]/256,384,512"
+    (its jittered D had been fine-tuned on the FC layers only: the grid's D/jit-fc)."""
     config, train_S, qs = member.split("/")
-    name = f"{config}/{train_S}" if train_S.isdigit() else f"{config}/jit" + ("-fc" if fc_only_jitter else "")
-    paper_Q = [int(q) for q in qs.split(",")]
-    assert paper_Q == prof.test_scales(train_S, True), f"{member}: Q does not follow section 4.2's rule"
-    return name, train_S
+    scale = scales.TrainScale.parse(train_S)
+    assert [int(q) for q in qs.split(",")] == scale.Q(multi=True), f"{member}: Q does not follow section 4.2's rule"
+    return f"{config}/{scale.tag}" + ("-fc" if scale.jittered else ""), train_S
 
 
 submission, *after = paper.table("table6_fusion")
 t4 = {(r["config"], r["train_S"]): r for r in paper.table("table4_multi_scale")}
 member_rows, members = [], []
 for member in submission["models"]:
-    name, train_S = grid_name(member, fc_only_jitter=True)
+    name, train_S = grid_name(member)
     assert name in NETS
     members.append(name)
     reported = t4.get((grid.entry(name).config, train_S)) if name != "D/jit-fc" else None
@@ -274,30 +273,16 @@ t7[["method", "nets", "top-1 val", "top-5 val", "top-5 test", "top-5 (val or tes
 # chapter's own saved posteriors of D/jit and E/jit and must give the rows of the table above.
 
 # %%
-def fuse_saved(paths, protocol="both") -> tuple[float, float]:
-    """Top-1/top-5 error of the average of several saved evaluations (`vggrepro evaluate --out`)."""
-    saved = [evaluate.load_posteriors(p) for p in paths]
-    for s in saved[1:]:
-        if not torch.equal(s["indices"], saved[0]["indices"]):
-            raise ValueError("the evaluations saw different images: evaluate every net on the same set")
-    return fuse.top_errors(fuse.fuse([posterior(s, protocol) for s in saved]), saved[0]["labels"])
+print(inspect.getsource(fuse.fuse_saved))
 
-
-def posterior(saved: dict, protocol: str) -> torch.Tensor:
-    """One protocol's posteriors from a saved evaluation (a "both" run holds dense and multicrop too)."""
-    if saved["meta"]["protocol"] == protocol:
-        return saved["posteriors"]
-    if protocol in saved["parts"]:
-        return saved["parts"][protocol]
-    raise ValueError(f"an evaluation with protocol {saved['meta']['protocol']!r} has no {protocol!r} posteriors")
-
-
+# %%
 # With the released nets: paths = ["runs/imagenet/released-D/posteriors.pt", "runs/imagenet/released-E/posteriors.pt"]
 paths = [both[name]["posteriors_file"] for name in JITTERED]
 for protocol, method in PROTOCOLS.items():
-    top1, top5 = fuse_saved(paths, protocol)
-    assert (top1, top5) == pair[protocol]
-    print(f"D/jit + E/jit, {method}: top-1 {top1:.1f}%" + (f", top-5 {top5:.1f}%" if SHOW_TOP5 else ""))
+    saved = fuse.fuse_saved(paths, protocol)
+    assert (saved[metrics.TOP1], saved[metrics.TOP5]) == pair[protocol]
+    print(f"D/jit + E/jit, {method}: top-1 {saved[metrics.TOP1]:.1f}%"
+          + (f", top-5 {saved[metrics.TOP5]:.1f}%" if SHOW_TOP5 else ""))
 
 # %% [markdown]
 # What the released nets should reach on ILSVRC-2012: the paper's two-net rows of Table 6, and
@@ -326,13 +311,8 @@ pd.DataFrame(rows).set_index("nets")
 # posteriors stay behind, they are large) and appear here:
 
 # %%
-recorded = []
-for path in sorted((runs.REPO / "results" / "released").glob("*.json")):
-    r = json.loads(path.read_text())
-    recorded.append({"run": path.stem, "net": r.get("config"), "protocol": r["protocol"],
-                     "Q": ",".join(map(str, r["scales"])), "images": r["images"], "top-1": paper.fmt(r["top1"]),
-                     "top-5": paper.fmt(r["top5"]), "device": r.get("provenance", {}).get("device", "-")})
-pd.DataFrame(recorded).set_index("run") if recorded else "no evaluation of released weights recorded under results/released/ yet"
+recorded = results.released_evaluations()
+pd.DataFrame(recorded).set_index("run") if recorded else "no evaluation of released weights recorded under results/ yet"
 
 # %% [markdown]
 # ## The claims of section 4.4, at this scale

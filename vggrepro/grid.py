@@ -129,3 +129,16 @@ def checkpoint(profile: Profile | str, name: str, seed: int | None = None):
     get(profile, name, seed=seed)
     return run_of(profile, name, seed).checkpoint
 
+
+
+def evaluation(profile: Profile | str, name: str, protocol: str, *, multi: bool = False, Q: int | None = None,
+               seed: int | None = None) -> dict:
+    """A grid entry evaluated on the validation set under ``protocol`` ("centre", "dense", "multicrop"
+    or "both"), at the paper's test scales for its training S (section 4.1's one Q, or section 4.2's
+    three with ``multi``) or at one given ``Q`` (profile pixels); trained first and re-used from the
+    run cache when it was evaluated before (:func:`vggrepro.evaluate.evaluate_cached`)."""
+    from .evaluate import evaluate_cached
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    scales = [Q] if Q is not None else test_scales_of(profile, entry(name).train_S, multi)
+    return evaluate_cached(checkpoint(profile, name, seed), profile, protocol, scales)
