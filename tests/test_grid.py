@@ -36,3 +36,19 @@ def test_seeds_start_at_the_profile_seed_and_are_distinct():
     assert grid.seeds(other, 1) == [prof.seed + 7]
     with pytest.raises(ValueError, match="at least one seed"):
         grid.seeds(prof, 0)
+
+
+def test_evaluation_uses_the_paper_test_scales_of_the_entry(monkeypatch):
+    from vggrepro import evaluate
+
+    prof = get_profile("ci")
+    calls = []
+    monkeypatch.setattr(grid, "checkpoint", lambda p, name, seed=None: f"{name}@{seed}")
+    monkeypatch.setattr(evaluate, "evaluate_cached", lambda ckpt, p, protocol, scales: calls.append((ckpt, protocol, scales)))
+    grid.evaluation(prof, "D/256", "centre")
+    grid.evaluation(prof, "D/jit", "both", multi=True, seed=3)
+    grid.evaluation(prof, "D/384", "dense", Q=64)
+    # section 4.1: Q = S (paper 256 -> 37 px at ci); 4.2: Q = {256, 384, 512} for jittered S
+    assert calls == [("D/256@None", "centre", [prof.S(256)]),
+                     ("D/jit@3", "both", [prof.S(256), prof.S(384), prof.S(512)]),
+                     ("D/384@None", "dense", [64])]
