@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -394,3 +395,11 @@ def test_sync_leaves_the_chapters_unchanged(tmp_path):
         book.sync_twins(tmp_path)
         after = {p.name: p.read_bytes() for p in (tmp_path / "book").iterdir()}
         assert [n for n in before if after[n] != before[n]] == [], f"sync from the {newer} twins changed them"
+
+
+def test_nbval_runs_from_the_book_folder():
+    """The README's nbval check, run from book/ rather than the project's root (the sanitize file is
+    named relative to the project)."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-q", "01_architecture.ipynb"],
+                          cwd=ROOT / "book", capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
