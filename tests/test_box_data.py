@@ -9,8 +9,7 @@ import torch
 from vggrepro import box_data as D
 from vggrepro.boxes import clip, decode, encode, intersection
 
-from loc_helpers import (IDENTITY, LIVELY, FakeSample, constant_localiser, image, lively_localiser, loader_of,
-                         one_thread, tiny_classifier)
+from loc_helpers import IDENTITY, FakeSample, loader_of, one_thread  # noqa: F401 (one_thread: autouse)
 
 
 # -- crop and flip ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from vggrepro.boxes import area, correct, encode
 from vggrepro.loc_eval import System
 
 from loc_helpers import (IDENTITY, LIVELY, FakeSample, constant_localiser, image, lively_localiser, loader_of,
-                         one_thread, tiny_classifier)
+                         one_thread, tiny_classifier)  # noqa: F401 (one_thread: autouse)
 
 
 # -- protocol 1 ---------------------------------------------------------------------------------

@@ -8,10 +8,9 @@ import torch
 
 from vggrepro import checkpoints, grid, loc_tables, paper
 from vggrepro.loc_eval import System, error_of, protocol2_table
-from vggrepro.localise import localiser
 from vggrepro.profiles import get_profile
 
-from loc_helpers import (IDENTITY, LIVELY, FakeSample, constant_localiser, image, lively_localiser, loader_of,
+from loc_helpers import (IDENTITY, LIVELY, FakeSample, image, lively_localiser, loader_of,  # noqa: F401
                          one_thread, tiny_classifier)
 
 CI = get_profile("ci")
@@ -49,8 +48,9 @@ def test_table8_rows_put_each_error_beside_the_papers_row():
     rows = loc_tables.table8_rows({"SCR, fc": 1.0, "PCR, fc": 2.0, "PCR, all": 3.0}, {"crop": 4.0, "image": 5.0})
     got = [(r["fine_tuned_layers"], r["regression_type"], r["paper gt_class_loc_err"], r["ours gt_class_loc_err"])
            for r in rows]
-    assert got == [("1st and 2nd FC", "SCR", 36.4, 1.0), ("1st and 2nd FC", "PCR", 34.3, 2.0), ("all", "PCR", 33.1, 3.0),
-                   ("whole crop (no net)", "-", None, 4.0), ("whole image (no net)", "-", None, 5.0)]
+    assert got == [("1st and 2nd FC", "SCR", 36.4, 1.0), ("1st and 2nd FC", "PCR", 34.3, 2.0),
+                   ("all", "PCR", 33.1, 3.0), ("whole crop (no net)", "-", None, 4.0),
+                   ("whole image (no net)", "-", None, 5.0)]
     assert loc_tables.table8_Q(CI) == CI.S(384) == 55
 
 
@@ -144,9 +144,10 @@ def test_finetune_grid_uses_the_profiles_dropout_and_device(tmp_path, monkeypatc
     samples = [FakeSample(str(i), i % 3, [[8, 8, 50, 40]]) for i in range(6)]
     moved = []
     real_to = torch.nn.Module.to
-    monkeypatch.setattr(torch.nn.Module, "to", lambda m, *a, **k: moved.append(str(a[0]) if a else "") or real_to(m, *a, **k))
-    out = loc_tables.finetune_grid(CI.replace(batch_size=4), samples, names=["SCR, fc", "PCR, all, S=256"], epochs=1,
-                                   device="cpu:0", load_image=loader_of(images))
+    monkeypatch.setattr(torch.nn.Module, "to",
+                        lambda m, *a, **k: moved.append(str(a[0]) if a else "") or real_to(m, *a, **k))
+    out = loc_tables.finetune_grid(CI.replace(batch_size=4), samples, names=["SCR, fc", "PCR, all, S=256"],
+                                   epochs=1, device="cpu:0", load_image=loader_of(images))
     assert list(out.nets) == ["SCR, fc", "PCR, all, S=256"] and moved.count("cpu:0") >= 4
     for name, result in out.results.items():
         assert result["settings"]["dropout"] == 0.0 and result["settings"]["source"] == grid.loc_entry(name).source

@@ -14,8 +14,7 @@ from vggrepro import localise as L
 from vggrepro.profiles import get_profile
 from vggrepro.runs import Run
 
-from loc_helpers import (IDENTITY, LIVELY, FakeSample, constant_localiser, image, lively_localiser, loader_of,
-                         one_thread, tiny_classifier)
+from loc_helpers import IDENTITY, FakeSample, image, loader_of, one_thread, tiny_classifier  # noqa: F401
 
 
 # -- heads and loss -----------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def greedy_merge(boxes, scores=None, threshold: float = MERGE_THRESHOLD) -> Merg
     """
     b = _rows(boxes).copy()
     n = len(b)
-    s = np.ones(n) if scores is None else np.array(torch.as_tensor(scores, dtype=torch.float64).numpy(), dtype=np.float64)
+    s = np.ones(n) if scores is None else torch.as_tensor(scores, dtype=torch.float64).numpy().astype(np.float64)
     if s.shape != (n,):
         raise ValueError(f"greedy_merge: {n} boxes but scores of shape {tuple(s.shape)}")
     counts = np.ones(n)

@@ -180,7 +180,8 @@ def table9_rows(profile: Profile, right: dict[tuple, torch.Tensor]) -> list[dict
     application, from :func:`protocol2_runs`' results."""
     keys = [k[1:] for k in right if k[0] == "dense"]
     ours = [{"train_S": train_S, "test_Q": list(test_Q) if test_Q else None,
-             "top5_loc_err_val": error_of(right[("dense", train_S, test_Q)]), "our Q": our_Q(profile, (train_S, test_Q)),
+             "top5_loc_err_val": error_of(right[("dense", train_S, test_Q)]),
+             "our Q": our_Q(profile, (train_S, test_Q)),
              "ours, central crop only": error_of(right[("centre", train_S, test_Q)])} for train_S, test_Q in keys]
     return paper.beside("table9_localisation_error", ours, on=("train_S", "test_Q"), metrics=("top5_loc_err_val",))
 
@@ -188,8 +189,8 @@ def table9_rows(profile: Profile, right: dict[tuple, torch.Tensor]) -> list[dict
 def windows_per_image(net: VGG, sizes: Sequence[tuple[int, int]], Q: int) -> torch.Tensor:
     """How many dense windows each image of ``(height, width)`` holds at scale Q (the plain net's
     grid: the pixels past the last multiple of 32 give no window)."""
-    return torch.tensor([int(torch.tensor(score_map_size(net, *transforms.scaled_size(h, w, Q), ceil_mode=False)).prod())
-                         for h, w in sizes])
+    maps = [score_map_size(net, *transforms.scaled_size(h, w, Q), ceil_mode=False) for h, w in sizes]
+    return torch.tensor([rows * cols for rows, cols in maps])
 
 
 def share_of_one_window(net: VGG, sizes: Sequence[tuple[int, int]], Q: int) -> float:
