@@ -137,6 +137,8 @@ for kind in L.KINDS:
 # three times `prof.lr` did no better for all layers. So the localisation nets are fine-tuned at
 # the profile's classification lr, a departure from the paper forced by the budget, with SGD,
 # momentum and weight decay as for classification and a constant lr (the paper gives no schedule).
+# (Those measurements were made with dropout 0.5 on fc6 and fc7.) Dropout is the profile's, as for
+# its classification nets: the paper's 0.5, or none under `ci`, whose small nets underfit.
 
 # %%
 recipe, loc_recipe = paper.table("training"), paper.table("localisation_method_appendix_A")["training"]
@@ -144,6 +146,7 @@ pd.DataFrame(
     [("classification lr", recipe["lr_initial"], prof.lr),
      ("localisation fine-tuning lr", loc_recipe["lr_initial"], lr),
      ("batch", recipe["batch_size"], prof.batch_size),
+     ("dropout (fc6, fc7)", recipe["dropout"]["ratio"], prof.dropout),
      ("train S", " and ".join(map(str, loc_recipe["scales"])),
       " and ".join(str(grid.scale_of(prof, str(x))) for x in loc_recipe["scales"])),
      ("scale jittering", loc_recipe["scale_jittering"], False),
