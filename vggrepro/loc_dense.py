@@ -36,6 +36,12 @@ def device_of(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
+def centre_window(height: int, width: int, crop: int) -> tuple[int, int]:
+    """(x0, y0) of the central ``crop x crop`` window of a ``height x width`` image; an odd margin
+    leaves the extra pixel at the right/bottom, as :func:`vggrepro.transforms.centre_crop` does."""
+    return (width - crop) // 2, (height - crop) // 2
+
+
 def dense_windows(map_h: int, map_w: int, crop: int) -> torch.Tensor:
     """The window (xyxy, rescaled-image pixels) behind each location of a dense output map,
     row-major: location (i, j) sees ``[32 j, 32 j + crop) x [32 i, 32 i + crop)``.
@@ -76,7 +82,7 @@ def view(image: torch.Tensor, Q: int, crop: int, centre: bool, align: str = "cen
     scaled, sx, sy = rescale(image, Q)
     h, w = scaled.shape[-2:]
     if centre:
-        x0, y0 = (w - crop) // 2, (h - crop) // 2  # as transforms.centre_crop
+        x0, y0 = centre_window(h, w, crop)
         return scaled[:, y0:y0 + crop, x0:x0 + crop], sx, sy, x0, y0
     if align == "top-left":
         return scaled, sx, sy, 0, 0
