@@ -26,7 +26,8 @@
 # * at test time, apply it **densely** over the whole image, like the classifier in section 3.2,
 #   merge the many boxes it gives, and keep for each of the classifier's top-5 classes its best box.
 #
-# The paper's code was never released. This chapter rebuilds the recipe (`vggrepro.localise`),
+# The paper's code was never released. This chapter rebuilds the recipe (`vggrepro.localise` for
+# the nets, `vggrepro.boxes` for the geometry, `vggrepro.loc_eval` for the two test protocols),
 # fine-tunes the localisation nets from the classification nets of the shared grid, and rebuilds
 # Table 8 (which regressor, which layers) and Table 9 (dense application, test scales, fusion) at
 # the profile's scale, beside the paper's numbers.
@@ -48,16 +49,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro import checkpoints, claims, data, evaluate, grid, models, paper, runs, transforms
+from vggrepro import boxes, checkpoints, claims, data, grid, models, paper, runs, transforms
+from vggrepro import loc_eval as E
+from vggrepro import loc_tables as T
 from vggrepro import localise as L
+from vggrepro.loc_eval import error_of as error
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
 pd.set_option("display.precision", 1)
 pd.set_option("display.max_colwidth", None)
-JIT = "[256;512]"  # the paper's notation for scale-jittered training
 lr = prof.lr if lr is None else lr
+device = prof.resolved_device()  # every net of this chapter trains and runs there
 
 root = data.ensure_synthetic(prof, verbose=False)
 train_set, val_set = data.ILSVRC(root, "train"), data.ILSVRC(root, "val")
@@ -84,17 +88,17 @@ print(f"profile {prof.name}: crop {prof.crop}, width {prof.width:g}, {prof.num_c
 # %%
 window = (16, 8, 48, 40)
 box = (20, 10, 30, 30)
-params = L.encode(box, window)
+params = boxes.encode(box, window)
 print("box (corners, pixels):           ", box)
 print("as (cx, cy, w, h) in crop units: ", [round(v, 4) for v in params.tolist()])
-print("decoded back:                    ", tuple(round(v, 4) for v in L.decode(params, window).tolist()))
-print("the same box, seen from the crop at (0, 0):", [round(v, 4) for v in L.encode(box, (0, 0, 32, 32)).tolist()])
+print("decoded back:                    ", tuple(round(v, 4) for v in boxes.decode(params, window).tolist()))
+print("the same box, seen from the crop at (0, 0):", [round(v, 4) for v in boxes.encode(box, (0, 0, 32, 32)).tolist()])
 
 # %% [markdown]
 # The box of an object that reaches out of the crop simply has a centre outside [0, 1] or a size
 # above 1: the net is trained to predict the whole object from the part it sees. (A training crop
 # is used only if it holds at least half of the object, or is at least half object: OverFeat's
-# rule; see `localise.choose_crop`.)
+# rule; see `box_data.choose_crop`.)
 #
 # Two kinds of last layer:
 #
@@ -112,7 +116,7 @@ target = torch.tensor([[0.25, 0.5, 0.5, 1.0]])
 print("class 1's box:", L.box_of(outputs, "PCR", [1]).tolist())
 print("loss = ((0.3-0.25)^2 + (0.6-0.5)^2 + (0.4-0.5)^2 + (0.8-1)^2) / 2 =",
       round(L.box_loss(outputs, "PCR", target, [1]).item(), 4))
-net_d = checkpoints.model_from_checkpoint(grid.checkpoint(prof, "D/384"))[0]
+net_d = checkpoints.model_from_checkpoint(grid.checkpoint(prof, "D/384"))[0].to(device)
 for kind in L.KINDS:
     loc = L.localiser(net_d, kind)
     print(f"{kind}: fc8 has {loc.layer('fc8').out_features} outputs; every other layer is copied from the classifier")
@@ -134,6 +138,8 @@ for kind in L.KINDS:
 # three times `prof.lr` did no better for all layers. So the localisation nets are fine-tuned at
 # the profile's classification lr, a departure from the paper forced by the budget, with SGD,
 # momentum and weight decay as for classification and a constant lr (the paper gives no schedule).
+# (Those measurements were made with dropout 0.5 on fc6 and fc7.) Dropout is the profile's, as for
+# its classification nets: the paper's 0.5, or none under `ci`, whose small nets underfit.
 
 # %%
 recipe, loc_recipe = paper.table("training"), paper.table("localisation_method_appendix_A")["training"]
@@ -141,6 +147,7 @@ pd.DataFrame(
     [("classification lr", recipe["lr_initial"], prof.lr),
      ("localisation fine-tuning lr", loc_recipe["lr_initial"], lr),
      ("batch", recipe["batch_size"], prof.batch_size),
+     ("dropout (fc6, fc7)", recipe["dropout"]["ratio"], prof.dropout),
      ("train S", " and ".join(map(str, loc_recipe["scales"])),
       " and ".join(str(grid.scale_of(prof, str(x))) for x in loc_recipe["scales"])),
      ("scale jittering", loc_recipe["scale_jittering"], False),
@@ -150,29 +157,15 @@ pd.DataFrame(
     columns=["setting", "paper", f"profile {prof.name}"]).set_index("setting").astype(str)
 
 # %%
-S256, S384 = grid.scale_of(prof, "256"), grid.scale_of(prof, "384")
-classifiers = {name: checkpoints.model_from_checkpoint(grid.checkpoint(prof, name)) for name in ("D/256", "D/384")}
-PLAN = {  # name: (classification net, train S, kind, layers)
-    "SCR, fc": ("D/384", S384, "SCR", "fc"),
-    "PCR, fc": ("D/384", S384, "PCR", "fc"),
-    "PCR, all": ("D/384", S384, "PCR", "all"),
-    "PCR, all, S=256": ("D/256", S256, "PCR", "all"),
-}
-localisers, results = {}, {}
-shared = {}  # the two fc runs see the same crops through the same frozen convs: computed once
-for name, (source, S, kind, layers) in PLAN.items():
-    net, meta = classifiers[source]
-    localisers[name], results[name] = L.finetune(
-        net, kind, layers, train_set.samples, S=S, epochs=epochs, preprocess=checkpoints.preprocess_of(meta),
-        batch_size=prof.batch_size, lr=lr, seed=prof.seed, profile=prof.name, source=source, cache=True,
-        load_image=load_image, shared=shared, progress=False)
-preprocess = {name: checkpoints.preprocess_of(classifiers[PLAN[name][0]][1]) for name in PLAN}
-
+loc_nets = T.finetune_grid(prof, train_set.samples, epochs=epochs, lr=lr, device=device, load_image=load_image)
+localisers, results, preprocess = loc_nets.nets, loc_nets.results, loc_nets.preprocess
 pd.DataFrame(
-    [{"localisation net": name, "from": source, "train S": S, "fine-tuned": {"fc": "fc6-fc8", "all": "all layers"}[layers],
+    [{"localisation net": name, "from": x.source, "train S": grid.scale_of(prof, x.train_S),
+      "fine-tuned": {"fc": "fc6-fc8", "all": "all layers"}[x.layers],
       "fc8 outputs": localisers[name].layer("fc8").out_features, "epochs": results[name]["epochs"], "lr": lr,
+      "dropout": results[name]["dropout"],
       **{f"loss, epoch {h['epoch']}": f"{h['loss']:.3f}" for h in results[name]["history"]}}
-     for name, (source, S, kind, layers) in PLAN.items()]
+     for name, x in grid.LOC_GRID.items()]
 ).set_index("localisation net")
 
 # %% [markdown]
@@ -187,31 +180,11 @@ pd.DataFrame(
 # the image's outline. A localisation net that does not beat both has learned nothing.
 
 # %%
-def error(correct):
-    """Error (%) of a bool tensor of per-image results."""
-    return 100.0 * int((~correct).sum()) / len(correct)
-
-
-Q = S384
-right1 = {name: L.protocol1(localisers[name], val_set.samples, Q=Q, preprocess=preprocess[name],
-                            load_image=load_image, progress=False, per_image=True)
-          for name in ("SCR, fc", "PCR, fc", "PCR, all")}
-guess_right = {g: L.guess_error(val_set.samples, g, Q=Q, crop=prof.crop, load_image=load_image, per_image=True)
-               for g in L.GUESSES}
+Q = T.table8_Q(prof)
+right1, guess_right = T.protocol1_runs(prof, loc_nets, val_set.samples, load_image=load_image)
 p1 = {name: error(r) for name, r in right1.items()}
 guess = {g: error(r) for g, r in guess_right.items()}
-
-LAYERS_OF = {"1st and 2nd FC": "fc", "all": "all"}  # the paper's words for the fine-tuned layers
-ours8 = []
-for row in paper.table("table8_localisation_modifications"):
-    name = f"{row['regression_type']}, {LAYERS_OF[row['fine_tuned_layers']]}"
-    ours8.append(dict(fine_tuned_layers=row["fine_tuned_layers"], regression_type=row["regression_type"],
-                      gt_class_loc_err=p1[name]))
-table8 = pd.DataFrame(paper.beside("table8_localisation_modifications", ours8,
-                                   on=("fine_tuned_layers", "regression_type"), metrics=("gt_class_loc_err",)))
-for g, text in (("crop", "whole crop (no net)"), ("image", "whole image (no net)")):
-    table8.loc[len(table8)] = {"fine_tuned_layers": text, "regression_type": "-",
-                               "paper gt_class_loc_err": None, "ours gt_class_loc_err": guess[g]}
+table8 = pd.DataFrame(T.table8_rows(p1, guess))
 print(f"protocol 1 at S = Q = {Q} (the paper's 384); {n_val} images")
 table8.set_index(["fine_tuned_layers", "regression_type"])
 
@@ -238,56 +211,28 @@ table8.set_index(["fine_tuned_layers", "regression_type"])
 # as the 32-pixel stride and an image holds one to three (printed below). The dense grid is
 # centred on the image: the five pools would otherwise drop the pixels past the last multiple of
 # 32 at the right and bottom, which at this profile's Q is a large part of each image (see
-# `localise._view`). The same protocol with only the **central crop** in place of dense
+# `loc_dense.view`). The same protocol with only the **central crop** in place of dense
 # application (the same classes, scores and merging) measures what dense application adds.
 
 # %%
-system = evaluate.evaluate_cached(grid.checkpoint(prof, "D/jit"), prof, "dense", grid.test_scales_of(prof, JIT, True))
-order = system["indices"].tolist()
-posteriors = torch.zeros_like(system["posteriors"])
-posteriors[order] = system["posteriors"]  # rows in the order of val_set.samples
-assert [s.label for s in val_set.samples] == system["labels"][torch.argsort(system["indices"])].tolist()
-classifier, classifier_meta = checkpoints.model_from_checkpoint(grid.checkpoint(prof, "D/jit"))
-top5_class_err = evaluate.top_errors(posteriors, torch.tensor([s.label for s in val_set.samples]))["top5"]
+cls = T.classification_system(prof, val_set.samples, device=device)
+posteriors, classifier, top5_class_err = cls.posteriors, cls.net, cls.top5_err
 
 
 def q(paper_px):
     return prof.S(paper_px)
 
 
-loc256, loc384 = localisers["PCR, all, S=256"], localisers["PCR, all"]
-prep256, prep384 = preprocess["PCR, all, S=256"], preprocess["PCR, all"]
-t9 = paper.table("table9_localisation_error")
-fusion_key = next(r["train_S"] for r in t9 if r["test_Q"] is None)  # the paper's words for the fusion row
-SYSTEMS = {  # Table 9's rows: (paper train_S, paper test_Q) -> localisation nets, Q per net, preprocessing
-    ("256", (256,)): dict(localisers=[loc256], scales=[q(256)], preprocess=prep256),
-    ("384", (384,)): dict(localisers=[loc384], scales=[q(384)], preprocess=prep384),
-    ("384", (352, 384)): dict(localisers=[loc384], scales=[q(352), q(384)], preprocess=prep384),
-    (fusion_key, None): dict(localisers=[loc256, loc384], scales=[[q(256)], [q(352), q(384)]],
-                             preprocess=[prep256, prep384]),
-}
-runs_of = {}
-for key, s in SYSTEMS.items():
-    runs_of[("dense",) + key] = s
-    runs_of[("centre",) + key] = dict(s, centre=True)
-runs_of[("top-left",) + ("384", (384,))] = dict(SYSTEMS[("384", (384,))], align="top-left")
-right = L.protocol2_table(runs_of, posteriors, val_set.samples, classifier=classifier,
-                          classifier_preprocess=checkpoints.preprocess_of(classifier_meta), load_image=load_image,
-                          per_image=True, progress=False)
-
+loc384 = localisers["PCR, all"]
+SYSTEMS = T.table9_systems(prof, loc_nets)  # Table 9's rows: (paper train_S, paper test_Q) -> System
+fusion_key = T.fusion_key()  # the paper's words for the fusion row
+right = T.protocol2_runs(SYSTEMS, cls, val_set.samples, load_image=load_image, top_left=("384", (384,)))
 p2 = {key: error(r) for key, r in right.items()}
-
-OUR_Q = {("256", (256,)): f"{q(256)}", ("384", (384,)): f"{q(384)}", ("384", (352, 384)): f"{q(352)},{q(384)}",
-         (fusion_key, None): f"{q(256)} and {q(352)},{q(384)}"}
-ours9 = [{"train_S": train_S, "test_Q": list(test_Q) if test_Q else None,
-          "top5_loc_err_val": p2[("dense", train_S, test_Q)], "our Q": OUR_Q[(train_S, test_Q)],
-          "ours, central crop only": p2[("centre", train_S, test_Q)]}
-         for train_S, test_Q in SYSTEMS]
-table9 = pd.DataFrame(paper.beside("table9_localisation_error", ours9, on=("train_S", "test_Q"),
-                                   metrics=("top5_loc_err_val",)))
+ours9 = T.table9_rows(prof, right)
+table9 = pd.DataFrame(ours9)
 table9["test_Q"] = table9["test_Q"].map(lambda v: "-" if v is None else ",".join(map(str, v)))
-guess5_right = {g: L.guess_error(val_set.samples, g, Q=q(384), crop=prof.crop, posteriors=posteriors,
-                                 load_image=load_image, per_image=True) for g in L.GUESSES}
+guess5_right = {g: E.guess_error(val_set.samples, g, Q=q(384), crop=prof.crop, posteriors=posteriors,
+                                 load_image=load_image, per_image=True) for g in E.GUESSES}
 guess5 = {g: error(r) for g, r in guess5_right.items()}
 references = pd.DataFrame([
     {"reference": "the classification system's top-5 error (a floor for every row)", "ours": top5_class_err},
@@ -316,38 +261,17 @@ references
 # or three off-centre windows, each seen unlike any training crop, vote.
 
 # %%
-def pool5_receptive_field(net):
-    """The side of the input square that one pool5 unit sees: each layer adds (kernel - 1) x stride so far."""
-    rf, jump = 1, 1
-    for m in net.features:
-        if isinstance(m, torch.nn.Conv2d):
-            rf += (m.kernel_size[0] - 1) * jump
-        elif isinstance(m, torch.nn.MaxPool2d):
-            rf += (m.kernel_size - 1) * jump
-            jump *= m.stride
-    return rf
-
-
-print(f"D's pool5 receptive field: {pool5_receptive_field(loc384)} pixels; the crop: {prof.crop} here, 224 in the paper")
+print(f"D's pool5 receptive field: {models.receptive_field(loc384)} pixels; the crop: {prof.crop} here, 224 in the paper")
 dense_key, centre_key = ("dense", "384", (384,)), ("centre", "384", (384,))
-windows = torch.tensor([
-    int(torch.tensor(models.score_map_size(loc384, *transforms.scaled_size(*load_image(s).shape[-2:], q(384)),
-                                           ceil_mode=False)).prod())
-    for s in val_set.samples])
+sizes = [tuple(load_image(s).shape[-2:]) for s in val_set.samples]
+windows = T.windows_per_image(loc384, sizes, q(384))
 split = []
 for text, mask in (("1 window", windows == 1), ("2 or 3 windows", windows > 1)):
     split.append({"images at Q=384 (scaled) holding": text, "images": int(mask.sum()),
                   "dense": error(right[dense_key][mask]), "central crop": error(right[centre_key][mask])})
 display(pd.DataFrame(split).set_index("images at Q=384 (scaled) holding"))
-
-
-def share_of_one_window(Q):
-    """% of the validation images that hold a single window at scale Q."""
-    sizes = [transforms.scaled_size(*load_image(s).shape[-2:], Q) for s in val_set.samples]
-    return 100.0 * sum(models.score_map_size(loc384, h, w, ceil_mode=False) == (1, 1) for h, w in sizes) / len(sizes)
-
-
-pd.DataFrame([{"paper Q": p, "our Q": q(p), "images holding a single window (%)": share_of_one_window(q(p))}
+pd.DataFrame([{"paper Q": p, "our Q": q(p),
+               "images holding a single window (%)": T.share_of_one_window(loc384, sizes, q(p))}
               for p in (256, 352, 384)]).set_index("paper Q")
 
 # %% [markdown]
@@ -366,11 +290,9 @@ for ax, i in zip(axes.flat, picks):
     sample = val_set.samples[i]
     image = load_image(sample)
     ax.imshow(image.permute(1, 2, 0).numpy())
-    one = L.centre_box(loc384, image, sample.label, Q=q(384), preprocess=prep384)
-    first = L.top5_boxes(fusion["localisers"], posteriors[i], image, scales=fusion["scales"],
-                         preprocess=fusion["preprocess"], classifier=classifier,
-                         classifier_preprocess=checkpoints.preprocess_of(classifier_meta))[0]
-    crop = L.guess_box(image.shape[-2:], "crop", Q=q(384), crop=prof.crop)
+    one = E.centre_box(loc384, image, sample.label, Q=q(384), preprocess=preprocess["PCR, all"])
+    first = E.top5_boxes(fusion, posteriors[i], image, classifier=classifier, classifier_preprocess=cls.preprocess)[0]
+    crop = E.guess_box(image.shape[-2:], "crop", Q=q(384), crop=prof.crop)
     drawn = [(b, "lime", "--") for b in sample.boxes] + [(crop, "white", ":"), (one, "deepskyblue", "-"),
                                                           (first[1], "red", "-")]
     for (x0, y0, x1, y1), colour, style in drawn:
@@ -405,8 +327,8 @@ def err9(row):
 
 
 seed_sd = claims.measured_seed_sd(prof.name)
-blind1 = min(L.GUESSES, key=lambda g: guess[g])  # the better pixel-blind box, protocol 1
-blind2 = min(L.GUESSES, key=lambda g: guess5[g])  # and protocol 2
+blind1 = min(E.GUESSES, key=lambda g: guess[g])  # the better pixel-blind box, protocol 1
+blind2 = min(E.GUESSES, key=lambda g: guess5[g])  # and protocol 2
 arms = {f"P1 {name}": claims.arm_of_correct(name, r) for name, r in right1.items()}
 arms[f"P1 pixel-blind ({blind1})"] = claims.arm_of_correct(blind1, guess_right[blind1])
 arms |= {f"P2 {where} {train_S}/{test_Q}": claims.arm_of_correct(str(key), right[key])
@@ -467,7 +389,7 @@ print(f"\nTable 8 (protocol 1, Q = {Q}): " + ", ".join(f"{name} {err:.1f}" for n
       + f"; pixel-blind: whole crop {guess['crop']:.1f}, whole image {guess['image']:.1f}")
 print("Table 9 (protocol 2, dense / central crop): " + "; ".join(
     f"{'fusion' if r['test_Q'] is None else r['train_S'] + '/' + ','.join(map(str, r['test_Q']))} "
-    f"{r['top5_loc_err_val']:.1f} / {r['ours, central crop only']:.1f}" for r in ours9)
+    f"{r['ours top5_loc_err_val']:.1f} / {r['ours, central crop only']:.1f}" for r in ours9)
       + f"; the classification system's top-5 error {top5_class_err:.1f}")
 
 # %% [markdown]

@@ -145,6 +145,27 @@ def test_dropout_on_fc6_and_fc7_only(paper_nets):
     assert not any(isinstance(m, nn.Dropout) for m in paper_nets["D"].features)
 
 
+def test_build_takes_the_dropout():
+    with torch.device("meta"):
+        net = build("A", width=1 / 8, num_classes=10, crop=32, dropout=0.0)
+    assert [m.p for m in net.classifier if isinstance(m, nn.Dropout)] == [0.0, 0.0] and net.dropout == 0.0
+    assert build("A", width=1 / 16, num_classes=3, crop=32).dropout == 0.5  # the paper's, by default
+    with pytest.raises(ValueError, match="dropout"):
+        build("A", width=1 / 16, dropout=1.0)
+
+
+def test_forward_is_features_then_head():
+    torch.manual_seed(0)
+    net = models.init_fan_in(build("A", width=1 / 16, num_classes=5, crop=64)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        features = net.forward_features(x)
+        assert features.shape == (2, net.layer("conv5_2").out_channels, 2, 2)
+        assert torch.equal(net.forward_head(features), net(x))
+        # at the crop size the dense head has one location, the classifier's scores
+        torch.testing.assert_close(net.forward_head(features, dense=True)[:, :, 0, 0], net(x), rtol=1e-5, atol=1e-5)
+
+
 def test_lrn_is_alexnets():
     # b = a / (k + alpha * sum of a^2 over n=5 neighbouring channels)^beta, written out by hand.
     k, n, alpha, beta = 2.0, 5, 1e-4, 0.75
@@ -347,6 +368,17 @@ def test_receptive_fields_measured():
     torch.testing.assert_close(grad / grad.max() * 49, expected)
     with pytest.raises(ValueError, match="larger size"):
         models.measured_receptive_field(nn.Conv2d(c, c, 7, padding=3), c, size=7)
+
+
+def test_receptive_field_of_a_net_by_hand():
+    # VGG-16 (D) at pool5: each conv adds 2 x the stride so far, each pool 1 x it and doubles it:
+    # 1 + 2(2+2) + 4... = 212 (the figure published for VGG-16's pool5)
+    with torch.device("meta"):
+        assert models.receptive_field(build("D")) == 212
+        # A: conv1 3, pool 4, conv2 +4 = 8, pool 10, conv3 2x +8 = 26, pool 30, 2x +16 = 62, pool 70, 2x +32 = 134, pool 150
+        assert models.receptive_field(build("A", width=1 / 8, crop=32)) == 150
+    stack = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3))
+    assert models.receptive_field(stack) == models.receptive_field([3, 3, 3]) == 7
 
 
 # -- initialisation ---------------------------------------------------------------------------

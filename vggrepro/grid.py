@@ -130,7 +130,6 @@ def checkpoint(profile: Profile | str, name: str, seed: int | None = None):
     return run_of(profile, name, seed).checkpoint
 
 
-
 def evaluation(profile: Profile | str, name: str, protocol: str, *, multi: bool = False, Q: int | None = None,
                seed: int | None = None) -> dict:
     """A grid entry evaluated on the validation set under ``protocol`` ("centre", "dense", "multicrop"
@@ -142,3 +141,63 @@ def evaluation(profile: Profile | str, name: str, protocol: str, *, multi: bool 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     scales = [Q] if Q is not None else test_scales_of(profile, entry(name).train_S, multi)
     return evaluate_cached(checkpoint(profile, name, seed), profile, protocol, scales)
+
+
+# -- localisation (Appendix A) -------------------------------------------------------------------
+#
+# The localisation nets are fine-tuned from classification entries of the grid above, at their
+# training S (no jittering), and tested by Table 8's protocol 1 and Table 9's protocol 2
+# (:mod:`vggrepro.loc_eval`; the chapter's runs: :mod:`vggrepro.loc_tables`).
+
+
+@dataclass(frozen=True)
+class LocEntry:
+    """A localisation net: a box regressor (SCR or PCR) fine-tuned from a classification entry."""
+
+    name: str
+    source: str  # the classification entry it starts from; its train S is this net's
+    kind: str  # "SCR" (one box) or "PCR" (one box per class)
+    layers: str  # "fc" (fc6-fc8, convs frozen: OverFeat's recipe) or "all"
+
+    @property
+    def train_S(self) -> str:
+        return entry(self.source).train_S
+
+
+LOC_GRID: dict[str, LocEntry] = {x.name: x for x in (
+    LocEntry("SCR, fc", "D/384", "SCR", "fc"),
+    LocEntry("PCR, fc", "D/384", "PCR", "fc"),
+    LocEntry("PCR, all", "D/384", "PCR", "all"),
+    LocEntry("PCR, all, S=256", "D/256", "PCR", "all"),
+)}
+
+#: Table 8's rows: each net under protocol 1, at Q = its train S (the paper's 384).
+TABLE8_NETS = ("SCR, fc", "PCR, fc", "PCR, all")
+
+
+@dataclass(frozen=True)
+class LocSystem:
+    """A row of Table 9: the localisation nets whose boxes are pooled, each with its test Q (the
+    paper's pixels). ``test_Q`` None is the fusion row."""
+
+    train_S: str  # the paper's row: "256", "384", or "fusion" (the fusion of both nets)
+    test_Q: tuple[int, ...] | None
+    nets: tuple[tuple[str, tuple[int, ...]], ...]  # (LOC_GRID name, its Q in the paper's pixels)
+
+
+TABLE9_SYSTEMS: tuple[LocSystem, ...] = (
+    LocSystem("256", (256,), (("PCR, all, S=256", (256,)),)),
+    LocSystem("384", (384,), (("PCR, all", (384,)),)),
+    LocSystem("384", (352, 384), (("PCR, all", (352, 384)),)),
+    LocSystem("fusion", None, (("PCR, all, S=256", (256,)), ("PCR, all", (352, 384)))),
+)
+
+#: The classification system of protocol 2 (names the top-5 classes, scores the windows): the
+#: scale-jittered D, evaluated densely at the multi-scale Q of jittered training, with flips.
+LOC_CLASSIFIER = "D/jit"
+
+
+def loc_entry(name: str) -> LocEntry:
+    if name not in LOC_GRID:
+        raise ValueError(f"no localisation entry {name!r}; the grid has {list(LOC_GRID)}")
+    return LOC_GRID[name]

@@ -44,6 +44,8 @@ VARIANTS: dict[str, list[list[str]]] = {
 TORCHVISION_NAMES = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
 
 FC_WIDTH = 4096
+#: Dropout on fc6 and fc7 (section 3.1); a profile may set another (``ci`` trains without).
+DROPOUT = 0.5
 #: AlexNet's LRN (Krizhevsky et al. 2012): k=2, n=5, alpha=1e-4, beta=0.75. PyTorch's
 #: LocalResponseNorm divides alpha by n, as Caffe does, so AlexNet's alpha is passed as alpha * n.
 LRN_SETTINGS = dict(size=5, alpha=1e-4 * 5, beta=0.75, k=2.0)
@@ -93,8 +95,11 @@ class VGG(nn.Module):
     ``layer_names`` maps the paper's names (conv1_1, ..., fc6, fc7, fc8) to module paths.
     """
 
-    def __init__(self, config: str, *, width: float = 1.0, num_classes: int = 1000, crop: int = 224):
+    def __init__(self, config: str, *, width: float = 1.0, num_classes: int = 1000, crop: int = 224,
+                 dropout: float = DROPOUT):
         super().__init__()
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout={dropout!r} must be in [0, 1) (the paper's is 0.5)")
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < math.inf:
             raise ValueError(f"width={width!r} must be a positive number (1.0 is the paper's net, 0.125 is 1/8)")
         if not isinstance(crop, int) or crop <= 0 or crop % 32:
@@ -130,18 +135,52 @@ class VGG(nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(channels * self.grid * self.grid, fc),
             nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
+            nn.Dropout(dropout),
             nn.Linear(fc, fc),
             nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
+            nn.Dropout(dropout),
             nn.Linear(fc, num_classes),
         )
         self.layer_names.update(fc6="classifier.0", fc7="classifier.3", fc8="classifier.6")
         init_gaussian(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor, ceil_mode: bool = False) -> torch.Tensor:
+        """The convolutional part: the pool5 map (N, C, h, w). ``ceil_mode=True`` rounds pooled sizes
+        up, as the authors' Caffe does (see :class:`DenseVGG`); at multiples of 32 both agree."""
+        if not ceil_mode:
+            return self.features(x)
+        for m in self.features:
+            pool = isinstance(m, nn.MaxPool2d)
+            x = F.max_pool2d(x, m.kernel_size, m.stride, ceil_mode=True) if pool else m(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, dense: bool = False) -> torch.Tensor:
+        """fc6-fc8 on a pool5 map: class scores (N, classes), or with ``dense`` the score map
+        (N, classes, h, w), fc6 acting as a ``grid x grid`` convolution and fc7, fc8 as 1x1 ones
+        with the very same weight tensors (reshaped at each call, never copied)."""
+        if not dense:
+            return self.classifier(torch.flatten(self.avgpool(x), 1))
+        g = self.grid
+        if x.shape[-1] < g or x.shape[-2] < g:
+            raise ValueError(
+                f"the input is smaller than the crop {self.crop}: its feature map {tuple(x.shape)} is under "
+                f"{g}x{g}, the least the dense net needs"
+            )
+        fc6, relu6, drop6, fc7, relu7, drop7, fc8 = self.classifier
+        # Linear weights are (out, C*g*g) in C, y, x order: the same order as a conv kernel's.
+        x = F.conv2d(x, fc6.weight.view(fc6.out_features, -1, g, g), fc6.bias)
+        x = drop6(relu6(x))
+        x = F.conv2d(x, fc7.weight.view(fc7.out_features, -1, 1, 1), fc7.bias)
+        x = drop7(relu7(x))
+        return F.conv2d(x, fc8.weight.view(fc8.out_features, -1, 1, 1), fc8.bias)
+
+    @property
+    def dropout(self) -> float:
+        """The dropout probability of fc6 and fc7."""
+        return next(m.p for m in self.classifier if isinstance(m, nn.Dropout))
 
     def layer(self, name: str) -> nn.Module:
         """The module of a paper layer name, e.g. ``layer("conv3_2")`` or ``layer("fc6")``."""
@@ -153,9 +192,11 @@ class VGG(nn.Module):
         return f"config={self.config}, width={self.width:g}, crop={self.crop}"
 
 
-def build(config: str, *, width: float = 1.0, num_classes: int = 1000, crop: int = 224) -> VGG:
-    """The VGG net of a Table 1 config (or a variant), Gaussian-initialised with std 1e-2."""
-    return VGG(config, width=width, num_classes=num_classes, crop=crop)
+def build(config: str, *, width: float = 1.0, num_classes: int = 1000, crop: int = 224,
+          dropout: float = DROPOUT) -> VGG:
+    """The VGG net of a Table 1 config (or a variant), Gaussian-initialised with std 1e-2, with
+    dropout ``dropout`` on fc6 and fc7 (a profile's, to train; it does nothing in eval mode)."""
+    return VGG(config, width=width, num_classes=num_classes, crop=crop, dropout=dropout)
 
 
 # -- dense evaluation --------------------------------------------------------------------------
@@ -174,26 +215,10 @@ class DenseVGG(nn.Module):
         self.net, self.ceil_mode = net, ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        for m in net.features:
-            # The authors' Caffe rounds pooled sizes up, so a side that is not a multiple of 32 keeps
-            # its last band of windows (341 x 256 gives 5 x 2 windows, not 4 x 2); at multiples of 32,
-            # and so on every training crop, both roundings are the same.
-            pool = isinstance(m, nn.MaxPool2d) and self.ceil_mode
-            x = F.max_pool2d(x, m.kernel_size, m.stride, ceil_mode=True) if pool else m(x)
-        g = net.grid
-        if x.shape[-1] < g or x.shape[-2] < g:
-            raise ValueError(
-                f"input {tuple(x.shape)} is smaller than the crop {net.crop}: the dense net needs "
-                f"a feature map of at least {g}x{g}"
-            )
-        fc6, relu6, drop6, fc7, relu7, drop7, fc8 = net.classifier
-        # Linear weights are (out, C*g*g) in C, y, x order: the same order as a conv kernel's.
-        x = F.conv2d(x, fc6.weight.view(fc6.out_features, -1, g, g), fc6.bias)
-        x = drop6(relu6(x))
-        x = F.conv2d(x, fc7.weight.view(fc7.out_features, -1, 1, 1), fc7.bias)
-        x = drop7(relu7(x))
-        return F.conv2d(x, fc8.weight.view(fc8.out_features, -1, 1, 1), fc8.bias)
+        # The authors' Caffe rounds pooled sizes up, so a side that is not a multiple of 32 keeps
+        # its last band of windows (341 x 256 gives 5 x 2 windows, not 4 x 2); at multiples of 32,
+        # and so on every training crop, both roundings are the same.
+        return self.net.forward_head(self.net.forward_features(x, self.ceil_mode), dense=True)
 
 
 def to_dense(model: VGG, ceil_mode: bool = True) -> DenseVGG:
@@ -272,9 +297,23 @@ def activation_bytes(model: VGG, size: int | tuple[int, int] | None = None) -> i
     return sum(r["activation_bytes"] for r in layer_table(model, size))
 
 
-def receptive_field(kernels: list[int]) -> int:
-    """Receptive field of a stack of stride-1 convolutions: 1 + sum(k - 1)."""
-    return 1 + sum(k - 1 for k in kernels)
+def receptive_field(layers: list[int] | nn.Module) -> int:
+    """The side of the input square one output unit sees.
+
+    A list of kernel sizes is a stack of stride-1 convolutions: ``1 + sum(k - 1)``. A net (a VGG,
+    or any module of convolutions and pools) is walked layer by layer up to its pool5: each layer
+    adds ``(kernel - 1) x`` the stride accumulated before it, and each pool multiplies that stride."""
+    if not isinstance(layers, nn.Module):
+        return 1 + sum(k - 1 for k in layers)
+    modules = layers.features if isinstance(layers, VGG) else layers.modules()
+    rf, jump = 1, 1
+    for m in modules:
+        if isinstance(m, nn.Conv2d):
+            rf += (m.kernel_size[0] - 1) * jump
+        elif isinstance(m, nn.MaxPool2d):
+            rf += (m.kernel_size - 1) * jump
+            jump *= m.stride
+    return rf
 
 
 def input_gradient(module: nn.Module, in_channels: int, size: int = 15) -> torch.Tensor:
