@@ -219,10 +219,6 @@ cls = T.classification_system(prof, val_set.samples, device=device)
 posteriors, classifier, top5_class_err = cls.posteriors, cls.net, cls.top5_err
 
 
-def q(paper_px):
-    return prof.S(paper_px)
-
-
 loc384 = localisers["PCR, all"]
 SYSTEMS = T.table9_systems(prof, loc_nets)  # Table 9's rows: (paper train_S, paper test_Q) -> System
 fusion_key = T.fusion_key()  # the paper's words for the fusion row
@@ -231,7 +227,7 @@ p2 = {key: error(r) for key, r in right.items()}
 ours9 = T.table9_rows(prof, right)
 table9 = pd.DataFrame(ours9)
 table9["test_Q"] = table9["test_Q"].map(lambda v: "-" if v is None else ",".join(map(str, v)))
-guess5_right = {g: E.guess_error(val_set.samples, g, Q=q(384), crop=prof.crop, posteriors=posteriors,
+guess5_right = {g: E.guess_error(val_set.samples, g, Q=prof.S(384), crop=prof.crop, posteriors=posteriors,
                                  load_image=load_image, per_image=True) for g in E.GUESSES}
 guess5 = {g: error(r) for g, r in guess5_right.items()}
 references = pd.DataFrame([
@@ -244,8 +240,8 @@ with torch.device("meta"):  # the paper's D, shapes only
     paper_d = models.build("D")
 h, w = transforms.scaled_size(375, 500, 384)
 print(f"windows on a 500 x 375 image at Q = 384: {models.score_map_size(paper_d, h, w)} for the paper's D; "
-      f"here at Q = {q(384)}: "
-      f"{models.score_map_size(loc384, *transforms.scaled_size(375, 500, q(384)), ceil_mode=False)}")
+      f"here at Q = {prof.S(384)}: "
+      f"{models.score_map_size(loc384, *transforms.scaled_size(375, 500, prof.S(384)), ceil_mode=False)}")
 display(table9.set_index(["train_S", "test_Q"]))
 references
 
@@ -264,14 +260,14 @@ references
 print(f"D's pool5 receptive field: {models.receptive_field(loc384)} pixels; the crop: {prof.crop} here, 224 in the paper")
 dense_key, centre_key = ("dense", "384", (384,)), ("centre", "384", (384,))
 sizes = [tuple(load_image(s).shape[-2:]) for s in val_set.samples]
-windows = T.windows_per_image(loc384, sizes, q(384))
+windows = T.windows_per_image(loc384, sizes, prof.S(384))
 split = []
 for text, mask in (("1 window", windows == 1), ("2 or 3 windows", windows > 1)):
     split.append({"images at Q=384 (scaled) holding": text, "images": int(mask.sum()),
                   "dense": error(right[dense_key][mask]), "central crop": error(right[centre_key][mask])})
 display(pd.DataFrame(split).set_index("images at Q=384 (scaled) holding"))
 pd.DataFrame([{"paper Q": p, "our Q": q(p),
-               "images holding a single window (%)": T.share_of_one_window(loc384, sizes, q(p))}
+               "images holding a single window (%)": T.share_of_one_window(loc384, sizes, prof.S(p))}
               for p in (256, 352, 384)]).set_index("paper Q")
 
 # %% [markdown]
@@ -290,9 +286,9 @@ for ax, i in zip(axes.flat, picks):
     sample = val_set.samples[i]
     image = load_image(sample)
     ax.imshow(image.permute(1, 2, 0).numpy())
-    one = E.centre_box(loc384, image, sample.label, Q=q(384), preprocess=preprocess["PCR, all"])
+    one = E.centre_box(loc384, image, sample.label, Q=prof.S(384), preprocess=preprocess["PCR, all"])
     first = E.top5_boxes(fusion, posteriors[i], image, classifier=classifier, classifier_preprocess=cls.preprocess)[0]
-    crop = E.guess_box(image.shape[-2:], "crop", Q=q(384), crop=prof.crop)
+    crop = E.guess_box(image.shape[-2:], "crop", Q=prof.S(384), crop=prof.crop)
     drawn = [(b, "lime", "--") for b in sample.boxes] + [(crop, "white", ":"), (one, "deepskyblue", "-"),
                                                           (first[1], "red", "-")]
     for (x0, y0, x1, y1), colour, style in drawn:
