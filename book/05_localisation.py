@@ -266,7 +266,7 @@ for text, mask in (("1 window", windows == 1), ("2 or 3 windows", windows > 1)):
     split.append({"images at Q=384 (scaled) holding": text, "images": int(mask.sum()),
                   "dense": error(right[dense_key][mask]), "central crop": error(right[centre_key][mask])})
 display(pd.DataFrame(split).set_index("images at Q=384 (scaled) holding"))
-pd.DataFrame([{"paper Q": p, "our Q": q(p),
+pd.DataFrame([{"paper Q": p, "our Q": prof.S(p),
                "images holding a single window (%)": T.share_of_one_window(loc384, sizes, prof.S(p))}
               for p in (256, 352, 384)]).set_index("paper Q")
 
