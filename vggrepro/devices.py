@@ -41,13 +41,14 @@ class Speed:
 
 
 @contextlib.contextmanager
-def backend_flags(*, benchmark: bool, tf32: bool):
-    """Set cuDNN autotuning and TF32 for a block and put the previous values back after it, so that
-    training's autotuning does not follow into dense evaluation (one autotune per image size).
-    These flags are read by cuDNN and cuBLAS alone: they change nothing on a CPU."""
+def backend_flags(*, benchmark: bool, tf32: bool | None = None):
+    """Set cuDNN autotuning (and TF32, unless None) for a block and put the previous values back
+    after it, so that training's autotuning does not follow into dense evaluation (one autotune
+    per image size). These flags are read by cuDNN and cuBLAS alone: they change nothing on a CPU."""
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     before = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
-    cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = benchmark, tf32, tf32
+    tf32 = (cudnn.allow_tf32, matmul.allow_tf32) if tf32 is None else (tf32, tf32)
+    cudnn.benchmark, (cudnn.allow_tf32, matmul.allow_tf32) = benchmark, tf32
     try:
         yield
     finally:
