@@ -78,21 +78,26 @@ def bench_one(
     device: str = "cpu",
     steps: int = 10,
     warmup: int = 3,
+    peak: bool = True,
 ) -> dict:
     """img/s and achieved TFLOP/s of ``mode`` ("train": SGD steps at the crop; "eval": dense
     forward passes on size x size images) for one setting.
 
     TF32 is set explicitly (``tf32``; off by default, so that an fp32 row is fp32) and cuDNN
     autotuning is on for the run (one shape throughout); both are put back afterwards. Under
-    ``bf16`` only the forward pass and the loss run in autocast, the backward pass outside it."""
+    ``bf16`` only the forward pass and the loss run in autocast, the backward pass outside it.
+    ``peak=False`` leaves out the peak and MFU (on a CPU the peak is a matmul measured on the spot:
+    slow in bf16)."""
     with backend_flags(benchmark=True, tf32=tf32):
         row = _bench(mode, config, size=size, batch=batch, width=width, crop=crop, num_classes=num_classes,
                      channels_last=channels_last, bf16=bf16, compile=compile, device=device, steps=steps,
                      warmup=warmup)
     precision = "bf16" if bf16 else ("tf32" if tf32 else "fp32")
-    peak, peak_source = peak_tflops(device, precision)
-    return dict(row, tf32=tf32, precision=precision, peak_tflops=round(peak, 2), peak_source=peak_source,
-                mfu=round(row["tflops"] / peak, 4))
+    row = dict(row, tf32=tf32, precision=precision)
+    if not peak:
+        return row
+    tflops, source = peak_tflops(device, precision)
+    return dict(row, peak_tflops=round(tflops, 2), peak_source=source, mfu=round(row["tflops"] / tflops, 4))
 
 
 def _bench(mode, config, *, size, batch, width, crop, num_classes, channels_last, bf16, compile, device, steps,
@@ -192,6 +197,10 @@ def _check_args(args) -> list[int]:
 
 
 def run_from_args(args) -> int:
+    if args.mode == "gpu":  # the one-command GPU check
+        from .gpu_check import run_from_args as gpu_check
+
+        return gpu_check(args)
     sizes = _check_args(args)  # before anything is measured or written
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
@@ -209,8 +218,10 @@ def run_from_args(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="img/s and MFU of training or dense evaluation")
-    p.add_argument("mode", choices=["train", "eval"])
+    p = subparsers.add_parser("bench", help="img/s and MFU of training or dense evaluation; `bench gpu`: the GPU check")
+    p.add_argument("mode", choices=["train", "eval", "gpu"],
+                   help="train, eval, or gpu: every figure the gpu book needs, in at most 8 minutes (vggrepro.gpu_check)")
+    p.add_argument("--dry-run", action="store_true", help="gpu: the same steps on the CPU at toy size")
     p.add_argument("--configs", default="D")
     p.add_argument("--sizes", default=None, help="eval: image sizes Q (e.g. 256,384,512); train uses the crop")
     p.add_argument("--batch", type=int, default=64)
