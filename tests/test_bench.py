@@ -78,3 +78,12 @@ def test_the_gpu_book_estimate_from_flops():
     assert 0 < sum(at_40.values()) <= 60 and max(at_40.values()) <= 10  # the profile's sizing, at 40% of an H100
     with pytest.raises(ValueError, match="utilisation"):
         budget.estimate(gpu, utilisation=0)
+
+
+def test_a_recorded_gpu_check_gives_the_measured_utilisation():
+    gpu = get_profile("gpu")
+    record = dict(dry_run=False, provenance=dict(device="NVIDIA H200 (CUDA 12.8)"),
+                  steps=dict(train_loop=dict(ok=True, config="D", img_per_s_by_epoch=[3000.0, 4000.0])))
+    share, device = budget.measured_utilisation(record, gpu)
+    assert share == pytest.approx(4000 * 92.8e9 / 989e12, rel=1e-3) and "H200" in device
+    assert budget.measured_utilisation(dict(record, dry_run=True), gpu) is None

@@ -131,6 +131,20 @@ def estimate(profile: Profile, utilisation: float = ASSUMED_UTILISATION,
     return out
 
 
+def measured_utilisation(record: dict, profile: Profile) -> tuple[float, str] | None:
+    """The share of its device's bf16 peak that the real training loop reached in a
+    ``vggrepro bench gpu`` record (its last, steady epoch), and the device; None when the record
+    has no such figure (a dry run, a failed step, a GPU without a known peak)."""
+    from .bench import GPU_PEAK_TFLOPS
+
+    loop, device = record.get("steps", {}).get("train_loop", {}), record.get("provenance", {}).get("device", "")
+    peak = next((p["bf16"] for key, p in GPU_PEAK_TFLOPS.items() if key in device), None)
+    if record.get("dry_run") or not loop.get("ok") or peak is None or not loop.get("img_per_s_by_epoch"):
+        return None
+    flops = loop["img_per_s_by_epoch"][-1] * train_flops(loop["config"], profile)
+    return flops / (peak * 1e12), device
+
+
 def table(profile: Profile, utilisation: float = ASSUMED_UTILISATION, peak_tflops: float = H100_BF16_TFLOPS
           ) -> list[dict]:
     """:func:`estimate` as rows for a notebook's table."""
