@@ -20,6 +20,7 @@ import dataclasses
 import io
 import json
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -133,7 +134,7 @@ def train_loop(size: Size, device: str, root: Path) -> dict:
 
 
 class UtilisationSampler:
-    """The GPU's utilisation (nvidia-smi's figure, via torch.cuda.utilization) sampled every 0.2 s."""
+    """The GPU's utilisation (NVML's figure: torch.cuda.utilization, else nvidia-smi) sampled every 0.2 s."""
 
     def __init__(self, device: str):
         self.device, self.samples, self.stop = device, [], threading.Event()
@@ -148,8 +149,14 @@ class UtilisationSampler:
         while not self.stop.wait(0.2):
             try:
                 self.samples.append(torch.cuda.utilization())
-            except Exception:  # no pynvml / NVML: no figure
-                return
+            except Exception:  # no pynvml in this environment: ask nvidia-smi
+                try:
+                    out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                          "-i", str(torch.cuda.current_device())], capture_output=True, text=True,
+                                         timeout=5)
+                    self.samples.append(float(out.stdout.split()[0]))
+                except Exception:  # no figure at all
+                    return
 
     def __exit__(self, *exc):
         self.stop.set()
