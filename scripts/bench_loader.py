@@ -2,6 +2,8 @@
 
     python scripts/bench_loader.py                      # CPU, the ci set: results/loader_cpu_ci.json
     python scripts/bench_loader.py --profile gpu --device cuda   # GPU decode at 224: loader_gpu_224.json
+    python scripts/bench_loader.py --profile gpu --set num_classes=4 --set synth_train_per_class=64 \
+        --set data_root=/tmp/synth-224 --set batch_size=32 --batches 6  # CPU at 224 on a small set: loader_cpu_224.json
 
 Each case draws ``--batches`` batches of the first epoch after one warm-up batch (and, at a fixed S
 on the tensor path, of the second epoch, which re-uses the images rescaled to S) and reports
@@ -46,10 +48,15 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's)")
     ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                    help="override a profile knob, e.g. a smaller synthetic set: --set synth_train_per_class=64")
     ap.add_argument("--out", default=None, help="the JSON to write (default: results/loader_<cpu|gpu>_<size>.json)")
     args = ap.parse_args()
 
-    profile = profiles.get_profile(args.profile)
+    from vggrepro.train_cli import parse_knobs
+
+    profile = profiles.get_profile(args.profile, **parse_knobs(args.set))
+    workers = min(profile.workers, len(os.sched_getaffinity(0))) or 2  # as training caps them
     torch.set_num_threads(args.threads or profile.threads)
     device = torch.device(args.device)
     root = data.ensure_synthetic(profile)
@@ -58,7 +65,7 @@ def main() -> None:
     S, jitter = profile.S(256), profile.jitter
     cases = [("tensor", S, 0), ("tensor", jitter, 0)]
     if device.type == "cpu":
-        cases += [("pil", S, 0), ("pil", S, profile.workers or 2), ("pil", jitter, profile.workers or 2)]
+        cases += [("pil", S, 0), ("pil", S, workers), ("pil", jitter, workers)]
     results = []
     for backend, scale, workers in cases:
         start = time.perf_counter()
@@ -81,10 +88,10 @@ def main() -> None:
                   f"{row['images_per_second']:8.1f} img/s ({row['cpu_seconds_per_1000_images']:.2f} CPU-s per "
                   f"1000 images; setup {setup:.1f} s)")
     kind = "gpu" if device.type == "cuda" else "cpu"
-    out = Path(args.out) if args.out else REPO / "results" / f"loader_{kind}_{profile.crop if kind == 'gpu' else profile.name}.json"
+    out = Path(args.out) if args.out else REPO / "results" / f"loader_{kind}_{profile.name if profile.name == 'ci' else profile.crop}.json"
     record = dict(what="TrainLoader throughput (vggrepro.data), one epoch's first batches after a warm-up; "
                        "CPU seconds count the main process only, not DataLoader workers",
-                  profile=profile.name, data=str(root.relative_to(REPO) if root.is_relative_to(REPO) else root),
+                  profile=profile.name, overrides=args.set, data=str(root.relative_to(REPO) if root.is_relative_to(REPO) else root),
                   threads=torch.get_num_threads(), load_average=[round(v, 2) for v in os.getloadavg()],
                   results=results, provenance=provenance(args.device))
     atomic_write_json(out, record)

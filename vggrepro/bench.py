@@ -20,6 +20,8 @@ import torch.nn.functional as F
 
 from . import models
 from .checkpoints import atomic_write_json
+from .devices import backend_flags, synchronize
+from .evaluate import dense_macs
 from .runs import REPO, provenance
 
 #: Dense peak TFLOP/s by GPU name fragment and dtype (vendor data sheets, SXM parts, no sparsity).
@@ -28,6 +30,7 @@ GPU_PEAK_TFLOPS = {
     "H200": {"bf16": 989.0, "fp32": 67.0, "tf32": 494.0},
     "A100": {"bf16": 312.0, "fp32": 19.5, "tf32": 156.0},
 }
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def measured_matmul_tflops(device: str, dtype: torch.dtype, n: int = 2048, repeat: int = 5) -> float:
@@ -35,29 +38,28 @@ def measured_matmul_tflops(device: str, dtype: torch.dtype, n: int = 2048, repea
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
-    _sync(device)
+    synchronize(device)
     t = time.perf_counter()
     for _ in range(repeat):
         a @ b
-    _sync(device)
+    synchronize(device)
     return 2 * n**3 * repeat / (time.perf_counter() - t) / 1e12
 
 
-def peak_tflops(device: str, bf16: bool) -> tuple[float, str]:
-    """The peak to divide by, and where it came from."""
+def peak_tflops(device: str, precision: str) -> tuple[float, str]:
+    """The peak to divide by for ``precision`` ("fp32", "tf32" or "bf16"), and where it came from.
+
+    A GPU's fp32 convolutions run in TF32 unless TF32 is switched off, which :func:`bench_one` does
+    explicitly for its "fp32" rows: so an fp32 row is divided by the fp32 peak, a tf32 row by TF32's."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if device.startswith("cuda"):
         name = torch.cuda.get_device_name()
         for key, peaks in GPU_PEAK_TFLOPS.items():
             if key in name:
-                dtype = "bf16" if bf16 else ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
-                return peaks[dtype], f"{key} data sheet, dense {dtype}"
-    dtype = torch.bfloat16 if bf16 else torch.float32
+                return peaks[precision], f"{key} data sheet, dense {precision}"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     return measured_matmul_tflops(device, dtype), f"measured {2048}x{2048} matmul on this device"
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def bench_one(
@@ -71,13 +73,35 @@ def bench_one(
     num_classes: int = 1000,
     channels_last: bool = True,
     bf16: bool = False,
+    tf32: bool = False,
     compile: bool = False,
     device: str = "cpu",
     steps: int = 10,
     warmup: int = 3,
+    peak: bool = True,
 ) -> dict:
     """img/s and achieved TFLOP/s of ``mode`` ("train": SGD steps at the crop; "eval": dense
-    forward passes on size x size images) for one setting."""
+    forward passes on size x size images) for one setting.
+
+    TF32 is set explicitly (``tf32``; off by default, so that an fp32 row is fp32) and cuDNN
+    autotuning is on for the run (one shape throughout); both are put back afterwards. Under
+    ``bf16`` only the forward pass and the loss run in autocast, the backward pass outside it.
+    ``peak=False`` leaves out the peak and MFU (on a CPU the peak is a matmul measured on the spot:
+    slow in bf16)."""
+    with backend_flags(benchmark=True, tf32=tf32):
+        row = _bench(mode, config, size=size, batch=batch, width=width, crop=crop, num_classes=num_classes,
+                     channels_last=channels_last, bf16=bf16, compile=compile, device=device, steps=steps,
+                     warmup=warmup)
+    precision = "bf16" if bf16 else ("tf32" if tf32 else "fp32")
+    row = dict(row, tf32=tf32, precision=precision)
+    if not peak:
+        return row
+    tflops, source = peak_tflops(device, precision)
+    return dict(row, peak_tflops=round(tflops, 2), peak_source=source, mfu=round(row["tflops"] / tflops, 4))
+
+
+def _bench(mode, config, *, size, batch, width, crop, num_classes, channels_last, bf16, compile, device, steps,
+           warmup) -> dict:
     if steps < 1 or batch < 1 or warmup < 0:
         raise ValueError(f"steps={steps}, batch={batch}, warmup={warmup}: need steps >= 1, batch >= 1, warmup >= 0")
     net = models.build(config, width=width, num_classes=num_classes, crop=crop).to(device)
@@ -92,7 +116,7 @@ def bench_one(
     elif mode == "eval":
         fn = models.to_dense(net).eval()
         h = w = size
-        macs = _dense_macs(net, h, w)
+        macs = dense_macs(net, h, w)
         flops_per_image = 2 * macs
     else:
         raise ValueError(f"mode {mode!r}: use 'train' or 'eval'")
@@ -104,63 +128,53 @@ def bench_one(
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
 
     def step():
-        with autocast:
-            if mode == "train":
+        if mode == "train":
+            with autocast:
                 loss = F.cross_entropy(fn(x).float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            else:
-                with torch.inference_mode():
-                    fn(x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # outside autocast, as in training
+            opt.step()
+        else:
+            with torch.inference_mode(), autocast:
+                fn(x)
 
     for _ in range(warmup):
         step()
-    _sync(device)
+    synchronize(device)
     t = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    synchronize(device)
     seconds = time.perf_counter() - t
     img_s = batch * steps / seconds
     achieved = img_s * flops_per_image / 1e12
-    peak, peak_source = peak_tflops(device, bf16)
+    peak_memory = torch.cuda.max_memory_allocated(device) if device.startswith("cuda") else None
     return dict(mode=mode, config=config, width=width, size=size, batch=batch, channels_last=channels_last,
                 bf16=bf16, compile=compile, img_per_s=round(img_s, 1), gflops_per_image=round(flops_per_image / 1e9, 3),
-                tflops=round(achieved, 3), peak_tflops=round(peak, 2), peak_source=peak_source,
-                mfu=round(achieved / peak, 4))
-
-
-def _dense_macs(net: models.VGG, h: int, w: int) -> int:
-    """MACs of the dense net on an h x w image: the convs at that size, plus fc6-fc8 at every
-    location of the score map."""
-    conv = sum(r["macs"] for r in models.layer_table(net, (h, w)) if r["kind"] == "Conv2d")
-    mh, mw = models.score_map_size(net, h, w)
-    fc = sum(m.in_features * m.out_features for m in net.classifier if isinstance(m, torch.nn.Linear))
-    return conv + fc * mh * mw
+                tflops=round(achieved, 3), peak_memory_bytes=peak_memory)
 
 
 def run_grid(mode: str, configs, sizes, batch: int, *, width: float, crop: int, device: str,
              variants, steps: int, num_classes: int) -> list[dict]:
     rows = []
-    for config, size, (cl, bf16, comp) in itertools.product(configs, sizes, variants):
+    for config, size, (cl, bf16, comp, tf32) in itertools.product(configs, sizes, variants):
         row = bench_one(mode, config, size=size, batch=batch, width=width, crop=crop, num_classes=num_classes,
-                        channels_last=cl, bf16=bf16, compile=comp, device=device, steps=steps)
-        print(f"{mode} {config} {row['size']}px width={width:g} batch={batch} channels_last={cl} bf16={bf16} "
+                        channels_last=cl, bf16=bf16, tf32=tf32, compile=comp, device=device, steps=steps)
+        print(f"{mode} {config} {row['size']}px width={width:g} batch={batch} channels_last={cl} {row['precision']} "
               f"compile={comp}: {row['img_per_s']:,.1f} img/s, {row['tflops']:.2f} TFLOP/s, MFU {row['mfu']:.1%}")
         rows.append(row)
     return rows
 
 
-def _variants(text: str) -> list[tuple[bool, bool, bool]]:
-    """"fp32,cl,cl+bf16,cl+bf16+compile" -> (channels_last, bf16, compile) triples."""
+def _variants(text: str) -> list[tuple[bool, bool, bool, bool]]:
+    """"fp32,cl,cl+tf32,cl+bf16,cl+bf16+compile" -> (channels_last, bf16, compile, tf32) tuples."""
     out = []
     for item in text.split(","):
         tags = set(item.split("+"))
-        unknown = tags - {"fp32", "cl", "bf16", "compile"}
+        unknown = tags - {"fp32", "tf32", "cl", "bf16", "compile"}
         if unknown:
-            raise ValueError(f"--variants: unknown {sorted(unknown)}; use fp32, cl, bf16, compile joined by '+'")
-        out.append(("cl" in tags, "bf16" in tags, "compile" in tags))
+            raise ValueError(f"--variants: unknown {sorted(unknown)}; use fp32, tf32, cl, bf16, compile joined by '+'")
+        out.append(("cl" in tags, "bf16" in tags, "compile" in tags, "tf32" in tags))
     return out
 
 
@@ -183,6 +197,10 @@ def _check_args(args) -> list[int]:
 
 
 def run_from_args(args) -> int:
+    if args.mode == "gpu":  # the one-command GPU check
+        from .gpu_check import run_from_args as gpu_check
+
+        return gpu_check(args)
     sizes = _check_args(args)  # before anything is measured or written
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.threads:
@@ -200,15 +218,17 @@ def run_from_args(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="img/s and MFU of training or dense evaluation")
-    p.add_argument("mode", choices=["train", "eval"])
+    p = subparsers.add_parser("bench", help="img/s and MFU of training or dense evaluation; `bench gpu`: the GPU check")
+    p.add_argument("mode", choices=["train", "eval", "gpu"],
+                   help="train, eval, or gpu: every figure the gpu book needs, in at most 8 minutes (vggrepro.gpu_check)")
+    p.add_argument("--dry-run", action="store_true", help="gpu: the same steps on the CPU at toy size")
     p.add_argument("--configs", default="D")
     p.add_argument("--sizes", default=None, help="eval: image sizes Q (e.g. 256,384,512); train uses the crop")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--crop", type=int, default=224)
     p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--variants", default="fp32,cl", help="comma list of fp32 | cl | cl+bf16 | cl+bf16+compile ...")
+    p.add_argument("--variants", default="fp32,cl", help="comma list of fp32 | cl | cl+tf32 | cl+bf16 | cl+bf16+compile ... (fp32: TF32 off)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

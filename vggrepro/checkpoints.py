@@ -100,6 +100,30 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     return obj
 
 
+def load_training(path: str | Path, device: str | torch.device) -> dict:
+    """A training checkpoint for a net on ``device``: the model's tensors mapped there, the optimizer's
+    left for ``optimizer.load_state_dict`` to move, and the RNG states kept on the CPU, where
+    ``torch.set_rng_state`` wants them (a ByteTensor mapped to a GPU makes every resume fail)."""
+    ckpt = load(path, map_location="cpu")
+    ckpt["model"] = {k: v.to(device) for k, v in ckpt["model"].items()}
+    return ckpt
+
+
+def rng_state() -> dict:
+    """The CPU generator's state and, when CUDA is there, every GPU's (all CPU ByteTensors)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    """Put back what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"].to("cpu", torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.to("cpu", torch.uint8) for s in state["cuda"]])
+
+
 def _reason(e: Exception) -> str:
     """torch's error in one line, without its advice to retry with ``weights_only=False``: that
     would run whatever code an unsafe file holds."""

@@ -32,21 +32,24 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import checkpoints, kernels
 from . import transforms as T
+from .devices import Speed, synchronize
+from .eval_batching import Accumulator, CropRunner, DenseRunner
 from .models import VGG, layer_table, score_map_size, to_dense
+from .posteriors import POSTERIORS_FILE, Evaluation, load_posteriors, save_posteriors, top_errors
 from .transforms import Preprocess
 
+__all__ = ["POSTERIORS_FILE", "Evaluation", "evaluate", "evaluate_cached", "load_posteriors", "save_posteriors",
+           "top_errors"]
 PROTOCOLS = ("centre", "dense", "multicrop", "both")
 #: The paper's multi-crop grid: 5 x 5 positions per scale (and each crop flipped).
 GRID = 5
-POSTERIORS_FILE = "posteriors.pt"
 
 # -- geometry --------------------------------------------------------------------------------
 
@@ -68,172 +71,10 @@ def crop_macs(model: VGG) -> int:
     return sum(r["macs"] for r in layer_table(model))
 
 
-# -- scores ----------------------------------------------------------------------------------
-
-
-def top_errors(posteriors: torch.Tensor, labels: torch.Tensor, k: Sequence[int] = (1, 5)) -> dict[str, float]:
-    """Top-k error in percent for each k: the share of images whose label is not among the k
-    classes of highest posterior. Returns ``{"top1": ..., "top5": ...}``. With fewer than k classes
-    every label is among them (error 0)."""
-    posteriors, labels = torch.as_tensor(posteriors), torch.as_tensor(labels)
-    if posteriors.ndim != 2 or labels.shape != posteriors.shape[:1]:
-        raise ValueError(f"posteriors must be (N, C) and labels (N,); got {tuple(posteriors.shape)} and "
-                         f"{tuple(labels.shape)}")
-    if len(labels) == 0:
-        raise ValueError("no images to score: the evaluation saw an empty data set")
-    out = {}
-    for kk in k:
-        top = posteriors.topk(min(kk, posteriors.shape[1]), dim=1).indices
-        hit = (top == labels.view(-1, 1)).any(dim=1)
-        out[f"top{kk}"] = 100.0 * (1.0 - hit.double().mean().item())
-    return out
-
-
-@dataclass
-class Evaluation:
-    """What one evaluation gives: a posterior per image and what it cost.
-
-    ``posteriors`` (N, C) float32 and ``labels``/``indices`` (N,) are sorted by the data set's index.
-    For protocol ``both``, ``parts`` holds the ``dense`` and ``multicrop`` posteriors too, so one run
-    gives all three rows of Table 5. ``macs_per_image`` is the mean forward cost per image (all
-    scales, flips and crops), by method; ``forward_passes`` counts the batches run.
-    """
-
-    protocol: str
-    scales: list[int]
-    crop: int
-    flip: bool
-    posteriors: torch.Tensor
-    labels: torch.Tensor
-    indices: torch.Tensor
-    seconds: float
-    macs_per_image: dict[str, float]
-    forward_passes: int = 0
-    parts: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    @property
-    def images(self) -> int:
-        return len(self.labels)
-
-    @property
-    def errors(self) -> dict[str, float]:
-        return top_errors(self.posteriors, self.labels)
-
-    @property
-    def top1(self) -> float:
-        return self.errors["top1"]
-
-    @property
-    def top5(self) -> float:
-        return self.errors["top5"]
-
-    def summary(self) -> dict:
-        """The JSON-able numbers: errors (also of each part), images, seconds, MACs."""
-        out = dict(protocol=self.protocol, scales=list(self.scales), crop=self.crop, flip=self.flip,
-                   images=self.images, seconds=round(self.seconds, 3),
-                   images_per_second=round(self.images / self.seconds, 2) if self.seconds > 0 else None,
-                   macs_per_image=dict(self.macs_per_image), forward_passes=self.forward_passes, **self.errors)
-        if self.parts:
-            out["part_errors"] = {name: top_errors(p, self.labels) for name, p in self.parts.items()}
-        return out
-
-
-# -- the evaluation loop ----------------------------------------------------------------------
-
-
-class _Accumulator:
-    """Sums of posteriors per image; divided by the number of scales at the end."""
-
-    def __init__(self):
-        self.sums: dict[int, torch.Tensor] = {}
-
-    def add(self, index: int, p: torch.Tensor) -> None:
-        self.sums[index] = self.sums[index] + p if index in self.sums else p.clone()
-
-    def result(self, order: list[int], scales: int) -> torch.Tensor:
-        return torch.stack([self.sums[i] for i in order]).div(scales)
-
-
-class _DenseRunner:
-    """Dense evaluation, batched by the exact rescaled size so that no padding changes any score.
-
-    Images wait in one bucket per (height, width). A bucket runs when it holds as many pixels as
-    ``batch_size`` crops (flips included; at least one image), or, so that memory stays bounded,
-    when more than ``max_pending`` images wait in all (the fullest bucket runs first).
-    """
-
-    def __init__(self, dense, preprocess, device, batch_size, crop, flip, acc, max_pending):
-        self.dense, self.preprocess, self.device = dense, preprocess, device
-        self.pixels = batch_size * crop * crop // (2 if flip else 1)
-        self.flip, self.acc, self.max_pending = flip, acc, max_pending
-        self.buckets: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = defaultdict(list)
-        self.pending = 0
-        self.forward_passes = 0
-
-    def add(self, index: int, image: torch.Tensor) -> None:
-        key = tuple(image.shape[-2:])
-        self.buckets[key].append((index, image))
-        self.pending += 1
-        if len(self.buckets[key]) >= max(1, self.pixels // (key[0] * key[1])):
-            self._run(key)
-        elif self.pending > self.max_pending:
-            self._run(max(self.buckets, key=lambda k: len(self.buckets[k])))
-
-    def finish(self) -> None:
-        for key in list(self.buckets):
-            self._run(key)
-
-    def _run(self, key) -> None:
-        items = self.buckets.pop(key)
-        self.pending -= len(items)
-        self.forward_passes += 1
-        x = _prepare(torch.stack([im for _, im in items]), self.preprocess, self.device)
-        if self.flip:
-            x = torch.cat([x, x.flip(-1)])
-        # Average the score map over space, then soft-max (see the module's docstring).
-        p = F.softmax(self.dense(x).float().mean(dim=(-2, -1)), dim=1).cpu()
-        if self.flip:
-            p = (p[: len(items)] + p[len(items):]) / 2
-        for (index, _), row in zip(items, p):
-            self.acc.add(index, row)
-
-
-class _CropRunner:
-    """Crops of ``crop x crop`` from any image, batched together; each crop's soft-max, divided by
-    the crops per scale, is added to its image's sum."""
-
-    def __init__(self, model, preprocess, device, batch_size, acc):
-        self.model, self.preprocess, self.device, self.batch_size, self.acc = model, preprocess, device, batch_size, acc
-        self.crops: list[torch.Tensor] = []
-        self.owners: list[tuple[int, int]] = []  # (image index, crops of that image at this scale)
-        self.forward_passes = 0
-
-    def add(self, index: int, crops: list[torch.Tensor]) -> None:
-        for c in crops:
-            self.crops.append(c)
-            self.owners.append((index, len(crops)))
-            if len(self.crops) >= self.batch_size:
-                self._run()
-
-    def finish(self) -> None:
-        if self.crops:
-            self._run()
-
-    def _run(self) -> None:
-        x = _prepare(torch.stack(self.crops), self.preprocess, self.device)
-        self.forward_passes += 1
-        p = F.softmax(self.model(x).float(), dim=1).cpu()
-        p /= torch.tensor([n for _, n in self.owners], dtype=p.dtype).view(-1, 1)
-        # an image's crops are neighbours in the batch: sum each run of them, then add it
-        owners, counts = torch.unique_consecutive(torch.tensor([i for i, _ in self.owners]), return_counts=True)
-        for index, rows in zip(owners.tolist(), p.split(counts.tolist())):
-            self.acc.add(index, rows.sum(0))
-        self.crops, self.owners = [], []
-
-
-def _prepare(batch: torch.Tensor, preprocess: Preprocess, device) -> torch.Tensor:
-    x = preprocess(batch.to(device, non_blocking=True))
-    return x.contiguous(memory_format=torch.channels_last)
+def ready(model: VGG, device) -> VGG:
+    """The model in eval mode on ``device``, in channels-last memory (faster for convolutions on
+    CPUs and GPUs alike)."""
+    return model.eval().to(device).to(memory_format=torch.channels_last)
 
 
 def _check(protocol: str, scales: Sequence[int], crop: int) -> list[int]:
@@ -259,6 +100,7 @@ def evaluate(
     crop: int | None = None,
     flip: bool = True,
     device: str = "cpu",
+    bf16: bool | None = None,
     batch_size: int = 32,
     max_pending: int | None = None,
     progress: bool = False,
@@ -276,7 +118,9 @@ def evaluate(
     wall time of the whole loop, decoding and rescaling included; ``progress`` shows a bar (of
     ``total`` images when given).
 
-    The model is put in eval mode and moved to ``device``; gradients are off.
+    The model is put in eval mode and moved to ``device`` in channels-last memory; gradients are
+    off. ``bf16`` runs the forward passes under bf16 autocast (default: on CUDA, never on a CPU,
+    whose float32 sums the stored outputs hold).
     """
     crop = crop or model.crop
     scales = _check(protocol, scales, crop)
@@ -284,17 +128,18 @@ def evaluate(
         raise ValueError(f"batch_size={batch_size} must be positive")
     methods = ["dense", "multicrop"] if protocol == "both" else [protocol]
     was_training = model.training
-    model = model.eval().to(device)
-    if torch.device(device).type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    accs = {m: _Accumulator() for m in methods}
+    model = ready(model, device)
+    speed = Speed.of(device)
+    if bf16 is not None:
+        speed = replace(speed, bf16=bf16)
+    accs = {m: Accumulator() for m in methods}
     runners = {}
     if "dense" in methods:
-        runners["dense"] = _DenseRunner(to_dense(model), preprocess, device, batch_size, crop, flip, accs["dense"],
-                                        max_pending or 4 * batch_size)
+        runners["dense"] = DenseRunner(to_dense(model), preprocess, speed, batch_size, crop, flip, accs["dense"],
+                                       max_pending or 4 * batch_size)
     for m in ("centre", "multicrop"):
         if m in methods:
-            runners[m] = _CropRunner(model, preprocess, device, batch_size, accs[m])
+            runners[m] = CropRunner(model, preprocess, speed, batch_size, accs[m])
     one_crop = crop_macs(model)
     macs = defaultdict(float)
     labels: dict[int, int] = {}
@@ -327,8 +172,7 @@ def evaluate(
                     macs["multicrop"] += len(crops) * one_crop
         for runner in runners.values():
             runner.finish()
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
+    synchronize(device)  # the wall time includes the GPU's queued work
     seconds = time.perf_counter() - start
     model.train(was_training)
 
@@ -353,38 +197,6 @@ def evaluate(
         forward_passes=sum(r.forward_passes for r in runners.values()),
         parts=parts if len(methods) > 1 else {},
     )
-
-
-# -- saved posteriors, for fusion -------------------------------------------------------------
-
-
-def save_posteriors(path: str | Path, evaluation: Evaluation, **meta) -> Path:
-    """Write an evaluation's posteriors, labels and indices (and parts) atomically with
-    ``torch.save``; ``meta`` (JSON-like) rides along. Read back with :func:`load_posteriors`."""
-    path = Path(path)
-    checkpoints.save(
-        dict(posteriors=evaluation.posteriors.contiguous(), labels=evaluation.labels, indices=evaluation.indices,
-             parts={k: v.contiguous() for k, v in evaluation.parts.items()},
-             meta=dict(evaluation.summary(), **meta)),
-        path,
-    )
-    return path
-
-
-def load_posteriors(path: str | Path) -> dict:
-    """``{"posteriors": (N, C) float32, "labels": (N,), "indices": (N,), "parts": {...}, "meta": {...}}``
-    from :func:`save_posteriors` (read with ``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no posteriors at {path}; run `vggrepro evaluate` to make them")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, garbage, or a pickle of arbitrary objects
-        raise ValueError(f"{path} is not a readable posteriors file ({type(e).__name__}); delete it and run "
-                         "`vggrepro evaluate` again") from None
-    if not isinstance(obj, dict) or "posteriors" not in obj or "labels" not in obj:
-        raise ValueError(f"{path} is not a posteriors file (expected keys 'posteriors' and 'labels')")
-    return obj
 
 
 # -- nets and data from files -----------------------------------------------------------------

@@ -1,79 +1,36 @@
-"""Section 3.1: training a VGG net with the paper's recipe, in one readable function.
+"""Section 3.1: training a VGG net with the paper's recipe.
 
     SGD, momentum 0.9, weight decay 5e-4, dropout 0.5 on fc6 and fc7, batch 256 at lr 1e-2
     (a smaller batch scales the lr linearly); the lr is divided by 10 when validation accuracy
     stops improving, at most 3 times, and then training stops.
 
-The same code runs on a laptop CPU, one GPU (bf16 autocast, channels_last, cudnn.benchmark,
-optional torch.compile) and many GPUs under ``torchrun`` (DistributedDataParallel: each process
-takes its slice of the global batch and the gradients are averaged, which is the paper's
-synchronous multi-GPU scheme and equals one process with the same global batch).
-
-Checkpoints are written atomically every N steps and at each epoch's end, with the optimiser,
-the schedule, the RNG states and the position in the data, so ``--resume`` continues exactly.
+The same code runs on a laptop CPU, one GPU (bf16 autocast, channels_last, cudnn autotuning while
+training, optional torch.compile: see :mod:`vggrepro.devices`) and many GPUs under ``torchrun``
+(:mod:`vggrepro.distributed`). This module says *what* is trained (the settings that key a run
+folder, the net and its init, the data); :mod:`vggrepro.loop` holds the epoch loop, its
+checkpoints and ``--resume``; :mod:`vggrepro.train_cli` the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
 import os
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoints, kernels, models
-from .cli import error_message
+from . import checkpoints, devices, distributed, kernels, models
+from .loop import MAX_LR_CUTS, MOMENTUM, WEIGHT_DECAY, Plan, PlateauSchedule, Trainer, loss_fn, trim_metrics
 from .profiles import Profile, get_profile
-from .runs import Run, data_fingerprint, read_metrics
+from .runs import Run, data_fingerprint
+from .validation import CentreCrops
 
-MOMENTUM = 0.9
-WEIGHT_DECAY = 5e-4
-MAX_LR_CUTS = 3
+__all__ = ["MAX_LR_CUTS", "MOMENTUM", "WEIGHT_DECAY", "PlateauSchedule", "Settings", "loss_fn", "train"]
 INITS = ("gaussian", "glorot", "from-a", "checkpoint")
-
-
-def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Soft-max cross-entropy (the paper's multinomial logistic regression)."""
-    return F.cross_entropy(logits.float(), labels)
-
-
-class PlateauSchedule:
-    """lr / 10 whenever validation accuracy has not improved for ``patience`` epochs; after
-    ``max_cuts`` cuts, the next plateau stops training (the paper cut 3 times, then stopped)."""
-
-    def __init__(self, lr: float, patience: int, max_cuts: int = MAX_LR_CUTS):
-        self.lr, self.patience, self.max_cuts = lr, patience, max_cuts
-        self.best, self.bad_epochs, self.cuts, self.stop = -math.inf, 0, 0, False
-
-    def step(self, val_accuracy: float) -> None:
-        if val_accuracy > self.best:
-            self.best, self.bad_epochs = val_accuracy, 0
-            return
-        self.bad_epochs += 1
-        if self.bad_epochs > self.patience:
-            self.bad_epochs = 0
-            if self.cuts == self.max_cuts:
-                self.stop = True
-            else:
-                self.cuts += 1
-                self.lr /= 10
-
-    def state_dict(self) -> dict:
-        return dict(lr=self.lr, best=self.best, bad_epochs=self.bad_epochs, cuts=self.cuts, stop=self.stop)
-
-    def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
-
 
 @dataclass
 class Settings:
@@ -169,25 +126,6 @@ def test_scale(scale: int | tuple[int, int]) -> int:
     return scale if isinstance(scale, int) else (scale[0] + scale[1]) // 2
 
 
-# -- distributed --------------------------------------------------------------------------------
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size): (0, 1) unless launched by torchrun."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device: str) -> None:
-    """Join the process group torchrun set up (nccl on GPUs, gloo on CPUs); no-op otherwise."""
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend)
-        if device.startswith("cuda"):
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-
-
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -222,34 +160,6 @@ def build_for(profile: Profile, settings: Settings) -> tuple[models.VGG, list[st
             m.p = profile.dropout if settings.dropout is None else settings.dropout
     return net, note
 
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _log(path: Path, record: dict) -> None:
-    try:
-        with open(path, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-    except OSError as e:  # a full disk names no file: name it (a torn last line is dropped on resume)
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
-
-
-def _trim_metrics(path: Path, last_step: int) -> None:
-    """After a crash, drop what was logged past the checkpoint we resume from (step 0 when there is
-    none: all of it); it will be redone. A line torn by the kill goes too."""
-    if path.exists():
-        keep = [json.dumps(r, sort_keys=True) for r in read_metrics(path) if r["step"] <= last_step]
-        checkpoints.atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
 
 
 class Interrupted(KeyboardInterrupt):
@@ -286,51 +196,22 @@ def _cpu_budget(profile: Profile) -> tuple[int, int]:
     return threads, workers
 
 
-@torch.inference_mode()
-def validate(net: nn.Module, batches) -> tuple[float, float]:
-    """Top-1 and top-5 error (%) of single centre crops: the quick check that drives the schedule."""
-    was = net.training
-    net.eval()
-    top1 = top5 = n = 0
-    for x, y in batches:
-        logits = net(x)
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        top1 += (top[:, :1] == y[:, None]).any(1).sum().item()
-        top5 += (top == y[:, None]).any(1).sum().item()
-        n += len(y)
-    net.train(was)
-    return 100.0 * (1 - top1 / n), 100.0 * (1 - top5 / n)
 
+@dataclass
+class Job:
+    """One training run as :func:`train` resolved it: what :func:`_train` needs, in one place."""
 
-class CentreCrops:
-    """The validation images as centre crops at one scale Q, in batches; kept in memory when small."""
-
-    IN_MEMORY = 20_000
-
-    def __init__(self, val, crop: int, Q: int, preprocess, device, memory_format, batch: int = 256):
-        self.val, self.crop, self.Q, self.preprocess = val, crop, Q, preprocess
-        self.device, self.memory_format, self.batch = device, memory_format, batch
-        self.cached = list(self._make()) if len(val.samples) <= self.IN_MEMORY else None
-
-    def _make(self):
-        from . import data, transforms
-
-        xs, ys = [], []
-        for _, image, label in data.EvalImages(self.val, cache=False):
-            xs.append(self.preprocess(transforms.centre_crop(transforms.rescale(image, self.Q), self.crop)))
-            ys.append(label)
-            if len(xs) == self.batch:
-                yield self._pack(xs, ys)
-                xs, ys = [], []
-        if xs:
-            yield self._pack(xs, ys)
-
-    def _pack(self, xs, ys):
-        x = torch.stack(xs).to(self.device).contiguous(memory_format=self.memory_format)
-        return x, torch.tensor(ys, device=self.device)
-
-    def __iter__(self):
-        return iter(self.cached) if self.cached is not None else self._make()
+    profile: Profile
+    settings: Settings
+    run: Run
+    used: dict  # the values the run uses (Settings.resolve), with threads and workers
+    speed: devices.Speed
+    rank: int = 0
+    world_size: int = 1
+    resume: bool = True
+    compile: bool = False
+    show: bool = False  # progress bars
+    saved: dict = field(default_factory=lambda: {"step": None})  # the checkpoint's step, for messages
 
 
 def train(
@@ -341,17 +222,22 @@ def train(
     resume: bool = True,
     compile: bool = False,
     progress: bool | None = None,
+    speed: devices.Speed | None = None,
 ) -> dict:
     """Train one net and return its result (also in ``<run>/result.json``).
 
     ``out`` defaults to the run folder keyed by the settings (``runs/<profile>/<run-id>``). A
     finished run is returned as it is; an unfinished one resumes from its checkpoint when
     ``resume`` is true. ``progress`` (tqdm bar) defaults to on when stderr is a terminal.
+    ``speed`` (default: :meth:`vggrepro.devices.Speed.of` the profile's device) says how the
+    device is driven: bf16, host syncs, cudnn autotuning.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     models.config_layers(settings.config)  # an unknown config fails before any data is touched
     if _init_label(settings.init) not in INITS:
         raise ValueError(f"unknown init {settings.init!r}; use gaussian, glorot, from-a:PATH or checkpoint:PATH")
+    if settings.trainable not in ("all", "fc"):
+        raise ValueError(f"trainable={settings.trainable!r}: use 'all' or 'fc'")
     used = settings.resolve(profile)
     device = profile.resolved_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -361,19 +247,14 @@ def train(
         from .data import LAYOUTS
 
         raise FileNotFoundError(f"data folder {profile.data_path} not found; pass --data PATH. {LAYOUTS}")
-    init_distributed(device)
-    rank, world_size = world()
+    distributed.init(device)
+    rank, world_size = distributed.world()
     if profile.batch_size % world_size:
         raise ValueError(f"batch {profile.batch_size} does not split over {world_size} processes")
     kernels.check(profile.name)
     threads, workers = _cpu_budget(profile)
     used.update(threads=threads, workers=workers)
     torch.set_num_threads(threads)
-    cuda = device.startswith("cuda")
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
     run = Run(profile.name, settings.key(profile), root=Path(out).parent if out else None)
     if out:
@@ -381,7 +262,8 @@ def train(
     run.check_settings()  # an --out holding another run is an error, not that run's result
     if run.finished():
         return dict(run.result(), run_dir=str(run.dir))
-    saved = {"step": None}  # the step of the checkpoint on disk, once known (for the messages)
+    job = Job(profile, settings, run, used, speed or devices.Speed.of(device), rank, world_size, resume, compile,
+              show=(sys.stderr.isatty() if progress is None else progress) and rank == 0)
     # Two notebooks asking for one run: the second waits, then re-uses it. (Under torchrun the
     # ranks of one run train together; rank 0 holds the lock.)
     try:
@@ -389,22 +271,21 @@ def train(
             run.check_settings()
             if run.finished():
                 return dict(run.result(), run_dir=str(run.dir))
-            return _train(profile, settings, run, used, device, rank, world_size, cuda, saved,
-                          resume=resume, compile=compile, progress=progress)
+            # autotuning and TF32 while training only: dense evaluation meets a new shape per image size
+            with devices.backend_flags(benchmark=job.speed.benchmark, tf32=job.speed.kind == "cuda"):
+                return _train(job)
     except KeyboardInterrupt:  # Ctrl-C: say where the last checkpoint is and how to go on
-        raise _interrupted(run, saved["step"]) from None
+        raise _interrupted(run, job.saved["step"]) from None
 
 
-def _train(profile, settings, run, used, device, rank, world_size, cuda, saved, *, resume, compile, progress):
-    from tqdm import tqdm
-
+def _train(job: Job) -> dict:
     from . import data
 
-    show = (sys.stderr.isatty() if progress is None else progress) and rank == 0
-    seed, epochs, lr0 = used["seed"], used["epochs"], used["lr"]
+    profile, settings, run, used, device = job.profile, job.settings, job.run, job.used, job.speed.device
+    rank, world_size = job.rank, job.world_size
     if rank == 0:
         run.start(used)
-    if run.checkpoint.exists() and not resume:
+    if run.checkpoint.exists() and not job.resume:
         raise ValueError(f"{run.dir} has a checkpoint of an unfinished run: pass --resume to continue it, "
                          "or remove the folder to start again")
 
@@ -413,237 +294,72 @@ def _train(profile, settings, run, used, device, rank, world_size, cuda, saved, 
     if profile.data_kind == "synthetic":
         # One process generates the set; the others wait for it and then only verify it.
         if rank == 0:
-            root = data.ensure_synthetic(profile, verbose=show)
-        if world_size > 1:
-            dist.barrier()
+            root = data.ensure_synthetic(profile, verbose=job.show)
+        distributed.barrier()
         if rank != 0:
             root = data.ensure_synthetic(profile, verbose=False)
     train_set, val_set = data.ILSVRC(root, "train", boxes=False), data.ILSVRC(root, "val", boxes=False)
     if len(train_set.classes) > profile.num_classes:
         raise ValueError(f"{train_set.split_dir} holds {len(train_set.classes)} classes but the net has "
                          f"num_classes={profile.num_classes}: pass --set num_classes={len(train_set.classes)}")
-    stats = data.dataset_stats(root, progress=show)
+    stats = data.dataset_stats(root, progress=job.show)
     preprocess = stats.preprocess()
     loader = data.TrainLoader(train_set, crop=profile.crop, scale=settings.scale, batch_size=profile.batch_size,
-                              preprocess=preprocess, stats=stats, seed=seed, device=device,
+                              preprocess=preprocess, stats=stats, seed=used["seed"], device=device,
                               backend="tensor" if profile.data_kind == "synthetic" else "pil",
-                              workers=used["workers"], rank=rank, world_size=world_size, progress=show)
+                              workers=used["workers"], rank=rank, world_size=world_size, progress=job.show)
     if len(loader) == 0:  # nothing would be trained, and the untrained net cached as finished
         raise ValueError(f"{train_set.split_dir} has {len(loader.indices)} usable images, fewer than one batch of "
                          f"{profile.batch_size}: lower --batch-size or add images")
     memory_format = torch.channels_last
-    val_crops = CentreCrops(val_set, profile.crop, test_scale(settings.scale), preprocess, device, memory_format)
+    val_crops = CentreCrops(val_set, profile.crop, test_scale(settings.scale), preprocess, device, memory_format,
+                            rank=rank, world_size=world_size)
 
     # Seeded here, after the data: generating or measuring a data set must not move the init.
-    torch.manual_seed(seed)
+    torch.manual_seed(used["seed"])
     net, init_note = build_for(profile, settings)
     net = net.to(device, memory_format=memory_format)
-    model = nn.parallel.DistributedDataParallel(net) if world_size > 1 else net
-    step_fn = torch.compile(model) if compile else model
-    if settings.trainable not in ("all", "fc"):
-        raise ValueError(f"trainable={settings.trainable!r}: use 'all' or 'fc'")
-    learning = net.parameters() if settings.trainable == "all" else net.classifier.parameters()
-    if settings.trainable == "fc":
-        net.features.requires_grad_(False)
-    optimizer = torch.optim.SGD(learning, lr=lr0, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    schedule = PlateauSchedule(lr0, profile.lr_patience)
-    epoch, step_in_epoch, step = 0, 0, 0
+    model, learning = distributed.freeze_and_wrap(net, settings.trainable)
+    step_fn = torch.compile(model) if job.compile else model
+    optimizer = torch.optim.SGD(learning, lr=used["lr"], momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    schedule = PlateauSchedule(used["lr"], profile.lr_patience)
     meta = checkpoints.model_meta(net, preprocess, profile=profile.name, run_id=run.id, scale=settings.scale,
                                   init=settings.init)
-
+    plan = Plan(run=run, loader=loader, val_crops=val_crops, epochs=used["epochs"], max_steps=settings.max_steps,
+                checkpoint_every=profile.checkpoint_every, speed=job.speed, meta=meta, rank=rank,
+                world_size=world_size, show=job.show, label=settings.config, loss=loss_fn, saved=job.saved)
+    trainer = Trainer(net, model, optimizer, schedule, plan)
     if run.checkpoint.exists():
-        ckpt = checkpoints.load(run.checkpoint, map_location=device)
-        _check_resumable(run, ckpt["meta"], meta)
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        _set_rng_state(ckpt["rng"])
-        epoch, step_in_epoch, step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["step"]
-        saved["step"] = step
+        trainer.restore()
     if rank == 0:
-        _trim_metrics(run.metrics_path, step)
+        trim_metrics(run.metrics_path, trainer.step)
 
-    def save_checkpoint() -> None:
-        if rank == 0:
-            checkpoints.save(dict(model=net.state_dict(), optimizer=optimizer.state_dict(),
-                                  schedule=schedule.state_dict(), rng=_rng_state(), epoch=epoch,
-                                  step_in_epoch=step_in_epoch, step=step, meta=meta), run.checkpoint)
-        saved["step"] = step
-
-    t_start, seen = time.perf_counter(), 0
-    max_steps = settings.max_steps
-    stopped, last = "epochs", None
-    while epoch < epochs and not schedule.stop:
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr
-        bar = tqdm(total=len(loader), initial=step_in_epoch, desc=f"{settings.config} epoch {epoch + 1}/{epochs}",
-                   disable=not show, leave=False)
-        t_epoch, seen_epoch = time.perf_counter(), 0
-        for x, y in loader.batches(epoch, start_step=step_in_epoch):
-            if max_steps is not None and step >= max_steps:
-                break
-            # Under DDP the loader gives each process its share of the global batch.
-            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            y = y.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                loss = loss_fn(step_fn(x), y)
-            if not torch.isfinite(loss):
-                kept = (f"The last good checkpoint is kept at {run.checkpoint} (step {saved['step']})"
-                        if saved["step"] is not None else "No checkpoint was written before it")
-                raise FloatingPointError(f"loss is {loss.item()} at step {step + 1} (epoch {epoch + 1}): training "
-                                         f"stopped. {kept}. Lower the lr (--lr) or check the data.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step, step_in_epoch = step + 1, step_in_epoch + 1
-            seen += len(x) * world_size
-            seen_epoch += len(x) * world_size
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{schedule.lr:.1e}")
-            if rank == 0 and step % 10 == 0:
-                _log(run.metrics_path, dict(step=step, epoch=epoch, loss=round(loss.item(), 6), lr=schedule.lr))
-            if step % profile.checkpoint_every == 0:
-                save_checkpoint()
-        bar.close()
-        if max_steps is not None and step >= max_steps:
-            stopped = "max_steps"
-            save_checkpoint()
-            break
-        top1, top5 = last = validate(net, val_crops)
-        schedule.step(100.0 - top1)
-        rate = seen_epoch / max(time.perf_counter() - t_epoch, 1e-9)
-        if rank == 0:
-            _log(run.metrics_path, dict(step=step, epoch=epoch + 1, val_top1_err=top1, val_top5_err=top5,
-                                        lr=schedule.lr, img_per_s=round(rate, 1)))
-        epoch, step_in_epoch = epoch + 1, 0
-        save_checkpoint()
-    if schedule.stop:
-        stopped = f"lr cut {MAX_LR_CUTS} times, then plateau"
-
-    top1, top5 = validate(net, val_crops) if stopped == "max_steps" or last is None else last
-    seconds = time.perf_counter() - t_start
+    outcome = trainer.fit(step_fn)
     result = dict(config=settings.config, scale=settings.scale, init=settings.init, init_note=init_note,
-                  epochs=epoch, steps=step, stopped=stopped, val_top1_err=top1, val_top5_err=top5,
-                  val_images=val_set.usable, lr_cuts=schedule.cuts, checkpoint=str(run.checkpoint.relative_to(run.dir)),
-                  seconds=round(seconds, 1), img_per_s=round(seen / max(seconds, 1e-9), 1),
-                  skipped_images=[str(p) for p in getattr(loader, "skipped", [])], used=used)
+                  **{k: outcome[k] for k in ("epochs", "steps", "stopped", "val_top1_err", "val_top5_err")},
+                  val_images=val_set.usable, lr_cuts=outcome["lr_cuts"],
+                  checkpoint=str(run.checkpoint.relative_to(run.dir)), seconds=outcome["seconds"],
+                  img_per_s=outcome["img_per_s"], skipped_images=[str(p) for p in getattr(loader, "skipped", [])],
+                  used=used)
     if rank == 0:
         result = run.finish(result, device)
-    if world_size > 1:
-        dist.barrier()
+    distributed.barrier()
     return dict(result, run_dir=str(run.dir))
 
 
-def _check_resumable(run: Run, old: dict, new: dict) -> None:
-    """The checkpoint in a run folder must be this run's: another net's would not load, and another
-    run's would continue the wrong training."""
-    checkpoints.check_meta(old, run.checkpoint)
-    arch = ("config", "width", "crop", "num_classes")
-    if any(old[k] != new[k] for k in arch) or old.get("run_id", new["run_id"]) != new["run_id"]:
-        have = ", ".join(f"{k}={old.get(k)}" for k in (*arch, "run_id"))
-        raise ValueError(f"{run.checkpoint} is the checkpoint of another run ({have}), not of run {new['run_id']}; "
-                         "start from it with --init checkpoint:PATH, or pass another --out")
-
-
-def train_run(profile: Profile | str, config: str, scale, init: str = "gaussian", **kwargs) -> tuple[dict, Run]:
-    """Notebook helper: the run for these settings, trained only when it is not finished yet."""
-    profile = get_profile(profile) if isinstance(profile, str) else profile
-    settings = Settings(config=config, scale=parse_scale(scale), init=init, **kwargs)
-    result = train(profile, settings)
-    return result, Run(profile.name, settings.key(profile))
-
-
-# -- command line ------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="ci", help="ci, gpu or imagenet (default ci)")
-    p.add_argument("--config", required=True, help="A, A-LRN, B, C, D, E or B-5x5")
-    p.add_argument("--scale", default=None, help="S (e.g. 73) or Smin,Smax for jittering; default: the paper's S=256, scaled")
-    p.add_argument("--init", default="gaussian", help="gaussian | glorot | from-a:CKPT | checkpoint:CKPT")
-    p.add_argument("--lr", type=float, default=None, help="initial lr (default: 1e-2 scaled to the batch)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--width", type=float, default=None)
-    p.add_argument("--data", default=None, help="train on this folder, in the ILSVRC-2012 layout, read as it is "
-                   "(data_kind=imagenet); default: the profile's data (ci, gpu: a generated synthetic set)")
-    p.add_argument("--device", default=None, help="cpu, cuda or auto")
-    p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=None, help="dropout on fc6/fc7 (default: the profile's)")
-    p.add_argument("--out", default=None, help="run folder (default runs/<profile>/<run-id>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in the folder from its checkpoint")
-    p.add_argument("--compile", action="store_true", help="torch.compile the net (faster on GPUs)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("-s", "--set", action="append", default=[], metavar="KNOB=VALUE",
-                   help="override any profile knob, e.g. --set num_classes=10 --set crop=32")
-
-
-def parse_knobs(items: list[str]) -> dict:
-    """``["num_classes=10", "synth_min_side=(40, 60)"]`` -> a dict of Python values."""
-    import ast
-
-    knobs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: expected KNOB=VALUE")
-        try:
-            knobs[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            knobs[key.strip()] = value
-    return knobs
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in dict(batch_size=args.batch_size, width=args.width, data_root=args.data,
-                                        device=args.device, checkpoint_every=args.checkpoint_every).items()
-                 if v is not None}
-    knobs = parse_knobs(args.set)
-    if args.data is not None and knobs.get("data_root", args.data) != args.data:
-        raise ValueError(f"--data {args.data} and --set data_root={knobs['data_root']}: give one of them")
-    if args.data is not None and "data_kind" not in knobs:
-        # --data names the set to train on: never fill it with a generated set or ignore it
-        overrides["data_kind"] = "imagenet"
-    overrides.update(knobs)
-    profile = get_profile(args.profile, **overrides)
-    scale = parse_scale(args.scale) if args.scale else profile.S(256)
-    settings = Settings(config=args.config, scale=scale, init=args.init, lr=args.lr, epochs=args.epochs,
-                        max_steps=args.max_steps, dropout=args.dropout, seed=args.seed)
-    models.config_layers(args.config)  # an unknown config fails before any data is touched
-    result = train(profile, settings, args.out, resume=args.resume, compile=args.compile,
-                   progress=not args.no_progress)
-    if world()[0] == 0:
-        print(f"{result['config']} S={result['scale']} init={result['init']}: val top-1 error "
-              f"{result['val_top1_err']:.1f}%, top-5 error {result['val_top5_err']:.1f}% (centre crop, "
-              f"{result['val_images']} images) after {result['epochs']} epochs / {result['steps']} steps "
-              f"({result['stopped']}); run folder {result['run_dir']}")
-    return 0
+# -- the command line lives in train_cli; `python -m vggrepro.train` and `vggrepro train` reach it
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a net with the paper's recipe (section 3.1)")
-    add_arguments(p)
-    p.set_defaults(func=run_from_args)
+    from .train_cli import register as _register
+
+    _register(subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vggrepro.train ...`` and ``torchrun ... -m vggrepro.train ...``: the same flags."""
-    parser = argparse.ArgumentParser(prog="python -m vggrepro.train", description=register.__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_from_args(args)
-    except (ValueError, OSError, FloatingPointError) as e:
-        print(f"vggrepro train: error: {error_message(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        print(f"vggrepro train: {str(e) or 'interrupted'}", file=sys.stderr)
-        return 130
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    from .train_cli import main as _main
+
+    return _main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,153 @@
+"""The `gpu` book's time per notebook, estimated from FLOPs before anything is run.
+
+Each notebook's work is counted from the architecture (``models.layer_table``): a training image
+costs 3 x 2 x MACs (forward, and a backward pass of two products; with the convolutions frozen
+only fc6-fc8 go backward), a test image what its protocol runs (dense: the net over the rescaled
+image and its flip at each Q; multi-crop: 50 crops per Q). Training counts every epoch the profile
+allows (the plateau schedule may stop sooner), so the estimate is an upper bound. Time is FLOPs
+over a stated share (``utilisation``) of the device's peak. D is 15.47 GMAC per 224 crop: about
+93 GFLOP per training image.
+
+Notebooks run in order and share the run cache, so each net is trained (and each evaluation run)
+in the first notebook that asks for it: :data:`BOOK` lists that notebook's new work alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+
+import torch
+
+from . import grid, models
+from .profiles import Profile
+
+#: Peak bf16 dense TFLOP/s of the reference GPU (H100 SXM data sheet; the H200 has the same cores).
+H100_BF16_TFLOPS = 989.0
+#: A share of peak that a well-fed VGG training loop reaches in bf16 (an assumption until measured).
+ASSUMED_UTILISATION = 0.40
+#: Images' longer side over their smaller one, on average (the synthetic set draws 4:3 to 1:1).
+ASPECT = 1.25
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """The new work of one notebook: grid nets it trains first, evaluations it runs first."""
+
+    notebook: str
+    trains: tuple[str, ...] = ()
+    evaluations: tuple[tuple[str, str, bool], ...] = ()  # (grid net, protocol, multi-scale)
+    localisation: tuple[str, ...] = ()  # fine-tuned localisation nets: "fc" or "all" layers each
+    note: str = ""
+
+
+_T4 = ("B/256", "C/256", "C/384", "C/jit", "D/256", "D/384", "D/jit", "E/256", "E/384", "E/jit")
+_ROWS = ("A/256", "A-LRN/256", "B/256", "C/256", "C/384", "C/jit", "D/256", "D/384", "D/jit", "E/256", "E/384",
+         "E/jit")
+BOOK: tuple[Chapter, ...] = (
+    Chapter("01_architecture", note="counts only"),
+    Chapter("02_training", trains=("A/256", "A-LRN/256", "B/256", "C/256", "D/256", "E/256", "D/256-glorot"),
+            evaluations=tuple((n, "centre", False) for n in ("A/256", "A-LRN/256", "B/256", "C/256", "D/256",
+                                                              "E/256", "D/256-glorot"))),
+    Chapter("03_jittering", trains=("C/384", "C/jit", "D/384", "D/jit", "E/384", "E/jit", "B/256-scratch",
+                                    "B-5x5/256"),
+            evaluations=tuple((n, "dense", False) for n in _ROWS)
+            + tuple((n, "centre", False) for n in _ROWS if n not in ("A/256", "A-LRN/256", "B/256", "C/256",
+                                                                      "D/256", "E/256"))
+            + (("B/256-scratch", "centre", False), ("B-5x5/256", "centre", False))),
+    Chapter("04_dense_eval", evaluations=tuple((n, "dense", True) for n in _T4)
+            + (("D/jit", "both", True), ("E/jit", "both", True))),
+    Chapter("05_localisation", localisation=("fc", "fc", "all", "all"), note="4 epochs each, D at S=384 / 256"),
+    Chapter("06_fusion", trains=("D/jit-fc",), evaluations=(("D/jit-fc", "dense", True),)),
+    Chapter("07_generalisation", note="features of two nets on small sets: seconds"),
+)
+LOCALISATION_EPOCHS = 4  # notebook 05's fine-tuning epochs
+
+
+@cache
+def _macs(config: str, crop: int, num_classes: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(all MACs, fc6-fc8 MACs) of one image: a crop, or the dense net on ``size``."""
+    with torch.device("meta"):  # counting needs the shapes, not the weights
+        net = models.build(config, width=1.0, num_classes=num_classes, crop=crop)
+    rows = models.layer_table(net, size)
+    fc = sum(r["macs"] for r in rows if r["kind"] == "Linear")
+    if size is None:
+        return sum(r["macs"] for r in rows), fc
+    conv = sum(r["macs"] for r in rows if r["kind"] != "Linear")
+    return conv + fc * models.score_map_size(net, *size)[0] * models.score_map_size(net, *size)[1], fc
+
+
+def train_flops(config: str, profile: Profile, trainable: str = "all") -> float:
+    """FLOPs of one training image: forward 2 x MACs, backward twice that (only fc6-fc8 when frozen)."""
+    macs, fc = _macs(config, profile.crop, profile.num_classes)
+    return 2 * macs + 4 * (macs if trainable == "all" else fc)
+
+
+def test_flops(config: str, profile: Profile, protocol: str, scales: list[int]) -> float:
+    """FLOPs of one test image under a protocol at the scales Q (the profile's pixels)."""
+    crop = 2 * _macs(config, profile.crop, profile.num_classes)[0]
+    dense = sum(2 * 2 * _macs(config, profile.crop, profile.num_classes, (q, round(q * ASPECT)))[0] for q in scales)
+    per = {"centre": crop * len(scales), "dense": dense, "multicrop": 50 * crop * len(scales)}
+    return per["dense"] + per["multicrop"] if protocol == "both" else per[protocol]
+
+
+@dataclass
+class Estimate:
+    notebook: str
+    train_pflop: float
+    eval_pflop: float
+    seconds: float
+    nets: list[str] = field(default_factory=list)
+
+    @property
+    def minutes(self) -> float:
+        return self.seconds / 60
+
+
+def estimate(profile: Profile, utilisation: float = ASSUMED_UTILISATION,
+             peak_tflops: float = H100_BF16_TFLOPS) -> list[Estimate]:
+    """Each notebook's FLOPs and time at ``utilisation`` of ``peak_tflops`` (an upper bound: every
+    epoch the profile allows)."""
+    if not 0 < utilisation <= 1:
+        raise ValueError(f"utilisation={utilisation}: give a share of the peak in (0, 1]")
+    n_train = profile.num_classes * profile.synth_train_per_class
+    n_val = profile.num_classes * profile.synth_val_per_class
+    rate = utilisation * peak_tflops * 1e12
+    out = []
+    for ch in BOOK:
+        train = evaluation = 0.0
+        for name in ch.trains:
+            e = grid.entry(name)
+            epochs = (profile.finetune_epochs if e.finetune else profile.epochs) * e.budget
+            train += epochs * n_train * train_flops(e.config, profile, e.trainable)
+            train += epochs * n_val * 2 * _macs(e.config, profile.crop, profile.num_classes)[0]  # validation
+        for layers in ch.localisation:
+            train += LOCALISATION_EPOCHS * n_train * train_flops("D", profile, layers)
+        for name, protocol, multi in ch.evaluations:
+            e = grid.entry(name)
+            evaluation += n_val * test_flops(e.config, profile, protocol, grid.test_scales_of(profile, e.train_S, multi))
+        out.append(Estimate(ch.notebook, train / 1e15, evaluation / 1e15, (train + evaluation) / rate,
+                            list(ch.trains)))
+    return out
+
+
+def measured_utilisation(record: dict, profile: Profile) -> tuple[float, str] | None:
+    """The share of its device's bf16 peak that the real training loop reached in a
+    ``vggrepro bench gpu`` record (its last, steady epoch), and the device; None when the record
+    has no such figure (a dry run, a failed step, a GPU without a known peak)."""
+    from .bench import GPU_PEAK_TFLOPS
+
+    loop, device = record.get("steps", {}).get("train_loop", {}), record.get("provenance", {}).get("device", "")
+    peak = next((p["bf16"] for key, p in GPU_PEAK_TFLOPS.items() if key in device), None)
+    if record.get("dry_run") or not loop.get("ok") or peak is None or not loop.get("img_per_s_by_epoch"):
+        return None
+    flops = loop["img_per_s_by_epoch"][-1] * train_flops(loop["config"], profile)
+    return flops / (peak * 1e12), device
+
+
+def table(profile: Profile, utilisation: float = ASSUMED_UTILISATION, peak_tflops: float = H100_BF16_TFLOPS
+          ) -> list[dict]:
+    """:func:`estimate` as rows for a notebook's table."""
+    return [dict(notebook=e.notebook, nets_trained=len(e.nets), train_PFLOP=round(e.train_pflop, 1),
+                 eval_PFLOP=round(e.eval_pflop, 2), minutes=round(e.minutes, 1))
+            for e in estimate(profile, utilisation, peak_tflops)]
