@@ -31,7 +31,7 @@ from .box_data import BoxCrops
 from .models import DROPOUT, VGG, build
 from .profiles import Profile
 from .runs import Run
-from .train import MOMENTUM, WEIGHT_DECAY, _check_resumable, _log, _rng_state, _set_rng_state, _trim_metrics
+from .loop import MOMENTUM, WEIGHT_DECAY, check_resumable, log, trim_metrics
 from .transforms import Preprocess
 
 KINDS = ("SCR", "PCR")
@@ -249,14 +249,14 @@ def _finetune(run: Run, net: VGG, s: FinetuneSettings, train: list, preprocess: 
     if run.checkpoint.is_file():  # resume an interrupted run at its last finished epoch
         # to the CPU: the RNG state must stay a CPU tensor; load_state_dict copies the rest to the net's device
         ckpt = checkpoints.load(run.checkpoint, map_location="cpu")
-        _check_resumable(run, ckpt["meta"], meta)
+        check_resumable(run, ckpt["meta"], meta)
         loc.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        _set_rng_state(ckpt["rng"])
+        checkpoints.restore_rng(ckpt["rng"])
         history, first, step, wall = ckpt["history"], ckpt["epoch"], ckpt["step"], ckpt["wall_s"]
     else:
         torch.manual_seed(s.seed)  # dropout's masks
-    _trim_metrics(run.metrics_path, step)
+    trim_metrics(run.metrics_path, step)
 
     data = BoxCrops(train, s.S, net.crop, preprocess, seed=s.seed, load_image=load_image, cache=cache)
     for epoch in range(first, s.epochs):
@@ -292,10 +292,10 @@ def _finetune(run: Run, net: VGG, s: FinetuneSettings, train: list, preprocess: 
                                      f"The last good checkpoint is kept at {run.checkpoint}.")
         wall += time.perf_counter() - start
         history.append(dict(epoch=epoch + 1, loss=total / seen, images=seen))
-        checkpoints.save(dict(model=loc.state_dict(), meta=meta, optimizer=optimizer.state_dict(), rng=_rng_state(),
+        checkpoints.save(dict(model=loc.state_dict(), meta=meta, optimizer=optimizer.state_dict(), rng=checkpoints.rng_state(),
                               epoch=epoch + 1, step_in_epoch=0, step=step, history=history, wall_s=wall),
                          run.checkpoint)
-        _log(run.metrics_path, dict(step=step, **history[-1]))
+        log(run.metrics_path, dict(step=step, **history[-1]))
     run.finish(dict(kind=s.kind, layers=s.layers, S=s.S, epochs=s.epochs, dropout=s.dropout,
                     final_loss=history[-1]["loss"], history=history, wall_s=wall), device=device)
 
