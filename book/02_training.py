@@ -122,7 +122,7 @@ print(calibration["question"])
 print("target:", calibration["target"])
 pd.DataFrame(
     [{"variant": r["variant"], "change": r["change"], "epochs": r["epochs"],
-      "top-1 error (%)": r["val_top1_err"], "top-1 accuracy (%)": r["top1_accuracy"]}
+      "top-1 error (%)": r["top1_err"], "top-1 accuracy (%)": r["top1_accuracy"]}
      for r in calibration["results"]]
 ).set_index("variant")
 
@@ -152,8 +152,8 @@ table = pd.DataFrame(
             "init": grid.entry(name).note,
             "epochs": r["epochs"],
             "lr cuts": r["lr_cuts"],
-            "top-1 err (%)": r["val_top1_err"],
-            **({"top-5 err (%)": r["val_top5_err"]} if paper.shows_top5(prof.num_classes) else {}),
+            "top-1 err (%)": r["top1_err"],
+            **({"top-5 err (%)": r["top5_err"]} if paper.shows_top5(prof.num_classes) else {}),
         }
         for name, r in results.items()
     ]
@@ -176,9 +176,9 @@ fig, (ax_loss, ax_err, ax_lr) = plt.subplots(1, 3, figsize=(14, 3.8))
 for name in names:
     m = grid.run_of(prof, name).metrics()
     steps = [r for r in m if "loss" in r]
-    epochs = [r for r in m if "val_top1_err" in r]
+    epochs = [r for r in m if "top1_err" in r]
     ax_loss.plot([r["step"] for r in steps], [r["loss"] for r in steps], label=name, lw=1)
-    ax_err.plot([r["epoch"] for r in epochs], [r["val_top1_err"] for r in epochs], marker="o", label=name)
+    ax_err.plot([r["epoch"] for r in epochs], [r["top1_err"] for r in epochs], marker="o", label=name)
     ax_lr.step([0] + [r["epoch"] for r in epochs], [prof.lr] + [r["lr"] for r in epochs], where="post", label=name)
 ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
 ax_err.set(xlabel="epoch", ylabel="val top-1 error (%)", title="validation error")

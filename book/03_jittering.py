@@ -108,10 +108,10 @@ ours = [
     dict(
         config=grid.entry(name).config,
         train_S=grid.entry(name).train_S,
-        top1_val_err=r["top1"],
-        top5_val_err=r["top5"],
+        top1_val_err=r["top1_err"],
+        top5_val_err=r["top5_err"],
         **{"our S": str(grid.scale_of(prof, grid.entry(name).train_S)), "our Q": r["scales"][0],
-           "ours top1, centre crop": centre[name]["top1"]},
+           "ours top1, centre crop": centre[name]["top1_err"]},
     )
     for name, r in table3.items()
 ]
@@ -128,7 +128,7 @@ pd.DataFrame(paper.beside("table3_single_scale", ours, on=("config", "train_S"),
 paper_Q = [224, 256, 384, 512]
 curves = {}
 for name in ["D/256", "D/384", "D/jit"]:
-    curves[name] = [single_scale(name, Q=prof.S(q))["top1"] for q in paper_Q]
+    curves[name] = [single_scale(name, Q=prof.S(q))["top1_err"] for q in paper_Q]
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for name, errs in curves.items():
     ax.plot([prof.S(q) for q in paper_Q], errs, marker="o", label=name)
@@ -151,8 +151,8 @@ b3 = single_scale("B/256-scratch", "centre")
 b5 = single_scale("B-5x5/256", "centre")
 five = pd.DataFrame(
     [
-        dict(net="B (pairs of 3x3)", weight_layers=models.weight_layers("B"), params=models.count_params(models.build("B", width=prof.width, num_classes=prof.num_classes, crop=prof.crop)), top1=b3["top1"]),
-        dict(net="B-5x5 (single 5x5)", weight_layers=models.weight_layers("B-5x5"), params=models.count_params(models.build("B-5x5", width=prof.width, num_classes=prof.num_classes, crop=prof.crop)), top1=b5["top1"]),
+        dict(net="B (pairs of 3x3)", weight_layers=models.weight_layers("B"), params=models.count_params(models.build("B", width=prof.width, num_classes=prof.num_classes, crop=prof.crop)), top1=b3["top1_err"]),
+        dict(net="B-5x5 (single 5x5)", weight_layers=models.weight_layers("B-5x5"), params=models.count_params(models.build("B-5x5", width=prof.width, num_classes=prof.num_classes, crop=prof.crop)), top1=b5["top1_err"]),
     ]
 ).set_index("net")
 five
@@ -170,7 +170,7 @@ five
 # %%
 SEEDS = grid.seeds(prof, depth_seeds)
 by_seed = {name: [grid.evaluation(prof, name, "centre", seed=s) for s in SEEDS] for name in ("A/256", "D/256")}
-pd.DataFrame({name: [r["top1"] for r in evals] for name, evals in by_seed.items()},
+pd.DataFrame({name: [r["top1_err"] for r in evals] for name, evals in by_seed.items()},
              index=pd.Index(SEEDS, name="seed")).T.assign(mean=lambda t: t.mean(axis=1))
 
 # %% [markdown]
@@ -210,7 +210,7 @@ def claim(text, a, b, **kw):
     guards = [claims.Guard(arm, chance) for arm in (a, b)]
     # The paper finds dense evaluation about as good as a crop (Table 5); a dense arm shown worse
     # than the same net's centre crop at the same Q is this scale's artefact, not evidence.
-    guards += [claims.Guard(arm, centre[arm.split()[0]]["top1"], "the same net's centre crop at the same Q",
+    guards += [claims.Guard(arm, centre[arm.split()[0]]["top1_err"], "the same net's centre crop at the same Q",
                             must="reach") for arm in (a, b) if arm.endswith(" dense")]
     return claims.Claim(text, a, b, paper=paper_numbers, notebook="03_jittering", guards=guards, **kw)
 

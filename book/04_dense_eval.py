@@ -192,7 +192,7 @@ for name in TABLE4:
     if name in both:  # the dense part of Table 5's evaluation is this very evaluation
         multi[name] = evaluate.top_errors(both[name]["parts"]["dense"], both[name]["labels"])
     else:
-        multi[name] = {k: dense_at(name, True)[k] for k in ("top1", "top5")}
+        multi[name] = {k: dense_at(name, True)[k] for k in ("top1_err", "top5_err")}
     single[name] = dense_at(name, False)
 n_val = len(single["B/256"]["labels"])
 print(f"{n_val} validation images")
@@ -202,10 +202,10 @@ for name in TABLE4:
     e = grid.entry(name)
     t3 = paper.find("table3_single_scale", config=e.config, train_S=e.train_S)
     ours4.append({
-        "config": e.config, "train_S": e.train_S, "top1_val_err": multi[name]["top1"],
-        "top5_val_err": multi[name]["top5"],
+        "config": e.config, "train_S": e.train_S, "top1_val_err": multi[name]["top1_err"],
+        "top5_val_err": multi[name]["top5_err"],
         "our Q": ",".join(map(str, grid.test_scales_of(prof, e.train_S, True))),
-        "paper top-1, one Q": t3["top1_val_err"], "ours top-1, one Q": single[name]["top1"],
+        "paper top-1, one Q": t3["top1_val_err"], "ours top-1, one Q": single[name]["top1_err"],
         "our one Q": single[name]["scales"][0],
     })
 table4 = pd.DataFrame(paper.beside("table4_multi_scale", ours4, on=("config", "train_S"), metrics=METRICS))
@@ -214,8 +214,8 @@ table4.set_index(["config", "train_S"])
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.2))
 x = range(len(TABLE4))
-ax.plot(x, [single[n]["top1"] for n in TABLE4], "o", label="one scale")
-ax.plot(x, [multi[n]["top1"] for n in TABLE4], "s", label="three scales")
+ax.plot(x, [single[n]["top1_err"] for n in TABLE4], "o", label="one scale")
+ax.plot(x, [multi[n]["top1_err"] for n in TABLE4], "s", label="three scales")
 ax.set_xticks(list(x), TABLE4)
 ax.set(ylabel="top-1 error (%), dense", title="averaging over test scales, at this scale")
 ax.legend()
@@ -239,7 +239,7 @@ for name in TABLE5:
                                ("multi-crop & dense", r["posteriors"])]:
         errors = evaluate.top_errors(posteriors, r["labels"])
         ours5.append(dict(config=e.config, train_S=e.train_S, eval_method=method,
-                          top1_val_err=errors["top1"], top5_val_err=errors["top5"]))
+                          top1_val_err=errors["top1_err"], top5_val_err=errors["top5_err"]))
 table5 = pd.DataFrame(paper.beside("table5_dense_vs_multicrop", ours5, on=("config", "train_S", "eval_method"),
                                    metrics=METRICS))
 table5.set_index(["config", "train_S", "eval_method"])
@@ -463,7 +463,7 @@ centre = {name: grid.evaluation(prof, name, "centre") for name in TABLE4}
 def claim(text, a, b, paper_numbers):
     """A claim on two arms; a dense arm must not be worse than the same net's centre crop (chapter 3)."""
     guards = [claims.Guard(arm, chance) for arm in (a, b)]
-    guards += [claims.Guard(arm, centre[arm.split()[0]]["top1"], "the same net's centre crop at one Q",
+    guards += [claims.Guard(arm, centre[arm.split()[0]]["top1_err"], "the same net's centre crop at one Q",
                             must="reach") for arm in (a, b) if " Q" in arm]
     return claims.Claim(text, a, b, paper=paper_numbers, notebook="04_dense_eval", guards=guards)
 

@@ -198,7 +198,7 @@ pd.DataFrame(pair_rows).set_index(["protocol", "nets"])
 # half of the images and score on the other.
 
 # %%
-steps = fuse.greedy_subset(dense, labels, metric="top1")
+steps = fuse.greedy_subset(dense, labels, metric=metrics.TOP1)
 pd.DataFrame([{"step": i + 1, "added": s["models"][-1], "nets": s["n_models"],
                "top-1 (optimistic)": paper.fmt(s["top1_err"]),
                **({"top-5 (optimistic)": paper.fmt(s["top5_err"])} if SHOW_TOP5 else {})}

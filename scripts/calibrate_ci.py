@@ -94,10 +94,10 @@ def run_variant(name: str, work: Path) -> dict:
     t = time.perf_counter()
     with generator_constants(constants, layout):
         result = train(profile, Settings(config="A", scale=profile.S(256)), work / name, progress=False)
-    curve = [json.loads(line)["val_top1_err"] for line in (work / name / "metrics.jsonl").read_text().splitlines()
-             if "val_top1_err" in line]
-    return dict(variant=name, change=note, val_top1_err=round(result["val_top1_err"], 1),
-                top1_accuracy=round(100 - result["val_top1_err"], 1), epochs=result["epochs"],
+    curve = [json.loads(line)["top1_err"] for line in (work / name / "metrics.jsonl").read_text().splitlines()
+             if "top1_err" in line]
+    return dict(variant=name, change=note, top1_err=round(result["top1_err"], 1),
+                top1_accuracy=round(100 - result["top1_err"], 1), epochs=result["epochs"],
                 curve=[round(e, 1) for e in curve], train_seconds=result["seconds"],
                 wall_seconds=round(time.perf_counter() - t, 1))
 
@@ -116,7 +116,7 @@ def main() -> None:
         for name in names:
             rows.append(run_variant(name, Path(work)))
             r = rows[-1]
-            print(f"{name:24s} top-1 error {r['val_top1_err']:5.1f}%  curve {[round(e) for e in r['curve']]}"
+            print(f"{name:24s} top-1 error {r['top1_err']:5.1f}%  curve {[round(e) for e in r['curve']]}"
                   f"  ({r['wall_seconds']:.0f} s)", flush=True)
     profile = get_profile("ci")
     atomic_write_json(args.out, dict(

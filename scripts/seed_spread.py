@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         errors = []
         for seed in seeds:
             r = evaluate.evaluate_cached(grid.checkpoint(prof, name, seed=seed), prof, "centre", Q)
-            errors.append(round(r["top1"], 4))
-            print(f"{name} seed {seed}: top-1 error {r['top1']:.1f}% (centre crop, Q = {Q[0]})", flush=True)
+            errors.append(round(r["top1_err"], 4))
+            print(f"{name} seed {seed}: top-1 error {r['top1_err']:.1f}% (centre crop, Q = {Q[0]})", flush=True)
         entries[name] = dict(top1_err_by_seed=dict(zip(map(str, seeds), errors)), sd=round(claims.sample_sd(errors), 4),
                              protocol="centre", Q=Q)
         print(f"{name}: seed-to-seed sd {entries[name]['sd']:.2f} points over {len(seeds)} seeds", flush=True)

@@ -139,8 +139,8 @@ def test_top_errors_by_hand():
         [0.10, 0.60, 0.10, 0.05, 0.05, 0.10],  # label 1: top-1 hit
     ])
     errs = ev.top_errors(p, torch.tensor([0, 4, 5, 1]))
-    assert errs == {"top1": pytest.approx(50.0), "top5": pytest.approx(25.0)}
-    assert ev.top_errors(p[:, :3], torch.tensor([0, 2, 1, 1]), k=(1, 5)) == {"top1": 25.0, "top5": 0.0}
+    assert errs == {"top1_err": pytest.approx(50.0), "top5_err": pytest.approx(25.0)}
+    assert ev.top_errors(p[:, :3], torch.tensor([0, 2, 1, 1]), k=(1, 5)) == {"top1_err": 25.0, "top5_err": 0.0}
     with pytest.raises(ValueError, match="empty"):
         ev.top_errors(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long))
 
@@ -226,7 +226,7 @@ def test_cli_evaluates_a_checkpoint_on_a_val_folder(tiny_set, tmp_path, capsys):
                          protocol="both", scales=[32, 40])
     torch.testing.assert_close(saved["posteriors"], direct.posteriors, atol=1e-5, rtol=1e-4)
     result = __import__("json").loads((out / "result.json").read_text())
-    assert result["top1"] == pytest.approx(direct.top1) and "provenance" in result
+    assert result["top1_err"] == pytest.approx(direct.top1_err) and "provenance" in result
 
 
 def test_cached_evaluation_is_reused(tiny_set, tmp_path, monkeypatch):

@@ -101,8 +101,8 @@ def test_evaluate_weights_runs_the_dense_protocol_on_a_weights_file(kind, tiny_v
     assert (wrong.posteriors - expect.posteriors).abs().max() > 1e-2
     torch.testing.assert_close(saved["posteriors"], expect.posteriors, atol=1e-5, rtol=1e-4)
     assert saved["labels"].tolist() == [label for _, _, label in images]
-    assert float(line.group(1)) == pytest.approx(expect.top1, abs=0.005)
-    assert float(line.group(2)) == pytest.approx(expect.top5, abs=0.005)
+    assert float(line.group(1)) == pytest.approx(expect.top1_err, abs=0.005)
+    assert float(line.group(2)) == pytest.approx(expect.top5_err, abs=0.005)
     result = json.loads((folder / "result.json").read_text())
     assert result["settings"]["source"] == "weights" and result["images"] == 20
 

@@ -38,7 +38,7 @@ def test_greedy_subset_stops_when_adding_does_not_help():
     good = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])  # 1 error
     helper = torch.tensor([[0.6, 0.4], [0.6, 0.4], [0.9, 0.1]])  # 1 error, fixes good's
     bad = torch.tensor([[0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])  # all wrong
-    steps = greedy_subset({"good": good, "helper": helper, "bad": bad}, labels, metric="top1")
+    steps = greedy_subset({"good": good, "helper": helper, "bad": bad}, labels, metric="top1_err")
     assert steps[0]["models"] == ["good"] and steps[0]["top1_err"] == pytest.approx(100 / 3)
     assert steps[-1]["models"] == ["good", "helper"] and steps[-1]["top1_err"] == 0.0
 

@@ -46,7 +46,7 @@ def test_the_gpu_profile_trains_and_evaluates_at_toy_size_reading_the_loss_every
 
     ev = evaluate.evaluate_cached(tmp_path / "run" / "checkpoint.pt", toy_gpu, "both",
                                   [toy_gpu.S(256), toy_gpu.S(384)], out=tmp_path / "eval")
-    assert ev["images"] == 16 and 0 <= ev["top1"] <= 100
+    assert ev["images"] == 16 and 0 <= ev["top1_err"] <= 100
 
 
 def test_a_nan_between_host_reads_stops_training_with_no_checkpoint_after_it(toy_gpu, tmp_path, monkeypatch):

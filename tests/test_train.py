@@ -89,7 +89,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tiny, tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert metrics(whole) == metrics(killed)
     ra, rb = (json.loads((d / "result.json").read_text()) for d in (whole, killed))
-    assert (ra["val_top1_err"], ra["steps"]) == (rb["val_top1_err"], rb["steps"])
+    assert (ra["top1_err"], ra["steps"]) == (rb["top1_err"], rb["steps"])
 
 
 def test_two_gloo_processes_equal_one_with_the_same_global_batch(tiny, tmp_path):

@@ -132,7 +132,7 @@ def test_interrupt_before_the_first_checkpoint_does_not_duplicate_metrics(tiny, 
     assert not (out / "checkpoint.pt").exists() and [r["step"] for r in metrics(out)] == [10]
     monkeypatch.undo()
     train(profile, Settings(**A), out, progress=False)
-    steps = [(r["step"], "val_top1_err" in r) for r in metrics(out)]
+    steps = [(r["step"], "top1_err" in r) for r in metrics(out)]
     assert steps == [(10, False), (16, True), (20, False), (30, False), (32, True)]
 
 

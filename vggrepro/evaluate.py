@@ -42,7 +42,8 @@ from . import transforms as T
 from .devices import Speed, synchronize
 from .eval_batching import Accumulator, CropRunner, DenseRunner
 from .models import VGG, layer_table, score_map_size, to_dense
-from .posteriors import POSTERIORS_FILE, Evaluation, load_posteriors, save_posteriors, top_errors
+from .metrics import TOP1, TOP5, top_errors
+from .posteriors import POSTERIORS_FILE, Evaluation, load_posteriors, save_posteriors
 from .transforms import Preprocess
 
 __all__ = ["POSTERIORS_FILE", "Evaluation", "evaluate", "evaluate_cached", "load_posteriors", "save_posteriors",
@@ -448,8 +449,8 @@ def _main(args) -> int:
                         flip=not args.no_flip, limit=args.limit, data=args.data, device=args.device,
                         batch_size=args.batch_size, out=args.out, progress=True)
     print(f"{r['config']} {r['protocol']} Q={','.join(map(str, r['scales']))}: "
-          f"top-1 error {r['top1']:.2f}%, top-5 error {r['top5']:.2f}% on {r['images']} images")
+          f"top-1 error {r[TOP1]:.2f}%, top-5 error {r[TOP5]:.2f}% on {r['images']} images")
     for name, errs in r.get("part_errors", {}).items():
-        print(f"  {name} alone: top-1 error {errs['top1']:.2f}%, top-5 error {errs['top5']:.2f}%")
+        print(f"  {name} alone: top-1 error {errs[TOP1]:.2f}%, top-5 error {errs[TOP5]:.2f}%")
     print(f"posteriors: {r['posteriors_file']}")
     return 0

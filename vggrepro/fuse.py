@@ -47,14 +47,17 @@ def subset_errors(nets: Mapping[str, torch.Tensor], labels: torch.Tensor, subset
     return rows
 
 
-def greedy_subset(nets: Mapping[str, torch.Tensor], labels: torch.Tensor, metric: str = "top5") -> list[dict]:
+def greedy_subset(nets: Mapping[str, torch.Tensor], labels: torch.Tensor, metric: str = TOP5) -> list[dict]:
     """Forward selection: start from the best single net, add the net that lowers the error most,
-    until no addition helps. Returns each step's subset and errors (ties broken by top-1, then name).
+    until no addition helps (``metric``: ``metrics.TOP1`` or ``TOP5``). Returns each step's subset and
+    errors (ties broken by the other metric, then name).
 
     Chosen on the same images it is scored on, so its error is optimistic: a reader should treat it
     as a search, not as a held-out result.
     """
-    first, second = (TOP5, TOP1) if metric == "top5" else (TOP1, TOP5)
+    if metric not in (TOP1, TOP5):
+        raise ValueError(f"greedy_subset: metric {metric!r}; choose {TOP1!r} or {TOP5!r}")
+    first, second = (metric, TOP1 if metric == TOP5 else TOP5)
     chosen: list[str] = []
     best: tuple | None = None
     steps = []

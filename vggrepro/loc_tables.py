@@ -131,7 +131,7 @@ def classification_system(profile: Profile, samples: Sequence, *, device: str | 
         raise ValueError(f"the evaluation of {grid.LOC_CLASSIFIER} holds other images than the samples given")
     net, meta = checkpoints.model_from_checkpoint(path)
     return Classifier(posteriors, net.to(device), checkpoints.preprocess_of(meta),
-                      top_errors(posteriors, labels)["top5"])
+                      top_errors(posteriors, labels)["top5_err"])
 
 
 def fusion_key() -> str:

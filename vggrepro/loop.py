@@ -187,15 +187,15 @@ class Trainer:
             schedule.step(100.0 - top1)
             rate = seen_epoch / max(time.perf_counter() - t_epoch, 1e-9)
             if plan.rank == 0:
-                log(plan.run.metrics_path, dict(step=self.step, epoch=self.epoch + 1, val_top1_err=top1,
-                                                val_top5_err=top5, lr=schedule.lr, img_per_s=round(rate, 1)))
+                log(plan.run.metrics_path, dict(step=self.step, epoch=self.epoch + 1, top1_err=top1,
+                                                top5_err=top5, lr=schedule.lr, img_per_s=round(rate, 1)))
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
             self.save()
         if schedule.stop:
             stopped = f"lr cut {MAX_LR_CUTS} times, then plateau"
         top1, top5 = validate(self.net, plan.val_crops, plan.speed) if stopped == "max_steps" or last is None else last
         seconds = time.perf_counter() - t_start
-        return dict(epochs=self.epoch, steps=self.step, stopped=stopped, val_top1_err=top1, val_top5_err=top5,
+        return dict(epochs=self.epoch, steps=self.step, stopped=stopped, top1_err=top1, top5_err=top5,
                     lr_cuts=schedule.cuts, seconds=round(seconds, 1), img_per_s=round(seen / max(seconds, 1e-9), 1))
 
 

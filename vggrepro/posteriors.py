@@ -3,33 +3,15 @@ keeps the posteriors for fusion (section 4.4)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import checkpoints
+from .metrics import TOP1, TOP5, top_errors
 
 POSTERIORS_FILE = "posteriors.pt"
-
-
-def top_errors(posteriors: torch.Tensor, labels: torch.Tensor, k: Sequence[int] = (1, 5)) -> dict[str, float]:
-    """Top-k error in percent for each k: the share of images whose label is not among the k
-    classes of highest posterior. Returns ``{"top1": ..., "top5": ...}``. With fewer than k classes
-    every label is among them (error 0)."""
-    posteriors, labels = torch.as_tensor(posteriors), torch.as_tensor(labels)
-    if posteriors.ndim != 2 or labels.shape != posteriors.shape[:1]:
-        raise ValueError(f"posteriors must be (N, C) and labels (N,); got {tuple(posteriors.shape)} and "
-                         f"{tuple(labels.shape)}")
-    if len(labels) == 0:
-        raise ValueError("no images to score: the evaluation saw an empty data set")
-    out = {}
-    for kk in k:
-        top = posteriors.topk(min(kk, posteriors.shape[1]), dim=1).indices
-        hit = (top == labels.view(-1, 1)).any(dim=1)
-        out[f"top{kk}"] = 100.0 * (1.0 - hit.double().mean().item())
-    return out
 
 
 @dataclass
@@ -63,12 +45,12 @@ class Evaluation:
         return top_errors(self.posteriors, self.labels)
 
     @property
-    def top1(self) -> float:
-        return self.errors["top1"]
+    def top1_err(self) -> float:
+        return self.errors[TOP1]
 
     @property
-    def top5(self) -> float:
-        return self.errors["top5"]
+    def top5_err(self) -> float:
+        return self.errors[TOP5]
 
     def summary(self) -> dict:
         """The JSON-able numbers: errors (also of each part), images, seconds, MACs."""

@@ -336,7 +336,7 @@ def _train(job: Job) -> dict:
 
     outcome = trainer.fit(step_fn)
     result = dict(config=settings.config, scale=settings.scale, init=settings.init, init_note=init_note,
-                  **{k: outcome[k] for k in ("epochs", "steps", "stopped", "val_top1_err", "val_top5_err")},
+                  **{k: outcome[k] for k in ("epochs", "steps", "stopped", "top1_err", "top5_err")},
                   val_images=val_set.usable, lr_cuts=outcome["lr_cuts"],
                   checkpoint=str(run.checkpoint.relative_to(run.dir)), seconds=outcome["seconds"],
                   img_per_s=outcome["img_per_s"], skipped_images=[str(p) for p in getattr(loader, "skipped", [])],

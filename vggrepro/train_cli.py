@@ -75,7 +75,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                    progress=not args.no_progress)
     if distributed.world()[0] == 0:
         print(f"{result['config']} S={result['scale']} init={result['init']}: val top-1 error "
-              f"{result['val_top1_err']:.1f}%, top-5 error {result['val_top5_err']:.1f}% (centre crop, "
+              f"{result['top1_err']:.1f}%, top-5 error {result['top5_err']:.1f}% (centre crop, "
               f"{result['val_images']} images) after {result['epochs']} epochs / {result['steps']} steps "
               f"({result['stopped']}); run folder {result['run_dir']}")
     return 0
