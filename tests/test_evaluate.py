@@ -273,4 +273,9 @@ def test_data_identity_names_a_generated_set_by_its_manifest(tmp_path):
     assert ev.data_identity(first).startswith("synthetic:")
     plain = tmp_path / "imagenet"
     plain.mkdir()
-    assert ev.data_identity(plain) == str(plain.resolve())
+    empty = ev.data_identity(plain)  # a user's copy: named by its files, so an edit in place is noticed
+    assert empty.startswith("files:")
+    (plain / "n01440764").mkdir()
+    (plain / "n01440764" / "a.JPEG").write_bytes(b"x")
+    assert ev.data_identity(plain) != empty
+    assert ev.data_identity(tmp_path / "nowhere") == "missing"

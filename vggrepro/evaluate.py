@@ -24,7 +24,6 @@ the net's own pixels; a profile's ``S()`` turns the paper's 256/384/512 into the
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import sys
 import tempfile
@@ -42,8 +41,10 @@ from . import transforms as T
 from .devices import Speed, synchronize
 from .eval_batching import Accumulator, CropRunner, DenseRunner
 from .models import VGG, layer_table, score_map_size, to_dense
+from .ilsvrc import data_identity
 from .metrics import TOP1, TOP5, top_errors
 from .posteriors import POSTERIORS_FILE, Evaluation, load_posteriors, save_posteriors
+from .scales import JITTER
 from .transforms import Preprocess
 
 __all__ = ["POSTERIORS_FILE", "Evaluation", "evaluate", "evaluate_cached", "load_posteriors", "save_posteriors",
@@ -235,7 +236,8 @@ def load_net(checkpoint: str | Path | None = None, weights: str | Path | None = 
 def _images(root: Path, split: str, num_classes: int, limit: int | None, progress: bool = False):
     """The split's images as ``(index, uint8 image, label)`` and how many; with ``limit``, that many
     spread evenly over the split (every n/limit-th image), so that every class has its share."""
-    from .data import ILSVRC, CorruptImage, EvalImages, decode_image
+    from .data import ILSVRC, CorruptImage, EvalImages
+    from .images import image_at
 
     dataset = ILSVRC(root, split, boxes=False)
     if len(dataset.classes) != num_classes:
@@ -249,7 +251,7 @@ def _images(root: Path, split: str, num_classes: int, limit: int | None, progres
     def spread():
         for i in picks:
             try:
-                image = decode_image(dataset.samples[i].path)
+                image = image_at(dataset, i)  # the one decoded-image cache, when the split fits
             except CorruptImage as e:
                 warnings.warn(f"skipped {e}", stacklevel=2)
                 continue
@@ -272,15 +274,6 @@ def _data_root(profile, data: str | Path | None, verbose: bool = False) -> Path:
 #: Crops per forward pass at test time (a dense batch holds as many pixels): more than a CPU
 #: training batch, since nothing is kept for a backward pass (measured: 1.3x the img/s of 64 at ci).
 EVAL_BATCH = 256
-
-
-def data_identity(root: str | Path) -> str:
-    """What names a data set in a run key: a generated set's manifest digest (the same set in any
-    folder, on any machine), or the resolved folder of anything else (a user's ImageNet copy)."""
-    manifest = Path(root) / "manifest.json"
-    if manifest.is_file():
-        return "synthetic:" + json.loads(manifest.read_text())["digest"]
-    return str(Path(root).resolve())
 
 
 def evaluate_cached(
@@ -442,7 +435,7 @@ def _main(args) -> int:
         raise FileNotFoundError(f"no {'weights' if args.weights else 'checkpoint'} file at {source}")
     if args.scales is None:
         model, _ = load_net(args.checkpoint, args.weights)
-        scales = [int(round(384 * model.crop / 224))]
+        scales = JITTER.Q(multi=False, crop=model.crop)  # section 4.1's one Q of a jittered net: 384, scaled
     else:
         scales = parse_scales(args.scales)
     r = evaluate_cached(args.checkpoint, args.profile, args.protocol, scales, args.split, weights=args.weights,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import data, models, synth
+from .images import image_at
 from .transforms import Preprocess, hflip, rescale, resize
 
 #: the SVM's C is chosen among these on the held-out 20% (features are L2-normalised)
@@ -109,7 +110,8 @@ def load_set(root: Path) -> dict:
     y_train = [multi_hot([w for w, _ in data.read_voc_xml(root / "Annotation" / s.wnid / f"{s.path.stem}.xml",
                                                            boxes=False)[1]]) for s in train.samples]
     y_test = [multi_hot([w for w, _ in table[s.path.stem]]) for s in test.samples]
-    return dict(train=[data.decode_image(s.path) for s in train.samples], test=[data.decode_image(s.path) for s in test.samples],
+    train_images, test_images = ([image_at(split, i) for i in range(len(split.samples))] for split in (train, test))
+    return dict(train=train_images, test=test_images,
                 y_train=np.stack(y_train), y_test=np.stack(y_test), classes=train.classes,
                 pool=np.array([s.label for s in train.samples]), names=[train.names.get(w, w) for w in train.classes])
 

@@ -17,6 +17,7 @@ from .box_data import rescale
 from .boxes import clip, decode
 from .localise import box_of, kind_of
 from .models import VGG, to_dense
+from .scales import centre_window
 from .transforms import Preprocess
 
 #: The total stride of the five 2x2 pools: neighbouring locations of a dense map are 32 px apart.
@@ -35,11 +36,6 @@ def eval_mode(net: nn.Module) -> None:
 def device_of(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
-
-def centre_window(height: int, width: int, crop: int) -> tuple[int, int]:
-    """(x0, y0) of the central ``crop x crop`` window of a ``height x width`` image; an odd margin
-    leaves the extra pixel at the right/bottom, as :func:`vggrepro.transforms.centre_crop` does."""
-    return (width - crop) // 2, (height - crop) // 2
 
 
 def dense_windows(map_h: int, map_w: int, crop: int) -> torch.Tensor:
@@ -82,7 +78,7 @@ def view(image: torch.Tensor, Q: int, crop: int, centre: bool, align: str = "cen
     scaled, sx, sy = rescale(image, Q)
     h, w = scaled.shape[-2:]
     if centre:
-        x0, y0 = centre_window(h, w, crop)
+        y0, x0 = centre_window(h, w, crop)
         return scaled[:, y0:y0 + crop, x0:x0 + crop], sx, sy, x0, y0
     if align == "top-left":
         return scaled, sx, sy, 0, 0

@@ -27,7 +27,8 @@ from . import loc_dense as dense
 from . import transforms
 from .box_data import default_load_image, gt_boxes, rescale
 from .boxes import MERGE_THRESHOLD, clip, correct, decode, greedy_merge
-from .loc_dense import centre_window, check_align, device_of, eval_mode
+from .loc_dense import check_align, device_of, eval_mode
+from .scales import centre_window
 from .localise import _tqdm, box_of, kind_of
 from .models import VGG
 from .transforms import Preprocess
@@ -63,7 +64,7 @@ def centre_boxes(net: VGG, images: Sequence[torch.Tensor], labels: Sequence[int]
     for image in images:
         scaled, sx, sy = rescale(image, Q)
         h, w = scaled.shape[-2:]
-        x0, y0 = centre_window(h, w, crop)
+        y0, x0 = centre_window(h, w, crop)
         crops.append(preprocess(scaled[:, y0:y0 + crop, x0:x0 + crop]))
         windows.append([x0, y0, x0 + crop, y0 + crop])
         factors.append([sx, sy, sx, sy])
@@ -116,7 +117,7 @@ def guess_box(image_hw: tuple[int, int], guess: str, *, Q: int, crop: int) -> to
     if Q < crop:
         raise ValueError(f"Q={Q} is smaller than the crop {crop}")
     H, W = transforms.scaled_size(h, w, Q)
-    x0, y0 = centre_window(H, W, crop)
+    y0, x0 = centre_window(H, W, crop)
     window = torch.tensor([x0, y0, x0 + crop, y0 + crop], dtype=torch.float64)
     return clip(window / torch.tensor([W / w, H / h, W / w, H / h], dtype=torch.float64), w, h)
 

@@ -26,7 +26,9 @@ from torch import nn
 from . import checkpoints, devices, distributed, kernels, models
 from .loop import MAX_LR_CUTS, MOMENTUM, WEIGHT_DECAY, Plan, PlateauSchedule, Trainer, loss_fn, trim_metrics
 from .profiles import Profile, get_profile
-from .runs import Run, data_fingerprint
+from .ilsvrc import data_identity
+from .runs import Run
+from .scales import TrainScale
 from .validation import CentreCrops
 
 __all__ = ["MAX_LR_CUTS", "MOMENTUM", "WEIGHT_DECAY", "PlateauSchedule", "Settings", "loss_fn", "train"]
@@ -60,8 +62,7 @@ class Settings:
                    max_steps=self.max_steps, dropout=self.dropout, seed=self.seed, init_std=self.init_std,
                    trainable=self.trainable, profile=knobs)
         if profile.data_kind != "synthetic":  # a user's folder may change in place: name its contents too
-            path = profile.data_path
-            key["data"] = data_fingerprint(path) if path.is_dir() else "missing"
+            key["data"] = data_identity(profile.data_path)
         return key
 
     def resolve(self, profile: Profile) -> dict:
@@ -123,7 +124,7 @@ def parse_scale(text: str | int | tuple) -> int | tuple[int, int]:
 
 def test_scale(scale: int | tuple[int, int]) -> int:
     """The single test scale Q for validation: Q = S, or the middle of [Smin, Smax] (section 4.1)."""
-    return scale if isinstance(scale, int) else (scale[0] + scale[1]) // 2
+    return TrainScale.parse(scale).Q(multi=False)[0]
 
 
 # -- the run -----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .scales import centre_window
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -151,7 +153,7 @@ def centre_crop(img: torch.Tensor, size: int) -> torch.Tensor:
     h, w = img.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"a {size}x{size} centre crop does not fit in a {h}x{w} image")
-    return crop(img, (h - size) // 2, (w - size) // 2, size)
+    return crop(img, *centre_window(h, w, size), size)
 
 
 def crop_grid(h: int, w: int, size: int, n: int = 5) -> list[tuple[int, int]]:
