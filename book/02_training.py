@@ -36,13 +36,10 @@ profile = "ci"
 seed = None  # another seed for the data and every net: a replication (None: the profile's)
 
 # %%
-import json
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from vggrepro import claims, data, evaluate, grid, models, paper, runs, train
+from vggrepro import budget, claims, data, grid, models, paper, results, runs, train
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
@@ -117,7 +114,7 @@ plt.tight_layout()
 # third of the image is ten pixels wide) and dropping dropout; the `ci` row is the profile as it is.
 
 # %%
-calibration = json.loads(Path(runs.REPO, "results", "ci_calibration.json").read_text())
+calibration = results.read_recorded(results.results_root() / "ci_calibration.json")
 print(calibration["question"])
 print("target:", calibration["target"])
 pd.DataFrame(
@@ -219,13 +216,31 @@ plt.tight_layout()
 # once a run on a GPU has been recorded under `results/`.
 
 # %%
-records = []
-for path in sorted(Path(runs.REPO, "results").glob("bench_train_*.json")):
-    record = json.loads(path.read_text())
-    for row in record["rows"]:
-        records.append(dict(device=record["provenance"]["device"], date=record["provenance"]["date"][:10], **row))
+records = [dict(device=record["provenance"]["device"], date=record["provenance"]["date"][:10], **row)
+           for _, record in results.recorded("bench_train_*.json") for row in record["rows"]]
 cols = ["device", "date", "config", "width", "size", "batch", "channels_last", "bf16", "compile", "img_per_s", "mfu"]
 pd.DataFrame(records, columns=cols) if records else "no benchmark recorded under results/ yet"
+
+# %% [markdown]
+# ### The `gpu` book's time, estimated from FLOPs
+#
+# Before any GPU run, the work of each notebook under the `gpu` profile can be counted from the
+# architecture (`vggrepro.budget`: D is 15.47 GMAC per 224 crop, about 93 GFLOP per training
+# image) and turned into minutes at an assumed share of an H100's 989 bf16 TFLOP/s. Training counts
+# every epoch the profile allows, so these are upper bounds. When a GPU check has been recorded
+# (`results/gpu_check.json`), the share it measured gives a second column.
+
+# %%
+gpu_prof = get_profile("gpu")
+estimate = pd.DataFrame(budget.table(gpu_prof)).set_index("notebook")
+checks = results.recorded("gpu_check.json")
+measured = budget.measured_utilisation(checks[0][1], gpu_prof) if checks else None
+if measured:
+    share, device = measured
+    estimate[f"minutes at {share:.0%} (measured on {device})"] = [r["minutes"] for r in budget.table(gpu_prof, share)]
+print(f"assumed utilisation {budget.ASSUMED_UTILISATION:.0%}; "
+      + ("no GPU check recorded under results/ yet" if not measured else "measured column from results/gpu_check.json"))
+estimate
 
 # %% [markdown]
 # ## The paper's claims about training, at this scale

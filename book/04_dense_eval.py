@@ -352,13 +352,17 @@ timed = [(i, data.decode_image(val.samples[i].path), val.samples[i].label)
 seconds = {}
 for protocol in ("dense", "multicrop"):
     r = evaluate.evaluate(net, preprocess, timed, protocol=protocol, scales=grid.test_scales_of(prof, JIT, True),
-                          batch_size=prof.batch_size)
+                          batch_size=prof.batch_size, device=prof.resolved_device())
     seconds[protocol] = r.seconds / r.images
-print(f"{len(timed)} images, Q = {grid.test_scales_of(prof, JIT, True)}, {torch.get_num_threads()} thread(s):")
+print(f"{len(timed)} images, Q = {grid.test_scales_of(prof, JIT, True)}, on {prof.resolved_device()} "
+      f"({torch.get_num_threads()} CPU thread(s)):")
 for protocol, s in seconds.items():
     print(f"  {protocol:9s} {1000 * s:7.2f} ms per image")
 print(f"measured cost of dense : multi-crop = 1 : {seconds['multicrop'] / seconds['dense']:.1f} "
       f"(MACs say 1 : {macs_ratio:.1f})")
+for _, check in results.recorded("gpu_check.json"):  # the paper's D on a GPU, when a check was recorded
+    print(f"dense evaluation of the paper's D on {check['provenance']['device']}:",
+          check["steps"]["dense_eval"].get("by_Q"))
 
 # %% [markdown]
 # ## With ImageNet and the released weights
