@@ -138,8 +138,8 @@ pd.DataFrame(
 
 # %%
 names = ["A/256", "A-LRN/256", "B/256", "C/256", "D/256", "E/256", "D/256-glorot"]
-results = {name: grid.get(prof, name) for name in names}
-n_val = results["A/256"]["val_images"]
+trained = {name: grid.get(prof, name) for name in names}
+n_val = trained["A/256"]["val_images"]
 
 table = pd.DataFrame(
     [
@@ -152,7 +152,7 @@ table = pd.DataFrame(
             "top-1 err (%)": r["top1_err"],
             **({"top-5 err (%)": r["top5_err"]} if paper.shows_top5(prof.num_classes) else {}),
         }
-        for name, r in results.items()
+        for name, r in trained.items()
     ]
 ).set_index("net")
 table

@@ -20,6 +20,7 @@ from functools import cache
 import torch
 
 from . import grid, models
+from .evaluate import dense_macs
 from .profiles import Profile
 
 #: Peak bf16 dense TFLOP/s of the reference GPU (H100 SXM data sheet; the H200 has the same cores).
@@ -71,10 +72,7 @@ def _macs(config: str, crop: int, num_classes: int, size: tuple[int, int] | None
         net = models.build(config, width=1.0, num_classes=num_classes, crop=crop)
     rows = models.layer_table(net, size)
     fc = sum(r["macs"] for r in rows if r["kind"] == "Linear")
-    if size is None:
-        return sum(r["macs"] for r in rows), fc
-    conv = sum(r["macs"] for r in rows if r["kind"] != "Linear")
-    return conv + fc * models.score_map_size(net, *size)[0] * models.score_map_size(net, *size)[1], fc
+    return (sum(r["macs"] for r in rows) if size is None else dense_macs(net, *size)), fc
 
 
 def train_flops(config: str, profile: Profile, trainable: str = "all") -> float:
