@@ -26,7 +26,7 @@ from torch import nn
 from . import checkpoints, devices, distributed, kernels, models
 from .loop import MAX_LR_CUTS, MOMENTUM, WEIGHT_DECAY, Plan, PlateauSchedule, Trainer, loss_fn, trim_metrics
 from .profiles import Profile, get_profile
-from .ilsvrc import data_identity
+from .ilsvrc import data_fingerprint
 from .runs import Run
 from .scales import TrainScale
 from .validation import CentreCrops
@@ -61,8 +61,9 @@ class Settings:
                    init_source=_init_source(self.init), lr=self.lr, epochs=self.epochs,
                    max_steps=self.max_steps, dropout=self.dropout, seed=self.seed, init_std=self.init_std,
                    trainable=self.trainable, profile=knobs)
-        if profile.data_kind != "synthetic":  # a user's folder may change in place: name its contents too
-            key["data"] = data_identity(profile.data_path)
+        if profile.data_kind != "synthetic":  # a user's folder may change in place and is never checked
+            path = profile.data_path         # against a manifest: name its files (ilsvrc.data_fingerprint)
+            key["data"] = data_fingerprint(path) if path.is_dir() else "missing"
         return key
 
     def resolve(self, profile: Profile) -> dict:
