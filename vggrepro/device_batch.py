@@ -43,12 +43,14 @@ def resize_weights(in_sizes: torch.Tensor, out_sizes: torch.Tensor, starts: torc
 
     The same weights as torch's ``interpolate(mode="bilinear", antialias=True, align_corners=False)``:
     a triangle filter centred on ``scale * (i + 0.5)``, widened by ``scale`` when shrinking, each
-    row normalised to sum 1 (which also clamps at the edges as that kernel does).
+    row normalised to sum 1 (which also clamps at the edges as that kernel does). Made where the
+    sizes lie: on a GPU, the host only sends the sizes.
     """
+    dev = in_sizes.device
     scale = (in_sizes.double() / out_sizes.double()).view(-1, 1, 1)  # input pixels per output pixel
-    out_px = starts.view(-1, 1, 1) + torch.arange(count).view(1, -1, 1)
+    out_px = starts.view(-1, 1, 1) + torch.arange(count, device=dev).view(1, -1, 1)
     centre = scale * (out_px + 0.5)
-    in_px = torch.arange(length, dtype=torch.float64).view(1, 1, -1)
+    in_px = torch.arange(length, dtype=torch.float64, device=dev).view(1, 1, -1)
     inv = torch.where(scale >= 1, 1 / scale, torch.ones_like(scale))  # widen the filter only when shrinking
     w = (1 - ((in_px + 0.5 - centre) * inv).abs()).clamp_(min=0)
     w = w * (in_px < in_sizes.view(-1, 1, 1))
@@ -56,16 +58,17 @@ def resize_weights(in_sizes: torch.Tensor, out_sizes: torch.Tensor, starts: torc
 
 
 def padded_batch(images: list[torch.Tensor], device: str | torch.device) -> torch.Tensor:
-    """The (3, H, W) uint8 images as one zero-padded (N, Hmax, Wmax, 3) uint8 batch on ``device``.
+    """The (3, H, W) uint8 images as one padded (N, Hmax, Wmax, 3) uint8 batch on ``device``.
 
     Images on the host are packed in (pinned) host memory and sent in one non-blocking copy;
-    images already on the device (GPU-decoded) are packed there."""
+    images already on the device (GPU-decoded) are packed there. The padding is left unwritten:
+    it has zero weight, and any uint8 value times zero is zero."""
     device = torch.device(device)
     hmax, wmax = max(im.shape[1] for im in images), max(im.shape[2] for im in images)
     on_host = all(im.device.type == "cpu" for im in images)
     where = "cpu" if on_host else device
     pin = on_host and device.type == "cuda"
-    batch = torch.zeros(len(images), hmax, wmax, 3, dtype=torch.uint8, device=where, pin_memory=pin)
+    batch = torch.empty(len(images), hmax, wmax, 3, dtype=torch.uint8, device=where, pin_memory=pin)
     for j, im in enumerate(images):  # copies only: channels-last, as the decoder leaves the pixels
         batch[j, : im.shape[1], : im.shape[2]] = im.permute(1, 2, 0)
     return batch.to(device, non_blocking=True) if on_host else batch
@@ -85,11 +88,10 @@ def crop_batch(images: list[torch.Tensor], views: list, crop: int, device: str |
     n, hmax, wmax = x.shape[:3]
     sizes = torch.tensor([(im.shape[1], im.shape[2], *v.size, v.top, v.left, v.flip)
                           for im, v in zip(images, views)], dtype=torch.int64)
-    H, W, h, w, top, left, flip = sizes.unbind(1)
-    rows = resize_weights(H, h, top, crop, hmax)  # (N, crop, Hmax)
-    cols = resize_weights(W, w, left, crop, wmax)  # (N, crop, Wmax)
+    H, W, h, w, top, left, flip = to_device(sizes, device).unbind(1)  # one small copy per batch
+    rows = resize_weights(H, h, top, crop, hmax).float()  # (N, crop, Hmax)
+    cols = resize_weights(W, w, left, crop, wmax).float()  # (N, crop, Wmax)
     cols = torch.where(flip.bool().view(-1, 1, 1), cols.flip(1), cols)  # a flip reverses the crop's columns
-    rows, cols = (to_device(m.float(), device) for m in (rows, cols))
     x = x.permute(0, 3, 1, 2).float()  # (N, 3, Hmax, Wmax)
     # columns first, rounded to whole levels, then rows: the order and the uint8 step between the
     # passes of torch's CPU uint8 kernel, which brings the pixels that differ from ~15% to ~0.5%
