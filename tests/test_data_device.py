@@ -115,13 +115,13 @@ def test_one_resampling_pass_per_batch_not_one_per_image(mixed, monkeypatch, bat
     per_image = _loader(ds, batch_size=batch_size)
     batched = _loader(ds, batch_size=batch_size, batched_crops=True)
     interpolate = _count(monkeypatch, torch.nn.functional, "interpolate")
-    matmul = _count(monkeypatch, torch, "matmul")
+    products = _count(monkeypatch, torch, "bmm")
     per_image.batch(0, 0)  # jittered S: every image is resized on its own
     assert len(interpolate) == batch_size
     interpolate.clear()
-    matmul.clear()
+    products.clear()
     batched.batch(0, 0)
-    assert interpolate == [] and matmul == ["matmul", "matmul"]  # rows, then columns, for the whole batch
+    assert interpolate == [] and products == ["bmm", "bmm"]  # columns, then rows, for the whole batch
 
 
 def test_the_cpu_never_pins_memory(mixed, monkeypatch):
@@ -159,7 +159,7 @@ def test_resize_weights_are_torchs_antialiased_bilinear():
         img = torch.randint(0, 256, (3, H, W), generator=g).double()
         ref = torch.nn.functional.interpolate(img[None], size=(h, w), mode="bilinear", antialias=True,
                                               align_corners=False)[0]
-        rows = device_batch.resize_weights(torch.tensor([H]), torch.tensor([h]), torch.tensor([0]), h, H + 5)[0]
-        cols = device_batch.resize_weights(torch.tensor([W]), torch.tensor([w]), torch.tensor([0]), w, W + 3)[0]
+        rows = device_batch.resize_weights(torch.tensor([H]), torch.tensor([h]), torch.arange(h)[None], H + 5)[0]
+        cols = device_batch.resize_weights(torch.tensor([W]), torch.tensor([w]), torch.arange(w)[None], W + 3)[0]
         assert (rows[:, H:] == 0).all() and (cols[:, W:] == 0).all()  # the padding has no weight
         assert torch.allclose(rows[:, :H] @ img @ cols[:, :W].T, ref, atol=1e-9)

@@ -8,13 +8,17 @@ An anti-aliased bilinear resize is separable and linear: resizing an H x W image
 ``A @ img @ B.T`` with A (h, H) and B (w, W) the resize's weights, and a crop keeps only rows
 ``top .. top+crop`` of A and ``left .. left+crop`` of B. So each image's crop is two small matrix
 products with those rows (B's reversed for a flip), and the batch is two batched products over the
-images zero-padded to one size (padding has zero weight). The weights are torch's own
+images padded to one size (the padding has zero weight). The weights are torch's own
 (``interpolate(..., antialias=True)``), so the crops are the CPU path's pixels: the same region,
 the same flip, and values within one level where float32 and the CPU's fixed-point uint8 kernel
 round differently (tests/test_data_device.py measures it).
 
-The padded batch costs memory by its largest image: fine for the synthetic sets and ImageNet's
-typical ~500 px images; a batch holding a several-thousand-pixel image pads every image to it.
+The products are dense: each output value sums a whole padded row or column (~700 values) where
+the resize kernel reads a few taps, in float32 where the CPU kernel works in uint8. That is ~0.2
+TFLOP for a batch of 256 at 224 px, a few milliseconds on a GPU, but slower than the per-image path
+on a CPU (results/loader_batched_cpu_224.json), which is why the CPU keeps that path. The padded
+batch costs memory by its largest image: fine for the synthetic sets and ImageNet's typical ~500 px
+images; a batch holding a several-thousand-pixel image pads every image to it.
 
 Host-side tensors bound for a CUDA device go through pinned memory with non-blocking copies
 (:func:`to_device`), so the copy overlaps the training step instead of stalling the host.
@@ -23,6 +27,8 @@ Host-side tensors bound for a CUDA device go through pinned memory with non-bloc
 from __future__ import annotations
 
 import torch
+
+from .devices import backend_flags
 
 
 def to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
@@ -35,26 +41,23 @@ def to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
     return t.to(device)
 
 
-def resize_weights(in_sizes: torch.Tensor, out_sizes: torch.Tensor, starts: torch.Tensor, count: int,
-                   length: int) -> torch.Tensor:
-    """Rows ``starts .. starts+count`` of each image's anti-aliased bilinear resize matrix along one
-    axis: (N, count, length) float64, image n's row k weighting input pixels 0 .. in_sizes[n]-1
-    (zero beyond, where the padding lies) for output pixel ``starts[n] + k`` of ``out_sizes[n]``.
+def resize_weights(in_sizes: torch.Tensor, out_sizes: torch.Tensor, out_px: torch.Tensor, length: int) -> torch.Tensor:
+    """Rows ``out_px`` of each image's anti-aliased bilinear resize matrix along one axis: (N, K,
+    length) float64 for out_px (N, K), image n's row k weighting input pixels 0 .. in_sizes[n]-1
+    (zero beyond, where the padding lies) for output pixel ``out_px[n, k]`` of ``out_sizes[n]``.
 
     The same weights as torch's ``interpolate(mode="bilinear", antialias=True, align_corners=False)``:
     a triangle filter centred on ``scale * (i + 0.5)``, widened by ``scale`` when shrinking, each
     row normalised to sum 1 (which also clamps at the edges as that kernel does). Made where the
     sizes lie: on a GPU, the host only sends the sizes.
     """
-    dev = in_sizes.device
     scale = (in_sizes.double() / out_sizes.double()).view(-1, 1, 1)  # input pixels per output pixel
-    out_px = starts.view(-1, 1, 1) + torch.arange(count, device=dev).view(1, -1, 1)
-    centre = scale * (out_px + 0.5)
-    in_px = torch.arange(length, dtype=torch.float64, device=dev).view(1, 1, -1)
     inv = torch.where(scale >= 1, 1 / scale, torch.ones_like(scale))  # widen the filter only when shrinking
-    w = (1 - ((in_px + 0.5 - centre) * inv).abs()).clamp_(min=0)
-    w = w * (in_px < in_sizes.view(-1, 1, 1))
-    return w / w.sum(-1, keepdim=True)
+    in_px = torch.arange(length, dtype=torch.float64, device=out_px.device).view(1, 1, -1)
+    centre = scale * (out_px.unsqueeze(-1) + 0.5)
+    w = (in_px + 0.5).sub(centre).mul_(inv).abs_().neg_().add_(1).clamp_(min=0)  # the triangle, in place
+    w.mul_(in_px < in_sizes.view(-1, 1, 1))
+    return w.div_(w.sum(-1, keepdim=True))
 
 
 def padded_batch(images: list[torch.Tensor], device: str | torch.device) -> torch.Tensor:
@@ -89,13 +92,16 @@ def crop_batch(images: list[torch.Tensor], views: list, crop: int, device: str |
     sizes = torch.tensor([(im.shape[1], im.shape[2], *v.size, v.top, v.left, v.flip)
                           for im, v in zip(images, views)], dtype=torch.int64)
     H, W, h, w, top, left, flip = to_device(sizes, device).unbind(1)  # one small copy per batch
-    rows = resize_weights(H, h, top, crop, hmax).float()  # (N, crop, Hmax)
-    cols = resize_weights(W, w, left, crop, wmax).float()  # (N, crop, Wmax)
-    cols = torch.where(flip.bool().view(-1, 1, 1), cols.flip(1), cols)  # a flip reverses the crop's columns
-    x = x.permute(0, 3, 1, 2).float()  # (N, 3, Hmax, Wmax)
+    k = torch.arange(crop, device=device)
+    across = torch.where(flip.bool().view(-1, 1), crop - 1 - k, k)  # a flip reads the crop's columns backwards
+    rows = resize_weights(H, h, top.view(-1, 1) + k, hmax).float()  # (N, crop, Hmax)
+    cols = resize_weights(W, w, left.view(-1, 1) + across, wmax).float()  # (N, crop, Wmax)
+    x = x.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)  # (N, 3, Hmax, Wmax)
     # columns first, rounded to whole levels, then rows: the order and the uint8 step between the
-    # passes of torch's CPU uint8 kernel, which brings the pixels that differ from ~15% to ~0.5%
-    x = torch.matmul(x, cols.transpose(1, 2).unsqueeze(1)).round_().clamp_(0, 255)  # (N, 3, Hmax, crop)
-    y = torch.matmul(rows.unsqueeze(1), x)  # (N, 3, crop, crop)
-    # channels-last uint8 is (N, crop, crop, 3) in memory, as the per-image path leaves its crops
-    return y.round_().clamp_(0, 255).to(torch.uint8, memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    # passes of torch's CPU uint8 kernel, which brings the pixels that differ from ~15% to ~1%
+    # in full float32: TF32 (on while training on a GPU) would round the weights to ~3 digits
+    with backend_flags(benchmark=torch.backends.cudnn.benchmark, tf32=False):
+        x = torch.bmm(x.view(n, 3 * hmax, wmax), cols.transpose(1, 2)).round_().clamp_(0, 255)  # (N, 3*Hmax, crop)
+        x = x.view(n, 3, hmax, crop).permute(0, 2, 1, 3).reshape(n, hmax, 3 * crop)
+        y = torch.bmm(rows, x).view(n, crop, 3, crop).permute(0, 1, 3, 2)  # (N, crop, crop, 3)
+    return y.round_().clamp_(0, 255).to(torch.uint8, memory_format=torch.contiguous_format)
