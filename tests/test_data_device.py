@@ -159,7 +159,18 @@ def test_resize_weights_are_torchs_antialiased_bilinear():
         img = torch.randint(0, 256, (3, H, W), generator=g).double()
         ref = torch.nn.functional.interpolate(img[None], size=(h, w), mode="bilinear", antialias=True,
                                               align_corners=False)[0]
-        rows = device_batch.resize_weights(torch.tensor([H]), torch.tensor([h]), torch.arange(h)[None], H + 5)[0]
-        cols = device_batch.resize_weights(torch.tensor([W]), torch.tensor([w]), torch.arange(w)[None], W + 3)[0]
+        zero = torch.tensor([0])
+        rows = device_batch.resize_weights(torch.tensor([H]), torch.tensor([h]), torch.arange(h)[None], zero, H + 5)[0]
+        cols = device_batch.resize_weights(torch.tensor([W]), torch.tensor([w]), torch.arange(w)[None], zero, W + 3)[0]
         assert (rows[:, H:] == 0).all() and (cols[:, W:] == 0).all()  # the padding has no weight
         assert torch.allclose(rows[:, :H] @ img @ cols[:, :W].T, ref, atol=1e-9)
+        # the window that a crop's rows read holds every pixel they weight, and the weights within it
+        # are the same (to rounding: the normalising sum adds its terms in another order)
+        for start, count in ((0, min(h, 16)), (h // 3, min(h - h // 3, 20)), (h - 8, 8)):
+            first, stop = device_batch.source_window(H, h, start, count)
+            used = rows[start : start + count].nonzero()[:, 1]
+            assert first <= int(used.min()) and int(used.max()) < stop
+            part = device_batch.resize_weights(torch.tensor([H]), torch.tensor([h]),
+                                               torch.arange(start, start + count)[None], torch.tensor([first]),
+                                               stop - first)[0]
+            assert torch.allclose(part, rows[start : start + count, first:stop], rtol=0, atol=1e-12)
