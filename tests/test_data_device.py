@@ -97,6 +97,21 @@ def test_without_resampling_the_batched_crops_are_exact(tmp_path):
         assert torch.equal(xa, xb)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_crops_are_the_cpus(tmp_path):
+    # PNGs: the GPU decoder refuses them, so the images are decoded on the host as on the CPU, and
+    # go to the GPU through pinned memory; the crops are made there in one pass
+    ds = _gradients(tmp_path, [(48, 70), (90, 60), (40, 40), (120, 75), (57, 101), (64, 64), (44, 99), (80, 52)])
+    args = dict(crop=32, scale=(40, 96), batch_size=8, preprocess=T.Preprocess((0.0, 0.0, 0.0)), seed=2,
+                progress=False)
+    cpu, cuda = data.TrainLoader(ds, **args), data.TrainLoader(ds, device="cuda", **args)
+    assert cuda.batched_crops
+    for epoch in range(3):
+        (xa, ya), (xb, yb) = cpu.batch(epoch, 0), cuda.batch(epoch, 0)
+        assert xb.is_cuda and yb.is_cuda and torch.equal(ya, yb.cpu())
+        assert (xa - xb.cpu()).abs().max() <= 1
+
+
 def _count(monkeypatch, module, name):
     calls = []
     real = getattr(module, name)

@@ -116,12 +116,12 @@ def crop_batch(images: list[torch.Tensor], views: list, crop: int, device: str |
     across = torch.where(flip.bool().view(-1, 1), crop - 1 - k, k)  # a flip reads the crop's columns backwards
     rows = resize_weights(H, h, top.view(-1, 1) + k, y0, hmax).float()  # (N, crop, window height)
     cols = resize_weights(W, w, left.view(-1, 1) + across, x0, wmax).float()  # (N, crop, window width)
-    x = x.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)  # (N, 3, Hmax, Wmax)
-    # columns first, rounded to whole levels, then rows: the order and the uint8 step between the
-    # passes of torch's CPU uint8 kernel, which brings the pixels that differ from ~15% to ~1%
-    # in full float32: TF32 (on while training on a GPU) would round the weights to ~3 digits
+    x = x.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)  # (N, 3, hmax, wmax)
+    # Columns first, rounded to whole levels, then rows: the order, and the uint8 step between the
+    # passes, of torch's CPU uint8 kernel; it brings the values that differ from ~15% to ~1%.
+    # In full float32: TF32 (on while training on a GPU) would round the weights to ~3 digits.
     with backend_flags(benchmark=torch.backends.cudnn.benchmark, tf32=False):
-        x = torch.bmm(x.view(n, 3 * hmax, wmax), cols.transpose(1, 2)).round_().clamp_(0, 255)  # (N, 3*Hmax, crop)
+        x = torch.bmm(x.view(n, 3 * hmax, wmax), cols.transpose(1, 2)).round_().clamp_(0, 255)  # (N, 3*hmax, crop)
         x = x.view(n, 3, hmax, crop).permute(0, 2, 1, 3).reshape(n, hmax, 3 * crop)
         y = torch.bmm(rows, x).view(n, crop, 3, crop).permute(0, 1, 3, 2)  # (N, crop, crop, 3)
     return y.round_().clamp_(0, 255).to(torch.uint8, memory_format=torch.contiguous_format)
