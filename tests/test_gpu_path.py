@@ -1,6 +1,7 @@
 """The `gpu` profile's code path, run on the CPU at toy size so that it never rots unseen (issue 17):
 the profile's own knobs (dropout 0.5, patience 1, workers), driven as on CUDA (bf16 autocast, the
-loss read every few steps, cudnn autotuning while training), then its evaluation."""
+loss read every few steps, cudnn autotuning while training, each batch's crops made in one pass),
+then its evaluation."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import dataclasses
 import pytest
 import torch
 
-from vggrepro import checkpoints, data, evaluate, loop
+from vggrepro import checkpoints, data, evaluate, loader, loop
 from vggrepro.devices import Speed
 from vggrepro.profiles import get_profile
 from vggrepro.train import Settings, train
 
-AS_ON_CUDA = Speed("cpu", bf16=True, sync_every=4, benchmark=True)
+AS_ON_CUDA = Speed("cpu", bf16=True, sync_every=4, benchmark=True, batched_crops=True)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,13 @@ def test_the_gpu_profile_trains_and_evaluates_at_toy_size_reading_the_loss_every
         real(self)
 
     monkeypatch.setattr(loop.Trainer, "read_losses", counted)
+    batched = []
+    real_crops = loader.crop_batch
+    monkeypatch.setattr(loader, "crop_batch", lambda *a: batched.append(1) or real_crops(*a))
     result = train(toy_gpu, Settings(config="A", scale=toy_gpu.S(256)), tmp_path / "run", progress=False,
                    speed=AS_ON_CUDA)
     assert result["steps"] == 16 and result["epochs"] == 2
+    assert len(batched) == 16  # every training batch came from the one-pass device path
     syncs = [(epoch, n) for epoch, n in reads if n]  # reads that had losses to read: one host sync each
     assert [sum(1 for e, _ in syncs if e == epoch) for epoch in (0, 1)] == [2, 2]  # 8 steps / 4, per epoch
     assert not torch.backends.cudnn.benchmark  # autotuning was for the run only

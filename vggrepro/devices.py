@@ -25,11 +25,12 @@ class Speed:
     bf16: bool = False  # forward passes under bf16 autocast (the loss is computed in float32)
     sync_every: int = 1  # steps between host reads of the loss (and the NaN check)
     benchmark: bool = False  # cudnn autotuning: worth it for training's fixed-shape batches
+    batched_crops: bool = False  # a training batch's crops in one pass on the device (device_batch)
 
     @classmethod
     def of(cls, device: str | torch.device) -> "Speed":
         cuda = torch.device(device).type == "cuda"
-        return cls(str(device), bf16=cuda, sync_every=SYNC_EVERY if cuda else 1, benchmark=cuda)
+        return cls(str(device), bf16=cuda, sync_every=SYNC_EVERY if cuda else 1, benchmark=cuda, batched_crops=cuda)
 
     @property
     def kind(self) -> str:

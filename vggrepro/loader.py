@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from . import transforms as T
+from .device_batch import crop_batch, to_device
 from .ilsvrc import ILSVRC
 from .images import CorruptImage, decode_all, decode_image, gpu_jpeg_decoder, warn_skipped
 from .training_stats import Stats
@@ -102,14 +103,14 @@ def finish_batch(crops: torch.Tensor, alphas: torch.Tensor, preprocess: Preproce
     Equal to ``preprocess(colour_shift_by(x, alphas, ...))`` (a test checks it), but done in one pass
     over channels-last memory, where adding a per-channel offset is several times faster.
     """
-    x = crops.to(device, non_blocking=True).float()
-    mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=x.device)
-    offset = -mean.expand(len(x), 3)
+    x = to_device(crops, device).float()
+    # the per-image offsets are a few numbers: made on the host, sent in one (pinned) copy
+    offset = -torch.tensor(preprocess.mean, dtype=torch.float32).expand(len(x), 3)
     if stats is not None:  # AlexNet's shift: eigvec @ (alpha * eigval), in 0-255 units
-        offset = offset + T.rgb_shift(alphas.to(x.device), stats.eigval, stats.eigvec)
-    x += offset.reshape(len(x), 1, 1, 3)
+        offset = offset + T.rgb_shift(alphas.cpu(), stats.eigval, stats.eigvec)
+    x += to_device(offset, x.device).reshape(len(x), 1, 1, 3)
     if tuple(preprocess.std) != (1.0, 1.0, 1.0):
-        x /= torch.tensor(preprocess.std, dtype=torch.float32, device=x.device)
+        x /= to_device(torch.tensor(preprocess.std, dtype=torch.float32), x.device)
     x = x.permute(0, 3, 1, 2)
     return x.flip(1) if preprocess.order == "BGR" else x
 
@@ -125,7 +126,10 @@ class TrainLoader:
     ``backend="tensor"`` decodes every image once into memory and crops with torch (the synthetic
     sets); on CUDA with torchvision it keeps the JPEG bytes and decodes each batch on the GPU.
     ``backend="pil"`` decodes and crops with PIL in ``workers`` DataLoader processes (ImageNet).
-    Both give the same batches within resampling tolerance.
+    Both give the same batches within resampling tolerance. ``batched_crops`` (default: on any
+    device but the CPU) makes a tensor batch's crops in one pass on the device
+    (:mod:`vggrepro.device_batch`) instead of one resize per image; the CPU keeps the per-image
+    path, whose bits the stored book and CI check.
 
     ``len(loader)`` is the number of batches per epoch; ``loader.batches(epoch, start_step)`` yields
     ``(x, y)``: x float32 (N, 3, crop, crop) (channels-last memory), y int64 (N,). A batch depends only
@@ -139,7 +143,8 @@ class TrainLoader:
     def __init__(self, dataset: ILSVRC, *, crop: int, scale: int | tuple[int, int], batch_size: int,
                  preprocess: Preprocess, stats: Stats | None = None, seed: int = 0, device: str = "cpu",
                  backend: str = "tensor", workers: int = 0, drop_last: bool = True, rank: int = 0,
-                 world_size: int = 1, colour_std: float = 0.1, progress: bool = True):
+                 world_size: int = 1, colour_std: float = 0.1, progress: bool = True,
+                 batched_crops: bool | None = None):
         if backend not in ("tensor", "pil"):
             raise ValueError(f"backend={backend!r}: use 'tensor' (in memory) or 'pil' (DataLoader workers)")
         smin = scale if isinstance(scale, int) else scale[0]
@@ -156,6 +161,7 @@ class TrainLoader:
         self.preprocess, self.stats, self.seed = preprocess, stats, seed
         self.device, self.backend, self.workers, self.drop_last = torch.device(device), backend, workers, drop_last
         self.rank, self.world_size, self.colour_std, self.progress = rank, world_size, colour_std, progress
+        self.batched_crops = self.device.type != "cpu" if batched_crops is None else batched_crops
         self.skipped: list[Path] = []
         self._warned = False
         self._images: dict[int, torch.Tensor] | None = None
@@ -219,15 +225,18 @@ class TrainLoader:
         else:
             images = [self._images[i] for i, _ in plan]
         draws = BatchDraws(self.seed, epoch, step, self.batch_size, self.colour_std)
-        crops = torch.empty(len(plan), self.crop, self.crop, 3, dtype=torch.uint8, device=self.device)
-        for j, ((i, pos), img) in enumerate(zip(plan, images)):
-            v = draws.view(pos, img.shape[1], img.shape[2], self.scale, self.crop)
-            rescaled = self._rescaled(i, img, v)
-            out = T.crop(rescaled, v.top, v.left, self.crop)
-            crops[j] = (T.hflip(out) if v.flip else out).permute(1, 2, 0)
+        views = [draws.view(pos, img.shape[1], img.shape[2], self.scale, self.crop)
+                 for (_, pos), img in zip(plan, images)]
+        if self.batched_crops:
+            crops = crop_batch(images, views, self.crop, self.device)
+        else:
+            crops = torch.empty(len(plan), self.crop, self.crop, 3, dtype=torch.uint8, device=self.device)
+            for j, ((i, _), img, v) in enumerate(zip(plan, images, views)):
+                out = T.crop(self._rescaled(i, img, v), v.top, v.left, self.crop)
+                crops[j] = (T.hflip(out) if v.flip else out).permute(1, 2, 0)
         alphas = draws.alphas[[pos for _, pos in plan]]
         y = torch.tensor([self.dataset.samples[i].label for i, _ in plan], dtype=torch.int64)
-        return finish_batch(crops, alphas, self.preprocess, self.stats, self.device), y.to(self.device)
+        return finish_batch(crops, alphas, self.preprocess, self.stats, self.device), to_device(y, self.device)
 
     def _rescaled(self, i: int, img: torch.Tensor, v: View) -> torch.Tensor:
         """The image rescaled to S; at a fixed S, kept after the first epoch (the same every time)."""
@@ -279,7 +288,7 @@ class TrainLoader:
         )
         for crops, alphas, y, bad in loader:
             self._skip(bad)
-            yield finish_batch(crops, alphas, self.preprocess, self.stats, self.device), y.to(self.device)
+            yield finish_batch(crops, alphas, self.preprocess, self.stats, self.device), to_device(y, self.device)
 
 
 def _members(order: list[int], step: int, batch_size: int, rank: int, world_size: int) -> list[tuple[int, int]]:

@@ -309,7 +309,8 @@ def _train(job: Job) -> dict:
     loader = data.TrainLoader(train_set, crop=profile.crop, scale=settings.scale, batch_size=profile.batch_size,
                               preprocess=preprocess, stats=stats, seed=used["seed"], device=device,
                               backend="tensor" if profile.data_kind == "synthetic" else "pil",
-                              workers=used["workers"], rank=rank, world_size=world_size, progress=job.show)
+                              workers=used["workers"], rank=rank, world_size=world_size, progress=job.show,
+                              batched_crops=job.speed.batched_crops)
     if len(loader) == 0:  # nothing would be trained, and the untrained net cached as finished
         raise ValueError(f"{train_set.split_dir} has {len(loader.indices)} usable images, fewer than one batch of "
                          f"{profile.batch_size}: lower --batch-size or add images")
