@@ -72,8 +72,8 @@ def installed(tmp_path, monkeypatch):
 
 def checkout(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for name in project.MARKERS:
-        (folder / name).write_text("")
+    (folder / "_toc.yml").write_text("root: intro\n")
+    (folder / "pyproject.toml").write_text('[project]\nname = "vggrepro"\n')
     return folder
 
 

@@ -204,6 +204,9 @@ def run_from_args(args) -> int:
         return gpu_check(args)
     sizes = _check_args(args)  # before anything is measured or written
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # where the figures go, found before measuring (an installed copy may have no results/ to write)
+    default = f"bench_{args.mode}_{'gpu' if device.startswith('cuda') else 'cpu'}.json"
+    out = Path(args.out) if args.out else project_root() / "results" / default
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -212,7 +215,6 @@ def run_from_args(args) -> int:
         models.config_layers(c)
     rows = run_grid(args.mode, configs, sizes, args.batch, width=args.width, crop=args.crop, device=device,
                     variants=_variants(args.variants), steps=args.steps, num_classes=args.num_classes)
-    out = Path(args.out) if args.out else project_root() / "results" / f"bench_{args.mode}_{'gpu' if device.startswith('cuda') else 'cpu'}.json"
     atomic_write_json(out, {"mode": args.mode, "rows": rows, "provenance": provenance(device)})
     print(f"wrote {out}")
     return 0

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 HOME_ENV = "VGGREPRO_HOME"
-#: The files that make a folder a checkout of this project.
+#: The files that make a folder a checkout of this project (with its name in the pyproject).
 MARKERS = ("pyproject.toml", "_toc.yml")
 #: Where the package's own code lies (a test moves it to play an installed copy).
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -25,7 +25,10 @@ class NoProject(FileNotFoundError):
 
 
 def is_checkout(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in MARKERS)
+    """Both markers, and the pyproject names this project (not another Jupyter Book's folder)."""
+    if not all((folder / name).is_file() for name in MARKERS):
+        return False
+    return 'name = "vggrepro"' in (folder / "pyproject.toml").read_text(encoding="utf-8", errors="replace")
 
 
 def find_root() -> Path | None:
@@ -40,8 +43,8 @@ def find_root() -> Path | None:
     if home:
         folder = Path(home).expanduser().resolve()
         if not is_checkout(folder):
-            raise NoProject(f"{HOME_ENV}={home} is not a checkout of vggrepro (it needs {' and '.join(MARKERS)}); "
-                            "point it at the folder you cloned")
+            raise NoProject(f"{HOME_ENV}={home} is not a checkout of vggrepro (no vggrepro pyproject.toml and "
+                            "_toc.yml there); point it at the folder you cloned")
         return folder
     here = Path.cwd().resolve()
     return next((folder for folder in (here, *here.parents) if is_checkout(folder)), None)
