@@ -401,6 +401,23 @@ def test_readme_quick_start_and_profiles_table():
         assert cells[3] == ("1" if p.width == 1 else f"1/{round(1 / p.width)}")
 
 
+def test_the_paper_is_cited_the_same_way_everywhere():
+    """references.bib feeds the book's bibliography; the README's BibTeX of the paper is its entry,
+    CITATION.cff names the same paper, and the intro cites it and links arXiv."""
+    bib = (ROOT / "references.bib").read_text()
+    entry = re.search(r"^@inproceedings\{simonyan2015vgg,.*?^\}", bib, re.S | re.M)[0]
+    assert f"```bibtex\n{entry}\n```" in (ROOT / "README.md").read_text()
+    assert yaml.safe_load((ROOT / "_config.yml").read_text())["bibtex_bibfiles"] == ["references.bib"]
+    intro = (ROOT / "intro.md").read_text()
+    assert "{cite:t}`simonyan2015vgg`" in intro and "```{bibliography}" in intro
+    for text in (intro, (ROOT / "README.md").read_text()):
+        assert "[arXiv:1409.1556 v6](https://arxiv.org/abs/1409.1556v6)" in text
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    [paper] = cff["references"]
+    assert paper["title"] in entry and paper["year"] == 2015 and paper["url"] == "https://arxiv.org/abs/1409.1556"
+    assert f'version = "{cff["version"]}"' in (ROOT / "pyproject.toml").read_text()  # the same release
+
+
 def test_sync_leaves_the_chapters_unchanged(tmp_path):
     """`vggrepro book sync` (jupytext --sync) and a save in JupyterLab rewrite a twin from the other;
     with no tool versions in the headers, an unedited chapter comes back byte for byte."""
