@@ -4,6 +4,7 @@ as a real browser renders it (headless Chromium, skipped where it is not install
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -174,6 +175,26 @@ def test_first_failure_names_the_notebook_and_cell(toy_book):
     assert e.notebook == Path("book/02_fails.ipynb")
     assert e.cell == 2 and e.ename == "ZeroDivisionError"  # the third cell of the stored notebook
     assert "1 / 0" in str(e) and e.output.exists()
+
+
+def test_progress_counts_the_cells_and_keeps_one_line_per_notebook(toy_book):
+    """`book run` shows, live, the cells each notebook has done (papermill's bar on stderr), then the
+    notebook's one line with its outcome and time, as without the bar."""
+    import io
+
+    bar, lines = io.StringIO(), []
+    with pytest.raises(book.NotebookFailed):
+        book.run_book(root=toy_book, echo=lambda text, **kw: lines.append(text), progress=bar)
+    shown = bar.getvalue().split("\r")
+    for name in ("[1/2] book/01_square.ipynb", "[2/2] book/02_fails.ipynb"):
+        counts = [re.fullmatch(re.escape(f"{name} (profile='ci') ... ") + r"(\d)/4 cells \[\d\d:\d\d\]", s)
+                  for s in shown if s.startswith(name)]  # 3 cells and papermill's injected one
+        assert [int(c[1]) for c in counts] == [0, 1, 2, 3, 4]
+    assert shown[-1] == "" and not shown[-2].strip()  # the bar erased itself
+    assert len(lines) == 2
+    assert re.fullmatch(r"\[1/2\] book/01_square.ipynb \(profile='ci'\) \.\.\. ok in [0-9.]+ s -> "
+                        r"runs/ci/book/01_square.ipynb", lines[0])
+    assert re.fullmatch(r"\[2/2\] book/02_fails.ipynb \(profile='ci'\) \.\.\. FAILED after [0-9.]+ s", lines[1])
 
 
 # -- the real book: a papermill parameter changes Table 2's "this run" column ---------------------
@@ -378,6 +399,23 @@ def test_readme_quick_start_and_profiles_table():
             str(p.batch_size),
         ], f"README's row for {name} disagrees with vggrepro/profiles.py"
         assert cells[3] == ("1" if p.width == 1 else f"1/{round(1 / p.width)}")
+
+
+def test_the_paper_is_cited_the_same_way_everywhere():
+    """references.bib feeds the book's bibliography; the README's BibTeX of the paper is its entry,
+    CITATION.cff names the same paper, and the intro cites it and links arXiv."""
+    bib = (ROOT / "references.bib").read_text()
+    entry = re.search(r"^@inproceedings\{simonyan2015vgg,.*?^\}", bib, re.S | re.M)[0]
+    assert f"```bibtex\n{entry}\n```" in (ROOT / "README.md").read_text()
+    assert yaml.safe_load((ROOT / "_config.yml").read_text())["bibtex_bibfiles"] == ["references.bib"]
+    intro = (ROOT / "intro.md").read_text()
+    assert "{cite:t}`simonyan2015vgg`" in intro and "```{bibliography}" in intro
+    for text in (intro, (ROOT / "README.md").read_text()):
+        assert "[arXiv:1409.1556 v6](https://arxiv.org/abs/1409.1556v6)" in text
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    [paper] = cff["references"]
+    assert paper["title"] in entry and paper["year"] == 2015 and paper["url"] == "https://arxiv.org/abs/1409.1556"
+    assert f'version = "{cff["version"]}"' in (ROOT / "pyproject.toml").read_text()  # the same release
 
 
 def test_sync_leaves_the_chapters_unchanged(tmp_path):

@@ -65,7 +65,7 @@ def error_line(err: str) -> str:
 
 @pytest.mark.parametrize("flag", ["--steps", "--batch"])
 def test_bench_refuses_zero_counts_and_writes_nothing(flag, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "REPO", tmp_path)  # the default output: never the repository's results/
+    monkeypatch.setattr(bench, "project_root", lambda: tmp_path)  # the default output: never the repository's results/
     monkeypatch.setattr(bench, "run_grid", lambda *a, **k: pytest.fail("measured with a zero count"))
     assert cli.main(["bench", "train", flag, "0"]) == 2
     err = capsys.readouterr().err

@@ -28,15 +28,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
 from .profiles import NAMES, OVERRIDES_ENV, get_profile, knobs
+from .project import find_root, project_root
 
-#: The project's root: the folder holding _toc.yml, _config.yml and book/.
-ROOT = Path(__file__).resolve().parent.parent
 PROFILES = NAMES  # the profiles' names, from vggrepro.profiles
 #: The profile whose outputs are stored in book/ and checked by nbval.
 STORED_PROFILE = "ci"
 KERNEL = "python3"
+
+
+def __getattr__(name: str):
+    # ``book.ROOT``, the project's root (the folder holding _toc.yml, _config.yml and book/), is looked
+    # up when asked for: an installed copy finds its checkout as vggrepro.project says.
+    if name == "ROOT":
+        return project_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class NotebookFailed(RuntimeError):
@@ -82,7 +90,7 @@ def _toc_files(root: Path) -> list[str]:
     return files
 
 
-def notebooks(root: Path = ROOT) -> list[Path]:
+def notebooks(root: Path | None = None) -> list[Path]:
     """The notebooks of _toc.yml, as ``book/NN_name.ipynb`` paths, in the order of their numbers.
 
     They run in number order, not reading order: the results page (08) is read first but gathers
@@ -91,7 +99,7 @@ def notebooks(root: Path = ROOT) -> list[Path]:
     (intro.md, one not written yet) are not run.
     """
     found = []
-    root = Path(root)
+    root = Path(root or project_root())
     for entry in _toc_files(root):
         stem = root / re.sub(r"\.(ipynb|md|py)$", "", entry)
         if stem.with_suffix(".ipynb").exists() or stem.with_suffix(".py").exists():
@@ -234,7 +242,7 @@ def _write_atomically(nb, path: Path) -> None:
 
 def _runs_root(root: Path) -> Path:
     """This project's runs folder ($VGGREPRO_RUNS or runs/); another book's own runs/ folder."""
-    if root.resolve() == ROOT:
+    if root.resolve() == find_root():
         from .runs import runs_root
 
         return runs_root()
@@ -280,8 +288,9 @@ def run_book(
     parameters: dict | None = None,
     output: str | Path | None = None,
     inplace: bool = False,
-    root: str | Path = ROOT,
+    root: str | Path | None = None,
     echo=print,
+    progress: TextIO | None = None,
 ) -> list[Path]:
     """Execute the book's notebooks in order with papermill; returns the executed notebooks' paths.
 
@@ -295,11 +304,14 @@ def run_book(
     notebooks in book/ are refreshed instead, which only the ``ci`` profile with the notebooks' own
     parameters may do, since those are the outputs nbval checks. The first failure stops the run
     with :class:`NotebookFailed`.
+
+    ``echo`` prints one line per notebook, with its outcome and time. With a ``progress`` stream
+    (the command gives stderr) that line first shows there, live, with the cells done so far.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    root = Path(root).resolve()
+    root = Path(root or project_root()).resolve()
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     parameters = dict(parameters or {})
@@ -341,7 +353,14 @@ def run_book(
         shown = ", ".join(f"{k}={v!r}" for k, v in injected.items())
         if overrides:
             shown += "; profile " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
-        echo(f"[{i}/{len(chosen)}] {nb_path.relative_to(root)} ({shown}) ...", end=" ", flush=True)
+        line = f"[{i}/{len(chosen)}] {nb_path.relative_to(root)} ({shown}) ..."
+        if progress is None:  # the line waits for its outcome
+            echo(line, end=" ", flush=True)
+            line, cells = "", False
+        else:  # papermill's bar: the line with the cells done, erased when the notebook ends
+            cells = dict(desc=line, file=progress, leave=False, mininterval=0,  # cells are few and slow
+                         bar_format="{desc} {n_fmt}/{total_fmt} cells [{elapsed}]")
+            line += " "
         run_path = work_dir / nb_path.name
         start = time.perf_counter()
         env = {OVERRIDES_ENV: json.dumps({profile: overrides}) if overrides else None, VARIANT_ENV: variant}
@@ -354,20 +373,20 @@ def run_book(
                     kernel_name=KERNEL,
                     language="python",
                     cwd=str(nb_path.parent),
-                    progress_bar=False,
+                    progress_bar=cells,
                     log_output=False,
                     # The kernel warns on stderr that it talks over local TCP; keep the progress lines clean.
                     extra_arguments=["--IPKernelApp.log_level=ERROR"],
                 )
         except PapermillExecutionError as e:
-            echo(f"FAILED after {time.perf_counter() - start:.1f} s")
+            echo(f"{line}FAILED after {time.perf_counter() - start:.1f} s")
             # papermill counts its injected cell; name the cell as the notebook itself numbers it.
             cell = e.cell_index - (1 if e.cell_index > _injected_position(source) else 0)
             raise NotebookFailed(
                 nb_path.relative_to(root), cell, e.source, e.ename, e.evalue, run_path
             ) from None
         except Exception as e:  # the kernel died, a cell timed out, the kernel did not start
-            echo(f"FAILED after {time.perf_counter() - start:.1f} s")
+            echo(f"{line}FAILED after {time.perf_counter() - start:.1f} s")
             raise NotebookFailed(nb_path.relative_to(root), None, "", type(e).__name__, str(e), run_path) from e
         wall = time.perf_counter() - start
         if inplace:
@@ -376,7 +395,7 @@ def run_book(
         else:
             written.append(run_path)
         shown_path = written[-1].relative_to(root) if written[-1].is_relative_to(root) else written[-1]
-        echo(f"ok in {wall:.1f} s -> {shown_path}")
+        echo(f"{line}ok in {wall:.1f} s -> {shown_path}")
     return written
 
 
@@ -392,13 +411,13 @@ def _tool(name: str) -> str:
     return found
 
 
-def build_site(root: str | Path = ROOT, quiet: bool = True) -> Path:
+def build_site(root: str | Path | None = None, quiet: bool = True) -> Path:
     """``jupyter-book build -W`` of the book into ``_build/html``; any warning fails the build.
 
     The notebooks are not executed here (``execute_notebooks: "off"``): the site shows their stored
     outputs. Returns the html folder; raises RuntimeError with the build's log on failure.
     """
-    root = Path(root)
+    root = Path(root or project_root())
     cmd = [_tool("jupyter-book"), "build", "-W", "--keep-going", "--path-output", ".", "."]
     done = subprocess.run(cmd, cwd=root, capture_output=quiet, text=True)
     if done.returncode != 0:
@@ -410,63 +429,10 @@ def build_site(root: str | Path = ROOT, quiet: bool = True) -> Path:
     return html
 
 
-def sync_twins(root: str | Path = ROOT) -> list[Path]:
+def sync_twins(root: str | Path | None = None) -> list[Path]:
     """``jupytext --sync`` every ``book/*.py`` with its ``.ipynb`` (the newer side wins)."""
-    root = Path(root)
+    root = Path(root or project_root())
     twins = sorted((root / "book").glob("*.py"))
     if twins:
         subprocess.run([sys.executable, "-m", "jupytext", "--sync", *map(str, twins)], cwd=root, check=True)
     return twins
-
-
-# -- the command line ---------------------------------------------------------------------------
-
-
-def _cmd_run(args) -> int:
-    tokens = [t for group in (args.parameter or []) for t in group]
-    try:
-        paths = run_book(args.profile, args.only, parse_parameters(tokens), args.output, args.inplace)
-    except NotebookFailed as e:
-        print(f"vggrepro book run: {e}", file=sys.stderr)
-        return 1
-    print(f"{len(paths)} notebook(s) ran under the {args.profile!r} profile")
-    return 0
-
-
-def _cmd_build(args) -> int:
-    try:
-        html = build_site(quiet=False)
-    except RuntimeError as e:
-        print(f"vggrepro book build: {e}", file=sys.stderr)
-        return 1
-    print(f"site: {html / 'index.html'}")
-    return 0
-
-
-def _cmd_sync(args) -> int:
-    twins = sync_twins()
-    print(f"synced {len(twins)} notebook(s)")
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``vggrepro book run|build|sync``."""
-    book = subparsers.add_parser("book", help="run the notebooks (papermill), build the site (Jupyter Book)")
-    sub = book.add_subparsers(dest="book_command", required=True, metavar="ACTION")
-
-    run = sub.add_parser("run", help="execute the notebooks of _toc.yml in order")
-    run.add_argument("--profile", default="ci", choices=PROFILES, help="the size of the run (default: ci)")
-    run.add_argument("--only", help="some notebooks, by number or name: --only 01,03")
-    run.add_argument(
-        "-p", "--parameter", action="append", nargs="+", metavar="KEY=VALUE",
-        help="a notebook parameter, e.g. -p width=0.0625 (or papermill's -p width 0.0625); repeatable",
-    )
-    run.add_argument("--output", help="folder for the executed notebooks (default: runs/<profile>/book)")
-    run.add_argument("--inplace", action="store_true", help="refresh the stored ci outputs in book/")
-    run.set_defaults(func=_cmd_run)
-
-    build = sub.add_parser("build", help="jupyter-book build -W into _build/html (warnings fail it)")
-    build.set_defaults(func=_cmd_build)
-
-    sync = sub.add_parser("sync", help="jupytext --sync book/*.py (the .py twins are the source)")
-    sync.set_defaults(func=_cmd_sync)

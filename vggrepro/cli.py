@@ -9,17 +9,32 @@ import importlib.util
 import sys
 
 #: sub-command -> module that registers it
-COMMANDS = {"data": "data", "train": "train", "evaluate": "evaluate", "fuse": "fuse", "bench": "bench", "book": "book"}
+COMMANDS = {"data": "data", "train": "train", "evaluate": "evaluate", "fuse": "fuse", "bench": "bench",
+            "book": "book_cli"}
 
 
 class UserError(Exception):
     """A mistake in the input: printed as one clear line, without a traceback."""
 
 
+def version() -> str:
+    """The installed package's version (its metadata); the source's own where it is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("vggrepro")
+    except PackageNotFoundError:  # run from a checkout on PYTHONPATH, never pip-installed
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vggrepro", description="Re-run and check the VGG paper (Simonyan & Zisserman, 2014)."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS.values():
         if importlib.util.find_spec(f"vggrepro.{module}") is not None:

@@ -42,13 +42,19 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="make the synthetic data sets; check a data folder",
                               description="Make the synthetic sets, or check a folder in the ILSVRC-2012 layout.")
     sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    s = sub.add_parser("synth", help="generate (or find and verify) a profile's synthetic set")
-    s.add_argument("--profile", default="ci", choices=SYNTHETIC)
+    s = sub.add_parser("synth", help="generate (or find and verify) a profile's synthetic set",
+                       description="Generate a profile's synthetic set in the ILSVRC-2012 layout, deterministically "
+                       "from its seed; when it exists already, verify it against its manifest instead.")
+    s.add_argument("--profile", default="ci", choices=SYNTHETIC,
+                   help="the profile whose set to make, one of %(choices)s (default ci)")
     s.add_argument("--out", default=None, help="where to write it (default: the profile's data_root)")
     s.add_argument("--seed", type=int, default=None, help="generator seed (default: the profile's)")
     s.set_defaults(func=_cmd_synth)
     c = sub.add_parser("check", help="count images, classes and skipped files of a data folder "
-                       "(exit status 1 when it finds problems)")
+                       "(exit status 1 when it finds problems)",
+                       description="Check a data folder in the ILSVRC-2012 layout: count the images, classes and "
+                       "boxes of each split, list what training or evaluation would skip, and verify a "
+                       "synthetic set against its manifest. Exit status 1 when it finds problems.")
     c.add_argument("--root", required=True, help="the data root (ILSVRC-2012 layout)")
     c.add_argument("--decode", action="store_true", help="also decode every image and list those that fail")
     c.set_defaults(func=_cmd_check)

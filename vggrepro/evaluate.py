@@ -393,7 +393,7 @@ def parse_scales(text: str) -> list[int]:
 
 
 def register(subparsers) -> None:
-    from .profiles import get_profile
+    from .profiles import NAMES, get_profile
 
     ci = get_profile("ci")
     p = subparsers.add_parser(
@@ -411,7 +411,8 @@ def register(subparsers) -> None:
                    f"for a ci checkpoint (crop {ci.crop}) {','.join(str(ci.S(q)) for q in (256, 384, 512))}. "
                    "Default: the paper's Q=384 scaled to the net's crop")
     p.add_argument("--no-flip", action="store_true", help="leave out horizontal flips (dense, multicrop)")
-    p.add_argument("--profile", default="ci", help="profile giving the data set, device and batch size (default ci)")
+    p.add_argument("--profile", default="ci", choices=NAMES,
+                   help="profile giving the data set, device and batch size, one of %(choices)s (default ci)")
     p.add_argument("--data", default=None, help="data folder in the ILSVRC-2012 layout (default: the profile's)")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
     p.add_argument("--limit", type=int, default=None,

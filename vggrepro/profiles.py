@@ -163,7 +163,13 @@ def _of(value, types: tuple) -> bool:
 
 def _repo_data(name: str) -> str:
     """Generated data lives in the project's data/ folder (git-ignored), or $VGGREPRO_DATA."""
-    base = os.environ.get("VGGREPRO_DATA") or str(Path(__file__).resolve().parent.parent / "data")
+    from .project import NoProject, find_root
+
+    try:  # an installed copy outside any checkout: the current folder (runs/ then says what to fix)
+        root = find_root() or Path.cwd()
+    except NoProject:
+        root = Path.cwd()
+    base = os.environ.get("VGGREPRO_DATA") or str(root / "data")
     return str(Path(base) / name)
 
 

@@ -22,13 +22,20 @@ from typing import Any
 
 from .checkpoints import atomic_write_json, remove_stale_temporaries
 from .ilsvrc import data_fingerprint  # noqa: F401  (train.py imports it from here)
+from .project import find_root, project_root
 
-REPO = Path(__file__).resolve().parent.parent
+
+def __getattr__(name: str):
+    # ``runs.REPO``, the project's folder, is looked up when asked for, not at import: an installed
+    # copy finds its checkout through $VGGREPRO_HOME or the current folder (vggrepro.project).
+    if name == "REPO":
+        return project_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def runs_root() -> Path:
     """Where runs live: ``$VGGREPRO_RUNS`` or the project's ``runs/`` (git-ignored)."""
-    return Path(os.environ.get("VGGREPRO_RUNS") or REPO / "runs")
+    return Path(os.environ.get("VGGREPRO_RUNS") or project_root() / "runs")
 
 
 def canonical(settings: dict) -> str:
@@ -174,9 +181,12 @@ def _short(value) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        repo = find_root()
+        if repo is None:  # an installed copy run outside any checkout has no commit to name
+            return "unknown"
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
         commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except Exception:
