@@ -97,7 +97,9 @@ print(f"{len(dense)} nets, each evaluated densely on the same {n_images} validat
 
 
 def errors(posteriors: torch.Tensor) -> tuple[float, float]:
-    return fuse.top_errors(posteriors, labels)
+    """(top-1, top-5) error of posteriors on the chapter's images (`vggrepro.metrics.top_errors`)."""
+    e = metrics.top_errors(posteriors, labels)
+    return e[metrics.TOP1], e[metrics.TOP5]
 
 
 SHOW_TOP5 = paper.shows_top5(prof.num_classes)  # at a few classes top-5 says little (paper.TOP5_MIN_CLASSES)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vggrepro import checkpoints, cli, metrics
-from vggrepro.fuse import disagreement, fuse, fuse_saved, greedy_subset, subset_errors, top_errors
+from vggrepro.fuse import disagreement, fuse, fuse_saved, greedy_subset, subset_errors
 
 
 def test_top_errors_by_hand():
@@ -16,7 +16,6 @@ def test_top_errors_by_hand():
     errors = metrics.top_errors(p, labels)
     assert errors["top1_err"] == pytest.approx(100 * 2 / 3)
     assert errors["top5_err"] == pytest.approx(100 * 1 / 3)
-    assert top_errors(p, labels) == (errors["top1_err"], errors["top5_err"])  # fuse's pair, for notebook 06
 
 
 def test_fusion_averages_posteriors_and_can_fix_both_nets_mistakes():

@@ -278,13 +278,13 @@ def seed_spread_file(profile: str):
 def measured_seed_sd(profile: str) -> float | None:
     """The seed-to-seed standard deviation of a net's top-1 error (points) measured for a profile
     by ``scripts/seed_spread.py`` and committed under ``results/``; None when not measured."""
-    import json
+    from .results import read_recorded  # results imports claims: read it late
 
     path = seed_spread_file(profile)
     if not path.is_file():
         return None
     try:
-        return float(json.loads(path.read_text())["seed_sd"])
+        return float(read_recorded(path)["seed_sd"])
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a seed-spread record ({e}): run scripts/seed_spread.py again") from None
 

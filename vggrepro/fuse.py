@@ -16,14 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .metrics import TOP1, TOP5, top_errors as _top_errors
-
-
-def top_errors(posteriors: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """(top-1, top-5) error in percent: :func:`vggrepro.metrics.top_errors` as a pair, kept for
-    notebook 06, which unpacks it (new code reads the dict of ``metrics.top_errors``)."""
-    errors = _top_errors(posteriors, labels)
-    return errors[TOP1], errors[TOP5]
+from .metrics import TOP1, TOP5, top_errors
 
 
 def fuse(posteriors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -43,7 +36,7 @@ def subset_errors(nets: Mapping[str, torch.Tensor], labels: torch.Tensor, subset
         missing = [n for n in subset if n not in nets]
         if missing:
             raise ValueError(f"no posteriors for {missing}; have {sorted(nets)}")
-        rows.append(dict(models=list(subset), n_models=len(subset), **_top_errors(fuse([nets[n] for n in subset]), labels)))
+        rows.append(dict(models=list(subset), n_models=len(subset), **top_errors(fuse([nets[n] for n in subset]), labels)))
     return rows
 
 
@@ -64,7 +57,7 @@ def greedy_subset(nets: Mapping[str, torch.Tensor], labels: torch.Tensor, metric
     while True:
         candidates = []
         for name in sorted(set(nets) - set(chosen)):
-            errs = _top_errors(fuse([nets[n] for n in chosen + [name]]), labels)
+            errs = top_errors(fuse([nets[n] for n in chosen + [name]]), labels)
             candidates.append((errs[first], errs[second], name, errs))
         if not candidates:
             break
@@ -120,7 +113,7 @@ def fuse_saved(paths: Sequence[str | Path], protocol: str = "both") -> dict[str,
     for path, s in zip(paths[1:], saved[1:]):
         if not torch.equal(s["indices"], saved[0]["indices"]):
             raise ValueError(f"{path} and {paths[0]} saw different images: evaluate every net on the same set")
-    return _top_errors(fuse([posterior_of(s, protocol) for s in saved]), saved[0]["labels"])
+    return top_errors(fuse([posterior_of(s, protocol) for s in saved]), saved[0]["labels"])
 
 
 def register(subparsers) -> None:
