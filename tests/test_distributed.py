@@ -4,14 +4,10 @@ on the CPU stand in for two GPUs."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from test_train import cli, tiny, weights  # noqa: F401  (tiny: the fixture)
+from test_train import one_and_two_processes, tiny  # noqa: F401  (tiny: the fixture)
 from torch import nn
 
 from vggrepro import distributed
@@ -21,20 +17,13 @@ from vggrepro.validation import validate
 
 def test_fc_only_training_under_two_gloo_processes_freezes_before_wrapping(tiny, tmp_path):
     # Frozen after the DDP wrap, the first backward fails: "Expected to have finished reduction".
-    one, two = tmp_path / "one", tmp_path / "two"
-    extra = ("--trainable", "fc", "--dropout", "0", "--epochs", "1")
-    subprocess.run(cli(tiny, one, *extra), check=True, capture_output=True, timeout=300)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(launch + cli(tiny, two, *extra)[1:], capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    a, b = weights(one), weights(two)
+    a, b = one_and_two_processes(tiny, tmp_path, "--trainable", "fc", "--dropout", "0", "--epochs", "1")
     for k in a:
         if k.startswith("features."):  # frozen: the seeded init, in both runs
             assert torch.equal(a[k], b[k]), k
         else:
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
-    assert (two / "result.json").is_file()
+    assert (tmp_path / "two" / "result.json").is_file()
 
 
 class _Fixed(nn.Module):

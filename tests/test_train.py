@@ -92,17 +92,21 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tiny, tmp_path):
     assert (ra["top1_err"], ra["steps"]) == (rb["top1_err"], rb["steps"])
 
 
-def test_two_gloo_processes_equal_one_with_the_same_global_batch(tiny, tmp_path):
+def one_and_two_processes(tiny, tmp_path, *extra):
+    """The same run in one process and under torchrun with 2 gloo processes: their weights."""
     one, two = tmp_path / "one", tmp_path / "two"
-    # Dropout draws its masks per process, so 1 and 2 processes agree only in distribution;
-    # without it the two computations are the same sums split differently.
-    extra = ("--dropout", "0", "--max-steps", "6")
     subprocess.run(cli(tiny, one, *extra), check=True, capture_output=True, timeout=300)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     done = subprocess.run(launch + cli(tiny, two, *extra)[1:], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    a, b = weights(one), weights(two)
+    return weights(one), weights(two)
+
+
+def test_two_gloo_processes_equal_one_with_the_same_global_batch(tiny, tmp_path):
+    # Dropout draws its masks per process, so 1 and 2 processes agree only in distribution;
+    # without it the two computations are the same sums split differently.
+    a, b = one_and_two_processes(tiny, tmp_path, "--dropout", "0", "--max-steps", "6")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
 
