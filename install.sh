@@ -11,3 +11,6 @@ PY=${PYTHON:-python3}
 mapfile -t PIN < <(.venv/bin/python -c "from vggrepro.kernels import PINNED
 for k, v in PINNED.items(): print('--env'); print(k); print(v)")
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" "${PIN[@]}" >/dev/null
+# JupyterLab opens a chapter's .py twin as a notebook (jupytext's viewer), not as plain text.
+mkdir -p .venv/share/jupyter/lab/settings
+cp jupyterlab/overrides.json .venv/share/jupyter/lab/settings/overrides.json
