@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# # GPU training (section 3.1)
+# # Training the nets (section 3.1), on a CPU here and on GPUs
 #
 # The paper trains every net the same way, so that depth is the only thing that changes between
 # the columns of Table 1:
