@@ -186,7 +186,7 @@ p1 = {name: error(r) for name, r in right1.items()}
 guess = {g: error(r) for g, r in guess_right.items()}
 table8 = pd.DataFrame(T.table8_rows(p1, guess))
 print(f"protocol 1 at S = Q = {Q} (the paper's 384); {n_val} images")
-table8.set_index(["fine_tuned_layers", "regression_type"])
+table8.set_index(["fine_tuned_layers", "regression_type"]).map(paper.fmt)  # "-" where the paper has no row
 
 # %% [markdown]
 # ## Table 9: the whole image, the predicted classes (protocol 2)
