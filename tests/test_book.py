@@ -441,3 +441,59 @@ def test_nbval_runs_from_the_book_folder():
     done = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-q", "01_architecture.ipynb"],
                           cwd=ROOT / "book", capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+#: Injected into a copy of a page: after layout, every table and code block of the article that runs
+#: past the article's right edge without sitting in a scroll container, written into the body.
+OVERFLOW_PROBE = """<script>
+window.addEventListener("load", () => {
+  const column = document.querySelector(".bd-article");
+  const edge = column.getBoundingClientRect().right + 1;
+  const scrolls = (el) => {
+    for (let e = el; e && e !== column; e = e.parentElement) {
+      const x = getComputedStyle(e).overflowX;
+      if ((x === "auto" || x === "scroll") && e.getBoundingClientRect().right <= edge) return true;
+    }
+    return false;
+  };
+  const over = [...column.querySelectorAll("table, pre")]
+    .filter((el) => el.getBoundingClientRect().right > edge && !scrolls(el))
+    .map((el) => el.tagName + ": " + el.textContent.trim().slice(0, 60));
+  document.body.setAttribute("data-overflow", JSON.stringify(over));
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("width", [1280, 390])  # a laptop, and a phone
+def test_no_table_or_code_block_runs_past_the_column(site, tmp_path, width):
+    overflowing = {}
+    for nb in book.notebooks():
+        page = site / "book" / f"{nb.stem}.html"
+        probe = page.with_name(f"_probe_{nb.stem}.html")  # beside the page, so its links still resolve
+        probe.write_text(page.read_text().replace("</body>", OVERFLOW_PROBE + "</body>"))
+        try:
+            soup = dom_at(probe, tmp_path, width)
+        finally:
+            probe.unlink()
+        found = json.loads(soup.body.get("data-overflow", "null"))
+        assert found is not None, f"the probe did not run on {page.name}"
+        if found:
+            overflowing[nb.stem] = found
+    assert overflowing == {}, f"at {width} px these run past the column: {overflowing}"
+
+
+def dom_at(page: Path, tmp: Path, width: int):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(chromium(page.as_uri(), tmp, f"--window-size={width},900", "--dump-dom"), "html.parser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_the_overflow_probe_sees_a_table_past_the_column_and_lets_a_scrolling_one_be(tmp_path):
+    page = tmp_path / "toy.html"
+    page.write_text('<html><body><div class="bd-article" style="width:300px">'
+                    '<table style="width:900px"><tr><td>wide</td></tr></table>'
+                    '<div style="overflow-x:auto;width:300px"><pre style="width:900px">scrolls</pre></div>'
+                    "</div>" + OVERFLOW_PROBE + "</body></html>")
+    assert json.loads(dom_at(page, tmp_path, 1280).body["data-overflow"]) == ["TABLE: wide"]
