@@ -1,0 +1,135 @@
+"""How long does the `cpu` book take on this machine? Measure the rates, then count the book's work.
+
+    python scripts/cpu_budget.py --checkpoint /tmp/calib/cpu/checkpoint.pt   # results/cpu_budget.json
+
+Three measurements, all at the cpu profile's crop, width, batch and threads:
+
+1. every grid config's training img/s on random tensors (``bench.bench_one``: the SGD step alone);
+2. the loader's cost per image: net A's real training img/s at the cpu profile, from
+   results/cpu_calibration.json (scripts/calibrate_cpu.py), less the step alone; it is the same for
+   every net (the same images, crops and colour shifts), so each config's real rate is
+   1 / (1 / its step rate + loader seconds per image);
+3. evaluation's forward GFLOP/s: a trained A (``--checkpoint``) evaluated on part of the cpu
+   validation set, on crops (centre) and densely at Q = S (whole images, grouped by size). A is the
+   least efficient net per FLOP here (its maps are the same, with fewer layers to amortise the
+   per-call cost), so using its rate for every net errs on the long side.
+
+The book's work then comes from the grid (``budget.measured_estimate``: every net each notebook
+trains first, every epoch the profile allows, the extra seeds of chapter 3's depth claim, the
+localisation nets, every evaluation), with the arithmetic and provenance in results/cpu_budget.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from vggrepro import bench, budget, claims, evaluate, grid
+from vggrepro.checkpoints import atomic_write_json
+from vggrepro.profiles import get_profile
+from vggrepro.runs import provenance
+
+REPO = Path(__file__).resolve().parent.parent
+#: the budget the issue sets: about two hours on a 2-core machine, unattended
+TARGET_MINUTES = 120
+#: Two nets at 30-60% error disagree on about a quarter of the images (an assumption; the paired
+#: interval's image term is 1.96 x sqrt(discordance / images)).
+DISCORDANCE = 0.25
+
+
+def step_rates(profile, steps: int) -> dict[str, float]:
+    """Training img/s of the SGD step alone, for every config the grid trains."""
+    configs = sorted({e.config for e in grid.GRID.values()})
+    rates = {}
+    for config in configs:
+        row = bench.bench_one("train", config, size=profile.crop, batch=profile.batch_size, width=profile.width,
+                              crop=profile.crop, num_classes=profile.num_classes, steps=steps, warmup=3, peak=False)
+        rates[config] = row["img_per_s"]
+        print(f"train step {config:6s} {row['img_per_s']:7.1f} img/s", flush=True)
+    return rates
+
+
+def eval_rates(profile, checkpoint: Path, images: int) -> dict[str, float]:
+    """Forward GFLOP/s of a real evaluation: centre crops, and the dense net at Q = S."""
+    q = profile.S(256)
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="cpu-budget-") as tmp:
+        for protocol in ("centre", "dense"):
+            r = evaluate.evaluate_cached(checkpoint, profile, protocol, [q], limit=images,
+                                         out=Path(tmp) / protocol)
+            flops = 2 * sum(r["macs_per_image"].values()) * r["images"]
+            out[protocol] = flops / r["seconds"] / 1e9
+            print(f"eval {protocol:6s} Q={q}: {r['images']} images in {r['seconds']:.1f} s, "
+                  f"{out[protocol]:.2f} GFLOP/s", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="a net A trained at the cpu profile (calibrate_cpu.py --keep)")
+    ap.add_argument("--steps", type=int, default=30, help="timed SGD steps per config")
+    ap.add_argument("--images", type=int, default=600, help="validation images per evaluation timing")
+    ap.add_argument("--depth-seeds", type=int, default=3, help="chapter 3's depth_seeds")
+    ap.add_argument("--calibration", default=str(REPO / "results" / "cpu_calibration.json"))
+    ap.add_argument("--out", default=str(REPO / "results" / "cpu_budget.json"))
+    args = ap.parse_args()
+    profile = get_profile("cpu")
+    torch.set_num_threads(profile.threads)
+    t0 = time.perf_counter()
+
+    steps = step_rates(profile, args.steps)
+    calibration = json.loads(Path(args.calibration).read_text())
+    real_a = next(r for r in calibration["results"] if r["variant"] == "cpu")["train_img_per_s"]
+    loader_s = max(1 / real_a - 1 / steps["A"], 0.0)
+    train_img_s = {c: round(1 / (1 / rate + loader_s), 1) for c, rate in steps.items()}
+    print(f"loader: {1000 * loader_s:.3f} ms per image (A trains at {real_a} img/s end to end)", flush=True)
+    forward = eval_rates(profile, Path(args.checkpoint), args.images)
+    rates = budget.Rates(train_img_s, crop_gflop_s=forward["centre"], dense_gflop_s=forward["dense"])
+
+    rows = budget.measured_estimate(profile, rates, depth_seeds=args.depth_seeds)
+    counted = sum(r["minutes"] for r in rows)
+    data_minutes = calibration.get("data_seconds", 0) / 60
+    for r in rows:
+        print(f"{r['notebook']:18s} {r['nets_trained']:2d} nets  train {r['train_minutes']:6.1f}  "
+              f"eval {r['eval_minutes']:5.1f}  = {r['minutes']:6.1f} min", flush=True)
+    print(f"counted: {counted:.0f} min + data {data_minutes:.1f} min; target {TARGET_MINUTES} min")
+
+    n_val = profile.num_classes * profile.synth_val_per_class
+    seed_sd = calibration.get("seed_sd_of_A")
+    k = args.depth_seeds
+    interval = dict(
+        validation_images=n_val,
+        assumed_discordance=DISCORDANCE,
+        image_half_width=round(claims.Z95 * math.sqrt(DISCORDANCE / n_val) * 100, 2),
+        formula="image term 1.96 x sqrt(discordance / images); seed term 1.96 x sd x sqrt(1/k_a + 1/k_b); "
+                "half-width sqrt(image^2 + seed^2) (vggrepro.claims.paired_effect)",
+        seed_sd_of_A=seed_sd,
+    )
+    if seed_sd is not None:
+        seed_term = claims.Z95 * seed_sd * math.sqrt(2 / k)
+        interval.update({f"seed_half_width_{k}_seeds_each": round(seed_term, 2),
+                         f"half_width_{k}_seeds_each": round(math.hypot(interval["image_half_width"], seed_term), 2),
+                         "half_width_1_seed_each": round(math.hypot(interval["image_half_width"],
+                                                                    claims.Z95 * seed_sd * math.sqrt(2)), 2)})
+    atomic_write_json(args.out, dict(
+        question="minutes of the cpu book on this machine, per notebook, from measured rates",
+        target_minutes=TARGET_MINUTES,
+        step_img_per_s=steps, loader_ms_per_image=round(1000 * loader_s, 4), train_img_per_s=train_img_s,
+        eval_gflop_per_s={k: round(v, 3) for k, v in forward.items()},
+        depth_seeds=k, localisation_epochs=budget.LOCALISATION_EPOCHS,
+        notebooks=rows, counted_minutes=round(counted, 1), data_minutes=round(data_minutes, 1),
+        not_counted="notebook 01 (counts), notebook 07's features, the localisation nets' evaluation, plots, "
+                    "kernel starts: at ci these take about 2.4 of its 7 minutes",
+        interval=interval, profile=profile.as_dict(),
+        measure_seconds=round(time.perf_counter() - t0, 1), provenance=provenance("cpu")))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
