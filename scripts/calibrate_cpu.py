@@ -7,7 +7,8 @@ Issue 18 asks that net A at the `cpu` scale lands well above chance (5% accuracy
 well below saturation, and that the paper's plateau schedule cuts the lr within the profile's
 epochs. The variants start from the cpu profile as designed ("cpu") and change one thing each;
 "seed-1" and "seed-2" train the same A with other seeds on the same data (the seed-to-seed spread
-that a claim's interval must hold). The training code is scripts/calibrate_ci.py's (one owner).
+that a claim's interval must hold). Each row also says after which epoch each lr patience would
+first cut the lr, read off its curve, so patience needs no runs of its own. The training code is scripts/calibrate_ci.py's (one owner).
 A run with fewer epochs is not needed: the plateau schedule and the batches of epoch k do not depend
 on the epochs that follow, so its curve is a prefix of the longer run's.
 """
@@ -15,6 +16,7 @@ on the epochs that follow, so its curve is a prefix of the longer run's.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ from calibrate_ci import REPO, run_variant  # the one training routine of both c
 
 from vggrepro import claims, synth
 from vggrepro.checkpoints import atomic_write_json
+from vggrepro.loop import PlateauSchedule
 from vggrepro.profiles import get_profile
 from vggrepro.runs import provenance
 
@@ -33,10 +36,29 @@ VARIANTS = {
     "seed-2": ("the cpu profile, training seed 2 (same data)", None, {}, None),
     "dropout-0.5": ("the paper's dropout on fc6/fc7", dict(dropout=0.5), {}, None),
     "epochs-18": ("half again as many epochs", dict(epochs=18), {}, None),
-    "patience-2": ("lr cut after 3 epochs without improvement, not 2", dict(lr_patience=2), {}, None),
     "objects-30-90%": ("objects 30-90% of the image (harder)", dict(synth_box_fraction=(0.3, 0.9)), {}, None),
 }
 SEEDS = {"seed-1": 1, "seed-2": 2}
+PATIENCES = (0, 1, 2, 3)
+
+
+def first_cuts(row: dict, lr: float) -> dict:
+    """The epoch after which the plateau schedule would first cut the lr, for each patience, read
+    off the run's curve (no other run needed: until its first cut every patience sees the same
+    curve); "later" when the curve up to the run's own first cut shows no such plateau."""
+    lrs, curve = row["lr_after_epoch"], row["curve"]
+    cut = next((i for i, after in enumerate(lrs) if after < lr * 0.99), None)  # the run's own first cut
+    seen = curve if cut is None else curve[:cut + 1]
+    out = {}
+    for patience in PATIENCES:
+        schedule = PlateauSchedule(1.0, patience)
+        out[patience] = "later"
+        for epoch, err in enumerate(seen, 1):
+            schedule.step(100.0 - err)
+            if schedule.cuts:
+                out[patience] = epoch
+                break
+    return out
 
 
 def main() -> None:
@@ -50,19 +72,27 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
     profile = get_profile("cpu")
+    # Variants run one invocation at a time (each a few minutes) add to the record of the same profile.
+    out = Path(args.out)
+    earlier = json.loads(out.read_text()) if out.is_file() else {}
+    if earlier.get("profile") != profile.as_dict():
+        earlier = {}
+    generating = not profile.data_path.is_dir()
     t = time.perf_counter()
     synth.ensure(profile, progress=False, log=lambda *_: None)  # the cpu set, timed apart from training
-    data_seconds = round(time.perf_counter() - t, 1)
-    print(f"the cpu set ({profile.data_root}): {data_seconds:.0f} s to generate or verify", flush=True)
-    rows = []
+    data_seconds = round(time.perf_counter() - t, 1) if generating else earlier.get("data_seconds")
+    print(f"the cpu set ({profile.data_root}): {time.perf_counter() - t:.0f} s to "
+          f"{'generate' if generating else 'verify'}", flush=True)
+    rows = [r for r in earlier.get("results", []) if r["variant"] not in names]
     with tempfile.TemporaryDirectory(prefix="calibrate-cpu-") as tmp:
         work = Path(args.keep or tmp)
         for name in names:
-            rows.append(run_variant(name, work, base="cpu", variants=VARIANTS, standard={}, seed=SEEDS.get(name)))
-            r = rows[-1]
+            r = run_variant(name, work, base="cpu", variants=VARIANTS, standard={}, seed=SEEDS.get(name))
+            rows.append(dict(r, first_cut_epoch_by_patience=first_cuts(r, profile.lr)))
             print(f"{name:16s} top-1 error {r['top1_err']:5.1f}%  lr cuts {r['lr_cuts']}  curve "
                   f"{[round(e) for e in r['curve']]}  ({r['wall_seconds']:.0f} s, {r['train_img_per_s']:.0f} img/s)",
                   flush=True)
+    rows.sort(key=lambda r: list(VARIANTS).index(r["variant"]))
     by_seed = [r["top1_err"] for r in rows if r["variant"] in ("cpu", *SEEDS)]
     atomic_write_json(args.out, dict(
         question="top-1 error of a width/8 net A trained at S=73 (64 px crops) on the cpu set, by variant "
@@ -70,7 +100,8 @@ def main() -> None:
         target="well above chance and well below saturation (issue 18): about 30-80% top-1 accuracy, "
                "with at least one lr cut within the epochs",
         seed_sd_of_A=round(claims.sample_sd(by_seed), 2) if len(by_seed) > 1 else None,
-        data_seconds=data_seconds, profile=profile.as_dict(), results=rows, provenance=provenance("cpu")))
+        data_seconds=data_seconds, profile=profile.as_dict(), results=rows, provenance=provenance("cpu"),
+        provenance_of_earlier_rows=earlier.get("provenance")))
     print(f"wrote {args.out}")
 
 
