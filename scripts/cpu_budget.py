@@ -87,14 +87,40 @@ def probe_a(profile, work: Path) -> tuple[float, Path, float]:
     return epochs[-1]["img_per_s"], work / "probe" / "checkpoint.pt", data_seconds
 
 
+def interval_of(profile, k: int) -> dict:
+    """The half-width of a paired claim's 95% interval at this validation set, with ``k`` seeds per
+    arm, the seed spread of A as scripts/calibrate_cpu.py measured it (when it has)."""
+    calibration = REPO / "results" / "cpu_calibration.json"
+    seed_sd = json.loads(calibration.read_text()).get("seed_sd_of_A") if calibration.is_file() else None
+    n_val = profile.num_classes * profile.synth_val_per_class
+    image = claims.Z95 * math.sqrt(DISCORDANCE / n_val) * 100
+    out = dict(validation_images=n_val, assumed_discordance=DISCORDANCE, image_half_width=round(image, 2),
+               formula="image term 1.96 x sqrt(discordance / images) x 100; seed term 1.96 x sd x sqrt(1/k_a + 1/k_b); "
+                       "half-width sqrt(image^2 + seed^2) (vggrepro.claims.paired_effect)",
+               seed_sd_of_A=seed_sd)
+    if seed_sd is not None:
+        for seeds in sorted({1, k}):
+            seed_term = claims.Z95 * seed_sd * math.sqrt(2 / seeds)
+            out[f"half_width_{seeds}_seed(s)_each"] = round(math.hypot(image, seed_term), 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30, help="timed SGD steps per config")
     ap.add_argument("--images", type=int, default=600, help="validation images per evaluation timing")
     ap.add_argument("--depth-seeds", type=int, default=3, help="chapter 3's depth_seeds")
     ap.add_argument("--out", default=str(REPO / "results" / "cpu_budget.json"))
+    ap.add_argument("--interval-only", action="store_true",
+                    help="only recompute the interval of the existing record (after calibrate_cpu.py measured A's seed spread)")
     args = ap.parse_args()
     profile = get_profile("cpu")
+    if args.interval_only:
+        record = json.loads(Path(args.out).read_text())
+        record["interval"] = interval_of(profile, record["depth_seeds"])
+        atomic_write_json(args.out, record)
+        print(record["interval"])
+        return
     torch.set_num_threads(profile.threads)
     t0 = time.perf_counter()
 
@@ -115,9 +141,6 @@ def main() -> None:
               f"eval {r['eval_minutes']:5.1f}  = {r['minutes']:6.1f} min", flush=True)
     print(f"counted: {counted:.0f} min + data {data_minutes:.1f} min; target {TARGET_MINUTES} min")
 
-    n_val = profile.num_classes * profile.synth_val_per_class
-    calibration = REPO / "results" / "cpu_calibration.json"  # the seed spread of A, once measured
-    seed_sd = json.loads(calibration.read_text()).get("seed_sd_of_A") if calibration.is_file() else None
     alternatives = []
     for per_class, val, epochs, finetune in ALTERNATIVES:
         other = profile.replace(synth_train_per_class=per_class, synth_val_per_class=val, epochs=epochs,
@@ -127,20 +150,7 @@ def main() -> None:
                                  finetune_epochs=finetune, counted_minutes=round(minutes, 1)))
         print(f"  {per_class} train/class, {val} val/class, {epochs}+{finetune} epochs: {minutes:.0f} min")
     k = args.depth_seeds
-    interval = dict(
-        validation_images=n_val,
-        assumed_discordance=DISCORDANCE,
-        image_half_width=round(claims.Z95 * math.sqrt(DISCORDANCE / n_val) * 100, 2),
-        formula="image term 1.96 x sqrt(discordance / images); seed term 1.96 x sd x sqrt(1/k_a + 1/k_b); "
-                "half-width sqrt(image^2 + seed^2) (vggrepro.claims.paired_effect)",
-        seed_sd_of_A=seed_sd,
-    )
-    if seed_sd is not None:
-        seed_term = claims.Z95 * seed_sd * math.sqrt(2 / k)
-        interval.update({f"seed_half_width_{k}_seeds_each": round(seed_term, 2),
-                         f"half_width_{k}_seeds_each": round(math.hypot(interval["image_half_width"], seed_term), 2),
-                         "half_width_1_seed_each": round(math.hypot(interval["image_half_width"],
-                                                                    claims.Z95 * seed_sd * math.sqrt(2)), 2)})
+    interval = interval_of(profile, k)
     atomic_write_json(args.out, dict(
         question="minutes of the cpu book on this machine, per notebook, from measured rates",
         target_minutes=TARGET_MINUTES,
