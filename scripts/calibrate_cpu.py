@@ -8,7 +8,8 @@ well below saturation, and that the paper's plateau schedule cuts the lr within 
 epochs. The variants start from the cpu profile as designed ("cpu") and change one thing each;
 "seed-1" and "seed-2" train the same A with other seeds on the same data (the seed-to-seed spread
 that a claim's interval must hold). Each row also says after which epoch each lr patience would
-first cut the lr, read off its curve, so patience needs no runs of its own. The training code is scripts/calibrate_ci.py's (one owner).
+first cut the lr, read off its curve, so patience needs no runs of its own. The training code is
+scripts/calibrate_ci.py's (one owner).
 A run with fewer epochs is not needed: the plateau schedule and the batches of epoch k do not depend
 on the epochs that follow, so its curve is a prefix of the longer run's.
 """

@@ -112,7 +112,8 @@ def main() -> None:
     ap.add_argument("--depth-seeds", type=int, default=3, help="chapter 3's depth_seeds")
     ap.add_argument("--out", default=str(REPO / "results" / "cpu_budget.json"))
     ap.add_argument("--interval-only", action="store_true",
-                    help="only recompute the interval of the existing record (after calibrate_cpu.py measured A's seed spread)")
+                    help="only recompute the existing record's interval (once calibrate_cpu.py has measured "
+                         "A's seed spread)")
     args = ap.parse_args()
     profile = get_profile("cpu")
     if args.interval_only:

@@ -115,9 +115,9 @@ def gather(profile: str = "ci", *, runs: Path | None = None, results: Path | Non
     """One row per claim of every notebook, in notebook order.
 
     Each row has ``notebook``, ``claim``, ``paper`` (the paper's number, as the notebook states it),
-    one column per profile of :func:`shown_profiles` (that run's number; :data:`NOT_RECORDED` when the profile has no table
-    for the notebook) and ``verdict (<p>)`` for ``profile`` and for every other profile that has
-    any claims. Claims are matched by their text; a claim only another profile has gets a row too.
+    one column per profile of :func:`shown_profiles` (that run's number; :data:`NOT_RECORDED` when
+    the profile has no table for the notebook) and ``verdict (<p>)`` for ``profile`` and for every
+    other profile that has any claims. Claims are matched by their text; a claim only another profile has gets a row too.
     """
     if profile not in NAMES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(NAMES)}")
