@@ -84,22 +84,29 @@ def generator_constants(constants: dict, layout):
         synth.class_list = saved_layout
 
 
-def run_variant(name: str, work: Path) -> dict:
-    note, knobs, constants, layout = VARIANTS[name]
-    ci = get_profile("ci")
-    profile = ci if knobs is None else ci.replace(**dict(STANDARD, **knobs))
-    own_data = constants or layout or any(getattr(profile, k) != getattr(ci, k) for k in SYNTH_KNOBS)
-    if own_data:  # another set than the ci one: generate it beside the run
+def run_variant(name: str, work: Path, *, base: str = "ci", variants: dict = VARIANTS,
+                standard: dict = STANDARD, seed: int | None = None) -> dict:
+    """Train net A at S = 256 (the paper's; ``base``'s pixels) from scratch in ``work/<name>`` under one
+    variant of ``base``: its knobs over ``standard`` (None: the profile as it is), with its own
+    data when they change the set. ``seed`` trains another instance on the same data."""
+    note, knobs, constants, layout = variants[name]
+    profile = get_profile(base)
+    if knobs is not None:
+        profile = profile.replace(**dict(standard, **knobs))
+    own_data = constants or layout or any(getattr(profile, k) != getattr(get_profile(base), k) for k in SYNTH_KNOBS)
+    if own_data:  # another set than the profile's: generate it beside the run
         profile = profile.replace(data_root=str(work / f"data-{name}"))
     t = time.perf_counter()
     with generator_constants(constants, layout):
-        result = train(profile, Settings(config="A", scale=profile.S(256)), work / name, progress=False)
-    curve = [json.loads(line)["top1_err"] for line in (work / name / "metrics.jsonl").read_text().splitlines()
-             if "top1_err" in line]
+        result = train(profile, Settings(config="A", scale=profile.S(256), seed=seed), work / name, progress=False)
+    epochs = [json.loads(line) for line in (work / name / "metrics.jsonl").read_text().splitlines()
+              if "top1_err" in line]
     return dict(variant=name, change=note, top1_err=round(result["top1_err"], 1),
                 top1_accuracy=round(100 - result["top1_err"], 1), epochs=result["epochs"],
-                curve=[round(e, 1) for e in curve], train_seconds=result["seconds"],
-                wall_seconds=round(time.perf_counter() - t, 1))
+                curve=[round(e["top1_err"], 1) for e in epochs], lr_cuts=result.get("lr_cuts"),
+                lr_after_epoch=[e["lr"] for e in epochs],
+                train_img_per_s=sorted(e["img_per_s"] for e in epochs)[len(epochs) // 2],  # median epoch, no validation
+                train_seconds=result["seconds"], wall_seconds=round(time.perf_counter() - t, 1))
 
 
 def main() -> None:

@@ -17,6 +17,31 @@ def test_ci_scales_the_paper_by_32_over_224():
     assert p.factor == pytest.approx(32 / 224)
 
 
+def test_cpu_scales_the_paper_by_64_over_224():
+    """The evidence scale: fc6 a real 2x2 convolution, dense evaluation with several windows per image."""
+    p = get_profile("cpu")
+    assert (p.crop, p.width, p.num_classes, p.device, p.threads) == (64, 1 / 8, 20, "cpu", 2)
+    # 256 * 64/224 = 73.1, 384 * 64/224 = 109.7, 512 * 64/224 = 146.3
+    assert (p.S(256), p.S(384), p.S(512)) == (73, 110, 146)
+    assert p.jitter == (73, 146)
+    assert p.crop // 32 == 2  # fc6 as a convolution: 2x2
+    # Q of section 4.2 for the jittered net: the paper's 256, 384, 512 at 64 px
+    assert [p.S(q) for q in p.test_scales("[256;512]", multi=True)] == [73, 110, 146]
+    assert p.num_classes * p.synth_val_per_class >= 2000  # a paired interval of about +/-2 points
+    assert p.synth_min_side[0] >= p.S(256) * 0.9  # images about as large as the smallest S: no blurry upscaling
+    assert p.epochs > p.lr_patience + 1  # the plateau schedule has room to cut the lr
+
+
+def test_ci_run_keys_are_untouched_by_the_cpu_profile():
+    """ci's nets keep their run ids (its cached runs and stored outputs) whatever other profiles
+    and knobs are added: ids computed before the cpu profile existed."""
+    from vggrepro import grid
+
+    ci = get_profile("ci")
+    assert grid.run_of(ci, "A/256").id == "train-A-37-gaussian-f6c20cfe75"
+    assert grid.run_of(ci, "D/jit").id == "train-D-37_73-checkpoint-0449882a4d"
+
+
 def test_paper_profiles_keep_the_paper_geometry():
     for name in ("gpu", "imagenet"):
         p = get_profile(name)
@@ -62,7 +87,7 @@ def test_jitter_smin_above_smax(monkeypatch):
 
 
 def test_unknown_profile():
-    with pytest.raises(ValueError, match=r"unknown profile 'laptop'.*\['ci', 'gpu', 'imagenet'\]"):
+    with pytest.raises(ValueError, match=r"unknown profile 'laptop'.*\['ci', 'cpu', 'gpu', 'imagenet'\]"):
         get_profile("laptop")
 
 

@@ -84,8 +84,8 @@ def test_nothing_saved_yet_gives_empty_tables(tmp_path):
 
 
 def test_bad_input_names_the_problem(saved, tmp_path):
-    with pytest.raises(ValueError, match="unknown profile 'cpu'"):
-        results.gather("cpu", **saved)
+    with pytest.raises(ValueError, match="unknown profile 'laptop'"):
+        results.gather("laptop", **saved)
     (saved["results"] / "claims_gpu" / "02_training.json").write_text("{not json")
     with pytest.raises(ValueError, match="02_training.json is not a claims table"):
         results.gather("ci", **saved)
@@ -106,3 +106,17 @@ def test_one_reader_of_recorded_figures(tmp_path):
     (root / "released" / "torn.json").write_text('{"settings": ')
     with pytest.raises(ValueError, match="torn.json is not a readable record"):
         results.released_evaluations(root=root)
+
+
+def test_the_cpu_column_appears_once_the_cpu_scale_has_claims(saved):
+    """The two-hour evidence scale gets a column when it has run (here, or committed under results/),
+    or on its own page; until then ci's page keeps its columns (its stored outputs)."""
+    assert "cpu" not in results.gather("ci", **saved)[0]
+    assert results.shown_profiles("ci", **saved) == ("ci", "gpu", "imagenet")
+    on_its_page = results.gather("cpu", **saved)[0]
+    assert (on_its_page["cpu"], on_its_page["verdict (cpu)"]) == (results.NOT_RECORDED, results.NOT_RECORDED)
+    write_recorded(saved["results"] / "claims_cpu", "01_architecture",
+                   [{"claim": "depth", "paper": "7.0", "ours": "20.5", "verdict": HOLDS}])
+    depth = next(r for r in results.gather("ci", **saved) if r["claim"] == "depth")
+    assert (depth["cpu"], depth["verdict (cpu)"]) == ("20.5", HOLDS)
+    assert results.shown_profiles("ci", **saved) == ("ci", "cpu", "gpu", "imagenet")

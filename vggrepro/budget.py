@@ -66,10 +66,11 @@ LOCALISATION_EPOCHS = 4  # notebook 05's fine-tuning epochs
 
 
 @cache
-def _macs(config: str, crop: int, num_classes: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
+def _macs(config: str, crop: int, num_classes: int, size: tuple[int, int] | None = None,
+          width: float = 1.0) -> tuple[int, int]:
     """(all MACs, fc6-fc8 MACs) of one image: a crop, or the dense net on ``size``."""
     with torch.device("meta"):  # counting needs the shapes, not the weights
-        net = models.build(config, width=1.0, num_classes=num_classes, crop=crop)
+        net = models.build(config, width=width, num_classes=num_classes, crop=crop)
     rows = models.layer_table(net, size)
     fc = sum(r["macs"] for r in rows if r["kind"] == "Linear")
     return (sum(r["macs"] for r in rows) if size is None else dense_macs(net, *size)), fc
@@ -77,14 +78,15 @@ def _macs(config: str, crop: int, num_classes: int, size: tuple[int, int] | None
 
 def train_flops(config: str, profile: Profile, trainable: str = "all") -> float:
     """FLOPs of one training image: forward 2 x MACs, backward twice that (only fc6-fc8 when frozen)."""
-    macs, fc = _macs(config, profile.crop, profile.num_classes)
+    macs, fc = _macs(config, profile.crop, profile.num_classes, None, profile.width)
     return 2 * macs + 4 * (macs if trainable == "all" else fc)
 
 
 def test_flops(config: str, profile: Profile, protocol: str, scales: list[int]) -> float:
     """FLOPs of one test image under a protocol at the scales Q (the profile's pixels)."""
-    crop = 2 * _macs(config, profile.crop, profile.num_classes)[0]
-    dense = sum(2 * 2 * _macs(config, profile.crop, profile.num_classes, (q, round(q * ASPECT)))[0] for q in scales)
+    crop = 2 * _macs(config, profile.crop, profile.num_classes, None, profile.width)[0]
+    dense = sum(2 * 2 * _macs(config, profile.crop, profile.num_classes, (q, round(q * ASPECT)), profile.width)[0]
+                for q in scales)
     per = {"centre": crop * len(scales), "dense": dense, "multicrop": 50 * crop * len(scales)}
     return per["dense"] + per["multicrop"] if protocol == "both" else per[protocol]
 
@@ -118,7 +120,7 @@ def estimate(profile: Profile, utilisation: float = ASSUMED_UTILISATION,
             e = grid.entry(name)
             epochs = (profile.finetune_epochs if e.finetune else profile.epochs) * e.budget
             train += epochs * n_train * train_flops(e.config, profile, e.trainable)
-            train += epochs * n_val * 2 * _macs(e.config, profile.crop, profile.num_classes)[0]  # validation
+            train += epochs * n_val * test_flops(e.config, profile, "centre", [profile.crop])  # validation
         for layers in ch.localisation:
             train += LOCALISATION_EPOCHS * n_train * train_flops("D", profile, layers)
         for name, protocol, multi in ch.evaluations:
@@ -149,3 +151,68 @@ def table(profile: Profile, utilisation: float = ASSUMED_UTILISATION, peak_tflop
     return [dict(notebook=e.notebook, nets_trained=len(e.nets), train_PFLOP=round(e.train_pflop, 1),
                  eval_PFLOP=round(e.eval_pflop, 2), minutes=round(e.minutes, 1))
             for e in estimate(profile, utilisation, peak_tflops)]
+
+
+# -- a CPU book's time from measured rates (the `cpu` profile) -----------------------------------
+#
+# On a CPU a width/8 net is far from any peak and its efficiency differs from net to net (per-call
+# overhead weighs more on the shallow ones), so FLOPs over one utilisation would mislead. Instead:
+# each config's training img/s measured end to end, and the evaluation's forward GFLOP/s measured
+# on crops and on whole images (``scripts/cpu_budget.py`` measures them and records the result).
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Measured on the target machine, at the profile's crop, width, batch and threads."""
+
+    train_img_s: dict  # config -> training images per second (data, steps; not validation)
+    crop_gflop_s: float  # forward passes on crops: validation each epoch, centre, multi-crop
+    dense_gflop_s: float  # the dense net on whole rescaled images
+
+
+def _forward_seconds(config: str, profile: Profile, rates: Rates, protocol: str, scales: list[int]) -> float:
+    """Seconds of one test image under ``protocol`` at the scales Q (the profile's pixels)."""
+    parts = ("dense", "multicrop") if protocol == "both" else (protocol,)
+    return sum(test_flops(config, profile, part, scales)
+               / (1e9 * (rates.dense_gflop_s if part == "dense" else rates.crop_gflop_s)) for part in parts)
+
+
+def training_seconds(config: str, profile: Profile, rates: Rates, epochs: int, trainable: str = "all",
+                     validate: bool = True) -> float:
+    """One training run: ``epochs`` passes over the training set (only fc6-fc8 learning when
+    ``trainable`` is "fc": the FLOPs' share of a full step), and a centre-crop validation after each."""
+    n_train = profile.num_classes * profile.synth_train_per_class
+    n_val = profile.num_classes * profile.synth_val_per_class
+    share = train_flops(config, profile, trainable) / train_flops(config, profile)
+    seconds = epochs * n_train * share / rates.train_img_s[config]
+    if validate:
+        seconds += epochs * n_val * _forward_seconds(config, profile, rates, "centre", [profile.crop])
+    return seconds
+
+
+def measured_estimate(profile: Profile, rates: Rates, *, depth_seeds: int = 1,
+                      localisation_epochs: int = LOCALISATION_EPOCHS) -> list[dict]:
+    """Each notebook's training and evaluation minutes on the machine that measured ``rates``:
+    every epoch the profile allows (an upper bound), the extra seeds of chapter 3's depth claim
+    (``depth_seeds`` chains of A and D, the first trained in chapter 2), and the localisation
+    nets' epochs. Data generation, notebook 07's features and plots are not counted."""
+    n_val = profile.num_classes * profile.synth_val_per_class
+    rows = []
+    for ch in BOOK:
+        trains = [(name, 1) for name in ch.trains]
+        if ch.notebook == "03_jittering":
+            trains += [(name, depth_seeds - 1) for name in ("A/256", "D/256")]
+        train = 0.0
+        for name, copies in trains:
+            e = grid.entry(name)
+            epochs = (profile.finetune_epochs if e.finetune else profile.epochs) * e.budget
+            train += copies * training_seconds(e.config, profile, rates, epochs, e.trainable)
+        for layers in ch.localisation:  # box regressors fine-tuned from D, no validation per epoch
+            train += training_seconds("D", profile, rates, localisation_epochs, layers, validate=False)
+        evaluation = sum(n_val * _forward_seconds(grid.entry(name).config, profile, rates, protocol,
+                                                  grid.test_scales_of(profile, grid.entry(name).train_S, multi))
+                         for name, protocol, multi in ch.evaluations)
+        nets = len(ch.trains) + (2 * (depth_seeds - 1) if ch.notebook == "03_jittering" else 0)
+        rows.append(dict(notebook=ch.notebook, nets_trained=nets, train_minutes=round(train / 60, 1),
+                         eval_minutes=round(evaluation / 60, 1), minutes=round((train + evaluation) / 60, 1)))
+    return rows

@@ -237,7 +237,7 @@ def _images(root: Path, split: str, num_classes: int, limit: int | None, progres
     """The split's images as ``(index, uint8 image, label)`` and how many; with ``limit``, that many
     spread evenly over the split (every n/limit-th image), so that every class has its share."""
     from .data import ILSVRC, CorruptImage, EvalImages
-    from .images import image_at
+    from .images import decode_image
 
     dataset = ILSVRC(root, split, boxes=False)
     if len(dataset.classes) != num_classes:
@@ -248,10 +248,10 @@ def _images(root: Path, split: str, num_classes: int, limit: int | None, progres
         return EvalImages(dataset, progress=progress), n
     picks = sorted({k * n // limit for k in range(limit)})
 
-    def spread():
+    def spread():  # a few images of the split: decoded as asked, not the whole split into the cache
         for i in picks:
             try:
-                image = image_at(dataset, i)  # the one decoded-image cache, when the split fits
+                image = decode_image(dataset.samples[i].path)
             except CorruptImage as e:
                 warnings.warn(f"skipped {e}", stacklevel=2)
                 continue

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import data, models, synth
-from .images import image_at
+from .images import decode_all
 from .transforms import Preprocess, hflip, rescale, resize
 
 #: the SVM's C is chosen among these on the held-out 20% (features are L2-normalised)
@@ -110,7 +110,9 @@ def load_set(root: Path) -> dict:
     y_train = [multi_hot([w for w, _ in data.read_voc_xml(root / "Annotation" / s.wnid / f"{s.path.stem}.xml",
                                                            boxes=False)[1]]) for s in train.samples]
     y_test = [multi_hot([w for w, _ in table[s.path.stem]]) for s in test.samples]
-    train_images, test_images = ([image_at(split, i) for i in range(len(split.samples))] for split in (train, test))
+    # the one decoded-image cache, read once per split (decode_all checks the files once, not per image)
+    train_images, test_images = ([decoded[i] for i in range(len(split.samples))]
+                                 for split, decoded in ((s, decode_all(s, progress=False)[0]) for s in (train, test)))
     return dict(train=train_images, test=test_images,
                 y_train=np.stack(y_train), y_test=np.stack(y_test), classes=train.classes,
                 pool=np.array([s.label for s in train.samples]), names=[train.names.get(w, w) for w in train.classes])

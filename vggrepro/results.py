@@ -16,9 +16,12 @@ from pathlib import Path
 from .claims import FAILS, HOLDS, UNDECIDED
 from .metrics import TOP1, TOP5
 from .profiles import NAMES
-from .runs import REPO, load_claims
+from .runs import REPO, claims_folder, load_claims
 
-PROFILES = NAMES  # the profiles' names, from vggrepro.profiles
+#: Profiles that get a column on the results page only once they have claims (a run on this machine,
+#: or a table committed under results/): the `cpu` evidence scale takes two hours, and until it has
+#: run, a column of "not recorded" beside `ci` says nothing. Every other profile always has one.
+COLUMN_ONCE_RECORDED = ("cpu",)
 VERDICTS = (HOLDS, FAILS, UNDECIDED)
 #: What a cell says when a profile has no claims table for that notebook.
 NOT_RECORDED = "not recorded"
@@ -29,6 +32,20 @@ ABSENT = "-"
 def results_root() -> Path:
     """The project's ``results/`` folder: figures recorded on other machines, committed with provenance."""
     return REPO / "results"
+
+
+def shown_profiles(page: str | None = None, *, runs: Path | None = None, results: Path | None = None
+                   ) -> tuple[str, ...]:
+    """The profiles with a column on the results page, in :data:`~vggrepro.profiles.NAMES` order:
+    the page's own, every profile not in :data:`COLUMN_ONCE_RECORDED`, and those that have claims."""
+    def recorded(p: str) -> bool:
+        return (results or results_root()).joinpath(f"claims_{p}").is_dir() or claims_folder(p, root=runs).is_dir()
+
+    return tuple(p for p in NAMES if p == page or p not in COLUMN_ONCE_RECORDED or recorded(p))
+
+
+#: The results page's profile columns, as this checkout has them (book/08_results.py reads it).
+PROFILES = shown_profiles()
 
 
 # -- the one reader of recorded figures (results/*.json) ------------------------------------------
@@ -87,8 +104,8 @@ def _read_claims(folder: Path) -> dict[str, list[dict]]:
 def profile_claims(profile: str, *, runs: Path | None = None, results: Path | None = None) -> dict[str, list[dict]]:
     """A profile's claims tables by notebook: those recorded in ``results/claims_<profile>/``,
     replaced by this machine's own ``runs/<profile>/claims/`` where it has made them."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if profile not in NAMES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(NAMES)}")
     found = _read_claims((results or results_root()) / f"claims_{profile}")
     found.update(load_claims(profile, root=runs))
     return dict(sorted(found.items()))
@@ -98,24 +115,25 @@ def gather(profile: str = "ci", *, runs: Path | None = None, results: Path | Non
     """One row per claim of every notebook, in notebook order.
 
     Each row has ``notebook``, ``claim``, ``paper`` (the paper's number, as the notebook states it),
-    one column per profile (that run's number; :data:`NOT_RECORDED` when the profile has no table
-    for the notebook) and ``verdict (<p>)`` for ``profile`` and for every other profile that has
-    any claims. Claims are matched by their text; a claim only another profile has gets a row too.
+    one column per profile of :func:`shown_profiles` (that run's number; :data:`NOT_RECORDED` when
+    the profile has no table for the notebook) and ``verdict (<p>)`` for ``profile`` and for every
+    other profile that has any claims. Claims are matched by their text; a claim only another profile has gets a row too.
     """
-    by_profile = {p: profile_claims(p, runs=runs, results=results) for p in PROFILES}
-    if profile not in by_profile:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    judged = [p for p in PROFILES if p == profile or by_profile[p]]
+    if profile not in NAMES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(NAMES)}")
+    shown = shown_profiles(profile, runs=runs, results=results)
+    by_profile = {p: profile_claims(p, runs=runs, results=results) for p in shown}
+    judged = [p for p in shown if p == profile or by_profile[p]]
     rows = []
     for notebook in sorted(set().union(*by_profile.values())):
         texts: dict[str, dict] = {}  # claim -> its row, first as the page's own profile says it
-        for p in (profile, *PROFILES):
+        for p in (profile, *shown):
             for c in by_profile[p].get(notebook, []):
                 texts.setdefault(c["claim"], c)
         for text, first in texts.items():
             row = dict(notebook=notebook, claim=text, kind=first.get("kind", "measured"), paper=first["paper"])
             verdicts = {}
-            for p in PROFILES:
+            for p in shown:
                 table = by_profile[p].get(notebook)
                 match = next((c for c in table or [] if c["claim"] == text), None)
                 row[p] = match["ours"] if match else (NOT_RECORDED if table is None else ABSENT)
