@@ -112,9 +112,15 @@ plt.tight_layout()
 # it. `scripts/calibrate_ci.py` trains A once per variant, each a change to that starting point;
 # the table reads its record. What moved A was the object's size in pixels (at 32 px an object of a
 # third of the image is ten pixels wide) and dropping dropout; the `ci` row is the profile as it is.
+# Under the `cpu` profile the table is that profile's own record, `results/cpu_calibration.json`,
+# made the same way by `scripts/calibrate_cpu.py`.
 
 # %%
-calibration = results.read_recorded(results.results_root() / "ci_calibration.json")
+# A profile calibrated on its own (`cpu`: scripts/calibrate_cpu.py) has its own record.
+recorded = results.results_root() / f"{prof.name}_calibration.json"
+if not recorded.exists():
+    recorded = results.results_root() / "ci_calibration.json"
+calibration = results.read_recorded(recorded)
 print(calibration["question"])
 print("target:", calibration["target"])
 pd.DataFrame(

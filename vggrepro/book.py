@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .profiles import NAMES, OVERRIDES_ENV, get_profile, knobs
+from .progress import EpochWatcher
 from .project import find_root, project_root
 
 PROFILES = NAMES  # the profiles' names, from vggrepro.profiles
@@ -364,8 +365,10 @@ def run_book(
         run_path = work_dir / nb_path.name
         start = time.perf_counter()
         env = {OVERRIDES_ENV: json.dumps({profile: overrides}) if overrides else None, VARIANT_ENV: variant}
+        # A chapter's nets train inside its kernel: show their epochs as they end, from the runs folder.
+        watching = contextlib.nullcontext() if progress is None else EpochWatcher(_runs_root(root) / profile, progress)
         try:
-            with _environment(env):
+            with _environment(env), watching:
                 executed = papermill.execute_notebook(
                     source,
                     str(run_path),
