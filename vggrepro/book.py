@@ -300,8 +300,8 @@ def run_book(
     declare but that is a profile knob overrides that notebook's profile (through
     ``$VGGREPRO_PROFILE_SET``, which :func:`vggrepro.profiles.get_profile` applies); one that is
     neither is an error, so a typo does not pass unnoticed. With any parameter the claims are saved
-    apart (``runs/<profile>/claims-<variant>/``), never over the profile's own. Executed notebooks go to ``output`` (default
-    ``runs/<profile>/book/``, under ``$VGGREPRO_RUNS`` when set); with ``inplace`` the stored
+    apart (``runs/<profile>/claims-<variant>/``), never over the profile's own. Executed notebooks go
+    to ``output`` (default ``runs/<profile>/book/``, under ``$VGGREPRO_RUNS`` when set); with ``inplace`` the stored
     notebooks in book/ are refreshed instead, which only the ``ci`` profile with the notebooks' own
     parameters may do, since those are the outputs nbval checks. The first failure stops the run
     with :class:`NotebookFailed`.

@@ -96,7 +96,9 @@ class EpochWatcher:
         except (OSError, json.JSONDecodeError):
             settings = {}
         planned = planned_epochs(settings)
-        line = f"    {run_label(metrics.parent, settings)}: epoch {epoch}" + (f" of at most {planned}" if planned else "")
+        line = f"    {run_label(metrics.parent, settings)}: epoch {epoch}"
+        if planned:
+            line += f" of at most {planned}"
         if top1 is not None:
             line += f", top-1 error {top1:.1f}%"
         first_epoch, first_time = self.seen[metrics][:2]
