@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro import claims, fuse, grid, metrics, paper, results, runs, scales
+from vggrepro import claims, fuse, grid, metrics, paper, runs, scales
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
@@ -308,13 +308,8 @@ rows.append({"nets": f"best single net (Table 7): {best['model'].split(',')[0]},
 pd.DataFrame(rows).set_index("nets")
 
 # %% [markdown]
-# Evaluations of released weights recorded on a machine with ImageNet are committed as
-# `results/released/<name>.json` (the `result.json` that `vggrepro evaluate --out` writes; the
-# posteriors stay behind, they are large) and appear here:
-
-# %%
-recorded = results.released_evaluations()
-pd.DataFrame(recorded).set_index("run") if recorded else "no evaluation of released weights recorded under results/ yet"
+# Evaluations of released weights made on a machine with ImageNet are committed as
+# `results/released/<name>.json` and listed in [the appendix](09_appendix_reference.ipynb).
 
 # %% [markdown]
 # ## The claims of section 4.4, at this scale

@@ -185,3 +185,10 @@ def test_the_matrix_as_html_keeps_each_effect_whole():
     assert '<td><span class="verdict holds">holds (exact)</span></td>' in page
     assert '<span class="verdict fails">does not hold</span><span class="effect"> +1.0 [+0.2, +1.8]</span>' in page
     assert results.matrix_html([]) == ""
+
+
+def test_only_chapters_that_save_claims_are_waited_for(tmp_path):
+    (tmp_path / "03_jittering.ipynb").write_text('{"cells": [{"source": "runs.save_claims(prof.name, ...)"}]}')
+    (tmp_path / "08_results.ipynb").write_text('{"cells": [{"source": "results.gather(prof.name)"}]}')
+    (tmp_path / "09_appendix_reference.ipynb").write_text('{"cells": []}')
+    assert results.claiming(sorted(tmp_path.glob("*.ipynb"))) == ["03_jittering"]

@@ -288,6 +288,14 @@ def summary(rows: Sequence[dict], profile: str = "ci") -> list[dict]:
     return out
 
 
+def claiming(notebooks: Sequence[str | Path]) -> list[str]:
+    """The names of the chapters among ``notebooks`` (paths of the book's .ipynb files) that save
+    claims: those whose source calls ``runs.save_claims``. The results page and an appendix of
+    reference tables save none, so the page never waits for them."""
+    sources = [next((t for t in (Path(nb).with_suffix(".py"), Path(nb)) if t.is_file()), None) for nb in notebooks]
+    return [Path(nb).stem for nb, src in zip(notebooks, sources) if src and "save_claims(" in src.read_text()]
+
+
 def missing(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | None = None,
             results: Path | None = None) -> list[str]:
     """The notebooks (names like ``04_dense_eval``) that have no claims table under ``profile``."""
