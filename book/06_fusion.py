@@ -191,7 +191,7 @@ pd.DataFrame(pair_rows).set_index(["protocol", "nets"])
 # seven nets, and D/jit + E/jit under each protocol). Its top-5 test column is the ILSVRC test
 # set's, scored by the organisers' server: no run of this book can reproduce it.
 
-# %%
+# %% tags=["hide-input"]
 ours6 = [{"group": submission["group"], "eval_method": submission["eval_method"],
           "top1_val_err": seven[0], "top5_val_err": seven[1]}]
 ours6 += [{"group": t6[method]["group"], "eval_method": method, "top1_val_err": pair[protocol][0],
@@ -260,7 +260,7 @@ print(f"D/jit and E/jit disagree on {100 * disagree[names.index('D/jit'), names.
 # columns (GoogLeNet), it is shown in its own column. The test-set columns are marked: only the
 # organisers' server holds the ILSVRC test labels.
 
-# %%
+# %% tags=["hide-input"]
 pd.DataFrame(paper.whole("table7_sota_classification")).set_index("method")
 
 # %% [markdown]
@@ -302,7 +302,7 @@ for protocol, method in PROTOCOLS.items():
 # call the released nets improved versions of the submitted ones, so they may do a little better
 # than the paper.
 
-# %%
+# %% tags=["hide-input"]
 fusion = paper.table("fusion")
 TEST5 = f"top-5 {paper.TEST_SET}"
 rows = [{"nets": "jittered D + E (Table 6)", "evaluation": r["eval_method"], "top-1 val": paper.fmt(r["top1_val_err"]),

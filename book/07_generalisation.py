@@ -267,7 +267,7 @@ pd.DataFrame([{"representation": name, "Caltech-like mean class recall": mean_sd
 # only. Its Caltech columns are mean class recall over three splits. A starred value in brackets
 # is Wei et al.'s after pre-training on an extended ILSVRC (1,512 classes).
 
-# %%
+# %% tags=["hide-input"]
 def pm(mean, sd):
     return "-" if mean is None else f"{mean:.1f} ± {sd:.1f}" if sd is not None else f"{mean:.1f}"
 
@@ -285,7 +285,7 @@ pd.DataFrame([{"method": r["method"], "VOC-2007 mAP": voc_cell(r, "voc2007_mAP")
                "Caltech-256": pm(r["caltech256_mcr"], r["caltech256_std"])}
               for r in paper.table("table11_transfer_classification")]).set_index("method")
 
-# %%
+# %% tags=["hide-input"]
 ours = {"VGG Net-D (16 layers)": "D", "VGG Net-E (19 layers)": "E", "VGG Net-D & Net-E": "D+E"}
 beside = []
 for method, name in ours.items():
@@ -311,7 +311,7 @@ pd.DataFrame(beside).set_index("nets")
 # image and the person's box (their D+E descriptors stacked). Nothing here reproduces it: the
 # synthetic scenes have no actions and no privileged object, so the table is shown as context.
 
-# %%
+# %% tags=["hide-input"]
 pd.DataFrame([{"method": r["method"], f"mAP: {paper.TEST_SET}": paper.fmt(r["voc2012_action_mAP"]),
                "extended pre-training": "yes" if r.get("extended_pretraining") else ""}
               for r in paper.table("table12_voc2012_action")]).set_index("method")
