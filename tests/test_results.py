@@ -141,7 +141,8 @@ def test_the_matrix_has_one_short_row_per_claim_and_a_dash_where_no_run_is(saved
     # the page says once which runs exist
     chapters = ["01_architecture", "03_jittering", "06_fusion", "07_generalisation"]
     assert results.runs_note(chapters, "ci", **saved) == (
-        "Runs shown: `ci` (3 of 4 chapters), `gpu` (1 of 4 chapters). Not run yet: `imagenet`; its column shows a dash.")
+        "Runs shown: `ci` (3 of 4 chapters), `gpu` (1 of 4 chapters). "
+        "Not run yet: `imagenet`; its column shows a dash.")
 
 
 def test_a_cpu_column_joins_the_matrix_once_recorded(saved):
@@ -168,8 +169,10 @@ def test_the_matrix_keeps_labels_apart_and_effects_as_the_chapter_printed_them(t
     where = dict(runs=tmp_path / "runs", results=tmp_path / "results")
     stem = "Fusing the jittered D and E beats the better of the two, evaluated"
     runs.save_claims("ci", "06_fusion", [
-        dict(row(f"{stem}: dense", "24.0", "71.2 vs 67.8: +3.4 [-8.3, +14.8]", UNDECIDED), effect=3.4, low=-8.3, high=14.75),
-        dict(row(f"{stem}: multi-crop", "23.9", "no interval printed", UNDECIDED), effect=-1.6, low=-13.0, high=9.76)])
+        dict(row(f"{stem}: dense", "24.0", "71.2 vs 67.8: +3.4 [-8.3, +14.8]", UNDECIDED),
+             effect=3.4, low=-8.3, high=14.75),
+        dict(row(f"{stem}: multi-crop", "23.9", "no interval printed", UNDECIDED),
+             effect=-1.6, low=-13.0, high=9.76)])
     dense, crop = results.matrix("ci", **where)
     assert (dense["claim"], crop["claim"]) == (f"{stem}: dense", f"{stem}: multi-crop")
     assert (dense["ci"], crop["ci"]) == ("undecided, +3.4 [-8.3, +14.8]", "undecided, -1.6 [-13.0, +9.8]")

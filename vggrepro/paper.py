@@ -154,7 +154,8 @@ def whole(key: str, ours: Iterable[dict] = (), on: Sequence[str] = (), metrics: 
     fields = [f for f in dict.fromkeys(k for r in paper_rows for k in r) if f not in NOT_COLUMNS]
     labels = [*on, *[f for f in fields if f not in on and not is_measured(f)]]
     measured = [f for f in fields if is_measured(f)]
-    extra = list(dict.fromkeys(k for r in ours for k in r if k not in labels and k not in metrics and k not in measured))
+    known = {*labels, *metrics, *measured}
+    extra = list(dict.fromkeys(k for r in ours for k in r if k not in known))
     used, out = set(), []
 
     def row(p: dict, o: dict | None) -> dict:

@@ -267,7 +267,8 @@ def runs_note(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | Non
         (have if found else none).append(f"`{p}` ({len(found)} of {len(notebooks)} chapters)" if found else f"`{p}`")
     text = f"Runs shown: {', '.join(have) if have else 'none yet'}."
     if none:
-        text += f" Not run yet: {', '.join(none)}; {'its column shows' if len(none) == 1 else 'their columns show'} a dash."
+        shows = "its column shows" if len(none) == 1 else "their columns show"
+        text += f" Not run yet: {', '.join(none)}; {shows} a dash."
     return text
 
 
