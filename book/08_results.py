@@ -49,8 +49,9 @@ display(Markdown(message))
 # ## The claims, scale by scale
 #
 # One row per claim, numbered by chapter (3.4 is chapter 3's fourth claim; its whole text is in the
-# details below). Each cell is that run's verdict, then the effect in points of error with its 95%
-# interval (negative: the arm the paper favours has the lower error). "exact" marks a design fact.
+# details below). Each cell is that run's verdict, then the effect with its 95% interval: the first
+# arm's error minus the second's, in points (for most claims the first arm is the one the paper
+# favours, so a negative effect goes its way). "exact" marks a design fact, checked exactly.
 
 # %% tags=["remove-input"]
 matrix = results.matrix(prof.name)
