@@ -39,7 +39,7 @@ seed = None  # another seed for the data and every net: a replication (None: the
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from vggrepro import budget, claims, data, grid, models, paper, results, runs, train
+from vggrepro import claims, data, grid, models, paper, runs, train
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
@@ -61,7 +61,7 @@ pd.set_option("display.precision", 1)
 # The `ci` profile makes a fourth: no dropout. Dropout fights over-fitting of 4096-wide layers on
 # 1.3 million images; ten epochs of 3,000 images leave a width/8 net under-fitting, where dropout
 # only slows learning. `scripts/calibrate_ci.py` measured it, with the data's difficulty knobs, in
-# `results/ci_calibration.json` (read below).
+# `results/ci_calibration.json` (its table is in [the appendix](09_appendix_reference.ipynb)).
 
 # %%
 recipe = paper.table("training")
@@ -102,32 +102,6 @@ for ax, sample in zip(axes.flat, train_set.samples[:: len(train_set.samples) // 
     ax.set_title(train_set.names.get(sample.wnid, sample.wnid), fontsize=8)
     ax.axis("off")
 plt.tight_layout()
-
-# %% [markdown]
-# ### How hard the `ci` set is, and why it is set so
-#
-# The comparisons need room: net A must land well above chance and well below 100% top-1. Before
-# calibration, with objects 30-90% of the image at any rotation and the paper's dropout, a width/8
-# A reached about 21% top-1 accuracy in ten epochs, and the levers one would try first barely moved
-# it. `scripts/calibrate_ci.py` trains A once per variant, each a change to that starting point;
-# the table reads its record. What moved A was the object's size in pixels (at 32 px an object of a
-# third of the image is ten pixels wide) and dropping dropout; the `ci` row is the profile as it is.
-# Under the `cpu` profile the table is that profile's own record, `results/cpu_calibration.json`,
-# made the same way by `scripts/calibrate_cpu.py`.
-
-# %%
-# A profile calibrated on its own (`cpu`: scripts/calibrate_cpu.py) has its own record.
-recorded = results.results_root() / f"{prof.name}_calibration.json"
-if not recorded.exists():
-    recorded = results.results_root() / "ci_calibration.json"
-calibration = results.read_recorded(recorded)
-print(calibration["question"])
-print("target:", calibration["target"])
-pd.DataFrame(
-    [{"variant": r["variant"], "change": r["change"], "epochs": r["epochs"],
-      "top-1 error (%)": r["top1_err"], "top-1 accuracy (%)": r["top1_accuracy"]}
-     for r in calibration["results"]]
-).set_index("variant")
 
 # %% [markdown]
 # ## Net A from random weights, then the deeper nets from A
@@ -215,38 +189,9 @@ plt.tight_layout()
 #     --rdzv_endpoint $HEAD_NODE:29500 -m vggrepro.train --profile imagenet --config D
 # ```
 #
-# ## Throughput
-#
-# Recorded by `vggrepro bench train` (img/s, and MFU: achieved FLOP/s over the device's peak, with
-# FLOPs counted from the architecture as 3 x 2 x MACs per training image). GPU figures appear here
-# once a run on a GPU has been recorded under `results/`.
-
-# %%
-records = [dict(device=record["provenance"]["device"], date=record["provenance"]["date"][:10], **row)
-           for _, record in results.recorded("bench_train_*.json") for row in record["rows"]]
-cols = ["device", "date", "config", "width", "size", "batch", "channels_last", "bf16", "compile", "img_per_s", "mfu"]
-pd.DataFrame(records, columns=cols) if records else "no benchmark recorded under results/ yet"
-
-# %% [markdown]
-# ### The `gpu` book's time, estimated from FLOPs
-#
-# Before any GPU run, the work of each notebook under the `gpu` profile can be counted from the
-# architecture (`vggrepro.budget`: D is 15.47 GMAC per 224 crop, about 93 GFLOP per training
-# image) and turned into minutes at an assumed share of an H100's 989 bf16 TFLOP/s. Training counts
-# every epoch the profile allows, so these are upper bounds. When a GPU check has been recorded
-# (`results/gpu_check.json`), the share it measured gives a second column.
-
-# %%
-gpu_prof = get_profile("gpu")
-estimate = pd.DataFrame(budget.table(gpu_prof)).set_index("notebook")
-checks = results.recorded("gpu_check.json")
-measured = budget.measured_utilisation(checks[0][1], gpu_prof) if checks else None
-if measured:
-    share, device = measured
-    estimate[f"minutes at {share:.0%} (measured on {device})"] = [r["minutes"] for r in budget.table(gpu_prof, share)]
-print(f"assumed utilisation {budget.ASSUMED_UTILISATION:.0%}; "
-      + ("no GPU check recorded under results/ yet" if not measured else "measured column from results/gpu_check.json"))
-estimate
+# How fast this runs on the machines measured so far (img/s and MFU), how hard the synthetic set
+# was made and why (its calibration), and the `gpu` book's time estimated from FLOPs are reference
+# tables, kept in [the appendix](09_appendix_reference.ipynb).
 
 # %% [markdown]
 # ## The paper's claims about training, at this scale

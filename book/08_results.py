@@ -15,11 +15,56 @@
 # %% [markdown]
 # # Results: the paper's claims, tested
 #
-# Every chapter of this book ends with a table of the paper's claims that it can test: the claim,
-# the paper's number, this run's number and a verdict. This page gathers those tables into one
-# view, chapter by chapter, for each size at which the book has been run:
+# Every chapter of this book ends with a table of the paper's claims that it can test. This page
+# lines them up in one matrix: a row per claim, a column per scale at which the book has run
+# (`ci`: a laptop CPU in minutes; `cpu`: two hours, several seeds; `gpu`: one GPU at 224 pixels;
+# `imagenet`: the paper's own protocol). How a verdict is reached is explained below the matrix;
+# the paper's numbers and each run's errors are in the details at the end.
+
+# %% tags=["parameters", "remove-input"]
+profile = "ci"
+
+# %% tags=["hide-input"]
+import math
+
+import pandas as pd
+from IPython.display import HTML, Markdown, display
+
+from vggrepro import book, claims, results
+from vggrepro.profiles import get_profile
+
+prof = get_profile(profile)
+pd.set_option("display.max_colwidth", None)
+
+# The chapters of the book that test claims (from _toc.yml): this page and the appendix left out.
+chapters = results.claiming(book.notebooks())
+not_run = results.missing(chapters, prof.name)
+message = results.runs_note(chapters, prof.name)
+if not_run:
+    message += (f" Not run yet under the `{prof.name}` profile: {', '.join(not_run)}; run them with "
+                f"`{results.run_command(not_run, prof.name)}`, then run this page again.")
+display(Markdown(message))
+
+# %% [markdown]
+# ## The claims, scale by scale
+#
+# One row per claim, numbered by chapter (3.4 is chapter 3's fourth claim; its whole text is in the
+# details below). Each cell is that run's verdict, then the effect with its 95% interval: the first
+# arm's error minus the second's, in points (for most claims the first arm is the one the paper
+# favours, so a negative effect goes its way). "exact" marks a design fact, checked exactly.
+
+# %% tags=["remove-input"]
+matrix = results.matrix(prof.name)
+display(HTML(results.matrix_html(matrix)) if matrix else Markdown("No chapter has saved its claims yet."))
+
+# %% [markdown]
+# ## How a verdict is reached
+#
+# The scales, from the smallest:
 #
 # - **ci**: a laptop CPU in minutes: narrow nets, small crops, a few synthetic classes;
+# - **cpu**: the evidence scale, two unattended hours on a laptop CPU with several seeds (a column
+#   once its run is recorded under `results/claims_cpu/`);
 # - **gpu**: one GPU, the paper's nets at full width and 224 pixels on a larger synthetic set
 #   (recorded under `results/claims_gpu/` when a GPU run has been made);
 # - **imagenet**: the paper's own protocol on ILSVRC-2012 (shown when a reader has run it).
@@ -37,40 +82,10 @@
 # when an arm fails to beat chance (a failed run). Claims about design (counting weights,
 # receptive fields, MACs) are checked exactly and counted apart.
 
-# %% tags=["parameters"]
-profile = "ci"
-
-# %% tags=["hide-input"]
-import math
-
-import pandas as pd
-from IPython.display import Markdown, display
-
-from vggrepro import book, claims, results
-from vggrepro.profiles import get_profile
-
-prof = get_profile(profile)
-pd.set_option("display.max_colwidth", None)
-
-# The chapters of the book (from _toc.yml), this page left out.
-chapters = [nb.stem for nb in book.notebooks() if not nb.stem.endswith("_results")]
-rows = results.gather(prof.name)
-not_run = results.missing(chapters, prof.name)
-if not_run:
-    message = (f"**Not run yet under the `{prof.name}` profile:** {', '.join(not_run)}. "
-               f"Run them with `{results.run_command(not_run, prof.name)}` (or the whole book with "
-               f"`vggrepro book run{'' if prof.name == 'ci' else ' --profile ' + prof.name}`), "
-               "then run this page again.")
-else:
-    message = f"Every chapter ({len(chapters)}) has saved its claims under the `{prof.name}` profile."
-display(Markdown(message))
-
 # %% [markdown]
-# ## Every claim, chapter by chapter
+# ## How many claims hold
 #
-# The columns `ci`, `gpu` and `imagenet` hold each run's number as its chapter states it; "not
-# recorded" means that run has not been made (or committed) for that chapter. The verdict columns
-# are those of the runs that exist.
+# Measured claims by verdict; design facts apart (they hold at any scale or not at all).
 
 # %% tags=["hide-input"]
 def chapter_title(stem: str) -> str:
@@ -78,20 +93,18 @@ def chapter_title(stem: str) -> str:
     return f"{number} {name.replace('_', ' ')}"
 
 
-table = pd.DataFrame(rows, columns=["notebook", "claim", "paper", *results.PROFILES,
-                                    *[k for k in (rows[0] if rows else {}) if k.startswith("verdict")], "kind"])
-table["notebook"] = table["notebook"].map(chapter_title)
-table.set_index(["notebook", "claim"]) if rows else "no chapter has saved its claims yet"
-
-# %% [markdown]
-# ## How many claims hold
-#
-# Measured claims by verdict; design facts apart (they hold at any scale or not at all).
-
-# %% tags=["hide-input"]
-counts = pd.DataFrame(results.summary(rows, prof.name))
+counts = pd.DataFrame(results.summary(results.gather(prof.name), prof.name))
 counts["notebook"] = counts["notebook"].map(lambda s: s if s == "all" else chapter_title(s))
 counts.set_index("notebook")
+
+# %% [markdown]
+# ## Details: the paper's number and each run's
+#
+# Each claim in full, the paper's number as its chapter states it, and each run's two errors and
+# effect (a dash: that run has not been made or committed).
+
+# %% tags=["remove-input"]
+pd.DataFrame(results.details(prof.name)).set_index("#")
 
 # %% [markdown]
 # ## What the `ci` scale can and cannot decide

@@ -497,3 +497,43 @@ def test_the_overflow_probe_sees_a_table_past_the_column_and_lets_a_scrolling_on
                     '<div style="overflow-x:auto;width:300px"><pre style="width:900px">scrolls</pre></div>'
                     "</div>" + OVERFLOW_PROBE + "</body></html>")
     assert json.loads(dom_at(page, tmp_path, 1280).body["data-overflow"]) == ["TABLE: wide"]
+
+
+#: Injected into a copy of the results page: the first row of the claims matrix scrolled into view,
+#: then the text of its claim cell and its ci cell, each with whether it lies wholly in the viewport.
+MATRIX_PROBE = """<script>
+window.addEventListener("load", () => {
+  const table = document.querySelector("table.claims-matrix");
+  if (!table) { document.body.setAttribute("data-matrix", "null"); return; }
+  const header = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+  const row = table.querySelector("tbody tr");
+  row.scrollIntoView({block: "center"});
+  const seen = (el) => {
+    const r = el.getBoundingClientRect();
+    return {text: el.textContent.trim(), inside: r.left >= 0 && r.right <= window.innerWidth
+            && r.top >= 0 && r.bottom <= window.innerHeight && r.width > 0};
+  };
+  const cells = row.querySelectorAll("td");
+  document.body.setAttribute("data-matrix", JSON.stringify(
+    {header: header, claim: seen(cells[header.indexOf("claim")]), ci: seen(cells[header.indexOf("ci")])}));
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_results_matrix_reads_on_a_phone(site, tmp_path):
+    """At 390 px the results page's claims matrix shows its first row's claim and ci verdict without
+    scrolling sideways (the other scales may scroll, inside the table)."""
+    page = site / "book" / "08_results.html"
+    probe = page.with_name("_probe_matrix.html")
+    probe.write_text(page.read_text().replace("</body>", MATRIX_PROBE + "</body>"))
+    try:
+        found = json.loads(dom_at(probe, tmp_path, 390).body.get("data-matrix", "null"))
+    finally:
+        probe.unlink()
+    assert found, "the results page has no claims matrix (table.claims-matrix)"
+    assert found["header"][:3] == ["#", "claim", "ci"], found["header"]
+    assert found["claim"]["text"] and found["claim"]["inside"], f"the first claim is not in view: {found['claim']}"
+    verdict = found["ci"]["text"]
+    assert verdict.startswith(("holds", "does not hold", "undecided")), verdict
+    assert found["ci"]["inside"], f"the first row's ci verdict is not in view at 390 px: {found['ci']}"

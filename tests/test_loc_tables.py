@@ -101,6 +101,10 @@ def test_protocol2_runs_and_table9_rows_equal_each_system_alone():
         assert r["ours top5_loc_err_val"] == error_of(right[("dense",) + key])
         assert r["ours, central crop only"] == error_of(right[("centre",) + key])
         assert r["our Q"] == loc_tables.our_Q(CI, key)
+    shown = loc_tables.table9_whole(CI, right)  # as the chapter shows it: the paper's test column too
+    assert [r[f"paper top5_loc_err_test: {paper.TEST_SET}"] for r in shown] == ["-", "26.7", "-", "25.3"]
+    assert [r["ours top5_loc_err_val"] for r in shown] == [paper.fmt(r["ours top5_loc_err_val"]) for r in rows]
+    assert [r["test_Q"] for r in shown] == ["256", "384", "352,384", "-"]
 
 
 def test_windows_per_image_by_hand():

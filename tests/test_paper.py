@@ -79,3 +79,34 @@ def test_fmt():
     assert paper.fmt(7.349) == "7.3"
     assert paper.fmt(7.35, 2) == "7.35"
     assert paper.fmt(None) == "-" and paper.fmt(float("nan")) == "-"
+
+
+def test_whole_shows_every_row_and_column_of_the_paper_beside_ours():
+    ours = [{"config": "A", "train_S": "256", "top1_val_err": 40.04, "our Q": 37},
+            {"config": "X", "train_S": "256", "top1_val_err": 50.0, "our Q": 37}]
+    rows = paper.whole("table3_single_scale", ours, on=("config", "train_S"), metrics=("top1_val_err",))
+    assert len(rows) == len(paper.table("table3_single_scale")) + 1  # every paper row, then ours the paper lacks
+    assert rows[0] == {"config": "A", "train_S": "256", "test_Q": "256", "paper top1_val_err": "29.6",
+                       "paper top5_val_err": "10.4", "ours top1_val_err": "40.0", "our Q": 37}
+    assert rows[2]["config"] == "B" and rows[2]["ours top1_val_err"] == "-" and rows[2]["our Q"] == "-"
+    assert rows[-1] == {"config": "X", "train_S": "256", "test_Q": "-", "paper top1_val_err": "-",
+                        "paper top5_val_err": "-", "ours top1_val_err": "50.0", "our Q": 37}
+
+
+def test_whole_marks_the_columns_only_a_test_server_can_score():
+    rows = paper.whole("table9_localisation_error")
+    test = f"paper top5_loc_err_test: {paper.TEST_SET}"
+    assert list(rows[0]) == ["train_S", "test_Q", "paper top5_loc_err_val", test]
+    assert [r[test] for r in rows] == ["-", "26.7", "-", "25.3"]  # never NaN
+    assert rows[3]["test_Q"] == "-"
+    t11 = paper.whole("table11_transfer_classification")[0]
+    assert f"paper voc2012_mAP: {paper.TEST_SET}" in t11 and "paper voc2007_mAP" in t11  # VOC-2007's labels are public
+    assert "ours" not in t11 and "note" not in t11
+
+
+def test_whole_table6_lists_the_members_and_keeps_the_rows_apart():
+    ours = [{"group": "post-submission", "eval_method": "dense", "top1_val_err": 71.2}]
+    rows = paper.whole("table6_fusion", ours, on=("group", "eval_method"), metrics=("top1_val_err",))
+    assert [r["ours top1_val_err"] for r in rows] == ["-", "71.2", "-", "-"]
+    assert rows[1]["models"] == "D/[256;512]/256,384,512; E/[256;512]/256,384,512"
+    assert rows[2][f"paper top5_test_err: {paper.TEST_SET}"] == "-" and rows[3]["n_models"] == 2

@@ -120,3 +120,78 @@ def test_the_cpu_column_appears_once_the_cpu_scale_has_claims(saved):
     depth = next(r for r in results.gather("ci", **saved) if r["claim"] == "depth")
     assert (depth["cpu"], depth["verdict (cpu)"]) == ("20.5", HOLDS)
     assert results.shown_profiles("ci", **saved) == ("ci", "cpu", "gpu", "imagenet")
+
+
+def test_the_matrix_has_one_short_row_per_claim_and_a_dash_where_no_run_is(saved):
+    runs.save_claims("ci", "03_jittering", [dict(row("Error falls with depth: D beats A", "27.0 vs 29.6",
+                                                     "47.0 vs 56.7: -9.7 [-16.9, -2.6]", HOLDS),
+                                                 effect=-9.73, low=-16.9, high=-2.6)])
+    matrix = results.matrix("ci", **saved)
+    assert [list(r) for r in matrix][0] == ["#", "claim", "ci", "gpu", "imagenet"]  # the page's own profile first
+    by_id = {r["#"]: r for r in matrix}
+    assert list(by_id) == ["1.1", "1.2", "1.3", "3.1", "6.1"]
+    assert by_id["1.1"] == {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "-", "imagenet": "-"}
+    assert (by_id["1.2"]["ci"], by_id["1.2"]["gpu"]) == ("undecided", "holds")  # no effect recorded: the verdict alone
+    assert by_id["3.1"]["ci"] == "holds, -9.7 [-16.9, -2.6]"
+    assert (by_id["3.1"]["gpu"], by_id["6.1"]["gpu"], by_id["6.1"]["ci"]) == ("-", "-", "does not hold")
+    # the details: the whole claim, the paper's number and each run's as its chapter states it
+    [depth] = [r for r in results.details("ci", **saved) if r["#"] == "3.1"]
+    assert depth == {"#": "3.1", "claim": "Error falls with depth: D beats A", "paper": "27.0 vs 29.6",
+                     "ci": "47.0 vs 56.7: -9.7 [-16.9, -2.6]", "gpu": "-", "imagenet": "-"}
+    # the page says once which runs exist
+    chapters = ["01_architecture", "03_jittering", "06_fusion", "07_generalisation"]
+    assert results.runs_note(chapters, "ci", **saved) == (
+        "Runs shown: `ci` (3 of 4 chapters), `gpu` (1 of 4 chapters). "
+        "Not run yet: `imagenet`; its column shows a dash.")
+
+
+def test_a_cpu_column_joins_the_matrix_once_recorded(saved):
+    assert "cpu" not in results.matrix("ci", **saved)[0]
+    write_recorded(saved["results"] / "claims_cpu", "01_architecture",
+                   [{"claim": "depth", "paper": "7.0", "ours": "20.5 vs 30.1: -9.6 [-12.0, -7.2]", "verdict": HOLDS,
+                     "kind": "lower", "effect": -9.6, "low": -12.0, "high": -7.2}])
+    depth = next(r for r in results.matrix("ci", **saved) if r["claim"] == "depth")
+    assert list(depth) == ["#", "claim", "ci", "cpu", "gpu", "imagenet"]
+    assert depth["cpu"] == "holds, -9.6 [-12.0, -7.2]"
+    assert "`cpu` (1 of 1 chapters)" in results.runs_note(["01_architecture"], "ci", **saved)
+
+
+def test_short_labels_cut_at_a_word():
+    assert results.short_label("short claim") == "short claim"
+    long = "Fusing the 7 nets of the ILSVRC submission (dense, multi-scale Q) beats its best member"
+    cut = results.short_label(long)
+    assert len(cut) <= results.LABEL_CHARS and cut.endswith("\u2026") and long.startswith(cut[:-1])
+    assert cut == "Fusing the 7 nets of the ILSVRC submission\u2026"
+
+
+def test_the_matrix_keeps_labels_apart_and_effects_as_the_chapter_printed_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
+    where = dict(runs=tmp_path / "runs", results=tmp_path / "results")
+    stem = "Fusing the jittered D and E beats the better of the two, evaluated"
+    runs.save_claims("ci", "06_fusion", [
+        dict(row(f"{stem}: dense", "24.0", "71.2 vs 67.8: +3.4 [-8.3, +14.8]", UNDECIDED),
+             effect=3.4, low=-8.3, high=14.75),
+        dict(row(f"{stem}: multi-crop", "23.9", "no interval printed", UNDECIDED),
+             effect=-1.6, low=-13.0, high=9.76)])
+    dense, crop = results.matrix("ci", **where)
+    assert (dense["claim"], crop["claim"]) == (f"{stem}: dense", f"{stem}: multi-crop")
+    assert (dense["ci"], crop["ci"]) == ("undecided, +3.4 [-8.3, +14.8]", "undecided, -1.6 [-13.0, +9.8]")
+
+
+def test_the_matrix_as_html_keeps_each_effect_whole():
+    rows = [{"#": "3.4", "claim": "D beats A <ours>", "ci": "holds, -9.7 [-16.9, -2.6]", "gpu": "-"},
+            {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "does not hold, +1.0 [+0.2, +1.8]"}]
+    page = results.matrix_html(rows)
+    assert page.startswith('<table class="claims-matrix"><thead><tr><th>#</th><th>claim</th><th>ci</th><th>gpu</th>')
+    assert ('<td><span class="label">D beats A &lt;ours&gt;</span></td><td><span class="verdict holds">holds</span>'
+            '<span class="effect"> -9.7 [-16.9, -2.6]</span></td><td>-</td>') in page
+    assert '<td><span class="verdict holds">holds (exact)</span></td>' in page
+    assert '<span class="verdict fails">does not hold</span><span class="effect"> +1.0 [+0.2, +1.8]</span>' in page
+    assert results.matrix_html([]) == ""
+
+
+def test_only_chapters_that_save_claims_are_waited_for(tmp_path):
+    (tmp_path / "03_jittering.ipynb").write_text('{"cells": [{"source": "runs.save_claims(prof.name, ...)"}]}')
+    (tmp_path / "08_results.ipynb").write_text('{"cells": [{"source": "results.gather(prof.name)"}]}')
+    (tmp_path / "09_appendix_reference.ipynb").write_text('{"cells": []}')
+    assert results.claiming(sorted(tmp_path.glob("*.ipynb"))) == ["03_jittering"]

@@ -174,16 +174,28 @@ def protocol2_runs(systems: dict[tuple, System], classifier: Classifier, samples
                            progress=False)
 
 
+def _table9_ours(profile: Profile, right: dict[tuple, torch.Tensor]) -> list[dict]:
+    keys = [k[1:] for k in right if k[0] == "dense"]
+    return [{"train_S": train_S, "test_Q": list(test_Q) if test_Q else None,
+             "top5_loc_err_val": error_of(right[("dense", train_S, test_Q)]),
+             "our Q": our_Q(profile, (train_S, test_Q)),
+             "ours, central crop only": error_of(right[("centre", train_S, test_Q)])} for train_S, test_Q in keys]
+
+
 def table9_rows(profile: Profile, right: dict[tuple, torch.Tensor]) -> list[dict]:
     """Table 9 beside the paper's: for each row (``test_Q`` a list, None for the fusion), the dense
     top-5 localisation error (%), our Q, and the error with the central crop in place of dense
     application, from :func:`protocol2_runs`' results."""
-    keys = [k[1:] for k in right if k[0] == "dense"]
-    ours = [{"train_S": train_S, "test_Q": list(test_Q) if test_Q else None,
-             "top5_loc_err_val": error_of(right[("dense", train_S, test_Q)]),
-             "our Q": our_Q(profile, (train_S, test_Q)),
-             "ours, central crop only": error_of(right[("centre", train_S, test_Q)])} for train_S, test_Q in keys]
-    return paper.beside("table9_localisation_error", ours, on=("train_S", "test_Q"), metrics=("top5_loc_err_val",))
+    return paper.beside("table9_localisation_error", _table9_ours(profile, right), on=("train_S", "test_Q"),
+                        metrics=("top5_loc_err_val",))
+
+
+def table9_whole(profile: Profile, right: dict[tuple, torch.Tensor]) -> list[dict]:
+    """The rows of :func:`table9_rows` as the chapter shows them: the paper's Table 9 whole (its
+    test-set column marked, :data:`vggrepro.paper.TEST_SET`), numbers as text, "-" where none."""
+    rows = paper.whole("table9_localisation_error", _table9_ours(profile, right), on=("train_S", "test_Q"),
+                       metrics=("top5_loc_err_val",))
+    return [{k: paper.fmt(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
 
 
 def windows_per_image(net: VGG, sizes: Sequence[tuple[int, int]], Q: int) -> torch.Tensor:

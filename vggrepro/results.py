@@ -9,7 +9,9 @@ copies no number, so the page always says what the saved runs say.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -111,6 +113,30 @@ def profile_claims(profile: str, *, runs: Path | None = None, results: Path | No
     return dict(sorted(found.items()))
 
 
+def _lined_up(profile: str, runs: Path | None, results: Path | None):
+    """(shown profiles, judged profiles, [(notebook, claim text, first row, {profile: row | None | ABSENT})]):
+    every claim of every notebook, matched by its text across the shown profiles (None: that profile has
+    no table for the notebook; ABSENT: its table lacks the claim)."""
+    if profile not in NAMES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(NAMES)}")
+    shown = shown_profiles(profile, runs=runs, results=results)
+    by_profile = {p: profile_claims(p, runs=runs, results=results) for p in shown}
+    judged = tuple(p for p in shown if p == profile or by_profile[p])
+    lined = []
+    for notebook in sorted(set().union(*by_profile.values())):
+        texts: dict[str, dict] = {}  # claim -> its row, first as the page's own profile says it
+        for p in (profile, *shown):
+            for c in by_profile[p].get(notebook, []):
+                texts.setdefault(c["claim"], c)
+        for text, first in texts.items():
+            per = {}
+            for p in shown:
+                table = by_profile[p].get(notebook)
+                per[p] = None if table is None else next((c for c in table if c["claim"] == text), ABSENT)
+            lined.append((notebook, text, first, per))
+    return shown, judged, lined
+
+
 def gather(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
     """One row per claim of every notebook, in notebook order.
 
@@ -119,28 +145,131 @@ def gather(profile: str = "ci", *, runs: Path | None = None, results: Path | Non
     the profile has no table for the notebook) and ``verdict (<p>)`` for ``profile`` and for every
     other profile that has any claims. Claims are matched by their text; a claim only another profile has gets a row too.
     """
-    if profile not in NAMES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(NAMES)}")
-    shown = shown_profiles(profile, runs=runs, results=results)
-    by_profile = {p: profile_claims(p, runs=runs, results=results) for p in shown}
-    judged = [p for p in shown if p == profile or by_profile[p]]
+    shown, judged, lined = _lined_up(profile, runs, results)
     rows = []
-    for notebook in sorted(set().union(*by_profile.values())):
-        texts: dict[str, dict] = {}  # claim -> its row, first as the page's own profile says it
-        for p in (profile, *shown):
-            for c in by_profile[p].get(notebook, []):
-                texts.setdefault(c["claim"], c)
-        for text, first in texts.items():
-            row = dict(notebook=notebook, claim=text, kind=first.get("kind", "measured"), paper=first["paper"])
-            verdicts = {}
-            for p in shown:
-                table = by_profile[p].get(notebook)
-                match = next((c for c in table or [] if c["claim"] == text), None)
-                row[p] = match["ours"] if match else (NOT_RECORDED if table is None else ABSENT)
-                verdicts[p] = match["verdict"] if match else row[p]
-            row.update({f"verdict ({p})": verdicts[p] for p in judged})
-            rows.append(row)
+    for notebook, text, first, per in lined:
+        row = dict(notebook=notebook, claim=text, kind=first.get("kind", "measured"), paper=first["paper"])
+        verdicts = {}
+        for p in shown:
+            match = per[p]
+            row[p] = NOT_RECORDED if match is None else ABSENT if match is ABSENT else match["ours"]
+            verdicts[p] = row[p] if match is None or match is ABSENT else match["verdict"]
+        row.update({f"verdict ({p})": verdicts[p] for p in judged})
+        rows.append(row)
     return rows
+
+
+# -- the page's matrix: one short row per claim, one short cell per scale -------------------------
+
+#: What the matrix and the details show where a profile has no number (not run, or no such claim).
+DASH = "-"
+SHORT_VERDICT = {HOLDS: "holds", FAILS: "does not hold", UNDECIDED: "undecided"}
+#: A claim's label in the matrix is cut to this many characters (the details below hold it whole),
+#: so that a row stays two or three lines tall on a phone.
+LABEL_CHARS = 60
+#: An effect with its interval as vggrepro.claims writes it into a claim's "ours": "-9.7 [-16.9, -2.6]".
+EFFECT = re.compile(r"[+-]?\d+(?:\.\d+)? \[[+-]?\d+(?:\.\d+)?, [+-]?\d+(?:\.\d+)?\]")
+
+
+def short_label(text: str, limit: int = LABEL_CHARS) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis if cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0]
+    if cut.count("(") > cut.count(")"):  # never leave an aside half-open
+        cut = cut[: cut.rfind("(")]
+    cut = cut.rstrip(" ,:;")
+    return cut + "\u2026"
+
+
+def cell(claim: dict | None | str) -> str:
+    """A profile's short cell for one claim: ``"holds, -9.7 [-16.9, -2.6]"`` (the verdict, then the
+    effect with its 95% interval), ``"holds (exact)"`` for a design fact, :data:`DASH` without a row."""
+    if not isinstance(claim, dict):
+        return DASH
+    verdict = SHORT_VERDICT.get(claim["verdict"], claim["verdict"])
+    if claim.get("kind") == "design":
+        return f"{verdict} (exact)"
+    # the effect as the chapter printed it (the saved numbers are rounded once more: 4.05 vs "+4.1")
+    shown = EFFECT.search(str(claim.get("ours", "")))
+    if shown:
+        return f"{verdict}, {shown[0]}"
+    if all(isinstance(claim.get(k), (int, float)) for k in ("effect", "low", "high")):
+        return f"{verdict}, {claim['effect']:+.1f} [{claim['low']:+.1f}, {claim['high']:+.1f}]"
+    return verdict
+
+
+def claim_ids(notebooks: Sequence[str]) -> list[str]:
+    """Short ids of claims in page order, ``"3.4"`` for the fourth claim of ``03_...``: the matrix and
+    the details below it name a claim by the same id."""
+    ids, seen = [], {}
+    for nb in notebooks:
+        seen[nb] = seen.get(nb, 0) + 1
+        ids.append(f"{int(nb[:2]) if nb[:2].isdigit() else nb}.{seen[nb]}")
+    return ids
+
+
+def matrix(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+    """The results page's first table: per claim its id, ``claim`` (a :func:`short_label`) and one
+    :func:`cell` per shown profile, the page's own first. A profile without a run shows :data:`DASH`."""
+    shown, _, lined = _lined_up(profile, runs, results)
+    order = (profile, *[p for p in shown if p != profile])
+    ids = claim_ids([nb for nb, *_ in lined])
+    labels = [short_label(text) for _, text, *_ in lined]
+    # two claims that differ only in their tail (06's "...: dense", "...: multi-crop") keep it
+    labels = [text if labels.count(label) > 1 else label for label, (_, text, *_) in zip(labels, lined)]
+    return [{"#": i, "claim": label, **{p: cell(per[p]) for p in order}}
+            for i, label, (nb, text, first, per) in zip(ids, labels, lined)]
+
+
+def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix") -> str:
+    """The matrix as an HTML table: each cell's verdict and its effect in spans of their own, so the
+    effect wraps as a whole onto a line below the verdict (custom.css) instead of breaking mid-interval."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+
+    def td(column: str, text: str) -> str:
+        if column == "claim":  # a block of fixed width: a table cell ignores min-width (custom.css)
+            return f'<td><span class="label">{html.escape(text)}</span></td>'
+        verdict, sep, effect = text.partition(", ") if column != "#" else (text, "", "")
+        kind = next((k for k, v in SHORT_VERDICT.items() if verdict.startswith(v)), None)
+        inner = html.escape(verdict)
+        if kind:
+            inner = f'<span class="verdict {kind.split()[0].replace("does", "fails")}">{inner}</span>'
+        if sep:
+            inner += f'<span class="effect"> {html.escape(effect)}</span>'  # the space: for copied text
+        return f"<td>{inner}</td>"
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(td(c, str(r[c])) for c in columns) + "</tr>" for r in rows)
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def details(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+    """Below the matrix: per claim its id, whole text, the paper's number and each shown profile's
+    numbers as its chapter states them (:data:`DASH` where that profile has none)."""
+    shown, _, lined = _lined_up(profile, runs, results)
+    ids = claim_ids([nb for nb, *_ in lined])
+    return [{"#": i, "claim": text, "paper": first["paper"],
+             **{p: per[p]["ours"] if isinstance(per[p], dict) else DASH for p in shown}}
+            for i, (nb, text, first, per) in zip(ids, lined)]
+
+
+def runs_note(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | None = None,
+              results: Path | None = None) -> str:
+    """One sentence (Markdown) saying which runs the page shows: each shown profile that has claims,
+    with how many of ``notebooks`` it covers, and those with none yet (a dash in their column)."""
+    shown = shown_profiles(profile, runs=runs, results=results)
+    have, none = [], []
+    for p in shown:
+        found = [nb for nb in notebooks if nb in profile_claims(p, runs=runs, results=results)]
+        (have if found else none).append(f"`{p}` ({len(found)} of {len(notebooks)} chapters)" if found else f"`{p}`")
+    text = f"Runs shown: {', '.join(have) if have else 'none yet'}."
+    if none:
+        shows = "its column shows" if len(none) == 1 else "their columns show"
+        text += f" Not run yet: {', '.join(none)}; {shows} a dash."
+    return text
 
 
 def summary(rows: Sequence[dict], profile: str = "ci") -> list[dict]:
@@ -158,6 +287,14 @@ def summary(rows: Sequence[dict], profile: str = "ci") -> list[dict]:
         out.append(dict(notebook=notebook, **counts, claims=len(measured),
                         **{"design facts that hold": f"{design.count(HOLDS)} of {len(design)}"}))
     return out
+
+
+def claiming(notebooks: Sequence[str | Path]) -> list[str]:
+    """The names of the chapters among ``notebooks`` (paths of the book's .ipynb files) that save
+    claims: those whose source calls ``runs.save_claims``. The results page and an appendix of
+    reference tables save none, so the page never waits for them."""
+    sources = [next((t for t in (Path(nb).with_suffix(".py"), Path(nb)) if t.is_file()), None) for nb in notebooks]
+    return [Path(nb).stem for nb, src in zip(notebooks, sources) if src and "save_claims(" in src.read_text()]
 
 
 def missing(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | None = None,
