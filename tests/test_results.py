@@ -195,3 +195,24 @@ def test_only_chapters_that_save_claims_are_waited_for(tmp_path):
     (tmp_path / "08_results.ipynb").write_text('{"cells": [{"source": "results.gather(prof.name)"}]}')
     (tmp_path / "09_appendix_reference.ipynb").write_text('{"cells": []}')
     assert results.claiming(sorted(tmp_path.glob("*.ipynb"))) == ["03_jittering"]
+
+
+def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
+    from vggrepro.results import what_scale_decides
+
+    def table(profile, verdicts):
+        rows = [{"claim": f"claim {k}", "paper": "p", "ours": "1.0 vs 2.0: -1.0 [-2.0, -0.1]", "verdict": v,
+                 "kind": "lower"} for k, v in verdicts.items()]
+        rows.append({"claim": "a design fact", "paper": "p", "ours": "x", "verdict": HOLDS, "kind": "design"})
+        folder = tmp_path / "results" / f"claims_{profile}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "03_jittering.json").write_text(json.dumps({"notebook": "03_jittering", "claims": rows}))
+
+    table("ci", {"a": UNDECIDED, "b": HOLDS, "c": HOLDS, "d": FAILS, "e": UNDECIDED})
+    table("cpu", {"a": HOLDS, "b": UNDECIDED, "c": HOLDS, "d": HOLDS, "e": UNDECIDED, "f": HOLDS})
+    groups = what_scale_decides("cpu", "ci", runs=tmp_path / "runs", results=tmp_path / "results")
+    claims_in = {k: [r["claim"] for r in rows] for k, rows in groups.items()}
+    # "f" only the cpu run made, and the design fact is checked exactly at any scale: neither is compared
+    assert claims_in == {"decided_here_only": ["claim a"], "lost_here": ["claim b"], "agree": ["claim c"],
+                         "disagree": ["claim d"], "undecided_at_both": ["claim e"]}
+    assert groups["decided_here_only"][0]["cpu"].startswith("holds") and groups["disagree"][0]["ci"].startswith("does not")

@@ -309,3 +309,24 @@ def run_command(notebooks: Sequence[str], profile: str = "ci") -> str:
     only = ",".join(nb.split("_")[0] for nb in notebooks)
     flag = "" if profile == "ci" else f" --profile {profile}"
     return f"vggrepro book run{flag} --only {only}"
+
+
+def what_scale_decides(larger: str, smaller: str = "ci", *, runs: Path | None = None,
+                       results: Path | None = None) -> dict[str, list[dict]]:
+    """The measured claims that two runs both made, grouped by what the ``larger`` scale adds:
+    ``decided_here_only`` (a verdict at ``larger``, undecided at ``smaller``), ``lost_here`` (the
+    reverse), ``agree`` and ``disagree`` (decided at both) and ``undecided_at_both``. Each row: the
+    claim's id and text and both verdicts with their effects, as :func:`cell` writes them."""
+    _, _, lined = _lined_up(larger, runs, results)
+    ids = claim_ids([nb for nb, *_ in lined])
+    groups: dict[str, list[dict]] = {k: [] for k in
+                                      ("decided_here_only", "lost_here", "agree", "disagree", "undecided_at_both")}
+    for i, (_, text, first, per) in zip(ids, lined):
+        big, small = per.get(larger), per.get(smaller)
+        if first.get("kind") == "design" or not isinstance(big, dict) or not isinstance(small, dict):
+            continue
+        decided = (big["verdict"] != UNDECIDED, small["verdict"] != UNDECIDED)
+        group = {(True, False): "decided_here_only", (False, True): "lost_here", (False, False): "undecided_at_both",
+                 }.get(decided, "agree" if big["verdict"] == small["verdict"] else "disagree")
+        groups[group].append({"#": i, "claim": text, larger: cell(big), smaller: cell(small)})
+    return groups
