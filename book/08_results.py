@@ -142,3 +142,54 @@ else:
 # describes and that the effect is strong enough to show up on a toy problem; the decisive test is
 # a run with more seeds, images and pixels (the `gpu` or `imagenet` run of the same chapters, which
 # fills the other columns of this page).
+
+# %% [markdown]
+# ## What the `cpu` scale decides that `ci` cannot
+#
+# The `cpu` profile is the book's evidence scale: the same chapters at 64 pixels, 20 classes,
+# 2,400 validation images (an image term of about +/-2 points on a paired difference), 30 epochs
+# with the paper's plateau schedule, and three seeds of A and D, in about two hours on two cores.
+# Its run was made once on such a machine and recorded under `results/claims_cpu/` (the claims),
+# `results/runs_cpu/nets.json` (every net's error, by seed) and `results/runs_cpu/book/` (the
+# executed chapters), each with its provenance: `python scripts/record_run.py --profile cpu`.
+# The groups below compare it with the `ci` run, claim by claim, as recorded.
+
+# %% tags=["hide-input"]
+GROUPS = {
+    "decided_here_only": "decided at `cpu`, undecided at `ci`",
+    "agree": "decided at both scales, the same way",
+    "disagree": "decided at both scales, differently",
+    "lost_here": "decided at `ci`, undecided at `cpu`",
+    "undecided_at_both": "undecided at both scales",
+}
+if results.profile_claims("cpu"):
+    by_group = results.what_scale_decides("cpu", "ci")
+    for key, title in GROUPS.items():
+        display(Markdown(f"**{len(by_group[key])} {title}**"))
+        if by_group[key]:
+            display(pd.DataFrame(by_group[key]).set_index("#"))
+else:
+    display(Markdown("The `cpu` run is not recorded here yet (`results/claims_cpu/`)."))
+
+# %% [markdown]
+# What still limits the `cpu` scale is visible in its own record. A claim between two nets
+# trained once borrows the measured seed spread for each arm, so its interval is several points
+# wide; only the depth claim trains three seeds per arm. And the nets that start from another
+# (S = 384 from S = 256, the scale-jittered nets from S = 384) are fine-tuned for
+# `finetune_epochs` only; the table shows where each ended, on its own validation crops (centre
+# crops at its own scale, which at the larger S hold only the middle of a larger object), beside
+# the net it started from. Where a fine-tuned net ends far worse than the net it
+# started from, a claim that compares it says more about the short fine-tuning than about scale
+# jittering; such claims need the `gpu` profile's longer schedule (or more `cpu` epochs) to be
+# decided.
+
+# %% tags=["hide-input"]
+record = results.results_root() / "runs_cpu" / "nets.json"
+if record.exists():
+    nets = results.read_recorded(record)["nets"]
+    by_run = {n["run"]: n for n in nets}
+    rows = [{"net": n["config"], "S (pixels)": str(n["scale"]), "epochs": n["epochs"],
+             "top-1 error (%)": round(n["top1_err"], 1), "started from S": str(by_run[n["started_from"]]["scale"]),
+             "its error (%)": round(by_run[n["started_from"]]["top1_err"], 1)}
+            for n in nets if n["init"] == "checkpoint" and n["started_from"] in by_run]
+    display(pd.DataFrame(rows).set_index("net") if rows else Markdown("No fine-tuned net in the record."))

@@ -43,6 +43,13 @@ def _rounded(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
+def _run_of(init: str | None) -> str | None:
+    """``checkpoint:/.../runs/cpu/train-D-73-.../checkpoint.pt`` -> ``train-D-73-...``: the run a net started from."""
+    if not init or ":" not in init:
+        return None
+    return Path(init.split(":", 1)[1]).parent.name
+
+
 def trained_nets(profile_runs: Path) -> list[dict]:
     """One row per finished training or fine-tuning run: what it trained and where it ended."""
     rows = []
@@ -54,7 +61,8 @@ def trained_nets(profile_runs: Path) -> list[dict]:
         settings = r.get("settings") or read_recorded(path.parent / "settings.json")  # a box regressor's
         rows.append({
             "run": path.parent.name, "config": settings.get("config"), "scale": settings.get("scale"),
-            "init": r.get("init", settings.get("source")), "seed": used.get("seed", settings.get("seed")),
+            "init": settings.get("init", settings.get("source")), "started_from": _run_of(r.get("init")),
+            "seed": used.get("seed", settings.get("seed")),
             "epochs": r.get("epochs"), "lr_cuts": r.get("lr_cuts"), "stopped": r.get("stopped"),
             "top1_err": _rounded(r.get("top1_err")), "top5_err": _rounded(r.get("top5_err")),
             "final_loss": _rounded(r.get("final_loss")),

@@ -25,9 +25,10 @@ def test_every_finished_training_and_box_regressor_is_a_row_with_its_seed_and_er
     train = tmp_path / "train-D-73-from-a-0123456789"
     train.mkdir()
     (train / "result.json").write_text(json.dumps({
-        "config": "D", "scale": 73, "init": "from-a", "epochs": 30, "lr_cuts": 1, "stopped": "epochs",
+        "config": "D", "scale": 73, "init": "from-a:/x/runs/cpu/train-A-73-gaussian-0123456789/checkpoint.pt",
+        "epochs": 30, "lr_cuts": 1, "stopped": "epochs",
         "top1_err": 12.300000000000001, "top5_err": 2.0, "val_images": 2400, "seconds": 300.0,
-        "used": {"seed": 2}, "settings": {"config": "D", "scale": 73, "seed": None},
+        "used": {"seed": 2}, "settings": {"config": "D", "scale": 73, "seed": None, "init": "from-a"},
         "provenance": {"commit": "abc", "date": "2026-11-30T22:00:00+00:00"}}))
     box = tmp_path / "loc-PCR-fc-D-73-abcdef0123"
     box.mkdir()
@@ -41,3 +42,4 @@ def test_every_finished_training_and_box_regressor_is_a_row_with_its_seed_and_er
     assert (rows[train.name]["config"], rows[train.name]["seed"], rows[train.name]["top1_err"]) == ("D", 2, 12.3)
     assert (rows[box.name]["config"], rows[box.name]["seed"], rows[box.name]["final_loss"]) == ("D", 0, 0.1235)
     assert rows[box.name]["init"] == "D/384" and rows[box.name]["top1_err"] is None
+    assert (rows[train.name]["init"], rows[train.name]["started_from"]) == ("from-a", "train-A-73-gaussian-0123456789")
