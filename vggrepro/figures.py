@@ -85,8 +85,9 @@ def draw_architecture(ax, configs: Mapping[str, list[list[str]]] = CONFIGS,
     added = added_layers(configs)
     drawn: dict[str, list[str]] = {c: [] for c in configs}
     for x, c in enumerate(configs):
-        ax.text(x, -1.1, f"{c}\n{weight_layers(c)} layers", ha="center", va="bottom",
-                fontsize=9, fontweight="bold")
+        ax.text(x, -1.3, c, ha="center", va="bottom", fontsize=10, fontweight="bold")
+        ax.text(x, -0.55, f"{weight_layers(c)} weight layers", ha="center", va="bottom",
+                fontsize=7.5)
         b, i = 0, 0  # the block and layer index of the next conv/LRN entry of column c
         for y, row in enumerate(slots):
             if c not in row:
@@ -100,11 +101,11 @@ def draw_architecture(ax, configs: Mapping[str, list[list[str]]] = CONFIGS,
                 i += 1
             ax.add_patch(_block(x, y, COLOURS.get(kind(label), COLOURS["input"])))
             text = f"{crop} x {crop} RGB" if label == "input" else label
-            ax.text(x, y, text, ha="center", va="center", fontsize=7.5,
+            ax.text(x, y, text, ha="center", va="center", fontsize=8,
                     fontweight="bold" if bold else "normal")
             drawn[c].append(label)
     ax.set_xlim(-0.55, len(configs) - 0.45)
-    ax.set_ylim(len(slots) - 0.5, -1.3)
+    ax.set_ylim(len(slots) - 0.5, -2.2)
     ax.axis("off")
     return drawn
 
