@@ -552,3 +552,20 @@ def test_the_caption_probe_sees_a_bare_image_and_lets_a_numbered_figure_be(tmp_p
         "numbered</div>" + CAPTION_PROBE + "</body></html>"
     )
     assert probed(page, CAPTION_PROBE, "data-uncaptioned", tmp_path) == ["bare"]
+
+
+@pytest.mark.parametrize("chapter", ["01_architecture", "04_dense_eval"])
+def test_shown_code_fits_the_column(chapter):
+    """Code a reader sees (cells not folded by hide-input/remove-input) fits the page's column;
+    the package code a chapter prints is checked in tests/test_figures.py."""
+    import jupytext
+
+    from vggrepro.figures import COLUMN
+
+    wide = []
+    for cell in jupytext.read(ROOT / "book" / f"{chapter}.py").cells:
+        tags = set(cell.metadata.get("tags", []))
+        if cell.cell_type != "code" or tags & {"hide-input", "remove-input", "remove-cell"}:
+            continue
+        wide += [line for line in cell.source.splitlines() if len(line) > COLUMN + 1]
+    assert wide == [], f"{chapter}: shown code lines wider than {COLUMN} characters: {wide}"
