@@ -118,7 +118,7 @@ t1
 
 # %%
 for row in paper.table("table1_configs"):
-    ours = [x for x in t1[row["config"]].iloc[2:] if x]  # below "weight layers", "input"
+    ours = [x for x in t1[row["config"]].iloc[2:] if x]  # the rows below the header
     same = ours == row["layers_after_input"]
     print(f"{row['config']:6s} same layers as the paper's Table 1: {same}")
     assert drawn[row["config"]] == ["input"] + row["layers_after_input"]  # and as drawn
@@ -150,7 +150,7 @@ print(build("A", width=prof.width, num_classes=prof.num_classes, crop=prof.crop)
 # "this run" column counts the nets this profile trains.
 
 # %%
-with torch.device("meta"):  # shapes without storage: the paper's nets, for counting only
+with torch.device("meta"):  # shapes, no storage: the paper's nets, to count
     paper_nets = {c: build(c) for c in CONFIGS}
 this_run = {c: build(c, width=prof.width, num_classes=prof.num_classes, crop=prof.crop)
             for c in CONFIGS}
@@ -217,7 +217,7 @@ C = 64
 stack = nn.Sequential(*[m for _ in range(3)
                         for m in (nn.Conv2d(C, C, 3, padding=1), nn.ReLU())])
 single = nn.Sequential(nn.Conv2d(C, C, 7, padding=3), nn.ReLU())
-stack_1x1 = nn.Sequential(stack, nn.Conv2d(C, C, 1), nn.ReLU())  # config C: a 1x1 on top
+stack_1x1 = nn.Sequential(stack, nn.Conv2d(C, C, 1), nn.ReLU())  # C: a 1x1 on top
 
 rf = {
     "three 3x3": models.measured_receptive_field(stack, C),
@@ -241,7 +241,7 @@ grad_single = models.input_gradient(single, C)
 centre = grad_stack.shape[0] // 2
 lines = []
 for name, g in [("three 3x3", grad_stack), ("one 7x7  ", grad_single)]:
-    row = g[centre] / g[centre][g[centre] > 0].min()  # in units of the smallest non-zero
+    row = g[centre] / g[centre][g[centre] > 0].min()  # in units of the least non-zero
     centre_row = [round(v) for v in row.tolist()]
     lines.append(f"{name}, centre row of d out / d in: {centre_row}")
 print("\n".join(lines))
@@ -376,7 +376,7 @@ for c, net in this_run.items():
     storage = [[p.data_ptr() for p in m.parameters()] for m in (to_dense(net), net)]
     shared = storage[0] == storage[1]
     lines.append(f"{c:6s} score map {tuple(scores.shape)}; equals the classifier's "
-                 f"logits: {same[c]}; same weight storage: {shared}")
+                 f"logits: {same[c]}; same weights: {shared}")
 print("\n".join(lines))
 
 # %% [markdown]

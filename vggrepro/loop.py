@@ -39,8 +39,8 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 class PlateauSchedule:
     """lr / 10 whenever validation accuracy has not improved for ``patience`` epochs;
-    after ``max_cuts`` cuts, the next plateau stops training (the paper cut 3 times, then
-    stopped)."""
+    after ``max_cuts`` cuts, the next plateau stops training (the paper cut 3 times,
+    then stopped)."""
 
     def __init__(self, lr: float, patience: int, max_cuts: int = MAX_LR_CUTS):
         self.lr, self.patience, self.max_cuts = lr, patience, max_cuts

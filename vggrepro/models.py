@@ -131,7 +131,8 @@ class VGG(nn.Module):
                 out = _scaled(n, width)
                 i += 1
                 self.layer_names[f"conv{b}_{i}"] = f"features.{len(layers)}"
-                layers += [nn.Conv2d(channels, out, k, padding=k // 2), nn.ReLU(inplace=True)]
+                conv = nn.Conv2d(channels, out, k, padding=k // 2)
+                layers += [conv, nn.ReLU(inplace=True)]
                 channels = out
             layers.append(nn.MaxPool2d(2, 2))
         self.features = nn.Sequential(*layers)

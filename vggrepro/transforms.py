@@ -157,11 +157,13 @@ def centre_crop(img: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def crop_grid(h: int, w: int, size: int, n: int = 5) -> list[tuple[int, int]]:
-    """(top, left) of an n x n grid of size x size crops spanning an h x w image, by rows.
+    """(top, left) of an n x n grid of size x size crops spanning an h x w image, row by
+    row.
 
-    The paper uses a 5 x 5 grid (section 3.2) without saying where the crops lie. Here the
-    first and last crops touch the image's edges (the corners are included) and the others
-    are evenly spaced between them, positions rounded half up; n=1 gives the centre crop.
+    The paper uses a 5 x 5 grid (section 3.2) without saying where the crops lie. Here
+    the first and last crops touch the image's edges (the corners are included) and the
+    others are evenly spaced between them, positions rounded half up; n=1 gives the
+    centre crop.
     """
     if h < size or w < size:
         raise ValueError(f"a {size}x{size} crop grid does not fit in a {h}x{w} image; "
@@ -202,9 +204,9 @@ def rgb_shift(alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
     """The RGB offsets ``eigvec @ (alpha * eigval) * pixel_scale`` of AlexNet's shift,
     (3,) or (N, 3).
 
-    Three products summed in a fixed order, not a matrix product: a BLAS would choose the
-    order of the sum by the processor, and a training run turns that last bit into points
-    of error.
+    Three products summed in a fixed order, not a matrix product: a BLAS would choose
+    the order of the sum by the processor, and a training run turns that last bit into
+    points of error.
     """
     w = alpha.float() * eigval.to(alpha.device, torch.float32)  # (..., 3)
     v = eigvec.to(alpha.device, torch.float32)
