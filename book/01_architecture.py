@@ -332,7 +332,7 @@ print(f"D at the paper's size over D in this run: "
       f"{paper_macs['D'] / models.count_macs(this_run['D']):,.0f} x the compute")
 per_config
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "What each configuration costs per image: multiply-accumulates (left) and float32 activation memory (right), at the paper's size (top) and at this profile's (bottom).", "name": "fig-cost"}}
+# %% mystnb={"figure": {"caption": "What each configuration costs per image: multiply-accumulates (left) and float32 activation memory (right), at the paper's size (top) and at this profile's (bottom).", "name": "fig-cost"}} tags=["hide-input"]
 fig, axes = plt.subplots(2, 2, figsize=(10, 6), sharex=True)
 for r, (label, _, _, macs) in enumerate(sizes):
     axes[r, 0].bar(per_config.index, per_config[f"{macs}, {label}"], color="tab:blue")

@@ -89,7 +89,7 @@ pd.DataFrame(rows, columns=["setting", "paper", f"profile {prof.name}"]).set_ind
 # scales and positions on a cluttered background, in random colours so that colour alone does not
 # tell the classes apart.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Training images of the synthetic set, evenly spaced through it, each titled with its class, its object's box in yellow.", "name": "fig-02-data"}}
+# %% mystnb={"figure": {"caption": "Training images of the synthetic set, evenly spaced through it, each titled with its class, its object's box in yellow.", "name": "fig-02-data"}} tags=["hide-input"]
 root = data.ensure_synthetic(prof, verbose=False)
 train_set, val_set = data.ILSVRC(root, "train"), data.ILSVRC(root, "val")
 print(f"{len(train_set.classes)} classes, {len(train_set.samples)} training and {len(val_set.samples)} validation images")
@@ -234,7 +234,7 @@ table
 #
 # ## Learning curves and the learning-rate schedule
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Training the nets of Table 3's fixed-S rows at this profile: the loss per logged step (left), the validation top-1 error after each epoch (centre), and the learning rate after each epoch (right; divided by 10 on a plateau).", "name": "fig-02-curves"}}
+# %% mystnb={"figure": {"caption": "Training the nets of Table 3's fixed-S rows at this profile: the loss per logged step (left), the validation top-1 error after each epoch (centre), and the learning rate after each epoch (right; divided by 10 on a plateau).", "name": "fig-02-curves"}} tags=["hide-input"]
 fig, (ax_loss, ax_err, ax_lr) = plt.subplots(1, 3, figsize=(14, 3.8))
 for name in names:
     m = grid.run_of(prof, name).metrics()

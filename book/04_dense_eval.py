@@ -35,8 +35,8 @@
 
 # %% tags=["parameters"]
 profile = "ci"
-seed = None  # another seed for the data and all nets: a replication (None: the profile's)
-image_index = None  # the validation image of the score map; None: chosen by a rule below
+seed = None  # another seed for the data and every net (None: the profile's)
+image_index = None  # the validation image of the score map (None: chosen below)
 timing_images = 100  # images for the measured cost per image
 
 # %% tags=["hide-input"]
@@ -123,7 +123,7 @@ print(figures.source(transforms.crop_grid))
 # (`windows.dense_windows` lists them, from the score map's size). The windows overlap by all
 # but 32 pixels, and each sees the real pixels around it, where a crop sees zero padding.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Where multi-crop and dense evaluation look on a 500 x 375 image rescaled to Q = 384 (the paper's geometry): the 25 crops of the 5 x 5 grid (left; the corner and centre crops drawn thick), and the 60 windows of the dense score map of the paper's D, one per dot at its centre, on a 32-pixel stride (right; the first and last window drawn thick).", "name": "fig-04-crops-windows"}}
+# %% mystnb={"figure": {"caption": "Where multi-crop and dense evaluation look on a 500 x 375 image rescaled to Q = 384 (the paper's geometry): the 25 crops of the 5 x 5 grid (left; the corner and centre crops drawn thick), and the 60 windows of the dense score map of the paper's D, one per dot at its centre, on a 32-pixel stride (right; the first and last window drawn thick).", "name": "fig-04-crops-windows"}} tags=["hide-input"]
 classes = synth_classes.class_list(prof.num_classes)
 rng = synth_images.image_rng(prof.seed, "val", 0, 0)
 pixels, _ = synth_images.render(classes[0], (375, 375), rng, classes)
@@ -195,8 +195,8 @@ posterior = F.softmax(score_map.mean(dim=(-2, -1)), dim=1)[0]
 check = evaluate.evaluate(net, preprocess, [(0, original, sample.label)],
                           protocol="dense", scales=[Q_top], flip=False)
 same = torch.allclose(posterior, check.posteriors[0], atol=1e-5)
-print(f"true class: {name_of(sample.wnid, sample.wnid)} (label {sample.label}); "
-      f"dense posterior of it {posterior[sample.label]:.2f}; same as evaluate(): {same}")
+print(f"true class: {name_of(sample.wnid, sample.wnid)} (label {sample.label}); dense "
+      f"posterior of it {posterior[sample.label]:.2f}; same as evaluate(): {same}")
 
 # %% [markdown]
 # Each position of the map scores one `crop x crop` window of the input, on a 32-pixel stride.
@@ -205,7 +205,7 @@ print(f"true class: {name_of(sample.wnid, sample.wnid)} (label {sample.label}); 
 # tile the image; where a side is not a multiple of 32 the last band of windows reaches past the
 # image (pools rounded up), the *placement* effect measured further down.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The dense net on one validation image at this profile's largest test scale: the image (left), and each window of its class-score map where it lies, coloured and labelled by the probability of the true class there (right). Dashed: the object's box.", "name": "fig-04-score-map"}}
+# %% mystnb={"figure": {"caption": "The dense net on one validation image at this profile's largest test scale: the image (left), and each window of its class-score map where it lies, coloured and labelled by the probability of the true class there (right). Dashed: the object's box.", "name": "fig-04-score-map"}} tags=["hide-input"]
 probs = F.softmax(score_map[0], dim=0)[sample.label]  # (rows, columns)
 spots = windows.dense_windows(net, h, w)
 scale = h / original.shape[-2]  # boxes are in the original image's pixels
@@ -277,7 +277,7 @@ for name in TABLE4:
 table4 = pd.DataFrame(paper.beside("table4_multi_scale", ours4, on=("config", "train_S"), metrics=METRICS))
 table4.set_index(["config", "train_S"])
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Top-1 error of each net of Table 4, dense evaluation at its one test scale (circles) and averaged over three test scales (squares), at this profile's scale.", "name": "fig-04-scales"}}
+# %% mystnb={"figure": {"caption": "Top-1 error of each net of Table 4, dense evaluation at its one test scale (circles) and averaged over three test scales (squares), at this profile's scale.", "name": "fig-04-scales"}} tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(8, 3.2))
 x = range(len(TABLE4))
 ax.plot(x, [single[n]["top1_err"] for n in TABLE4], "o", label="one scale")
@@ -360,8 +360,9 @@ pd.DataFrame(probe_rows).set_index(["net", "Q"])
 for name, q, placement, context in effects:
     larger = "placement" if placement.difference > context.difference else "context"
     neither = not (placement.low > 0 or context.low > 0)
+    note = " (neither interval excludes 0)" if neither else ""
     print(f"{name} at Q = {q}: placement {placement}, context {context} -> {larger} "
-          "costs more" + (" (neither interval excludes 0)" if neither else ""))
+          f"costs more{note}")
 
 # %% [markdown]
 # Either way the gap is this scale's artefact, not the nets' training, which is why the claims
@@ -452,9 +453,9 @@ for _, check in results.recorded("gpu_check.json"):  # the paper's D on a GPU, w
 # vggrepro evaluate --weights $D16 --profile imagenet --protocol both --scales 256,384,512
 # # torchvision's weights: the paper's protocol, and torchvision's own
 # # (one centre crop of an image rescaled to 256)
-# TV16=vgg16-397923af.pth
-# vggrepro evaluate --weights $TV16 --profile imagenet --protocol dense --scales 256,384,512
-# vggrepro evaluate --weights $TV16 --profile imagenet --protocol centre --scales 256
+# TV=vgg16-397923af.pth
+# vggrepro evaluate --weights $TV --profile imagenet --protocol dense --scales 256,384,512
+# vggrepro evaluate --weights $TV --profile imagenet --protocol centre --scales 256
 # ```
 #
 # Each command prints top-1 and top-5 error and saves the per-image posteriors (for fusion, notebook
