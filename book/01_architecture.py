@@ -31,7 +31,7 @@
 profile = "ci"
 width = None
 
-# %%
+# %% tags=["hide-input"]
 import logging
 
 logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-cache notice on a fresh machine
@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from vggrepro import claims, models, paper, runs
+from vggrepro import claims, figures, models, paper, runs
 from vggrepro.checkpoints import atomic_write_json
 from vggrepro.models import CONFIGS, build, count_params, to_dense
 from vggrepro.profiles import get_profile
@@ -62,7 +62,7 @@ print(f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_c
 # one of 1000, one per ILSVRC class, then a soft-max. Every hidden layer is followed by a ReLU. The
 # paper's facts, as recorded in this project's data file:
 
-# %%
+# %% tags=["hide-input"]
 common = paper.table("table1_common")
 pd.DataFrame({"the paper says": common}).loc[
     ["input", "preprocessing", "conv_kernel", "conv_padding", "maxpool", "widths", "fc_head", "lrn"]
@@ -73,9 +73,25 @@ pd.DataFrame({"the paper says": common}).loc[
 #
 # `vggrepro.models.CONFIGS` holds Table 1 in the paper's own notation: `conv3-256` is a 3 x 3
 # convolution with 256 output channels, and each inner list is one block, ended by a max-pool.
-# Laid out as in the paper, one column per net, with the layers of a block aligned:
+# Net A, as the package writes it:
 
 # %%
+CONFIGS["A"]
+
+# %% [markdown]
+# Drawn from that data by `vggrepro.figures.draw_architecture`, one column per net as in the
+# paper, the layers of a block on shared rows; a layer that a net adds to its left neighbour is
+# in bold, as in the paper:
+
+# %% mystnb={"figure": {"caption": "Table 1 of the paper drawn from `models.CONFIGS`: the six configurations, input at the top. Bold: the layers a net adds to the one on its left.", "name": "fig-table1"}}
+fig, ax = plt.subplots(figsize=(7, 7.5))
+drawn = figures.draw_architecture(ax, CONFIGS)
+plt.show()
+
+# %% [markdown]
+# The same as a table (the rows below "input" list each net's layers, read downwards):
+
+# %% tags=["hide-input"]
 def table1(configs: dict) -> pd.DataFrame:
     """Table 1 from the configurations: one column per net, one row per layer slot."""
     rows = {"weight layers": {c: str(models.weight_layers(c)) for c in configs}}
@@ -87,7 +103,8 @@ def table1(configs: dict) -> pd.DataFrame:
                 c: blocks[b][i] if i < len(blocks[b]) else "" for c, blocks in configs.items()
             }
         rows[f"pool {b + 1}"] = {c: "maxpool" for c in configs}
-    for name, layer in [("fc6", "FC-4096"), ("fc7", "FC-4096"), ("fc8", "FC-1000"), ("output", "soft-max")]:
+    head = [("fc6", "FC-4096"), ("fc7", "FC-4096"), ("fc8", "FC-1000"), ("output", "soft-max")]
+    for name, layer in head:
         rows[name] = {c: layer for c in configs}
     return pd.DataFrame(rows).T
 
@@ -101,8 +118,10 @@ t1
 
 # %%
 for row in paper.table("table1_configs"):
-    ours = [x for x in t1[row["config"]].iloc[2:] if x]  # below "weight layers" and "input"
-    print(f"{row['config']:6s} same layers as the paper's Table 1: {ours == row['layers_after_input']}")
+    ours = [x for x in t1[row["config"]].iloc[2:] if x]  # the rows below the header
+    same = ours == row["layers_after_input"]
+    print(f"{row['config']:6s} same layers as the paper's Table 1: {same}")
+    assert drawn[row["config"]] == ["input"] + row["layers_after_input"]  # and as drawn
 
 # %% [markdown]
 # One builder makes every column: `build(config, width=..., num_classes=..., crop=...)`. `width`
@@ -110,7 +129,13 @@ for row in paper.table("table1_configs"):
 # profile uses 1/8 of the channels and 32-pixel crops so that the book runs on a CPU. fc6 sees the
 # last feature map, `crop/32 x crop/32`: 7 x 7 at 224, 1 x 1 at 32. The module's state-dict keys are
 # torchvision's, so A, B, D and E load torchvision's vgg11, vgg13, vgg16 and vgg19 weights as they
-# are. Net A at this profile's size:
+# are. The builder reads a column of `CONFIGS` block by block (the package's code, as it runs):
+
+# %%
+print(figures.source(models.VGG.__init__))
+
+# %% [markdown]
+# Net A at this profile's size:
 
 # %%
 print(build("A", width=prof.width, num_classes=prof.num_classes, crop=prof.crop))
@@ -125,9 +150,12 @@ print(build("A", width=prof.width, num_classes=prof.num_classes, crop=prof.crop)
 # "this run" column counts the nets this profile trains.
 
 # %%
-with torch.device("meta"):  # shapes without storage: the paper's nets, for counting only
+with torch.device("meta"):  # shapes, no storage: the paper's nets, to count
     paper_nets = {c: build(c) for c in CONFIGS}
-this_run = {c: build(c, width=prof.width, num_classes=prof.num_classes, crop=prof.crop) for c in CONFIGS}
+this_run = {c: build(c, width=prof.width, num_classes=prof.num_classes, crop=prof.crop)
+            for c in CONFIGS}
+
+# %% tags=["hide-input"]
 
 table2_rows = [
     {
@@ -153,7 +181,7 @@ table2
 # Where the weights are: the convolutional part grows with depth, the fully-connected head is the
 # same in every net.
 
-# %%
+# %% tags=["hide-input"]
 fc = {c: models.fc_params(paper_nets[c]) for c in CONFIGS}
 fc_share = {c: fc[c] / count_params(paper_nets[c]) for c in CONFIGS}
 pd.DataFrame(
@@ -186,9 +214,10 @@ pd.DataFrame(
 
 # %%
 C = 64
-stack = nn.Sequential(*[m for _ in range(3) for m in (nn.Conv2d(C, C, 3, padding=1), nn.ReLU())])
+stack = nn.Sequential(*[m for _ in range(3)
+                        for m in (nn.Conv2d(C, C, 3, padding=1), nn.ReLU())])
 single = nn.Sequential(nn.Conv2d(C, C, 7, padding=3), nn.ReLU())
-stack_1x1 = nn.Sequential(stack, nn.Conv2d(C, C, 1), nn.ReLU())  # config C's idea: a 1x1 on top
+stack_1x1 = nn.Sequential(stack, nn.Conv2d(C, C, 1), nn.ReLU())  # C: a 1x1 on top
 
 rf = {
     "three 3x3": models.measured_receptive_field(stack, C),
@@ -206,18 +235,20 @@ for name, r in rf.items():
 # field evenly. The 1 x 1 layer adds a ReLU and C^2 weights and leaves the field as it is: this is how
 # config C adds non-linearity without context.
 
-# %%
+# %% mystnb={"figure": {"caption": "Receptive field of three stacked 3 x 3 layers (left) and of one 7 x 7 layer (right): the gradient of the centre output pixel with respect to the input, measured on real modules. Both are 7 x 7; the stack weighs the centre more.", "name": "fig-receptive-field"}}
 grad_stack = models.input_gradient(stack, C)
 grad_single = models.input_gradient(single, C)
 centre = grad_stack.shape[0] // 2
 lines = []
 for name, g in [("three 3x3", grad_stack), ("one 7x7  ", grad_single)]:
-    row = g[centre] / g[centre][g[centre] > 0].min()  # in units of the smallest non-zero value
-    lines.append(f"{name}, centre row of d out / d in: {[round(v) for v in row.tolist()]}")
+    row = g[centre] / g[centre][g[centre] > 0].min()  # in units of the least non-zero
+    centre_row = [round(v) for v in row.tolist()]
+    lines.append(f"{name}, centre row of d out / d in: {centre_row}")
 print("\n".join(lines))
 
 fig, axes = plt.subplots(1, 2, figsize=(7, 3.2))
-for ax, (name, g) in zip(axes, [("three 3x3 layers", grad_stack), ("one 7x7 layer", grad_single)]):
+fields = [("three 3x3 layers", grad_stack), ("one 7x7 layer", grad_single)]
+for ax, (name, g) in zip(axes, fields):
     ax.imshow(g / g.max(), cmap="viridis", vmin=0, vmax=1)
     ax.set_title(f"{name}: d out / d in")
     ax.set_xticks([]), ax.set_yticks([])
@@ -231,7 +262,8 @@ plt.show()
 # %%
 def weights(module: nn.Module) -> int:
     """Weights, not biases: the paper's 27C^2 and 49C^2 count these."""
-    return sum(p.numel() for name, p in module.named_parameters() if name.endswith("weight"))
+    named = module.named_parameters()
+    return sum(p.numel() for name, p in named if name.endswith("weight"))
 
 
 cost = []
@@ -239,8 +271,9 @@ for c in (64, 128, 256, 512):
     three = weights(nn.Sequential(*[nn.Conv2d(c, c, 3, padding=1) for _ in range(3)]))
     seven = weights(nn.Conv2d(c, c, 7, padding=3))
     one = weights(nn.Conv2d(c, c, 1))
-    cost.append({"C": c, "three 3x3": three, "one 7x7": seven, "three 3x3 / C^2": three // c**2,
-                 "one 7x7 / C^2": seven // c**2, "one 1x1 / C^2": one // c**2,
+    cost.append({"C": c, "three 3x3": three, "one 7x7": seven,
+                 "three 3x3 / C^2": three // c**2, "one 7x7 / C^2": seven // c**2,
+                 "one 1x1 / C^2": one // c**2,
                  "7x7 has more by": f"{seven / three - 1:.0%}"})
 cost = pd.DataFrame(cost).set_index("C")
 cost
@@ -253,8 +286,9 @@ cost
 # %%
 with torch.device("meta"):
     b5 = build("B-5x5")
-print(f"B:     {count_params(paper_nets['B']):,} weights, {models.weight_layers('B')} weight layers")
-print(f"B-5x5: {count_params(b5):,} weights, {models.weight_layers('B-5x5')} weight layers")
+for name, b in [("B", paper_nets["B"]), ("B-5x5", b5)]:
+    print(f"{name + ':':6s} {count_params(b):,} weights, "
+          f"{models.weight_layers(name)} weight layers")
 print("the paper:", paper.table("other_numbers_in_text")["shallow_5x5_net_vs_B"])
 
 # %% [markdown]
@@ -277,7 +311,7 @@ d_table[["layer", "output", "params", "MMACs", "activation KiB"]].set_index("lay
 # most of the activations; fc6 holds most of the weights and does little work. Per configuration,
 # at the paper's size and at this profile's:
 
-# %%
+# %% tags=["hide-input"]
 sizes = [  # label, nets, image size, MACs unit
     ("paper (width 1, 224 px)", paper_nets, 224, "GMACs"),
     (f"this run (width {prof.width:g}, {prof.crop} px)", this_run, prof.crop, "MMACs"),
@@ -298,7 +332,7 @@ print(f"D at the paper's size over D in this run: "
       f"{paper_macs['D'] / models.count_macs(this_run['D']):,.0f} x the compute")
 per_config
 
-# %%
+# %% mystnb={"figure": {"caption": "What each configuration costs per image: multiply-accumulates (left) and float32 activation memory (right), at the paper's size (top) and at this profile's (bottom).", "name": "fig-cost"}} tags=["hide-input"]
 fig, axes = plt.subplots(2, 2, figsize=(10, 6), sharex=True)
 for r, (label, _, _, macs) in enumerate(sizes):
     axes[r, 0].bar(per_config.index, per_config[f"{macs}, {label}"], color="tab:blue")
@@ -337,10 +371,12 @@ for c, net in this_run.items():
     models.init_glorot(net).eval()
     with torch.no_grad():
         logits, scores = net(x), to_dense(net)(x)
-    same[c] = torch.allclose(scores.flatten(1), logits, rtol=1e-4, atol=1e-5 * logits.abs().max().item())
-    shared = [p.data_ptr() for p in to_dense(net).parameters()] == [p.data_ptr() for p in net.parameters()]
-    lines.append(f"{c:6s} score map {tuple(scores.shape)}; equals the classifier's logits: {same[c]}; "
-                 f"same weight storage: {shared}")
+    atol = 1e-5 * logits.abs().max().item()
+    same[c] = torch.allclose(scores.flatten(1), logits, rtol=1e-4, atol=atol)
+    storage = [[p.data_ptr() for p in m.parameters()] for m in (to_dense(net), net)]
+    shared = storage[0] == storage[1]
+    lines.append(f"{c:6s} score map {tuple(scores.shape)}; equals the classifier's "
+                 f"logits: {same[c]}; same weights: {shared}")
 print("\n".join(lines))
 
 # %% [markdown]
@@ -358,7 +394,8 @@ with torch.no_grad():
     score_map = to_dense(net)(image)
 print(f"input {h} x {w}: score map {tuple(score_map.shape)} (N, classes, h, w)")
 print(f"predicted by score_map_size: {models.score_map_size(net, h, w)}")
-print(f"at the paper's size, 384 x 384 at crop 224: {models.score_map_size(paper_nets['D'], 384, 384)}")
+paper_map = models.score_map_size(paper_nets["D"], 384, 384)
+print(f"at the paper's size, 384 x 384 at crop 224: {paper_map}")
 class_scores = score_map.mean(dim=(2, 3))  # the paper's spatial average ("sum-pooling")
 print(f"averaged over the map: {tuple(class_scores.shape)}, one score per class")
 
@@ -374,7 +411,7 @@ print(f"averaged over the map: {tuple(class_scores.shape)}, one score per class"
 # The accuracy claims (depth helps, LRN does not, 3 x 3 beats 5 x 5) need trained nets: chapters 2
 # to 4 test them.
 
-# %%
+# %% tags=["hide-input"]
 t2 = paper.table("table2_params_millions")
 paper_m = [r["params_millions"] for r in t2]
 ours_m = [count_params(paper_nets[r["configs"][0]]) / 1e6 for r in t2]

@@ -35,7 +35,7 @@
 profile = "ci"
 seed = None  # another seed for the data and every net: a replication (None: the profile's)
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -89,7 +89,7 @@ pd.DataFrame(rows, columns=["setting", "paper", f"profile {prof.name}"]).set_ind
 # scales and positions on a cluttered background, in random colours so that colour alone does not
 # tell the classes apart.
 
-# %%
+# %% mystnb={"figure": {"caption": "Training images of the synthetic set, evenly spaced through it, each titled with its class, its object's box in yellow.", "name": "fig-02-data"}} tags=["hide-input"]
 root = data.ensure_synthetic(prof, verbose=False)
 train_set, val_set = data.ILSVRC(root, "train"), data.ILSVRC(root, "val")
 print(f"{len(train_set.classes)} classes, {len(train_set.samples)} training and {len(val_set.samples)} validation images")
@@ -102,6 +102,66 @@ for ax, sample in zip(axes.flat, train_set.samples[:: len(train_set.samples) // 
     ax.set_title(train_set.names.get(sample.wnid, sample.wnid), fontsize=8)
     ax.axis("off")
 plt.tight_layout()
+
+# %% [markdown]
+# ## What the net actually sees
+#
+# Training never shows a net a whole image. For every image of every step, `loader.BatchDraws`
+# draws four numbers and a colour triple from a generator seeded by (seed, epoch, step), so that
+# a resumed run, and every process of a multi-GPU run, sees the same batches. From them `view`
+# makes the image's augmentation: the scale S (fixed, or drawn from [Smin, Smax] when
+# jittering), the corner of the crop, the flip, and AlexNet's colour weights alpha:
+
+# %%
+from vggrepro import figures, loader, transforms
+
+print(figures.source(loader.BatchDraws.view))
+
+# %% [markdown]
+# The colour shift (Krizhevsky et al., 2012) adds one RGB offset to every pixel of the crop:
+# the principal components of the training set's pixels (`eigvec`, measured once by
+# `data.dataset_stats`), weighted by their variances (`eigval`) and by alpha ~ N(0, 0.1²):
+
+# %%
+print(figures.source(transforms.rgb_shift))
+
+# %% [markdown]
+# One training image through these steps, with the package's own functions, every panel at the
+# same pixel scale, so that a rescaled image looks as much smaller as it is. The yellow square
+# is the crop. At alpha ~ N(0, 0.1²) the shift is a level or two out of 255, too little to see,
+# so one panel shows the same shift 30 times larger, to show its direction.
+
+# %% mystnb={"figure": {"caption": "What the net sees of one training image at this profile: the image, rescaled to the fixed S (the crop in yellow), the crop, its mirror image, the crop as the net gets it (flipped if the coin says so) with its colour shift, that shift 30 times larger, and the image at the largest S the batch's jitter draws.", "name": "fig-02-views"}}
+stats = data.dataset_stats(root, progress=False)  # mean RGB, colour PCA
+image = data.decode_image(train_set.samples[0].path)
+h, w = image.shape[-2:]
+draws = loader.BatchDraws(prof.seed, epoch=0, step=0, batch_size=prof.batch_size)
+v = draws.view(0, h, w, prof.S(256), prof.crop)  # fixed S
+at_S = transforms.resize(image, v.size)
+crop = transforms.crop(at_S, v.top, v.left, prof.crop)
+seen = transforms.hflip(crop) if v.flip else crop
+shifted = transforms.colour_shift_by(seen, v.alpha, stats.eigval, stats.eigvec)
+louder = transforms.colour_shift_by(seen, 30 * v.alpha, stats.eigval, stats.eigvec)
+offset = transforms.rgb_shift(v.alpha, stats.eigval, stats.eigvec)
+# scale jittering: of this batch's draws for the image, the largest S
+jit = max((draws.view(i, h, w, prof.jitter, prof.crop) for i in range(prof.batch_size)),
+          key=lambda view: view.S)
+panels = [
+    (f"image, {w} x {h}", image, None),
+    (f"rescaled to S = {v.S}", at_S, (v.top, v.left, prof.crop)),
+    (f"crop, {prof.crop} x {prof.crop}", crop, None),
+    ("mirror image", transforms.hflip(crop), None),
+    ("as the net gets it, RGB\n" + ", ".join(f"{x:+.1f}" for x in offset.tolist()),
+     shifted, None),
+    ("the same shift x 30", louder, None),
+    (f"jittered: S = {jit.S}", transforms.resize(image, jit.size),
+     (jit.top, jit.left, prof.crop)),
+]
+fig, axes = plt.subplots(1, len(panels), figsize=(14, 2.8))
+figures.draw_at_one_scale(axes, panels)
+plt.show()
+print(f"the coin: {'flip' if v.flip else 'no flip'}; S = {v.S} (fixed), "
+      f"{jit.S} (jittered, one of [{prof.jitter[0]}, {prof.jitter[1]}])")
 
 # %% [markdown]
 # ## Net A from random weights, then the deeper nets from A
@@ -148,7 +208,7 @@ table
 #
 # ## Learning curves and the learning-rate schedule
 
-# %%
+# %% mystnb={"figure": {"caption": "Training the nets of Table 3's fixed-S rows at this profile: the loss per logged step (left), the validation top-1 error after each epoch (centre), and the learning rate after each epoch (right; divided by 10 on a plateau).", "name": "fig-02-curves"}} tags=["hide-input"]
 fig, (ax_loss, ax_err, ax_lr) = plt.subplots(1, 3, figsize=(14, 3.8))
 for name in names:
     m = grid.run_of(prof, name).metrics()
@@ -162,6 +222,14 @@ ax_err.set(xlabel="epoch", ylabel="val top-1 error (%)", title="validation error
 ax_lr.set(xlabel="epoch", ylabel="lr after the epoch", yscale="log", title="lr: / 10 on a plateau")
 ax_err.legend(fontsize=7)
 plt.tight_layout()
+
+# %% [markdown]
+# The schedule, as `vggrepro.loop` runs it after each epoch's validation:
+
+# %%
+from vggrepro import loop
+
+print(figures.source(loop.PlateauSchedule))
 
 # %% [markdown]
 # ## On a GPU, and on many

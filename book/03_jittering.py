@@ -52,7 +52,7 @@ print(f"S = 256 -> {fixed_small} px, S = 384 -> {fixed_large} px, S in [256, 512
 # smaller side), as a fraction of the crop. Fixed S gives each object one size; jittering spreads it
 # over a factor of two.
 
-# %%
+# %% mystnb={"figure": {"caption": "How large each training image's object is inside a training crop (its box's smaller side over the crop's side), for the two fixed S and for jittered S, at this profile's scale.", "name": "fig-03-object-scale"}}
 train_set = data.ILSVRC(data.ensure_synthetic(prof, verbose=False), "train")
 sides = np.array([min(s.size) for s in train_set.samples], dtype=float)
 objects = np.array([min(b[2] - b[0], b[3] - b[1]) for s in train_set.samples for b in s.boxes[:1]])
@@ -71,6 +71,8 @@ ax.axvline(1.0, color="grey", ls=":", lw=1)
 ax.set(xlabel="object's smaller side / crop side", ylabel="training images", title="object scale in training crops")
 ax.legend()
 plt.tight_layout()
+
+# %%
 pd.DataFrame({k: np.percentile(v, [10, 50, 90]) for k, v in sizes.items()}, index=["10th pct", "median", "90th pct"]).T
 
 # %% [markdown]
@@ -126,7 +128,7 @@ pd.DataFrame(paper.whole("table3_single_scale", ours, on=("config", "train_S"),
 # A net trained at one S is tuned to objects of one size. Testing each D net over a range of Q
 # shows where it is best; the jittered net should stay good over a wider range.
 
-# %%
+# %% mystnb={"figure": {"caption": "Top-1 error of the three D nets (S = 256, S = 384, jittered S) against the test scale Q, dense evaluation with flips.", "name": "fig-03-error-vs-q"}}
 paper_Q = [224, 256, 384, 512]
 curves = {}
 for name in ["D/256", "D/384", "D/jit"]:
@@ -137,6 +139,8 @@ for name, errs in curves.items():
 ax.set(xlabel="test scale Q (px)", ylabel="top-1 error (%), dense", title="D nets against the test scale")
 ax.legend()
 plt.tight_layout()
+
+# %%
 pd.DataFrame(curves, index=pd.Index([f"{prof.S(q)} (paper {q})" for q in paper_Q], name="Q")).T
 
 # %% [markdown]

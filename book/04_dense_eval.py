@@ -35,11 +35,11 @@
 
 # %% tags=["parameters"]
 profile = "ci"
-seed = None  # another seed for the data and every net: a replication (None: the profile's)
-image_index = None  # the validation image of the heat map; None: chosen by the rule below
+seed = None  # another seed for the data and every net (None: the profile's)
+image_index = None  # the validation image of the score map (None: chosen below)
 timing_images = 100  # images for the measured cost per image
 
-# %%
+# %% tags=["hide-input"]
 import logging
 
 logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-cache notice on a fresh machine
@@ -49,7 +49,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from vggrepro import checkpoints, claims, data, evaluate, grid, models, paper, results, runs, scales, transforms
+from vggrepro import (checkpoints, claims, data, evaluate, figures, grid, models, paper, results,
+                      runs, scales, synth_classes, synth_images, transforms, windows)
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
@@ -78,6 +79,8 @@ preprocess = checkpoints.preprocess_of(meta)
 dense_net = models.to_dense(net).eval()
 with torch.device("meta"):  # the paper's D, shapes only
     paper_d = models.build("D")
+
+# %% tags=["hide-input"]
 fc6, paper_fc6 = net.layer("fc6"), paper_d.layer("fc6")
 pd.DataFrame(
     [
@@ -90,20 +93,80 @@ pd.DataFrame(
 ).set_index("net")
 
 # %% [markdown]
+# `to_dense` wraps the net in a `DenseVGG`. Its forward pass is the net's own convolutional part
+# (pools rounded up, as the authors' Caffe does), then the head with `dense=True`:
+
+# %%
+print(figures.source(models.DenseVGG.forward))
+
+# %% [markdown]
+# and the head reads fc6's weight matrix as `grid x grid` kernels, fc7 and fc8 as 1 x 1 ones:
+
+# %%
+print(figures.source(models.VGG.forward_head))
+
+# %% [markdown]
+# ## Crops and windows on a real-sized image
+#
+# Where do the two protocols look? Take an image of ImageNet's most common size, 500 x 375 (the
+# synthetic set's generator draws one at that size; the `ci` images are 50 to 90 pixels), and
+# rescale it to Q = 384: 512 x 384. Multi-crop evaluation cuts a 5 x 5 grid of 224 x 224 crops
+# from it, placed by `transforms.crop_grid`, the function `evaluate` calls (the paper does not
+# say where its crops lie; here the outer crops touch the edges and the rest are evenly spaced):
+
+# %%
+print(figures.source(transforms.crop_grid))
+
+# %% [markdown]
+# The dense net instead scores one 224 x 224 window at every 32 pixels: after five pools the
+# 512 x 384 image is a 16 x 12 map, and fc6, a 7 x 7 convolution, fits at 10 x 6 places
+# (`windows.dense_windows` lists them, from the score map's size). The windows overlap by all
+# but 32 pixels, and each sees the real pixels around it, where a crop sees zero padding.
+
+# %% mystnb={"figure": {"caption": "Where multi-crop and dense evaluation look on a 500 x 375 image rescaled to Q = 384 (the paper's geometry): the 25 crops of the 5 x 5 grid (left; the corner and centre crops drawn thick), and the 60 windows of the dense score map of the paper's D, one per dot at its centre, on a 32-pixel stride (right; the first and last window drawn thick).", "name": "fig-04-crops-windows"}} tags=["hide-input"]
+classes = synth_classes.class_list(prof.num_classes)
+rng = synth_images.image_rng(prof.seed, "val", 0, 0)
+pixels, _ = synth_images.render(classes[0], (375, 375), rng, classes)
+drawn = transforms.resize(torch.from_numpy(pixels).permute(2, 0, 1), (375, 500))
+photo = transforms.rescale(drawn, 384)  # 512 x 384
+ph, pw = photo.shape[-2:]
+crops = transforms.crop_grid(ph, pw, paper_d.crop, evaluate.GRID)
+dense_windows = windows.dense_windows(paper_d, ph, pw)
+rows, cols = models.score_map_size(paper_d, ph, pw)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+figures.draw_windows(axes[0], photo, crops, paper_d.crop, lw=0.6,
+                     highlight=[0, 4, 12, 20, 24],  # the corners and the centre
+                     title=f"multi-crop: {len(crops)} crops of 224 on {pw} x {ph}")
+figures.draw_windows(axes[1], photo, dense_windows, paper_d.crop, colour="cyan", lw=0.4,
+                     highlight=[0, len(dense_windows) - 1],
+                     title=f"dense: a {rows} x {cols} score map, one window per dot")
+half = paper_d.crop / 2
+axes[1].plot([left + half for _, left in dense_windows], [top + half for top, _ in dense_windows],
+             "o", color="cyan", ms=3)
+for ax in axes:
+    ax.set_xticks([]), ax.set_yticks([])
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## One image through the dense net, at this profile's scale
+#
 # One validation image, rescaled so that its smaller side is the largest test scale Q (the paper's
 # 512), goes through the dense net whole. Unless a reader picks one (`image_index`), it is the
 # image, among the first 50 of the validation set, that the net classifies right with the highest
-# posterior: at this tiny scale most maps are nearly flat, and a confident one shows more. The class-score map has one position per window of the
-# crop's size on a 32-pixel stride; at the paper's scale a 500 x 375 photograph at Q = 512 gives a
-# map of about 10 x 15 positions, at this profile's tiny scale only a handful.
+# posterior: at this tiny scale most maps are nearly flat, and a confident one shows more. The
+# class-score map has one position per window of the crop's size on a 32-pixel stride; at the
+# paper's scale a 500 x 375 photograph at Q = 512 gives a map of 10 x 15 positions, at this
+# profile's tiny scale only a handful.
 
 # %%
 val = data.ILSVRC(data.ensure_synthetic(prof, verbose=False), "val")
+name_of = val.names.get
 Q_top = max(grid.test_scales_of(prof, JIT, multi=True))
 
 
 def score_map_of(index):
-    """The class-score map of validation image ``index`` rescaled to Q_top, and the image."""
+    """The class-score map of validation image ``index`` at Q_top, and the image."""
     image = transforms.rescale(data.decode_image(val.samples[index].path), Q_top)
     with torch.inference_mode():
         return dense_net(preprocess(image.unsqueeze(0))), image
@@ -121,8 +184,8 @@ original = data.decode_image(sample.path)
 score_map, image = score_map_of(image_index)
 h, w = image.shape[-2:]
 paper_h, paper_w = transforms.scaled_size(375, 500, 512)
-print(f"image rescaled to Q = {Q_top}: {h} x {w} px -> class-score map {tuple(score_map.shape)} "
-      f"(images, classes, rows, columns)")
+print(f"image rescaled to Q = {Q_top}: {h} x {w} px -> class-score map "
+      f"{tuple(score_map.shape)} (images, classes, rows, columns)")
 print(f"the paper's D on a 500 x 375 image at Q = 512 ({paper_h} x {paper_w} px): "
       f"map {models.score_map_size(paper_d, paper_h, paper_w)}")
 
@@ -131,36 +194,39 @@ print(f"the paper's D on a 500 x 375 image at Q = 512 ({paper_h} x {paper_w} px)
 posterior = F.softmax(score_map.mean(dim=(-2, -1)), dim=1)[0]
 check = evaluate.evaluate(net, preprocess, [(0, original, sample.label)],
                           protocol="dense", scales=[Q_top], flip=False)
-print(f"true class: {val.names.get(sample.wnid, sample.wnid)} (label {sample.label}); "
-      f"dense posterior of it {posterior[sample.label]:.2f}; "
-      f"same as evaluate(): {torch.allclose(posterior, check.posteriors[0], atol=1e-5)}")
+same = torch.allclose(posterior, check.posteriors[0], atol=1e-5)
+print(f"true class: {name_of(sample.wnid, sample.wnid)} (label {sample.label}); dense "
+      f"posterior of it {posterior[sample.label]:.2f}; same as evaluate(): {same}")
 
 # %% [markdown]
-# The heat map shows, for each position of the map, the soft-max probability of the true class
-# there. Each position scores one `crop x crop` window of the input, on a 32-pixel stride; it is
-# drawn as a 32-pixel square at the centre of its window (at this profile's crop the windows tile
-# the image). Unlike a crop, a window's score also draws on the pixels around it, which its
-# receptive field reaches through the convolutions. The dashed box is the object's annotated box.
+# Each position of the map scores one `crop x crop` window of the input, on a 32-pixel stride.
+# Below, each window is drawn where it lies, coloured by the soft-max probability of the true
+# class there; the dashed box is the object's annotated box. At this profile's crop the windows
+# tile the image; where a side is not a multiple of 32 the last band of windows reaches past the
+# image (pools rounded up), the *placement* effect measured further down.
 
-# %%
+# %% mystnb={"figure": {"caption": "The dense net on one validation image at this profile's largest test scale: the image (left), and each window of its class-score map where it lies, coloured and labelled by the probability of the true class there (right). Dashed: the object's box.", "name": "fig-04-score-map"}} tags=["hide-input"]
 probs = F.softmax(score_map[0], dim=0)[sample.label]  # (rows, columns)
-rows, cols = probs.shape
+spots = windows.dense_windows(net, h, w)
 scale = h / original.shape[-2]  # boxes are in the original image's pixels
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-axes[0].imshow(image.permute(1, 2, 0).numpy())
-axes[0].set_title(f"val image {image_index}, Q = {Q_top}")
-axes[1].imshow(image.permute(1, 2, 0).numpy())
-first = prof.crop / 2 - 16  # the first square's edge: centred on the first window
-cells = axes[1].imshow(probs.numpy(), cmap="magma", alpha=0.6, vmin=0, vmax=1,
-                       extent=(first, first + 32 * cols, first + 32 * rows, first))
-axes[1].set(xlim=(0, w), ylim=(h, 0), title=f"P({val.names.get(sample.wnid, sample.wnid)}) per window")
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+axes[0].imshow(figures.as_picture(image), extent=(0, w, h, 0))
+axes[0].set_title(f"val image {image_index}, Q = {Q_top}: {w} x {h} px", fontsize=9)
+figures.draw_windows(axes[1], image, spots, prof.crop, colour="white", lw=1.2,
+                     title=f"P({name_of(sample.wnid, sample.wnid)}) per window")
+colours = plt.get_cmap("magma")
+for (top, left), p in zip(spots, probs.flatten().tolist()):
+    axes[1].add_patch(plt.Rectangle((left, top), prof.crop, prof.crop, color=colours(p),
+                                    alpha=0.55, lw=0))
+    axes[1].text(left + prof.crop / 2, top + prof.crop / 2, f"{p:.2f}", ha="center",
+                 va="center", color="white", fontsize=9, fontweight="bold")
 for xmin, ymin, xmax, ymax in sample.boxes:
     for ax in axes:
-        ax.add_patch(plt.Rectangle((xmin * scale, ymin * scale), (xmax - xmin) * scale, (ymax - ymin) * scale,
-                                   fill=False, ls="--", lw=1.5, ec="cyan"))
-fig.colorbar(cells, ax=axes[1], fraction=0.046)
+        ax.add_patch(plt.Rectangle((xmin * scale, ymin * scale), (xmax - xmin) * scale,
+                                   (ymax - ymin) * scale, fill=False, ls="--", lw=1.5, ec="cyan"))
+fig.colorbar(plt.cm.ScalarMappable(cmap=colours), ax=axes[1], fraction=0.046)
 plt.tight_layout()
-pd.DataFrame(probs.numpy()).map(lambda p: f"{p:.2f}").rename_axis(index="map row", columns="map column")
+plt.show()
 
 # %% [markdown]
 # ## Table 4: several test scales
@@ -172,7 +238,7 @@ pd.DataFrame(probs.numpy()).map(lambda p: f"{p:.2f}").rename_axis(index="map row
 # the error of every net, most for the jittered ones, which were trained over a range of scales;
 # the jittered D and E come out best.
 
-# %%
+# %% tags=["hide-input"]
 TABLE4 = ["B/256", "C/256", "C/384", "C/jit", "D/256", "D/384", "D/jit", "E/256", "E/384", "E/jit"]
 
 
@@ -211,7 +277,7 @@ for name in TABLE4:
 table4 = pd.DataFrame(paper.beside("table4_multi_scale", ours4, on=("config", "train_S"), metrics=METRICS))
 table4.set_index(["config", "train_S"])
 
-# %%
+# %% mystnb={"figure": {"caption": "Top-1 error of each net of Table 4, dense evaluation at its one test scale (circles) and averaged over three test scales (squares), at this profile's scale.", "name": "fig-04-scales"}} tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(8, 3.2))
 x = range(len(TABLE4))
 ax.plot(x, [single[n]["top1_err"] for n in TABLE4], "o", label="one scale")
@@ -231,7 +297,7 @@ plt.tight_layout()
 # real neighbouring pixels there, so the two make somewhat different errors; the paper finds
 # multi-crop slightly better than dense, and their average better than either.
 
-# %%
+# %% tags=["hide-input"]
 ours5 = []
 for name in TABLE5:
     r, e = both[name], grid.entry(name)
@@ -266,9 +332,7 @@ table5.set_index(["config", "train_S", "eval_method"])
 # second is D trained at S = 256 for the full epochs, with no fine-tuning, at its own Q: if the
 # artefact came from the jittered net's 2-epoch fine-tuning, it would not show there.
 
-# %%
-from vggrepro import windows
-
+# %% tags=["hide-input"]
 val_images = [(i, data.decode_image(s.path), s.label) for i, s in enumerate(val.samples)]
 probes = [(D_JIT, q) for q in grid.test_scales_of(prof, JIT, multi=True)]
 probes.append(("D/256", grid.test_scales_of(prof, "256", multi=False)[0]))
@@ -295,8 +359,10 @@ pd.DataFrame(probe_rows).set_index(["net", "Q"])
 # %%
 for name, q, placement, context in effects:
     larger = "placement" if placement.difference > context.difference else "context"
-    print(f"{name} at Q = {q}: placement {placement}, context {context} -> {larger} costs more"
-          + ("" if placement.low > 0 or context.low > 0 else " (neither interval excludes 0)"))
+    neither = not (placement.low > 0 or context.low > 0)
+    note = " (neither interval excludes 0)" if neither else ""
+    print(f"{name} at Q = {q}: placement {placement}, context {context} -> {larger} "
+          f"costs more{note}")
 
 # %% [markdown]
 # Either way the gap is this scale's artefact, not the nets' training, which is why the claims
@@ -313,7 +379,7 @@ for name, q, placement, context in effects:
 # need their own borders. The counts below are the mean over this validation set's images for
 # this run's D, and, for the paper's D, on a 500 x 375 image (ImageNet's most common size).
 
-# %%
+# %% tags=["hide-input"]
 def paper_scale_macs(model, height=375, width=500):
     """MACs per image of each protocol for the paper's net at Q = {256, 384, 512}, with flips."""
     dense = sum(2 * evaluate.dense_macs(model, *transforms.scaled_size(height, width, q)) for q in (256, 384, 512))
@@ -345,7 +411,7 @@ cost
 # hold images of one exact size (so that nothing is padded), so on a sample of a hundred images
 # many of them are small.
 
-# %%
+# %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT
 timed = [(i, data.decode_image(val.samples[i].path), val.samples[i].label)
          for i in range(0, len(val.samples), max(1, len(val.samples) // timing_images))][:timing_images]
@@ -376,17 +442,20 @@ for _, check in results.recorded("gpu_check.json"):  # the paper's D on a GPU, w
 # says which pre-processing it needs, and `vggrepro evaluate` applies it. On one GPU:
 #
 # ```bash
-# export VGGREPRO_IMAGENET=/data/imagenet     # ILSVRC-2012 in one of the layouts of data/README.md
+# export VGGREPRO_IMAGENET=/data/imagenet  # ILSVRC-2012, a layout of data/README.md
+# D16=VGG_ILSVRC_16_layers.caffemodel D19=VGG_ILSVRC_19_layers.caffemodel
 # # Table 4 and the released models' README: dense, Q = {256, 384, 512}
-# vggrepro evaluate --weights VGG_ILSVRC_16_layers.caffemodel --profile imagenet --protocol dense --scales 256,384,512
-# vggrepro evaluate --weights VGG_ILSVRC_19_layers.caffemodel --profile imagenet --protocol dense --scales 256,384,512
+# vggrepro evaluate --weights $D16 --profile imagenet --protocol dense --scales 256,384,512
+# vggrepro evaluate --weights $D19 --profile imagenet --protocol dense --scales 256,384,512
 # # Table 3's single scale for jittered S: dense, Q = 384
-# vggrepro evaluate --weights VGG_ILSVRC_16_layers.caffemodel --profile imagenet --protocol dense --scales 384
+# vggrepro evaluate --weights $D16 --profile imagenet --protocol dense --scales 384
 # # Table 5: dense, multi-crop (150 crops) and their average, from one run
-# vggrepro evaluate --weights VGG_ILSVRC_16_layers.caffemodel --profile imagenet --protocol both --scales 256,384,512
-# # torchvision's weights: the paper's protocol, and torchvision's own (one centre crop of an image rescaled to 256)
-# vggrepro evaluate --weights vgg16-397923af.pth --profile imagenet --protocol dense --scales 256,384,512
-# vggrepro evaluate --weights vgg16-397923af.pth --profile imagenet --protocol centre --scales 256
+# vggrepro evaluate --weights $D16 --profile imagenet --protocol both --scales 256,384,512
+# # torchvision's weights: the paper's protocol, and torchvision's own
+# # (one centre crop of an image rescaled to 256)
+# TV=vgg16-397923af.pth
+# vggrepro evaluate --weights $TV --profile imagenet --protocol dense --scales 256,384,512
+# vggrepro evaluate --weights $TV --profile imagenet --protocol centre --scales 256
 # ```
 #
 # Each command prints top-1 and top-5 error and saves the per-image posteriors (for fusion, notebook
@@ -395,7 +464,7 @@ for _, check in results.recorded("gpu_check.json"):  # the paper's D on a GPU, w
 # files of both kinds (`tests/test_evaluate_weights.py`). What the released nets should reach,
 # according to their README (the paper's D and E, trained with jittered S):
 
-# %%
+# %% tags=["hide-input"]
 released = paper.table("released_models")
 pd.DataFrame(
     [{"file": m["name"] + ".caffemodel", "the paper's net": m["paper_config"],
@@ -411,7 +480,7 @@ pd.DataFrame(
 # dense, flipped, multi-scale numbers above; the `--protocol centre --scales 256` command is the one
 # to set beside them.
 
-# %%
+# %% tags=["hide-input"]
 tv = paper.table("torchvision_pretrained")
 print(tv["note"])
 pd.DataFrame(
@@ -441,7 +510,7 @@ else:
 # error at a few classes says little and is left out of the verdicts. The cost claim is exact
 # arithmetic and does not depend on the scale.
 
-# %%
+# %% tags=["hide-input"]
 seed_sd = claims.measured_seed_sd(prof.name)
 chance = claims.chance_error(prof.num_classes)
 

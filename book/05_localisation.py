@@ -280,7 +280,7 @@ pd.DataFrame([{"paper Q": p, "our Q": prof.S(p),
 # and the fusion's best box for the classification system's first class (protocol 2, red, with
 # that class's name).
 
-# %%
+# %% mystnb={"figure": {"caption": "Validation images with their ground-truth box (green, dashed), the central crop (white, dotted), PCR's box for the true class from that crop (blue), and the fusion's best box for its first class (red, named in the title).", "name": "fig-05-boxes"}}
 picks = list(range(0, n_val, max(1, n_val // drawn_images)))[:drawn_images]
 fusion = SYSTEMS[(fusion_key, None)]
 fig, axes = plt.subplots(2, (len(picks) + 1) // 2, figsize=(12, 6.2))

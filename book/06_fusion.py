@@ -230,7 +230,7 @@ pd.DataFrame([{"step": i + 1, "added": s["models"][-1], "nets": s["n_models"],
 # from S = 384) are worth comparing with nets of other depths: a pair that rarely disagrees adds
 # little to a fusion, however good each is.
 
-# %%
+# %% mystnb={"figure": {"caption": "How often two nets disagree: the share of validation images on which their top-1 classes differ (dense evaluation, several test scales).", "name": "fig-06-disagreement"}}
 names, disagree = fuse.disagreement(dense)
 fig, ax = plt.subplots(figsize=(8.5, 7))
 im = ax.imshow(100 * disagree.numpy(), cmap="viridis")

@@ -88,7 +88,7 @@ pd.DataFrame([
      "paper": appendix["voc"]["datasets"]},
 ]).set_index("set")
 
-# %%
+# %% mystnb={"figure": {"caption": "Test images of the two Appendix B sets, Caltech-like (top row) and VOC-like (bottom row), each titled with its classes.", "name": "fig-07-sets"}}
 fig, axes = plt.subplots(2, 6, figsize=(12, 4.4))
 for row, (name, s) in enumerate((("Caltech-like", caltech), ("VOC-like", voc))):
     for j, ax in enumerate(axes[row]):

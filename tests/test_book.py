@@ -537,3 +537,97 @@ def test_results_matrix_reads_on_a_phone(site, tmp_path):
     verdict = found["ci"]["text"]
     assert verdict.startswith(("holds", "does not hold", "undecided")), verdict
     assert found["ci"]["inside"], f"the first row's ci verdict is not in view at 390 px: {found['ci']}"
+
+
+#: Injected into a copy of a page: every image that a code cell put out and that does not sit in a
+#: <figure> with a shown <figcaption> carrying a figure number ("Figure 3"), written into the body.
+CAPTION_PROBE = """<script>
+window.addEventListener("load", () => {
+  const shown = (el) => el && el.getBoundingClientRect().height > 0;
+  const bad = [...document.querySelectorAll(".cell_output img")].filter((img) => {
+    const caption = img.closest("figure")?.querySelector("figcaption");
+    const number = caption?.querySelector(".caption-number")?.textContent ?? "";
+    const text = caption ? caption.textContent.replace(number, "").trim() : "";
+    return !(shown(caption) && /Figure \\d+/.test(number) && text.length > 0);
+  }).map((img) => (img.closest(".cell")?.textContent ?? "").trim().slice(0, 60));
+  document.body.setAttribute("data-uncaptioned", JSON.stringify(bad));
+});
+</script>"""
+
+
+def probed(page: Path, probe: str, attribute: str, tmp: Path, width: int = 1280):
+    """What ``probe`` wrote into ``attribute`` of the body of a copy of ``page`` in Chromium."""
+    copy = page.with_name(f"_probe_{page.stem}.html")  # beside the page, so its links still resolve
+    copy.write_text(page.read_text().replace("</body>", probe + "</body>"))
+    try:
+        soup = dom_at(copy, tmp, width)
+    finally:
+        copy.unlink()
+    found = json.loads(soup.body.get(attribute, "null"))
+    assert found is not None, f"the probe did not run on {page.name}"
+    return found
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_every_figure_of_a_chapter_has_a_numbered_caption(site, tmp_path):
+    uncaptioned, images = {}, 0
+    for nb in book.notebooks():
+        page = site / "book" / f"{nb.stem}.html"
+        images += len(re.findall(r'class="cell_output[^"]*"[\s\S]*?<img', page.read_text()))
+        found = probed(page, CAPTION_PROBE, "data-uncaptioned", tmp_path)
+        if found:
+            uncaptioned[nb.stem] = found
+    assert images > 0, "no chapter page shows an image: the probe would have nothing to check"
+    assert uncaptioned == {}, f"images without a numbered caption (cells starting): {uncaptioned}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_the_caption_probe_sees_a_bare_image_and_lets_a_numbered_figure_be(tmp_path):
+    page = tmp_path / "toy.html"
+    pixel = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    page.write_text(
+        '<html><body><div class="cell"><div class="cell_output"><img src="' + pixel + '"></div>bare</div>'
+        '<div class="cell"><div class="cell_output"><figure><img src="' + pixel + '">'
+        '<figcaption><span class="caption-number">Figure 1 </span>A picture.</figcaption></figure></div>'
+        "numbered</div>" + CAPTION_PROBE + "</body></html>"
+    )
+    assert probed(page, CAPTION_PROBE, "data-uncaptioned", tmp_path) == ["bare"]
+
+
+@pytest.mark.parametrize("chapter", ["01_architecture", "04_dense_eval"])
+def test_shown_code_fits_the_column(chapter):
+    """Code a reader sees (cells not folded by hide-input/remove-input) fits the page's column;
+    the package code a chapter prints is checked in tests/test_figures.py."""
+    import jupytext
+
+    from vggrepro.figures import COLUMN
+
+    wide = []
+    for cell in jupytext.read(ROOT / "book" / f"{chapter}.py").cells:
+        tags = set(cell.metadata.get("tags", []))
+        if cell.cell_type != "code" or tags & {"hide-input", "remove-input", "remove-cell"}:
+            continue
+        wide += [line for line in cell.source.splitlines() if len(line) > COLUMN]
+    assert wide == [], f"{chapter}: shown code lines wider than {COLUMN} characters: {wide}"
+
+
+#: Injected into a copy of a page: the code a reader sees (shown cells' input, code blocks of the
+#: text, and package source a cell prints) that needs a horizontal scroll, written into the body.
+CODE_PROBE = """<script>
+window.addEventListener("load", () => {
+  const folded = (p) => p.closest(".tag_hide-input .cell_input, .tag_remove-input .cell_input");
+  const listing = (p) => !p.closest(".cell_output") || /^(def|class) /.test(p.textContent);
+  const wide = [...document.querySelectorAll(".bd-article pre")]
+    .filter((p) => !folded(p) && listing(p) && p.scrollWidth > p.clientWidth + 1)
+    .map((p) => p.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), ""));
+  document.body.setAttribute("data-wide-code", JSON.stringify(wide));
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("chapter", ["01_architecture", "04_dense_eval"])
+def test_shown_code_needs_no_scrolling(site, tmp_path, chapter):
+    """At 1280 px every line of code a reader sees fits the column: no sideways scrolling."""
+    wide = probed(site / "book" / f"{chapter}.html", CODE_PROBE, "data-wide-code", tmp_path)
+    assert wide == [], f"{chapter}: code lines that need scrolling at 1280 px: {wide}"

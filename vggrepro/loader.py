@@ -71,7 +71,8 @@ class BatchDraws:
         self.uniforms = torch.rand(batch_size, 4, generator=g, dtype=torch.float64).tolist()
         self.alphas = T.draw_alpha(g, batch_size, colour_std)
 
-    def view(self, pos: int, h: int, w: int, scale: int | tuple[int, int], crop: int) -> View:
+    def view(self, pos: int, h: int, w: int, scale: int | tuple[int, int],
+             crop: int) -> View:
         """The augmentation of the image at ``pos``, given its size (h, w)."""
         u_scale, u_top, u_left, u_flip = self.uniforms[pos]
         S = T.scale_from_uniform(u_scale, scale)

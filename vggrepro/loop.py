@@ -38,8 +38,9 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class PlateauSchedule:
-    """lr / 10 whenever validation accuracy has not improved for ``patience`` epochs; after
-    ``max_cuts`` cuts, the next plateau stops training (the paper cut 3 times, then stopped)."""
+    """lr / 10 whenever validation accuracy has not improved for ``patience`` epochs;
+    after ``max_cuts`` cuts, the next plateau stops training (the paper cut 3 times,
+    then stopped)."""
 
     def __init__(self, lr: float, patience: int, max_cuts: int = MAX_LR_CUTS):
         self.lr, self.patience, self.max_cuts = lr, patience, max_cuts
@@ -59,7 +60,8 @@ class PlateauSchedule:
                 self.lr /= 10
 
     def state_dict(self) -> dict:
-        return dict(lr=self.lr, best=self.best, bad_epochs=self.bad_epochs, cuts=self.cuts, stop=self.stop)
+        return dict(lr=self.lr, best=self.best, bad_epochs=self.bad_epochs,
+                    cuts=self.cuts, stop=self.stop)
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():

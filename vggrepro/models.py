@@ -89,29 +89,35 @@ def _scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
+def _check_args(width, crop, num_classes, dropout) -> None:
+    """VGG's arguments, each with an error that says what is accepted."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout={dropout!r} must be in [0, 1) (the paper's is 0.5)")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < math.inf:
+        raise ValueError(f"width={width!r} must be a positive number (1.0 is the paper's net, 0.125 is 1/8)")
+    if not isinstance(crop, int) or crop <= 0 or crop % 32:
+        raise ValueError(
+            f"crop={crop!r} is not a positive multiple of 32: five 2x2 pools must leave a whole "
+            f"crop/32 map for fc6 (224 -> 7x7). Accepted: 32, 64, 96, ..., 224, ..."
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+        raise ValueError(f"num_classes={num_classes!r} must be a positive integer (the paper's is 1000)")
+
+
 class VGG(nn.Module):
     """A VGG net: ``features`` (convs, ReLUs, pools), ``avgpool`` and ``classifier`` (fc6, fc7, fc8).
 
     ``layer_names`` maps the paper's names (conv1_1, ..., fc6, fc7, fc8) to module paths.
     """
 
-    def __init__(self, config: str, *, width: float = 1.0, num_classes: int = 1000, crop: int = 224,
-                 dropout: float = DROPOUT):
+    def __init__(self, config: str, *, width: float = 1.0, num_classes: int = 1000,
+                 crop: int = 224, dropout: float = DROPOUT):
         super().__init__()
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout={dropout!r} must be in [0, 1) (the paper's is 0.5)")
-        if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < math.inf:
-            raise ValueError(f"width={width!r} must be a positive number (1.0 is the paper's net, 0.125 is 1/8)")
-        if not isinstance(crop, int) or crop <= 0 or crop % 32:
-            raise ValueError(
-                f"crop={crop!r} is not a positive multiple of 32: five 2x2 pools must leave a whole "
-                f"crop/32 map for fc6 (224 -> 7x7). Accepted: 32, 64, 96, ..., 224, ..."
-            )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-            raise ValueError(f"num_classes={num_classes!r} must be a positive integer (the paper's is 1000)")
+        _check_args(width, crop, num_classes, dropout)
         blocks = config_layers(config)
-        self.config, self.width, self.crop, self.num_classes = config, float(width), crop, num_classes
-        self.layer_names: dict[str, str] = {}
+        self.config, self.width, self.crop = config, float(width), crop
+        self.num_classes = num_classes
+        self.layer_names: dict[str, str] = {}  # the paper's names (conv1_1, fc6) -> modules
 
         layers: list[nn.Module] = []
         channels = 3
@@ -121,25 +127,27 @@ class VGG(nn.Module):
                 if spec == "LRN":
                     layers.append(LRN(**LRN_SETTINGS))
                     continue
-                k, n = map(int, _LAYER.match(spec).groups())
+                k, n = map(int, _LAYER.match(spec).groups())  # "conv3-64": k=3, n=64
                 out = _scaled(n, width)
                 i += 1
                 self.layer_names[f"conv{b}_{i}"] = f"features.{len(layers)}"
-                layers += [nn.Conv2d(channels, out, k, padding=k // 2), nn.ReLU(inplace=True)]
+                conv = nn.Conv2d(channels, out, k, padding=k // 2)
+                layers += [conv, nn.ReLU(inplace=True)]
                 channels = out
             layers.append(nn.MaxPool2d(2, 2))
         self.features = nn.Sequential(*layers)
         self.grid = crop // 32  # fc6 sees a grid x grid map: 7x7 at 224
-        self.avgpool = nn.AdaptiveAvgPool2d(self.grid)  # identity at the crop size, as in torchvision
+        # identity at the crop size, as in torchvision
+        self.avgpool = nn.AdaptiveAvgPool2d(self.grid)
         fc = _scaled(FC_WIDTH, width)
         self.classifier = nn.Sequential(
-            nn.Linear(channels * self.grid * self.grid, fc),
+            nn.Linear(channels * self.grid * self.grid, fc),  # fc6
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(fc, fc),
+            nn.Linear(fc, fc),  # fc7
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(fc, num_classes),
+            nn.Linear(fc, num_classes),  # fc8
         )
         self.layer_names.update(fc6="classifier.0", fc7="classifier.3", fc8="classifier.6")
         init_gaussian(self)
@@ -158,19 +166,19 @@ class VGG(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, dense: bool = False) -> torch.Tensor:
-        """fc6-fc8 on a pool5 map: class scores (N, classes), or with ``dense`` the score map
-        (N, classes, h, w), fc6 acting as a ``grid x grid`` convolution and fc7, fc8 as 1x1 ones
-        with the very same weight tensors (reshaped at each call, never copied)."""
+        """fc6-fc8 on a pool5 map: class scores (N, classes), or with ``dense`` the score
+        map (N, classes, h, w), fc6 acting as a ``grid x grid`` convolution and fc7, fc8 as
+        1x1 ones with the very same weight tensors (reshaped at each call, never copied)."""
         if not dense:
             return self.classifier(torch.flatten(self.avgpool(x), 1))
         g = self.grid
         if x.shape[-1] < g or x.shape[-2] < g:
             raise ValueError(
-                f"the input is smaller than the crop {self.crop}: its feature map {tuple(x.shape)} is under "
-                f"{g}x{g}, the least the dense net needs"
+                f"the input is smaller than the crop {self.crop}: its feature map "
+                f"{tuple(x.shape)} is under {g}x{g}, the least the dense net needs"
             )
         fc6, relu6, drop6, fc7, relu7, drop7, fc8 = self.classifier
-        # Linear weights are (out, C*g*g) in C, y, x order: the same order as a conv kernel's.
+        # Linear weights are (out, C*g*g) in C, y, x order: a conv kernel's order.
         x = F.conv2d(x, fc6.weight.view(fc6.out_features, -1, g, g), fc6.bias)
         x = drop6(relu6(x))
         x = F.conv2d(x, fc7.weight.view(fc7.out_features, -1, 1, 1), fc7.bias)
@@ -215,10 +223,11 @@ class DenseVGG(nn.Module):
         self.net, self.ceil_mode = net, ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The authors' Caffe rounds pooled sizes up, so a side that is not a multiple of 32 keeps
-        # its last band of windows (341 x 256 gives 5 x 2 windows, not 4 x 2); at multiples of 32,
-        # and so on every training crop, both roundings are the same.
-        return self.net.forward_head(self.net.forward_features(x, self.ceil_mode), dense=True)
+        # The authors' Caffe rounds pooled sizes up, so a side that is not a multiple
+        # of 32 keeps its last band of windows (341 x 256 gives 5 x 2 windows, not 4 x 2);
+        # at multiples of 32, and so on every training crop, both roundings agree.
+        pool5 = self.net.forward_features(x, self.ceil_mode)
+        return self.net.forward_head(pool5, dense=True)
 
 
 def to_dense(model: VGG, ceil_mode: bool = True) -> DenseVGG:

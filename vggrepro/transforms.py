@@ -157,20 +157,23 @@ def centre_crop(img: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def crop_grid(h: int, w: int, size: int, n: int = 5) -> list[tuple[int, int]]:
-    """(top, left) of an n x n grid of size x size crops spanning an h x w image, row by row.
+    """(top, left) of an n x n grid of size x size crops spanning an h x w image, row by
+    row.
 
-    The paper uses a 5 x 5 grid (section 3.2) without saying where the crops lie. Here the first and
-    last crops touch the image's edges (the corners are included) and the others are evenly spaced
-    between them, positions rounded half up; n=1 gives the centre crop.
+    The paper uses a 5 x 5 grid (section 3.2) without saying where the crops lie. Here
+    the first and last crops touch the image's edges (the corners are included) and the
+    others are evenly spaced between them, positions rounded half up; n=1 gives the
+    centre crop.
     """
     if h < size or w < size:
-        raise ValueError(f"a {size}x{size} crop grid does not fit in a {h}x{w} image; rescale to Q >= crop")
+        raise ValueError(f"a {size}x{size} crop grid does not fit in a {h}x{w} image; "
+                         "rescale to Q >= crop")
     if n < 1:
         raise ValueError(f"crop_grid n={n}: need at least one crop per side")
     if n == 1:
         return [((h - size) // 2, (w - size) // 2)]
 
-    def spread(extent: int) -> list[int]:  # i * extent / (n-1), rounded half up, in integers
+    def spread(extent: int) -> list[int]:  # i * extent / (n-1), rounded half up
         return [(2 * i * extent + (n - 1)) // (2 * (n - 1)) for i in range(n)]
 
     return [(top, left) for top in spread(h - size) for left in spread(w - size)]
@@ -198,14 +201,17 @@ def colour_shift_by(img: torch.Tensor, alpha: torch.Tensor, eigval: torch.Tensor
 
 def rgb_shift(alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
               pixel_scale: float = 255.0) -> torch.Tensor:
-    """The RGB offsets ``eigvec @ (alpha * eigval) * pixel_scale`` of AlexNet's shift, (3,) or (N, 3).
+    """The RGB offsets ``eigvec @ (alpha * eigval) * pixel_scale`` of AlexNet's shift,
+    (3,) or (N, 3).
 
-    Three products summed in a fixed order, not a matrix product: a BLAS would choose the order of
-    the sum by the processor, and a training run turns that last bit into points of error.
+    Three products summed in a fixed order, not a matrix product: a BLAS would choose
+    the order of the sum by the processor, and a training run turns that last bit into
+    points of error.
     """
     w = alpha.float() * eigval.to(alpha.device, torch.float32)  # (..., 3)
     v = eigvec.to(alpha.device, torch.float32)
-    return (w[..., 0:1] * v[:, 0] + w[..., 1:2] * v[:, 1] + w[..., 2:3] * v[:, 2]) * pixel_scale
+    shift = w[..., 0:1] * v[:, 0] + w[..., 1:2] * v[:, 1] + w[..., 2:3] * v[:, 2]
+    return shift * pixel_scale
 
 
 def colour_shift(img_float: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,

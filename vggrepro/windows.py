@@ -37,11 +37,19 @@ VIEWS = ("dense", "dense inside", "crops inside", "centre")
 STRIDE = 32  # five 2x2 pools: a dense window every 32 input pixels
 
 
+def dense_windows(model: VGG, height: int, width: int,
+                  ceil_mode: bool = True) -> list[tuple[int, int]]:
+    """(top, left) of the ``crop x crop`` window behind each position of the dense score
+    map of a ``height x width`` image, row by row; pools rounded up (as the authors'
+    Caffe does) or down."""
+    rows, cols = score_map_size(model, height, width, ceil_mode=ceil_mode)
+    return [(STRIDE * r, STRIDE * c) for r in range(rows) for c in range(cols)]
+
+
 def inside_windows(model: VGG, height: int, width: int) -> list[tuple[int, int]]:
     """(top, left) of the dense windows that lie wholly inside a ``height x width`` image, row by
     row: the positions of the floor-pooled score map."""
-    rows, cols = score_map_size(model, height, width, ceil_mode=False)
-    return [(STRIDE * r, STRIDE * c) for r in range(rows) for c in range(cols)]
+    return dense_windows(model, height, width, ceil_mode=False)
 
 
 def view_scores(model: VGG, preprocess: Preprocess, image: torch.Tensor, Q: int) -> dict[str, torch.Tensor]:
