@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", required=True, choices=NAMES)
     p.add_argument("--log", type=Path, default=None, help="the output of `vggrepro book run` (for wall times)")
+    p.add_argument("--note", default=None, help="what a reader should know about how the run went")
     args = p.parse_args(argv)
     runs = runs_root() / args.profile
     tables = load_claims(args.profile)
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": args.profile, "commits_of_the_nets": commits,
         "first_net_finished": dates[0] if dates else None, "last_net_finished": dates[-1] if dates else None,
         "notebook_seconds": seconds, "book_seconds": round(sum(seconds.values()), 1) if seconds else None,
-        "recorded": provenance("cpu"),
+        "recorded": provenance("cpu"), "note": args.note,
         "command": f"vggrepro book run --profile {args.profile}; python scripts/record_run.py "
                    + " ".join(sys.argv[1:] if argv is None else argv),
     }
