@@ -469,15 +469,7 @@ window.addEventListener("load", () => {
 def test_no_table_or_code_block_runs_past_the_column(site, tmp_path, width):
     overflowing = {}
     for nb in book.notebooks():
-        page = site / "book" / f"{nb.stem}.html"
-        probe = page.with_name(f"_probe_{nb.stem}.html")  # beside the page, so its links still resolve
-        probe.write_text(page.read_text().replace("</body>", OVERFLOW_PROBE + "</body>"))
-        try:
-            soup = dom_at(probe, tmp_path, width)
-        finally:
-            probe.unlink()
-        found = json.loads(soup.body.get("data-overflow", "null"))
-        assert found is not None, f"the probe did not run on {page.name}"
+        found = probed(site / "book" / f"{nb.stem}.html", OVERFLOW_PROBE, "data-overflow", tmp_path, width)
         if found:
             overflowing[nb.stem] = found
     assert overflowing == {}, f"at {width} px these run past the column: {overflowing}"
@@ -504,7 +496,7 @@ def test_the_overflow_probe_sees_a_table_past_the_column_and_lets_a_scrolling_on
 MATRIX_PROBE = """<script>
 window.addEventListener("load", () => {
   const table = document.querySelector("table.claims-matrix");
-  if (!table) { document.body.setAttribute("data-matrix", "null"); return; }
+  if (!table) { document.body.setAttribute("data-matrix", "{}"); return; }
   const header = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
   const row = table.querySelector("tbody tr");
   row.scrollIntoView({block: "center"});
@@ -524,13 +516,7 @@ window.addEventListener("load", () => {
 def test_results_matrix_reads_on_a_phone(site, tmp_path):
     """At 390 px the results page's claims matrix shows its first row's claim and ci verdict without
     scrolling sideways (the other scales may scroll, inside the table)."""
-    page = site / "book" / "08_results.html"
-    probe = page.with_name("_probe_matrix.html")
-    probe.write_text(page.read_text().replace("</body>", MATRIX_PROBE + "</body>"))
-    try:
-        found = json.loads(dom_at(probe, tmp_path, 390).body.get("data-matrix", "null"))
-    finally:
-        probe.unlink()
+    found = probed(site / "book" / "08_results.html", MATRIX_PROBE, "data-matrix", tmp_path, 390)
     assert found, "the results page has no claims matrix (table.claims-matrix)"
     assert found["header"][:3] == ["#", "claim", "ci"], found["header"]
     assert found["claim"]["text"] and found["claim"]["inside"], f"the first claim is not in view: {found['claim']}"
