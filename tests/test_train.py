@@ -164,3 +164,18 @@ def test_run_key_of_a_synthetic_set_does_not_depend_on_its_folder(tiny, tmp_path
     assert s.key(moved.replace(synth_train_per_class=17)) != s.key(tiny)
     imagenet = get_profile("imagenet")
     assert s.key(imagenet) != s.key(imagenet.replace(data_root=str(tmp_path / "other-imagenet")))
+
+
+def test_a_resume_forgets_an_epochs_validation_the_checkpoint_predates(tmp_path):
+    """Killed between an epoch's validation line and the epoch's last save, the run resumes from the
+    checkpoint of the epoch's last step (same step, epoch not done) and validates again: the first
+    line must go, or the log holds it twice (seen once in CI, in the SIGKILL test)."""
+    from vggrepro.loop import read_metrics, trim_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    lines = [dict(step=5, epoch=0, loss=1.2, lr=0.01), dict(step=8, epoch=1, top1_err=75.0, top5_err=0.0, lr=0.01),
+             dict(step=10, epoch=1, loss=1.1, lr=0.01)]
+    for epochs_done, expected in ((0, lines[:1]), (1, lines[:2])):
+        path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 11, "ep')  # a torn last line
+        trim_metrics(path, last_step=8, epochs_done=epochs_done)
+        assert read_metrics(path) == expected

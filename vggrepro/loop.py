@@ -220,9 +220,15 @@ def log(path: Path, record: dict) -> None:
         raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
 
 
-def trim_metrics(path: Path, last_step: int) -> None:
+def trim_metrics(path: Path, last_step: int, epochs_done: int | None = None) -> None:
     """After a crash, drop what was logged past the checkpoint we resume from (step 0 when there is
-    none: all of it); it will be redone. A line torn by the kill goes too."""
+    none: all of it); it will be redone. A line torn by the kill goes too, and so does an epoch's
+    validation line logged at the checkpoint's own step when the checkpoint predates it (killed
+    between the line and the epoch's last save): the resumed run validates that epoch again."""
     if path.exists():
-        keep = [json.dumps(r, sort_keys=True) for r in read_metrics(path) if r["step"] <= last_step]
+        def kept(r: dict) -> bool:
+            redone = epochs_done is not None and "top1_err" in r and r.get("epoch", 0) > epochs_done
+            return r["step"] <= last_step and not redone
+
+        keep = [json.dumps(r, sort_keys=True) for r in read_metrics(path) if kept(r)]
         checkpoints.atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())

@@ -335,7 +335,7 @@ def _train(job: Job) -> dict:
     if run.checkpoint.exists():
         trainer.restore()
     if rank == 0:
-        trim_metrics(run.metrics_path, trainer.step)
+        trim_metrics(run.metrics_path, trainer.step, trainer.epoch)
 
     outcome = trainer.fit(step_fn)
     result = dict(config=settings.config, scale=settings.scale, init=settings.init, init_note=init_note,
