@@ -403,7 +403,7 @@ print(f"averaged over the map: {tuple(class_scores.shape)}, one score per class"
 # Each position of the map is the classifier applied to one window of the last feature map. The
 # windows overlap, and unlike crops cut from the image, their receptive fields include the real
 # pixels around them rather than zero padding: section 3.2 notes that this is why dense evaluation
-# and multi-crop evaluation make different errors and combine well (chapter 4).
+# and multi-crop evaluation make different errors and combine well (chapters 3 and 5).
 #
 # ## The claims of section 2
 #

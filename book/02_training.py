@@ -33,7 +33,8 @@
 
 # %% tags=["parameters"]
 profile = "ci"
-seed = None  # another seed for the data and every net: a replication (None: the profile's)
+# another seed for the data and every net: a replication (None: the profile's)
+seed = None
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
@@ -61,7 +62,7 @@ pd.set_option("display.precision", 1)
 # The `ci` profile makes a fourth: no dropout. Dropout fights over-fitting of 4096-wide layers on
 # 1.3 million images; ten epochs of 3,000 images leave a width/8 net under-fitting, where dropout
 # only slows learning. `scripts/calibrate_ci.py` measured it, with the data's difficulty knobs, in
-# `results/ci_calibration.json` (its table is in [the appendix](09_appendix_reference.ipynb)).
+# `results/ci_calibration.json` (its table is in [the appendix](10_appendix_reference.ipynb)).
 
 # %%
 recipe = paper.table("training")
@@ -73,13 +74,19 @@ rows = [
     ("dropout (fc6, fc7)", recipe["dropout"]["ratio"], prof.dropout),
     ("lr cuts before stopping", 3, train.MAX_LR_CUTS),
     ("extra lr factor (ours)", 1, prof.lr_scale),
-    ("net A's random init", "N(0, 1e-2) (\"variance 1e-2\")", "N(0, 2/fan-in)" if prof.init_std == "fan-in" else f"N(0, {prof.init_std})"),
+    (
+        "net A's random init",
+        'N(0, 1e-2) ("variance 1e-2")',
+        "N(0, 2/fan-in)" if prof.init_std == "fan-in" else f"N(0, {prof.init_std})",
+    ),
     ("input", "RGB minus the mean", "RGB minus the mean, / pixel std"),
     ("crop", 224, prof.crop),
     ("S (fixed)", "256", prof.S(256)),
     ("width (fraction of the paper's channels)", 1, prof.width),
 ]
-pd.DataFrame(rows, columns=["setting", "paper", f"profile {prof.name}"]).set_index("setting").astype(str)
+pd.DataFrame(rows, columns=["setting", "paper", f"profile {prof.name}"]).set_index(
+    "setting"
+).astype(str)
 
 # %% [markdown]
 # ## The data
@@ -92,13 +99,19 @@ pd.DataFrame(rows, columns=["setting", "paper", f"profile {prof.name}"]).set_ind
 # %% mystnb={"figure": {"caption": "Training images of the synthetic set, evenly spaced through it, each titled with its class, its object's box in yellow.", "name": "fig-02-data"}} tags=["hide-input"]
 root = data.ensure_synthetic(prof, verbose=False)
 train_set, val_set = data.ILSVRC(root, "train"), data.ILSVRC(root, "val")
-print(f"{len(train_set.classes)} classes, {len(train_set.samples)} training and {len(val_set.samples)} validation images")
+print(
+    f"{len(train_set.classes)} classes, {len(train_set.samples)} training and {len(val_set.samples)} validation images"
+)
 fig, axes = plt.subplots(2, 6, figsize=(12, 4.4))
 for ax, sample in zip(axes.flat, train_set.samples[:: len(train_set.samples) // 12]):
     image = data.decode_image(sample.path)
     ax.imshow(image.permute(1, 2, 0).numpy())
     for x0, y0, x1, y1 in sample.boxes:
-        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="yellow", lw=1.5))
+        ax.add_patch(
+            plt.Rectangle(
+                (x0, y0), x1 - x0, y1 - y0, fill=False, color="yellow", lw=1.5
+            )
+        )
     ax.set_title(train_set.names.get(sample.wnid, sample.wnid), fontsize=8)
     ax.axis("off")
 plt.tight_layout()
@@ -144,24 +157,34 @@ shifted = transforms.colour_shift_by(seen, v.alpha, stats.eigval, stats.eigvec)
 louder = transforms.colour_shift_by(seen, 30 * v.alpha, stats.eigval, stats.eigvec)
 offset = transforms.rgb_shift(v.alpha, stats.eigval, stats.eigvec)
 # scale jittering: of this batch's draws for the image, the largest S
-jit = max((draws.view(i, h, w, prof.jitter, prof.crop) for i in range(prof.batch_size)),
-          key=lambda view: view.S)
+jit = max(
+    (draws.view(i, h, w, prof.jitter, prof.crop) for i in range(prof.batch_size)),
+    key=lambda view: view.S,
+)
 panels = [
     (f"image, {w} x {h}", image, None),
     (f"rescaled to S = {v.S}", at_S, (v.top, v.left, prof.crop)),
     (f"crop, {prof.crop} x {prof.crop}", crop, None),
     ("mirror image", transforms.hflip(crop), None),
-    ("as the net gets it, RGB\n" + ", ".join(f"{x:+.1f}" for x in offset.tolist()),
-     shifted, None),
+    (
+        "as the net gets it, RGB\n" + ", ".join(f"{x:+.1f}" for x in offset.tolist()),
+        shifted,
+        None,
+    ),
     ("the same shift x 30", louder, None),
-    (f"jittered: S = {jit.S}", transforms.resize(image, jit.size),
-     (jit.top, jit.left, prof.crop)),
+    (
+        f"jittered: S = {jit.S}",
+        transforms.resize(image, jit.size),
+        (jit.top, jit.left, prof.crop),
+    ),
 ]
 fig, axes = plt.subplots(1, len(panels), figsize=(14, 2.8))
 figures.draw_at_one_scale(axes, panels)
 plt.show()
-print(f"the coin: {'flip' if v.flip else 'no flip'}; S = {v.S} (fixed), "
-      f"{jit.S} (jittered, one of [{prof.jitter[0]}, {prof.jitter[1]}])")
+print(
+    f"the coin: {'flip' if v.flip else 'no flip'}; S = {v.S} (fixed), "
+    f"{jit.S} (jittered, one of [{prof.jitter[0]}, {prof.jitter[1]}])"
+)
 
 # %% [markdown]
 # ## Net A from random weights, then the deeper nets from A
@@ -190,7 +213,11 @@ table = pd.DataFrame(
             "epochs": r["epochs"],
             "lr cuts": r["lr_cuts"],
             "top-1 err (%)": r["top1_err"],
-            **({"top-5 err (%)": r["top5_err"]} if paper.shows_top5(prof.num_classes) else {}),
+            **(
+                {"top-5 err (%)": r["top5_err"]}
+                if paper.shows_top5(prof.num_classes)
+                else {}
+            ),
         }
         for name, r in trained.items()
     ]
@@ -199,8 +226,8 @@ table
 
 # %% [markdown]
 # These are centre-crop validation errors at Q = S, the quick check that drives the learning-rate
-# schedule: not the paper's protocol. The paper's Table 3 uses dense evaluation (notebook 04); its
-# fixed-S rows are shown beside ours, measured the same way, in notebook 03.
+# schedule: not the paper's protocol. The paper's Table 3 uses dense evaluation (chapter 3); its
+# fixed-S rows are shown beside ours, measured the same way, in chapter 4.
 #
 # The lr panel below is flat wherever the "lr cuts" column reads 0: in this profile's few epochs
 # the validation error rarely stops improving for long enough to cut the lr. The schedule itself
@@ -214,12 +241,29 @@ for name in names:
     m = grid.run_of(prof, name).metrics()
     steps = [r for r in m if "loss" in r]
     epochs = [r for r in m if "top1_err" in r]
-    ax_loss.plot([r["step"] for r in steps], [r["loss"] for r in steps], label=name, lw=1)
-    ax_err.plot([r["epoch"] for r in epochs], [r["top1_err"] for r in epochs], marker="o", label=name)
-    ax_lr.step([0] + [r["epoch"] for r in epochs], [prof.lr] + [r["lr"] for r in epochs], where="post", label=name)
+    ax_loss.plot(
+        [r["step"] for r in steps], [r["loss"] for r in steps], label=name, lw=1
+    )
+    ax_err.plot(
+        [r["epoch"] for r in epochs],
+        [r["top1_err"] for r in epochs],
+        marker="o",
+        label=name,
+    )
+    ax_lr.step(
+        [0] + [r["epoch"] for r in epochs],
+        [prof.lr] + [r["lr"] for r in epochs],
+        where="post",
+        label=name,
+    )
 ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
 ax_err.set(xlabel="epoch", ylabel="val top-1 error (%)", title="validation error")
-ax_lr.set(xlabel="epoch", ylabel="lr after the epoch", yscale="log", title="lr: / 10 on a plateau")
+ax_lr.set(
+    xlabel="epoch",
+    ylabel="lr after the epoch",
+    yscale="log",
+    title="lr: / 10 on a plateau",
+)
 ax_err.legend(fontsize=7)
 plt.tight_layout()
 
@@ -259,7 +303,7 @@ print(figures.source(loop.PlateauSchedule))
 #
 # How fast this runs on the machines measured so far (img/s and MFU), how hard the synthetic set
 # was made and why (its calibration), and the `gpu` book's time estimated from FLOPs are reference
-# tables, kept in [the appendix](09_appendix_reference.ipynb).
+# tables, kept in [the appendix](10_appendix_reference.ipynb).
 
 # %% [markdown]
 # ## The paper's claims about training, at this scale
@@ -269,7 +313,7 @@ print(figures.source(loop.PlateauSchedule))
 # D started from A and D started from Glorot's weights, given the same total budget (Glorot's D
 # trains for A's epochs and D's together), each measured on the same validation images with a
 # centre crop at Q = S; the claim is that Glorot's D is no worse, within a stated margin
-# (how verdicts are made: `vggrepro.claims`, and chapter 3). The depth and LRN claims are Table 3's
+# (how verdicts are made: `vggrepro.claims`, and chapter 4). The depth and LRN claims are Table 3's
 # and are tested there, with the paper's test protocol.
 
 # %%
@@ -284,10 +328,16 @@ def centre_arm(name):
 
 arms = {name: centre_arm(name) for name in ("D/256", "D/256-glorot")}
 declared = [
-    claims.Claim("Glorot's init trains D without pre-training: no worse than D started from A",
-                 "D/256", "D/256-glorot", kind="no-better", margin=MARGIN, notebook="02_training",
-                 paper="no number given (post-submission remark)",
-                 guards=[claims.Guard(name, chance) for name in arms]),
+    claims.Claim(
+        "Glorot's init trains D without pre-training: no worse than D started from A",
+        "D/256",
+        "D/256-glorot",
+        kind="no-better",
+        margin=MARGIN,
+        notebook="02_training",
+        paper="no number given (post-submission remark)",
+        guards=[claims.Guard(name, chance) for name in arms],
+    ),
 ]
 rows = [c.decide(arms, seed_sd) for c in declared]
 runs.save_claims(prof.name, "02_training", rows)

@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# # Fusing several nets (section 4.4)
+# # Fusing several nets, and the state of the art (sections 4.4 and 4.5, Tables 6 and 7)
 #
 # Up to here every number has been the error of one net. Section 4.4 of the paper asks what a
 # committee of nets does: it **averages the soft-max class posteriors** of several nets and
@@ -27,29 +27,33 @@
 # together, do better than the seven (Table 6). Table 7 puts those numbers beside the other
 # entries of the competition.
 #
-# This chapter repeats Table 6 with the `ci` profile's nets (trained in chapters 2 and 3; the
-# evaluations of D and E under the three protocols are those of chapter 4) and tests its claims.
+# This chapter repeats Table 6 with the `ci` profile's nets (trained in chapters 2 and 4; the
+# evaluations of D and E under the three protocols are those of chapter 5) and tests its claims.
 
 # %% tags=["parameters"]
 profile = "ci"
-seed = None  # another seed for the data and every net: a replication (None: the profile's)
+# another seed for the data and every net: a replication (None: the profile's)
+seed = None
 
-# %%
-import inspect
+# %% tags=["hide-input"]
 import logging
 
-logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-cache notice on a fresh machine
+# no font-cache notice on a fresh machine
+logging.getLogger("matplotlib").setLevel(logging.ERROR)
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro import claims, fuse, grid, metrics, paper, runs, scales
+from vggrepro import claims, figures, fuse, grid, metrics, paper, runs, scales
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.max_colwidth", None)
-print(f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_classes} classes")
+print(
+    f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_classes} "
+    "classes"
+)
 
 # %% [markdown]
 # ## Fusion is an average
@@ -59,15 +63,15 @@ print(f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_c
 # average of the two). Fusing nets averages those posteriors once more, image by image:
 
 # %%
-print(inspect.getsource(fuse.fuse))
+print(figures.source(fuse.fuse))
 
 # %% [markdown]
 # The evaluator saves every net's posteriors once (`runs/<profile>/eval-*/posteriors.pt`), so any
 # combination of nets costs no forward pass. The nets are those of Table 4 and the submission's
 # D fine-tuned on its FC layers only, each evaluated densely at its multi-scale test set Q
 # (section 4.2: Q = {S - 32, S, S + 32} for a net trained at a fixed S, Q = {256, 384, 512} for a
-# jittered one, scaled to this profile's pixels). Those of Table 4 are chapter 4's evaluations,
-# re-used from the run cache; for the jittered D and E it is chapter 4's multi-crop & dense run,
+# jittered one, scaled to this profile's pixels). Those of Table 4 are chapter 5's evaluations,
+# re-used from the run cache; for the jittered D and E it is chapter 5's multi-crop & dense run,
 # which gives dense and multi-crop alone too.
 
 # %%
@@ -80,36 +84,66 @@ def test_scales(name: str) -> list[int]:
 
 
 def evaluated(name: str, protocol: str) -> dict:
-    """A grid net's evaluation on the val set at its multi-scale Q (re-used from the run cache)."""
+    """A grid net's evaluation on the val set at its multi-scale Q (run cache)."""
     return grid.evaluation(prof, name, protocol, multi=True)
 
 
-# Table 4's nets (chapter 4) and the FC-only jittered D; Table 6 fuses some of them.
-NETS = ["B/256", "C/256", "C/384", "C/jit", "D/256", "D/384", "D/jit", "D/jit-fc", "E/256", "E/384", "E/jit"]
-both = {name: evaluated(name, "both") for name in JITTERED}  # chapter 4's evaluations
-dense = {name: both[name]["parts"]["dense"] if name in both else evaluated(name, "dense")["posteriors"]
-         for name in NETS}
+# Table 4's nets (chapter 5) and the FC-only jittered D; Table 6 fuses some of them.
+NETS = [
+    "B/256",
+    "C/256",
+    "C/384",
+    "C/jit",
+    "D/256",
+    "D/384",
+    "D/jit",
+    "D/jit-fc",
+    "E/256",
+    "E/384",
+    "E/jit",
+]
+both = {name: evaluated(name, "both") for name in JITTERED}  # chapter 5's evaluations
+dense = {
+    name: both[name]["parts"]["dense"]
+    if name in both
+    else evaluated(name, "dense")["posteriors"]
+    for name in NETS
+}
 labels = both["D/jit"]["labels"]
 for name in NETS:
-    assert len(dense[name]) == len(labels), "every net must be evaluated on the same images"
+    assert len(dense[name]) == len(labels), (
+        "every net must be evaluated on the same images"
+    )
 n_images = len(labels)
-print(f"{len(dense)} nets, each evaluated densely on the same {n_images} validation images")
+print(
+    f"{len(dense)} nets, each evaluated densely on the same {n_images} validation "
+    "images"
+)
 
 
 def errors(posteriors: torch.Tensor) -> tuple[float, float]:
-    """(top-1, top-5) error of posteriors on the chapter's images (`vggrepro.metrics.top_errors`)."""
+    """(top-1, top-5) error of posteriors on the chapter's images
+    (`vggrepro.metrics.top_errors`)."""
     e = metrics.top_errors(posteriors, labels)
     return e[metrics.TOP1], e[metrics.TOP5]
 
 
-SHOW_TOP5 = paper.shows_top5(prof.num_classes)  # at a few classes top-5 says little (paper.TOP5_MIN_CLASSES)
+# at a few classes top-5 says little (paper.TOP5_MIN_CLASSES)
+SHOW_TOP5 = paper.shows_top5(prof.num_classes)
 
 
 def beside(reported: dict | None, ours: tuple[float, float]) -> dict:
-    """The paper's errors (a table row, or None) beside ours: top-1, and top-5 where it means something."""
-    row = {"paper top-1": paper.fmt(reported and reported["top1_val_err"]), "ours top-1": paper.fmt(ours[0])}
+    """The paper's errors (a table row, or None) beside ours: top-1, and top-5 where it
+    means something."""
+    row = {
+        "paper top-1": paper.fmt(reported and reported["top1_val_err"]),
+        "ours top-1": paper.fmt(ours[0]),
+    }
     if SHOW_TOP5:
-        row |= {"paper top-5": paper.fmt(reported and reported["top5_val_err"]), "ours top-5": paper.fmt(ours[1])}
+        row |= {
+            "paper top-5": paper.fmt(reported and reported["top5_val_err"]),
+            "ours top-5": paper.fmt(ours[1]),
+        }
     return row
 
 
@@ -127,13 +161,17 @@ def fused(names, by=dense) -> tuple[float, float]:
 # is mapped to its grid net, and its test scales are the paper's rule applied to this profile. The
 # paper's single-net errors come from Table 4 (it reports none for the FC-only D).
 
+
 # %%
 def grid_name(member: str) -> tuple[str, str]:
-    """The grid net of a submission member named config/train S/test Q, e.g. "D/[256;512]/256,384,512"
-    (its jittered D had been fine-tuned on the FC layers only: the grid's D/jit-fc)."""
+    """The grid net of a submission member named config/train S/test Q, e.g.
+    "D/[256;512]/256,384,512" (its jittered D had been fine-tuned on the FC layers only:
+    the grid's D/jit-fc)."""
     config, train_S, qs = member.split("/")
     scale = scales.TrainScale.parse(train_S)
-    assert [int(q) for q in qs.split(",")] == scale.Q(multi=True), f"{member}: Q does not follow section 4.2's rule"
+    assert [int(q) for q in qs.split(",")] == scale.Q(multi=True), (
+        f"{member}: Q does not follow section 4.2's rule"
+    )
     return f"{config}/{scale.tag}" + ("-fc" if scale.jittered else ""), train_S
 
 
@@ -144,19 +182,36 @@ for member in submission["models"]:
     name, train_S = grid_name(member)
     assert name in NETS
     members.append(name)
-    reported = t4.get((grid.entry(name).config, train_S)) if name != "D/jit-fc" else None
-    member_rows.append({"paper's net": member, "grid net": name, "Q (ours)": ",".join(map(str, test_scales(name))),
-                        **beside(reported, errors(dense[name]))})
+    reported = (
+        t4.get((grid.entry(name).config, train_S)) if name != "D/jit-fc" else None
+    )
+    member_rows.append(
+        {
+            "paper's net": member,
+            "grid net": name,
+            "Q (ours)": ",".join(map(str, test_scales(name))),
+            **beside(reported, errors(dense[name])),
+        }
+    )
 seven = fused(members)
-member_rows.append({"paper's net": f"fusion of the {submission['n_models']}", "grid net": "average of the above",
-                    "Q (ours)": "", **beside(submission, seven)})
+member_rows.append(
+    {
+        "paper's net": f"fusion of the {submission['n_models']}",
+        "grid net": "average of the above",
+        "Q (ours)": "",
+        **beside(submission, seven),
+    }
+)
 pd.DataFrame(member_rows).set_index("paper's net")
 
 # %%
 best_member = min(members, key=lambda n: errors(dense[n]))
 best_single = errors(dense[best_member])
 print(f"best member: {best_member}, top-1 {best_single[0]:.1f}%")
-print(f"fusion of the seven: top-1 {seven[0]:.1f}% ({best_single[0] - seven[0]:+.1f} points against the best member)")
+print(
+    f"fusion of the seven: top-1 {seven[0]:.1f}% ({best_single[0] - seven[0]:+.1f} "
+    "points against the best member)"
+)
 
 # %% [markdown]
 # ## Table 6, after the submission: D and E, under three protocols
@@ -170,18 +225,36 @@ PROTOCOLS = {"dense": "dense", "multicrop": "multi-crop", "both": "multi-crop & 
 
 
 def posteriors_of(name: str, protocol: str) -> torch.Tensor:
-    return both[name]["posteriors"] if protocol == "both" else both[name]["parts"][protocol]
+    return (
+        both[name]["posteriors"]
+        if protocol == "both"
+        else both[name]["parts"][protocol]
+    )
 
 
-t5 = {(r["config"], r["eval_method"]): r for r in paper.table("table5_dense_vs_multicrop")}
+t5 = {
+    (r["config"], r["eval_method"]): r for r in paper.table("table5_dense_vs_multicrop")
+}
 t6 = {r["eval_method"]: r for r in after}
 pair_rows, pair = [], {}
 for protocol, method in PROTOCOLS.items():
     for name in JITTERED:
         reported = t5[(grid.entry(name).config, method)]
-        pair_rows.append({"protocol": method, "nets": name, **beside(reported, errors(posteriors_of(name, protocol)))})
+        pair_rows.append(
+            {
+                "protocol": method,
+                "nets": name,
+                **beside(reported, errors(posteriors_of(name, protocol))),
+            }
+        )
     pair[protocol] = errors(fuse.fuse([posteriors_of(n, protocol) for n in JITTERED]))
-    pair_rows.append({"protocol": method, "nets": "D/jit + E/jit", **beside(t6[method], pair[protocol])})
+    pair_rows.append(
+        {
+            "protocol": method,
+            "nets": "D/jit + E/jit",
+            **beside(t6[method], pair[protocol]),
+        }
+    )
 pd.DataFrame(pair_rows).set_index(["protocol", "nets"])
 
 # %% [markdown]
@@ -192,12 +265,31 @@ pd.DataFrame(pair_rows).set_index(["protocol", "nets"])
 # set's, scored by the organisers' server: no run of this book can reproduce it.
 
 # %% tags=["hide-input"]
-ours6 = [{"group": submission["group"], "eval_method": submission["eval_method"],
-          "top1_val_err": seven[0], "top5_val_err": seven[1]}]
-ours6 += [{"group": t6[method]["group"], "eval_method": method, "top1_val_err": pair[protocol][0],
-           "top5_val_err": pair[protocol][1]} for protocol, method in PROTOCOLS.items()]
-pd.DataFrame(paper.whole("table6_fusion", ours6, on=("group", "eval_method"),
-                         metrics=paper.metrics_for(prof.num_classes))).set_index(["group", "eval_method"])
+ours6 = [
+    {
+        "group": submission["group"],
+        "eval_method": submission["eval_method"],
+        "top1_val_err": seven[0],
+        "top5_val_err": seven[1],
+    }
+]
+ours6 += [
+    {
+        "group": t6[method]["group"],
+        "eval_method": method,
+        "top1_val_err": pair[protocol][0],
+        "top5_val_err": pair[protocol][1],
+    }
+    for protocol, method in PROTOCOLS.items()
+]
+pd.DataFrame(
+    paper.whole(
+        "table6_fusion",
+        ours6,
+        on=("group", "eval_method"),
+        metrics=paper.metrics_for(prof.num_classes),
+    )
+).set_index(["group", "eval_method"])
 
 # %% [markdown]
 # In the paper the two nets gain about a point of top-1 error over either alone under every
@@ -216,10 +308,18 @@ pd.DataFrame(paper.whole("table6_fusion", ours6, on=("group", "eval_method"),
 
 # %%
 steps = fuse.greedy_subset(dense, labels, metric=metrics.TOP1)
-pd.DataFrame([{"step": i + 1, "added": s["models"][-1], "nets": s["n_models"],
-               "top-1 (optimistic)": paper.fmt(s["top1_err"]),
-               **({"top-5 (optimistic)": paper.fmt(s["top5_err"])} if SHOW_TOP5 else {})}
-              for i, s in enumerate(steps)]).set_index("step")
+pd.DataFrame(
+    [
+        {
+            "step": i + 1,
+            "added": s["models"][-1],
+            "nets": s["n_models"],
+            "top-1 (optimistic)": paper.fmt(s["top1_err"]),
+            **({"top-5 (optimistic)": paper.fmt(s["top5_err"])} if SHOW_TOP5 else {}),
+        }
+        for i, s in enumerate(steps)
+    ]
+).set_index("step")
 
 # %% [markdown]
 # ## How often do the nets disagree?
@@ -240,16 +340,32 @@ for i in range(len(names)):
     for j in range(len(names)):
         value = 100 * disagree[i, j].item()
         dark = value < 50 * disagree.max().item()  # viridis is dark at the low end
-        ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
+        ax.text(
+            j,
+            i,
+            f"{value:.0f}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if dark else "black",
+        )
 fig.colorbar(im, ax=ax, label="images on which the top-1 classes differ (%)")
-ax.set_title(f"How often two nets disagree ({prof.name} profile, {n_images} val images)")
+ax.set_title(
+    f"How often two nets disagree ({prof.name} profile, {n_images} val images)"
+)
 fig.tight_layout()
 plt.show()
 
 off_diagonal = disagree[~torch.eye(len(names), dtype=torch.bool)]
-print(f"pairs of nets disagree on {100 * off_diagonal.min():.1f}% to {100 * off_diagonal.max():.1f}% "
-      f"of the images (mean {100 * off_diagonal.mean():.1f}%)")
-print(f"D/jit and E/jit disagree on {100 * disagree[names.index('D/jit'), names.index('E/jit')]:.1f}%")
+print(
+    f"pairs of nets disagree on {100 * off_diagonal.min():.1f}% to "
+    f"{100 * off_diagonal.max():.1f}% "
+    f"of the images (mean {100 * off_diagonal.mean():.1f}%)"
+)
+print(
+    "D/jit and E/jit disagree on "
+    f"{100 * disagree[names.index('D/jit'), names.index('E/jit')]:.1f}%"
+)
 
 # %% [markdown]
 # ## Table 7: the competition, as the paper reports it
@@ -274,7 +390,7 @@ pd.DataFrame(paper.whole("table7_sota_classification")).set_index("method")
 # multi-crop alone), saving its posteriors:
 #
 # ```bash
-# export VGGREPRO_IMAGENET=/path/to/ilsvrc2012   # the folder holding val/ in the ILSVRC layout
+# export VGGREPRO_IMAGENET=/path/to/ilsvrc2012  # holds val/ in the ILSVRC layout
 # vggrepro evaluate --weights VGG_ILSVRC_16_layers.caffemodel --profile imagenet \
 #     --protocol both --scales 256,384,512 --out runs/imagenet/released-D
 # vggrepro evaluate --weights VGG_ILSVRC_19_layers.caffemodel --profile imagenet \
@@ -285,16 +401,19 @@ pd.DataFrame(paper.whole("table7_sota_classification")).set_index("method")
 # chapter's own saved posteriors of D/jit and E/jit and must give the rows of the table above.
 
 # %%
-print(inspect.getsource(fuse.fuse_saved))
+print(figures.source(fuse.fuse_saved))
 
 # %%
-# With the released nets: paths = ["runs/imagenet/released-D/posteriors.pt", "runs/imagenet/released-E/posteriors.pt"]
+# With the released nets: paths = ["runs/imagenet/released-D/posteriors.pt",
+#                                  "runs/imagenet/released-E/posteriors.pt"]
 paths = [both[name]["posteriors_file"] for name in JITTERED]
 for protocol, method in PROTOCOLS.items():
     saved = fuse.fuse_saved(paths, protocol)
     assert (saved[metrics.TOP1], saved[metrics.TOP5]) == pair[protocol]
-    print(f"D/jit + E/jit, {method}: top-1 {saved[metrics.TOP1]:.1f}%"
-          + (f", top-5 {saved[metrics.TOP5]:.1f}%" if SHOW_TOP5 else ""))
+    print(
+        f"D/jit + E/jit, {method}: top-1 {saved[metrics.TOP1]:.1f}%"
+        + (f", top-5 {saved[metrics.TOP5]:.1f}%" if SHOW_TOP5 else "")
+    )
 
 # %% [markdown]
 # What the released nets should reach on ILSVRC-2012: the paper's two-net rows of Table 6, and
@@ -305,29 +424,49 @@ for protocol, method in PROTOCOLS.items():
 # %% tags=["hide-input"]
 fusion = paper.table("fusion")
 TEST5 = f"top-5 {paper.TEST_SET}"
-rows = [{"nets": "jittered D + E (Table 6)", "evaluation": r["eval_method"], "top-1 val": paper.fmt(r["top1_val_err"]),
-         "top-5 val": paper.fmt(r["top5_val_err"]), TEST5: paper.fmt(r["top5_test_err"])} for r in after]
+rows = [
+    {
+        "nets": "jittered D + E (Table 6)",
+        "evaluation": r["eval_method"],
+        "top-1 val": paper.fmt(r["top1_val_err"]),
+        "top-5 val": paper.fmt(r["top5_val_err"]),
+        TEST5: paper.fmt(r["top5_test_err"]),
+    }
+    for r in after
+]
 for model in paper.table("released_models")["models"]:
     readme = model["readme_claims"]
-    rows.append({"nets": f"{model['name']} (its release notes)", "evaluation": "dense", "top-1 val": "-",
-                 "top-5 val": paper.fmt(readme["dense_multi_scale_Q256_384_512_top5_val"]),
-                 TEST5: paper.fmt(readme["dense_multi_scale_top5_test"])})
+    rows.append(
+        {
+            "nets": f"{model['name']} (its release notes)",
+            "evaluation": "dense",
+            "top-1 val": "-",
+            "top-5 val": paper.fmt(readme["dense_multi_scale_Q256_384_512_top5_val"]),
+            TEST5: paper.fmt(readme["dense_multi_scale_top5_test"]),
+        }
+    )
 best = fusion["best_single_model"]
-rows.append({"nets": f"best single net (Table 7): {best['model'].split(',')[0]}, jittered", "evaluation": "multi-crop & dense",
-             "top-1 val": paper.fmt(best["top1_val_err"]), "top-5 val": paper.fmt(best["top5_val_err"]),
-             TEST5: paper.fmt(best["top5_test_err"])})
+rows.append(
+    {
+        "nets": f"best single net (Table 7): {best['model'].split(',')[0]}, jittered",
+        "evaluation": "multi-crop & dense",
+        "top-1 val": paper.fmt(best["top1_val_err"]),
+        "top-5 val": paper.fmt(best["top5_val_err"]),
+        TEST5: paper.fmt(best["top5_test_err"]),
+    }
+)
 pd.DataFrame(rows).set_index("nets")
 
 # %% [markdown]
 # Evaluations of released weights made on a machine with ImageNet are committed as
-# `results/released/<name>.json` and listed in [the appendix](09_appendix_reference.ipynb).
+# `results/released/<name>.json` and listed in [the appendix](10_appendix_reference.ipynb).
 
 # %% [markdown]
 # ## The claims of section 4.4, at this scale
 #
 # Each claim compares two systems on the same validation images (paired), with the effect on top-1
 # error and its 95% interval, which also holds the seed-to-seed spread measured for this profile
-# (chapter 3, `vggrepro.claims`). Both arms of a claim use the same evaluation protocol: the paper
+# (chapter 4, `vggrepro.claims`). Both arms of a claim use the same evaluation protocol: the paper
 # set its two-net result (multi-crop & dense) beside the seven-net submission (dense); here the
 # two are compared under dense evaluation, the submission's. Where a fusion is set against "the
 # better single net", that net is picked on these very images, which favours it, not the fusion.
@@ -338,44 +477,80 @@ chance = claims.chance_error(prof.num_classes)
 
 
 def arm(label, posteriors):
-    return claims.Arm(label, claims.errors_from_scores(posteriors.double().numpy(), labels.numpy()))
+    return claims.Arm(
+        label, claims.errors_from_scores(posteriors.double().numpy(), labels.numpy())
+    )
 
 
 def better(names, protocol):
-    """The single net of ``names`` with the lower top-1 error under ``protocol`` (picked on these images)."""
+    """The single net of ``names`` with the lower top-1 error under ``protocol`` (picked
+    on these images)."""
     return min(names, key=lambda n: errors(posteriors_of(n, protocol))[0])
 
 
-fixed_S = [t4[(grid.entry(n).config, grid.entry(n).train_S)] for n in members if n != "D/jit-fc"]
+fixed_S = [
+    t4[(grid.entry(n).config, grid.entry(n).train_S)]
+    for n in members
+    if n != "D/jit-fc"
+]
 paper_best_member = min(fixed_S, key=lambda r: r["top1_val_err"])
-paper_single = {m: min(t5[(c, m)]["top1_val_err"] for c in "DE") for m in PROTOCOLS.values()}
+paper_single = {
+    m: min(t5[(c, m)]["top1_val_err"] for c in "DE") for m in PROTOCOLS.values()
+}
 
 
-arms = {"7 nets, dense": arm("7 nets", fuse.fuse([dense[n] for n in members])),
-        f"best member ({best_member}), dense": arm(best_member, dense[best_member])}
+arms = {
+    "7 nets, dense": arm("7 nets", fuse.fuse([dense[n] for n in members])),
+    f"best member ({best_member}), dense": arm(best_member, dense[best_member]),
+}
 for protocol, method in PROTOCOLS.items():
-    arms[f"D/jit + E/jit, {method}"] = arm("D+E", fuse.fuse([posteriors_of(n, protocol) for n in JITTERED]))
+    arms[f"D/jit + E/jit, {method}"] = arm(
+        "D+E", fuse.fuse([posteriors_of(n, protocol) for n in JITTERED])
+    )
     one = better(JITTERED, protocol)
     arms[f"better single ({one}), {method}"] = arm(one, posteriors_of(one, protocol))
 
 
 def claim(text, a, b, paper_numbers):
-    return claims.Claim(text, a, b, paper=paper_numbers, notebook="06_fusion",
-                        guards=[claims.Guard(x, chance) for x in (a, b)])
+    return claims.Claim(
+        text,
+        a,
+        b,
+        paper=paper_numbers,
+        notebook="06_fusion",
+        guards=[claims.Guard(x, chance) for x in (a, b)],
+    )
 
 
-declared = [claim("Fusing the 7 nets of the ILSVRC submission (dense, multi-scale Q) beats its best member",
-                  "7 nets, dense", f"best member ({best_member}), dense",
-                  f"top-1 {submission['top1_val_err']} vs {paper_best_member['top1_val_err']} "
-                  f"({paper_best_member['config']}/{paper_best_member['train_S']}, the best with a Table 4 row)")]
+declared = [
+    claim(
+        "Fusing the 7 nets of the ILSVRC submission (dense, multi-scale Q) beats its "
+        "best member",
+        "7 nets, dense",
+        f"best member ({best_member}), dense",
+        f"top-1 {submission['top1_val_err']} vs {paper_best_member['top1_val_err']} "
+        f"({paper_best_member['config']}/{paper_best_member['train_S']}, the best "
+        "with a Table 4 row)",
+    )
+]
 for protocol, method in PROTOCOLS.items():
     one = better(JITTERED, protocol)
-    declared.append(claim(f"Fusing the jittered D and E beats the better of the two: {method}",
-                          f"D/jit + E/jit, {method}", f"better single ({one}), {method}",
-                          f"top-1 {t6[method]['top1_val_err']} vs {paper_single[method]}"))
-declared.append(claim("Two nets (D+E) beat the seven-net submission, both under dense evaluation",
-                      "D/jit + E/jit, dense", "7 nets, dense",
-                      f"top-1 {t6['dense']['top1_val_err']} vs {submission['top1_val_err']}"))
+    declared.append(
+        claim(
+            f"Fusing the jittered D and E beats the better of the two: {method}",
+            f"D/jit + E/jit, {method}",
+            f"better single ({one}), {method}",
+            f"top-1 {t6[method]['top1_val_err']} vs {paper_single[method]}",
+        )
+    )
+declared.append(
+    claim(
+        "Two nets (D+E) beat the seven-net submission, both under dense evaluation",
+        "D/jit + E/jit, dense",
+        "7 nets, dense",
+        f"top-1 {t6['dense']['top1_val_err']} vs {submission['top1_val_err']}",
+    )
+)
 rows = [c.decide(arms, seed_sd) for c in declared]
 runs.save_claims(prof.name, "06_fusion", rows)
 claims.table(rows)

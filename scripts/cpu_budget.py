@@ -14,7 +14,7 @@ Three measurements, all at the cpu profile's crop, width, batch and threads:
    every net errs on the long side.
 
 The book's work then comes from the grid (``budget.measured_estimate``: every net each notebook
-trains first, every epoch the profile allows, the extra seeds of chapter 3's depth claim, the
+trains first, every epoch the profile allows, the extra seeds of chapter 4's depth claim, the
 localisation nets, every evaluation). The rates are per image, so the same record also gives the
 minutes of other sizes (``alternatives``): the profile's sizes are chosen from it.
 """
@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=None,
                     help="validation images per evaluation timing (default: all, the book's path; a limit "
                          "takes evaluate's per-image path, which re-fingerprints the split for every image)")
-    ap.add_argument("--depth-seeds", type=int, default=3, help="chapter 3's depth_seeds")
+    ap.add_argument("--depth-seeds", type=int, default=3, help="chapter 4's depth_seeds")
     ap.add_argument("--out", default=str(REPO / "results" / "cpu_budget.json"))
     ap.add_argument("--interval-only", action="store_true",
                     help="only recompute the existing record's interval (once calibrate_cpu.py has measured "
@@ -167,7 +167,7 @@ def main() -> None:
         depth_seeds=k, localisation_epochs=budget.LOCALISATION_EPOCHS,
         notebooks=rows, counted_minutes=round(counted, 1), data_minutes=round(data_minutes, 2),
         alternatives=alternatives,
-        not_counted="notebook 01 (counts), notebook 07's features, the localisation nets' evaluation, plots, "
+        not_counted="notebook 01 (counts), chapter 08's features, the localisation nets' evaluation, plots, "
                     "kernel starts: at ci these take about 2.4 of its 7 minutes",
         interval=interval, profile=profile.as_dict(),
         measure_seconds=round(time.perf_counter() - t0, 1), provenance=provenance("cpu")))

@@ -97,12 +97,12 @@ def test_measured_estimate_counts_the_cpu_books_work():
                          dense_gflop_s=10.0)
     one, three = ({r["notebook"]: r for r in budget.measured_estimate(cpu, rates, depth_seeds=k)} for k in (1, 3))
     extra = 2 * sum(budget.training_seconds(c, cpu, rates, cpu.epochs) for c in "AD") / 60
-    assert three["03_jittering"]["train_minutes"] == pytest.approx(one["03_jittering"]["train_minutes"] + extra,
+    assert three["04_single_scale"]["train_minutes"] == pytest.approx(one["04_single_scale"]["train_minutes"] + extra,
                                                                    abs=0.1)
-    assert three["03_jittering"]["nets_trained"] == one["03_jittering"]["nets_trained"] + 4
+    assert three["04_single_scale"]["nets_trained"] == one["04_single_scale"]["nets_trained"] + 4
     assert three["02_training"] == one["02_training"]
     n_train = cpu.num_classes * cpu.synth_train_per_class
     assert budget.training_seconds("A", cpu, rates, 1, validate=False) == pytest.approx(n_train / 100.0)
     assert budget.training_seconds("D", cpu, rates, 1, "fc", validate=False) < n_train / 100.0 / 2
-    assert one["01_architecture"]["minutes"] == 0 and one["04_dense_eval"]["train_minutes"] == 0
-    assert one["04_dense_eval"]["eval_minutes"] > 0
+    assert one["01_architecture"]["minutes"] == 0 and one["05_multi_scale"]["train_minutes"] == 0
+    assert one["05_multi_scale"]["eval_minutes"] > 0

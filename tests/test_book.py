@@ -18,6 +18,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from vggrepro import book, paper
 
 ROOT = book.ROOT
+#: Every page of the book that is a notebook, by its stem ("01_architecture").
+CHAPTERS = [nb.stem for nb in book.notebooks(ROOT)]
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
@@ -100,7 +102,7 @@ def test_run_injects_parameters_and_writes_to_the_run_folder(toy_book):
 
 def test_a_profile_knob_reaches_every_chapter_and_its_claims_are_kept_apart(tmp_path, monkeypatch, capsys):
     """vggrepro book run -p width=0.0625 --only 02: chapter 02 (which declares no width) trains at
-    that width; a chapter's own parameter of a knob's name (05's epochs) stays its own; and the
+    that width; a chapter's own parameter of a knob's name (07's epochs) stays its own; and the
     claims of such a run never land where the results page reads the profile's own."""
     import os
 
@@ -127,13 +129,13 @@ def test_a_profile_knob_reaches_every_chapter_and_its_claims_are_kept_apart(tmp_
     assert OVERRIDES_ENV not in os.environ and runs.VARIANT_ENV not in os.environ  # only while a chapter runs
 
     seen.clear()
-    book.run_book(only="01,02,05", parameters={"width": 0.0625, "epochs": 1}, output=tmp_path / "out", echo=quiet)
+    book.run_book(only="01,02,07", parameters={"width": 0.0625, "epochs": 1}, output=tmp_path / "out", echo=quiet)
     ci = get_profile("ci")
-    first, second, fifth = seen["01_architecture"], seen["02_training"], seen["05_localisation"]
+    first, second, seventh = seen["01_architecture"], seen["02_training"], seen["07_localisation"]
     assert first["parameters"]["width"] == 0.0625 and first["profile"].epochs == 1  # 01 declares width itself
     assert (second["profile"].width, second["profile"].epochs) == (0.0625, 1)
-    assert fifth["parameters"]["epochs"] == 1 and fifth["profile"].epochs == ci.epochs  # 05's own epochs
-    assert fifth["profile"].width == 0.0625
+    assert seventh["parameters"]["epochs"] == 1 and seventh["profile"].epochs == ci.epochs  # 07's own epochs
+    assert seventh["profile"].width == 0.0625
     # the claims went to claims-<variant>/, and the results page reads none of them as ci's
     assert sorted(p.name for p in (tmp_path / "runs" / "ci").iterdir()) == [
         "claims-epochs=1,width=0.0625", "claims-width=0.0625"]
@@ -351,13 +353,31 @@ def same_text(full: str, shown: str) -> bool:
     return full == shown or (shown.endswith("...") and full.startswith(shown[:-3].rstrip()))
 
 
+def test_chapters_are_numbered_on_the_site_as_their_files_are(site):
+    """The paper's chapters carry their file's number in the page title and in the table of
+    contents (01_architecture is "1. The architecture"); the results page and the appendix none."""
+    from bs4 import BeautifulSoup
+
+    contents = BeautifulSoup((site / "intro.html").read_text(), "html.parser").select("nav a")
+    for nb in book.notebooks():
+        page = BeautifulSoup((site / "book" / f"{nb.stem}.html").read_text(), "html.parser")
+        number = page.select_one(".bd-article h1").select_one(".section-number")
+        shown = number.get_text(strip=True) if number else None
+        nav = [a.get_text(" ", strip=True) for a in contents if a.get("href", "").endswith(f"{nb.stem}.html")]
+        if int(nb.stem[:2]) <= 8:
+            assert shown == f"{int(nb.stem[:2])}.", f"{nb.stem}: the title's number is {shown!r}"
+            assert any(text.startswith(f"{int(nb.stem[:2])}. ") for text in nav), f"{nb.stem}: contents show {nav}"
+        else:
+            assert shown is None, f"{nb.stem} is reference material, yet numbered {shown!r}"
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
 def test_results_page_lists_every_chapters_claims(site, tmp_path):
     """The results page, as a browser renders it, has a row for each claim of every chapter's own
     claims table, with the paper's number and the ci run's number that the chapter shows."""
-    page = site / "book" / "08_results.html"
+    page = site / "book" / "09_results.html"
     if not page.exists():
-        pytest.skip("book/08_results is not in the book yet")
+        pytest.skip("book/09_results is not in the book yet")
     tables = table_rows(dom(page, tmp_path))
     claims_tables = [rows for rows in tables if rows and {"paper", "ci", "gpu", "imagenet"} <= set(rows[0])]
     assert claims_tables, "the results page shows no table with the paper's and each profile's numbers"
@@ -516,7 +536,7 @@ window.addEventListener("load", () => {
 def test_results_matrix_reads_on_a_phone(site, tmp_path):
     """At 390 px the results page's claims matrix shows its first row's claim and ci verdict without
     scrolling sideways (the other scales may scroll, inside the table)."""
-    found = probed(site / "book" / "08_results.html", MATRIX_PROBE, "data-matrix", tmp_path, 390)
+    found = probed(site / "book" / "09_results.html", MATRIX_PROBE, "data-matrix", tmp_path, 390)
     assert found, "the results page has no claims matrix (table.claims-matrix)"
     assert found["header"][:3] == ["#", "claim", "ci"], found["header"]
     assert found["claim"]["text"] and found["claim"]["inside"], f"the first claim is not in view: {found['claim']}"
@@ -580,7 +600,7 @@ def test_the_caption_probe_sees_a_bare_image_and_lets_a_numbered_figure_be(tmp_p
     assert probed(page, CAPTION_PROBE, "data-uncaptioned", tmp_path) == ["bare"]
 
 
-@pytest.mark.parametrize("chapter", ["01_architecture", "04_dense_eval"])
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_shown_code_fits_the_column(chapter):
     """Code a reader sees (cells not folded by hide-input/remove-input) fits the page's column;
     the package code a chapter prints is checked in tests/test_figures.py."""
@@ -612,7 +632,7 @@ window.addEventListener("load", () => {
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
-@pytest.mark.parametrize("chapter", ["01_architecture", "04_dense_eval"])
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_shown_code_needs_no_scrolling(site, tmp_path, chapter):
     """At 1280 px every line of code a reader sees fits the column: no sideways scrolling."""
     wide = probed(site / "book" / f"{chapter}.html", CODE_PROBE, "data-wide-code", tmp_path)

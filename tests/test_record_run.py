@@ -16,7 +16,7 @@ def test_wall_times_are_read_from_the_book_run_output(tmp_path):
                    "[1/8] book/01_architecture.ipynb (profile='cpu') ... ok in 5.2 s -> runs/cpu/book/01.ipynb\n"
                    "    train-A-73-gaussian, seed 0: epoch 1 of at most 30\n"
                    "[2/8] book/02_training.ipynb (profile='cpu') ... ok in 3012.0 s -> runs/cpu/book/02.ipynb\n"
-                   "[3/8] book/03_jittering.ipynb (profile='cpu') ... FAILED after 10.0 s\n")
+                   "[3/8] book/04_single_scale.ipynb (profile='cpu') ... FAILED after 10.0 s\n")
     assert record_run.notebook_seconds(log) == {"01_architecture": 5.2, "02_training": 3012.0}
     assert record_run.notebook_seconds(None) == {}
 

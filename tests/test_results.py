@@ -69,10 +69,10 @@ def test_this_machine_replaces_a_recorded_table(saved):
 
 
 def test_missing_notebooks_and_the_command_that_runs_them(saved):
-    book = ["01_architecture", "02_training", "04_dense_eval", "06_fusion"]
-    assert results.missing(book, "ci", **saved) == ["02_training", "04_dense_eval"]
+    book = ["01_architecture", "02_training", "05_multi_scale", "06_fusion"]
+    assert results.missing(book, "ci", **saved) == ["02_training", "05_multi_scale"]
     assert results.missing(book, "imagenet", **saved) == book
-    assert results.run_command(["02_training", "04_dense_eval"]) == "vggrepro book run --only 02,04"
+    assert results.run_command(["02_training", "05_multi_scale"]) == "vggrepro book run --only 02,05"
     assert results.run_command(["06_fusion"], "gpu") == "vggrepro book run --profile gpu --only 06"
 
 
@@ -123,23 +123,23 @@ def test_the_cpu_column_appears_once_the_cpu_scale_has_claims(saved):
 
 
 def test_the_matrix_has_one_short_row_per_claim_and_a_dash_where_no_run_is(saved):
-    runs.save_claims("ci", "03_jittering", [dict(row("Error falls with depth: D beats A", "27.0 vs 29.6",
+    runs.save_claims("ci", "04_single_scale", [dict(row("Error falls with depth: D beats A", "27.0 vs 29.6",
                                                      "47.0 vs 56.7: -9.7 [-16.9, -2.6]", HOLDS),
                                                  effect=-9.73, low=-16.9, high=-2.6)])
     matrix = results.matrix("ci", **saved)
     assert [list(r) for r in matrix][0] == ["#", "claim", "ci", "gpu", "imagenet"]  # the page's own profile first
     by_id = {r["#"]: r for r in matrix}
-    assert list(by_id) == ["1.1", "1.2", "1.3", "3.1", "6.1"]
+    assert list(by_id) == ["1.1", "1.2", "1.3", "4.1", "6.1"]
     assert by_id["1.1"] == {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "-", "imagenet": "-"}
     assert (by_id["1.2"]["ci"], by_id["1.2"]["gpu"]) == ("undecided", "holds")  # no effect recorded: the verdict alone
-    assert by_id["3.1"]["ci"] == "holds, -9.7 [-16.9, -2.6]"
-    assert (by_id["3.1"]["gpu"], by_id["6.1"]["gpu"], by_id["6.1"]["ci"]) == ("-", "-", "does not hold")
+    assert by_id["4.1"]["ci"] == "holds, -9.7 [-16.9, -2.6]"
+    assert (by_id["4.1"]["gpu"], by_id["6.1"]["gpu"], by_id["6.1"]["ci"]) == ("-", "-", "does not hold")
     # the details: the whole claim, the paper's number and each run's as its chapter states it
-    [depth] = [r for r in results.details("ci", **saved) if r["#"] == "3.1"]
-    assert depth == {"#": "3.1", "claim": "Error falls with depth: D beats A", "paper": "27.0 vs 29.6",
+    [depth] = [r for r in results.details("ci", **saved) if r["#"] == "4.1"]
+    assert depth == {"#": "4.1", "claim": "Error falls with depth: D beats A", "paper": "27.0 vs 29.6",
                      "ci": "47.0 vs 56.7: -9.7 [-16.9, -2.6]", "gpu": "-", "imagenet": "-"}
     # the page says once which runs exist
-    chapters = ["01_architecture", "03_jittering", "06_fusion", "07_generalisation"]
+    chapters = ["01_architecture", "04_single_scale", "06_fusion", "08_generalisation"]
     assert results.runs_note(chapters, "ci", **saved) == (
         "Runs shown: `ci` (3 of 4 chapters), `gpu` (1 of 4 chapters). "
         "Not run yet: `imagenet`; its column shows a dash.")
@@ -156,15 +156,7 @@ def test_a_cpu_column_joins_the_matrix_once_recorded(saved):
     assert "`cpu` (1 of 1 chapters)" in results.runs_note(["01_architecture"], "ci", **saved)
 
 
-def test_short_labels_cut_at_a_word():
-    assert results.short_label("short claim") == "short claim"
-    long = "Fusing the 7 nets of the ILSVRC submission (dense, multi-scale Q) beats its best member"
-    cut = results.short_label(long)
-    assert len(cut) <= results.LABEL_CHARS and cut.endswith("\u2026") and long.startswith(cut[:-1])
-    assert cut == "Fusing the 7 nets of the ILSVRC submission\u2026"
-
-
-def test_the_matrix_keeps_labels_apart_and_effects_as_the_chapter_printed_them(tmp_path, monkeypatch):
+def test_the_matrix_shows_whole_labels_and_effects_as_the_chapter_printed_them(tmp_path, monkeypatch):
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
     where = dict(runs=tmp_path / "runs", results=tmp_path / "results")
     stem = "Fusing the jittered D and E beats the better of the two, evaluated"
@@ -179,7 +171,7 @@ def test_the_matrix_keeps_labels_apart_and_effects_as_the_chapter_printed_them(t
 
 
 def test_the_matrix_as_html_keeps_each_effect_whole():
-    rows = [{"#": "3.4", "claim": "D beats A <ours>", "ci": "holds, -9.7 [-16.9, -2.6]", "gpu": "-"},
+    rows = [{"#": "4.3", "claim": "D beats A <ours>", "ci": "holds, -9.7 [-16.9, -2.6]", "gpu": "-"},
             {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "does not hold, +1.0 [+0.2, +1.8]"}]
     page = results.matrix_html(rows)
     assert page.startswith('<table class="claims-matrix"><thead><tr><th>#</th><th>claim</th><th>ci</th><th>gpu</th>')
@@ -191,10 +183,10 @@ def test_the_matrix_as_html_keeps_each_effect_whole():
 
 
 def test_only_chapters_that_save_claims_are_waited_for(tmp_path):
-    (tmp_path / "03_jittering.ipynb").write_text('{"cells": [{"source": "runs.save_claims(prof.name, ...)"}]}')
-    (tmp_path / "08_results.ipynb").write_text('{"cells": [{"source": "results.gather(prof.name)"}]}')
-    (tmp_path / "09_appendix_reference.ipynb").write_text('{"cells": []}')
-    assert results.claiming(sorted(tmp_path.glob("*.ipynb"))) == ["03_jittering"]
+    (tmp_path / "04_single_scale.ipynb").write_text('{"cells": [{"source": "runs.save_claims(prof.name, ...)"}]}')
+    (tmp_path / "09_results.ipynb").write_text('{"cells": [{"source": "results.gather(prof.name)"}]}')
+    (tmp_path / "10_appendix_reference.ipynb").write_text('{"cells": []}')
+    assert results.claiming(sorted(tmp_path.glob("*.ipynb"))) == ["04_single_scale"]
 
 
 def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
@@ -206,7 +198,7 @@ def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
         rows.append({"claim": "a design fact", "paper": "p", "ours": "x", "verdict": HOLDS, "kind": "design"})
         folder = tmp_path / "results" / f"claims_{profile}"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "03_jittering.json").write_text(json.dumps({"notebook": "03_jittering", "claims": rows}))
+        (folder / "04_single_scale.json").write_text(json.dumps({"notebook": "04_single_scale", "claims": rows}))
 
     table("ci", {"a": UNDECIDED, "b": HOLDS, "c": HOLDS, "d": FAILS, "e": UNDECIDED})
     table("cpu", {"a": HOLDS, "b": UNDECIDED, "c": HOLDS, "d": HOLDS, "e": UNDECIDED, "f": HOLDS})

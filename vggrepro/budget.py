@@ -50,19 +50,21 @@ BOOK: tuple[Chapter, ...] = (
     Chapter("02_training", trains=("A/256", "A-LRN/256", "B/256", "C/256", "D/256", "E/256", "D/256-glorot"),
             evaluations=tuple((n, "centre", False) for n in ("A/256", "A-LRN/256", "B/256", "C/256", "D/256",
                                                               "E/256", "D/256-glorot"))),
-    Chapter("03_jittering", trains=("C/384", "C/jit", "D/384", "D/jit", "E/384", "E/jit", "B/256-scratch",
-                                    "B-5x5/256"),
+    # chapter 3 explains dense evaluation on D/jit: it trains the D chain to jittered S, and its
+    # "both" evaluation, which chapter 5 reuses for Table 5
+    Chapter("03_testing", trains=("D/384", "D/jit"), evaluations=(("D/jit", "both", True),)),
+    Chapter("04_single_scale", trains=("C/384", "C/jit", "E/384", "E/jit", "B/256-scratch", "B-5x5/256"),
             evaluations=tuple((n, "dense", False) for n in _ROWS)
             + tuple((n, "centre", False) for n in _ROWS if n not in ("A/256", "A-LRN/256", "B/256", "C/256",
                                                                       "D/256", "E/256"))
             + (("B/256-scratch", "centre", False), ("B-5x5/256", "centre", False))),
-    Chapter("04_dense_eval", evaluations=tuple((n, "dense", True) for n in _T4)
-            + (("D/jit", "both", True), ("E/jit", "both", True))),
-    Chapter("05_localisation", localisation=("fc", "fc", "all", "all"), note="4 epochs each, D at S=384 / 256"),
+    Chapter("05_multi_scale", evaluations=tuple((n, "dense", True) for n in _T4 if n not in ("D/jit", "E/jit"))
+            + (("E/jit", "both", True),)),
     Chapter("06_fusion", trains=("D/jit-fc",), evaluations=(("D/jit-fc", "dense", True),)),
-    Chapter("07_generalisation", note="features of two nets on small sets: seconds"),
+    Chapter("07_localisation", localisation=("fc", "fc", "all", "all"), note="4 epochs each, D at S=384 / 256"),
+    Chapter("08_generalisation", note="features of two nets on small sets: seconds"),
 )
-LOCALISATION_EPOCHS = 4  # notebook 05's fine-tuning epochs
+LOCALISATION_EPOCHS = 4  # chapter 7's fine-tuning epochs
 
 
 @cache
@@ -193,14 +195,14 @@ def training_seconds(config: str, profile: Profile, rates: Rates, epochs: int, t
 def measured_estimate(profile: Profile, rates: Rates, *, depth_seeds: int = 1,
                       localisation_epochs: int = LOCALISATION_EPOCHS) -> list[dict]:
     """Each notebook's training and evaluation minutes on the machine that measured ``rates``:
-    every epoch the profile allows (an upper bound), the extra seeds of chapter 3's depth claim
+    every epoch the profile allows (an upper bound), the extra seeds of chapter 4's depth claim
     (``depth_seeds`` chains of A and D, the first trained in chapter 2), and the localisation
-    nets' epochs. Data generation, notebook 07's features and plots are not counted."""
+    nets' epochs. Data generation, chapter 8's features and plots are not counted."""
     n_val = profile.num_classes * profile.synth_val_per_class
     rows = []
     for ch in BOOK:
         trains = [(name, 1) for name in ch.trains]
-        if ch.notebook == "03_jittering":
+        if ch.notebook == "04_single_scale":
             trains += [(name, depth_seeds - 1) for name in ("A/256", "D/256")]
         train = 0.0
         for name, copies in trains:
@@ -212,7 +214,7 @@ def measured_estimate(profile: Profile, rates: Rates, *, depth_seeds: int = 1,
         evaluation = sum(n_val * _forward_seconds(grid.entry(name).config, profile, rates, protocol,
                                                   grid.test_scales_of(profile, grid.entry(name).train_S, multi))
                          for name, protocol, multi in ch.evaluations)
-        nets = len(ch.trains) + (2 * (depth_seeds - 1) if ch.notebook == "03_jittering" else 0)
+        nets = len(ch.trains) + (2 * (depth_seeds - 1) if ch.notebook == "04_single_scale" else 0)
         rows.append(dict(notebook=ch.notebook, nets_trained=nets, train_minutes=round(train / 60, 1),
                          eval_minutes=round(evaluation / 60, 1), minutes=round((train + evaluation) / 60, 1)))
     return rows

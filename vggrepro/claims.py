@@ -312,37 +312,46 @@ def arm_of_correct(label: str, *seeds) -> Arm:
 # -- a metric that is not a mean of per-image errors (mAP): the same paired bootstrap -----------
 
 
-def paired_metric_effect(metric_fn, a_runs, b_runs, labels, *, seed_sd: float | None = None,
-                         resamples: int = RESAMPLES, seed: int = 0) -> Effect:
-    """loss(a) - loss(b) in points with its 95% interval, for a loss that is not a mean of per-image
-    0/1 errors, e.g. 100 - mAP: the bootstrap of :func:`paired_effect` (the same draws of images
-    for both arms, the same seed-spread widening), applied to the metric itself.
+def paired_metric_effect(metric_fn, a_runs, b_runs, labels, *,
+                         seed_sd: float | None = None, resamples: int = RESAMPLES,
+                         seed: int = 0) -> Effect:
+    """loss(a) - loss(b) in points with its 95% interval, for a loss that is not a
+    mean of per-image 0/1 errors, e.g. 100 - mAP: the bootstrap of
+    :func:`paired_effect` (the same draws of images for both arms, the same
+    seed-spread widening), applied to the metric itself.
 
-    ``metric_fn(scores, labels, counts)`` returns one loss (lower is better, in points) per row of
-    ``counts``, an (R, images) array of how many times each image is drawn (ones: the whole set).
-    ``a_runs`` and ``b_runs`` are lists of score arrays (images first), one per seed: an arm's loss
-    is the mean of its seeds'. An arm with one seed borrows ``seed_sd``, as in :func:`paired_effect`.
+    ``metric_fn(scores, labels, counts)`` returns one loss (lower is better, in
+    points) per row of ``counts``, an (R, images) array of how many times each image
+    is drawn (ones: the whole set). ``a_runs`` and ``b_runs`` are lists of score
+    arrays (images first), one per seed: an arm's loss is the mean of its seeds'. An
+    arm with one seed borrows ``seed_sd``, as in :func:`paired_effect`.
     """
-    if not isinstance(a_runs, (list, tuple)) or not isinstance(b_runs, (list, tuple)) or not a_runs or not b_runs:
-        raise ValueError("a_runs and b_runs must be lists of score arrays, one per seed (a list even for one)")
+    if not all(isinstance(runs, (list, tuple)) and runs for runs in (a_runs, b_runs)):
+        raise ValueError("a_runs and b_runs must be lists of score arrays, "
+                         "one per seed (a list even for one)")
     n = len(labels)
     if any(len(s) != n for s in (*a_runs, *b_runs)):
-        raise ValueError(f"every run must score the same {n} images: a paired comparison needs the same images")
+        raise ValueError(f"every run must score the same {n} images: "
+                         "a paired comparison needs the same images")
     rng = np.random.Generator(np.random.PCG64(seed))
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
+                       for _ in range(resamples)])
     ones = np.ones((1, n), np.int64)
 
     def loss(runs, counts):  # (R,): the arm's loss per draw, the mean over its seeds
-        return np.mean([np.asarray(metric_fn(s, labels, counts), dtype=np.float64) for s in runs], axis=0)
+        per_seed = [metric_fn(s, labels, counts) for s in runs]
+        return np.mean(np.asarray(per_seed, dtype=np.float64), axis=0)
 
     diffs = np.sort(loss(a_runs, counts) - loss(b_runs, counts))
     if not np.isfinite(diffs).all():
-        raise ValueError("the metric is undefined on some bootstrap draws (e.g. no positive image at all): "
-                         "too few images to bootstrap it")
-    full = [[float(metric_fn(s, labels, ones)[0]) for s in runs] for runs in (a_runs, b_runs)]
+        raise ValueError("the metric is undefined on some bootstrap draws (e.g. no "
+                         "positive image at all): too few images to bootstrap it")
+    full = [[float(metric_fn(s, labels, ones)[0]) for s in runs]
+            for runs in (a_runs, b_runs)]
     d = math.fsum(full[0]) / len(full[0]) - math.fsum(full[1]) / len(full[1])
     tail = (1 - LEVEL) / 2
-    low, high = diffs[int(math.floor(tail * resamples))], diffs[int(math.ceil((1 - tail) * resamples)) - 1]
+    low = diffs[int(math.floor(tail * resamples))]
+    high = diffs[int(math.ceil((1 - tail) * resamples)) - 1]
     spread = []
     for values in full:
         if len(values) >= 2:
@@ -352,5 +361,6 @@ def paired_metric_effect(metric_fn, a_runs, b_runs, labels, *, seed_sd: float | 
         spread.append(None if sd is None else sd**2 / len(values))
     known = all(v is not None for v in spread)
     extra = Z95**2 * sum(v for v in spread if v is not None)
-    low, high = d - math.sqrt((d - low) ** 2 + extra), d + math.sqrt((high - d) ** 2 + extra)
+    low = d - math.sqrt((d - low) ** 2 + extra)
+    high = d + math.sqrt((high - d) ** 2 + extra)
     return Effect(d, float(low), float(high), n, (len(a_runs), len(b_runs)), known)

@@ -25,7 +25,8 @@ def fuse(posteriors: Sequence[torch.Tensor]) -> torch.Tensor:
         raise ValueError("fusion needs at least one net's posteriors")
     shapes = {tuple(p.shape) for p in posteriors}
     if len(shapes) != 1:
-        raise ValueError(f"posteriors of different shapes {sorted(shapes)}: evaluate the nets on the same images")
+        raise ValueError(f"posteriors of different shapes {sorted(shapes)}: "
+                         "evaluate the nets on the same images")
     return torch.stack([p.float() for p in posteriors]).mean(0)
 
 
@@ -102,9 +103,10 @@ def _posteriors_file(path: str | Path) -> Path:
 
 
 def fuse_saved(paths: Sequence[str | Path], protocol: str = "both") -> dict[str, float]:
-    """Top-1/top-5 error (``{"top1_err": ..., "top5_err": ...}``) of the average of several saved
-    evaluations (``vggrepro evaluate --out``: a folder, or its ``posteriors.pt``), under ``protocol``.
-    The evaluations must have seen the same images in the same order."""
+    """Top-1/top-5 error (``{"top1_err": ..., "top5_err": ...}``) of the average of
+    several saved evaluations (``vggrepro evaluate --out``: a folder, or its
+    ``posteriors.pt``), under ``protocol``. The evaluations must have seen the same
+    images in the same order."""
     from .evaluate import load_posteriors
 
     if not paths:
@@ -112,8 +114,10 @@ def fuse_saved(paths: Sequence[str | Path], protocol: str = "both") -> dict[str,
     saved = [load_posteriors(_posteriors_file(p)) for p in paths]
     for path, s in zip(paths[1:], saved[1:]):
         if not torch.equal(s["indices"], saved[0]["indices"]):
-            raise ValueError(f"{path} and {paths[0]} saw different images: evaluate every net on the same set")
-    return top_errors(fuse([posterior_of(s, protocol) for s in saved]), saved[0]["labels"])
+            raise ValueError(f"{path} and {paths[0]} saw different images: "
+                             "evaluate every net on the same set")
+    fused = fuse([posterior_of(s, protocol) for s in saved])
+    return top_errors(fused, saved[0]["labels"])
 
 
 def register(subparsers) -> None:

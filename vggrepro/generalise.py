@@ -122,10 +122,11 @@ def load_set(root: Path) -> dict:
 
 
 def penultimate(net: models.VGG, x: torch.Tensor) -> torch.Tensor:
-    """The dense net without its last layer: fc7's map after ReLU, averaged over space, (N, C)."""
+    """The dense net without its last layer: fc7's map after ReLU, averaged over space:
+    (N, C)."""
     dense, seen = models.to_dense(net), {}
-    relu7 = net.classifier[4]  # classifier = fc6, relu, dropout, fc7, relu, dropout, fc8
-    hook = relu7.register_forward_hook(lambda module, inputs, output: seen.update(map=output))
+    relu7 = net.classifier[4]  # fc6, relu, dropout, fc7, relu (this one), dropout, fc8
+    hook = relu7.register_forward_hook(lambda module, inputs, out: seen.update(map=out))
     try:
         dense(x)  # (fc8's scores are computed too, and dropped)
     finally:
@@ -134,12 +135,15 @@ def penultimate(net: models.VGG, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def scale_descriptors(net: models.VGG, preprocess: Preprocess, images: list[torch.Tensor], scales, *,
+def scale_descriptors(net: models.VGG, preprocess: Preprocess,
+                      images: list[torch.Tensor], scales, *,
                       batch_pixels: int = 2_000_000) -> np.ndarray:
-    """(images, scales, C): at each Q, the penultimate map's average, averaged with the flipped
-    image's. Images of one rescaled size run together (no padding touches a feature)."""
-    net = net.eval().to(memory_format=torch.channels_last)  # (the faster layout on a CPU)
-    out = np.zeros((len(images), len(scales), net.classifier[3].out_features), np.float64)
+    """(images, scales, C): at each Q, the penultimate map's average, averaged with the
+    flipped image's. Images of one rescaled size run together (no padding touches a
+    feature)."""
+    net = net.eval().to(memory_format=torch.channels_last)  # the faster layout on a CPU
+    channels = net.classifier[3].out_features
+    out = np.zeros((len(images), len(scales), channels), np.float64)
     for j, q in enumerate(scales):
         buckets: dict[tuple, list[int]] = {}
         rescaled = [rescale(im, q) for im in images]
@@ -149,7 +153,8 @@ def scale_descriptors(net: models.VGG, preprocess: Preprocess, images: list[torc
             step = max(1, batch_pixels // (2 * h * w))
             for k in range(0, len(members), step):
                 chunk = members[k:k + step]
-                x = preprocess(torch.stack([rescaled[i] for i in chunk])).contiguous(memory_format=torch.channels_last)
+                x = preprocess(torch.stack([rescaled[i] for i in chunk]))
+                x = x.contiguous(memory_format=torch.channels_last)
                 f = penultimate(net, torch.cat([x, hflip(x)])).double()
                 out[chunk, j] = ((f[: len(chunk)] + f[len(chunk):]) / 2).numpy()
     return out
@@ -162,8 +167,9 @@ def l2(x: np.ndarray) -> np.ndarray:
 
 
 def combine(per_scale: np.ndarray, how: str, scales=None) -> np.ndarray:
-    """Descriptors from :func:`scale_descriptors`' output: the chosen scales (indices; all by
-    default) averaged (``"average"``) or stacked (``"stack"``), then L2-normalised."""
+    """Descriptors from :func:`scale_descriptors`' output: the chosen scales (indices;
+    all by default) averaged (``"average"``) or stacked (``"stack"``), then
+    L2-normalised."""
     x = per_scale if scales is None else per_scale[:, list(scales)]
     if how == "average":
         return l2(x.mean(axis=1))
@@ -233,22 +239,29 @@ def span(X) -> np.ndarray:
     return np.linalg.svd(X, full_matrices=False)[2].T
 
 
-def svm_scores(X_train, y_train, X_test, *, groups=None, seed: int = 0, Cs=CS) -> tuple[np.ndarray, float]:
-    """Linear SVM scores (test images, classes) and the C chosen on the held-out 20% of the training
-    images. ``y_train`` is (images,) class indices (multi-class, one-vs-rest; C by mean class
-    recall) or (images, classes) 0/1 (multi-label, one SVM per class; C by mAP)."""
+def svm_scores(X_train, y_train, X_test, *, groups=None, seed: int = 0,
+               Cs=CS) -> tuple[np.ndarray, float]:
+    """Linear SVM scores (test images, classes) and the C chosen on the held-out 20% of
+    the training images. ``y_train`` is (images,) class indices (multi-class,
+    one-vs-rest; C by mean class recall) or (images, classes) 0/1 (multi-label, one SVM
+    per class; C by mAP)."""
     from threadpoolctl import threadpool_limits
 
     y_train = np.asarray(y_train)
     multi_label = y_train.ndim == 2
-    held = _held_out(groups if groups is not None else (y_train.argmax(1) if multi_label else y_train), seed)
-    with threadpool_limits(1, user_api="blas"):  # one BLAS thread: the same bits, and no fight with torch's
+    if groups is None:
+        groups = y_train.argmax(1) if multi_label else y_train
+    held = _held_out(groups, seed)
+    # one BLAS thread: the same bits, and no fight with torch's
+    with threadpool_limits(1, user_api="blas"):
         fit, check = X_train[~held], X_train[held]
         basis = span(fit)
 
         def quality(C):
             s = _fit(fit @ basis, y_train[~held], C, seed)(check @ basis)
-            return mean_ap(s, y_train[held]) if multi_label else mean_class_recall(y_train[held], s.argmax(1))
+            if multi_label:
+                return mean_ap(s, y_train[held])
+            return mean_class_recall(y_train[held], s.argmax(1))
 
         best = max(Cs, key=quality)  # the first of equals: the smaller C
         basis = span(X_train)

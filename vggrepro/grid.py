@@ -2,7 +2,7 @@
 
 Section 3.1 trains net A from random weights and starts the deeper nets from it; S = 384 starts
 from the S = 256 net at lr 1e-3; scale-jittered nets fine-tune all layers of the S = 384 net.
-Every entry is a run in the run cache (``runs/<profile>/``), so notebooks 02-07 share the trained
+Every entry is a run in the run cache (``runs/<profile>/``), so chapters 02-08 share the trained
 nets instead of training them twice, and any notebook can run alone: asking for an entry trains
 what it needs first.
 

@@ -1,6 +1,6 @@
 """Appendix A's experiment at a profile's scale: the localisation nets of the grid
 (:data:`vggrepro.grid.LOC_GRID`) fine-tuned, tested by both protocols, and Tables 8 and 9 assembled
-beside the paper's numbers. Chapter 05 calls these and keeps the prose, tables and plots.
+beside the paper's numbers. Chapter 07 calls these and keeps the prose, tables and plots.
 """
 
 from __future__ import annotations

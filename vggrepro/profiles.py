@@ -214,7 +214,7 @@ PROFILES: dict[str, Profile] = {
     # real 2x2 convolution and give dense evaluation several windows per image (S = 73, 110,
     # [73, 146]); 20 classes. Validation: 20 x 120 = 2,400 images, so that two nets that disagree on
     # a quarter of the images compare with an image-sampling half-width of 1.96 x sqrt(0.25 / 2400)
-    # = 2.0 points; the seed term comes on top (chapter 3 trains depth_seeds = 3 chains of A and D;
+    # = 2.0 points; the seed term comes on top (chapter 4 trains depth_seeds = 3 chains of A and D;
     # single-seed arms borrow the spread that scripts/seed_spread.py measures from those).
     # Measured on the 2-core machine (results/cpu_budget.json, scripts/cpu_budget.py): A trains at
     # about 1,000 img/s end to end (every calibration run below), D at 500-700 and E at 420-650 (two

@@ -46,7 +46,7 @@ def shown_profiles(page: str | None = None, *, runs: Path | None = None, results
     return tuple(p for p in NAMES if p == page or p not in COLUMN_ONCE_RECORDED or recorded(p))
 
 
-#: The results page's profile columns, as this checkout has them (book/08_results.py reads it).
+#: The results page's profile columns, as this checkout has them (book/09_results.py reads it).
 PROFILES = shown_profiles()
 
 
@@ -75,7 +75,7 @@ def recorded(pattern: str, *, root: Path | None = None) -> list[tuple[Path, dict
 def released_evaluations(*, root: Path | None = None) -> list[dict]:
     """The evaluations of released weights recorded anywhere under ``results/`` (the ``result.json``
     of ``vggrepro evaluate --weights ... --out``, conventionally ``results/released/<name>.json``):
-    one row each, with the net, protocol, Q, images, errors and device. Notebooks 04 and 06 list them."""
+    one row each, with the net, protocol, Q, images, errors and device. Chapters 05 and 06 list them."""
     rows = []
     for path, r in recorded("**/*.json", root=root):
         settings = r.get("settings", {})
@@ -164,22 +164,8 @@ def gather(profile: str = "ci", *, runs: Path | None = None, results: Path | Non
 #: What the matrix and the details show where a profile has no number (not run, or no such claim).
 DASH = "-"
 SHORT_VERDICT = {HOLDS: "holds", FAILS: "does not hold", UNDECIDED: "undecided"}
-#: A claim's label in the matrix is cut to this many characters (the details below hold it whole),
-#: so that a row stays two or three lines tall on a phone.
-LABEL_CHARS = 60
 #: An effect with its interval as vggrepro.claims writes it into a claim's "ours": "-9.7 [-16.9, -2.6]".
 EFFECT = re.compile(r"[+-]?\d+(?:\.\d+)? \[[+-]?\d+(?:\.\d+)?, [+-]?\d+(?:\.\d+)?\]")
-
-
-def short_label(text: str, limit: int = LABEL_CHARS) -> str:
-    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis if cut."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1].rsplit(" ", 1)[0]
-    if cut.count("(") > cut.count(")"):  # never leave an aside half-open
-        cut = cut[: cut.rfind("(")]
-    cut = cut.rstrip(" ,:;")
-    return cut + "\u2026"
 
 
 def cell(claim: dict | None | str) -> str:
@@ -200,7 +186,7 @@ def cell(claim: dict | None | str) -> str:
 
 
 def claim_ids(notebooks: Sequence[str]) -> list[str]:
-    """Short ids of claims in page order, ``"3.4"`` for the fourth claim of ``03_...``: the matrix and
+    """Short ids of claims in page order, ``"4.3"`` for the third claim of ``04_...``: the matrix and
     the details below it name a claim by the same id."""
     ids, seen = [], {}
     for nb in notebooks:
@@ -210,16 +196,14 @@ def claim_ids(notebooks: Sequence[str]) -> list[str]:
 
 
 def matrix(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
-    """The results page's first table: per claim its id, ``claim`` (a :func:`short_label`) and one
-    :func:`cell` per shown profile, the page's own first. A profile without a run shows :data:`DASH`."""
+    """The results page's first table: per claim its id, ``claim`` (its whole text: a cut label
+    made readers guess, and two claims that differ in their tail alike) and one :func:`cell` per
+    shown profile, the page's own first. A profile without a run shows :data:`DASH`."""
     shown, _, lined = _lined_up(profile, runs, results)
     order = (profile, *[p for p in shown if p != profile])
     ids = claim_ids([nb for nb, *_ in lined])
-    labels = [short_label(text) for _, text, *_ in lined]
-    # two claims that differ only in their tail (06's "...: dense", "...: multi-crop") keep it
-    labels = [text if labels.count(label) > 1 else label for label, (_, text, *_) in zip(labels, lined)]
-    return [{"#": i, "claim": label, **{p: cell(per[p]) for p in order}}
-            for i, label, (nb, text, first, per) in zip(ids, labels, lined)]
+    return [{"#": i, "claim": text, **{p: cell(per[p]) for p in order}}
+            for i, (nb, text, first, per) in zip(ids, lined)]
 
 
 def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix") -> str:
@@ -299,7 +283,7 @@ def claiming(notebooks: Sequence[str | Path]) -> list[str]:
 
 def missing(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | None = None,
             results: Path | None = None) -> list[str]:
-    """The notebooks (names like ``04_dense_eval``) that have no claims table under ``profile``."""
+    """The notebooks (names like ``05_multi_scale``) that have no claims table under ``profile``."""
     have = profile_claims(profile, runs=runs, results=results)
     return [nb for nb in notebooks if nb not in have]
 

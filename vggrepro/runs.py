@@ -3,7 +3,7 @@
 A run folder holds ``settings.json`` (what was asked), ``checkpoint.pt`` (the latest state),
 ``metrics.jsonl`` (one line per logged step or epoch) and, once finished, ``result.json`` (the
 outcome with its provenance). A notebook asks for a run by its settings: a finished run is re-used,
-an unfinished one resumes, a missing one trains. That is how notebooks 02-07 share trained nets.
+an unfinished one resumes, a missing one trains. That is how chapters 02-08 share trained nets.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ estimate
 #
 # Evaluations of the authors' released weights, made on a machine with ImageNet, are committed as
 # `results/released/<name>.json` (the `result.json` that `vggrepro evaluate --out` writes; the
-# posteriors stay behind, they are large). Chapters 4 and 6 set the paper's numbers beside them.
+# posteriors stay behind, they are large). Chapters 5 and 6 set the paper's numbers beside them.
 
 # %% tags=["hide-input"]
 released = results.released_evaluations()

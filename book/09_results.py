@@ -48,7 +48,7 @@ display(Markdown(message))
 # %% [markdown]
 # ## The claims, scale by scale
 #
-# One row per claim, numbered by chapter (3.4 is chapter 3's fourth claim; its whole text is in the
+# One row per claim, numbered by chapter (4.3 is chapter 4's third claim; its whole text is in the
 # details below). Each cell is that run's verdict, then the effect with its 95% interval: the first
 # arm's error minus the second's, in points (for most claims the first arm is the one the paper
 # favours, so a negative effect goes its way). "exact" marks a design fact, checked exactly.

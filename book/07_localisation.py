@@ -34,22 +34,35 @@
 
 # %% tags=["parameters"]
 profile = "ci"
-seed = None  # another seed for the data and every net: a replication (None: the profile's)
+# another seed for the data and every net: a replication (None: the profile's)
+seed = None
 epochs = 4  # fine-tuning epochs of every localisation net
-lr = None  # fine-tuning lr; None: the profile's classification lr (see "Fine-tuning" below)
+# fine-tuning lr; None: the profile's classification lr (see "Fine-tuning" below)
+lr = None
 drawn_images = 8  # validation images drawn with their boxes
 
-# %%
+# %% tags=["hide-input"]
 import functools
 import logging
 
-logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-cache notice on a fresh machine
+# no font-cache notice on a fresh machine
+logging.getLogger("matplotlib").setLevel(logging.ERROR)
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro import boxes, checkpoints, claims, data, grid, models, paper, runs, transforms
+from vggrepro import (
+    boxes,
+    checkpoints,
+    claims,
+    data,
+    grid,
+    models,
+    paper,
+    runs,
+    transforms,
+)
 from vggrepro import loc_eval as E
 from vggrepro import loc_tables as T
 from vggrepro import localise as L
@@ -65,7 +78,8 @@ device = prof.resolved_device()  # every net of this chapter trains and runs the
 
 root = data.ensure_synthetic(prof, verbose=False)
 train_set, val_set = data.ILSVRC(root, "train"), data.ILSVRC(root, "val")
-decoded = functools.cache(data.decode_image)  # every image is decoded once for the whole chapter
+# every image is decoded once for the whole chapter
+decoded = functools.cache(data.decode_image)
 
 
 def load_image(sample):
@@ -73,8 +87,12 @@ def load_image(sample):
 
 
 n_val = len(val_set.samples)
-print(f"profile {prof.name}: crop {prof.crop}, width {prof.width:g}, {prof.num_classes} classes; "
-      f"{len(train_set.samples)} training and {n_val} validation images, each with its object's box")
+print(
+    f"profile {prof.name}: crop {prof.crop}, width {prof.width:g}, {prof.num_classes} "
+    "classes; "
+    f"{len(train_set.samples)} training and {n_val} validation images, each with its "
+    "object's box"
+)
 
 # %% [markdown]
 # ## The box and the two regressors
@@ -91,8 +109,14 @@ box = (20, 10, 30, 30)
 params = boxes.encode(box, window)
 print("box (corners, pixels):           ", box)
 print("as (cx, cy, w, h) in crop units: ", [round(v, 4) for v in params.tolist()])
-print("decoded back:                    ", tuple(round(v, 4) for v in boxes.decode(params, window).tolist()))
-print("the same box, seen from the crop at (0, 0):", [round(v, 4) for v in boxes.encode(box, (0, 0, 32, 32)).tolist()])
+print(
+    "decoded back:                    ",
+    tuple(round(v, 4) for v in boxes.decode(params, window).tolist()),
+)
+print(
+    "the same box, seen from the crop at (0, 0):",
+    [round(v, 4) for v in boxes.encode(box, (0, 0, 32, 32)).tolist()],
+)
 
 # %% [markdown]
 # The box of an object that reaches out of the crop simply has a centre outside [0, 1] or a size
@@ -111,15 +135,22 @@ print("the same box, seen from the crop at (0, 0):", [round(v, 4) for v in boxes
 # averaged over the batch). For one image of class 1 in a 2-class PCR net:
 
 # %%
-outputs = torch.tensor([[0.5, 0.5, 1.0, 1.0, 0.3, 0.6, 0.4, 0.8]])  # class 0's box, then class 1's
+# class 0's box, then class 1's
+outputs = torch.tensor([[0.5, 0.5, 1.0, 1.0, 0.3, 0.6, 0.4, 0.8]])
 target = torch.tensor([[0.25, 0.5, 0.5, 1.0]])
-print("class 1's box:", L.box_of(outputs, "PCR", [1]).tolist())
-print("loss = ((0.3-0.25)^2 + (0.6-0.5)^2 + (0.4-0.5)^2 + (0.8-1)^2) / 2 =",
-      round(L.box_loss(outputs, "PCR", target, [1]).item(), 4))
+box = L.box_of(outputs, "PCR", [1])[0]
+print("the box of class 1:", [round(x, 2) for x in box.tolist()])
+print(
+    "loss = ((0.3-0.25)^2 + (0.6-0.5)^2 + (0.4-0.5)^2 + (0.8-1)^2) / 2 =",
+    round(L.box_loss(outputs, "PCR", target, [1]).item(), 4),
+)
 net_d = checkpoints.model_from_checkpoint(grid.checkpoint(prof, "D/384"))[0].to(device)
 for kind in L.KINDS:
     loc = L.localiser(net_d, kind)
-    print(f"{kind}: fc8 has {loc.layer('fc8').out_features} outputs; every other layer is copied from the classifier")
+    print(
+        f"{kind}: fc8 has {loc.layer('fc8').out_features} outputs; every other layer "
+        "is copied from the classifier"
+    )
 
 # %% [markdown]
 # ## Fine-tuning
@@ -142,30 +173,58 @@ for kind in L.KINDS:
 # its classification nets: the paper's 0.5, or none under `ci`, whose small nets underfit.
 
 # %%
-recipe, loc_recipe = paper.table("training"), paper.table("localisation_method_appendix_A")["training"]
+recipe, loc_recipe = (
+    paper.table("training"),
+    paper.table("localisation_method_appendix_A")["training"],
+)
 pd.DataFrame(
-    [("classification lr", recipe["lr_initial"], prof.lr),
-     ("localisation fine-tuning lr", loc_recipe["lr_initial"], lr),
-     ("batch", recipe["batch_size"], prof.batch_size),
-     ("dropout (fc6, fc7)", recipe["dropout"]["ratio"], prof.dropout),
-     ("train S", " and ".join(map(str, loc_recipe["scales"])),
-      " and ".join(str(grid.scale_of(prof, str(x))) for x in loc_recipe["scales"])),
-     ("scale jittering", loc_recipe["scale_jittering"], False),
-     ("epochs", "not stated", epochs),
-     ("fine-tuned layers", " or ".join(loc_recipe["fine_tuning_variants"]), "all, or fc6-fc8"),
-     ("last layer", loc_recipe["last_fc"], "fresh, N(0, 0.01^2)")],
-    columns=["setting", "paper", f"profile {prof.name}"]).set_index("setting").astype(str)
+    [
+        ("classification lr", recipe["lr_initial"], prof.lr),
+        ("localisation fine-tuning lr", loc_recipe["lr_initial"], lr),
+        ("batch", recipe["batch_size"], prof.batch_size),
+        ("dropout (fc6, fc7)", recipe["dropout"]["ratio"], prof.dropout),
+        (
+            "train S",
+            " and ".join(map(str, loc_recipe["scales"])),
+            " and ".join(
+                str(grid.scale_of(prof, str(x))) for x in loc_recipe["scales"]
+            ),
+        ),
+        ("scale jittering", loc_recipe["scale_jittering"], False),
+        ("epochs", "not stated", epochs),
+        (
+            "fine-tuned layers",
+            " or ".join(loc_recipe["fine_tuning_variants"]),
+            "all, or fc6-fc8",
+        ),
+        ("last layer", loc_recipe["last_fc"], "fresh, N(0, 0.01^2)"),
+    ],
+    columns=["setting", "paper", f"profile {prof.name}"],
+).set_index("setting").astype(str)
 
 # %%
-loc_nets = T.finetune_grid(prof, train_set.samples, epochs=epochs, lr=lr, device=device, load_image=load_image)
+loc_nets = T.finetune_grid(
+    prof, train_set.samples, epochs=epochs, lr=lr, device=device, load_image=load_image
+)
 localisers, results, preprocess = loc_nets.nets, loc_nets.results, loc_nets.preprocess
 pd.DataFrame(
-    [{"localisation net": name, "from": x.source, "train S": grid.scale_of(prof, x.train_S),
-      "fine-tuned": {"fc": "fc6-fc8", "all": "all layers"}[x.layers],
-      "fc8 outputs": localisers[name].layer("fc8").out_features, "epochs": results[name]["epochs"], "lr": lr,
-      "dropout": results[name]["dropout"],
-      **{f"loss, epoch {h['epoch']}": f"{h['loss']:.3f}" for h in results[name]["history"]}}
-     for name, x in grid.LOC_GRID.items()]
+    [
+        {
+            "localisation net": name,
+            "from": x.source,
+            "train S": grid.scale_of(prof, x.train_S),
+            "fine-tuned": {"fc": "fc6-fc8", "all": "all layers"}[x.layers],
+            "fc8 outputs": localisers[name].layer("fc8").out_features,
+            "epochs": results[name]["epochs"],
+            "lr": lr,
+            "dropout": results[name]["dropout"],
+            **{
+                f"loss, epoch {h['epoch']}": f"{h['loss']:.3f}"
+                for h in results[name]["history"]
+            },
+        }
+        for name, x in grid.LOC_GRID.items()
+    ]
 ).set_index("localisation net")
 
 # %% [markdown]
@@ -181,12 +240,15 @@ pd.DataFrame(
 
 # %%
 Q = T.table8_Q(prof)
-right1, guess_right = T.protocol1_runs(prof, loc_nets, val_set.samples, load_image=load_image)
+right1, guess_right = T.protocol1_runs(
+    prof, loc_nets, val_set.samples, load_image=load_image
+)
 p1 = {name: error(r) for name, r in right1.items()}
 guess = {g: error(r) for g, r in guess_right.items()}
 table8 = pd.DataFrame(T.table8_rows(p1, guess))
 print(f"protocol 1 at S = Q = {Q} (the paper's 384); {n_val} images")
-table8.set_index(["fine_tuned_layers", "regression_type"]).map(paper.fmt)  # "-" where the paper has no row
+# "-" where the paper has no row
+table8.set_index(["fine_tuned_layers", "regression_type"]).map(paper.fmt)
 
 # %% [markdown]
 # ## Table 9: the whole image, the predicted classes (protocol 2)
@@ -223,27 +285,60 @@ posteriors, classifier, top5_class_err = cls.posteriors, cls.net, cls.top5_err
 
 
 loc384 = localisers["PCR, all"]
-SYSTEMS = T.table9_systems(prof, loc_nets)  # Table 9's rows: (paper train_S, paper test_Q) -> System
+# Table 9's rows: (paper train_S, paper test_Q) -> System
+SYSTEMS = T.table9_systems(prof, loc_nets)
 fusion_key = T.fusion_key()  # the paper's words for the fusion row
-right = T.protocol2_runs(SYSTEMS, cls, val_set.samples, load_image=load_image, top_left=("384", (384,)))
+right = T.protocol2_runs(
+    SYSTEMS, cls, val_set.samples, load_image=load_image, top_left=("384", (384,))
+)
 p2 = {key: error(r) for key, r in right.items()}
 ours9 = T.table9_rows(prof, right)
-table9 = pd.DataFrame(T.table9_whole(prof, right))  # the paper's table whole, its test column marked
-guess5_right = {g: E.guess_error(val_set.samples, g, Q=prof.S(384), crop=prof.crop, posteriors=posteriors,
-                                 load_image=load_image, per_image=True) for g in E.GUESSES}
+# the paper's table whole, its test column marked
+table9 = pd.DataFrame(T.table9_whole(prof, right))
+guess5_right = {
+    g: E.guess_error(
+        val_set.samples,
+        g,
+        Q=prof.S(384),
+        crop=prof.crop,
+        posteriors=posteriors,
+        load_image=load_image,
+        per_image=True,
+    )
+    for g in E.GUESSES
+}
 guess5 = {g: error(r) for g, r in guess5_right.items()}
-references = pd.DataFrame([
-    {"reference": "the classification system's top-5 error (a floor for every row)", "ours": top5_class_err},
-    {"reference": "384/384, dense, grid at the top left (the plain net)", "ours": p2[("top-left", "384", (384,))]},
-    {"reference": "whole crop at Q=384, top-5 classes (no localisation net)", "ours": guess5["crop"]},
-    {"reference": "whole image, top-5 classes (no localisation net)", "ours": guess5["image"]},
-]).set_index("reference")
+references = pd.DataFrame(
+    [
+        {
+            "reference": "the classification system's top-5 error (a floor for every "
+            "row)",
+            "ours": top5_class_err,
+        },
+        {
+            "reference": "384/384, dense, grid at the top left (the plain net)",
+            "ours": p2[("top-left", "384", (384,))],
+        },
+        {
+            "reference": "whole crop at Q=384, top-5 classes (no localisation net)",
+            "ours": guess5["crop"],
+        },
+        {
+            "reference": "whole image, top-5 classes (no localisation net)",
+            "ours": guess5["image"],
+        },
+    ]
+).set_index("reference")
 with torch.device("meta"):  # the paper's D, shapes only
     paper_d = models.build("D")
 h, w = transforms.scaled_size(375, 500, 384)
-print(f"windows on a 500 x 375 image at Q = 384: {models.score_map_size(paper_d, h, w)} for the paper's D; "
-      f"here at Q = {prof.S(384)}: "
-      f"{models.score_map_size(loc384, *transforms.scaled_size(375, 500, prof.S(384)), ceil_mode=False)}")
+ours_h, ours_w = transforms.scaled_size(375, 500, prof.S(384))
+print(
+    f"windows on a 500 x 375 image at Q = 384: {models.score_map_size(paper_d, h, w)} "
+    "for the paper's D; "
+    f"here at Q = {prof.S(384)}: "
+    f"{models.score_map_size(loc384, ours_h, ours_w, ceil_mode=False)}"
+)
 display(table9.set_index(["train_S", "test_Q"]))
 references
 
@@ -259,20 +354,40 @@ references
 # or three off-centre windows, each seen unlike any training crop, vote.
 
 # %%
-print(f"D's pool5 receptive field: {models.receptive_field(loc384)} pixels; the crop: {prof.crop} here, 224 in the paper")
+print(
+    f"D's pool5 receptive field: {models.receptive_field(loc384)} pixels; the crop: "
+    f"{prof.crop} here, 224 in the paper"
+)
 dense_key, centre_key = ("dense", "384", (384,)), ("centre", "384", (384,))
 sizes = [tuple(load_image(s).shape[-2:]) for s in val_set.samples]
 windows = T.windows_per_image(loc384, sizes, prof.S(384))
 split = []
 for text, mask in (("1 window", windows == 1), ("2 or more windows", windows > 1)):
-    # a profile whose images all hold several windows (cpu: 64-px crops at Q = 110) has an empty row
-    split.append({"images at Q=384 (scaled) holding": text, "images": int(mask.sum()),
-                  **{name: error(right[key][mask]) if mask.any() else None
-                     for name, key in (("dense", dense_key), ("central crop", centre_key))}})
+    # a profile whose images all hold several windows (cpu: 64-px crops at Q = 110)
+    # has an empty row
+    split.append(
+        {
+            "images at Q=384 (scaled) holding": text,
+            "images": int(mask.sum()),
+            **{
+                name: error(right[key][mask]) if mask.any() else None
+                for name, key in (("dense", dense_key), ("central crop", centre_key))
+            },
+        }
+    )
 display(pd.DataFrame(split).set_index("images at Q=384 (scaled) holding"))
-pd.DataFrame([{"paper Q": p, "our Q": prof.S(p),
-               "images holding a single window (%)": T.share_of_one_window(loc384, sizes, prof.S(p))}
-              for p in (256, 352, 384)]).set_index("paper Q")
+pd.DataFrame(
+    [
+        {
+            "paper Q": p,
+            "our Q": prof.S(p),
+            "images holding a single window (%)": T.share_of_one_window(
+                loc384, sizes, prof.S(p)
+            ),
+        }
+        for p in (256, 352, 384)
+    ]
+).set_index("paper Q")
 
 # %% [markdown]
 # ## What the nets see
@@ -290,18 +405,38 @@ for ax, i in zip(axes.flat, picks):
     sample = val_set.samples[i]
     image = load_image(sample)
     ax.imshow(image.permute(1, 2, 0).numpy())
-    one = E.centre_box(loc384, image, sample.label, Q=prof.S(384), preprocess=preprocess["PCR, all"])
-    first = E.top5_boxes(fusion, posteriors[i], image, classifier=classifier, classifier_preprocess=cls.preprocess)[0]
+    one = E.centre_box(
+        loc384, image, sample.label, Q=prof.S(384), preprocess=preprocess["PCR, all"]
+    )
+    first = E.top5_boxes(
+        fusion,
+        posteriors[i],
+        image,
+        classifier=classifier,
+        classifier_preprocess=cls.preprocess,
+    )[0]
     crop = E.guess_box(image.shape[-2:], "crop", Q=prof.S(384), crop=prof.crop)
-    drawn = [(b, "lime", "--") for b in sample.boxes] + [(crop, "white", ":"), (one, "deepskyblue", "-"),
-                                                          (first[1], "red", "-")]
+    drawn = [(b, "lime", "--") for b in sample.boxes] + [
+        (crop, "white", ":"),
+        (one, "deepskyblue", "-"),
+        (first[1], "red", "-"),
+    ]
     for (x0, y0, x1, y1), colour, style in drawn:
-        ax.add_patch(plt.Rectangle((float(x0), float(y0)), float(x1 - x0), float(y1 - y0), fill=False,
-                                   ec=colour, ls=style, lw=1.8))
+        ax.add_patch(
+            plt.Rectangle(
+                (float(x0), float(y0)),
+                float(x1 - x0),
+                float(y1 - y0),
+                fill=False,
+                ec=colour,
+                ls=style,
+                lw=1.8,
+            )
+        )
     name = lambda c: val_set.names.get(val_set.classes[c], val_set.classes[c])
     ax.set_title(f"{name(sample.label)}\nred: {name(first[0])}", fontsize=8)
     ax.axis("off")
-for ax in list(axes.flat)[len(picks):]:
+for ax in list(axes.flat)[len(picks) :]:
     ax.axis("off")
 plt.tight_layout()
 
@@ -310,16 +445,21 @@ plt.tight_layout()
 #
 # Each claim compares two localisation systems on the same validation images (paired), with the
 # effect on localisation error and its 95% interval, which also holds the seed-to-seed spread
-# measured for this profile's classification nets (chapter 3, `vggrepro.claims`). A system that
+# measured for this profile's classification nets (chapter 4, `vggrepro.claims`). A system that
 # does not beat the better of the two pixel-blind boxes has learned nothing: its claims are
 # undecided, whatever the numbers say. The classification nets behind the localisers are small
 # and weak, and the localisation nets had a few epochs, so the scale decides only large effects,
 # and a verdict that goes against the paper says what happens at this scale, not that the paper is
 # wrong.
 
+
 # %%
 def t8(kind, layers):
-    return paper.find("table8_localisation_modifications", regression_type=kind, fine_tuned_layers=layers)
+    return paper.find(
+        "table8_localisation_modifications",
+        regression_type=kind,
+        fine_tuned_layers=layers,
+    )
 
 
 def err9(row):
@@ -327,45 +467,93 @@ def err9(row):
 
 
 seed_sd = claims.measured_seed_sd(prof.name)
-blind1 = min(E.GUESSES, key=lambda g: guess[g])  # the better pixel-blind box, protocol 1
+# the better pixel-blind box, protocol 1
+blind1 = min(E.GUESSES, key=lambda g: guess[g])
 blind2 = min(E.GUESSES, key=lambda g: guess5[g])  # and protocol 2
 arms = {f"P1 {name}": claims.arm_of_correct(name, r) for name, r in right1.items()}
 arms[f"P1 pixel-blind ({blind1})"] = claims.arm_of_correct(blind1, guess_right[blind1])
-arms |= {f"P2 {where} {train_S}/{test_Q}": claims.arm_of_correct(str(key), right[key])
-         for key in right for where, train_S, test_Q in [key]}
+arms |= {
+    f"P2 {where} {train_S}/{test_Q}": claims.arm_of_correct(str(key), right[key])
+    for key in right
+    for where, train_S, test_Q in [key]
+}
 arms[f"P2 pixel-blind ({blind2})"] = claims.arm_of_correct(blind2, guess5_right[blind2])
 
 
 def claim(text, a, b, paper_numbers, blind):
-    guards = [claims.Guard(arm, guess[blind1] if blind == 1 else guess5[blind2], "the pixel-blind box")
-              for arm in (a, b) if "pixel-blind" not in arm]
-    return claims.Claim(text, a, b, paper=paper_numbers, notebook="05_localisation", guards=guards)
+    guards = [
+        claims.Guard(
+            arm, guess[blind1] if blind == 1 else guess5[blind2], "the pixel-blind box"
+        )
+        for arm in (a, b)
+        if "pixel-blind" not in arm
+    ]
+    return claims.Claim(
+        text, a, b, paper=paper_numbers, notebook="07_localisation", guards=guards
+    )
 
 
 paper_single = paper.find("table9_localisation_error", train_S="384", test_Q=[384])
 paper_multi = paper.find("table9_localisation_error", train_S="384", test_Q=[352, 384])
 paper_fusion = paper.find("table9_localisation_error", train_S=fusion_key)
-single, centre, multi, fused = "384/(384,)", "384/(384,)", "384/(352, 384)", f"{fusion_key}/None"
+single, centre, multi, fused = (
+    "384/(384,)",
+    "384/(384,)",
+    "384/(352, 384)",
+    f"{fusion_key}/None",
+)
 declared = [
-    claim("Table 8: per-class regression (PCR) beats single-class regression (SCR), fc layers fine-tuned",
-          "P1 PCR, fc", "P1 SCR, fc",
-          f"PCR {t8('PCR', '1st and 2nd FC')['gt_class_loc_err']} vs SCR {t8('SCR', '1st and 2nd FC')['gt_class_loc_err']}",
-          1),
-    claim("Table 8: fine-tuning all layers beats fine-tuning fc6 and fc7 only (PCR)", "P1 PCR, all", "P1 PCR, fc",
-          f"all {t8('PCR', 'all')['gt_class_loc_err']} vs fc {t8('PCR', '1st and 2nd FC')['gt_class_loc_err']}", 1),
-    claim("The localisation nets learn: PCR (all layers) beats the better pixel-blind box (protocol 1)",
-          "P1 PCR, all", f"P1 pixel-blind ({blind1})", "(not in the paper)", 1),
-    claim("Dense application beats the central crop (384/384, top-5 predicted classes)",
-          f"P2 dense {single}", f"P2 centre {centre}",
-          f"dense {err9(paper_single)} (Table 9) vs central crop {t8('PCR', 'all')['gt_class_loc_err']} "
-          "(Table 8, with the true class)", 2),
-    claim("Two test scales beat one (384/{352,384} vs 384/384)", f"P2 dense {multi}", f"P2 dense {single}",
-          f"{err9(paper_multi)} vs {err9(paper_single)}", 2),
-    claim("Fusing the S=256 and S=384 nets beats the S=384 net at two scales", f"P2 dense {fused}",
-          f"P2 dense {multi}", f"{err9(paper_fusion)} vs {err9(paper_multi)}", 2),
+    claim(
+        "Table 8: per-class regression (PCR) beats single-class regression (SCR), fc "
+        "layers fine-tuned",
+        "P1 PCR, fc",
+        "P1 SCR, fc",
+        f"PCR {t8('PCR', '1st and 2nd FC')['gt_class_loc_err']} vs SCR "
+        f"{t8('SCR', '1st and 2nd FC')['gt_class_loc_err']}",
+        1,
+    ),
+    claim(
+        "Table 8: fine-tuning all layers beats fine-tuning fc6 and fc7 only (PCR)",
+        "P1 PCR, all",
+        "P1 PCR, fc",
+        f"all {t8('PCR', 'all')['gt_class_loc_err']} vs fc "
+        f"{t8('PCR', '1st and 2nd FC')['gt_class_loc_err']}",
+        1,
+    ),
+    claim(
+        "The localisation nets learn: PCR (all layers) beats the better pixel-blind "
+        "box (protocol 1)",
+        "P1 PCR, all",
+        f"P1 pixel-blind ({blind1})",
+        "(not in the paper)",
+        1,
+    ),
+    claim(
+        "Dense application beats the central crop (384/384, top-5 predicted classes)",
+        f"P2 dense {single}",
+        f"P2 centre {centre}",
+        f"dense {err9(paper_single)} (Table 9) vs central crop "
+        f"{t8('PCR', 'all')['gt_class_loc_err']} "
+        "(Table 8, with the true class)",
+        2,
+    ),
+    claim(
+        "Two test scales beat one (384/{352,384} vs 384/384)",
+        f"P2 dense {multi}",
+        f"P2 dense {single}",
+        f"{err9(paper_multi)} vs {err9(paper_single)}",
+        2,
+    ),
+    claim(
+        "Fusing the S=256 and S=384 nets beats the S=384 net at two scales",
+        f"P2 dense {fused}",
+        f"P2 dense {multi}",
+        f"{err9(paper_fusion)} vs {err9(paper_multi)}",
+        2,
+    ),
 ]
 rows = [c.decide(arms, seed_sd) for c in declared]
-runs.save_claims(prof.name, "05_localisation", rows)
+runs.save_claims(prof.name, "07_localisation", rows)
 claims.table(rows)
 
 # %% [markdown]
@@ -384,13 +572,33 @@ for verdict in (claims.HOLDS, claims.UNDECIDED, claims.FAILS):
     if chosen:
         print(f"{verdict}:")
         for r in chosen:
-            print(f"  - {r['claim']}: {r['ours']} (paper: {r['paper']})" + (f"; {r['why']}" if r["why"] else ""))
-print(f"\nTable 8 (protocol 1, Q = {Q}): " + ", ".join(f"{name} {err:.1f}" for name, err in p1.items())
-      + f"; pixel-blind: whole crop {guess['crop']:.1f}, whole image {guess['image']:.1f}")
-print("Table 9 (protocol 2, dense / central crop): " + "; ".join(
-    f"{'fusion' if r['test_Q'] is None else r['train_S'] + '/' + ','.join(map(str, r['test_Q']))} "
-    f"{r['ours top5_loc_err_val']:.1f} / {r['ours, central crop only']:.1f}" for r in ours9)
-      + f"; the classification system's top-5 error {top5_class_err:.1f}")
+            print(
+                f"  - {r['claim']}: {r['ours']} (paper: {r['paper']})"
+                + (f"; {r['why']}" if r["why"] else "")
+            )
+print(
+    f"\nTable 8 (protocol 1, Q = {Q}): "
+    + ", ".join(f"{name} {err:.1f}" for name, err in p1.items())
+    + f"; pixel-blind: whole crop {guess['crop']:.1f}, whole image {guess['image']:.1f}"
+)
+
+
+def where(r):
+    """A Table 9 row's nets: "fusion", or its train S / test Q."""
+    if r["test_Q"] is None:
+        return "fusion"
+    return r["train_S"] + "/" + ",".join(map(str, r["test_Q"]))
+
+
+print(
+    "Table 9 (protocol 2, dense / central crop): "
+    + "; ".join(
+        f"{where(r)} "
+        f"{r['ours top5_loc_err_val']:.1f} / {r['ours, central crop only']:.1f}"
+        for r in ours9
+    )
+    + f"; the classification system's top-5 error {top5_class_err:.1f}"
+)
 
 # %% [markdown]
 # Two limits of this scale explain the verdicts that go against the paper, and qualify those that

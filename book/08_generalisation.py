@@ -30,29 +30,34 @@
 
 # %% tags=["parameters"]
 profile = "ci"
-seed = None  # another seed for the data and every net: a replication (None: the profile's)
+# another seed for the data and every net: a replication (None: the profile's)
+seed = None
 
-# %%
-import inspect
+# %% tags=["hide-input"]
 import logging
 import time
 
-logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-cache notice on a fresh machine
+# no font-cache notice on a fresh machine
+logging.getLogger("matplotlib").setLevel(logging.ERROR)
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from vggrepro import checkpoints, claims, generalise, grid, paper, runs, synth
+from vggrepro import checkpoints, claims, figures, generalise, grid, paper, runs, synth
 from vggrepro.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
-torch.set_num_threads(prof.threads)  # the profile's thread count: the same sums on every machine
+# the profile's thread count: the same sums on every machine
+torch.set_num_threads(prof.threads)
 pd.set_option("display.max_colwidth", None)
 started = time.perf_counter()
 appendix = paper.table("transfer_features_appendix_B")
-print(f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_classes} training classes")
+print(
+    f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_classes} "
+    "training classes"
+)
 
 # %% [markdown]
 # ## Data the nets never saw
@@ -65,10 +70,22 @@ print(f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_c
 sizes = generalise.sizes_of(prof)
 trained_on = synth.class_list(prof.num_classes)
 new_classes = synth.novel_classes(prof.num_classes, sizes.classes)
-known_shapes, known_textures = {c.shape for c in trained_on}, {c.texture for c in trained_on}
+known_shapes, known_textures = (
+    {c.shape for c in trained_on},
+    {c.texture for c in trained_on},
+)
 print("training classes:", ", ".join(c.name for c in trained_on))
-pd.DataFrame([{"wnid": c.wnid, "class": c.name, "shape seen in training": c.shape in known_shapes,
-               "texture seen in training": c.texture in known_textures} for c in new_classes]).set_index("wnid")
+pd.DataFrame(
+    [
+        {
+            "wnid": c.wnid,
+            "class": c.name,
+            "shape seen in training": c.shape in known_shapes,
+            "texture seen in training": c.texture in known_textures,
+        }
+        for c in new_classes
+    ]
+).set_index("wnid")
 
 # %% [markdown]
 # Both sets are written in the ILSVRC layout, like the training set, from a seed of their own:
@@ -77,53 +94,78 @@ pd.DataFrame([{"wnid": c.wnid, "class": c.name, "shape seen in training": c.shap
 # in it. The paper's protocols, at this profile's size:
 
 # %%
-roots = generalise.ensure_sets(prof, log=lambda *_: None)  # generated on first use: say nothing that depends on it
+# generated on first use: say nothing that depends on it
+roots = generalise.ensure_sets(prof, log=lambda *_: None)
 caltech, voc = generalise.load_set(roots["caltech"]), generalise.load_set(roots["voc"])
-pd.DataFrame([
-    {"set": "Caltech-like", "classes": sizes.classes, "pool": len(caltech["train"]), "test": len(caltech["test"]),
-     "a split trains on": f"{sizes.train} per class", "objects per image": 1,
-     "paper": appendix["caltech"]["caltech101"]},
-    {"set": "VOC-like", "classes": sizes.classes, "pool": len(voc["train"]), "test": len(voc["test"]),
-     "a split trains on": f"{sizes.voc_train} per class folder", "objects per image": "%d-%d" % sizes.objects,
-     "paper": appendix["voc"]["datasets"]},
-]).set_index("set")
+pd.DataFrame(
+    [
+        {
+            "set": "Caltech-like",
+            "classes": sizes.classes,
+            "pool": len(caltech["train"]),
+            "test": len(caltech["test"]),
+            "a split trains on": f"{sizes.train} per class",
+            "objects per image": 1,
+            "paper": appendix["caltech"]["caltech101"],
+        },
+        {
+            "set": "VOC-like",
+            "classes": sizes.classes,
+            "pool": len(voc["train"]),
+            "test": len(voc["test"]),
+            "a split trains on": f"{sizes.voc_train} per class folder",
+            "objects per image": "%d-%d" % sizes.objects,
+            "paper": appendix["voc"]["datasets"],
+        },
+    ]
+).set_index("set")
 
 # %% mystnb={"figure": {"caption": "Test images of the two Appendix B sets, Caltech-like (top row) and VOC-like (bottom row), each titled with its classes.", "name": "fig-07-sets"}}
 fig, axes = plt.subplots(2, 6, figsize=(12, 4.4))
 for row, (name, s) in enumerate((("Caltech-like", caltech), ("VOC-like", voc))):
     for j, ax in enumerate(axes[row]):
         ax.imshow(s["test"][j].permute(1, 2, 0).numpy())
-        ax.set_title("\n".join(s["names"][k] for k in np.flatnonzero(s["y_test"][j])), fontsize=8)
+        ax.set_title(
+            "\n".join(s["names"][k] for k in np.flatnonzero(s["y_test"][j])), fontsize=8
+        )
         ax.axis("off")
-    axes[row, 0].text(-0.15, 0.5, name, transform=axes[row, 0].transAxes, rotation=90, va="center", ha="right")
+    axes[row, 0].text(
+        -0.15,
+        0.5,
+        name,
+        transform=axes[row, 0].transAxes,
+        rotation=90,
+        va="center",
+        ha="right",
+    )
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## The descriptor
 #
-# Each net is applied **densely** (chapter 4's fully-convolutional form, fc6 as a convolution) to
+# Each net is applied **densely** (chapter 3's fully-convolutional form, fc6 as a convolution) to
 # the whole image rescaled so that its smaller side is Q. Its last layer, fc8, is left out: the
 # descriptor is fc7's map after its ReLU (4096 channels in the paper, 512 at width 1/8), averaged
 # over all positions. The dense net is the package's own; a hook reads fc7's output on the way:
 
 # %%
-print(inspect.getsource(generalise.penultimate))
+print(figures.source(generalise.penultimate))
 
 # %% [markdown]
 # At each scale the descriptor is averaged with that of the horizontally flipped image. Images
 # whose rescaled sizes agree run in one batch, so no padding ever enters a feature:
 
 # %%
-print(inspect.getsource(generalise.scale_descriptors))
+print(figures.source(generalise.scale_descriptors))
 
 # %% [markdown]
 # The scales are then **averaged** (the paper's choice on VOC) or **stacked** side by side (its
 # choice on Caltech), and the result is L2-normalised. The D+E descriptor stacks the two nets'.
 
 # %%
-print(inspect.getsource(generalise.combine))
-print(inspect.getsource(generalise.stack))
+print(figures.source(generalise.combine))
+print(figures.source(generalise.stack))
 
 # %% [markdown]
 # The nets are the jittered D and E (the paper used its released, jittered nets), net A (11 layers,
@@ -147,42 +189,69 @@ for label, name in (("D", "D/jit"), ("E", "E/jit"), ("A", "A/256")):
 nets["untrained D"] = (generalise.untrained("D", prof, seed=prof.seed), nets["D"][1])
 
 t = time.perf_counter()
-per_scale = {}  # (net, set) -> (images, scales, channels): the flip-averaged descriptor at each Q
+# (net, set) -> (images, scales, channels): the flip-averaged descriptor at each Q
+per_scale = {}
 for label, (net, pre) in nets.items():
-    per_scale[label, "caltech"] = generalise.scale_descriptors(net, pre, caltech["train"] + caltech["test"], Q_CALTECH)
-    if label in ("D", "E"):  # the shallow and untrained baselines are compared at three scales on VOC
-        per_scale[label, "voc"] = generalise.scale_descriptors(net, pre, voc["train"] + voc["test"], Q_VOC)
+    per_scale[label, "caltech"] = generalise.scale_descriptors(
+        net, pre, caltech["train"] + caltech["test"], Q_CALTECH
+    )
+    # the shallow and untrained baselines are compared at three scales on VOC
+    if label in ("D", "E"):
+        per_scale[label, "voc"] = generalise.scale_descriptors(
+            net, pre, voc["train"] + voc["test"], Q_VOC
+        )
     else:
-        per_scale[label, "voc"] = generalise.scale_descriptors(net, pre, voc["train"] + voc["test"], Q_CALTECH)
-print(f"descriptors of {len(caltech['train']) + len(caltech['test']) + len(voc['train']) + len(voc['test'])} images "
-      f"by {len(nets)} nets in {time.perf_counter() - t:.0f} s")
+        per_scale[label, "voc"] = generalise.scale_descriptors(
+            net, pre, voc["train"] + voc["test"], Q_CALTECH
+        )
+n_images = sum(len(s[part]) for s in (caltech, voc) for part in ("train", "test"))
+print(
+    f"descriptors of {n_images} images "
+    f"by {len(nets)} nets in {time.perf_counter() - t:.0f} s"
+)
 
 # %% [markdown]
 # The representations compared below, each one matrix of L2-normalised rows (training pool first,
 # then the test images):
 
+
 # %%
-def representations(where: str, scales_all: list[int], how: str) -> dict[str, np.ndarray]:
-    """Every representation of one set: the nets' descriptors combined over the set's scales
-    (``how``), the baselines at the three scales {256, 384, 512}, and the variants of D."""
+def representations(
+    where: str, scales_all: list[int], how: str
+) -> dict[str, np.ndarray]:
+    """Every representation of one set: the nets' descriptors combined over the set's
+    scales (``how``), the baselines at the three scales {256, 384, 512}, and the
+    variants of D."""
     all_q = list(range(len(scales_all)))
     sub = three if len(scales_all) == len(Q_VOC) else all_q
     d = {net: generalise.combine(per_scale[net, where], how) for net in ("D", "E")}
     s = caltech if where == "caltech" else voc
-    reps = {"D": d["D"], "E": d["E"], "D+E": generalise.stack(d["D"], d["E"]),
-            "A": generalise.combine(per_scale["A", where], how),
-            "untrained D": generalise.combine(per_scale["untrained D", where], how),
-            "pixels": generalise.pixel_descriptors(s["train"] + s["test"], nets["D"][1], prof.crop),
-            "D, one scale": generalise.combine(per_scale["D", where], how, [sub[middle]]),
-            "D, averaged": d["D"] if how == "average" else generalise.combine(per_scale["D", where], "average"),
-            "D, stacked": d["D"] if how == "stack" else generalise.combine(per_scale["D", where], "stack")}
+    reps = {
+        "D": d["D"],
+        "E": d["E"],
+        "D+E": generalise.stack(d["D"], d["E"]),
+        "A": generalise.combine(per_scale["A", where], how),
+        "untrained D": generalise.combine(per_scale["untrained D", where], how),
+        "pixels": generalise.pixel_descriptors(
+            s["train"] + s["test"], nets["D"][1], prof.crop
+        ),
+        "D, one scale": generalise.combine(per_scale["D", where], how, [sub[middle]]),
+        "D, averaged": d["D"]
+        if how == "average"
+        else generalise.combine(per_scale["D", where], "average"),
+        "D, stacked": d["D"]
+        if how == "stack"
+        else generalise.combine(per_scale["D", where], "stack"),
+    }
     if sub != all_q:
         reps["D, 3 scales"] = generalise.combine(per_scale["D", where], how, sub)
     return reps
 
 
-caltech_reps = representations("caltech", Q_CALTECH, "stack")  # Caltech: scales stacked, as the paper
-voc_reps = representations("voc", Q_VOC, "average")  # VOC: scales averaged, as the paper
+# Caltech: scales stacked, as the paper
+caltech_reps = representations("caltech", Q_CALTECH, "stack")
+# VOC: scales averaged, as the paper
+voc_reps = representations("voc", Q_VOC, "average")
 print({k: v.shape[1] for k, v in caltech_reps.items()})
 
 # %% [markdown]
@@ -196,7 +265,7 @@ print({k: v.shape[1] for k, v in caltech_reps.items()})
 # weights lie in that span, so its scores are the same, and liblinear runs many times faster.
 
 # %%
-print(inspect.getsource(generalise.svm_scores))
+print(figures.source(generalise.svm_scores))
 
 # %% [markdown]
 # **Caltech protocol.** Each of the random splits draws a fixed number of training images per
@@ -209,18 +278,27 @@ print(inspect.getsource(generalise.svm_scores))
 # %%
 t = time.perf_counter()
 n_pool = len(caltech["train"])
-caltech_splits = generalise.splits(caltech["pool"], sizes.train, sizes.splits, seed=prof.seed)
+caltech_splits = generalise.splits(
+    caltech["pool"], sizes.train, sizes.splits, seed=prof.seed
+)
 truth = caltech["y_test"].argmax(1)
 caltech_errors, caltech_recall, chosen_C, done = {}, {}, {}, {}
 for name, X in caltech_reps.items():
-    if id(X) in done:  # the same descriptors under another name (e.g. "D" is "D, stacked" here)
+    # the same descriptors under another name (e.g. "D" is "D, stacked" here)
+    if id(X) in done:
         twin = done[id(X)]
-        caltech_errors[name], caltech_recall[name], chosen_C[name] = caltech_errors[twin], caltech_recall[twin], chosen_C[twin]
+        caltech_errors[name], caltech_recall[name], chosen_C[name] = (
+            caltech_errors[twin],
+            caltech_recall[twin],
+            chosen_C[twin],
+        )
         continue
     done[id(X)] = name
     rows, recall = [], []
     for i, train in enumerate(caltech_splits):
-        scores, C = generalise.svm_scores(X[train], caltech["pool"][train], X[n_pool:], seed=prof.seed + i)
+        scores, C = generalise.svm_scores(
+            X[train], caltech["pool"][train], X[n_pool:], seed=prof.seed + i
+        )
         predicted = scores.argmax(1)
         rows.append((predicted != truth).astype(int))
         recall.append(generalise.mean_class_recall(truth, predicted))
@@ -233,28 +311,48 @@ for name, X in caltech_reps.items():
 
 # %%
 n_voc = len(voc["train"])
-voc_splits = generalise.splits(voc["pool"], sizes.voc_train, sizes.splits, seed=prof.seed)
+voc_splits = generalise.splits(
+    voc["pool"], sizes.voc_train, sizes.splits, seed=prof.seed
+)
 voc_scores, voc_map, done = {}, {}, {}
 for name, X in voc_reps.items():
     if id(X) in done:
         voc_scores[name], voc_map[name] = voc_scores[done[id(X)]], voc_map[done[id(X)]]
         continue
     done[id(X)] = name
-    voc_scores[name] = [generalise.svm_scores(X[train], voc["y_train"][train], X[n_voc:], groups=voc["pool"][train],
-                                              seed=prof.seed + i)[0] for i, train in enumerate(voc_splits)]
+    voc_scores[name] = [
+        generalise.svm_scores(
+            X[train],
+            voc["y_train"][train],
+            X[n_voc:],
+            groups=voc["pool"][train],
+            seed=prof.seed + i,
+        )[0]
+        for i, train in enumerate(voc_splits)
+    ]
     voc_map[name] = [generalise.mean_ap(s, voc["y_test"]) for s in voc_scores[name]]
-print(f"{len(caltech_reps) + len(voc_reps)} representations x {sizes.splits} splits classified in "
-      f"{time.perf_counter() - t:.0f} s")
+print(
+    f"{len(caltech_reps) + len(voc_reps)} representations x {sizes.splits} splits "
+    "classified in "
+    f"{time.perf_counter() - t:.0f} s"
+)
 
 
 def mean_sd(values) -> str:
     return f"{np.mean(values):.1f} ± {claims.sample_sd(values):.1f}"
 
 
-pd.DataFrame([{"representation": name, "Caltech-like mean class recall": mean_sd(caltech_recall[name]),
-               "VOC-like mAP": mean_sd(voc_map[name]) if name in voc_map else "-",
-               "C chosen (Caltech splits)": ", ".join(f"{c:g}" for c in chosen_C[name])}
-              for name in caltech_reps]).set_index("representation")
+pd.DataFrame(
+    [
+        {
+            "representation": name,
+            "Caltech-like mean class recall": mean_sd(caltech_recall[name]),
+            "VOC-like mAP": mean_sd(voc_map[name]) if name in voc_map else "-",
+            "C chosen (Caltech splits)": ", ".join(f"{c:g}" for c in chosen_C[name]),
+        }
+        for name in caltech_reps
+    ]
+).set_index("representation")
 
 # %% [markdown]
 # (± is the sample standard deviation over the splits. "D, 3 scales" on VOC is D at
@@ -267,36 +365,70 @@ pd.DataFrame([{"representation": name, "Caltech-like mean class recall": mean_sd
 # only. Its Caltech columns are mean class recall over three splits. A starred value in brackets
 # is Wei et al.'s after pre-training on an extended ILSVRC (1,512 classes).
 
+
 # %% tags=["hide-input"]
 def pm(mean, sd):
-    return "-" if mean is None else f"{mean:.1f} ± {sd:.1f}" if sd is not None else f"{mean:.1f}"
+    return (
+        "-"
+        if mean is None
+        else f"{mean:.1f} ± {sd:.1f}"
+        if sd is not None
+        else f"{mean:.1f}"
+    )
 
 
 def voc_cell(r, column):
     """A VOC cell as the paper prints it: the mAP, and in brackets with * the one after pre-training on
     an extended ILSVRC (Wei et al.), where the paper gives both."""
     value, extended = r.get(column), r.get(f"{column}_extended_pretraining")
-    return paper.fmt(value) + (f" ({paper.fmt(extended)}*)" if extended is not None else "")
+    return paper.fmt(value) + (
+        f" ({paper.fmt(extended)}*)" if extended is not None else ""
+    )
 
 
-pd.DataFrame([{"method": r["method"], "VOC-2007 mAP": voc_cell(r, "voc2007_mAP"),
-               f"VOC-2012 mAP: {paper.TEST_SET}": voc_cell(r, "voc2012_mAP"),
-               "Caltech-101": pm(r["caltech101_mcr"], r["caltech101_std"]),
-               "Caltech-256": pm(r["caltech256_mcr"], r["caltech256_std"])}
-              for r in paper.table("table11_transfer_classification")]).set_index("method")
+pd.DataFrame(
+    [
+        {
+            "method": r["method"],
+            "VOC-2007 mAP": voc_cell(r, "voc2007_mAP"),
+            f"VOC-2012 mAP: {paper.TEST_SET}": voc_cell(r, "voc2012_mAP"),
+            "Caltech-101": pm(r["caltech101_mcr"], r["caltech101_std"]),
+            "Caltech-256": pm(r["caltech256_mcr"], r["caltech256_std"]),
+        }
+        for r in paper.table("table11_transfer_classification")
+    ]
+).set_index("method")
 
 # %% tags=["hide-input"]
-ours = {"VGG Net-D (16 layers)": "D", "VGG Net-E (19 layers)": "E", "VGG Net-D & Net-E": "D+E"}
+ours = {
+    "VGG Net-D (16 layers)": "D",
+    "VGG Net-E (19 layers)": "E",
+    "VGG Net-D & Net-E": "D+E",
+}
 beside = []
 for method, name in ours.items():
     r = paper.find("table11_transfer_classification", method=method)
-    beside.append({"nets": name, "paper VOC-2007 mAP": paper.fmt(r["voc2007_mAP"]), "ours VOC-like mAP": mean_sd(voc_map[name]),
-                   "paper Caltech-101": pm(r["caltech101_mcr"], r["caltech101_std"]),
-                   "paper Caltech-256": pm(r["caltech256_mcr"], r["caltech256_std"]),
-                   "ours Caltech-like": mean_sd(caltech_recall[name])})
+    beside.append(
+        {
+            "nets": name,
+            "paper VOC-2007 mAP": paper.fmt(r["voc2007_mAP"]),
+            "ours VOC-like mAP": mean_sd(voc_map[name]),
+            "paper Caltech-101": pm(r["caltech101_mcr"], r["caltech101_std"]),
+            "paper Caltech-256": pm(r["caltech256_mcr"], r["caltech256_std"]),
+            "ours Caltech-like": mean_sd(caltech_recall[name]),
+        }
+    )
 for name in ("A", "untrained D", "pixels"):
-    beside.append({"nets": name, "paper VOC-2007 mAP": "-", "ours VOC-like mAP": mean_sd(voc_map[name]),
-                   "paper Caltech-101": "-", "paper Caltech-256": "-", "ours Caltech-like": mean_sd(caltech_recall[name])})
+    beside.append(
+        {
+            "nets": name,
+            "paper VOC-2007 mAP": "-",
+            "ours VOC-like mAP": mean_sd(voc_map[name]),
+            "paper Caltech-101": "-",
+            "paper Caltech-256": "-",
+            "ours Caltech-like": mean_sd(caltech_recall[name]),
+        }
+    )
 pd.DataFrame(beside).set_index("nets")
 
 # %% [markdown]
@@ -312,9 +444,16 @@ pd.DataFrame(beside).set_index("nets")
 # synthetic scenes have no actions and no privileged object, so the table is shown as context.
 
 # %% tags=["hide-input"]
-pd.DataFrame([{"method": r["method"], f"mAP: {paper.TEST_SET}": paper.fmt(r["voc2012_action_mAP"]),
-               "extended pre-training": "yes" if r.get("extended_pretraining") else ""}
-              for r in paper.table("table12_voc2012_action")]).set_index("method")
+pd.DataFrame(
+    [
+        {
+            "method": r["method"],
+            f"mAP: {paper.TEST_SET}": paper.fmt(r["voc2012_action_mAP"]),
+            "extended pre-training": "yes" if r.get("extended_pretraining") else "",
+        }
+        for r in paper.table("table12_voc2012_action")
+    ]
+).set_index("method")
 
 # %% [markdown]
 # ## The claims of Appendix B, at this scale
@@ -327,7 +466,7 @@ pd.DataFrame([{"method": r["method"], f"mAP: {paper.TEST_SET}": paper.fmt(r["voc
 # itself (the new function in `vggrepro.claims`):
 
 # %%
-print(inspect.getsource(claims.paired_metric_effect))
+print(figures.source(claims.paired_metric_effect))
 
 # %% [markdown]
 # A negative effect favours the first arm. The "about equal" claims state their margin, **2 points
@@ -341,39 +480,87 @@ print(inspect.getsource(claims.paired_metric_effect))
 
 # %%
 seed_sd = claims.measured_seed_sd(prof.name)
-print("measured seed spread of the nets:", f"{seed_sd:.1f} points" if seed_sd is not None else
-      "not measured for this profile: the intervals hold the splits' spread only")
+print(
+    "measured seed spread of the nets:",
+    f"{seed_sd:.1f} points"
+    if seed_sd is not None
+    else "not measured for this profile: the intervals hold the splits' spread only",
+)
 chance = claims.chance_error(sizes.classes)
 caltech_arms = {name: claims.Arm(name, e) for name, e in caltech_errors.items()}
 better_ce = min(("D", "E"), key=lambda n: caltech_arms[n].error)
 better_voc = max(("D", "E"), key=lambda n: np.mean(voc_map[n]))
-caltech_101 = {r: paper.find("table11_transfer_classification", method=m)["caltech101_mcr"] for m, r in ours.items()}
-voc_2007 = {r: paper.find("table11_transfer_classification", method=m)["voc2007_mAP"] for m, r in ours.items()}
+caltech_101 = {
+    r: paper.find("table11_transfer_classification", method=m)["caltech101_mcr"]
+    for m, r in ours.items()
+}
+voc_2007 = {
+    r: paper.find("table11_transfer_classification", method=m)["voc2007_mAP"]
+    for m, r in ours.items()
+}
 
 
 BASELINES = ("untrained D", "pixels")  # meant to be poor: no guard holds them to chance
 
 
 def caltech_claim(text, a, b, paper_numbers, kind="lower", margin=None):
-    return claims.Claim(f"Caltech-like: {text}", a, b, kind=kind, margin=margin, paper=paper_numbers,
-                        notebook="07_generalisation",
-                        guards=[claims.Guard(x, chance) for x in (a, b) if x not in BASELINES])
+    return claims.Claim(
+        f"Caltech-like: {text}",
+        a,
+        b,
+        kind=kind,
+        margin=margin,
+        paper=paper_numbers,
+        notebook="08_generalisation",
+        guards=[claims.Guard(x, chance) for x in (a, b) if x not in BASELINES],
+    )
 
 
 declared = [
-    caltech_claim("deep features (D) beat a shallow net's (A)", "D", "A", "D's features are state of the art (Table 11)"),
-    caltech_claim("trained D beats the untrained D", "D", "untrained D", "not measured in the paper"),
-    caltech_claim("D's features beat raw pixels", "D", "pixels", "not measured in the paper"),
-    caltech_claim("three scales (stacked) beat one (Q = 384)", "D", "D, one scale", "scales stacked (no single-scale row)"),
-    caltech_claim("stacking D and E beats the better of the two", "D+E", better_ce,
-                  f"Caltech-101: {caltech_101['D+E']} vs {max(caltech_101['D'], caltech_101['E'])} "
-                  f"({max('DE', key=caltech_101.get)})"),
-    caltech_claim("stacking the scales beats averaging them", "D, stacked", "D, averaged",
-                  appendix["caltech"]["scale_aggregation"]),
+    caltech_claim(
+        "deep features (D) beat a shallow net's (A)",
+        "D",
+        "A",
+        "D's features are state of the art (Table 11)",
+    ),
+    caltech_claim(
+        "trained D beats the untrained D",
+        "D",
+        "untrained D",
+        "not measured in the paper",
+    ),
+    caltech_claim(
+        "D's features beat raw pixels", "D", "pixels", "not measured in the paper"
+    ),
+    caltech_claim(
+        "three scales (stacked) beat one (Q = 384)",
+        "D",
+        "D, one scale",
+        "scales stacked (no single-scale row)",
+    ),
+    caltech_claim(
+        "stacking D and E beats the better of the two",
+        "D+E",
+        better_ce,
+        f"Caltech-101: {caltech_101['D+E']} vs "
+        f"{max(caltech_101['D'], caltech_101['E'])} "
+        f"({max('DE', key=caltech_101.get)})",
+    ),
+    caltech_claim(
+        "stacking the scales beats averaging them",
+        "D, stacked",
+        "D, averaged",
+        appendix["caltech"]["scale_aggregation"],
+    ),
 ]
 rows = [c.decide(caltech_arms, seed_sd) for c in declared]
-for r in rows:  # the better single net is picked on these images: say which, beside the numbers
-    r["ours"] += f" ({r['b']} is the better here)" if r["claim"].endswith("better of the two") else ""
+# the better single net is picked on these images: say which, beside the numbers
+for r in rows:
+    r["ours"] += (
+        f" ({r['b']} is the better here)"
+        if r["claim"].endswith("better of the two")
+        else ""
+    )
 claims.table(rows)
 
 # %% [markdown]
@@ -381,32 +568,68 @@ claims.table(rows)
 
 # %%
 labels = voc["y_test"]
-voc_chance = 100 - 100 * float(labels.mean(0).mean())  # 100 - a chance scorer's mAP: each class's share of positives
+# 100 - a chance scorer's mAP: each class's share of positives
+voc_chance = 100 - 100 * float(labels.mean(0).mean())
 voc_gain = appendix["voc"]["gain_over_256_384_512"]
 
 
 def voc_claim(text, a, b, paper_numbers, kind="lower", margin=None):
-    return claims.Claim(f"VOC-like: {text}", a, b, kind=kind, margin=margin, paper=paper_numbers,
-                        notebook="07_generalisation",
-                        guards=[claims.Guard(x, voc_chance, "a chance scorer") for x in (a, b) if x not in BASELINES])
+    return claims.Claim(
+        f"VOC-like: {text}",
+        a,
+        b,
+        kind=kind,
+        margin=margin,
+        paper=paper_numbers,
+        notebook="08_generalisation",
+        guards=[
+            claims.Guard(x, voc_chance, "a chance scorer")
+            for x in (a, b)
+            if x not in BASELINES
+        ],
+    )
 
 
 voc_declared = [
-    voc_claim("deep features (D) beat a shallow net's (A), Q in {256, 384, 512}", "D, 3 scales", "A",
-              "D's features are state of the art (Table 11)"),
-    voc_claim("stacking D and E beats the better of the two", "D+E", better_voc,
-              f"VOC-2007: {voc_2007['D+E']} vs {voc_2007['D']} (D and E alike)"),
-    voc_claim("averaging the scales is about as good as stacking them", "D, averaged", "D, stacked",
-              appendix["voc"]["scale_aggregation"], kind="equal", margin=2.0),
-    voc_claim("five scales are about as good as three", "D", "D, 3 scales", f"five scales gain {voc_gain}",
-              kind="equal", margin=2.0),
+    voc_claim(
+        "deep features (D) beat a shallow net's (A), Q in {256, 384, 512}",
+        "D, 3 scales",
+        "A",
+        "D's features are state of the art (Table 11)",
+    ),
+    voc_claim(
+        "stacking D and E beats the better of the two",
+        "D+E",
+        better_voc,
+        f"VOC-2007: {voc_2007['D+E']} vs {voc_2007['D']} (D and E alike)",
+    ),
+    voc_claim(
+        "averaging the scales is about as good as stacking them",
+        "D, averaged",
+        "D, stacked",
+        appendix["voc"]["scale_aggregation"],
+        kind="equal",
+        margin=2.0,
+    ),
+    voc_claim(
+        "five scales are about as good as three",
+        "D",
+        "D, 3 scales",
+        f"five scales gain {voc_gain}",
+        kind="equal",
+        margin=2.0,
+    ),
 ]
 t = time.perf_counter()
 voc_rows = [generalise.decide_map(c, voc_scores, labels, seed_sd) for c in voc_declared]
 for r in voc_rows:
-    r["ours"] += f" ({r['b']} is the better here)" if r["claim"].endswith("better of the two") else ""
+    r["ours"] += (
+        f" ({r['b']} is the better here)"
+        if r["claim"].endswith("better of the two")
+        else ""
+    )
 rows += voc_rows
-runs.save_claims(prof.name, "07_generalisation", rows)
+runs.save_claims(prof.name, "08_generalisation", rows)
 claims.table(voc_rows)
 
 # %% [markdown]
