@@ -46,9 +46,8 @@ timing_images = 100  # images for the measured cost per image
 # %% tags=["hide-input"]
 import logging
 
-logging.getLogger("matplotlib").setLevel(
-    logging.ERROR
-)  # no font-cache notice on a fresh machine
+# no font-cache notice on a fresh machine
+logging.getLogger("matplotlib").setLevel(logging.ERROR)
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -78,9 +77,8 @@ prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
 pd.set_option("display.precision", 1)
 pd.set_option("display.max_colwidth", None)
-JIT = str(
-    scales.JITTER
-)  # the paper's notation for scale-jittered training, "[256;512]"
+# the paper's notation for scale-jittered training, "[256;512]"
+JIT = str(scales.JITTER)
 print(
     f"profile {prof.name}: crop {prof.crop}, width {prof.width:g}, {prof.num_classes} classes; "
     f"paper Q = 256, 384, 512 -> {prof.S(256)}, {prof.S(384)}, {prof.S(512)} px"
@@ -352,9 +350,8 @@ def paper_scale_macs(model, height=375, width=500):
     }
 
 
-both = grid.evaluation(
-    prof, D_JIT, "both", multi=True
-)  # chapter 5 reuses it for Table 5
+# chapter 5 reuses it for Table 5
+both = grid.evaluation(prof, D_JIT, "both", multi=True)
 ours_macs = dict(both["macs_per_image"], centre=evaluate.crop_macs(net))
 paper_macs = paper_scale_macs(paper_d)
 views = {
@@ -419,9 +416,8 @@ print(
     f"measured cost of dense : multi-crop = 1 : {seconds['multicrop'] / seconds['dense']:.1f} "
     f"(MACs say 1 : {macs_ratio:.1f})"
 )
-for _, check in results.recorded(
-    "gpu_check.json"
-):  # the paper's D on a GPU, when a check was recorded
+# the paper's D on a GPU, when a check was recorded
+for _, check in results.recorded("gpu_check.json"):
     print(
         f"dense evaluation of the paper's D on {check['provenance']['device']}:",
         check["steps"]["dense_eval"].get("by_Q"),

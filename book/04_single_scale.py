@@ -112,20 +112,7 @@ pd.DataFrame(
 # (`vggrepro.windows`): at Q = S placement costs most, at the larger Q of the jittered nets context.
 
 # %%
-ROWS = [
-    "A/256",
-    "A-LRN/256",
-    "B/256",
-    "C/256",
-    "C/384",
-    "C/jit",
-    "D/256",
-    "D/384",
-    "D/jit",
-    "E/256",
-    "E/384",
-    "E/jit",
-]
+ROWS = grid.TABLE3  # the paper's rows, as grid nets: A/256 ... E/jit
 
 
 def single_scale(name, protocol="dense", Q=None):

@@ -35,9 +35,8 @@ seed = None  # another seed for the data and every net (None: the profile's)
 # %% tags=["hide-input"]
 import logging
 
-logging.getLogger("matplotlib").setLevel(
-    logging.ERROR
-)  # no font-cache notice on a fresh machine
+# no font-cache notice on a fresh machine
+logging.getLogger("matplotlib").setLevel(logging.ERROR)
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -61,13 +60,11 @@ prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
 pd.set_option("display.precision", 1)
 pd.set_option("display.max_colwidth", None)
-JIT = str(
-    scales.JITTER
-)  # the paper's notation for scale-jittered training, "[256;512]"
+# the paper's notation for scale-jittered training, "[256;512]"
+JIT = str(scales.JITTER)
 D_JIT = "D/jit"
-METRICS = paper.metrics_for(
-    prof.num_classes
-)  # top-5 only where it means something (paper.TOP5_MIN_CLASSES)
+# top-5 only where it means something (paper.TOP5_MIN_CLASSES)
+METRICS = paper.metrics_for(prof.num_classes)
 val = data.ILSVRC(data.ensure_synthetic(prof, verbose=False), "val")
 print(
     f"profile {prof.name}: crop {prof.crop}, width {prof.width:g}, {prof.num_classes} classes; "
@@ -85,18 +82,7 @@ print(
 # the jittered D and E come out best.
 
 # %% tags=["hide-input"]
-TABLE4 = [
-    "B/256",
-    "C/256",
-    "C/384",
-    "C/jit",
-    "D/256",
-    "D/384",
-    "D/jit",
-    "E/256",
-    "E/384",
-    "E/jit",
-]
+TABLE4 = grid.TABLE4  # the paper's rows, as grid nets: B/256 ... E/jit
 
 
 def dense_at(name, multi):

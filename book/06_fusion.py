@@ -89,19 +89,7 @@ def evaluated(name: str, protocol: str) -> dict:
 
 
 # Table 4's nets (chapter 5) and the FC-only jittered D; Table 6 fuses some of them.
-NETS = [
-    "B/256",
-    "C/256",
-    "C/384",
-    "C/jit",
-    "D/256",
-    "D/384",
-    "D/jit",
-    "D/jit-fc",
-    "E/256",
-    "E/384",
-    "E/jit",
-]
+NETS = sorted([*grid.TABLE4, "D/jit-fc"])
 both = {name: evaluated(name, "both") for name in JITTERED}  # chapter 5's evaluations
 dense = {
     name: both[name]["parts"]["dense"]

@@ -52,3 +52,14 @@ def test_evaluation_uses_the_paper_test_scales_of_the_entry(monkeypatch):
     assert calls == [("D/256@None", "centre", [prof.S(256)]),
                      ("D/jit@3", "both", [prof.S(256), prof.S(384), prof.S(512)]),
                      ("D/384@None", "dense", [64])]
+
+
+def test_the_papers_tables_map_onto_grid_nets_row_for_row():
+    from vggrepro import paper
+
+    for table, nets in (("table3_single_scale", grid.TABLE3), ("table4_multi_scale", grid.TABLE4)):
+        rows = [(r["config"], r["train_S"]) for r in paper.table(table)]
+        assert [(grid.entry(n).config, grid.entry(n).train_S) for n in nets] == list(dict.fromkeys(rows))
+    assert grid.TABLE3[:3] == ("A/256", "A-LRN/256", "B/256") and grid.TABLE3[-1] == "E/jit"
+    assert grid.TABLE4 == grid.TABLE3[2:]  # Table 4 starts at B: A and A-LRN are not in it
+    assert all(grid.entry(n).trainable == "all" for n in grid.TABLE3)  # never the FC-only D

@@ -42,9 +42,7 @@ class Chapter:
     note: str = ""
 
 
-_T4 = ("B/256", "C/256", "C/384", "C/jit", "D/256", "D/384", "D/jit", "E/256", "E/384", "E/jit")
-_ROWS = ("A/256", "A-LRN/256", "B/256", "C/256", "C/384", "C/jit", "D/256", "D/384", "D/jit", "E/256", "E/384",
-         "E/jit")
+_T4, _ROWS = grid.TABLE4, grid.TABLE3
 BOOK: tuple[Chapter, ...] = (
     Chapter("01_architecture", note="counts only"),
     Chapter("02_training", trains=("A/256", "A-LRN/256", "B/256", "C/256", "D/256", "E/256", "D/256-glorot"),

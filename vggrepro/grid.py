@@ -57,6 +57,26 @@ def _entries() -> dict[str, Entry]:
 GRID: dict[str, Entry] = _entries()
 
 
+def rows_of(table_key: str) -> tuple[str, ...]:
+    """The grid nets of one of the paper's tables, in the paper's row order: each row's
+    (config, train S) is a grid entry ("table3_single_scale" -> "A/256", ..., "E/jit")."""
+    from . import paper
+
+    by_row = {(e.config, e.train_S): e.name for e in GRID.values() if e.trainable == "all"
+              and e.init != "glorot" and not e.name.endswith("-scratch")}
+    names = []
+    for row in paper.table(table_key):
+        name = by_row[(row["config"], row["train_S"])]
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+#: The nets of Table 3 (single test scale) and of Table 4 (several), as the paper lists them.
+TABLE3 = rows_of("table3_single_scale")
+TABLE4 = rows_of("table4_multi_scale")
+
+
 def entry(name: str) -> Entry:
     if name not in GRID:
         raise ValueError(f"no grid entry {name!r}; the grid has {list(GRID)}")
