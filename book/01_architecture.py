@@ -409,7 +409,7 @@ print(f"averaged over the map: {tuple(class_scores.shape)}, one score per class"
 #
 # Section 2 is about design, not accuracy, so every claim here is checked exactly, at any width.
 # The accuracy claims (depth helps, LRN does not, 3 x 3 beats 5 x 5) need trained nets: chapters 2
-# to 4 test them.
+# and 4 test them.
 
 # %% tags=["hide-input"]
 t2 = paper.table("table2_params_millions")

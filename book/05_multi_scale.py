@@ -381,16 +381,8 @@ centre = {name: grid.evaluation(prof, name, "centre") for name in TABLE4}
 def claim(text, a, b, paper_numbers):
     """A claim on two arms; a dense arm must not be worse than the same net's centre crop (chapter 4)."""
     guards = [claims.Guard(arm, chance) for arm in (a, b)]
-    guards += [
-        claims.Guard(
-            arm,
-            centre[arm.split()[0]]["top1_err"],
-            "the same net's centre crop at one Q",
-            must="reach",
-        )
-        for arm in (a, b)
-        if " Q" in arm
-    ]
+    guards += [claims.reaches_centre_crop(arm, centre[arm.split()[0]]["top1_err"], "at one Q")
+               for arm in (a, b) if " Q" in arm]
     return claims.Claim(
         text, a, b, paper=paper_numbers, notebook="05_multi_scale", guards=guards
     )

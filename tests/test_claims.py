@@ -147,10 +147,12 @@ def test_a_protocol_worse_than_its_reference_makes_the_claim_undecided():
     dense, crops = np.zeros(n, int), np.zeros(n, int)
     dense[:350] = 1  # 70% error: far worse than the centre crop of the same net (40%)
     crops[:200] = 1
-    reach = C.Guard("dense", 40.0, "the centre crop of the same net", must="reach")
+    reach = C.reaches_centre_crop("dense", 40.0)  # the guard chapters 04 and 05 put on a dense arm
+    assert (reach.must, reach.name) == ("reach", "the same net's centre crop at the same Q")
     claim = C.Claim("multi-crop beats dense", "crops", "dense", guards=[reach])
     row = claim.decide({"crops": arm("crops", crops), "dense": arm("dense", dense)}, seed_sd=2.0)
     assert row["verdict"] == C.UNDECIDED and "protocol fails at this scale" in row["why"]
+    assert "the same net's centre crop at the same Q" in row["why"]
     ok = C.Guard("dense", 69.0, "the centre crop", must="reach")  # within its interval: passes
     claim.guards = [ok]
     assert claim.decide({"crops": arm("crops", crops), "dense": arm("dense", dense)}, seed_sd=2.0)["verdict"] == C.HOLDS

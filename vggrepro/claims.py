@@ -187,6 +187,13 @@ class Guard:
             raise ValueError(f"guard on {self.arm!r}: must={self.must!r}; use 'beat' or 'reach'")
 
 
+def reaches_centre_crop(arm: str, centre_err: float, where: str = "at the same Q") -> Guard:
+    """The guard of a dense arm: the paper finds dense evaluation about as good as a crop
+    (Table 5), so a dense arm shown worse than the same net's centre crop is this scale's
+    artefact (window placement, context: chapter 5), not evidence for or against a claim."""
+    return Guard(arm, centre_err, f"the same net's centre crop {where}", must="reach")
+
+
 @dataclass
 class Claim:
     """A claim of the paper, declared once: its two arms, kind, margin and guards.
