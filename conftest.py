@@ -1,4 +1,4 @@
-"""Loaded by pytest before anything else: pin the CPU kernel paths (``vggrepro.kernels``) for the
+"""Loaded by pytest before anything else: pin the CPU kernel paths (``vggrepro.core.kernels``) for the
 test process and every process it starts, the notebooks' kernels under nbval among them, so
 that the stored `ci` outputs are compared with numbers computed the same way."""
 

@@ -41,10 +41,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from vggrepro import claims, figures, models, paper, runs
-from vggrepro.checkpoints import atomic_write_json
+from vggrepro.experiments import claims, figures, paper
+from vggrepro import models
+from vggrepro.core import runs
+from vggrepro.core.files import atomic_write_json
 from vggrepro.models import CONFIGS, build, count_params, to_dense
-from vggrepro.profiles import get_profile
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile) if width is None else get_profile(profile, width=width)
 pd.set_option("display.max_colwidth", None)
@@ -79,7 +81,7 @@ pd.DataFrame({"the paper says": common}).loc[
 CONFIGS["A"]
 
 # %% [markdown]
-# Drawn from that data by `vggrepro.figures.draw_architecture`, one column per net as in the
+# Drawn from that data by `vggrepro.experiments.figures.draw_architecture`, one column per net as in the
 # paper, the layers of a block on shared rows; a layer that a net adds to its left neighbour is
 # in bold, as in the paper:
 

@@ -40,8 +40,11 @@ seed = None
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from vggrepro import claims, data, grid, models, paper, runs, train
-from vggrepro.profiles import get_profile
+from vggrepro.experiments import claims, grid, paper
+from vggrepro import data, models
+from vggrepro.core import runs
+from vggrepro.train import recipe as train
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)
@@ -126,7 +129,8 @@ plt.tight_layout()
 # jittering), the corner of the crop, the flip, and AlexNet's colour weights alpha:
 
 # %%
-from vggrepro import figures, loader, transforms
+from vggrepro.experiments import figures
+from vggrepro.data import loader, transforms
 
 print(figures.source(loader.BatchDraws.view))
 
@@ -268,17 +272,17 @@ ax_err.legend(fontsize=7)
 plt.tight_layout()
 
 # %% [markdown]
-# The schedule, as `vggrepro.loop` runs it after each epoch's validation:
+# The schedule, as `vggrepro.train.loop` runs it after each epoch's validation:
 
 # %%
-from vggrepro import loop
+from vggrepro.train import loop
 
 print(figures.source(loop.PlateauSchedule))
 
 # %% [markdown]
 # ## On a GPU, and on many
 #
-# The same `vggrepro.train.train` runs everywhere; on CUDA it adds what makes a GPU fast:
+# The same `vggrepro.train.recipe.train` runs everywhere; on CUDA it adds what makes a GPU fast:
 #
 # * **bf16 autocast**: convolutions and matrix products in bfloat16 on the tensor cores, the loss in
 #   float32; bf16 keeps float32's exponent range, so no loss scaling is needed;
@@ -295,10 +299,10 @@ print(figures.source(loop.PlateauSchedule))
 # # one GPU
 # vggrepro train --profile gpu --config D
 # # 8 GPUs on one machine (the global batch stays 256: 32 per GPU)
-# torchrun --nproc_per_node 8 -m vggrepro.train --profile imagenet --config D
+# torchrun --nproc_per_node 8 -m vggrepro train --profile imagenet --config D
 # # 4 nodes of 8 GPUs: run on every node, with its own --node_rank
 # torchrun --nnodes 4 --nproc_per_node 8 --node_rank $RANK --rdzv_backend c10d \
-#     --rdzv_endpoint $HEAD_NODE:29500 -m vggrepro.train --profile imagenet --config D
+#     --rdzv_endpoint $HEAD_NODE:29500 -m vggrepro train --profile imagenet --config D
 # ```
 #
 # How fast this runs on the machines measured so far (img/s and MFU), how hard the synthetic set
@@ -313,7 +317,7 @@ print(figures.source(loop.PlateauSchedule))
 # D started from A and D started from Glorot's weights, given the same total budget (Glorot's D
 # trains for A's epochs and D's together), each measured on the same validation images with a
 # centre crop at Q = S; the claim is that Glorot's D is no worse, within a stated margin
-# (how verdicts are made: `vggrepro.claims`, and chapter 4). The depth and LRN claims are Table 3's
+# (how verdicts are made: `vggrepro.experiments.claims`, and chapter 4). The depth and LRN claims are Table 3's
 # and are tested there, with the paper's test protocol.
 
 # %%

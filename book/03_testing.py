@@ -54,24 +54,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from vggrepro import (
-    checkpoints,
-    claims,
-    data,
-    evaluate,
-    figures,
-    grid,
-    models,
-    paper,
-    results,
-    runs,
-    scales,
-    synth_classes,
-    synth_images,
-    transforms,
-    windows,
-)
-from vggrepro.profiles import get_profile
+from vggrepro.train import checkpoints
+from vggrepro.experiments import claims, figures, grid, paper, results
+from vggrepro import data, models
+from vggrepro.evaluate import protocols as evaluate, windows
+from vggrepro.core import runs, scales
+from vggrepro.data import synth_classes, synth_images, transforms
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers

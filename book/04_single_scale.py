@@ -24,7 +24,7 @@
 # scale.
 #
 # This notebook rebuilds Table 3 at the scale of the chosen profile. The nets come from the shared
-# experiment grid (`vggrepro.grid`): A from random weights; B-E from A; S = 384 from S = 256 at a
+# experiment grid (`vggrepro.experiments.grid`): A from random weights; B-E from A; S = 384 from S = 256 at a
 # tenth of the lr; jittered S from S = 384.
 
 # %% tags=["parameters"]
@@ -39,8 +39,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from vggrepro import claims, data, grid, models, paper, runs
-from vggrepro.profiles import get_profile
+from vggrepro.experiments import claims, grid, paper
+from vggrepro import data, models
+from vggrepro.core import runs
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)
@@ -109,7 +111,7 @@ pd.DataFrame(
 # while a dense pass shows it larger maps with context the net never saw. Where the dense column is
 # far worse than the centre crop, the gap is this scale's artefact, not the nets' training, and the
 # claims below that rest on a dense arm are left undecided. Chapter 5 measures the two causes apart
-# (`vggrepro.windows`): at Q = S placement costs most, at the larger Q of the jittered nets context.
+# (`vggrepro.evaluate.windows`): at Q = S placement costs most, at the larger Q of the jittered nets context.
 
 # %%
 ROWS = grid.TABLE3  # the paper's rows, as grid nets: A/256 ... E/jit
@@ -240,7 +242,7 @@ pd.DataFrame(
 #
 # Each claim compares two arms, measured on the same validation images: the effect is the
 # difference of their top-1 errors (negative: the first arm is better), with a 95% interval from a
-# bootstrap that draws the images once for both arms (`vggrepro.claims`). An arm trained with
+# bootstrap that draws the images once for both arms (`vggrepro.experiments.claims`). An arm trained with
 # several seeds pools them, and its interval holds their spread; an arm trained once borrows the
 # seed-to-seed spread that `scripts/seed_spread.py` measured for this profile (printed below), which
 # is also the least spread any arm is taken to have. "About equal" and

@@ -42,19 +42,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro import (
-    checkpoints,
-    claims,
-    data,
-    evaluate,
-    grid,
-    paper,
-    results,
-    runs,
-    scales,
-    windows,
-)
-from vggrepro.profiles import get_profile
+from vggrepro.train import checkpoints
+from vggrepro.experiments import claims, grid, paper, results
+from vggrepro import data
+from vggrepro.evaluate import protocols as evaluate, windows
+from vggrepro.core import runs, scales
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
@@ -196,7 +189,7 @@ table5.set_index(["config", "train_S", "eval_method"])
 # - **context**: in training, conv5 works on a 2 x 2 map whose every position touches the zero
 #   padding; a dense pass shows it larger maps, with neighbouring pixels where a crop has zeros.
 #
-# `vggrepro.windows` scores the same images four ways at one Q, without flips, to take the two
+# `vggrepro.evaluate.windows` scores the same images four ways at one Q, without flips, to take the two
 # apart: the dense pass (`dense`); the same pass with floor pooling, which keeps only the windows
 # inside the image (`dense inside`); those inside windows cut out as crops, each with its own zero
 # border (`crops inside`); and the centre crop. Placement costs `dense - dense inside`, context
@@ -348,7 +341,7 @@ else:
 #
 # Each claim compares two arms on the same validation images (paired), with the effect on top-1
 # error and its 95% interval, which also holds the seed-to-seed spread measured for this profile
-# (how: chapter 4 and `vggrepro.claims`). The paper's effects in Tables 4 and 5 are a point or
+# (how: chapter 4 and `vggrepro.experiments.claims`). The paper's effects in Tables 4 and 5 are a point or
 # two; where the interval is wider than that, the verdict says "undecided at this scale". Top-5
 # error at a few classes says little and is left out of the verdicts.
 

@@ -45,8 +45,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro import claims, figures, fuse, grid, metrics, paper, runs, scales
-from vggrepro.profiles import get_profile
+from vggrepro.experiments import claims, figures, grid, paper
+from vggrepro.evaluate import fuse
+from vggrepro.core import metrics, runs, scales
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.max_colwidth", None)
@@ -111,7 +113,7 @@ print(
 
 def errors(posteriors: torch.Tensor) -> tuple[float, float]:
     """(top-1, top-5) error of posteriors on the chapter's images
-    (`vggrepro.metrics.top_errors`)."""
+    (`vggrepro.core.metrics.top_errors`)."""
     e = metrics.top_errors(posteriors, labels)
     return e[metrics.TOP1], e[metrics.TOP5]
 
@@ -454,7 +456,7 @@ pd.DataFrame(rows).set_index("nets")
 #
 # Each claim compares two systems on the same validation images (paired), with the effect on top-1
 # error and its 95% interval, which also holds the seed-to-seed spread measured for this profile
-# (chapter 4, `vggrepro.claims`). Both arms of a claim use the same evaluation protocol: the paper
+# (chapter 4, `vggrepro.experiments.claims`). Both arms of a claim use the same evaluation protocol: the paper
 # set its two-net result (multi-crop & dense) beside the seven-net submission (dense); here the
 # two are compared under dense evaluation, the submission's. Where a fusion is set against "the
 # better single net", that net is picked on these very images, which favours it, not the fusion.

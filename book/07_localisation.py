@@ -27,7 +27,7 @@
 #   merge the many boxes it gives, and keep for each of the classifier's top-5 classes its best box.
 #
 # The paper's code was never released. This chapter rebuilds the recipe (`vggrepro.localise` for
-# the nets, `vggrepro.boxes` for the geometry, `vggrepro.loc_eval` for the two test protocols),
+# the nets, `vggrepro.localise.boxes` for the geometry, `vggrepro.localise.protocols` for the two test protocols),
 # fine-tunes the localisation nets from the classification nets of the shared grid, and rebuilds
 # Table 8 (which regressor, which layers) and Table 9 (dense application, test scales, fusion) at
 # the profile's scale, beside the paper's numbers.
@@ -52,22 +52,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro import (
-    boxes,
-    checkpoints,
-    claims,
-    data,
-    grid,
-    models,
-    paper,
-    runs,
-    transforms,
-)
-from vggrepro import loc_eval as E
-from vggrepro import loc_tables as T
-from vggrepro import localise as L
-from vggrepro.loc_eval import error_of as error
-from vggrepro.profiles import get_profile
+from vggrepro.localise import boxes
+from vggrepro.train import checkpoints
+from vggrepro.experiments import claims, grid, paper
+from vggrepro import data, models
+from vggrepro.core import runs
+from vggrepro.data import transforms
+from vggrepro.localise import protocols as E
+from vggrepro.experiments import loc_tables as T
+from vggrepro.localise import finetune as L
+from vggrepro.localise.protocols import error_of as error
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
@@ -445,7 +440,7 @@ plt.tight_layout()
 #
 # Each claim compares two localisation systems on the same validation images (paired), with the
 # effect on localisation error and its 95% interval, which also holds the seed-to-seed spread
-# measured for this profile's classification nets (chapter 4, `vggrepro.claims`). A system that
+# measured for this profile's classification nets (chapter 4, `vggrepro.experiments.claims`). A system that
 # does not beat the better of the two pixel-blind boxes has learned nothing: its claims are
 # undecided, whatever the numbers say. The classification nets behind the localisers are small
 # and weak, and the localisation nets had a few epochs, so the scale decides only large effects,

@@ -45,8 +45,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vggrepro import checkpoints, claims, figures, generalise, grid, paper, runs, synth
-from vggrepro.profiles import get_profile
+from vggrepro.train import checkpoints
+from vggrepro.experiments import claims, figures, grid, paper
+from vggrepro.generalise import features as generalise
+from vggrepro.core import runs
+from vggrepro.data import synth
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 # the profile's thread count: the same sums on every machine
@@ -463,7 +467,7 @@ pd.DataFrame(
 # spread over the random splits (and by the seed spread of the nets measured for this profile,
 # where `results/` holds one). On the Caltech-like set the effect is on the error rate (100 minus
 # mean class recall); on the VOC-like set it is on 100 - mAP, with the bootstrap applied to the mAP
-# itself (the new function in `vggrepro.claims`):
+# itself (the new function in `vggrepro.experiments.claims`):
 
 # %%
 print(figures.source(claims.paired_metric_effect))
@@ -621,7 +625,7 @@ voc_declared = [
     ),
 ]
 t = time.perf_counter()
-voc_rows = [generalise.decide_map(c, voc_scores, labels, seed_sd) for c in voc_declared]
+voc_rows = [claims.decide_map(c, voc_scores, labels, seed_sd) for c in voc_declared]
 for r in voc_rows:
     r["ours"] += (
         f" ({r['b']} is the better here)"

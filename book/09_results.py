@@ -30,8 +30,10 @@ import math
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
-from vggrepro import book, claims, results
-from vggrepro.profiles import get_profile
+from vggrepro.book import runner as book
+from vggrepro.core import runs
+from vggrepro.experiments import claims, results
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile)
 pd.set_option("display.max_colwidth", None)
@@ -75,7 +77,7 @@ display(HTML(results.matrix_html(matrix)) if matrix else Markdown("No chapter ha
 #
 # A measured claim compares two arms (two nets, or one net under two protocols) on the same
 # validation images: its number is the two top-1 errors and the effect, the difference, with its
-# 95% interval (`vggrepro.claims`: a bootstrap over the images, paired, widened by the seed-to-seed
+# 95% interval (`vggrepro.experiments.claims`: a bootstrap over the images, paired, widened by the seed-to-seed
 # spread of a net's error). A claim **holds** when the interval lies on the paper's side of zero
 # (for "about equal" and "no better" claims: within the margin stated beside the claim), **does not
 # hold** when it lies wholly on the other side, and is **undecided at this scale** otherwise, or
@@ -186,7 +188,7 @@ else:
 # %% tags=["hide-input"]
 record = results.results_root() / "runs_cpu" / "nets.json"
 if record.exists():
-    nets = results.read_recorded(record)["nets"]
+    nets = runs.read_recorded(record)["nets"]
     by_run = {n["run"]: n for n in nets}
     rows = [{"net": n["config"], "S (pixels)": str(n["scale"]), "epochs": n["epochs"],
              "top-1 error (%)": round(n["top1_err"], 1), "started from S": str(by_run[n["started_from"]]["scale"]),

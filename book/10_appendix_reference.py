@@ -27,8 +27,9 @@ profile = "ci"
 # %% tags=["hide-input"]
 import pandas as pd
 
-from vggrepro import budget, results
-from vggrepro.profiles import get_profile
+from vggrepro.core import runs
+from vggrepro.experiments import budget, results
+from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile)
 
@@ -49,7 +50,7 @@ prof = get_profile(profile)
 recorded = results.results_root() / f"{prof.name}_calibration.json"
 if not recorded.exists():
     recorded = results.results_root() / "ci_calibration.json"
-calibration = results.read_recorded(recorded)
+calibration = runs.read_recorded(recorded)
 print(f"{recorded.name}: {calibration['question']}")
 print("target:", calibration["target"])
 pd.DataFrame(
@@ -79,7 +80,7 @@ bench if records else "no benchmark recorded under results/ yet"
 # ## The `gpu` book's time, estimated from FLOPs
 #
 # Before any GPU run, the work of each chapter under the `gpu` profile can be counted from the
-# architecture (`vggrepro.budget`: D is 15.47 GMAC per 224 crop, about 93 GFLOP per training
+# architecture (`vggrepro.experiments.budget`: D is 15.47 GMAC per 224 crop, about 93 GFLOP per training
 # image) and turned into minutes at an assumed share of an H100's 989 bf16 TFLOP/s. Training counts
 # every epoch the profile allows, so these are upper bounds. When a GPU check has been recorded
 # (`results/gpu_check.json`), the share it measured gives a second column.

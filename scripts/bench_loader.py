@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from vggrepro import data, profiles
-from vggrepro.checkpoints import atomic_write_json
-from vggrepro.runs import provenance
+from vggrepro import data
+from vggrepro.core import profiles
+from vggrepro.core.files import atomic_write_json
+from vggrepro.core.runs import provenance
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,7 +58,7 @@ def main() -> None:
                     help="the tensor path only, its per-image crops against the one-pass crops (batched_crops)")
     args = ap.parse_args()
 
-    from vggrepro.train_cli import parse_knobs
+    from vggrepro.cli.train import parse_knobs
 
     profile = profiles.get_profile(args.profile, **parse_knobs(args.set))
     workers = min(profile.workers, len(os.sched_getaffinity(0))) or 2  # as training caps them
@@ -105,7 +106,7 @@ def main() -> None:
                   threads=torch.get_num_threads(), load_average=[round(v, 2) for v in os.getloadavg()],
                   results=results, provenance=provenance(args.device))
     if args.compare_batched:
-        record["note"] = ("'one pass' is vggrepro.device_batch (TrainLoader(batched_crops=True)), the path a GPU "
+        record["note"] = ("'one pass' is vggrepro.data.device_batch (TrainLoader(batched_crops=True)), the path a GPU "
                           "takes, here run on the CPU to compare with the per-image path that the CPU takes. It "
                           "is expected to be slower on a CPU: each crop is two dense float32 matrix products over "
                           "the image window it reads, where the CPU's uint8 resize kernel reads a few taps per "

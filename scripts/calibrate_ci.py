@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from vggrepro import synth
-from vggrepro.checkpoints import atomic_write_json
-from vggrepro.profiles import get_profile
-from vggrepro.runs import provenance
-from vggrepro.train import Settings, train
+from vggrepro.data import synth
+from vggrepro.core.files import atomic_write_json
+from vggrepro.core.profiles import get_profile
+from vggrepro.core.runs import provenance
+from vggrepro.train.recipe import Settings, train
 
 REPO = Path(__file__).resolve().parent.parent
 SYNTH_KNOBS = ("num_classes", "synth_train_per_class", "synth_val_per_class", "synth_min_side",

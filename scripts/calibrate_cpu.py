@@ -24,11 +24,12 @@ from pathlib import Path
 
 from calibrate_ci import REPO, run_variant  # the one training routine of both calibrations
 
-from vggrepro import claims, synth
-from vggrepro.checkpoints import atomic_write_json
-from vggrepro.loop import PlateauSchedule
-from vggrepro.profiles import get_profile
-from vggrepro.runs import provenance
+from vggrepro.experiments import claims
+from vggrepro.data import synth
+from vggrepro.core.files import atomic_write_json
+from vggrepro.train.loop import PlateauSchedule
+from vggrepro.core.profiles import get_profile
+from vggrepro.core.runs import provenance
 
 #: name -> (what it changes, profile knobs over cpu (None: the profile as it is), generator constants, class layout)
 VARIANTS = {

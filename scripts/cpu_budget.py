@@ -30,11 +30,14 @@ from pathlib import Path
 
 import torch
 
-from vggrepro import bench, budget, claims, evaluate, grid, synth
-from vggrepro.checkpoints import atomic_write_json
-from vggrepro.profiles import get_profile
-from vggrepro.runs import provenance
-from vggrepro.train import Settings, train
+from vggrepro.bench import throughput as bench
+from vggrepro.experiments import budget, claims, grid
+from vggrepro.evaluate import protocols as evaluate
+from vggrepro.data import synth
+from vggrepro.core.files import atomic_write_json
+from vggrepro.core.profiles import get_profile
+from vggrepro.core.runs import provenance
+from vggrepro.train.recipe import Settings, train
 
 REPO = Path(__file__).resolve().parent.parent
 #: the budget the issue sets: about two hours on a 2-core machine, unattended
@@ -98,7 +101,7 @@ def interval_of(profile, k: int) -> dict:
     image = claims.Z95 * math.sqrt(DISCORDANCE / n_val) * 100
     out = dict(validation_images=n_val, assumed_discordance=DISCORDANCE, image_half_width=round(image, 2),
                formula="image term 1.96 x sqrt(discordance / images) x 100; seed term 1.96 x sd x sqrt(1/k_a + 1/k_b); "
-                       "half-width sqrt(image^2 + seed^2) (vggrepro.claims.paired_effect)",
+                       "half-width sqrt(image^2 + seed^2) (vggrepro.experiments.claims.paired_effect)",
                seed_sd_of_A=seed_sd)
     if seed_sd is not None:
         for seeds in sorted({1, k}):

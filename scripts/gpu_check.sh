@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 # The check keeps to 480 s by itself; the hard limit only catches a hang.
-exec timeout --signal=INT --kill-after=20 510 "$PY" -m vggrepro.cli bench gpu "$@"
+exec timeout --signal=INT --kill-after=20 510 "$PY" -m vggrepro bench gpu "$@"

@@ -23,10 +23,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from vggrepro.checkpoints import atomic_write_json
-from vggrepro.profiles import NAMES
-from vggrepro.results import read_recorded, results_root
-from vggrepro.runs import load_claims, provenance, runs_root
+from vggrepro.core.files import atomic_write_json
+from vggrepro.core.profiles import NAMES
+from vggrepro.core.runs import read_recorded
+from vggrepro.experiments.results import results_root
+from vggrepro.core.runs import load_claims, provenance, runs_root
 
 #: A notebook's line of `vggrepro book run`: "[2/8] book/02_training.ipynb (...) ... ok in 123.4 s"
 NOTEBOOK_DONE = re.compile(r"\[\d+/\d+\] book/(\S+)\.ipynb .*?ok in ([0-9.]+) s")

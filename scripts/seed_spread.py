@@ -8,7 +8,7 @@ a CPU book). One training's error is one draw from the spread of all trainings w
 and a verdict that ignores that spread overstates what two single runs show. This script measures
 it: each entry trained with each seed (each seed a whole chain, D starting from A of the same
 seed), evaluated on the same validation images (centre crop at Q = S), and records every error and
-the spread in ``results/seed_spread_<profile>.json`` with provenance. ``vggrepro.claims`` reads
+the spread in ``results/seed_spread_<profile>.json`` with provenance. ``vggrepro.experiments.claims`` reads
 ``seed_sd`` (the largest spread of the entries) as the stand-in for the spread of an arm trained
 with one seed. Finished runs are re-used from ``runs/<profile>/``.
 """
@@ -19,10 +19,11 @@ import argparse
 import sys
 import time
 
-from vggrepro import claims, evaluate, grid
-from vggrepro.checkpoints import atomic_write_json
-from vggrepro.profiles import get_profile
-from vggrepro.runs import provenance
+from vggrepro.experiments import claims, grid
+from vggrepro.evaluate import protocols as evaluate
+from vggrepro.core.files import atomic_write_json
+from vggrepro.core.profiles import get_profile
+from vggrepro.core.runs import provenance
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""An independent writer of small ``.caffemodel`` files, for the tests of ``vggrepro.caffe``.
+"""An independent writer of small ``.caffemodel`` files, for the tests of ``vggrepro.evaluate.caffe``.
 
 It uses the ``protobuf`` library (not our reader's code) with a message description built at run
 time from caffe.proto's field numbers, typed here from caffe.proto itself:

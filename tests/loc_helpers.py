@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from vggrepro import models
-from vggrepro.localise import localiser
+from vggrepro.localise.finetune import localiser
 from vggrepro.models import build
-from vggrepro.transforms import Preprocess
+from vggrepro.data.transforms import Preprocess
 
 IDENTITY = Preprocess(mean=(0.0, 0.0, 0.0))
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vggrepro import bench, budget, grid, models
-from vggrepro.profiles import get_profile
+from vggrepro.bench import throughput as bench
+from vggrepro.cli import bench as bench_cli
+from vggrepro.experiments import budget, grid
+from vggrepro import models
+from vggrepro.core.profiles import get_profile
 
 TINY = dict(size=32, batch=2, width=1 / 16, crop=32, num_classes=4, steps=1, warmup=0)
 
@@ -45,7 +48,7 @@ def test_rows_record_tf32_and_autotuning_is_on_for_the_run_only(monkeypatch):
     assert (fp32["precision"], fp32["tf32"], tf32["precision"]) == ("fp32", False, "tf32")
     assert seen == [(True, False), (True, True)]  # autotuning on, TF32 as asked ...
     assert not torch.backends.cudnn.benchmark  # ... and put back after
-    assert bench._variants("fp32,cl+tf32,cl+bf16+compile") == [(False, False, False, False), (True, False, False, True),
+    assert bench_cli._variants("fp32,cl+tf32,cl+bf16+compile") == [(False, False, False, False), (True, False, False, True),
                                                                (True, True, True, False)]
 
 

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from vggrepro import book, paper
+from vggrepro.book import runner as book
+from vggrepro.experiments import paper
 
 ROOT = book.ROOT
 #: Every page of the book that is a notebook, by its stem ("01_architecture").
@@ -108,8 +109,10 @@ def test_a_profile_knob_reaches_every_chapter_and_its_claims_are_kept_apart(tmp_
 
     import papermill
 
-    from vggrepro import cli, grid, results, runs
-    from vggrepro.profiles import OVERRIDES_ENV, get_profile
+    from vggrepro.cli import main as cli
+    from vggrepro.experiments import grid, results
+    from vggrepro.core import runs
+    from vggrepro.core.profiles import OVERRIDES_ENV, get_profile
 
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
     seen = {}
@@ -150,7 +153,7 @@ def test_a_profile_knob_reaches_every_chapter_and_its_claims_are_kept_apart(tmp_
 def test_a_kernel_sees_the_profile_knobs_of_book_run(toy_book):
     # a real kernel (of a toy chapter, not the book's): the override travels through its environment
     probe = toy_notebook(parameters_cell('profile = "ci"'), new_code_cell(
-        "from vggrepro.profiles import get_profile\nprint(get_profile(profile).width, get_profile(profile).epochs)"))
+        "from vggrepro.core.profiles import get_profile\nprint(get_profile(profile).width, get_profile(profile).epochs)"))
     nbformat.write(probe, toy_book / "book" / "01_square.ipynb")
     [out] = book.run_book(only="01", parameters={"width": 0.0625}, root=toy_book, echo=quiet)
     printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"]
@@ -228,7 +231,8 @@ def table2_this_run(nb_path: Path) -> dict[str, int]:
 @pytest.mark.slow
 def test_width_parameter_changes_table2(tmp_path, monkeypatch):
     """01 run with -p width=0.0625: its Table 2 column is that width's exact count, not the ci one."""
-    from vggrepro import models, profiles
+    from vggrepro import models
+    from vggrepro.core import profiles
 
     stored_nb = ROOT / "book" / "01_architecture.ipynb"
     if not stored_nb.exists():
@@ -400,13 +404,13 @@ def test_results_page_lists_every_chapters_claims(site, tmp_path):
 
 
 def test_readme_quick_start_and_profiles_table():
-    from vggrepro.profiles import PROFILES
+    from vggrepro.core.profiles import PROFILES
 
     readme = (ROOT / "README.md").read_text()
     assert "bash install.sh && .venv/bin/vggrepro book run" in readme
     assert "bash install.sh && .venv/bin/python -m pytest --nbval" in readme
     assert (ROOT / "install.sh").exists()
-    assert 'vggrepro = "vggrepro.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    assert 'vggrepro = "vggrepro.cli.main:main"' in (ROOT / "pyproject.toml").read_text()
     assert (ROOT / "docs" / "site.png").exists(), "the README's picture of the site"
     rows = {line.split("|")[1].strip(" `").split("`")[0]: line for line in readme.splitlines() if line.startswith("| `")}
     for name, p in PROFILES.items():
@@ -606,7 +610,7 @@ def test_shown_code_fits_the_column(chapter):
     the package code a chapter prints is checked in tests/test_figures.py."""
     import jupytext
 
-    from vggrepro.figures import COLUMN
+    from vggrepro.experiments.figures import COLUMN
 
     wide = []
     for cell in jupytext.read(ROOT / "book" / f"{chapter}.py").cells:

@@ -1,4 +1,4 @@
-"""Training crops of box regression (vggrepro.box_data): crop choice, targets, flips."""
+"""Training crops of box regression (vggrepro.localise.box_data): crop choice, targets, flips."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vggrepro import box_data as D
-from vggrepro.boxes import clip, decode, encode, intersection
+from vggrepro.localise import box_data as D
+from vggrepro.localise.boxes import clip, decode, encode, intersection
 
 from loc_helpers import IDENTITY, FakeSample, loader_of, one_thread  # noqa: F401 (one_thread: autouse)
 

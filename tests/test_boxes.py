@@ -1,4 +1,4 @@
-"""Box geometry (vggrepro.boxes) against hand-computed cases and a naive second implementation."""
+"""Box geometry (vggrepro.localise.boxes) against hand-computed cases and a naive second implementation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vggrepro import boxes as B
+from vggrepro.localise import boxes as B
 
 # -- IoU ----------------------------------------------------------------------------------------
 

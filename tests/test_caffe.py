@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from vggrepro.caffe import parse_net, read_caffemodel
+from vggrepro.evaluate.caffe import parse_net, read_caffemodel
 
 # -- hand-written bytes: each tag worked out from ``field_number << 3 | wire_type`` ---------------
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vggrepro import claims as C
+from vggrepro.experiments import claims as C
 
 
 def arm(label, errors):

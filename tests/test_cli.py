@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vggrepro import cli, profiles, project, runs
+from vggrepro.cli import main as cli
+from vggrepro.core import profiles, project, runs
 
 
 def commands(parser: argparse.ArgumentParser, name: str = "vggrepro"):
@@ -79,7 +80,7 @@ def checkout(folder: Path) -> Path:
 
 def test_a_checkout_is_the_project(monkeypatch):
     monkeypatch.delenv("VGGREPRO_RUNS", raising=False)
-    root = Path(runs.__file__).resolve().parent.parent  # this checkout, the package inside it
+    root = Path(runs.__file__).resolve().parents[2]  # this checkout: vggrepro/core/runs.py inside it
     monkeypatch.setenv(project.HOME_ENV, "/nowhere")  # not asked: the package's own checkout comes first
     assert project.project_root() == runs.REPO == root and runs.runs_root() == root / "runs"
 
@@ -118,7 +119,7 @@ def test_an_installed_copy_finds_its_checkout(installed, tmp_path, monkeypatch):
 def test_book_run_shows_cell_progress_on_stderr_unless_asked_not_to(monkeypatch):
     import sys
 
-    from vggrepro import book_cli
+    from vggrepro.cli import book as book_cli
 
     asked = []
     monkeypatch.setattr(book_cli, "run_book", lambda *a, **kw: asked.append(kw["progress"]) or [])

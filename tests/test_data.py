@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vggrepro import cli, data, synth, training_stats
-from vggrepro import transforms as T
+from vggrepro import data
+from vggrepro.cli import main as cli
+from vggrepro.data import synth, training_stats
+from vggrepro.data import transforms as T
 
 TINY = dict(num_classes=3, train_per_class=5, val_per_class=2, min_side=(40, 60))
 

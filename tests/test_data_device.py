@@ -1,4 +1,4 @@
-"""The training batch made in one pass on the device (vggrepro.device_batch), run here on the CPU:
+"""The training batch made in one pass on the device (vggrepro.data.device_batch), run here on the CPU:
 the same crops as the per-image path (region, flip, pixels within uint8 rounding), one resampling
 call per batch instead of one per image, and pinned memory only for a GPU."""
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vggrepro import data, device_batch, synth
-from vggrepro import transforms as T
+from vggrepro import data
+from vggrepro.data import device_batch, synth
+from vggrepro.data import transforms as T
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,16 @@ import pytest
 import torch
 from PIL import Image
 
-from vggrepro import bench, book, checkpoints, cli, data, synth
-from vggrepro import evaluate as ev
+from vggrepro.bench import throughput
+from vggrepro.cli import bench
+from vggrepro.book import runner as book
+from vggrepro.train import checkpoints
+from vggrepro import data
+from vggrepro.cli import main as cli
+from vggrepro.data import synth
+from vggrepro.evaluate import protocols as ev
 from vggrepro.models import build, init_glorot
-from vggrepro.transforms import Preprocess
+from vggrepro.data.transforms import Preprocess
 
 TINY = dict(num_classes=3, train_per_class=5, val_per_class=2, min_side=(40, 60))
 MEAN = Preprocess(mean=(124.0, 116.0, 104.0), std=(58.0, 57.0, 57.0))
@@ -74,7 +80,7 @@ def test_bench_refuses_zero_counts_and_writes_nothing(flag, tmp_path, monkeypatc
     assert cli.main(["bench", "eval", flag, "0", "--out", str(out)]) == 2
     assert not out.exists() and not (tmp_path / "results").exists()
     with pytest.raises(ValueError, match="steps=0"):
-        bench.bench_one("train", "A", size=32, batch=2, width=1 / 16, crop=32, num_classes=4, steps=0)
+        throughput.bench_one("train", "A", size=32, batch=2, width=1 / 16, crop=32, num_classes=4, steps=0)
 
 
 # -- evaluation -------------------------------------------------------------------------------------
@@ -229,7 +235,8 @@ def test_malformed_xml_is_named_and_training_reads_without_boxes(copy, damage):
 
 
 def test_training_does_not_read_boxes(copy, tmp_path, monkeypatch):
-    from vggrepro import profiles, train as train_mod
+    from vggrepro.core import profiles
+    from vggrepro.train import recipe as train_mod
 
     bad = copy / "Annotation" / "n00000001" / "n00000001_1.xml"
     bad.write_text("<annotation><object><name>n0")  # truncated

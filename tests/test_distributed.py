@@ -10,9 +10,9 @@ import torch.multiprocessing as mp
 from test_train import one_and_two_processes, tiny  # noqa: F401  (tiny: the fixture)
 from torch import nn
 
-from vggrepro import distributed
-from vggrepro.loop import PlateauSchedule
-from vggrepro.validation import validate
+from vggrepro.train import distributed
+from vggrepro.train.loop import PlateauSchedule
+from vggrepro.train.validation import validate
 
 
 def test_fc_only_training_under_two_gloo_processes_freezes_before_wrapping(tiny, tmp_path):

@@ -9,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vggrepro import checkpoints, evaluate as ev
+from vggrepro.train import checkpoints
+from vggrepro.cli import evaluate as evaluate_cli
+from vggrepro.evaluate import protocols as ev
 from vggrepro.models import build, count_macs, init_glorot
-from vggrepro.transforms import Preprocess, crop_grid, rescale
+from vggrepro.data.transforms import Preprocess, crop_grid, rescale
 
 CROP = 32
 MEAN = Preprocess(mean=(124.0, 116.0, 104.0), std=(58.0, 57.0, 57.0))
@@ -161,7 +163,7 @@ def test_bad_input_is_named(net):
     with pytest.raises(ValueError, match="empty"):
         ev.evaluate(net, MEAN, [], protocol="dense", scales=[CROP])
     with pytest.raises(ValueError, match="whole numbers"):
-        ev.parse_scales("256,big")
+        evaluate_cli.parse_scales("256,big")
 
 
 def test_posteriors_round_trip(net, tmp_path):
@@ -209,7 +211,7 @@ def tiny_set(tmp_path, net):
 
 
 def test_cli_evaluates_a_checkpoint_on_a_val_folder(tiny_set, tmp_path, capsys):
-    from vggrepro import cli
+    from vggrepro.cli import main as cli
     from vggrepro.data import decode_image
 
     ckpt, root, small = tiny_set
@@ -245,7 +247,7 @@ def test_cached_evaluation_is_reused(tiny_set, tmp_path, monkeypatch):
 
 
 def test_cli_names_bad_input(tiny_set, tmp_path, capsys):
-    from vggrepro import cli
+    from vggrepro.cli import main as cli
 
     ckpt, root, _ = tiny_set
     base = ["evaluate", "--data", str(root), "--device", "cpu", "--out", str(tmp_path / "x")]
@@ -263,7 +265,7 @@ def test_data_identity_names_a_generated_set_by_its_manifest(tmp_path):
     import shutil
 
     from vggrepro import data
-    from vggrepro.profiles import get_profile
+    from vggrepro.core.profiles import get_profile
 
     profile = get_profile("ci", data_root=str(tmp_path / "a"), num_classes=2, synth_train_per_class=2,
                           synth_val_per_class=1, synth_min_side=(40, 44))

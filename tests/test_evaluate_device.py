@@ -7,8 +7,9 @@ from __future__ import annotations
 import torch
 from test_evaluate import MEAN, image, net  # noqa: F401  (net: the fixture)
 
-from vggrepro import evaluate as ev, models
-from vggrepro.devices import Speed, backend_flags
+from vggrepro.evaluate import protocols as ev
+from vggrepro import models
+from vggrepro.core.devices import Speed, backend_flags
 
 
 def test_dense_evaluation_autotunes_no_image_size(net, monkeypatch):

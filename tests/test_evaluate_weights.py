@@ -11,8 +11,10 @@ import re
 import pytest
 import torch
 
-from vggrepro import cli, data, evaluate as ev, models
-from vggrepro.profiles import get_profile
+from vggrepro import data, models
+from vggrepro.cli import main as cli
+from vggrepro.evaluate import protocols as ev
+from vggrepro.core.profiles import get_profile
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -14,7 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from vggrepro import figures, models, transforms, windows  # noqa: E402
+from vggrepro.experiments import figures
+from vggrepro import models
+from vggrepro.data import transforms
+from vggrepro.evaluate import windows  # noqa: E402
 from vggrepro.models import CONFIGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,12 +93,19 @@ def test_panels_share_one_pixel_scale(ax):
 
 
 def printed_by_the_chapters() -> list:
-    """Every package object a chapter prints with ``figures.source(...)``, read from book/*.py."""
+    """Every package object a chapter prints with ``figures.source(...)``, read from book/*.py: the
+    name before the first dot is the module the chapter imported under that name."""
     found = {}
     for chapter in sorted((ROOT / "book").glob("*.py")):
-        for dotted in re.findall(r"figures\.source\(([\w.]+)\)", chapter.read_text()):
+        text = chapter.read_text()
+        imported = {}
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vggrepro"):
+                for alias in node.names:
+                    imported[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        for dotted in re.findall(r"figures\.source\(([\w.]+)\)", text):
             module, *attrs = dotted.split(".")
-            obj = importlib.import_module(f"vggrepro.{module}")
+            obj = importlib.import_module(imported[module])
             for attr in attrs:
                 obj = getattr(obj, attr)
             found[dotted] = obj

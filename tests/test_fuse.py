@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 
-from vggrepro import checkpoints, cli, metrics
-from vggrepro.fuse import disagreement, fuse, fuse_saved, greedy_subset, subset_errors
+from vggrepro.train import checkpoints
+from vggrepro.cli import main as cli
+from vggrepro.core import metrics
+from vggrepro.evaluate.fuse import disagreement, fuse, fuse_saved, greedy_subset, subset_errors
 
 
 def test_top_errors_by_hand():

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from vggrepro import claims, generalise, models, synth
+from vggrepro.experiments import claims
+from vggrepro.generalise import features as generalise
+from vggrepro import models
+from vggrepro.data import synth
 from vggrepro.data import read_voc_xml
-from vggrepro.transforms import Preprocess, hflip, rescale
+from vggrepro.data.transforms import Preprocess, hflip, rescale
 
 
 @pytest.fixture(scope="module")

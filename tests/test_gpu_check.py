@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from vggrepro import cli
+from vggrepro.cli import main as cli
 
 
 def test_the_dry_run_runs_every_step_and_records_it(tmp_path, capsys):

@@ -10,10 +10,13 @@ import dataclasses
 import pytest
 import torch
 
-from vggrepro import checkpoints, data, evaluate, loader, loop
-from vggrepro.devices import Speed
-from vggrepro.profiles import get_profile
-from vggrepro.train import Settings, train
+from vggrepro.train import checkpoints, loop
+from vggrepro import data
+from vggrepro.evaluate import protocols as evaluate
+from vggrepro.data import loader
+from vggrepro.core.devices import Speed
+from vggrepro.core.profiles import get_profile
+from vggrepro.train.recipe import Settings, train
 
 AS_ON_CUDA = Speed("cpu", bf16=True, sync_every=4, benchmark=True, batched_crops=True)
 
@@ -62,7 +65,7 @@ def test_a_nan_between_host_reads_stops_training_with_no_checkpoint_after_it(toy
         calls["n"] += 1
         return real(logits, labels) * (float("nan") if calls["n"] == 3 else 1.0)
 
-    monkeypatch.setattr("vggrepro.train.loss_fn", poisoned)
+    monkeypatch.setattr("vggrepro.train.recipe.loss_fn", poisoned)
     profile = dataclasses.replace(toy_gpu, checkpoint_every=2)
     with pytest.raises(FloatingPointError, match=r"loss is nan at step 3 .*\(step 2\)"):
         train(profile, Settings(config="A", scale=profile.S(256)), tmp_path / "nan", progress=False, speed=AS_ON_CUDA)

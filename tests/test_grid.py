@@ -2,8 +2,8 @@
 
 import pytest
 
-from vggrepro import grid
-from vggrepro.profiles import get_profile
+from vggrepro.experiments import grid
+from vggrepro.core.profiles import get_profile
 
 
 def test_each_seed_is_a_whole_chain_and_the_profile_seed_keeps_its_run_key(tmp_path, monkeypatch):
@@ -39,12 +39,11 @@ def test_seeds_start_at_the_profile_seed_and_are_distinct():
 
 
 def test_evaluation_uses_the_paper_test_scales_of_the_entry(monkeypatch):
-    from vggrepro import evaluate
 
     prof = get_profile("ci")
     calls = []
     monkeypatch.setattr(grid, "checkpoint", lambda p, name, seed=None: f"{name}@{seed}")
-    monkeypatch.setattr(evaluate, "evaluate_cached", lambda ckpt, p, protocol, scales: calls.append((ckpt, protocol, scales)))
+    monkeypatch.setattr(grid, "evaluate_cached", lambda ckpt, p, protocol, scales: calls.append((ckpt, protocol, scales)))
     grid.evaluation(prof, "D/256", "centre")
     grid.evaluation(prof, "D/jit", "both", multi=True, seed=3)
     grid.evaluation(prof, "D/384", "dense", Q=64)
@@ -55,7 +54,7 @@ def test_evaluation_uses_the_paper_test_scales_of_the_entry(monkeypatch):
 
 
 def test_the_papers_tables_map_onto_grid_nets_row_for_row():
-    from vggrepro import paper
+    from vggrepro.experiments import paper
 
     for table, nets in (("table3_single_scale", grid.TABLE3), ("table4_multi_scale", grid.TABLE4)):
         rows = [(r["config"], r["train_S"]) for r in paper.table(table)]

@@ -1,4 +1,4 @@
-"""The two test protocols of Appendix A (vggrepro.loc_eval, vggrepro.loc_dense) against hand-computed cases."""
+"""The two test protocols of Appendix A (vggrepro.localise.protocols, vggrepro.localise.dense) against hand-computed cases."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from vggrepro import loc_dense, models
-from vggrepro import loc_eval as E
-from vggrepro.boxes import area, correct, encode
-from vggrepro.loc_eval import System
+from vggrepro.localise import dense as loc_dense
+from vggrepro import models
+from vggrepro.localise import protocols as E
+from vggrepro.localise.boxes import area, correct, encode
+from vggrepro.localise.protocols import System
 
 from loc_helpers import (IDENTITY, LIVELY, FakeSample, constant_localiser, image, lively_localiser, loader_of,
                          one_thread, tiny_classifier)  # noqa: F401 (one_thread: autouse)

@@ -1,4 +1,4 @@
-"""The localisation plan of the grid and the assembly of Tables 8 and 9 (vggrepro.loc_tables),
+"""The localisation plan of the grid and the assembly of Tables 8 and 9 (vggrepro.experiments.loc_tables),
 against the paper's tables and hand-computed cases, with tiny nets standing in for the grid's."""
 
 from __future__ import annotations
@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vggrepro import checkpoints, grid, loc_tables, paper
-from vggrepro.loc_eval import System, error_of, protocol2_table
-from vggrepro.profiles import get_profile
+from vggrepro.train import checkpoints
+from vggrepro.experiments import grid, loc_tables, paper
+from vggrepro.localise.protocols import System, error_of, protocol2_table
+from vggrepro.core.profiles import get_profile
 
 from loc_helpers import (IDENTITY, LIVELY, FakeSample, image, lively_localiser, loader_of,  # noqa: F401
                          one_thread, tiny_classifier)
@@ -118,15 +119,13 @@ def test_windows_per_image_by_hand():
 
 def test_classification_system_puts_posteriors_in_sample_order(monkeypatch):
     """The cached evaluation holds the images in its own order (``indices``): rows go back to the samples'."""
-    import vggrepro.evaluate as evaluate
-
     samples = [FakeSample(str(i), label) for i, label in enumerate([2, 0, 1])]
     order = torch.tensor([2, 0, 1])  # evaluation row k is sample order[k]
     post = torch.tensor([[0.1, 0.2, 0.7], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
     evaluated = dict(posteriors=post, indices=order, labels=torch.tensor([1, 2, 0]))
     asked = []
     monkeypatch.setattr(grid, "checkpoint", lambda profile, name: asked.append(name) or "ckpt")
-    monkeypatch.setattr(evaluate, "evaluate_cached", lambda *a, **k: asked.append(a[2:]) or evaluated)
+    monkeypatch.setattr(loc_tables, "evaluate_cached", lambda *a, **k: asked.append(a[2:]) or evaluated)
     net = tiny_classifier(32, 3)
     monkeypatch.setattr(checkpoints, "model_from_checkpoint", lambda path: (net, {"preprocess": IDENTITY.as_dict()}))
     cls = loc_tables.classification_system(CI, samples, device="cpu")

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from vggrepro import checkpoints, runs
-from vggrepro import localise as L
-from vggrepro.profiles import get_profile
-from vggrepro.runs import Run
+from vggrepro.train import checkpoints
+from vggrepro.core import runs
+from vggrepro.localise import finetune as L
+from vggrepro.core.profiles import get_profile
+from vggrepro.core.runs import Run
 
 from loc_helpers import IDENTITY, FakeSample, image, loader_of, one_thread, tiny_classifier  # noqa: F401
 

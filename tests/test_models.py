@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vggrepro import models, paper
+from vggrepro import models
+from vggrepro.experiments import paper
 from vggrepro.models import CONFIGS, build, count_params, to_dense
 
 ALL = ["A", "A-LRN", "B", "C", "D", "E"]
@@ -119,7 +120,7 @@ def test_state_dict_matches_torchvision_layout(paper_nets, config):
 @pytest.mark.parametrize("config", sorted(TORCHVISION_CFGS))
 def test_state_dict_matches_torchvision_itself(paper_nets, config):
     try:
-        from vggrepro.optional import torchvision_or_none
+        from vggrepro.core.optional import torchvision_or_none
     except ImportError:
         torchvision_or_none = lambda: None  # noqa: E731
     tv = torchvision_or_none()

@@ -8,7 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from vggrepro import optional
+from vggrepro.core import optional
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +36,6 @@ def test_a_torchvision_that_fails_to_import_counts_as_absent(monkeypatch):
 def test_the_gpu_extra_and_the_one_guard():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert extras["gpu"] == ["torchvision"]
-    importers = [p.name for p in (ROOT / "vggrepro").glob("*.py")
+    importers = [p.name for p in (ROOT / "vggrepro").rglob("*.py")
                  if re.search(r"^\s*(import|from) torchvision", p.read_text(), re.M)]
     assert importers == ["optional.py"]

@@ -1,4 +1,4 @@
-"""vggrepro.paper: looking rows up, putting ours beside the paper's, and the verdicts, each against
+"""vggrepro.experiments.paper: looking rows up, putting ours beside the paper's, and the verdicts, each against
 hand-computed cases."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from vggrepro import paper
+from vggrepro.experiments import paper
 
 
 def test_tables_are_the_packaged_json():

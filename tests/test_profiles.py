@@ -1,11 +1,11 @@
-"""vggrepro.profiles: the paper's geometry scaled by crop / 224, and bad knobs rejected clearly."""
+"""vggrepro.core.profiles: the paper's geometry scaled by crop / 224, and bad knobs rejected clearly."""
 
 from __future__ import annotations
 
 import pytest
 
-from vggrepro import profiles
-from vggrepro.profiles import get_profile
+from vggrepro.core import profiles
+from vggrepro.core.profiles import get_profile
 
 
 def test_ci_scales_the_paper_by_32_over_224():
@@ -35,7 +35,7 @@ def test_cpu_scales_the_paper_by_64_over_224():
 def test_ci_run_keys_are_untouched_by_the_cpu_profile():
     """ci's nets keep their run ids (its cached runs and stored outputs) whatever other profiles
     and knobs are added: ids computed before the cpu profile existed."""
-    from vggrepro import grid
+    from vggrepro.experiments import grid
 
     ci = get_profile("ci")
     assert grid.run_of(ci, "A/256").id == "train-A-37-gaussian-f6c20cfe75"

@@ -5,7 +5,7 @@ import json
 import os
 import time
 
-from vggrepro.progress import EpochWatcher
+from vggrepro.book.progress import EpochWatcher
 
 
 def _run(folder, epochs_logged, settings):

@@ -3,7 +3,7 @@
 import importlib.util
 import json
 
-from vggrepro.runs import REPO
+from vggrepro.core.runs import REPO
 
 spec = importlib.util.spec_from_file_location("record_run", REPO / "scripts" / "record_run.py")
 record_run = importlib.util.module_from_spec(spec)

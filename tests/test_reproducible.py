@@ -1,5 +1,5 @@
 """The same command gives the same bits: whether the data's statistics were measured or read, and
-whatever vector width the processor offers (the CPU kernels are pinned, see vggrepro.kernels).
+whatever vector width the processor offers (the CPU kernels are pinned, see vggrepro.core.kernels).
 
 These are the properties the stored `ci` outputs rest on; without them a fresh clone prints other
 numbers than the notebooks hold (a 3e-8 difference after 16 steps grew into 7-point swings)."""
@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vggrepro import checkpoints, data, kernels
+from vggrepro.train import checkpoints
+from vggrepro import data
+from vggrepro.core import kernels
 
 # A tiny run: 4 classes, 32 px crops, width 1/16, 2 epochs of 8 steps.
 KNOBS = dict(num_classes=4, crop=32, width=1 / 16, batch_size=8, epochs=2, checkpoint_every=100, threads=2,
@@ -24,7 +26,7 @@ KNOBS = dict(num_classes=4, crop=32, width=1 / 16, batch_size=8, epochs=2, check
 
 def train_cli(root: Path, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     knobs = [f"--set={k}={v!r}" for k, v in KNOBS.items()] + [f"--set=data_root={str(root)!r}"]
-    cmd = [sys.executable, "-m", "vggrepro.train", "--profile", "ci", "--config", "A", "--scale", "37",
+    cmd = [sys.executable, "-m", "vggrepro", "train", "--profile", "ci", "--config", "A", "--scale", "37",
            "--out", str(out), "--no-progress", *knobs]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -52,7 +54,7 @@ def test_first_run_on_a_fresh_data_folder_equals_a_later_run(tmp_path):
 
 def test_measured_statistics_equal_the_stored_ones_in_value_and_layout(tmp_path):
     root = tmp_path / "set"
-    from vggrepro.profiles import get_profile
+    from vggrepro.core.profiles import get_profile
 
     data.ensure_synthetic(get_profile("ci", data_root=str(root), **KNOBS), verbose=False)
     measured = data.dataset_stats(root, progress=False)

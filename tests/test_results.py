@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from vggrepro import claims, results, runs
-from vggrepro.claims import FAILS, HOLDS, UNDECIDED
+from vggrepro.experiments import claims, results
+from vggrepro.core import runs
+from vggrepro.experiments.claims import FAILS, HOLDS, UNDECIDED
 
 
 def row(claim, paper, ours, verdict):
@@ -190,7 +191,7 @@ def test_only_chapters_that_save_claims_are_waited_for(tmp_path):
 
 
 def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
-    from vggrepro.results import what_scale_decides
+    from vggrepro.experiments.results import what_scale_decides
 
     def table(profile, verdicts):
         rows = [{"claim": f"claim {k}", "paper": "p", "ours": "1.0 vs 2.0: -1.0 [-2.0, -0.1]", "verdict": v,

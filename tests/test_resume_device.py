@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from vggrepro import checkpoints, models
-from vggrepro.transforms import Preprocess
+from vggrepro.train import checkpoints
+from vggrepro import models
+from vggrepro.data.transforms import Preprocess
 
 
 def test_a_training_checkpoint_maps_the_model_to_the_device_and_keeps_the_rng_on_the_cpu(tmp_path):

@@ -1,10 +1,10 @@
-"""vggrepro.scales: the paper's S notation, its test scales Q, and the one paper-to-profile rounding."""
+"""vggrepro.core.scales: the paper's S notation, its test scales Q, and the one paper-to-profile rounding."""
 
 import pytest
 
-from vggrepro import grid
-from vggrepro.profiles import get_profile
-from vggrepro.scales import JITTER, TrainScale, to_pixels
+from vggrepro.experiments import grid
+from vggrepro.core.profiles import get_profile
+from vggrepro.core.scales import JITTER, TrainScale, to_pixels
 
 
 def test_the_paper_notation_round_trips():

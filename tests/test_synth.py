@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vggrepro import profiles, synth, synth_images
+from vggrepro.core import profiles
+from vggrepro.data import synth, synth_images
 from vggrepro.data import read_voc_xml
 
 TINY = dict(num_classes=3, train_per_class=4, val_per_class=2, min_side=(40, 60))

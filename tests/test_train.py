@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vggrepro import checkpoints, train as train_mod
-from vggrepro.profiles import get_profile
-from vggrepro.train import PlateauSchedule, Settings, train
+from vggrepro.train import checkpoints, recipe as train_mod
+from vggrepro.core.profiles import get_profile
+from vggrepro.train.recipe import PlateauSchedule, Settings, train
 
 # A tiny profile: 4 classes, 32 px crops, width 1/16; 8 steps an epoch.
 KNOBS = dict(num_classes=4, crop=32, width=1 / 16, batch_size=8, epochs=2, checkpoint_every=1, threads=1,
@@ -36,7 +36,7 @@ def tiny(tmp_path_factory):
 
 def cli(profile, out: Path, *extra: str) -> list[str]:
     knobs = [f"--set={k}={v!r}" for k, v in KNOBS.items()] + [f"--set=data_root={profile.data_root!r}"]
-    return [sys.executable, "-m", "vggrepro.train", "--profile", "ci", "--config", "A", "--scale", "37",
+    return [sys.executable, "-m", "vggrepro", "train", "--profile", "ci", "--config", "A", "--scale", "37",
             "--out", str(out), "--no-progress", *knobs, *extra]
 
 
@@ -132,7 +132,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monke
 
 def test_truncated_checkpoint_is_refused_clearly(tmp_path):
     from vggrepro import models
-    from vggrepro.transforms import Preprocess
+    from vggrepro.data.transforms import Preprocess
 
     net = models.build("A", width=1 / 16, num_classes=4, crop=32)
     path = tmp_path / "c.pt"
@@ -170,7 +170,7 @@ def test_a_resume_forgets_an_epochs_validation_the_checkpoint_predates(tmp_path)
     """Killed between an epoch's validation line and the epoch's last save, the run resumes from the
     checkpoint of the epoch's last step (same step, epoch not done) and validates again: the first
     line must go, or the log holds it twice (seen once in CI, in the SIGKILL test)."""
-    from vggrepro.loop import read_metrics, trim_metrics
+    from vggrepro.train.loop import read_metrics, trim_metrics
 
     path = tmp_path / "metrics.jsonl"
     lines = [dict(step=5, epoch=0, loss=1.2, lr=0.01), dict(step=8, epoch=1, top1_err=75.0, top5_err=0.0, lr=0.01),

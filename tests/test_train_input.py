@@ -11,6 +11,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,9 +20,10 @@ import pytest
 import torch
 from test_train import KNOBS, cli, metrics, tiny, weights  # noqa: F401  (tiny: the fixture)
 
-from vggrepro import checkpoints, runs, train as train_mod
-from vggrepro.profiles import get_profile
-from vggrepro.train import Settings, train
+from vggrepro.train import checkpoints, recipe as train_mod
+from vggrepro.core import files, runs
+from vggrepro.core.profiles import get_profile
+from vggrepro.train.recipe import Settings, train
 
 A = dict(config="A", scale=37)
 
@@ -270,8 +272,8 @@ def test_bad_flags_are_one_line_errors(tiny, tmp_path, args, words):
 
 
 def test_the_vggrepro_command_gives_the_same_one_line_errors(tiny, tmp_path):
-    args = cli(tiny, tmp_path / "r", "--lr", "0")
-    done = run_cli(args[0], "-m", "vggrepro.cli", "train", *args[3:])
+    args = cli(tiny, tmp_path / "r", "--lr", "0")  # python -m vggrepro train ...
+    done = run_cli(str(Path(sys.executable).parent / "vggrepro"), *args[3:])  # the installed command
     assert "lr=0.0" in one_line_error(done)
 
 
@@ -323,7 +325,7 @@ def test_unwritable_out_is_a_one_line_error_naming_the_path(tiny, tmp_path, monk
 def test_run_files_have_ordinary_permissions(tmp_path):
     old = os.umask(0o022)
     try:
-        checkpoints.atomic_write_json(tmp_path / "r.json", {"a": 1})
+        files.atomic_write_json(tmp_path / "r.json", {"a": 1})
     finally:
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644

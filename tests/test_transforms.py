@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vggrepro import transforms as T
+from vggrepro.data import transforms as T
 
 
 def _ramp(values, rows, dtype=torch.float32):

@@ -9,17 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from vggrepro import checkpoints, models
-from vggrepro.caffe import parse_net
-from vggrepro.weights import (
-    caffe_preprocess,
-    fit_geometry,
-    load_caffe,
-    load_torchvision,
-    load_weights,
-    model_from_caffe,
-    torchvision_preprocess,
-)
+from vggrepro.train import checkpoints
+from vggrepro import models
+from vggrepro.evaluate.caffe import parse_net
+from vggrepro.evaluate.weights import caffe_preprocess, fit_geometry, load_caffe, load_torchvision, load_weights, model_from_caffe, torchvision_preprocess
 
 SMALL = dict(width=1 / 16, num_classes=10)
 
@@ -107,8 +100,8 @@ def test_published_torchvision_shapes_are_our_configs(name):
 
 @pytest.mark.parametrize("name", list(TORCHVISION_CONVS))
 def test_torchvision_builders_have_the_published_shapes(name):
-    try:  # the guard of vggrepro.optional, inlined while that module may not exist yet
-        from vggrepro.optional import torchvision_or_none
+    try:  # the guard of vggrepro.core.optional, inlined while that module may not exist yet
+        from vggrepro.core.optional import torchvision_or_none
 
         tv = torchvision_or_none()
     except Exception:

@@ -1,13 +1,13 @@
-"""vggrepro.windows: the four views that separate window placement from context, checked against
+"""vggrepro.evaluate.windows: the four views that separate window placement from context, checked against
 hand-counted windows and against the plain net where the views must agree."""
 
 from __future__ import annotations
 
 import torch
 
-from vggrepro import windows
+from vggrepro.evaluate import windows
 from vggrepro.models import build
-from vggrepro.transforms import Preprocess
+from vggrepro.data.transforms import Preprocess
 
 
 def _net(crop=32):

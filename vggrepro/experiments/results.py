@@ -1,0 +1,299 @@
+"""The book's results page: every notebook's claims, under every profile, in one view.
+
+Each notebook ends by saving its claims table (:func:`vggrepro.core.runs.save_claims`) in
+``runs/<profile>/claims/<notebook>.json``. A run made on another machine (the ``gpu`` profile on a
+GPU, the ``imagenet`` profile on ILSVRC-2012) is recorded by committing those files under
+``results/claims_<profile>/``. This module reads both and lines the claims up side by side; it
+copies no number, so the page always says what the saved runs say.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..core.metrics import TOP1, TOP5
+from ..core.profiles import NAMES
+from ..core.runs import REPO, claims_folder, load_claims, read_recorded
+from .claims import FAILS, HOLDS, UNDECIDED
+
+#: Profiles that get a column on the results page only once they have claims (a run on this machine,
+#: or a table committed under results/): the `cpu` evidence scale takes two hours, and until it has
+#: run, a column of "not recorded" beside `ci` says nothing. Every other profile always has one.
+COLUMN_ONCE_RECORDED = ("cpu",)
+VERDICTS = (HOLDS, FAILS, UNDECIDED)
+#: What a cell says when a profile has no claims table for that notebook.
+NOT_RECORDED = "not recorded"
+#: What a cell says when the notebook's table under that profile lacks this claim.
+ABSENT = "-"
+
+
+def results_root() -> Path:
+    """The project's ``results/`` folder: figures recorded on other machines, committed with provenance."""
+    return REPO / "results"
+
+
+def shown_profiles(page: str | None = None, *, runs: Path | None = None, results: Path | None = None
+                   ) -> tuple[str, ...]:
+    """The profiles with a column on the results page, in :data:`~vggrepro.core.profiles.NAMES` order:
+    the page's own, every profile not in :data:`COLUMN_ONCE_RECORDED`, and those that have claims."""
+    def recorded(p: str) -> bool:
+        return (results or results_root()).joinpath(f"claims_{p}").is_dir() or claims_folder(p, root=runs).is_dir()
+
+    return tuple(p for p in NAMES if p == page or p not in COLUMN_ONCE_RECORDED or recorded(p))
+
+
+#: The results page's profile columns, as this checkout has them (book/09_results.py reads it).
+PROFILES = shown_profiles()
+
+
+def recorded(pattern: str, *, root: Path | None = None) -> list[tuple[Path, dict]]:
+    """Every record of ``results/`` whose path matches ``pattern`` (a glob under it, e.g.
+    ``"bench_train_*.json"``, ``"released/*.json"``, ``"**/*.json"``), as (path, record), in path order."""
+    return [(path, read_recorded(path)) for path in sorted((root or results_root()).glob(pattern)) if path.is_file()]
+
+
+def released_evaluations(*, root: Path | None = None) -> list[dict]:
+    """The evaluations of released weights recorded anywhere under ``results/`` (the ``result.json``
+    of ``vggrepro evaluate --weights ... --out``, conventionally ``results/released/<name>.json``):
+    one row each, with the net, protocol, Q, images, errors and device. Chapters 05 and 06 list them."""
+    rows = []
+    for path, r in recorded("**/*.json", root=root):
+        settings = r.get("settings", {})
+        if not (isinstance(settings, dict) and settings.get("kind") == "eval" and settings.get("source") == "weights"):
+            continue
+        rows.append({"run": path.stem, "net": r.get("config"), "protocol": r.get("protocol"),
+                     "Q": ",".join(map(str, r.get("scales", []))), "images": r.get("images"),
+                     # a record keeps the spelling it was written with (evaluate wrote top1/top5 before)
+                     TOP1: r.get(TOP1, r.get("top1")), TOP5: r.get(TOP5, r.get("top5")),
+                     "device": r.get("provenance", {}).get("device", "-")})
+    return rows
+
+
+def _read_claims(folder: Path) -> dict[str, list[dict]]:
+    found = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            claims = read_recorded(path)["claims"]
+            if not isinstance(claims, list):
+                raise TypeError("'claims' is not a list")
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path} is not a claims table written by runs.save_claims ({e}); "
+                             "copy it again from runs/<profile>/claims/") from None
+        found[path.stem] = claims
+    return found
+
+
+def profile_claims(profile: str, *, runs: Path | None = None, results: Path | None = None) -> dict[str, list[dict]]:
+    """A profile's claims tables by notebook: those recorded in ``results/claims_<profile>/``,
+    replaced by this machine's own ``runs/<profile>/claims/`` where it has made them."""
+    if profile not in NAMES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(NAMES)}")
+    found = _read_claims((results or results_root()) / f"claims_{profile}")
+    found.update(load_claims(profile, root=runs))
+    return dict(sorted(found.items()))
+
+
+def _lined_up(profile: str, runs: Path | None, results: Path | None):
+    """(shown profiles, judged profiles, [(notebook, claim text, first row, {profile: row | None | ABSENT})]):
+    every claim of every notebook, matched by its text across the shown profiles (None: that profile has
+    no table for the notebook; ABSENT: its table lacks the claim)."""
+    if profile not in NAMES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(NAMES)}")
+    shown = shown_profiles(profile, runs=runs, results=results)
+    by_profile = {p: profile_claims(p, runs=runs, results=results) for p in shown}
+    judged = tuple(p for p in shown if p == profile or by_profile[p])
+    lined = []
+    for notebook in sorted(set().union(*by_profile.values())):
+        texts: dict[str, dict] = {}  # claim -> its row, first as the page's own profile says it
+        for p in (profile, *shown):
+            for c in by_profile[p].get(notebook, []):
+                texts.setdefault(c["claim"], c)
+        for text, first in texts.items():
+            per = {}
+            for p in shown:
+                table = by_profile[p].get(notebook)
+                per[p] = None if table is None else next((c for c in table if c["claim"] == text), ABSENT)
+            lined.append((notebook, text, first, per))
+    return shown, judged, lined
+
+
+def gather(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+    """One row per claim of every notebook, in notebook order.
+
+    Each row has ``notebook``, ``claim``, ``paper`` (the paper's number, as the notebook states it),
+    one column per profile of :func:`shown_profiles` (that run's number; :data:`NOT_RECORDED` when
+    the profile has no table for the notebook) and ``verdict (<p>)`` for ``profile`` and for every
+    other profile that has any claims. Claims are matched by their text; a claim only another profile has gets a row too.
+    """
+    shown, judged, lined = _lined_up(profile, runs, results)
+    rows = []
+    for notebook, text, first, per in lined:
+        row = dict(notebook=notebook, claim=text, kind=first.get("kind", "measured"), paper=first["paper"])
+        verdicts = {}
+        for p in shown:
+            match = per[p]
+            row[p] = NOT_RECORDED if match is None else ABSENT if match is ABSENT else match["ours"]
+            verdicts[p] = row[p] if match is None or match is ABSENT else match["verdict"]
+        row.update({f"verdict ({p})": verdicts[p] for p in judged})
+        rows.append(row)
+    return rows
+
+
+# -- the page's matrix: one short row per claim, one short cell per scale -------------------------
+
+#: What the matrix and the details show where a profile has no number (not run, or no such claim).
+DASH = "-"
+SHORT_VERDICT = {HOLDS: "holds", FAILS: "does not hold", UNDECIDED: "undecided"}
+#: An effect with its interval as vggrepro.experiments.claims writes it into a claim's "ours": "-9.7 [-16.9, -2.6]".
+EFFECT = re.compile(r"[+-]?\d+(?:\.\d+)? \[[+-]?\d+(?:\.\d+)?, [+-]?\d+(?:\.\d+)?\]")
+
+
+def cell(claim: dict | None | str) -> str:
+    """A profile's short cell for one claim: ``"holds, -9.7 [-16.9, -2.6]"`` (the verdict, then the
+    effect with its 95% interval), ``"holds (exact)"`` for a design fact, :data:`DASH` without a row."""
+    if not isinstance(claim, dict):
+        return DASH
+    verdict = SHORT_VERDICT.get(claim["verdict"], claim["verdict"])
+    if claim.get("kind") == "design":
+        return f"{verdict} (exact)"
+    # the effect as the chapter printed it (the saved numbers are rounded once more: 4.05 vs "+4.1")
+    shown = EFFECT.search(str(claim.get("ours", "")))
+    if shown:
+        return f"{verdict}, {shown[0]}"
+    if all(isinstance(claim.get(k), (int, float)) for k in ("effect", "low", "high")):
+        return f"{verdict}, {claim['effect']:+.1f} [{claim['low']:+.1f}, {claim['high']:+.1f}]"
+    return verdict
+
+
+def claim_ids(notebooks: Sequence[str]) -> list[str]:
+    """Short ids of claims in page order, ``"4.3"`` for the third claim of ``04_...``: the matrix and
+    the details below it name a claim by the same id."""
+    ids, seen = [], {}
+    for nb in notebooks:
+        seen[nb] = seen.get(nb, 0) + 1
+        ids.append(f"{int(nb[:2]) if nb[:2].isdigit() else nb}.{seen[nb]}")
+    return ids
+
+
+def matrix(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+    """The results page's first table: per claim its id, ``claim`` (its whole text: a cut label
+    made readers guess, and two claims that differ in their tail alike) and one :func:`cell` per
+    shown profile, the page's own first. A profile without a run shows :data:`DASH`."""
+    shown, _, lined = _lined_up(profile, runs, results)
+    order = (profile, *[p for p in shown if p != profile])
+    ids = claim_ids([nb for nb, *_ in lined])
+    return [{"#": i, "claim": text, **{p: cell(per[p]) for p in order}}
+            for i, (nb, text, first, per) in zip(ids, lined)]
+
+
+def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix") -> str:
+    """The matrix as an HTML table: each cell's verdict and its effect in spans of their own, so the
+    effect wraps as a whole onto a line below the verdict (custom.css) instead of breaking mid-interval."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+
+    def td(column: str, text: str) -> str:
+        if column == "claim":  # a block of fixed width: a table cell ignores min-width (custom.css)
+            return f'<td><span class="label">{html.escape(text)}</span></td>'
+        verdict, sep, effect = text.partition(", ") if column != "#" else (text, "", "")
+        kind = next((k for k, v in SHORT_VERDICT.items() if verdict.startswith(v)), None)
+        inner = html.escape(verdict)
+        if kind:
+            inner = f'<span class="verdict {kind.split()[0].replace("does", "fails")}">{inner}</span>'
+        if sep:
+            inner += f'<span class="effect"> {html.escape(effect)}</span>'  # the space: for copied text
+        return f"<td>{inner}</td>"
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(td(c, str(r[c])) for c in columns) + "</tr>" for r in rows)
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def details(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+    """Below the matrix: per claim its id, whole text, the paper's number and each shown profile's
+    numbers as its chapter states them (:data:`DASH` where that profile has none)."""
+    shown, _, lined = _lined_up(profile, runs, results)
+    ids = claim_ids([nb for nb, *_ in lined])
+    return [{"#": i, "claim": text, "paper": first["paper"],
+             **{p: per[p]["ours"] if isinstance(per[p], dict) else DASH for p in shown}}
+            for i, (nb, text, first, per) in zip(ids, lined)]
+
+
+def runs_note(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | None = None,
+              results: Path | None = None) -> str:
+    """One sentence (Markdown) saying which runs the page shows: each shown profile that has claims,
+    with how many of ``notebooks`` it covers, and those with none yet (a dash in their column)."""
+    shown = shown_profiles(profile, runs=runs, results=results)
+    have, none = [], []
+    for p in shown:
+        found = [nb for nb in notebooks if nb in profile_claims(p, runs=runs, results=results)]
+        (have if found else none).append(f"`{p}` ({len(found)} of {len(notebooks)} chapters)" if found else f"`{p}`")
+    text = f"Runs shown: {', '.join(have) if have else 'none yet'}."
+    if none:
+        shows = "its column shows" if len(none) == 1 else "their columns show"
+        text += f" Not run yet: {', '.join(none)}; {shows} a dash."
+    return text
+
+
+def summary(rows: Sequence[dict], profile: str = "ci") -> list[dict]:
+    """How many measured claims hold, do not hold or are undecided under ``profile``, and how many
+    design facts (checked exactly, counted apart) hold: one row per notebook and a last row ``all``.
+    A claim without a verdict under that profile counts as not run."""
+    column = f"verdict ({profile})"
+    out = []
+    for notebook in [*dict.fromkeys(r["notebook"] for r in rows), "all"]:
+        mine = [r for r in rows if notebook in ("all", r["notebook"])]
+        measured = [r.get(column, NOT_RECORDED) for r in mine if r.get("kind") != "design"]
+        design = [r.get(column, NOT_RECORDED) for r in mine if r.get("kind") == "design"]
+        counts = {v: measured.count(v) for v in VERDICTS}
+        counts["not run"] = sum(v not in VERDICTS for v in measured)
+        out.append(dict(notebook=notebook, **counts, claims=len(measured),
+                        **{"design facts that hold": f"{design.count(HOLDS)} of {len(design)}"}))
+    return out
+
+
+def claiming(notebooks: Sequence[str | Path]) -> list[str]:
+    """The names of the chapters among ``notebooks`` (paths of the book's .ipynb files) that save
+    claims: those whose source calls ``runs.save_claims``. The results page and an appendix of
+    reference tables save none, so the page never waits for them."""
+    sources = [next((t for t in (Path(nb).with_suffix(".py"), Path(nb)) if t.is_file()), None) for nb in notebooks]
+    return [Path(nb).stem for nb, src in zip(notebooks, sources) if src and "save_claims(" in src.read_text()]
+
+
+def missing(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | None = None,
+            results: Path | None = None) -> list[str]:
+    """The notebooks (names like ``05_multi_scale``) that have no claims table under ``profile``."""
+    have = profile_claims(profile, runs=runs, results=results)
+    return [nb for nb in notebooks if nb not in have]
+
+
+def run_command(notebooks: Sequence[str], profile: str = "ci") -> str:
+    """The command that runs some notebooks of the book, e.g. ``vggrepro book run --only 04,05``."""
+    only = ",".join(nb.split("_")[0] for nb in notebooks)
+    flag = "" if profile == "ci" else f" --profile {profile}"
+    return f"vggrepro book run{flag} --only {only}"
+
+
+def what_scale_decides(larger: str, smaller: str = "ci", *, runs: Path | None = None,
+                       results: Path | None = None) -> dict[str, list[dict]]:
+    """The measured claims that two runs both made, grouped by what the ``larger`` scale adds:
+    ``decided_here_only`` (a verdict at ``larger``, undecided at ``smaller``), ``lost_here`` (the
+    reverse), ``agree`` and ``disagree`` (decided at both) and ``undecided_at_both``. Each row: the
+    claim's id and text and both verdicts with their effects, as :func:`cell` writes them."""
+    _, _, lined = _lined_up(larger, runs, results)
+    ids = claim_ids([nb for nb, *_ in lined])
+    groups: dict[str, list[dict]] = {k: [] for k in
+                                      ("decided_here_only", "lost_here", "agree", "disagree", "undecided_at_both")}
+    for i, (_, text, first, per) in zip(ids, lined):
+        big, small = per.get(larger), per.get(smaller)
+        if first.get("kind") == "design" or not isinstance(big, dict) or not isinstance(small, dict):
+            continue
+        decided = (big["verdict"] != UNDECIDED, small["verdict"] != UNDECIDED)
+        group = {(True, False): "decided_here_only", (False, True): "lost_here", (False, False): "undecided_at_both",
+                 }.get(decided, "agree" if big["verdict"] == small["verdict"] else "disagree")
+        groups[group].append({"#": i, "claim": text, larger: cell(big), smaller: cell(small)})
+    return groups

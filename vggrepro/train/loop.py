@@ -1,0 +1,237 @@
+"""The epoch loop of section 3.1: SGD steps, the plateau schedule, checkpoints and resuming.
+
+    SGD, momentum 0.9, weight decay 5e-4; the lr is divided by 10 when validation accuracy stops
+    improving, at most 3 times, and then training stops.
+
+Checkpoints are written atomically every N steps and at each epoch's end, with the optimiser, the
+schedule, the RNG states and the position in the data, so that a resumed run continues exactly.
+The loss is read back on the host every ``speed.sync_every`` steps (every step on a CPU, where it
+costs nothing): a non-finite loss stops training there, and no checkpoint is written after one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..core.files import atomic_write_bytes
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..core import devices
+from ..core.runs import Run, read_metrics
+from . import checkpoints
+from .validation import validate
+
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+MAX_LR_CUTS = 3
+LOG_EVERY = 10  # steps between logged losses
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Soft-max cross-entropy (the paper's multinomial logistic regression)."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+class PlateauSchedule:
+    """lr / 10 whenever validation accuracy has not improved for ``patience`` epochs;
+    after ``max_cuts`` cuts, the next plateau stops training (the paper cut 3 times,
+    then stopped)."""
+
+    def __init__(self, lr: float, patience: int, max_cuts: int = MAX_LR_CUTS):
+        self.lr, self.patience, self.max_cuts = lr, patience, max_cuts
+        self.best, self.bad_epochs, self.cuts, self.stop = -math.inf, 0, 0, False
+
+    def step(self, val_accuracy: float) -> None:
+        if val_accuracy > self.best:
+            self.best, self.bad_epochs = val_accuracy, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.bad_epochs = 0
+            if self.cuts == self.max_cuts:
+                self.stop = True
+            else:
+                self.cuts += 1
+                self.lr /= 10
+
+    def state_dict(self) -> dict:
+        return dict(lr=self.lr, best=self.best, bad_epochs=self.bad_epochs,
+                    cuts=self.cuts, stop=self.stop)
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+@dataclass
+class Plan:
+    """What the loop runs: its data, its length, where it writes, and how the device is driven."""
+
+    run: Run
+    loader: object  # data.TrainLoader: batches(epoch, start_step) and len()
+    val_crops: object  # validation.CentreCrops
+    epochs: int
+    max_steps: int | None
+    checkpoint_every: int
+    speed: devices.Speed
+    meta: dict  # the checkpoint's meta (checkpoints.model_meta)
+    rank: int = 0
+    world_size: int = 1
+    show: bool = False  # a progress bar
+    label: str = ""  # the bar's name for the net
+    loss: Callable = loss_fn
+    saved: dict = field(default_factory=lambda: {"step": None})  # the step on disk, for messages
+
+
+class Trainer:
+    """One net's optimisation, from its first step or from its checkpoint to the stop."""
+
+    def __init__(self, net: nn.Module, model: nn.Module, optimizer, schedule: PlateauSchedule, plan: Plan):
+        self.net, self.model, self.optimizer, self.schedule, self.plan = net, model, optimizer, schedule, plan
+        self.epoch = self.step_in_epoch = self.step = 0
+        self.losses: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet read on the host
+        self.bar = None
+
+    # -- checkpoints
+    def restore(self) -> None:
+        """Continue from the run's checkpoint (which must be this run's)."""
+        run = self.plan.run
+        ckpt = checkpoints.load_training(run.checkpoint, self.plan.speed.device)
+        check_resumable(run, ckpt["meta"], self.plan.meta)
+        self.net.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        checkpoints.restore_rng(ckpt["rng"])
+        self.epoch, self.step_in_epoch, self.step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["step"]
+        self.plan.saved["step"] = self.step
+
+    def save(self) -> None:
+        self.read_losses()  # never write a checkpoint past a non-finite loss
+        if self.plan.rank == 0:
+            checkpoints.save(dict(model=self.net.state_dict(), optimizer=self.optimizer.state_dict(),
+                                  schedule=self.schedule.state_dict(), rng=checkpoints.rng_state(), epoch=self.epoch,
+                                  step_in_epoch=self.step_in_epoch, step=self.step, meta=self.plan.meta),
+                             self.plan.run.checkpoint)
+        self.plan.saved["step"] = self.step
+
+    # -- the loss, read on the host now and then
+    def read_losses(self) -> None:
+        """Read the losses queued since the last read (one host sync), stop on a non-finite one, and
+        log every LOG_EVERY-th."""
+        if not self.losses:
+            return
+        values = torch.stack([loss for _, loss in self.losses]).tolist()
+        steps = [s for s, _ in self.losses]
+        self.losses = []
+        for step, value in zip(steps, values):
+            if not math.isfinite(value):
+                saved, path = self.plan.saved["step"], self.plan.run.checkpoint
+                kept = (f"The last good checkpoint is kept at {path} (step {saved})" if saved is not None
+                        else "No checkpoint was written before it")
+                raise FloatingPointError(f"loss is {value} at step {step} (epoch {self.epoch + 1}): training "
+                                         f"stopped. {kept}. Lower the lr (--lr) or check the data.")
+            if self.plan.rank == 0 and step % LOG_EVERY == 0:
+                log(self.plan.run.metrics_path, dict(step=step, epoch=self.epoch, loss=round(value, 6),
+                                                     lr=self.schedule.lr))
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{values[-1]:.3f}", lr=f"{self.schedule.lr:.1e}")
+
+    # -- the loop
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step_fn) -> None:
+        plan = self.plan
+        with plan.speed.autocast():  # the forward pass; backward runs outside autocast
+            loss = plan.loss(step_fn(x), y)
+        self.losses.append((self.step + 1, loss.detach()))
+        if (self.step + 1) % plan.speed.sync_every == 0:
+            self.read_losses()  # before the update: a non-finite loss never reaches the weights here
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step, self.step_in_epoch = self.step + 1, self.step_in_epoch + 1
+
+    def fit(self, step_fn) -> dict:
+        """Train until the epochs, ``max_steps`` or the schedule's stop; the outcome as a dict."""
+
+        plan, schedule = self.plan, self.schedule
+        t_start, seen, stopped, last = time.perf_counter(), 0, "epochs", None
+        memory_format = torch.channels_last
+        while self.epoch < plan.epochs and not schedule.stop:
+            for group in self.optimizer.param_groups:
+                group["lr"] = schedule.lr
+            self.bar = tqdm(total=len(plan.loader), initial=self.step_in_epoch, disable=not plan.show, leave=False,
+                            desc=f"{plan.label} epoch {self.epoch + 1}/{plan.epochs}")
+            t_epoch, seen_epoch = time.perf_counter(), 0
+            batches = plan.loader.batches(self.epoch, start_step=self.step_in_epoch)
+            for x, y in devices.prefetch(batches, plan.speed.device):
+                if plan.max_steps is not None and self.step >= plan.max_steps:
+                    break
+                # Under DDP the loader gives each process its share of the global batch.
+                x = x.to(plan.speed.device, non_blocking=True).contiguous(memory_format=memory_format)
+                self.train_step(x, y.to(plan.speed.device, non_blocking=True), step_fn)
+                seen_epoch += len(x) * plan.world_size
+                self.bar.update(1)
+                if self.step % plan.checkpoint_every == 0:
+                    self.save()
+            self.read_losses()
+            self.bar.close()
+            seen += seen_epoch
+            if plan.max_steps is not None and self.step >= plan.max_steps:
+                stopped = "max_steps"
+                self.save()
+                break
+            top1, top5 = last = validate(self.net, plan.val_crops, plan.speed)
+            schedule.step(100.0 - top1)
+            rate = seen_epoch / max(time.perf_counter() - t_epoch, 1e-9)
+            if plan.rank == 0:
+                log(plan.run.metrics_path, dict(step=self.step, epoch=self.epoch + 1, top1_err=top1,
+                                                top5_err=top5, lr=schedule.lr, img_per_s=round(rate, 1)))
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            self.save()
+        if schedule.stop:
+            stopped = f"lr cut {MAX_LR_CUTS} times, then plateau"
+        top1, top5 = validate(self.net, plan.val_crops, plan.speed) if stopped == "max_steps" or last is None else last
+        seconds = time.perf_counter() - t_start
+        return dict(epochs=self.epoch, steps=self.step, stopped=stopped, top1_err=top1, top5_err=top5,
+                    lr_cuts=schedule.cuts, seconds=round(seconds, 1), img_per_s=round(seen / max(seconds, 1e-9), 1))
+
+
+def check_resumable(run: Run, old: dict, new: dict) -> None:
+    """The checkpoint in a run folder must be this run's: another net's would not load, and another
+    run's would continue the wrong training."""
+    checkpoints.check_meta(old, run.checkpoint)
+    arch = ("config", "width", "crop", "num_classes")
+    if any(old[k] != new[k] for k in arch) or old.get("run_id", new["run_id"]) != new["run_id"]:
+        have = ", ".join(f"{k}={old.get(k)}" for k in (*arch, "run_id"))
+        raise ValueError(f"{run.checkpoint} is the checkpoint of another run ({have}), not of run {new['run_id']}; "
+                         "start from it with --init checkpoint:PATH, or pass another --out")
+
+
+def log(path: Path, record: dict) -> None:
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    except OSError as e:  # a full disk names no file: name it (a torn last line is dropped on resume)
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+
+
+def trim_metrics(path: Path, last_step: int, epochs_done: int | None = None) -> None:
+    """After a crash, drop what was logged past the checkpoint we resume from (step 0 when there is
+    none: all of it); it will be redone. A line torn by the kill goes too, and so does an epoch's
+    validation line logged at the checkpoint's own step when the checkpoint predates it (killed
+    between the line and the epoch's last save): the resumed run validates that epoch again."""
+    if path.exists():
+        def kept(r: dict) -> bool:
+            redone = epochs_done is not None and "top1_err" in r and r.get("epoch", 0) > epochs_done
+            return r["step"] <= last_step and not redone
+
+        keep = [json.dumps(r, sort_keys=True) for r in read_metrics(path) if kept(r)]
+        atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
