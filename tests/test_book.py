@@ -421,7 +421,7 @@ def test_readme_quick_start_and_profiles_table():
             f"[{p.jitter[0]}, {p.jitter[1]}]",
             str(p.num_classes),
             str(p.batch_size),
-        ], f"README's row for {name} disagrees with vggrepro/profiles.py"
+        ], f"README's row for {name} disagrees with vggrepro/core/profiles.py"
         assert cells[3] == ("1" if p.width == 1 else f"1/{round(1 / p.width)}")
 
 

@@ -284,7 +284,7 @@ def check(dry_run: bool, out: Path | None, device: str | None = None) -> dict:
                 steps[name] = dict(ok=False, error="skipped: the check's 8 minutes were spent")
                 continue
             steps[name] = run_step(name, fn, device, int(min(CAPS[name], left)))
-    record = dict(what="vggrepro bench gpu: what the gpu book asks of one GPU (see vggrepro/gpu_check.py)",
+    record = dict(what="vggrepro bench gpu: what the gpu book asks of one GPU (see vggrepro/bench/gpu_check.py)",
                   dry_run=dry_run, size=dataclasses.asdict(size), steps=steps,
                   seconds=round(time.perf_counter() - start, 1), provenance=provenance(device))
     if out is not None:

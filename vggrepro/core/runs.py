@@ -1,9 +1,14 @@
-"""Run folders: ``runs/<profile>/<run-id>/`` keyed by a run's settings, with provenance.
+"""The run lifecycle: ``runs/<profile>/<run-id>/`` keyed by a run's settings, with provenance.
 
 A run folder holds ``settings.json`` (what was asked), ``checkpoint.pt`` (the latest state),
 ``metrics.jsonl`` (one line per logged step or epoch) and, once finished, ``result.json`` (the
 outcome with its provenance). A notebook asks for a run by its settings: a finished run is re-used,
 an unfinished one resumes, a missing one trains. That is how chapters 02-08 share trained nets.
+
+Training, fine-tuning and evaluation all go through one lifecycle, :meth:`Run.reuse_or_make`:
+check the folder's settings, re-use a finished result, else take the lock, look again (another
+process may have finished it meanwhile), and make it; the maker calls :meth:`Run.start` and
+:meth:`Run.finish`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +129,19 @@ class Run:
         full = dict(result, settings=self.settings, run_id=self.id, provenance=provenance(device))
         atomic_write_json(self.result_path, full)
         return full
+
+    def reuse_or_make(self, make: Callable[[], dict], *, lock: bool = True) -> dict:
+        """The run's result: a finished run's as it is, else what ``make()`` returns, made under the
+        run's lock (``lock=False``: a caller that holds no lock, as a torchrun rank but the first).
+        A folder holding another run's settings is an error, never that run's result."""
+        self.check_settings()
+        if self.finished():
+            return self.result()
+        with self.lock() if lock else contextlib.nullcontext():
+            self.check_settings()
+            if self.finished():  # another process made it while this one waited for the lock
+                return self.result()
+            return make()
 
     @contextlib.contextmanager
     def lock(self):

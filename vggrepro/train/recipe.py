@@ -13,7 +13,6 @@ checkpoints and ``--resume``; :mod:`vggrepro.cli.train` the command line.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -262,21 +261,18 @@ def train(
     run = Run(profile.name, settings.key(profile), root=Path(out).parent if out else None)
     if out:
         run.dir = Path(out)
-    run.check_settings()  # an --out holding another run is an error, not that run's result
-    if run.finished():
-        return dict(run.result(), run_dir=str(run.dir))
     job = Job(profile, settings, run, used, speed or devices.Speed.of(device), rank, world_size, resume, compile,
               show=(sys.stderr.isatty() if progress is None else progress) and rank == 0)
+
+    def make() -> dict:
+        # autotuning and TF32 while training only: dense evaluation meets a new shape per image size
+        with devices.backend_flags(benchmark=job.speed.benchmark, tf32=job.speed.kind == "cuda"):
+            return _train(job)
+
     # Two notebooks asking for one run: the second waits, then re-uses it. (Under torchrun the
     # ranks of one run train together; rank 0 holds the lock.)
     try:
-        with run.lock() if rank == 0 else contextlib.nullcontext():
-            run.check_settings()
-            if run.finished():
-                return dict(run.result(), run_dir=str(run.dir))
-            # autotuning and TF32 while training only: dense evaluation meets a new shape per image size
-            with devices.backend_flags(benchmark=job.speed.benchmark, tf32=job.speed.kind == "cuda"):
-                return _train(job)
+        return dict(run.reuse_or_make(make, lock=rank == 0), run_dir=str(run.dir))
     except KeyboardInterrupt:  # Ctrl-C: say where the last checkpoint is and how to go on
         raise _interrupted(run, job.saved["step"]) from None
 
