@@ -140,7 +140,7 @@ print(figures.source(models.VGG.__init__))
 # Net A at this profile's size:
 
 # %%
-print(build("A", width=prof.width, num_classes=prof.num_classes, crop=prof.crop))
+print(prof.build("A"))
 
 # %% [markdown]
 # ## Table 2: the number of weights
@@ -154,8 +154,7 @@ print(build("A", width=prof.width, num_classes=prof.num_classes, crop=prof.crop)
 # %%
 with torch.device("meta"):  # shapes, no storage: the paper's nets, to count
     paper_nets = {c: build(c) for c in CONFIGS}
-this_run = {c: build(c, width=prof.width, num_classes=prof.num_classes, crop=prof.crop)
-            for c in CONFIGS}
+this_run = {c: prof.build(c) for c in CONFIGS}
 
 # %% tags=["hide-input"]
 

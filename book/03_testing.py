@@ -248,9 +248,7 @@ check = evaluate.evaluate(
     net,
     preprocess,
     [(0, original, sample.label)],
-    protocol="dense",
-    scales=[Q_top],
-    flip=False,
+    evaluate.Protocol("dense", [Q_top], flip=False),
 )
 same = torch.allclose(posterior, check.posteriors[0], atol=1e-5)
 print(
@@ -389,10 +387,8 @@ for protocol in ("dense", "multicrop"):
         net,
         preprocess,
         timed,
-        protocol=protocol,
-        scales=grid.test_scales_of(prof, JIT, True),
-        batch_size=prof.batch_size,
-        device=prof.resolved_device(),
+        evaluate.Protocol(protocol, grid.test_scales_of(prof, JIT, True)),
+        how=evaluate.Execution(device=prof.resolved_device(), batch_size=prof.batch_size),
     )
     seconds[protocol] = r.seconds / r.images
 print(

@@ -361,12 +361,7 @@ declared = [
         paper=paper.table("other_numbers_in_text")["shallow_5x5_net_vs_B"],
     ),
 ]
-lrn_bytes, a_bytes = (
-    models.activation_bytes(
-        models.build(c, width=prof.width, num_classes=prof.num_classes, crop=prof.crop)
-    )
-    for c in ("A-LRN", "A")
-)
+lrn_bytes, a_bytes = (models.activation_bytes(prof.build(c)) for c in ("A-LRN", "A"))
 rows = [c.decide(arms, seed_sd) for c in declared] + [
     claims.design_fact(
         "LRN costs memory: A-LRN keeps more activations per image than A",

@@ -45,8 +45,8 @@ import torch
 from vggrepro.train import checkpoints
 from vggrepro.experiments import claims, grid, paper, results
 from vggrepro import data
-from vggrepro.evaluate import protocols as evaluate, windows
-from vggrepro.core import runs, scales
+from vggrepro.evaluate import windows
+from vggrepro.core import metrics, runs, scales
 from vggrepro.core.profiles import get_profile
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
@@ -94,7 +94,7 @@ for name, r in both.items():  # the combined posterior is the mean of its two pa
 multi, single = {}, {}
 for name in TABLE4:
     if name in both:  # the dense part of Table 5's evaluation is this very evaluation
-        multi[name] = evaluate.top_errors(
+        multi[name] = metrics.top_errors(
             both[name]["parts"]["dense"], both[name]["labels"]
         )
     else:
@@ -155,7 +155,7 @@ for name in TABLE5:
         ("multi-crop", r["parts"]["multicrop"]),
         ("multi-crop & dense", r["posteriors"]),
     ]:
-        errors = evaluate.top_errors(posteriors, r["labels"])
+        errors = metrics.top_errors(posteriors, r["labels"])
         ours5.append(
             dict(
                 config=e.config,

@@ -32,7 +32,8 @@ import torch
 
 from vggrepro.bench import throughput as bench
 from vggrepro.experiments import budget, claims, grid
-from vggrepro.evaluate import protocols as evaluate
+from vggrepro.evaluate.cached import ImageSet, evaluate_cached
+from vggrepro.evaluate.protocols import Protocol
 from vggrepro.data import synth
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import get_profile
@@ -69,8 +70,8 @@ def eval_rates(profile, checkpoint: Path, images: int) -> dict[str, float]:
     out = {}
     with tempfile.TemporaryDirectory(prefix="cpu-budget-") as tmp:
         for protocol in ("centre", "dense"):
-            r = evaluate.evaluate_cached(checkpoint, profile, protocol, [q], limit=images,
-                                         out=Path(tmp) / protocol)
+            r = evaluate_cached(checkpoint, profile, Protocol(protocol, [q]), images=ImageSet(limit=images),
+                                out=Path(tmp) / protocol)
             flops = 2 * sum(r["macs_per_image"].values()) * r["images"]
             out[protocol] = flops / r["seconds"] / 1e9
             print(f"eval {protocol:6s} Q={q}: {r['images']} images in {r['seconds']:.1f} s, "

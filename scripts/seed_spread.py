@@ -20,7 +20,8 @@ import sys
 import time
 
 from vggrepro.experiments import claims, grid
-from vggrepro.evaluate import protocols as evaluate
+from vggrepro.evaluate.cached import evaluate_cached
+from vggrepro.evaluate.protocols import Protocol
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.runs import provenance
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         Q = grid.test_scales_of(prof, grid.entry(name).train_S, multi=False)
         errors = []
         for seed in seeds:
-            r = evaluate.evaluate_cached(grid.checkpoint(prof, name, seed=seed), prof, "centre", Q)
+            r = evaluate_cached(grid.checkpoint(prof, name, seed=seed), prof, Protocol("centre", Q))
             errors.append(round(r["top1_err"], 4))
             print(f"{name} seed {seed}: top-1 error {r['top1_err']:.1f}% (centre crop, Q = {Q[0]})", flush=True)
         entries[name] = dict(top1_err_by_seed=dict(zip(map(str, seeds), errors)), sd=round(claims.sample_sd(errors), 4),

@@ -22,7 +22,12 @@ from vggrepro.train import checkpoints
 from vggrepro import data
 from vggrepro.cli import main as cli
 from vggrepro.data import synth
+from vggrepro.evaluate import cached as cached_evaluation
 from vggrepro.evaluate import protocols as ev
+from vggrepro.evaluate.cached import ImageSet, evaluate_cached
+from vggrepro.evaluate import posteriors
+from vggrepro.core.profiles import get_profile
+from vggrepro.evaluate.protocols import Execution, Protocol
 from vggrepro.models import build, init_glorot
 from vggrepro.data.transforms import Preprocess
 
@@ -124,52 +129,55 @@ def test_nan_weights_are_refused_naming_the_checkpoint(val_set, tmp_path, capsys
     nan_net.load_state_dict(broken)
     image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
     with pytest.raises(FloatingPointError, match="non-finite dense scores on 1 of 1 images"):
-        ev.evaluate(nan_net, MEAN, [(0, image, 0)], protocol="dense", scales=[32])
+        ev.evaluate(nan_net, MEAN, [(0, image, 0)], Protocol("dense", [32]))
 
 
 def test_evaluate_refuses_batch_size_zero(val_set, tmp_path, monkeypatch, capsys):
     ckpt, root, _ = val_set
-    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluated with batch size 0"))
+    monkeypatch.setattr(cached_evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated with batch size 0"))
     rc = cli.main(["evaluate", "--checkpoint", str(ckpt), "--scales", "32", "--data", str(root),
                    "--device", "cpu", "--batch-size", "0", "--out", str(tmp_path / "out")])
     assert rc == 2 and "--batch-size 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch size -1"):
-        ev.evaluate_cached(ckpt, "ci", "dense", [32], data=root, device="cpu", batch_size=-1, out=tmp_path / "o")
+        evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [32]), images=ImageSet(data=root),
+                               how=Execution(device="cpu", batch_size=-1), out=tmp_path / "o")
 
 
 def test_corrupt_cached_posteriors_are_evaluated_again(val_set, tmp_path, monkeypatch, capsys):
     ckpt, root, _ = val_set
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
-    first = ev.evaluate_cached(ckpt, "ci", "dense", [32], data=root, device="cpu")
+    first = evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [32]), images=ImageSet(data=root),
+                                   how=Execution(device="cpu"))
     cached = tmp_path / "runs" / "ci" / first["run_id"] / "posteriors.pt"
     cached.write_bytes(cached.read_bytes()[:100])  # torn
     with pytest.raises(ValueError, match="posteriors.pt is not a readable posteriors file"):
-        ev.load_posteriors(cached)
+        posteriors.load_posteriors(cached)
     capsys.readouterr()
-    again = ev.evaluate_cached(ckpt, "ci", "dense", [32], data=root, device="cpu")
+    again = evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [32]), images=ImageSet(data=root),
+                                   how=Execution(device="cpu"))
     err = capsys.readouterr().err
     assert str(cached) in err and "evaluating again" in err and one_line(err)
     assert torch.equal(again["posteriors"], first["posteriors"])
-    assert torch.equal(ev.load_posteriors(cached)["posteriors"], first["posteriors"])  # rewritten whole
+    assert torch.equal(posteriors.load_posteriors(cached)["posteriors"], first["posteriors"])  # rewritten whole
 
 
 def test_unwritable_output_is_refused_before_evaluating(val_set, tmp_path, monkeypatch, capsys):
     ckpt, root, _ = val_set
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    real = ev.evaluate
-    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluated before finding the output unwritable"))
+    real = cached_evaluation.evaluate
+    monkeypatch.setattr(cached_evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated before finding the output unwritable"))
     base = ["evaluate", "--checkpoint", str(ckpt), "--scales", "32", "--data", str(root), "--device", "cpu"]
     assert cli.main(base + ["--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err
     assert "cannot write to" in err and str(blocker / "out") in err and one_line(err)
     # a disk that fills up during the save: one line naming the folder, not a traceback
-    monkeypatch.setattr(ev, "evaluate", real)
+    monkeypatch.setattr(cached_evaluation, "evaluate", real)
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ev, "save_posteriors", full)
+    monkeypatch.setattr(cached_evaluation, "save_posteriors", full)
     assert cli.main(base + ["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in error_line(err) and str(tmp_path / "out") in error_line(err)

@@ -11,7 +11,13 @@ import torch.nn.functional as F
 
 from vggrepro.train import checkpoints
 from vggrepro.cli import evaluate as evaluate_cli
+from vggrepro.evaluate import cached as cached_evaluation
 from vggrepro.evaluate import protocols as ev
+from vggrepro.evaluate.cached import ImageSet, evaluate_cached
+from vggrepro.evaluate import posteriors
+from vggrepro.core.profiles import get_profile
+from vggrepro.core.metrics import top_errors
+from vggrepro.evaluate.protocols import Execution, Protocol
 from vggrepro.models import build, count_macs, init_glorot
 from vggrepro.data.transforms import Preprocess, crop_grid, rescale
 
@@ -60,8 +66,8 @@ def assert_not_uniform(p):
 
 def test_dense_at_crop_without_flip_equals_centre_crop(net):
     images = [(0, image(CROP, CROP, 0), 3), (1, image(57, 57, 1), 5)]  # square: rescales to crop x crop
-    dense = ev.evaluate(net, MEAN, images, protocol="dense", scales=[CROP], flip=False)
-    centre = ev.evaluate(net, MEAN, images, protocol="centre", scales=[CROP])
+    dense = ev.evaluate(net, MEAN, images, Protocol("dense", [CROP], flip=False))
+    centre = ev.evaluate(net, MEAN, images, Protocol("centre", [CROP]))
     expect = torch.stack([posterior(net, rescale(im, CROP)) for _, im, _ in images])
     assert_not_uniform(expect[0])
     torch.testing.assert_close(dense.posteriors, expect, atol=1e-5, rtol=1e-4)
@@ -76,8 +82,8 @@ def test_multicrop_at_crop_is_one_crop_and_its_flip(net):
     assert_not_uniform(expect)
     # the flip matters for this net, so the test would see a missing or doubled flip
     assert (posterior(net, im) - posterior(net, im.flip(-1))).abs().max() > 1e-3
-    multi = ev.evaluate(net, MEAN, [(0, im, 0)], protocol="multicrop", scales=[CROP], batch_size=7)
-    dense = ev.evaluate(net, MEAN, [(0, im, 0)], protocol="dense", scales=[CROP])
+    multi = ev.evaluate(net, MEAN, [(0, im, 0)], Protocol("multicrop", [CROP]), how=Execution(batch_size=7))
+    dense = ev.evaluate(net, MEAN, [(0, im, 0)], Protocol("dense", [CROP]))
     torch.testing.assert_close(multi.posteriors[0], expect, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(dense.posteriors[0], expect, atol=1e-5, rtol=1e-4)
     assert multi.macs_per_image["multicrop"] == 50 * count_macs(net)
@@ -98,7 +104,7 @@ def test_dense_averages_the_score_map_then_softmaxes(net):
                   for i in range(feats.shape[1] - g + 1) for j in range(feats.shape[2] - g + 1)]
     assert len(scores) == (3 - g + 1) ** 2
     expect = F.softmax(torch.stack(scores).mean(0), dim=0)
-    got = ev.evaluate(net, MEAN, [(0, im, 0)], protocol="dense", scales=[2 * CROP + 16], flip=False)
+    got = ev.evaluate(net, MEAN, [(0, im, 0)], Protocol("dense", [2 * CROP + 16], flip=False))
     torch.testing.assert_close(got.posteriors[0], expect, atol=1e-5, rtol=1e-4)
     # ... and not soft-max first: that gives another answer here
     other = torch.stack([F.softmax(s, 0) for s in scores]).mean(0)
@@ -109,8 +115,8 @@ def test_bucketing_leaves_dense_results_unchanged(net):
     sizes = [(40, 60), (50, 50), (60, 40), (40, 60), (45, 70), (50, 50), (40, 60), (60, 40), (33, 90)]
     images = [(10 * k + 7, image(h, w, k), k % 10) for k, (h, w) in enumerate(sizes)]
     # batches of up to 16 crops' pixels (5 images of 32 x 48 with their flips); 6 waiting images force a run
-    batched = ev.evaluate(net, MEAN, images, protocol="dense", scales=[CROP, 40], batch_size=16, max_pending=6)
-    alone = [ev.evaluate(net, MEAN, [item], protocol="dense", scales=[CROP, 40], batch_size=1) for item in images]
+    batched = ev.evaluate(net, MEAN, images, Protocol("dense", [CROP, 40]), how=Execution(batch_size=16, max_pending=6))
+    alone = [ev.evaluate(net, MEAN, [item], Protocol("dense", [CROP, 40]), how=Execution(batch_size=1)) for item in images]
     torch.testing.assert_close(batched.posteriors, torch.cat([a.posteriors for a in alone]), atol=1e-5, rtol=1e-4)
     assert sum(a.forward_passes for a in alone) == 18 and batched.forward_passes < 14  # it did batch
     assert batched.indices.tolist() == [i for i, _, _ in images]
@@ -121,13 +127,13 @@ def test_multiscale_is_the_mean_of_single_scales_and_both_the_mean_of_dense_and_
     images = [(k, image(40 + 3 * k, 50 - 2 * k, k), k) for k in range(3)]
     scales = [CROP, 40, 48]
     for protocol in ("dense", "multicrop", "centre"):
-        multi = ev.evaluate(net, MEAN, images, protocol=protocol, scales=scales, batch_size=16)
-        single = [ev.evaluate(net, MEAN, images, protocol=protocol, scales=[q], batch_size=16).posteriors
+        multi = ev.evaluate(net, MEAN, images, Protocol(protocol, scales), how=Execution(batch_size=16))
+        single = [ev.evaluate(net, MEAN, images, Protocol(protocol, [q]), how=Execution(batch_size=16)).posteriors
                   for q in scales]
         torch.testing.assert_close(multi.posteriors, torch.stack(single).mean(0), atol=1e-6, rtol=1e-5)
-    both = ev.evaluate(net, MEAN, images, protocol="both", scales=scales[:2])
-    dense = ev.evaluate(net, MEAN, images, protocol="dense", scales=scales[:2]).posteriors
-    multicrop = ev.evaluate(net, MEAN, images, protocol="multicrop", scales=scales[:2]).posteriors
+    both = ev.evaluate(net, MEAN, images, Protocol("both", scales[:2]))
+    dense = ev.evaluate(net, MEAN, images, Protocol("dense", scales[:2])).posteriors
+    multicrop = ev.evaluate(net, MEAN, images, Protocol("multicrop", scales[:2])).posteriors
     torch.testing.assert_close(both.posteriors, (dense + multicrop) / 2, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(both.parts["dense"], dense, atol=1e-6, rtol=1e-5)
     assert torch.allclose(both.posteriors.sum(1), torch.ones(3), atol=1e-5)
@@ -140,11 +146,11 @@ def test_top_errors_by_hand():
         [0.40, 0.30, 0.12, 0.08, 0.06, 0.04],  # label 5: smallest -> top-5 miss
         [0.10, 0.60, 0.10, 0.05, 0.05, 0.10],  # label 1: top-1 hit
     ])
-    errs = ev.top_errors(p, torch.tensor([0, 4, 5, 1]))
+    errs = top_errors(p, torch.tensor([0, 4, 5, 1]))
     assert errs == {"top1_err": pytest.approx(50.0), "top5_err": pytest.approx(25.0)}
-    assert ev.top_errors(p[:, :3], torch.tensor([0, 2, 1, 1]), k=(1, 5)) == {"top1_err": 25.0, "top5_err": 0.0}
+    assert top_errors(p[:, :3], torch.tensor([0, 2, 1, 1]), k=(1, 5)) == {"top1_err": 25.0, "top5_err": 0.0}
     with pytest.raises(ValueError, match="empty"):
-        ev.top_errors(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long))
+        top_errors(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long))
 
 
 def test_dense_macs_at_the_crop_equal_one_forward(net):
@@ -157,27 +163,27 @@ def test_dense_macs_at_the_crop_equal_one_forward(net):
 def test_bad_input_is_named(net):
     im = [(0, image(CROP, CROP, 0), 0)]
     with pytest.raises(ValueError, match="below the crop"):
-        ev.evaluate(net, MEAN, im, protocol="dense", scales=[CROP - 1])
+        ev.evaluate(net, MEAN, im, Protocol("dense", [CROP - 1]))
     with pytest.raises(ValueError, match="unknown protocol"):
-        ev.evaluate(net, MEAN, im, protocol="10-crop", scales=[CROP])
+        ev.evaluate(net, MEAN, im, Protocol("10-crop", [CROP]))
     with pytest.raises(ValueError, match="empty"):
-        ev.evaluate(net, MEAN, [], protocol="dense", scales=[CROP])
+        ev.evaluate(net, MEAN, [], Protocol("dense", [CROP]))
     with pytest.raises(ValueError, match="whole numbers"):
         evaluate_cli.parse_scales("256,big")
 
 
 def test_posteriors_round_trip(net, tmp_path):
     images = [(k, image(40, 48, k), k) for k in range(2)]
-    result = ev.evaluate(net, MEAN, images, protocol="both", scales=[CROP])
-    path = ev.save_posteriors(tmp_path / "p" / "posteriors.pt", result, note="x")
-    back = ev.load_posteriors(path)
+    result = ev.evaluate(net, MEAN, images, Protocol("both", [CROP]))
+    path = posteriors.save_posteriors(tmp_path / "p" / "posteriors.pt", result, note="x")
+    back = posteriors.load_posteriors(path)
     assert torch.equal(back["posteriors"], result.posteriors) and back["posteriors"].dtype == torch.float32
     assert torch.equal(back["labels"], result.labels) and torch.equal(back["parts"]["multicrop"],
                                                                        result.parts["multicrop"])
     assert back["meta"]["protocol"] == "both" and back["meta"]["note"] == "x"
     assert os.listdir(path.parent) == ["posteriors.pt"]  # no temporary file left behind
     with pytest.raises(FileNotFoundError):
-        ev.load_posteriors(tmp_path / "missing.pt")
+        posteriors.load_posteriors(tmp_path / "missing.pt")
 
 
 # -- the command line, on a tiny checkpoint and a tiny val folder written here --------------------
@@ -220,12 +226,12 @@ def test_cli_evaluates_a_checkpoint_on_a_val_folder(tiny_set, tmp_path, capsys):
                    "--data", str(root), "--device", "cpu", "--out", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0 and "top-1 error" in printed and str(out / "posteriors.pt") in printed
-    saved = ev.load_posteriors(out / "posteriors.pt")
+    saved = posteriors.load_posteriors(out / "posteriors.pt")
     assert saved["labels"].tolist() == [0, 0, 1, 1, 2, 2]  # classes in sorted-wnid order
     # the same numbers as evaluating the decoded files directly
     files = sorted((root / "val").glob("*/*.JPEG"))
     direct = ev.evaluate(small, MEAN, [(i, decode_image(f), i // 2) for i, f in enumerate(files)],
-                         protocol="both", scales=[32, 40])
+                         Protocol("both", [32, 40]))
     torch.testing.assert_close(saved["posteriors"], direct.posteriors, atol=1e-5, rtol=1e-4)
     result = __import__("json").loads((out / "result.json").read_text())
     assert result["top1_err"] == pytest.approx(direct.top1_err) and "provenance" in result
@@ -234,15 +240,17 @@ def test_cli_evaluates_a_checkpoint_on_a_val_folder(tiny_set, tmp_path, capsys):
 def test_cached_evaluation_is_reused(tiny_set, tmp_path, monkeypatch):
     ckpt, root, _ = tiny_set
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
-    first = ev.evaluate_cached(ckpt, "ci", "dense", [CROP], data=root, device="cpu", limit=4)
+    first = evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [CROP]),
+                                   images=ImageSet(limit=4, data=root), how=Execution(device="cpu"))
     assert first["images"] == 4 and first["labels"].tolist() == [0, 0, 1, 2]  # spread over the classes
     assert (tmp_path / "runs" / "ci").is_dir() and first["settings"]["kind"] == "eval"
 
     def no_run(*args, **kwargs):
         raise AssertionError("a finished evaluation ran again")
 
-    monkeypatch.setattr(ev, "evaluate", no_run)
-    again = ev.evaluate_cached(ckpt, "ci", "dense", [CROP], data=root, device="cpu", limit=4)
+    monkeypatch.setattr(cached_evaluation, "evaluate", no_run)
+    again = evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [CROP]),
+                                   images=ImageSet(limit=4, data=root), how=Execution(device="cpu"))
     assert torch.equal(again["posteriors"], first["posteriors"]) and again["run_id"] == first["run_id"]
 
 
@@ -271,13 +279,13 @@ def test_data_identity_names_a_generated_set_by_its_manifest(tmp_path):
                           synth_val_per_class=1, synth_min_side=(40, 44))
     first = data.ensure_synthetic(profile, verbose=False)
     copy = shutil.copytree(first, tmp_path / "b")
-    assert ev.data_identity(first) == ev.data_identity(copy)
-    assert ev.data_identity(first).startswith("synthetic:")
+    assert data.data_identity(first) == data.data_identity(copy)
+    assert data.data_identity(first).startswith("synthetic:")
     plain = tmp_path / "imagenet"
     plain.mkdir()
-    empty = ev.data_identity(plain)  # a user's copy: named by its files, so an edit in place is noticed
+    empty = data.data_identity(plain)  # a user's copy: named by its files, so an edit in place is noticed
     assert empty.startswith("files:")
     (plain / "n01440764").mkdir()
     (plain / "n01440764" / "a.JPEG").write_bytes(b"x")
-    assert ev.data_identity(plain) != empty
-    assert ev.data_identity(tmp_path / "nowhere") == "missing"
+    assert data.data_identity(plain) != empty
+    assert data.data_identity(tmp_path / "nowhere") == "missing"

@@ -8,6 +8,7 @@ import torch
 from test_evaluate import MEAN, image, net  # noqa: F401  (net: the fixture)
 
 from vggrepro.evaluate import protocols as ev
+from vggrepro.evaluate.protocols import Execution, Protocol
 from vggrepro import models
 from vggrepro.core.devices import Speed, backend_flags
 
@@ -24,7 +25,7 @@ def test_dense_evaluation_autotunes_no_image_size(net, monkeypatch):
     monkeypatch.setattr(ev, "to_dense", counted)
     images = [(i, image(h, w, i), i % 10) for i, (h, w) in enumerate([(32, 40), (40, 32), (32, 48), (48, 32)])]
     with backend_flags(benchmark=True):  # as a training run in the same process would leave it
-        ev.evaluate(net, MEAN, images, protocol="dense", scales=[32, 40])
+        ev.evaluate(net, MEAN, images, Protocol("dense", [32, 40]))
         assert torch.backends.cudnn.benchmark  # put back after the evaluation
     shapes = {s for s, _ in seen}
     assert len(shapes) >= 4  # many sizes were run ...
@@ -48,7 +49,7 @@ def test_evaluation_makes_the_model_channels_last_on_any_device():
 def test_bf16_is_the_default_on_cuda_only_and_close_to_float32_when_asked(net):
     assert Speed.of("cuda").bf16 and Speed.of("cuda:1").bf16 and not Speed.of("cpu").bf16
     images = [(i, image(40, 48, i), i % 10) for i in range(4)]
-    fp32 = ev.evaluate(net, MEAN, images, protocol="both", scales=[32])
-    bf16 = ev.evaluate(net, MEAN, images, protocol="both", scales=[32], bf16=True)
+    fp32 = ev.evaluate(net, MEAN, images, Protocol("both", [32]))
+    bf16 = ev.evaluate(net, MEAN, images, Protocol("both", [32]), how=Execution(bf16=True))
     assert not torch.equal(fp32.posteriors, bf16.posteriors)  # bf16 really ran
     torch.testing.assert_close(bf16.posteriors, fp32.posteriors, atol=0.03, rtol=0)

@@ -14,6 +14,8 @@ import torch
 from vggrepro import data, models
 from vggrepro.cli import main as cli
 from vggrepro.evaluate import protocols as ev
+from vggrepro.evaluate import posteriors
+from vggrepro.evaluate.protocols import Protocol
 from vggrepro.core.profiles import get_profile
 
 
@@ -93,13 +95,13 @@ def test_evaluate_weights_runs_the_dense_protocol_on_a_weights_file(kind, tiny_v
     # The run's posteriors against the writer's net, fed by the hand-written pre-processing, on the
     # very images the run picked (decoded again here).
     folder = next((tmp_path / "runs" / "ci").glob("eval-*"))
-    saved = ev.load_posteriors(folder / ev.POSTERIORS_FILE)
+    saved = posteriors.load_posteriors(folder / posteriors.POSTERIORS_FILE)
     val = data.ILSVRC(root, "val", boxes=False)
     images = [(i, data.decode_image(val.samples[i].path), val.samples[i].label) for i in saved["indices"].tolist()]
-    expect = ev.evaluate(writer_net, by_hand, images, protocol="dense", scales=[37])
+    expect = ev.evaluate(writer_net, by_hand, images, Protocol("dense", [37]))
     # guard: the other kind's pre-processing must give other posteriors, or the check below is empty
     other = caffe_by_hand if kind == "pth" else torchvision_by_hand
-    wrong = ev.evaluate(writer_net, other, images, protocol="dense", scales=[37])
+    wrong = ev.evaluate(writer_net, other, images, Protocol("dense", [37]))
     assert (wrong.posteriors - expect.posteriors).abs().max() > 1e-2
     torch.testing.assert_close(saved["posteriors"], expect.posteriors, atol=1e-5, rtol=1e-4)
     assert saved["labels"].tolist() == [label for _, _, label in images]

@@ -12,7 +12,8 @@ import torch
 
 from vggrepro.train import checkpoints, loop
 from vggrepro import data
-from vggrepro.evaluate import protocols as evaluate
+from vggrepro.evaluate.cached import evaluate_cached
+from vggrepro.evaluate.protocols import Protocol
 from vggrepro.data import loader
 from vggrepro.core.devices import Speed
 from vggrepro.core.profiles import get_profile
@@ -52,8 +53,8 @@ def test_the_gpu_profile_trains_and_evaluates_at_toy_size_reading_the_loss_every
     assert [sum(1 for e, _ in syncs if e == epoch) for epoch in (0, 1)] == [2, 2]  # 8 steps / 4, per epoch
     assert not torch.backends.cudnn.benchmark  # autotuning was for the run only
 
-    ev = evaluate.evaluate_cached(tmp_path / "run" / "checkpoint.pt", toy_gpu, "both",
-                                  [toy_gpu.S(256), toy_gpu.S(384)], out=tmp_path / "eval")
+    ev = evaluate_cached(tmp_path / "run" / "checkpoint.pt", toy_gpu, Protocol("both", [toy_gpu.S(256), toy_gpu.S(384)]),
+                         out=tmp_path / "eval")
     assert ev["images"] == 16 and 0 <= ev["top1_err"] <= 100
 
 

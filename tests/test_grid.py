@@ -43,7 +43,7 @@ def test_evaluation_uses_the_paper_test_scales_of_the_entry(monkeypatch):
     prof = get_profile("ci")
     calls = []
     monkeypatch.setattr(grid, "checkpoint", lambda p, name, seed=None: f"{name}@{seed}")
-    monkeypatch.setattr(grid, "evaluate_cached", lambda ckpt, p, protocol, scales: calls.append((ckpt, protocol, scales)))
+    monkeypatch.setattr(grid, "evaluate_cached", lambda ckpt, p, protocol: calls.append((ckpt, protocol.name, list(protocol.scales))))
     grid.evaluation(prof, "D/256", "centre")
     grid.evaluation(prof, "D/jit", "both", multi=True, seed=3)
     grid.evaluation(prof, "D/384", "dense", Q=64)

@@ -125,7 +125,7 @@ def test_classification_system_puts_posteriors_in_sample_order(monkeypatch):
     evaluated = dict(posteriors=post, indices=order, labels=torch.tensor([1, 2, 0]))
     asked = []
     monkeypatch.setattr(grid, "checkpoint", lambda profile, name: asked.append(name) or "ckpt")
-    monkeypatch.setattr(loc_tables, "evaluate_cached", lambda *a, **k: asked.append(a[2:]) or evaluated)
+    monkeypatch.setattr(loc_tables, "evaluate_cached", lambda path, profile, protocol: asked.append((protocol.name, list(protocol.scales))) or evaluated)
     net = tiny_classifier(32, 3)
     monkeypatch.setattr(checkpoints, "model_from_checkpoint", lambda path: (net, {"preprocess": IDENTITY.as_dict()}))
     cls = loc_tables.classification_system(CI, samples, device="cpu")

@@ -27,16 +27,16 @@ import time
 from pathlib import Path
 
 import torch
-
-from ..core.files import atomic_write_json
 from PIL import Image
 
 from .. import models
+from ..core.files import atomic_write_json
 from ..core.optional import torchvision_or_none
 from ..core.profiles import get_profile
 from ..core.runs import REPO, provenance
 from ..data.transforms import Preprocess
 from ..evaluate import protocols as evaluate
+from ..evaluate.protocols import Execution, Protocol
 from ..train import checkpoints
 from ..train import recipe as train_mod
 from ..train.recipe import Settings, train
@@ -188,12 +188,11 @@ def dense_eval(size: Size, device: str) -> dict:
             yield i, torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g), 0
 
     mean = Preprocess(mean=(124.0, 116.0, 104.0))
-    evaluate.evaluate(net, mean, images(2), protocol="dense", scales=[size.scales[0]], device=device,
-                      batch_size=size.batch)  # warm-up
+    how = Execution(device=device, batch_size=size.batch)
+    evaluate.evaluate(net, mean, images(2), Protocol("dense", [size.scales[0]]), how=how)  # warm-up
     rows = {}
     for q in size.scales:
-        r = evaluate.evaluate(net, mean, images(size.eval_images), protocol="dense", scales=[q], device=device,
-                              batch_size=size.batch)
+        r = evaluate.evaluate(net, mean, images(size.eval_images), Protocol("dense", [q]), how=how)
         rows[str(q)] = dict(img_per_s=round(r.images / r.seconds, 1), images=r.images,
                             forward_passes=r.forward_passes, gmac_per_image=round(r.macs_per_image["dense"] / 1e9, 2))
     return dict(config=size.config, flip=True, bf16=device.startswith("cuda"), by_Q=rows)

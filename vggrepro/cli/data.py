@@ -7,8 +7,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..core.profiles import SYNTHETIC
 from .. import data
+from ..core.profiles import SYNTHETIC
 from ..data import synth
 from ..data.ilsvrc import ILSVRC, IMAGE_SUFFIXES, IMAGENET_CLASSES, LAYOUTS, check_imagenet_counts
 from ..data.images import CorruptImage, decode_image

@@ -7,7 +7,8 @@ from pathlib import Path
 from ..core.metrics import TOP1, TOP5
 from ..core.profiles import NAMES, get_profile
 from ..core.scales import JITTER
-from ..evaluate.protocols import PROTOCOLS, evaluate_cached, load_net
+from ..evaluate.cached import ImageSet, evaluate_cached, load_net
+from ..evaluate.protocols import PROTOCOLS, Execution, Protocol
 
 # -- the command line -------------------------------------------------------------------------
 
@@ -69,9 +70,9 @@ def _main(args) -> int:
         scales = JITTER.Q(multi=False, crop=model.crop)  # section 4.1's one Q of a jittered net: 384, scaled
     else:
         scales = parse_scales(args.scales)
-    r = evaluate_cached(args.checkpoint, args.profile, args.protocol, scales, args.split, weights=args.weights,
-                        flip=not args.no_flip, limit=args.limit, data=args.data, device=args.device,
-                        batch_size=args.batch_size, out=args.out, progress=True)
+    r = evaluate_cached(args.checkpoint, get_profile(args.profile), Protocol(args.protocol, scales, not args.no_flip),
+                        weights=args.weights, images=ImageSet(args.split, args.limit, args.data),
+                        how=Execution(device=args.device, batch_size=args.batch_size, progress=True), out=args.out)
     print(f"{r['config']} {r['protocol']} Q={','.join(map(str, r['scales']))}: "
           f"top-1 error {r[TOP1]:.2f}%, top-5 error {r[TOP5]:.2f}% on {r['images']} images")
     for name, errs in r.get("part_errors", {}).items():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..models import VGG, build
 from .project import NoProject, find_root
 from .scales import PAPER_CROP, PAPER_S_FIXED, PAPER_S_JITTER, TrainScale, to_pixels  # noqa: F401  (the paper's geometry)
 
@@ -143,6 +144,11 @@ class Profile:
             return self.device
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def build(self, config: str) -> VGG:
+        """Net ``config`` of Table 1 at this profile's width, crop and number of classes, as
+        :func:`vggrepro.models.build` makes it (Gaussian init, dropout 0.5 until training sets it)."""
+        return build(config, width=self.width, num_classes=self.num_classes, crop=self.crop)
 
     def replace(self, **overrides) -> Profile:
         """A copy with some knobs changed; unknown knobs are an error that lists the known ones."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..core.metrics import TOP1, TOP5, top_errors
-from .protocols import POSTERIORS_FILE, load_posteriors
+from .posteriors import POSTERIORS_FILE, load_posteriors
 
 
 def fuse(posteriors: Sequence[torch.Tensor]) -> torch.Tensor:

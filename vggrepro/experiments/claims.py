@@ -259,7 +259,7 @@ class Claim:
 
 
 def arm_of_evals(label: str, evals, k: int = 1) -> Arm:
-    """An arm from :func:`vggrepro.evaluate.evaluate_cached` results, one per seed, which must
+    """An arm from :func:`vggrepro.evaluate.cached.evaluate_cached` results, one per seed, which must
     cover the same images in the same order."""
     rows, indices = [], None
     for r in evals:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.profiles import Profile, get_profile
+from ..core.profiles import Profile
 from ..core.runs import Run
 from ..core.scales import TrainScale
-from ..evaluate.protocols import evaluate_cached
+from ..evaluate.cached import evaluate_cached
+from ..evaluate.protocols import Protocol
 from ..train.recipe import Settings, train
 from . import paper
 
@@ -131,10 +132,9 @@ def run_of(profile: Profile, name: str, seed: int | None = None):
     return Run(profile.name, settings_of(profile, name, seed).key(profile))
 
 
-def get(profile: Profile | str, name: str, *, seed: int | None = None, progress: bool | None = None) -> dict:
+def get(profile: Profile, name: str, *, seed: int | None = None, progress: bool | None = None) -> dict:
     """The result of a grid entry, training it (and what it starts from) when not yet in the cache."""
 
-    profile = get_profile(profile) if isinstance(profile, str) else profile
     x = entry(name)
     if x.source:
         get(profile, x.source, seed=seed, progress=progress)
@@ -142,23 +142,21 @@ def get(profile: Profile | str, name: str, *, seed: int | None = None, progress:
     return dict(result, name=name, train_S=x.train_S, note=x.note)
 
 
-def checkpoint(profile: Profile | str, name: str, seed: int | None = None):
+def checkpoint(profile: Profile, name: str, seed: int | None = None):
     """The checkpoint file of a grid entry, trained when missing."""
-    profile = get_profile(profile) if isinstance(profile, str) else profile
     get(profile, name, seed=seed)
     return run_of(profile, name, seed).checkpoint
 
 
-def evaluation(profile: Profile | str, name: str, protocol: str, *, multi: bool = False, Q: int | None = None,
+def evaluation(profile: Profile, name: str, protocol: str, *, multi: bool = False, Q: int | None = None,
                seed: int | None = None) -> dict:
     """A grid entry evaluated on the validation set under ``protocol`` ("centre", "dense", "multicrop"
     or "both"), at the paper's test scales for its training S (section 4.1's one Q, or section 4.2's
     three with ``multi``) or at one given ``Q`` (profile pixels); trained first and re-used from the
-    run cache when it was evaluated before (:func:`vggrepro.evaluate.evaluate_cached`)."""
+    run cache when it was evaluated before (:func:`vggrepro.evaluate.cached.evaluate_cached`)."""
 
-    profile = get_profile(profile) if isinstance(profile, str) else profile
     scales = [Q] if Q is not None else test_scales_of(profile, entry(name).train_S, multi)
-    return evaluate_cached(checkpoint(profile, name, seed), profile, protocol, scales)
+    return evaluate_cached(checkpoint(profile, name, seed), profile, Protocol(protocol, scales))
 
 
 # -- localisation (Appendix A) -------------------------------------------------------------------

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.metrics import top_errors
 from ..core.profiles import Profile
 from ..data import transforms
 from ..data.transforms import Preprocess
-from ..evaluate.protocols import evaluate_cached, top_errors
+from ..evaluate.cached import evaluate_cached
+from ..evaluate.protocols import Protocol
 from ..localise.finetune import FinetuneSettings, finetune
 from ..localise.protocols import GUESSES, System, error_of, guess_error, protocol1, protocol2_table
 from ..models import VGG, score_map_size
@@ -125,7 +127,7 @@ def classification_system(profile: Profile, samples: Sequence, *, device: str | 
     device = device or profile.resolved_device()
     path = grid.checkpoint(profile, grid.LOC_CLASSIFIER)
     scales = grid.test_scales_of(profile, grid.entry(grid.LOC_CLASSIFIER).train_S, True)
-    result = evaluate_cached(path, profile, "dense", scales)
+    result = evaluate_cached(path, profile, Protocol("dense", scales))
     posteriors = torch.zeros_like(result["posteriors"])
     posteriors[result["indices"].tolist()] = result["posteriors"]
     labels = torch.tensor([int(s.label) for s in samples])

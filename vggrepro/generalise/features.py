@@ -194,7 +194,7 @@ def pixel_descriptors(images: list[torch.Tensor], preprocess: Preprocess, side: 
 
 def untrained(config: str, profile, seed: int) -> models.VGG:
     """A net of ``config`` as training would start it (fan-in Gaussian), never trained."""
-    net = models.build(config, width=profile.width, num_classes=profile.num_classes, crop=profile.crop)
+    net = profile.build(config)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         models.init_fan_in(net)

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-
-from ..core.files import atomic_write_bytes
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from ..core import devices
+from ..core.files import atomic_write_bytes
 from ..core.runs import Run, read_metrics
 from . import checkpoints
 from .validation import validate

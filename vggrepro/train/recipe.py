@@ -24,7 +24,7 @@ from torch import nn
 
 from .. import data, models
 from ..core import devices, kernels
-from ..core.profiles import PROFILES, Profile, get_profile
+from ..core.profiles import PROFILES, Profile
 from ..core.runs import Run
 from ..core.scales import TrainScale
 from ..data import LAYOUTS
@@ -135,7 +135,7 @@ def test_scale(scale: int | tuple[int, int]) -> int:
 
 def build_for(profile: Profile, settings: Settings) -> tuple[models.VGG, list[str]]:
     """The net, initialised as the settings say; returns it and a note on what was initialised."""
-    net = models.build(settings.config, width=profile.width, num_classes=profile.num_classes, crop=profile.crop)
+    net = profile.build(settings.config)
     kind = _init_label(settings.init)
     std = profile.init_std if settings.init_std is None else settings.init_std
     if kind == "gaussian" and std == "fan-in":
@@ -218,7 +218,7 @@ class Job:
 
 
 def train(
-    profile: Profile | str,
+    profile: Profile,
     settings: Settings,
     out: str | Path | None = None,
     *,
@@ -235,7 +235,6 @@ def train(
     ``speed`` (default: :meth:`vggrepro.core.devices.Speed.of` the profile's device) says how the
     device is driven: bf16, host syncs, cudnn autotuning.
     """
-    profile = get_profile(profile) if isinstance(profile, str) else profile
     models.config_layers(settings.config)  # an unknown config fails before any data is touched
     if _init_label(settings.init) not in INITS:
         raise ValueError(f"unknown init {settings.init!r}; use gaussian, glorot, from-a:PATH or checkpoint:PATH")
