@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from vggrepro.core import optional
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +41,13 @@ def test_the_gpu_extra_and_the_one_guard():
     importers = [p.name for p in (ROOT / "vggrepro").rglob("*.py")
                  if re.search(r"^\s*(import|from) torchvision", p.read_text(), re.M)]
     assert importers == ["optional.py"]
+
+
+def test_a_missing_book_tool_names_the_install(monkeypatch):
+    """The book's tools are imported where the book needs them: absent, one line says how to get them."""
+    assert optional.book_tool("nbformat").__name__ == "nbformat"
+    monkeypatch.setitem(sys.modules, "papermill", None)  # an import of it now fails
+    with pytest.raises(ImportError, match=r"papermill is not installed: .*\[book\]"):
+        optional.book_tool("papermill")
+    with pytest.raises(ValueError, match="not one of the book's tools"):
+        optional.book_tool("os")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from vggrepro.core import profiles
 from vggrepro.core.profiles import get_profile
@@ -101,3 +102,17 @@ def test_unknown_knob():
 def test_other_bad_knobs(knob):
     with pytest.raises(ValueError, match=list(knob)[0]):
         get_profile("ci", **knob)
+
+
+def test_a_profile_builds_its_own_net():
+    """Profile.build: Table 1's net at the profile's width, crop and classes, the same weights as
+    models.build given those knobs by hand (the same draws from the same seed)."""
+    from vggrepro import models
+
+    ci = get_profile("ci")
+    torch.manual_seed(0)
+    ours = ci.build("D")
+    torch.manual_seed(0)
+    by_hand = models.build("D", width=ci.width, num_classes=ci.num_classes, crop=ci.crop)
+    assert (ours.config, ours.width, ours.crop, ours.num_classes) == ("D", ci.width, ci.crop, ci.num_classes)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), by_hand.state_dict().values()))

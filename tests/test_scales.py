@@ -16,7 +16,19 @@ def test_the_paper_notation_round_trips():
     assert not TrainScale.parse("384").jittered and JITTER.jittered
 
 
-@pytest.mark.parametrize("bad", ["abc", "[512;256]", "256,512", "", "-3"])
+def test_the_command_line_form_is_the_same_scale():
+    # `vggrepro train --scale 73,146` and the paper's "[73;146]" are one S, parsed by one parser
+    assert TrainScale.parse("73,146") == TrainScale.parse("[73;146]") == TrainScale.parse("[73,146]") == TrainScale(73, 146)
+    assert TrainScale.parse(" 73 ") == TrainScale(73, 73)
+
+
+def test_a_scale_moves_to_a_profiles_pixels_whole():
+    ci = get_profile("ci")
+    assert JITTER.for_profile(ci) == TrainScale(*ci.jitter) == TrainScale(37, 73)
+    assert TrainScale.parse("384").for_profile(ci).S() == TrainScale.parse("384").S(ci) == 55
+
+
+@pytest.mark.parametrize("bad", ["abc", "[512;256]", "512,256", "", "-3", "1,2,3"])
 def test_anything_else_is_an_error_that_shows_the_notation(bad):
     with pytest.raises(ValueError, match=r"'\[256;512\]'|Smin <= Smax"):
         TrainScale.parse(bad)

@@ -17,6 +17,7 @@ import torch
 
 from vggrepro.train import checkpoints, recipe as train_mod
 from vggrepro.core.profiles import get_profile
+from vggrepro.core.scales import TrainScale
 from vggrepro.train.recipe import PlateauSchedule, Settings, train
 
 # A tiny profile: 4 classes, 32 px crops, width 1/16; 8 steps an epoch.
@@ -164,6 +165,18 @@ def test_run_key_of_a_synthetic_set_does_not_depend_on_its_folder(tiny, tmp_path
     assert s.key(moved.replace(synth_train_per_class=17)) != s.key(tiny)
     imagenet = get_profile("imagenet")
     assert s.key(imagenet) != s.key(imagenet.replace(data_root=str(tmp_path / "other-imagenet")))
+
+
+def test_settings_parse_S_once_and_key_it_as_before(tiny):
+    """However S is given (a number, a pair, the paper's or the command line's text, a TrainScale),
+    the settings hold one TrainScale, and the run's key keeps its old form (so old runs are found)."""
+    fixed = [Settings(config="A", scale=s) for s in (37, "37", TrainScale(37, 37))]
+    jittered = [Settings(config="A", scale=s) for s in ((37, 73), [37, 73], "37,73", "[37;73]", TrainScale(37, 73))]
+    assert {s.scale for s in fixed} == {TrainScale(37, 37)} and {s.scale for s in jittered} == {TrainScale(37, 73)}
+    assert {s.key(tiny)["scale"] == 37 for s in fixed} == {True}
+    assert {str(s.key(tiny)["scale"]) for s in jittered} == {"[37, 73]"}
+    with pytest.raises(ValueError, match="Smin <= Smax"):
+        Settings(config="A", scale="73,37")
 
 
 def test_a_resume_forgets_an_epochs_validation_the_checkpoint_predates(tmp_path):

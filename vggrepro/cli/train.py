@@ -9,7 +9,7 @@ import ast
 from .. import models
 from ..core.profiles import NAMES, get_profile
 from ..train import distributed
-from ..train.recipe import Settings, parse_scale, train
+from ..train.recipe import Settings, train
 
 DESCRIPTION = ("Train one net of Table 1 with the paper's recipe (section 3.1): SGD with momentum, weight decay, "
                "dropout on fc6/fc7, the lr divided by 10 when the val error stops falling, crops at a fixed or "
@@ -75,7 +75,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         overrides["data_kind"] = "imagenet"
     overrides.update(knobs)
     profile = get_profile(args.profile, **overrides)
-    scale = parse_scale(args.scale) if args.scale else profile.S(256)
+    scale = args.scale or profile.S(256)  # Settings parses it (TrainScale.parse)
     settings = Settings(config=args.config, scale=scale, init=args.init, lr=args.lr, epochs=args.epochs,
                         max_steps=args.max_steps, dropout=args.dropout, seed=args.seed,
                         trainable=args.trainable)

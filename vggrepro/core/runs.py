@@ -64,11 +64,11 @@ def run_id(settings: dict) -> str:
 class Run:
     """One run folder."""
 
-    def __init__(self, profile: str, settings: dict, root: Path | None = None):
-        self.profile = profile
+    def __init__(self, profile_name: str, settings: dict, root: Path | None = None):
+        self.profile = profile_name
         self.settings = settings
         self.id = run_id(settings)
-        self.dir = (root or runs_root()) / profile / self.id
+        self.dir = (root or runs_root()) / profile_name / self.id
 
     @property
     def checkpoint(self) -> Path:
@@ -217,10 +217,19 @@ def git_commit() -> str:
         return "unknown"
 
 
+def processor() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(device: str = "cpu") -> dict[str, Any]:
-    """Versions, device, commit and date: what a reader needs to trust or re-make a figure."""
-
-
+    """Versions, device, processor, commit and date: what a reader needs to trust or re-make a figure."""
     dev = device
     if str(device).startswith("cuda") and torch.cuda.is_available():
         dev = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
@@ -228,6 +237,9 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
         dev = f"CPU {platform.machine()} x{os.cpu_count()} ({torch.get_num_threads()} threads)"
     return {
         "device": dev,
+        # The CPU's make: the pinned kernel paths still block their sums by its caches, so two
+        # x86-64 processors can differ in the last bits (seen between two of this project's machines)
+        "processor": processor(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -249,31 +261,31 @@ def provenance(device: str = "cpu") -> dict[str, Any]:
 VARIANT_ENV = "VGGREPRO_BOOK_VARIANT"
 
 
-def claims_folder(profile: str, *, variant: str | None = None, root: Path | None = None) -> Path:
+def claims_folder(profile_name: str, *, variant: str | None = None, root: Path | None = None) -> Path:
     """Where a profile's claims tables are saved: ``runs/<profile>/claims/``, or for a run with
     changed parameters ``runs/<profile>/claims-<variant>/`` (which the results page does not read)."""
-    base = (root or runs_root()) / profile
+    base = (root or runs_root()) / profile_name
     if not variant:
         return base / "claims"
     return base / ("claims-" + "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in variant))
 
 
-def save_claims(profile: str, notebook: str, claims: list) -> Path:
+def save_claims(profile_name: str, notebook: str, claims: list) -> Path:
     """Record a notebook's claims table (rows of :meth:`vggrepro.experiments.claims.Claim.decide` and
     :func:`vggrepro.experiments.claims.design_fact`) for the results page; under changed parameters
     (:data:`VARIANT_ENV`), apart from the profile's own."""
 
     rows = [asdict(c) if is_dataclass(c) else dict(c) for c in claims]
     variant = os.environ.get(VARIANT_ENV) or None
-    path = claims_folder(profile, variant=variant) / f"{notebook}.json"
-    record = {"notebook": notebook, "profile": profile, "claims": rows}
+    path = claims_folder(profile_name, variant=variant) / f"{notebook}.json"
+    record = {"notebook": notebook, "profile": profile_name, "claims": rows}
     atomic_write_json(path, dict(record, variant=variant) if variant else record)
     return path
 
 
-def load_claims(profile: str, root: Path | None = None) -> dict[str, list[dict]]:
+def load_claims(profile_name: str, root: Path | None = None) -> dict[str, list[dict]]:
     """Every saved claims table of a profile, by notebook, in notebook order."""
-    folder = claims_folder(profile, root=root)
+    folder = claims_folder(profile_name, root=root)
     if not folder.is_dir():
         return {}
     return {p.stem: json.loads(p.read_text())["claims"] for p in sorted(folder.glob("*.json"))}

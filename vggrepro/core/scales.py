@@ -52,8 +52,9 @@ class TrainScale:
 
     @classmethod
     def parse(cls, value) -> TrainScale:
-        """The paper's notation ("256", "[256;512]", or "jitter" for its [256;512]), a number (a
-        fixed S), a pair (Smin, Smax), or a TrainScale."""
+        """The one parser of S: the paper's notation ("256", "[256;512]", or "jitter" for its
+        [256;512]), the command line's ("256,512"), a number (a fixed S), a pair (Smin, Smax), or a
+        TrainScale."""
         if isinstance(value, TrainScale):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
@@ -65,11 +66,12 @@ class TrainScale:
             return cls(*PAPER_S_JITTER)
         if text.isdigit():
             return cls(int(text), int(text))
-        m = re.fullmatch(r"\[(\d+);(\d+)\]", text)
+        m = re.fullmatch(r"\[(\d+);(\d+)\]|\[?(\d+),(\d+)\]?", text)
         if m:
-            return cls(int(m[1]), int(m[2]))
+            lo, hi = (m[1], m[2]) if m[1] else (m[3], m[4])
+            return cls(int(lo), int(hi))
         raise ValueError(f"training scale {value!r}: write a fixed S as '256' and a jittered one as "
-                         "'[256;512]' (the paper's notation)")
+                         "'[256;512]' (the paper's notation) or '256,512'")
 
     @property
     def jittered(self) -> bool:
@@ -83,6 +85,10 @@ class TrainScale:
     def tag(self) -> str:
         """How grid names spell it (``D/256``, ``D/jit``)."""
         return "jit" if self.jittered else str(self.lo)
+
+    def for_profile(self, profile) -> TrainScale:
+        """This scale (in the paper's pixels) in a profile's pixels."""
+        return TrainScale(profile.S(self.lo), profile.S(self.hi))
 
     def S(self, profile=None, *, crop: int | None = None) -> int | tuple[int, int]:
         """S for the trainer: an int, or (Smin, Smax) when jittered; in a profile's pixels (or those

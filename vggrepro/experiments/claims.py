@@ -280,16 +280,16 @@ def chance_error(num_classes: int) -> float:
     return 100.0 * (1 - 1 / num_classes)
 
 
-def seed_spread_file(profile: str):
+def seed_spread_file(profile_name: str):
 
-    return REPO / "results" / f"seed_spread_{profile}.json"
+    return REPO / "results" / f"seed_spread_{profile_name}.json"
 
 
-def measured_seed_sd(profile: str) -> float | None:
+def measured_seed_sd(profile_name: str) -> float | None:
     """The seed-to-seed standard deviation of a net's top-1 error (points) measured for a profile
     by ``scripts/seed_spread.py`` and committed under ``results/``; None when not measured."""
 
-    path = seed_spread_file(profile)
+    path = seed_spread_file(profile_name)
     if not path.is_file():
         return None
     try:

@@ -123,7 +123,7 @@ def settings_of(profile: Profile, name: str, seed: int | None = None):
     lr = profile.lr * FINETUNE_LR if x.finetune else None
     seed = None if seed is None or seed == profile.seed else int(seed)  # the profile's seed keeps its run key
     epochs = None if x.budget == 1 else x.budget * profile.epochs
-    return Settings(config=x.config, scale=scale_of(profile, x.train_S), init=init, lr=lr, trainable=x.trainable,
+    return Settings(config=x.config, scale=TrainScale.parse(x.train_S).for_profile(profile), init=init, lr=lr, trainable=x.trainable,
                     seed=seed, epochs=epochs)
 
 

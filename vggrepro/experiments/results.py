@@ -86,29 +86,29 @@ def _read_claims(folder: Path) -> dict[str, list[dict]]:
     return found
 
 
-def profile_claims(profile: str, *, runs: Path | None = None, results: Path | None = None) -> dict[str, list[dict]]:
+def profile_claims(profile_name: str, *, runs: Path | None = None, results: Path | None = None) -> dict[str, list[dict]]:
     """A profile's claims tables by notebook: those recorded in ``results/claims_<profile>/``,
     replaced by this machine's own ``runs/<profile>/claims/`` where it has made them."""
-    if profile not in NAMES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(NAMES)}")
-    found = _read_claims((results or results_root()) / f"claims_{profile}")
-    found.update(load_claims(profile, root=runs))
+    if profile_name not in NAMES:
+        raise ValueError(f"unknown profile {profile_name!r}; choose one of {', '.join(NAMES)}")
+    found = _read_claims((results or results_root()) / f"claims_{profile_name}")
+    found.update(load_claims(profile_name, root=runs))
     return dict(sorted(found.items()))
 
 
-def _lined_up(profile: str, runs: Path | None, results: Path | None):
-    """(shown profiles, judged profiles, [(notebook, claim text, first row, {profile: row | None | ABSENT})]):
+def _lined_up(profile_name: str, runs: Path | None, results: Path | None):
+    """(shown profiles, judged profiles, [(notebook, claim text, first row, {profile_name: row | None | ABSENT})]):
     every claim of every notebook, matched by its text across the shown profiles (None: that profile has
     no table for the notebook; ABSENT: its table lacks the claim)."""
-    if profile not in NAMES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(NAMES)}")
-    shown = shown_profiles(profile, runs=runs, results=results)
+    if profile_name not in NAMES:
+        raise ValueError(f"unknown profile {profile_name!r}; choose one of {', '.join(NAMES)}")
+    shown = shown_profiles(profile_name, runs=runs, results=results)
     by_profile = {p: profile_claims(p, runs=runs, results=results) for p in shown}
-    judged = tuple(p for p in shown if p == profile or by_profile[p])
+    judged = tuple(p for p in shown if p == profile_name or by_profile[p])
     lined = []
     for notebook in sorted(set().union(*by_profile.values())):
         texts: dict[str, dict] = {}  # claim -> its row, first as the page's own profile says it
-        for p in (profile, *shown):
+        for p in (profile_name, *shown):
             for c in by_profile[p].get(notebook, []):
                 texts.setdefault(c["claim"], c)
         for text, first in texts.items():
@@ -120,15 +120,15 @@ def _lined_up(profile: str, runs: Path | None, results: Path | None):
     return shown, judged, lined
 
 
-def gather(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+def gather(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
     """One row per claim of every notebook, in notebook order.
 
     Each row has ``notebook``, ``claim``, ``paper`` (the paper's number, as the notebook states it),
     one column per profile of :func:`shown_profiles` (that run's number; :data:`NOT_RECORDED` when
-    the profile has no table for the notebook) and ``verdict (<p>)`` for ``profile`` and for every
+    the profile_name has no table for the notebook) and ``verdict (<p>)`` for ``profile_name`` and for every
     other profile that has any claims. Claims are matched by their text; a claim only another profile has gets a row too.
     """
-    shown, judged, lined = _lined_up(profile, runs, results)
+    shown, judged, lined = _lined_up(profile_name, runs, results)
     rows = []
     for notebook, text, first, per in lined:
         row = dict(notebook=notebook, claim=text, kind=first.get("kind", "measured"), paper=first["paper"])
@@ -178,12 +178,12 @@ def claim_ids(notebooks: Sequence[str]) -> list[str]:
     return ids
 
 
-def matrix(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+def matrix(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
     """The results page's first table: per claim its id, ``claim`` (its whole text: a cut label
     made readers guess, and two claims that differ in their tail alike) and one :func:`cell` per
     shown profile, the page's own first. A profile without a run shows :data:`DASH`."""
-    shown, _, lined = _lined_up(profile, runs, results)
-    order = (profile, *[p for p in shown if p != profile])
+    shown, _, lined = _lined_up(profile_name, runs, results)
+    order = (profile_name, *[p for p in shown if p != profile_name])
     ids = claim_ids([nb for nb, *_ in lined])
     return [{"#": i, "claim": text, **{p: cell(per[p]) for p in order}}
             for i, (nb, text, first, per) in zip(ids, lined)]
@@ -213,21 +213,21 @@ def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix") -> str:
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def details(profile: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+def details(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
     """Below the matrix: per claim its id, whole text, the paper's number and each shown profile's
     numbers as its chapter states them (:data:`DASH` where that profile has none)."""
-    shown, _, lined = _lined_up(profile, runs, results)
+    shown, _, lined = _lined_up(profile_name, runs, results)
     ids = claim_ids([nb for nb, *_ in lined])
     return [{"#": i, "claim": text, "paper": first["paper"],
              **{p: per[p]["ours"] if isinstance(per[p], dict) else DASH for p in shown}}
             for i, (nb, text, first, per) in zip(ids, lined)]
 
 
-def runs_note(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | None = None,
+def runs_note(notebooks: Sequence[str], profile_name: str = "ci", *, runs: Path | None = None,
               results: Path | None = None) -> str:
     """One sentence (Markdown) saying which runs the page shows: each shown profile that has claims,
     with how many of ``notebooks`` it covers, and those with none yet (a dash in their column)."""
-    shown = shown_profiles(profile, runs=runs, results=results)
+    shown = shown_profiles(profile_name, runs=runs, results=results)
     have, none = [], []
     for p in shown:
         found = [nb for nb in notebooks if nb in profile_claims(p, runs=runs, results=results)]
@@ -239,11 +239,11 @@ def runs_note(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | Non
     return text
 
 
-def summary(rows: Sequence[dict], profile: str = "ci") -> list[dict]:
-    """How many measured claims hold, do not hold or are undecided under ``profile``, and how many
+def summary(rows: Sequence[dict], profile_name: str = "ci") -> list[dict]:
+    """How many measured claims hold, do not hold or are undecided under ``profile_name``, and how many
     design facts (checked exactly, counted apart) hold: one row per notebook and a last row ``all``.
     A claim without a verdict under that profile counts as not run."""
-    column = f"verdict ({profile})"
+    column = f"verdict ({profile_name})"
     out = []
     for notebook in [*dict.fromkeys(r["notebook"] for r in rows), "all"]:
         mine = [r for r in rows if notebook in ("all", r["notebook"])]
@@ -264,17 +264,17 @@ def claiming(notebooks: Sequence[str | Path]) -> list[str]:
     return [Path(nb).stem for nb, src in zip(notebooks, sources) if src and "save_claims(" in src.read_text()]
 
 
-def missing(notebooks: Sequence[str], profile: str = "ci", *, runs: Path | None = None,
+def missing(notebooks: Sequence[str], profile_name: str = "ci", *, runs: Path | None = None,
             results: Path | None = None) -> list[str]:
-    """The notebooks (names like ``05_multi_scale``) that have no claims table under ``profile``."""
-    have = profile_claims(profile, runs=runs, results=results)
+    """The notebooks (names like ``05_multi_scale``) that have no claims table under ``profile_name``."""
+    have = profile_claims(profile_name, runs=runs, results=results)
     return [nb for nb in notebooks if nb not in have]
 
 
-def run_command(notebooks: Sequence[str], profile: str = "ci") -> str:
+def run_command(notebooks: Sequence[str], profile_name: str = "ci") -> str:
     """The command that runs some notebooks of the book, e.g. ``vggrepro book run --only 04,05``."""
     only = ",".join(nb.split("_")[0] for nb in notebooks)
-    flag = "" if profile == "ci" else f" --profile {profile}"
+    flag = "" if profile_name == "ci" else f" --profile {profile_name}"
     return f"vggrepro book run{flag} --only {only}"
 
 

@@ -42,7 +42,7 @@ class Settings:
     """Everything that decides a training run's result; a run folder is keyed by these."""
 
     config: str
-    scale: int | tuple[int, int]  # S in the profile's pixels; (Smin, Smax) for jittering
+    scale: TrainScale  # S in the profile's pixels (given as a TrainScale, a number, a pair or a text)
     init: str = "gaussian"  # gaussian | glorot | from-a:<checkpoint> | checkpoint:<checkpoint>
     lr: float | None = None  # None: the profile's (1e-2 scaled to its batch)
     epochs: int | None = None  # None: the profile's (finetune_epochs for checkpoint: inits)
@@ -52,9 +52,12 @@ class Settings:
     init_std: float | str | None = None  # None: the profile's
     trainable: str = "all"  # "all", or "fc": only fc6-fc8 learn (the submission's jitter-tuned D)
 
+    def __post_init__(self):
+        self.scale = TrainScale.parse(self.scale)  # S is parsed here, once, whatever form it came in
+
     def key(self, profile: Profile) -> dict:
         """The run's identity: these settings plus every profile knob that changes the result."""
-        scale = list(self.scale) if isinstance(self.scale, (tuple, list)) else int(self.scale)
+        scale = list(self.scale.S()) if self.scale.jittered else self.scale.S()
         knobs = {k: v for k, v in profile.as_dict().items() if k not in ("workers", "notes", "device", "name")}
         if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed,
 
@@ -111,23 +114,6 @@ def _init_source(init: str) -> str | None:
         return None
     path = Path(init.split(":", 1)[1])
     return path.parent.name if path.name == "checkpoint.pt" else str(path)
-
-
-def parse_scale(text: str | int | tuple) -> int | tuple[int, int]:
-    """``"73"`` -> 73 (fixed S); ``"73,146"`` -> (73, 146) (jittered S in [Smin, Smax])."""
-    if isinstance(text, (int, tuple, list)):
-        return tuple(text) if isinstance(text, list) else text
-    parts = [int(p) for p in str(text).replace("[", "").replace("]", "").split(",")]
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) != 2 or parts[0] > parts[1]:
-        raise ValueError(f"--scale {text!r}: give S or Smin,Smax with Smin <= Smax")
-    return (parts[0], parts[1])
-
-
-def test_scale(scale: int | tuple[int, int]) -> int:
-    """The single test scale Q for validation: Q = S, or the middle of [Smin, Smax] (section 4.1)."""
-    return TrainScale.parse(scale).Q(multi=False)[0]
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -301,7 +287,7 @@ def _train(job: Job) -> dict:
                          f"num_classes={profile.num_classes}: pass --set num_classes={len(train_set.classes)}")
     stats = data.dataset_stats(root, progress=job.show)
     preprocess = stats.preprocess()
-    loader = data.TrainLoader(train_set, crop=profile.crop, scale=settings.scale, batch_size=profile.batch_size,
+    loader = data.TrainLoader(train_set, crop=profile.crop, scale=settings.scale.S(), batch_size=profile.batch_size,
                               preprocess=preprocess, stats=stats, seed=used["seed"], device=device,
                               backend="tensor" if profile.data_kind == "synthetic" else "pil",
                               workers=used["workers"], rank=rank, world_size=world_size, progress=job.show,
@@ -310,7 +296,7 @@ def _train(job: Job) -> dict:
         raise ValueError(f"{train_set.split_dir} has {len(loader.indices)} usable images, fewer than one batch of "
                          f"{profile.batch_size}: lower --batch-size or add images")
     memory_format = torch.channels_last
-    val_crops = CentreCrops(val_set, profile.crop, test_scale(settings.scale), preprocess, device, memory_format,
+    val_crops = CentreCrops(val_set, profile.crop, settings.scale.Q(multi=False)[0], preprocess, device, memory_format,
                             rank=rank, world_size=world_size)
 
     # Seeded here, after the data: generating or measuring a data set must not move the init.
@@ -321,7 +307,7 @@ def _train(job: Job) -> dict:
     step_fn = torch.compile(model) if job.compile else model
     optimizer = torch.optim.SGD(learning, lr=used["lr"], momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     schedule = PlateauSchedule(used["lr"], profile.lr_patience)
-    meta = checkpoints.model_meta(net, preprocess, profile=profile.name, run_id=run.id, scale=settings.scale,
+    meta = checkpoints.model_meta(net, preprocess, profile=profile.name, run_id=run.id, scale=settings.scale.S(),
                                   init=settings.init)
     plan = Plan(run=run, loader=loader, val_crops=val_crops, epochs=used["epochs"], max_steps=settings.max_steps,
                 checkpoint_every=profile.checkpoint_every, speed=job.speed, meta=meta, rank=rank,
@@ -333,7 +319,7 @@ def _train(job: Job) -> dict:
         trim_metrics(run.metrics_path, trainer.step, trainer.epoch)
 
     outcome = trainer.fit(step_fn)
-    result = dict(config=settings.config, scale=settings.scale, init=settings.init, init_note=init_note,
+    result = dict(config=settings.config, scale=settings.scale.S(), init=settings.init, init_note=init_note,
                   **{k: outcome[k] for k in ("epochs", "steps", "stopped", "top1_err", "top5_err")},
                   val_images=val_set.usable, lr_cuts=outcome["lr_cuts"],
                   checkpoint=str(run.checkpoint.relative_to(run.dir)), seconds=outcome["seconds"],
