@@ -272,11 +272,32 @@ ax_err.legend(fontsize=7)
 plt.tight_layout()
 
 # %% [markdown]
-# The schedule, as `vggrepro.train.loop` runs it after each epoch's validation:
+# Every curve above comes from one loop, `vggrepro.train.loop.Trainer.fit`, the same for A from
+# random weights and for the deeper nets started from A, on a CPU and on GPUs. Each epoch sets
+# the learning rate from the schedule, runs a training step on each of the loader's batches
+# (the crops, flips and colour shifts drawn as above), writes checkpoints, measures the
+# validation error with a centre crop, and lets the schedule cut the lr or stop:
 
 # %%
 from vggrepro.train import loop
 
+print(figures.source(loop.Trainer.fit))
+
+# %% [markdown]
+# One step is the paper's mini-batch gradient descent: the forward pass, the soft-max
+# cross-entropy (`loop.loss_fn`), the gradients, and one update of `torch.optim.SGD` with
+# momentum 0.9 and weight decay 5e-4 (made in `vggrepro.train.recipe` from the recipe's values
+# above). The loss is read back on the host at every step on a CPU, and every few steps on a
+# GPU, which then need not wait for the host; a loss that is not finite stops training there,
+# and no checkpoint is written after it:
+
+# %%
+print(figures.source(loop.Trainer.train_step))
+
+# %% [markdown]
+# The schedule, as `vggrepro.train.loop` runs it after each epoch's validation:
+
+# %%
 print(figures.source(loop.PlateauSchedule))
 
 # %% [markdown]

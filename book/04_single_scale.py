@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from vggrepro.experiments import claims, grid, paper
+from vggrepro.experiments import chapter_claims, claims, grid, paper
 from vggrepro import data, models
 from vggrepro.core import runs
 from vggrepro.core.profiles import get_profile
@@ -275,27 +275,15 @@ arms |= {
     "B/256-scratch centre": claims.arm_of_evals("B/256-scratch", [b3]),
     "B-5x5/256 centre": claims.arm_of_evals("B-5x5/256", [b5]),
 }
-t3 = {
-    (r["config"], r["train_S"]): r["top1_val_err"]
-    for r in paper.table("table3_single_scale")
-}
-
-
-def claim(text, a, b, **kw):
-    """A claim on two arms "<grid entry> <protocol>"; the paper's top-1 errors of the
-    same rows."""
-    entry_a, entry_b = grid.entry(a.split()[0]), grid.entry(b.split()[0])
-    paper_numbers = kw.pop("paper", None) or (
-        f"top-1 {t3[(entry_a.config, entry_a.train_S)]} vs "
-        f"{t3[(entry_b.config, entry_b.train_S)]}"
-    )
-    guards = [claims.Guard(arm, chance) for arm in (a, b)]
-    guards += [claims.reaches_centre_crop(arm, centre[arm.split()[0]]["top1_err"])
-               for arm in (a, b) if arm.endswith(" dense")]
-    return claims.Claim(
-        text, a, b, paper=paper_numbers, notebook="04_single_scale", guards=guards, **kw
-    )
-
+# every arm must beat chance; a dense arm must also reach its net's centre crop; the
+# paper's numbers are Table 3's rows of the arms' nets
+claim = chapter_claims.Chapter(
+    "04_single_scale",
+    chance,
+    reach=" dense",
+    centre={name: r["top1_err"] for name, r in centre.items()},
+    paper_table="table3_single_scale",
+).claim
 
 declared = [
     claim(
@@ -358,7 +346,7 @@ declared = [
         "weights, centre crop)",
         "B/256-scratch centre",
         "B-5x5/256 centre",
-        paper=paper.table("other_numbers_in_text")["shallow_5x5_net_vs_B"],
+        paper.table("other_numbers_in_text")["shallow_5x5_net_vs_B"],
     ),
 ]
 lrn_bytes, a_bytes = (models.activation_bytes(prof.build(c)) for c in ("A-LRN", "A"))

@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro.experiments import claims, figures, grid, paper
+from vggrepro.experiments import chapter_claims, claims, figures, grid, paper
 from vggrepro.evaluate import fuse
 from vggrepro.core import metrics, runs, scales
 from vggrepro.core.profiles import get_profile
@@ -501,15 +501,8 @@ for protocol, method in PROTOCOLS.items():
     arms[f"better single ({one}), {method}"] = arm(one, posteriors_of(one, protocol))
 
 
-def claim(text, a, b, paper_numbers):
-    return claims.Claim(
-        text,
-        a,
-        b,
-        paper=paper_numbers,
-        notebook="06_fusion",
-        guards=[claims.Guard(x, chance) for x in (a, b)],
-    )
+# every arm must beat chance
+claim = chapter_claims.Chapter("06_fusion", chance).claim
 
 
 declared = [

@@ -449,6 +449,9 @@ plt.tight_layout()
 
 
 # %%
+from vggrepro.experiments import chapter_claims
+
+
 def t8(kind, layers):
     return paper.find(
         "table8_localisation_modifications",
@@ -475,17 +478,21 @@ arms |= {
 arms[f"P2 pixel-blind ({blind2})"] = claims.arm_of_correct(blind2, guess5_right[blind2])
 
 
-def claim(text, a, b, paper_numbers, blind):
-    guards = [
-        claims.Guard(
-            arm, guess[blind1] if blind == 1 else guess5[blind2], "the pixel-blind box"
-        )
-        for arm in (a, b)
-        if "pixel-blind" not in arm
-    ]
-    return claims.Claim(
-        text, a, b, paper=paper_numbers, notebook="07_localisation", guards=guards
-    )
+# every system must beat the better pixel-blind box of its protocol
+protocol = {
+    1: chapter_claims.Chapter(
+        "07_localisation",
+        guess[blind1],
+        "the pixel-blind box",
+        unguarded=(f"P1 pixel-blind ({blind1})",),
+    ),
+    2: chapter_claims.Chapter(
+        "07_localisation",
+        guess5[blind2],
+        "the pixel-blind box",
+        unguarded=(f"P2 pixel-blind ({blind2})",),
+    ),
+}
 
 
 paper_single = paper.find("table9_localisation_error", train_S="384", test_Q=[384])
@@ -498,53 +505,47 @@ single, centre, multi, fused = (
     f"{fusion_key}/None",
 )
 declared = [
-    claim(
+    protocol[1].claim(
         "Table 8: per-class regression (PCR) beats single-class regression (SCR), fc "
         "layers fine-tuned",
         "P1 PCR, fc",
         "P1 SCR, fc",
         f"PCR {t8('PCR', '1st and 2nd FC')['gt_class_loc_err']} vs SCR "
         f"{t8('SCR', '1st and 2nd FC')['gt_class_loc_err']}",
-        1,
     ),
-    claim(
+    protocol[1].claim(
         "Table 8: fine-tuning all layers beats fine-tuning fc6 and fc7 only (PCR)",
         "P1 PCR, all",
         "P1 PCR, fc",
         f"all {t8('PCR', 'all')['gt_class_loc_err']} vs fc "
         f"{t8('PCR', '1st and 2nd FC')['gt_class_loc_err']}",
-        1,
     ),
-    claim(
+    protocol[1].claim(
         "The localisation nets learn: PCR (all layers) beats the better pixel-blind "
         "box (protocol 1)",
         "P1 PCR, all",
         f"P1 pixel-blind ({blind1})",
         "(not in the paper)",
-        1,
     ),
-    claim(
+    protocol[2].claim(
         "Dense application beats the central crop (384/384, top-5 predicted classes)",
         f"P2 dense {single}",
         f"P2 centre {centre}",
         f"dense {err9(paper_single)} (Table 9) vs central crop "
         f"{t8('PCR', 'all')['gt_class_loc_err']} "
         "(Table 8, with the true class)",
-        2,
     ),
-    claim(
+    protocol[2].claim(
         "Two test scales beat one (384/{352,384} vs 384/384)",
         f"P2 dense {multi}",
         f"P2 dense {single}",
         f"{err9(paper_multi)} vs {err9(paper_single)}",
-        2,
     ),
-    claim(
+    protocol[2].claim(
         "Fusing the S=256 and S=384 nets beats the S=384 net at two scales",
         f"P2 dense {fused}",
         f"P2 dense {multi}",
         f"{err9(paper_fusion)} vs {err9(paper_multi)}",
-        2,
     ),
 ]
 rows = [c.decide(arms, seed_sd) for c in declared]

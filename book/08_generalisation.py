@@ -46,8 +46,9 @@ import pandas as pd
 import torch
 
 from vggrepro.train import checkpoints
-from vggrepro.experiments import claims, figures, grid, paper
+from vggrepro.experiments import chapter_claims, claims, figures, grid, paper
 from vggrepro.generalise import features as generalise
+from vggrepro.generalise import protocols
 from vggrepro.core import runs
 from vggrepro.data import synth
 from vggrepro.core.profiles import get_profile
@@ -193,21 +194,19 @@ for label, name in (("D", "D/jit"), ("E", "E/jit"), ("A", "A/256")):
 nets["untrained D"] = (generalise.untrained("D", prof, seed=prof.seed), nets["D"][1])
 
 t = time.perf_counter()
+# each net's test scales on each set: the shallow and untrained baselines are compared
+# at three scales on VOC
+scales = {
+    (label, where): Q_VOC if where == "voc" and label in ("D", "E") else Q_CALTECH
+    for label in nets
+    for where in ("caltech", "voc")
+}
 # (net, set) -> (images, scales, channels): the flip-averaged descriptor at each Q
-per_scale = {}
-for label, (net, pre) in nets.items():
-    per_scale[label, "caltech"] = generalise.scale_descriptors(
-        net, pre, caltech["train"] + caltech["test"], Q_CALTECH
-    )
-    # the shallow and untrained baselines are compared at three scales on VOC
-    if label in ("D", "E"):
-        per_scale[label, "voc"] = generalise.scale_descriptors(
-            net, pre, voc["train"] + voc["test"], Q_VOC
-        )
-    else:
-        per_scale[label, "voc"] = generalise.scale_descriptors(
-            net, pre, voc["train"] + voc["test"], Q_CALTECH
-        )
+test_and_pool = {
+    "caltech": caltech["train"] + caltech["test"],
+    "voc": voc["train"] + voc["test"],
+}
+per_scale = protocols.descriptors(nets, test_and_pool, scales)
 n_images = sum(len(s[part]) for s in (caltech, voc) for part in ("train", "test"))
 print(
     f"descriptors of {n_images} images "
@@ -281,60 +280,24 @@ print(figures.source(generalise.svm_scores))
 
 # %%
 t = time.perf_counter()
-n_pool = len(caltech["train"])
 caltech_splits = generalise.splits(
     caltech["pool"], sizes.train, sizes.splits, seed=prof.seed
 )
-truth = caltech["y_test"].argmax(1)
-caltech_errors, caltech_recall, chosen_C, done = {}, {}, {}, {}
-for name, X in caltech_reps.items():
-    # the same descriptors under another name (e.g. "D" is "D, stacked" here)
-    if id(X) in done:
-        twin = done[id(X)]
-        caltech_errors[name], caltech_recall[name], chosen_C[name] = (
-            caltech_errors[twin],
-            caltech_recall[twin],
-            chosen_C[twin],
-        )
-        continue
-    done[id(X)] = name
-    rows, recall = [], []
-    for i, train in enumerate(caltech_splits):
-        scores, C = generalise.svm_scores(
-            X[train], caltech["pool"][train], X[n_pool:], seed=prof.seed + i
-        )
-        predicted = scores.argmax(1)
-        rows.append((predicted != truth).astype(int))
-        recall.append(generalise.mean_class_recall(truth, predicted))
-        chosen_C.setdefault(name, []).append(C)
-    caltech_errors[name], caltech_recall[name] = np.stack(rows), recall
+# split i seeds its SVM with seed + i; the same descriptors under another name (e.g. "D"
+# is "D, stacked" here) are classified once
+caltech_errors, caltech_recall, chosen_C = protocols.caltech_protocol(
+    caltech_reps, caltech, caltech_splits, prof.seed
+)
 
 # %% [markdown]
 # **VOC protocol.** The same splits of the pool (a share of the images of each class folder),
 # one test set, and the mAP computed with scikit-learn's `average_precision_score` per class.
 
 # %%
-n_voc = len(voc["train"])
 voc_splits = generalise.splits(
     voc["pool"], sizes.voc_train, sizes.splits, seed=prof.seed
 )
-voc_scores, voc_map, done = {}, {}, {}
-for name, X in voc_reps.items():
-    if id(X) in done:
-        voc_scores[name], voc_map[name] = voc_scores[done[id(X)]], voc_map[done[id(X)]]
-        continue
-    done[id(X)] = name
-    voc_scores[name] = [
-        generalise.svm_scores(
-            X[train],
-            voc["y_train"][train],
-            X[n_voc:],
-            groups=voc["pool"][train],
-            seed=prof.seed + i,
-        )[0]
-        for i, train in enumerate(voc_splits)
-    ]
-    voc_map[name] = [generalise.mean_ap(s, voc["y_test"]) for s in voc_scores[name]]
+voc_scores, voc_map = protocols.voc_protocol(voc_reps, voc, voc_splits, prof.seed)
 print(
     f"{len(caltech_reps) + len(voc_reps)} representations x {sizes.splits} splits "
     "classified in "
@@ -507,17 +470,9 @@ voc_2007 = {
 BASELINES = ("untrained D", "pixels")  # meant to be poor: no guard holds them to chance
 
 
-def caltech_claim(text, a, b, paper_numbers, kind="lower", margin=None):
-    return claims.Claim(
-        f"Caltech-like: {text}",
-        a,
-        b,
-        kind=kind,
-        margin=margin,
-        paper=paper_numbers,
-        notebook="08_generalisation",
-        guards=[claims.Guard(x, chance) for x in (a, b) if x not in BASELINES],
-    )
+caltech_claim = chapter_claims.Chapter(
+    "08_generalisation", chance, unguarded=BASELINES, prefix="Caltech-like: "
+).claim
 
 
 declared = [
@@ -557,14 +512,8 @@ declared = [
         appendix["caltech"]["scale_aggregation"],
     ),
 ]
-rows = [c.decide(caltech_arms, seed_sd) for c in declared]
 # the better single net is picked on these images: say which, beside the numbers
-for r in rows:
-    r["ours"] += (
-        f" ({r['b']} is the better here)"
-        if r["claim"].endswith("better of the two")
-        else ""
-    )
+rows = chapter_claims.name_the_pick([c.decide(caltech_arms, seed_sd) for c in declared])
 claims.table(rows)
 
 # %% [markdown]
@@ -577,21 +526,13 @@ voc_chance = 100 - 100 * float(labels.mean(0).mean())
 voc_gain = appendix["voc"]["gain_over_256_384_512"]
 
 
-def voc_claim(text, a, b, paper_numbers, kind="lower", margin=None):
-    return claims.Claim(
-        f"VOC-like: {text}",
-        a,
-        b,
-        kind=kind,
-        margin=margin,
-        paper=paper_numbers,
-        notebook="08_generalisation",
-        guards=[
-            claims.Guard(x, voc_chance, "a chance scorer")
-            for x in (a, b)
-            if x not in BASELINES
-        ],
-    )
+voc_claim = chapter_claims.Chapter(
+    "08_generalisation",
+    voc_chance,
+    "a chance scorer",
+    unguarded=BASELINES,
+    prefix="VOC-like: ",
+).claim
 
 
 voc_declared = [
@@ -625,13 +566,9 @@ voc_declared = [
     ),
 ]
 t = time.perf_counter()
-voc_rows = [claims.decide_map(c, voc_scores, labels, seed_sd) for c in voc_declared]
-for r in voc_rows:
-    r["ours"] += (
-        f" ({r['b']} is the better here)"
-        if r["claim"].endswith("better of the two")
-        else ""
-    )
+voc_rows = chapter_claims.name_the_pick(
+    [claims.decide_map(c, voc_scores, labels, seed_sd) for c in voc_declared]
+)
 rows += voc_rows
 runs.save_claims(prof.name, "08_generalisation", rows)
 claims.table(voc_rows)

@@ -151,14 +151,16 @@ class Trainer:
             loss = plan.loss(step_fn(x), y)
         self.losses.append((self.step + 1, loss.detach()))
         if (self.step + 1) % plan.speed.sync_every == 0:
-            self.read_losses()  # before the update: a non-finite loss never reaches the weights here
+            # before the update: a non-finite loss never reaches the weights here
+            self.read_losses()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step, self.step_in_epoch = self.step + 1, self.step_in_epoch + 1
 
     def fit(self, step_fn) -> dict:
-        """Train until the epochs, ``max_steps`` or the schedule's stop; the outcome as a dict."""
+        """Train until the epochs, ``max_steps`` or the schedule's stop; the outcome as a
+        dict."""
 
         plan, schedule = self.plan, self.schedule
         t_start, seen, stopped, last = time.perf_counter(), 0, "epochs", None
@@ -166,7 +168,8 @@ class Trainer:
         while self.epoch < plan.epochs and not schedule.stop:
             for group in self.optimizer.param_groups:
                 group["lr"] = schedule.lr
-            self.bar = tqdm(total=len(plan.loader), initial=self.step_in_epoch, disable=not plan.show, leave=False,
+            self.bar = tqdm(total=len(plan.loader), initial=self.step_in_epoch,
+                            disable=not plan.show, leave=False,
                             desc=f"{plan.label} epoch {self.epoch + 1}/{plan.epochs}")
             t_epoch, seen_epoch = time.perf_counter(), 0
             batches = plan.loader.batches(self.epoch, start_step=self.step_in_epoch)
@@ -174,7 +177,8 @@ class Trainer:
                 if plan.max_steps is not None and self.step >= plan.max_steps:
                     break
                 # Under DDP the loader gives each process its share of the global batch.
-                x = x.to(plan.speed.device, non_blocking=True).contiguous(memory_format=memory_format)
+                x = (x.to(plan.speed.device, non_blocking=True)
+                     .contiguous(memory_format=memory_format))
                 self.train_step(x, y.to(plan.speed.device, non_blocking=True), step_fn)
                 seen_epoch += len(x) * plan.world_size
                 self.bar.update(1)
@@ -191,16 +195,19 @@ class Trainer:
             schedule.step(100.0 - top1)
             rate = seen_epoch / max(time.perf_counter() - t_epoch, 1e-9)
             if plan.rank == 0:
-                log(plan.run.metrics_path, dict(step=self.step, epoch=self.epoch + 1, top1_err=top1,
-                                                top5_err=top5, lr=schedule.lr, img_per_s=round(rate, 1)))
+                log(plan.run.metrics_path,
+                    dict(step=self.step, epoch=self.epoch + 1, top1_err=top1, top5_err=top5,
+                         lr=schedule.lr, img_per_s=round(rate, 1)))
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
             self.save()
         if schedule.stop:
             stopped = f"lr cut {MAX_LR_CUTS} times, then plateau"
-        top1, top5 = validate(self.net, plan.val_crops, plan.speed) if stopped == "max_steps" or last is None else last
+        top1, top5 = (validate(self.net, plan.val_crops, plan.speed)
+                      if stopped == "max_steps" or last is None else last)
         seconds = time.perf_counter() - t_start
-        return dict(epochs=self.epoch, steps=self.step, stopped=stopped, top1_err=top1, top5_err=top5,
-                    lr_cuts=schedule.cuts, seconds=round(seconds, 1), img_per_s=round(seen / max(seconds, 1e-9), 1))
+        return dict(epochs=self.epoch, steps=self.step, stopped=stopped, top1_err=top1,
+                    top5_err=top5, lr_cuts=schedule.cuts, seconds=round(seconds, 1),
+                    img_per_s=round(seen / max(seconds, 1e-9), 1))
 
 
 def check_resumable(run: Run, old: dict, new: dict) -> None:
