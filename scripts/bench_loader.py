@@ -77,9 +77,9 @@ def main() -> None:
     results = []
     for backend, scale, workers, batched in cases:
         start = time.perf_counter()
-        loader = data.TrainLoader(train, crop=profile.crop, scale=scale, batch_size=profile.batch_size,
-                                  preprocess=stats.preprocess(), stats=stats, seed=0, device=args.device,
-                                  backend=backend, workers=workers, progress=False, batched_crops=batched)
+        loader = data.TrainLoader(train, data.Augmentation(profile.crop, scale, stats.preprocess(), stats),
+                                  data.Batching(profile.batch_size, seed=0),
+                                  data.Engine(args.device, backend, workers, batched_crops=batched, progress=False))
         setup = time.perf_counter() - start
         row = dict(backend=backend, crops="one pass" if batched else "per image", scale=scale, workers=workers,
                    batch_size=profile.batch_size, crop=profile.crop, setup_seconds=round(setup, 2),
@@ -106,12 +106,12 @@ def main() -> None:
                   threads=torch.get_num_threads(), load_average=[round(v, 2) for v in os.getloadavg()],
                   results=results, provenance=provenance(args.device))
     if args.compare_batched:
-        record["note"] = ("'one pass' is vggrepro.data.device_batch (TrainLoader(batched_crops=True)), the path a GPU "
-                          "takes, here run on the CPU to compare with the per-image path that the CPU takes. It "
-                          "is expected to be slower on a CPU: each crop is two dense float32 matrix products over "
-                          "the image window it reads, where the CPU's uint8 resize kernel reads a few taps per "
-                          "pixel. On a GPU those products are milliseconds per batch and replace a resize and "
-                          "its Python per image; no GPU figure is recorded here.")
+        record["note"] = ("'one pass' is vggrepro.data.device_batch (TrainLoader, Engine(batched_crops=True)), the path"
+                          " a GPU takes, here run on the CPU to compare with the per-image path that the CPU takes. It "
+                          "is expected to be slower on a CPU: each crop is two dense float32 matrix products over the "
+                          "image window it reads, where the CPU's uint8 resize kernel reads a few taps per pixel. On a "
+                          "GPU those products are milliseconds per batch and replace a resize and its Python per image;"
+                          " no GPU figure is recorded here.")
     atomic_write_json(out, record)
     print(f"wrote {out}")
 

@@ -57,8 +57,9 @@ def step_rates(profile, steps: int) -> dict[str, float]:
     configs = sorted({e.config for e in grid.GRID.values()})
     rates = {}
     for config in configs:
-        row = bench.bench_one("train", config, size=profile.crop, batch=profile.batch_size, width=profile.width,
-                              crop=profile.crop, num_classes=profile.num_classes, steps=steps, warmup=3, peak=False)
+        case = bench.Case("train", config, size=profile.crop, batch=profile.batch_size, width=profile.width,
+                          crop=profile.crop, num_classes=profile.num_classes, steps=steps)
+        row = bench.bench_one(case, warmup=3, peak=False)
         rates[config] = row["img_per_s"]
         print(f"train step {config:6s} {row['img_per_s']:7.1f} img/s", flush=True)
     return rates

@@ -13,7 +13,7 @@ from vggrepro.experiments import budget, grid
 from vggrepro import models
 from vggrepro.core.profiles import get_profile
 
-TINY = dict(size=32, batch=2, width=1 / 16, crop=32, num_classes=4, steps=1, warmup=0)
+TINY = dict(size=32, batch=2, width=1 / 16, crop=32, num_classes=4, steps=1)
 
 
 @pytest.fixture(autouse=True)
@@ -43,8 +43,8 @@ def test_rows_record_tf32_and_autotuning_is_on_for_the_run_only(monkeypatch):
 
     monkeypatch.setattr(models, "build", build)
     torch.backends.cudnn.benchmark = False
-    fp32 = bench.bench_one("train", "A", **TINY)
-    tf32 = bench.bench_one("train", "A", tf32=True, **TINY)
+    fp32 = bench.bench_one(bench.Case("train", "A", **TINY), warmup=0)
+    tf32 = bench.bench_one(bench.Case("train", "A", tf32=True, **TINY), warmup=0)
     assert (fp32["precision"], fp32["tf32"], tf32["precision"]) == ("fp32", False, "tf32")
     assert seen == [(True, False), (True, True)]  # autotuning on, TF32 as asked ...
     assert not torch.backends.cudnn.benchmark  # ... and put back after
@@ -62,7 +62,7 @@ def test_backward_runs_outside_autocast(monkeypatch):
         return net
 
     monkeypatch.setattr(models, "build", build)
-    bench.bench_one("train", "A", bf16=True, **TINY)
+    bench.bench_one(bench.Case("train", "A", bf16=True, **TINY), warmup=0)
     assert during_backward == [False]
 
 

@@ -19,7 +19,7 @@ TINY = dict(num_classes=3, train_per_class=5, val_per_class=2, min_side=(40, 60)
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    return synth.generate(tmp_path_factory.mktemp("gen") / "set", seed=11, progress=False, **TINY)
+    return synth.generate(tmp_path_factory.mktemp("gen") / "set", synth.SynthSpec(seed=11, **TINY), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +187,9 @@ def _stats():
     return data.Stats((120.0, 110.0, 100.0), torch.tensor([0.05, 0.02, 0.01]), torch.eye(3))
 
 
-def _loader(ds, **kw):
-    args = dict(crop=32, scale=(36, 48), batch_size=4, preprocess=T.Preprocess((120.0, 110.0, 100.0)),
-                stats=_stats(), seed=3, progress=False)
-    args.update(kw)
-    return data.TrainLoader(ds, **args)
+def _loader(ds, scale=(36, 48), seed=3, drop_last=True, rank=0, world_size=1, **engine):
+    return data.TrainLoader(ds, data.Augmentation(32, scale, T.Preprocess((120.0, 110.0, 100.0)), _stats()),
+                            data.Batching(4, seed, drop_last, rank, world_size), data.Engine(progress=False, **engine))
 
 
 def test_loader_skips_a_corrupt_image_with_one_warning(flat):
@@ -265,7 +263,7 @@ def test_crop_flip_and_jitter_on_a_ramp(tmp_path):
         _write(tmp_path, f"r_{i}.png", ramp)
     ds = data.ILSVRC(tmp_path, "train")
     pre = T.Preprocess((0.0, 0.0, 0.0))
-    loader = data.TrainLoader(ds, crop=64, scale=64, batch_size=8, preprocess=pre, seed=0, progress=False)
+    loader = data.TrainLoader(ds, data.Augmentation(64, 64, pre), data.Batching(8, seed=0), data.Engine(progress=False))
     lefts, flips = set(), set()
     for step in range(1):
         for epoch in range(4):
@@ -282,7 +280,8 @@ def test_crop_flip_and_jitter_on_a_ramp(tmp_path):
     assert flips == {True, False} and len(lefts) > 5 and max(lefts) <= 32
     # jittered S in [64, 128]: the image grows by S/64, so the ramp's slope per pixel, 2*64/S, lies in
     # [1, 2] and varies from image to image
-    loader = data.TrainLoader(ds, crop=64, scale=(64, 128), batch_size=8, preprocess=pre, seed=0, progress=False)
+    loader = data.TrainLoader(ds, data.Augmentation(64, (64, 128), pre), data.Batching(8, seed=0),
+                              data.Engine(progress=False))
     slopes = []
     for epoch in range(3):
         x, _ = loader.batch(epoch, 0)
@@ -298,8 +297,8 @@ def test_colour_shift_moves_each_image_along_the_eigenvectors(tmp_path):
         _write(tmp_path, f"c_{i}.png", np.full((40, 40, 3), (100, 150, 200), np.uint8))
     ds = data.ILSVRC(tmp_path, "train")
     stats = data.Stats((100.0, 150.0, 200.0), torch.tensor([1.0, 0.0, 0.0]), torch.eye(3))
-    loader = data.TrainLoader(ds, crop=32, scale=40, batch_size=12, preprocess=T.Preprocess(stats.mean_rgb),
-                              stats=stats, seed=0, progress=False)
+    loader = data.TrainLoader(ds, data.Augmentation(32, 40, T.Preprocess(stats.mean_rgb), stats),
+                              data.Batching(12, seed=0), data.Engine(progress=False))
     x, _ = loader.batch(0, 0)
     # only the first eigenvector (red) has an eigenvalue: green and blue are exactly the mean
     assert (x[:, 1:] == 0).all()
@@ -332,7 +331,7 @@ def test_loader_rejects_bad_settings(generated):
     ds = data.ILSVRC(generated, "train")
     with pytest.raises(ValueError, match="smaller than the crop"):
         _loader(ds, scale=30)
-    with pytest.raises(ValueError, match="Smin > Smax"):
+    with pytest.raises(ValueError, match="Smin <= Smax"):
         _loader(ds, scale=(50, 40))
     with pytest.raises(ValueError, match="backend"):
         _loader(ds, backend="dali")

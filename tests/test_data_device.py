@@ -15,16 +15,14 @@ from vggrepro.data import transforms as T
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     """Images whose smaller side (30-90 px) lies either side of S: both shrinking and enlarging."""
-    return synth.generate(tmp_path_factory.mktemp("dev") / "set", seed=5, progress=False, num_classes=3,
-                          train_per_class=6, val_per_class=1, min_side=(30, 90))
+    spec = synth.SynthSpec(seed=5, num_classes=3, train_per_class=6, val_per_class=1, min_side=(30, 90))
+    return synth.generate(tmp_path_factory.mktemp("dev") / "set", spec, progress=False)
 
 
-def _loader(ds, **kw):
-    args = dict(crop=32, scale=(36, 72), batch_size=6, seed=1, progress=False,
-                preprocess=T.Preprocess((120.0, 110.0, 100.0)),
-                stats=data.Stats((120.0, 110.0, 100.0), torch.tensor([0.05, 0.02, 0.01]), torch.eye(3)))
-    args.update(kw)
-    return data.TrainLoader(ds, **args)
+def _loader(ds, scale=(36, 72), batch_size=6, **engine):
+    stats = data.Stats((120.0, 110.0, 100.0), torch.tensor([0.05, 0.02, 0.01]), torch.eye(3))
+    return data.TrainLoader(ds, data.Augmentation(32, scale, T.Preprocess((120.0, 110.0, 100.0)), stats),
+                            data.Batching(batch_size, seed=1), data.Engine(progress=False, **engine))
 
 
 def test_the_batched_path_is_the_default_off_the_cpu_only(mixed):
@@ -74,9 +72,9 @@ def test_the_crop_region_and_flip_match_on_gradients_of_mixed_sizes(tmp_path):
     ds = _gradients(tmp_path, [(48, 70), (90, 60), (40, 40), (120, 75), (57, 101), (64, 64), (44, 99), (80, 52)])
     pre = T.Preprocess((0.0, 0.0, 0.0))
     for scale in (48, (40, 96)):
-        a = data.TrainLoader(ds, crop=32, scale=scale, batch_size=8, preprocess=pre, seed=2, progress=False)
-        b = data.TrainLoader(ds, crop=32, scale=scale, batch_size=8, preprocess=pre, seed=2, progress=False,
-                             batched_crops=True)
+        args = (data.Augmentation(32, scale, pre), data.Batching(8, seed=2))
+        a = data.TrainLoader(ds, *args, data.Engine(progress=False))
+        b = data.TrainLoader(ds, *args, data.Engine(progress=False, batched_crops=True))
         for epoch in range(4):
             xa, _ = a.batch(epoch, 0)
             xb, _ = b.batch(epoch, 0)
@@ -92,9 +90,9 @@ def test_without_resampling_the_batched_crops_are_exact(tmp_path):
     ds = _gradients(tmp_path, [(64, 96)] * 4 + [(96, 64)] * 4)
     pre = T.Preprocess((0.0, 0.0, 0.0))
     for epoch in range(3):
-        args = dict(crop=64, scale=64, batch_size=8, preprocess=pre, seed=epoch, progress=False)
-        xa, _ = data.TrainLoader(ds, **args).batch(epoch, 0)
-        xb, _ = data.TrainLoader(ds, batched_crops=True, **args).batch(epoch, 0)
+        args = (data.Augmentation(64, 64, pre), data.Batching(8, seed=epoch))
+        xa, _ = data.TrainLoader(ds, *args, data.Engine(progress=False)).batch(epoch, 0)
+        xb, _ = data.TrainLoader(ds, *args, data.Engine(progress=False, batched_crops=True)).batch(epoch, 0)
         assert torch.equal(xa, xb)
 
 
@@ -103,9 +101,9 @@ def test_on_cuda_the_crops_are_the_cpus(tmp_path):
     # PNGs: the GPU decoder refuses them, so the images are decoded on the host as on the CPU, and
     # go to the GPU through pinned memory; the crops are made there in one pass
     ds = _gradients(tmp_path, [(48, 70), (90, 60), (40, 40), (120, 75), (57, 101), (64, 64), (44, 99), (80, 52)])
-    args = dict(crop=32, scale=(40, 96), batch_size=8, preprocess=T.Preprocess((0.0, 0.0, 0.0)), seed=2,
-                progress=False)
-    cpu, cuda = data.TrainLoader(ds, **args), data.TrainLoader(ds, device="cuda", **args)
+    args = (data.Augmentation(32, (40, 96), T.Preprocess((0.0, 0.0, 0.0))), data.Batching(8, seed=2))
+    cpu = data.TrainLoader(ds, *args, data.Engine(progress=False))
+    cuda = data.TrainLoader(ds, *args, data.Engine("cuda", progress=False))
     assert cuda.batched_crops
     for epoch in range(3):
         (xa, ya), (xb, yb) = cpu.batch(epoch, 0), cuda.batch(epoch, 0)

@@ -45,7 +45,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    return synth.generate(tmp_path_factory.mktemp("gen") / "set", seed=11, progress=False, workers=1, **TINY)
+    return synth.generate(tmp_path_factory.mktemp("gen") / "set", synth.SynthSpec(seed=11, **TINY), progress=False,
+                          workers=1)
 
 
 @pytest.fixture
@@ -85,7 +86,8 @@ def test_bench_refuses_zero_counts_and_writes_nothing(flag, tmp_path, monkeypatc
     assert cli.main(["bench", "eval", flag, "0", "--out", str(out)]) == 2
     assert not out.exists() and not (tmp_path / "results").exists()
     with pytest.raises(ValueError, match="steps=0"):
-        throughput.bench_one("train", "A", size=32, batch=2, width=1 / 16, crop=32, num_classes=4, steps=0)
+        throughput.bench_one(throughput.Case("train", "A", size=32, batch=2, width=1 / 16, crop=32, num_classes=4,
+                                             steps=0))
 
 
 # -- evaluation -------------------------------------------------------------------------------------
@@ -314,7 +316,7 @@ def test_torn_stats_json_is_measured_again(copy):
 def test_a_generation_that_loses_the_race_keeps_the_identical_set(generated, tmp_path, monkeypatch):
     out = tmp_path / "race" / "set"
     winner = shutil.copytree(generated, tmp_path / "winner")  # what the other process made
-    other = synth.generate(tmp_path / "other", seed=12, progress=False, workers=1, **TINY)
+    other = synth.generate(tmp_path / "other", synth.SynthSpec(seed=12, **TINY), progress=False, workers=1)
     real = os.replace
 
     def racing(src, dst):  # the other process renames its identical set into place first
@@ -323,14 +325,14 @@ def test_a_generation_that_loses_the_race_keeps_the_identical_set(generated, tmp
         return real(src, dst)
 
     monkeypatch.setattr(synth.os, "replace", racing)
-    assert synth.generate(out, seed=11, progress=False, workers=1, **TINY) == out
+    assert synth.generate(out, synth.SynthSpec(seed=11, **TINY), progress=False, workers=1) == out
     assert synth.verify(out)["digest"] == synth.read_manifest(generated)["digest"]
     assert [p.name for p in out.parent.iterdir()] == ["set"]  # the loser's folder is gone
     # a different set in its place is refused, and the loser's work is cleaned up
     shutil.rmtree(out)
     winner = other
     with pytest.raises(ValueError, match="another set"):
-        synth.generate(out, seed=11, progress=False, workers=1, **TINY)
+        synth.generate(out, synth.SynthSpec(seed=11, **TINY), progress=False, workers=1)
     assert [p.name for p in out.parent.iterdir()] == ["set"]
 
 
@@ -345,8 +347,8 @@ def test_stale_working_folders_are_removed(tmp_path):
         folder.mkdir()
         (folder / "x.JPEG").write_bytes(b"half")
     os.utime(old, (time.time() - 2 * 86400,) * 2)
-    synth.generate(tmp_path / "set", seed=11, progress=False, workers=1, num_classes=2, train_per_class=1,
-                   val_per_class=1, min_side=(40, 40))
+    spec = synth.SynthSpec(seed=11, num_classes=2, train_per_class=1, val_per_class=1, min_side=(40, 40))
+    synth.generate(tmp_path / "set", spec, progress=False, workers=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["set", live.name])
 
 

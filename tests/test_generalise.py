@@ -145,8 +145,9 @@ def test_novel_classes_are_new_pairs():
 
 def test_default_sets_keep_their_bytes(tmp_path):
     # the digest of this set before the generator learned new classes and several objects
-    root = synth.generate(tmp_path / "s", num_classes=10, train_per_class=6, val_per_class=3, min_side=(40, 72), seed=0,
-                          progress=False, workers=1, box_fraction=(0.5, 0.9), rotation=30.0, background_fade=0.3)
+    spec = synth.SynthSpec(num_classes=10, train_per_class=6, val_per_class=3, min_side=(40, 72), seed=0,
+                           box_fraction=(0.5, 0.9), rotation=30.0, background_fade=0.3)
+    root = synth.generate(tmp_path / "s", spec, progress=False, workers=1)
     manifest = synth.read_manifest(root)
     assert manifest["digest"] == "4e37430bd04fc70c72b85c140a4b9dee2b8472b0c73cdc943c9c0a8ae62e5637"
     assert "classes" not in manifest["params"] and "objects" not in manifest["params"]
@@ -154,8 +155,9 @@ def test_default_sets_keep_their_bytes(tmp_path):
 
 def test_multi_label_set(tmp_path):
     classes = synth.novel_classes(10, 4)
-    root = synth.generate(tmp_path / "voc", num_classes=4, classes=classes, objects=(2, 3), train_per_class=3,
-                          val_per_class=2, min_side=(40, 60), seed=5, progress=False, workers=1)
+    spec = synth.SynthSpec(num_classes=4, classes=classes, objects=(2, 3), train_per_class=3, val_per_class=2,
+                           min_side=(40, 60), seed=5)
+    root = synth.generate(tmp_path / "voc", spec, progress=False, workers=1)
     counts = set()
     for xml in (root / "Annotation").rglob("*.xml"):
         _, objects = read_voc_xml(xml)

@@ -17,7 +17,7 @@ TINY = dict(num_classes=3, train_per_class=4, val_per_class=2, min_side=(40, 60)
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return synth.generate(tmp_path_factory.mktemp("synth") / "set", seed=7, progress=False, **TINY)
+    return synth.generate(tmp_path_factory.mktemp("synth") / "set", synth.SynthSpec(seed=7, **TINY), progress=False)
 
 
 def _files(root):
@@ -26,12 +26,12 @@ def _files(root):
 
 def test_same_seed_same_bytes_whatever_the_order(tiny, tmp_path):
     # a second run, with two processes rendering in a different interleaving, gives the same bytes
-    again = synth.generate(tmp_path / "again", seed=7, progress=False, workers=2, **TINY)
+    again = synth.generate(tmp_path / "again", synth.SynthSpec(seed=7, **TINY), progress=False, workers=2)
     assert _files(again) == _files(tiny)
 
 
 def test_other_seed_other_images(tiny, tmp_path):
-    other = synth.generate(tmp_path / "other", seed=8, progress=False, **TINY)
+    other = synth.generate(tmp_path / "other", synth.SynthSpec(seed=8, **TINY), progress=False)
     a, b = _files(tiny), _files(other)
     assert a.keys() == b.keys()
     assert a["train/n00000001/n00000001_1.JPEG"] != b["train/n00000001/n00000001_1.JPEG"]
@@ -71,8 +71,8 @@ def test_val_csv_is_kaggle_format(tiny):
 
 
 def test_boxes_inside_images_and_sized_as_promised(tmp_path):
-    root = synth.generate(tmp_path / "boxes", num_classes=4, train_per_class=15, val_per_class=1,
-                          min_side=(60, 90), seed=3, progress=False)
+    spec = synth.SynthSpec(num_classes=4, train_per_class=15, val_per_class=1, min_side=(60, 90), seed=3)
+    root = synth.generate(tmp_path / "boxes", spec, progress=False)
     fractions = []
     for xml in sorted((root / "Annotation").rglob("*.xml")):
         size, objects = read_voc_xml(xml)
@@ -90,9 +90,9 @@ def test_boxes_inside_images_and_sized_as_promised(tmp_path):
 def test_difficulty_knobs_size_turn_and_fade(tmp_path):
     # a profile's synth_box_fraction bounds the box; rotation 0 keeps a square's box square-ish
     # (a turned square's box is up to 1.41x wider); the knobs are recorded in the manifest
-    root = synth.generate(tmp_path / "easy", num_classes=4, train_per_class=12, val_per_class=1,
-                          min_side=(60, 90), seed=3, progress=False, box_fraction=(0.5, 0.9), rotation=0.0,
-                          background_fade=0.5)
+    spec = synth.SynthSpec(num_classes=4, train_per_class=12, val_per_class=1, min_side=(60, 90), seed=3,
+                           box_fraction=(0.5, 0.9), rotation=0.0, background_fade=0.5)
+    root = synth.generate(tmp_path / "easy", spec, progress=False)
     fractions = []
     for xml in sorted((root / "Annotation").rglob("*.xml")):
         size, ((wnid, (xmin, ymin, xmax, ymax)),) = read_voc_xml(xml)
@@ -104,8 +104,9 @@ def test_difficulty_knobs_size_turn_and_fade(tmp_path):
     plain, _ = synth.render(classes[0], (60, 60), synth.image_rng(0, "train", 0, 0), classes)
     faded, _ = synth.render(classes[0], (60, 60), synth.image_rng(0, "train", 0, 0), classes, background_fade=0.9)
     assert np.abs(faded.astype(int) - 128).mean() < np.abs(plain.astype(int) - 128).mean()
+    bad = synth.SynthSpec(num_classes=2, train_per_class=1, val_per_class=1, box_fraction=(0.9, 0.5))
     with pytest.raises(ValueError, match="box_fraction"):
-        synth.generate(tmp_path / "bad", num_classes=2, train_per_class=1, val_per_class=1, box_fraction=(0.9, 0.5))
+        synth.generate(tmp_path / "bad", bad)
 
 
 def test_box_is_where_the_object_is(monkeypatch):
@@ -158,7 +159,7 @@ def test_verify_names_a_changed_file(tiny, tmp_path):
 
 def test_generate_refuses_existing_folder(tiny):
     with pytest.raises(ValueError, match="already exists"):
-        synth.generate(tiny, seed=7, progress=False, **TINY)
+        synth.generate(tiny, synth.SynthSpec(seed=7, **TINY), progress=False)
 
 
 def test_ensure_generates_then_verifies(tmp_path):

@@ -115,9 +115,9 @@ def run_step(name: str, fn, device: str, cap: int) -> dict:
 
 
 def model_variant(size: Size, device: str, variant: str) -> dict:
-    return bench.bench_one("train", size.config, size=size.crop, batch=size.batch, width=size.width, crop=size.crop,
-                           num_classes=1000, device=device, steps=size.steps, peak=device.startswith("cuda"),
-                           **VARIANTS[variant])
+    case = bench.Case("train", size.config, size=size.crop, batch=size.batch, width=size.width, crop=size.crop,
+                      num_classes=1000, device=device, steps=size.steps, **VARIANTS[variant])
+    return bench.bench_one(case, peak=device.startswith("cuda"))
 
 
 def toy_profile(size: Size, device: str, root: Path):

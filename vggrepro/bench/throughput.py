@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -59,46 +60,49 @@ def peak_tflops(device: str, precision: str) -> tuple[float, str]:
     return measured_matmul_tflops(device, dtype), f"measured {2048}x{2048} matmul on this device"
 
 
-def bench_one(
-    mode: str,
-    config: str,
-    *,
-    size: int,
-    batch: int,
-    width: float = 1.0,
-    crop: int = 224,
-    num_classes: int = 1000,
-    channels_last: bool = True,
-    bf16: bool = False,
-    tf32: bool = False,
-    compile: bool = False,
-    device: str = "cpu",
-    steps: int = 10,
-    warmup: int = 3,
-    peak: bool = True,
-) -> dict:
-    """img/s and achieved TFLOP/s of ``mode`` ("train": SGD steps at the crop; "eval": dense
-    forward passes on size x size images) for one setting.
+@dataclass(frozen=True)
+class Case:
+    """One benchmark setting: the mode, the net and its input, the speed-ups, the device, the steps timed."""
 
-    TF32 is set explicitly (``tf32``; off by default, so that an fp32 row is fp32) and cuDNN
+    mode: str  # "train": SGD steps at the crop; "eval": dense forward passes on size x size images
+    config: str
+    size: int
+    batch: int
+    width: float = 1.0
+    crop: int = 224
+    num_classes: int = 1000
+    channels_last: bool = True
+    bf16: bool = False
+    tf32: bool = False  # off by default, so that an fp32 row is fp32
+    compile: bool = False
+    device: str = "cpu"
+    steps: int = 10
+
+
+def bench_one(case: Case, *, warmup: int = 3, peak: bool = True) -> dict:
+    """img/s and achieved TFLOP/s of ``case.mode`` ("train": SGD steps at the crop; "eval": dense
+    forward passes on size x size images) for one setting, after ``warmup`` untimed steps.
+
+    TF32 is set explicitly (``case.tf32``; off by default, so that an fp32 row is fp32) and cuDNN
     autotuning is on for the run (one shape throughout); both are put back afterwards. Under
     ``bf16`` only the forward pass and the loss run in autocast, the backward pass outside it.
     ``peak=False`` leaves out the peak and MFU (on a CPU the peak is a matmul measured on the spot:
     slow in bf16)."""
-    with backend_flags(benchmark=True, tf32=tf32):
-        row = _bench(mode, config, size=size, batch=batch, width=width, crop=crop, num_classes=num_classes,
-                     channels_last=channels_last, bf16=bf16, compile=compile, device=device, steps=steps,
-                     warmup=warmup)
-    precision = "bf16" if bf16 else ("tf32" if tf32 else "fp32")
-    row = dict(row, tf32=tf32, precision=precision)
+    with backend_flags(benchmark=True, tf32=case.tf32):
+        row = _bench(case, warmup)
+    precision = "bf16" if case.bf16 else ("tf32" if case.tf32 else "fp32")
+    row = dict(row, tf32=case.tf32, precision=precision)
     if not peak:
         return row
-    tflops, source = peak_tflops(device, precision)
+    tflops, source = peak_tflops(case.device, precision)
     return dict(row, peak_tflops=round(tflops, 2), peak_source=source, mfu=round(row["tflops"] / tflops, 4))
 
 
-def _bench(mode, config, *, size, batch, width, crop, num_classes, channels_last, bf16, compile, device, steps,
-           warmup) -> dict:
+def _bench(case: Case, warmup: int) -> dict:
+    # plain names, as the measurement reads them (TF32 is bench_one's, set around this call)
+    mode, config, size, batch, width, crop = case.mode, case.config, case.size, case.batch, case.width, case.crop
+    num_classes, channels_last, bf16, compile = case.num_classes, case.channels_last, case.bf16, case.compile
+    device, steps = case.device, case.steps
     if steps < 1 or batch < 1 or warmup < 0:
         raise ValueError(f"steps={steps}, batch={batch}, warmup={warmup}: need steps >= 1, batch >= 1, warmup >= 0")
     net = models.build(config, width=width, num_classes=num_classes, crop=crop).to(device)
@@ -151,13 +155,35 @@ def _bench(mode, config, *, size, batch, width, crop, num_classes, channels_last
                 tflops=round(achieved, 3), peak_memory_bytes=peak_memory)
 
 
-def run_grid(mode: str, configs, sizes, batch: int, *, width: float, crop: int, device: str,
-             variants, steps: int, num_classes: int) -> list[dict]:
+@dataclass(frozen=True)
+class Grid:
+    """A benchmark grid: every config x size x variant of one mode, the rest of the case fixed."""
+
+    mode: str
+    configs: list[str]
+    sizes: list[int]
+    batch: int
+    width: float
+    crop: int
+    device: str
+    variants: list[tuple[bool, bool, bool, bool]]  # (channels_last, bf16, compile, tf32)
+    steps: int
+    num_classes: int
+
+    def cases(self):
+        """The grid's cases, configs outermost, variants innermost."""
+        for config, size, (cl, bf16, comp, tf32) in itertools.product(self.configs, self.sizes, self.variants):
+            yield Case(self.mode, config, size=size, batch=self.batch, width=self.width, crop=self.crop,
+                       num_classes=self.num_classes, channels_last=cl, bf16=bf16, tf32=tf32, compile=comp,
+                       device=self.device, steps=self.steps)
+
+
+def run_grid(grid: Grid) -> list[dict]:
     rows = []
-    for config, size, (cl, bf16, comp, tf32) in itertools.product(configs, sizes, variants):
-        row = bench_one(mode, config, size=size, batch=batch, width=width, crop=crop, num_classes=num_classes,
-                        channels_last=cl, bf16=bf16, tf32=tf32, compile=comp, device=device, steps=steps)
-        print(f"{mode} {config} {row['size']}px width={width:g} batch={batch} channels_last={cl} {row['precision']} "
-              f"compile={comp}: {row['img_per_s']:,.1f} img/s, {row['tflops']:.2f} TFLOP/s, MFU {row['mfu']:.1%}")
+    for case in grid.cases():
+        row = bench_one(case)
+        print(f"{case.mode} {case.config} {row['size']}px width={case.width:g} batch={case.batch} "
+              f"channels_last={case.channels_last} {row['precision']} compile={case.compile}: "
+              f"{row['img_per_s']:,.1f} img/s, {row['tflops']:.2f} TFLOP/s, MFU {row['mfu']:.1%}")
         rows.append(row)
     return rows

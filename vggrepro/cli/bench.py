@@ -8,7 +8,7 @@ import torch
 
 from .. import models
 from ..bench import gpu_check
-from ..bench.throughput import run_grid
+from ..bench.throughput import Grid, run_grid
 from ..core.files import atomic_write_json
 from ..core.project import project_root
 from ..core.runs import provenance
@@ -59,8 +59,8 @@ def run_from_args(args) -> int:
     configs = args.configs.split(",")
     for c in configs:
         models.config_layers(c)
-    rows = run_grid(args.mode, configs, sizes, args.batch, width=args.width, crop=args.crop, device=device,
-                    variants=_variants(args.variants), steps=args.steps, num_classes=args.num_classes)
+    rows = run_grid(Grid(args.mode, configs, sizes, args.batch, width=args.width, crop=args.crop, device=device,
+                         variants=_variants(args.variants), steps=args.steps, num_classes=args.num_classes))
     atomic_write_json(out, {"mode": args.mode, "rows": rows, "provenance": provenance(device)})
     print(f"wrote {out}")
     return 0

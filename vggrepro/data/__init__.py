@@ -32,15 +32,26 @@ from .ilsvrc import (
     read_voc_xml,
 )
 from .images import CACHE_LIMIT, CorruptImage, EvalImages, decode_all, decode_image, files_identity, image_at
-from .loader import BatchDraws, TrainLoader, View, crop_view_pil, derive_seed, finish_batch, generator
+from .loader import (
+    Augmentation,
+    BatchDraws,
+    Batching,
+    Engine,
+    TrainLoader,
+    View,
+    crop_view_pil,
+    derive_seed,
+    finish_batch,
+    generator,
+)
 from .training_stats import Stats, dataset_stats, pixel_stats, symmetric_eigen
 
 __all__ = [
-    "CACHE_LIMIT", "ILSVRC", "IMAGENET_CLASSES", "IMAGENET_COUNTS", "IMAGE_SUFFIXES", "LAYOUTS", "BatchDraws",
-    "CorruptImage", "EvalImages", "Sample", "Stats", "TrainLoader", "View", "check_box", "check_imagenet_counts",
-    "crop_view_pil", "data_identity", "dataset_stats", "decode_all", "decode_image", "derive_seed",
-    "ensure_synthetic", "files_identity", "finish_batch", "generator", "image_at", "pixel_stats", "read_loc_csv",
-    "read_synset_mapping", "read_voc_xml", "symmetric_eigen",
+    "CACHE_LIMIT", "ILSVRC", "IMAGENET_CLASSES", "IMAGENET_COUNTS", "IMAGE_SUFFIXES", "LAYOUTS", "Augmentation",
+    "BatchDraws", "Batching", "CorruptImage", "Engine", "EvalImages", "Sample", "Stats", "TrainLoader", "View",
+    "check_box", "check_imagenet_counts", "crop_view_pil", "data_identity", "dataset_stats", "decode_all",
+    "decode_image", "derive_seed", "ensure_synthetic", "files_identity", "finish_batch", "generator", "image_at",
+    "pixel_stats", "read_loc_csv", "read_synset_mapping", "read_voc_xml", "symmetric_eigen",
 ]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core.scales import TrainScale
 from . import transforms as T
 from .device_batch import crop_batch, to_device
 from .ilsvrc import ILSVRC
@@ -116,66 +117,99 @@ def finish_batch(crops: torch.Tensor, alphas: torch.Tensor, preprocess: Preproce
     return x.flip(1) if preprocess.order == "BGR" else x
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """What section 3.1 does to each training image: rescale to S, crop, flip, colour shift, preprocess."""
+
+    crop: int
+    scale: TrainScale  # S fixed, or drawn per image uniform in [Smin, Smax] (a number or a pair is parsed)
+    preprocess: Preprocess  # mean subtraction, last
+    stats: Stats | None = None  # the colour PCA; None: no colour shift
+    colour_std: float = 0.1  # the colour shift's alpha ~ N(0, colour_std^2)
+
+    def __post_init__(self):
+        object.__setattr__(self, "scale", TrainScale.parse(self.scale))  # checked there: 0 < Smin <= Smax
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Which images make batch ``step`` of an epoch, and this process's share of it under DDP."""
+
+    batch_size: int  # the global batch: every rank's images together
+    seed: int = 0  # with (epoch, step), all a batch depends on
+    drop_last: bool = True
+    rank: int = 0
+    world_size: int = 1
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where and how the batches are made; apart from resampling rounding, not which pixels they hold."""
+
+    device: str | torch.device = "cpu"
+    backend: str = "tensor"  # "tensor": decoded into memory, cropped with torch; "pil": DataLoader workers
+    workers: int = 0  # DataLoader processes of the "pil" backend
+    batched_crops: bool | None = None  # None: on any device but the CPU (whose per-image bits CI checks)
+    progress: bool = True  # a bar while the "tensor" backend decodes the set
+
+
 class TrainLoader:
     """Training batches with the paper's augmentation (section 3.1).
 
-    Each image is rescaled isotropically so that its smaller side is S (``scale`` an int: fixed S; a
-    pair: S drawn per image, uniform in [Smin, Smax]), a random ``crop`` x ``crop`` window is cut
-    out, flipped at random, colour-shifted (when ``stats`` is given) and mean-subtracted by
-    ``preprocess``.
+    ``augmentation`` (:class:`Augmentation`): each image is rescaled isotropically so that its
+    smaller side is S (``scale`` an int: fixed S; a pair: S drawn per image, uniform in [Smin,
+    Smax]), a random ``crop`` x ``crop`` window is cut out, flipped at random, colour-shifted (when
+    ``stats`` is given) and mean-subtracted by ``preprocess``.
 
-    ``backend="tensor"`` decodes every image once into memory and crops with torch (the synthetic
-    sets); on CUDA with torchvision it keeps the JPEG bytes and decodes each batch on the GPU.
-    ``backend="pil"`` decodes and crops with PIL in ``workers`` DataLoader processes (ImageNet).
-    Both give the same batches within resampling tolerance. ``batched_crops`` (default: on any
-    device but the CPU) makes a tensor batch's crops in one pass on the device
+    ``engine`` (:class:`Engine`): ``backend="tensor"`` decodes every image once into memory and crops
+    with torch (the synthetic sets); on CUDA with torchvision it keeps the JPEG bytes and decodes each
+    batch on the GPU. ``backend="pil"`` decodes and crops with PIL in ``workers`` DataLoader processes
+    (ImageNet). Both give the same batches within resampling tolerance. ``batched_crops`` (default: on
+    any device but the CPU) makes a tensor batch's crops in one pass on the device
     (:mod:`vggrepro.data.device_batch`) instead of one resize per image; the CPU keeps the per-image
     path, whose bits the stored book and CI check.
 
-    ``len(loader)`` is the number of batches per epoch; ``loader.batches(epoch, start_step)`` yields
-    ``(x, y)``: x float32 (N, 3, crop, crop) (channels-last memory), y int64 (N,). A batch depends only
-    on (seed, epoch, step). Under DDP pass ``rank``/``world_size``: each process gets its share of
-    every global batch of ``batch_size`` images. Images that do not decode are skipped with one
-    warning and listed in ``loader.skipped``; a batch that held one is one image shorter.
+    ``batching`` (:class:`Batching`): ``len(loader)`` is the number of batches per epoch;
+    ``loader.batches(epoch, start_step)`` yields ``(x, y)``: x float32 (N, 3, crop, crop) (channels-last
+    memory), y int64 (N,). A batch depends only on (seed, epoch, step). Under DDP give ``rank``/
+    ``world_size``: each process gets its share of every global batch of ``batch_size`` images. Images
+    that do not decode are skipped with one warning and listed in ``loader.skipped``; a batch that held
+    one is one image shorter.
     """
 
     JPEG_CACHE_LIMIT = 200_000  # GPU path: files kept in memory up to this many, read per batch beyond
 
-    def __init__(self, dataset: ILSVRC, *, crop: int, scale: int | tuple[int, int], batch_size: int,
-                 preprocess: Preprocess, stats: Stats | None = None, seed: int = 0, device: str = "cpu",
-                 backend: str = "tensor", workers: int = 0, drop_last: bool = True, rank: int = 0,
-                 world_size: int = 1, colour_std: float = 0.1, progress: bool = True,
-                 batched_crops: bool | None = None):
-        if backend not in ("tensor", "pil"):
-            raise ValueError(f"backend={backend!r}: use 'tensor' (in memory) or 'pil' (DataLoader workers)")
-        smin = scale if isinstance(scale, int) else scale[0]
-        if not isinstance(scale, int):
-            scale = (int(scale[0]), int(scale[1]))
-            if scale[0] > scale[1]:
-                raise ValueError(f"scale={scale}: Smin > Smax")
-        if smin < crop:
-            raise ValueError(f"scale S={scale} is smaller than the crop {crop}: S must be >= crop")
-        if batch_size < world_size or not 0 <= rank < world_size:
-            raise ValueError(f"batch_size={batch_size}, rank={rank}, world_size={world_size}: need 0 <= rank < "
+    def __init__(self, dataset: ILSVRC, augmentation: Augmentation, batching: Batching,
+                 engine: Engine = Engine()):
+        if engine.backend not in ("tensor", "pil"):
+            raise ValueError(f"backend={engine.backend!r}: use 'tensor' (in memory) or 'pil' (DataLoader workers)")
+        a, b = augmentation, batching
+        crop, scale = a.crop, a.scale.S()  # the draws take S as a number, or (Smin, Smax) when jittered
+        if a.scale.lo < crop:
+            raise ValueError(f"scale S={a.scale} is smaller than the crop {crop}: S must be >= crop")
+        if b.batch_size < b.world_size or not 0 <= b.rank < b.world_size:
+            raise ValueError(f"batch_size={b.batch_size}, rank={b.rank}, world_size={b.world_size}: need 0 <= rank < "
                              "world_size <= batch_size")
-        self.dataset, self.crop, self.scale, self.batch_size = dataset, crop, scale, batch_size
-        self.preprocess, self.stats, self.seed = preprocess, stats, seed
-        self.device, self.backend, self.workers, self.drop_last = torch.device(device), backend, workers, drop_last
-        self.rank, self.world_size, self.colour_std, self.progress = rank, world_size, colour_std, progress
-        self.batched_crops = self.device.type != "cpu" if batched_crops is None else batched_crops
+        # kept flat on the loader: the batch code (and _PilBatches in the workers) reads them
+        self.dataset, self.crop, self.scale, self.batch_size = dataset, crop, scale, b.batch_size
+        self.preprocess, self.stats, self.colour_std = a.preprocess, a.stats, a.colour_std
+        self.seed, self.drop_last, self.rank, self.world_size = b.seed, b.drop_last, b.rank, b.world_size
+        self.device, self.backend, self.workers = torch.device(engine.device), engine.backend, engine.workers
+        self.progress = engine.progress
+        self.batched_crops = self.device.type != "cpu" if engine.batched_crops is None else engine.batched_crops
         self.skipped: list[Path] = []
         self._warned = False
         self._images: dict[int, torch.Tensor] | None = None
         self._jpegs: dict[int, bytes] | None = None
         self._at_S: dict[int, torch.Tensor] = {}  # fixed S: the rescaled images, made once
         self.indices = list(range(len(dataset.samples)))  # the samples that take part
-        if backend == "tensor":
+        if self.backend == "tensor":
             tv = gpu_jpeg_decoder() if self.device.type == "cuda" else None
             if tv is not None:  # keep the files' bytes in memory when the set is small enough
                 small = len(dataset.samples) <= self.JPEG_CACHE_LIMIT
                 self._jpegs = {i: s.path.read_bytes() for i, s in enumerate(dataset.samples)} if small else {}
             else:
-                self._images, bad = decode_all(dataset, progress)
+                self._images, bad = decode_all(dataset, self.progress)
                 self._skip(bad)
                 self.indices = sorted(self._images)
 

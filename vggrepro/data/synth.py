@@ -35,6 +35,7 @@ import shutil
 import socket
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -105,26 +106,43 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def generate(out: str | Path, *, num_classes: int, train_per_class: int, val_per_class: int,
-             min_side: tuple[int, int] = (80, 150), seed: int = 0, progress: bool = True,
-             workers: int | None = None, box_fraction: tuple[float, float] = BOX_FRACTION,
-             rotation: float = ROTATION, background_fade: float = BACKGROUND_FADE,
-             classes: list[SynthClass] | None = None, objects: tuple[int, int] = (1, 1)) -> Path:
-    """Write a synthetic set to ``out`` (which must not exist yet) and return ``out``.
+@dataclass(frozen=True)
+class SynthSpec:
+    """Everything a generated set's bytes are a function of: its counts, seed, image style and classes."""
 
-    ``classes`` (default ``class_list(num_classes)``, and then ``num_classes`` must equal their
+    num_classes: int
+    train_per_class: int
+    val_per_class: int
+    min_side: tuple[int, int] = (80, 150)  # the images' smaller side, drawn in [lo, hi] pixels
+    seed: int = 0
+    # the three difficulty knobs a profile may set (synth_images explains them)
+    box_fraction: tuple[float, float] = BOX_FRACTION
+    rotation: float = ROTATION
+    background_fade: float = BACKGROUND_FADE
+    classes: list[SynthClass] | None = None  # None: class_list(num_classes)
+    objects: tuple[int, int] = (1, 1)  # (at least, at most) objects per image
+
+
+def generate(out: str | Path, spec: SynthSpec, *, progress: bool = True, workers: int | None = None) -> Path:
+    """Write the synthetic set ``spec`` describes to ``out`` (which must not exist yet) and return ``out``.
+
+    Its ``classes`` (default ``class_list(num_classes)``, and then ``num_classes`` must equal their
     number) sets the classes, e.g. :func:`novel_classes`; ``objects`` = (at least, at most) objects
     per image makes a multi-label set (:func:`render_multi`): each image of class folder ``k`` holds
     an object of class ``k`` and others, all in its annotation (and its row of the val CSV).
 
     ``workers`` processes render images in parallel (default: one per CPU core); the bytes do not
-    depend on it.
+    depend on it, nor on ``progress`` (a bar), so neither is part of the spec.
 
     The files are written into a temporary folder beside ``out`` and moved into place at the end, so
     an interrupted run leaves no half-made set; folders that killed runs left are removed first
     (:func:`remove_stale_tmp`). When another process generated the same set meanwhile (two
     trainings starting on a fresh machine), its set is kept once it matches this one's manifest.
     """
+    # the settings as plain names: the checks, the jobs and the manifest below read them
+    num_classes, train_per_class, val_per_class = spec.num_classes, spec.train_per_class, spec.val_per_class
+    seed, min_side, classes, objects = spec.seed, spec.min_side, spec.classes, spec.objects
+    box_fraction, rotation, background_fade = spec.box_fraction, spec.rotation, spec.background_fade
     out = Path(out)
     if out.exists():
         raise SetExists(f"{out} already exists; delete it or choose another --out to generate a new set")
@@ -310,7 +328,7 @@ def generate_for_profile(profile, out: str | Path | None = None, seed: int | Non
     params = profile_params(profile)
     if seed is not None:
         params["seed"] = seed
-    return generate(Path(out) if out is not None else profile.data_path, progress=progress, **params)
+    return generate(Path(out) if out is not None else profile.data_path, SynthSpec(**params), progress=progress)
 
 
 def ensure(profile, out: str | Path | None = None, seed: int | None = None, progress: bool = True,
@@ -329,7 +347,7 @@ def ensure(profile, out: str | Path | None = None, seed: int | None = None, prog
     if not (root / "manifest.json").is_file():
         t = time.perf_counter()
         try:
-            generate(root, progress=progress, **want)
+            generate(root, SynthSpec(**want), progress=progress)
             n = want["num_classes"] * (want["train_per_class"] + want["val_per_class"])
             log(f"generated synthetic set {root}: {n} images in {time.perf_counter() - t:.1f} s (seed {want['seed']})")
             return root

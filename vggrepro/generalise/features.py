@@ -82,7 +82,7 @@ def ensure_sets(profile, root: str | Path | None = None, log=print) -> dict[str,
 
 def _ensure(root: Path, params: dict, log) -> Path:
     if not (root / "manifest.json").is_file():
-        synth.generate(root, progress=False, **params)
+        synth.generate(root, synth.SynthSpec(**params), progress=False)
         log(f"generated {root.name}")
         return root
     have = synth.verify(root)["params"]

@@ -32,7 +32,7 @@ from ..data.ilsvrc import data_fingerprint
 from ..data.synth import FORMAT
 from . import checkpoints, distributed
 from .loop import MAX_LR_CUTS, MOMENTUM, WEIGHT_DECAY, Plan, PlateauSchedule, Trainer, loss_fn, trim_metrics
-from .validation import CentreCrops
+from .validation import CentreCrops, CentreView
 
 __all__ = ["MAX_LR_CUTS", "MOMENTUM", "WEIGHT_DECAY", "PlateauSchedule", "Settings", "loss_fn", "train"]
 INITS = ("gaussian", "glorot", "from-a", "checkpoint")
@@ -287,17 +287,17 @@ def _train(job: Job) -> dict:
                          f"num_classes={profile.num_classes}: pass --set num_classes={len(train_set.classes)}")
     stats = data.dataset_stats(root, progress=job.show)
     preprocess = stats.preprocess()
-    loader = data.TrainLoader(train_set, crop=profile.crop, scale=settings.scale.S(), batch_size=profile.batch_size,
-                              preprocess=preprocess, stats=stats, seed=used["seed"], device=device,
-                              backend="tensor" if profile.data_kind == "synthetic" else "pil",
-                              workers=used["workers"], rank=rank, world_size=world_size, progress=job.show,
-                              batched_crops=job.speed.batched_crops)
+    loader = data.TrainLoader(train_set, data.Augmentation(profile.crop, settings.scale, preprocess, stats),
+                              data.Batching(profile.batch_size, used["seed"], rank=rank, world_size=world_size),
+                              data.Engine(device, backend="tensor" if profile.data_kind == "synthetic" else "pil",
+                                          workers=used["workers"], progress=job.show,
+                                          batched_crops=job.speed.batched_crops))
     if len(loader) == 0:  # nothing would be trained, and the untrained net cached as finished
         raise ValueError(f"{train_set.split_dir} has {len(loader.indices)} usable images, fewer than one batch of "
                          f"{profile.batch_size}: lower --batch-size or add images")
     memory_format = torch.channels_last
-    val_crops = CentreCrops(val_set, profile.crop, settings.scale.Q(multi=False)[0], preprocess, device, memory_format,
-                            rank=rank, world_size=world_size)
+    val_crops = CentreCrops(val_set, CentreView(profile.crop, settings.scale.Q(multi=False)[0], preprocess), device,
+                            memory_format, rank=rank, world_size=world_size)
 
     # Seeded here, after the data: generating or measuring a data set must not move the init.
     torch.manual_seed(used["seed"])

@@ -8,6 +8,7 @@ one-image difference would otherwise split the schedule, and the ranks would han
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -37,15 +38,24 @@ def validate(net: nn.Module, batches, speed: Speed | None = None) -> tuple[float
     return 100.0 * (1 - top1 / n), 100.0 * (1 - top5 / n)
 
 
+@dataclass(frozen=True)
+class CentreView:
+    """What validation shows the net of an image: rescaled to Q, its centre crop x crop, preprocessed."""
+
+    crop: int
+    Q: int  # the smaller side before cropping (the test scale of the training scale S)
+    preprocess: transforms.Preprocess
+
+
 class CentreCrops:
     """This process's share of the validation images as centre crops at one scale Q, in batches;
     kept in memory when the set is small (re-read each epoch otherwise, as ImageNet's 50,000)."""
 
     IN_MEMORY = 20_000
 
-    def __init__(self, val, crop: int, Q: int, preprocess, device, memory_format, batch: int = 256,
-                 rank: int = 0, world_size: int = 1):
-        self.val, self.crop, self.Q, self.preprocess = val, crop, Q, preprocess
+    def __init__(self, val, view: CentreView, device, memory_format, batch: int = 256, rank: int = 0,
+                 world_size: int = 1):
+        self.val, self.crop, self.Q, self.preprocess = val, view.crop, view.Q, view.preprocess
         self.device, self.memory_format, self.batch = device, memory_format, batch
         self.rank, self.world_size = rank, world_size
         self.cached = list(self._make()) if len(val.samples) <= self.IN_MEMORY else None
