@@ -34,23 +34,27 @@ width = None
 # %% tags=["hide-input"]
 import logging
 
-logging.getLogger("matplotlib").setLevel(logging.ERROR)  # no font-cache notice on a fresh machine
+logging.getLogger("matplotlib").setLevel(
+    logging.ERROR
+)  # no font-cache notice on a fresh machine
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from torch import nn
 
-from vggrepro.experiments import claims, figures, paper
 from vggrepro import models
 from vggrepro.core import runs
 from vggrepro.core.files import atomic_write_json
-from vggrepro.models import CONFIGS, build, count_params, to_dense
 from vggrepro.core.profiles import get_profile
+from vggrepro.experiments import claims, figures, paper
+from vggrepro.models import CONFIGS, build, count_params, to_dense
 
 prof = get_profile(profile) if width is None else get_profile(profile, width=width)
 pd.set_option("display.max_colwidth", None)
-print(f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_classes} classes")
+print(
+    f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_classes} classes"
+)
 
 # %% [markdown]
 # ## The common design (section 2.1)
@@ -67,7 +71,16 @@ print(f"profile {prof.name}: width {prof.width:g}, crop {prof.crop}, {prof.num_c
 # %% tags=["hide-input"]
 common = paper.table("table1_common")
 pd.DataFrame({"the paper says": common}).loc[
-    ["input", "preprocessing", "conv_kernel", "conv_padding", "maxpool", "widths", "fc_head", "lrn"]
+    [
+        "input",
+        "preprocessing",
+        "conv_kernel",
+        "conv_padding",
+        "maxpool",
+        "widths",
+        "fc_head",
+        "lrn",
+    ]
 ]
 
 # %% [markdown]
@@ -93,6 +106,7 @@ plt.show()
 # %% [markdown]
 # The same as a table (the rows below "input" list each net's layers, read downwards):
 
+
 # %% tags=["hide-input"]
 def table1(configs: dict) -> pd.DataFrame:
     """Table 1 from the configurations: one column per net, one row per layer slot."""
@@ -102,10 +116,16 @@ def table1(configs: dict) -> pd.DataFrame:
         depth = max(len(blocks[b]) for blocks in configs.values())
         for i in range(depth):
             rows[f"block {b + 1}, layer {i + 1}"] = {
-                c: blocks[b][i] if i < len(blocks[b]) else "" for c, blocks in configs.items()
+                c: blocks[b][i] if i < len(blocks[b]) else ""
+                for c, blocks in configs.items()
             }
         rows[f"pool {b + 1}"] = {c: "maxpool" for c in configs}
-    head = [("fc6", "FC-4096"), ("fc7", "FC-4096"), ("fc8", "FC-1000"), ("output", "soft-max")]
+    head = [
+        ("fc6", "FC-4096"),
+        ("fc7", "FC-4096"),
+        ("fc8", "FC-1000"),
+        ("output", "soft-max"),
+    ]
     for name, layer in head:
         rows[name] = {c: layer for c in configs}
     return pd.DataFrame(rows).T
@@ -162,20 +182,31 @@ table2_rows = [
     {
         "config": c,
         "params_width1": count_params(paper_nets[c]),
-        "paper_millions": paper.find("table2_params_millions", configs=c)["params_millions"],
+        "paper_millions": paper.find("table2_params_millions", configs=c)[
+            "params_millions"
+        ],
         "params_this_run": count_params(this_run[c]),
     }
     for c in CONFIGS
 ]
 atomic_write_json(
     runs.runs_root() / prof.name / "book_outputs" / "01_table2.json",
-    {"profile": prof.name, "width": prof.width, "crop": prof.crop, "num_classes": prof.num_classes,
-     "rows": table2_rows},
+    {
+        "profile": prof.name,
+        "width": prof.width,
+        "crop": prof.crop,
+        "num_classes": prof.num_classes,
+        "rows": table2_rows,
+    },
 )
 table2 = pd.DataFrame(table2_rows).set_index("config")
 table2["width 1, in millions"] = (table2["params_width1"] / 1e6).round(1)
-table2.columns = ["weights at width 1", "paper (millions)", f"this run (width {prof.width:g})",
-                  "width 1, in millions"]
+table2.columns = [
+    "weights at width 1",
+    "paper (millions)",
+    f"this run (width {prof.width:g})",
+    "width 1, in millions",
+]
 table2
 
 # %% [markdown]
@@ -187,9 +218,13 @@ fc = {c: models.fc_params(paper_nets[c]) for c in CONFIGS}
 fc_share = {c: fc[c] / count_params(paper_nets[c]) for c in CONFIGS}
 pd.DataFrame(
     {
-        "conv layers (M)": [round(count_params(paper_nets[c].features) / 1e6, 1) for c in CONFIGS],
+        "conv layers (M)": [
+            round(count_params(paper_nets[c].features) / 1e6, 1) for c in CONFIGS
+        ],
         "fc6-fc8 (M)": [round(fc[c] / 1e6, 1) for c in CONFIGS],
-        "of which fc6 (M)": [round(count_params(paper_nets[c].layer("fc6")) / 1e6, 1) for c in CONFIGS],
+        "of which fc6 (M)": [
+            round(count_params(paper_nets[c].layer("fc6")) / 1e6, 1) for c in CONFIGS
+        ],
         "fc6-fc8 share": [f"{fc_share[c]:.0%}" for c in CONFIGS],
     },
     index=list(CONFIGS),
@@ -215,8 +250,9 @@ pd.DataFrame(
 
 # %%
 C = 64
-stack = nn.Sequential(*[m for _ in range(3)
-                        for m in (nn.Conv2d(C, C, 3, padding=1), nn.ReLU())])
+stack = nn.Sequential(
+    *[m for _ in range(3) for m in (nn.Conv2d(C, C, 3, padding=1), nn.ReLU())]
+)
 single = nn.Sequential(nn.Conv2d(C, C, 7, padding=3), nn.ReLU())
 stack_1x1 = nn.Sequential(stack, nn.Conv2d(C, C, 1), nn.ReLU())  # C: a 1x1 on top
 
@@ -260,6 +296,7 @@ plt.show()
 # Now the weights: count the weights (not the biases) of real modules, for the widths of the
 # paper's blocks.
 
+
 # %%
 def weights(module: nn.Module) -> int:
     """Weights, not biases: the paper's 27C^2 and 49C^2 count these."""
@@ -272,10 +309,17 @@ for c in (64, 128, 256, 512):
     three = weights(nn.Sequential(*[nn.Conv2d(c, c, 3, padding=1) for _ in range(3)]))
     seven = weights(nn.Conv2d(c, c, 7, padding=3))
     one = weights(nn.Conv2d(c, c, 1))
-    cost.append({"C": c, "three 3x3": three, "one 7x7": seven,
-                 "three 3x3 / C^2": three // c**2, "one 7x7 / C^2": seven // c**2,
-                 "one 1x1 / C^2": one // c**2,
-                 "7x7 has more by": f"{seven / three - 1:.0%}"})
+    cost.append(
+        {
+            "C": c,
+            "three 3x3": three,
+            "one 7x7": seven,
+            "three 3x3 / C^2": three // c**2,
+            "one 7x7 / C^2": seven // c**2,
+            "one 1x1 / C^2": one // c**2,
+            "7x7 has more by": f"{seven / three - 1:.0%}",
+        }
+    )
 cost = pd.DataFrame(cost).set_index("C")
 cost
 
@@ -288,8 +332,10 @@ cost
 with torch.device("meta"):
     b5 = build("B-5x5")
 for name, b in [("B", paper_nets["B"]), ("B-5x5", b5)]:
-    print(f"{name + ':':6s} {count_params(b):,} weights, "
-          f"{models.weight_layers(name)} weight layers")
+    print(
+        f"{name + ':':6s} {count_params(b):,} weights, "
+        f"{models.weight_layers(name)} weight layers"
+    )
 print("the paper:", paper.table("other_numbers_in_text")["shallow_5x5_net_vs_B"])
 
 # %% [markdown]
@@ -322,15 +368,23 @@ per_config = []
 for c in CONFIGS:
     row = {"config": c}
     for label, nets, size, macs in sizes:
-        row[f"{macs}, {label}"] = round(models.count_macs(nets[c], size) / unit[macs], 2)
-        row[f"activations MiB, {label}"] = round(models.activation_bytes(nets[c], size) / 2**20, 2)
+        row[f"{macs}, {label}"] = round(
+            models.count_macs(nets[c], size) / unit[macs], 2
+        )
+        row[f"activations MiB, {label}"] = round(
+            models.activation_bytes(nets[c], size) / 2**20, 2
+        )
     per_config.append(row)
 per_config = pd.DataFrame(per_config).set_index("config")
 paper_macs = {c: models.count_macs(paper_nets[c]) for c in CONFIGS}
-print(f"E over A at the paper's size: {paper_macs['E'] / paper_macs['A']:.2f} x the compute, "
-      f"{count_params(paper_nets['E']) / count_params(paper_nets['A']):.2f} x the weights")
-print(f"D at the paper's size over D in this run: "
-      f"{paper_macs['D'] / models.count_macs(this_run['D']):,.0f} x the compute")
+print(
+    f"E over A at the paper's size: {paper_macs['E'] / paper_macs['A']:.2f} x the compute, "
+    f"{count_params(paper_nets['E']) / count_params(paper_nets['A']):.2f} x the weights"
+)
+print(
+    f"D at the paper's size over D in this run: "
+    f"{paper_macs['D'] / models.count_macs(this_run['D']):,.0f} x the compute"
+)
 per_config
 
 # %% mystnb={"figure": {"caption": "What each configuration costs per image: multiply-accumulates (left) and float32 activation memory (right), at the paper's size (top) and at this profile's (bottom).", "name": "fig-cost"}} tags=["hide-input"]
@@ -338,7 +392,9 @@ fig, axes = plt.subplots(2, 2, figsize=(10, 6), sharex=True)
 for r, (label, _, _, macs) in enumerate(sizes):
     axes[r, 0].bar(per_config.index, per_config[f"{macs}, {label}"], color="tab:blue")
     axes[r, 0].set_ylabel(f"{macs} per image\n{label}")
-    axes[r, 1].bar(per_config.index, per_config[f"activations MiB, {label}"], color="tab:orange")
+    axes[r, 1].bar(
+        per_config.index, per_config[f"activations MiB, {label}"], color="tab:orange"
+    )
     axes[r, 1].set_ylabel(f"activations, MiB per image\n{label}")
 axes[0, 0].set_title("compute")
 axes[0, 1].set_title("activation memory")
@@ -376,8 +432,10 @@ for c, net in this_run.items():
     same[c] = torch.allclose(scores.flatten(1), logits, rtol=1e-4, atol=atol)
     storage = [[p.data_ptr() for p in m.parameters()] for m in (to_dense(net), net)]
     shared = storage[0] == storage[1]
-    lines.append(f"{c:6s} score map {tuple(scores.shape)}; equals the classifier's "
-                 f"logits: {same[c]}; same weights: {shared}")
+    lines.append(
+        f"{c:6s} score map {tuple(scores.shape)}; equals the classifier's "
+        f"logits: {same[c]}; same weights: {shared}"
+    )
 print("\n".join(lines))
 
 # %% [markdown]
@@ -456,7 +514,8 @@ facts = [
         "same net, applied densely",
         f"equal for all {len(same)} configs at crop {crop} (fc6 as a {net.grid}x{net.grid} conv); "
         f"{h}x{w} input -> {tuple(score_map.shape[2:])} map",
-        all(same.values()) and tuple(score_map.shape[2:]) == models.score_map_size(net, h, w),
+        all(same.values())
+        and tuple(score_map.shape[2:]) == models.score_map_size(net, h, w),
     ),
 ]
 rows = [dict(f, notebook="01_architecture") for f in facts]

@@ -40,11 +40,11 @@ seed = None
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from vggrepro.experiments import claims, grid, paper
 from vggrepro import data, models
 from vggrepro.core import runs
-from vggrepro.train import recipe as train
 from vggrepro.core.profiles import get_profile
+from vggrepro.experiments import claims, grid, paper
+from vggrepro.train import recipe as train
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)
@@ -129,8 +129,8 @@ plt.tight_layout()
 # jittering), the corner of the crop, the flip, and AlexNet's colour weights alpha:
 
 # %%
-from vggrepro.experiments import figures
 from vggrepro.data import loader, transforms
+from vggrepro.experiments import figures
 
 print(figures.source(loader.BatchDraws.view))
 

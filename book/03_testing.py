@@ -54,13 +54,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from vggrepro.train import checkpoints
-from vggrepro.experiments import claims, figures, grid, paper, results
 from vggrepro import data, models
-from vggrepro.evaluate import protocols as evaluate, windows
 from vggrepro.core import runs, scales
-from vggrepro.data import synth_classes, synth_images, transforms
 from vggrepro.core.profiles import get_profile
+from vggrepro.data import synth_classes, synth_images, transforms
+from vggrepro.evaluate import protocols as evaluate
+from vggrepro.evaluate import windows
+from vggrepro.experiments import claims, figures, grid, paper, results
+from vggrepro.train import checkpoints
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
@@ -388,7 +389,9 @@ for protocol in ("dense", "multicrop"):
         preprocess,
         timed,
         evaluate.Protocol(protocol, grid.test_scales_of(prof, JIT, True)),
-        how=evaluate.Execution(device=prof.resolved_device(), batch_size=prof.batch_size),
+        how=evaluate.Execution(
+            device=prof.resolved_device(), batch_size=prof.batch_size
+        ),
     )
     seconds[protocol] = r.seconds / r.images
 print(

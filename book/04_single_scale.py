@@ -39,10 +39,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from vggrepro.experiments import chapter_claims, claims, grid, paper
 from vggrepro import data, models
 from vggrepro.core import runs
 from vggrepro.core.profiles import get_profile
+from vggrepro.experiments import chapter_claims, claims, grid, paper
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)

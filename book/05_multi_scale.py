@@ -42,12 +42,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro.train import checkpoints
-from vggrepro.experiments import chapter_claims, claims, grid, paper, results
 from vggrepro import data
-from vggrepro.evaluate import windows
 from vggrepro.core import metrics, runs, scales
 from vggrepro.core.profiles import get_profile
+from vggrepro.evaluate import windows
+from vggrepro.experiments import chapter_claims, claims, grid, paper, results
+from vggrepro.train import checkpoints
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers
@@ -86,7 +86,7 @@ def dense_at(name, multi):
 # Table 5's nets: one "both" evaluation gives the dense, the multi-crop and the combined posteriors
 TABLE5 = ["D/jit", "E/jit"]
 both = {name: grid.evaluation(prof, name, "both", multi=True) for name in TABLE5}
-for name, r in both.items():  # the combined posterior is the mean of its two parts
+for r in both.values():  # the combined posterior is the mean of its two parts
     assert torch.allclose(
         r["posteriors"], (r["parts"]["dense"] + r["parts"]["multicrop"]) / 2, atol=1e-6
     )

@@ -45,10 +45,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro.experiments import chapter_claims, claims, figures, grid, paper
-from vggrepro.evaluate import fuse
 from vggrepro.core import metrics, runs, scales
 from vggrepro.core.profiles import get_profile
+from vggrepro.evaluate import fuse
+from vggrepro.experiments import chapter_claims, claims, figures, grid, paper
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.max_colwidth", None)

@@ -45,13 +45,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vggrepro.train import checkpoints
+from vggrepro.core import runs
+from vggrepro.core.profiles import get_profile
+from vggrepro.data import synth
 from vggrepro.experiments import chapter_claims, claims, figures, grid, paper
 from vggrepro.generalise import features as generalise
 from vggrepro.generalise import protocols
-from vggrepro.core import runs
-from vggrepro.data import synth
-from vggrepro.core.profiles import get_profile
+from vggrepro.train import checkpoints
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 # the profile's thread count: the same sums on every machine
@@ -119,7 +119,7 @@ pd.DataFrame(
             "pool": len(voc["train"]),
             "test": len(voc["test"]),
             "a split trains on": f"{sizes.voc_train} per class folder",
-            "objects per image": "%d-%d" % sizes.objects,
+            "objects per image": "{}-{}".format(*sizes.objects),
             "paper": appendix["voc"]["datasets"],
         },
     ]
@@ -567,7 +567,7 @@ voc_declared = [
 ]
 t = time.perf_counter()
 voc_rows = chapter_claims.name_the_pick(
-    [claims.decide_map(c, voc_scores, labels, seed_sd) for c in voc_declared]
+    [chapter_claims.decide_map(c, voc_scores, labels, seed_sd) for c in voc_declared]
 )
 rows += voc_rows
 runs.save_claims(prof.name, "08_generalisation", rows)

@@ -32,8 +32,8 @@ from IPython.display import HTML, Markdown, display
 
 from vggrepro.book import runner as book
 from vggrepro.core import runs
-from vggrepro.experiments import claims, results
 from vggrepro.core.profiles import get_profile
+from vggrepro.experiments import claims, results
 
 prof = get_profile(profile)
 pd.set_option("display.max_colwidth", None)
@@ -43,8 +43,10 @@ chapters = results.claiming(book.notebooks())
 not_run = results.missing(chapters, prof.name)
 message = results.runs_note(chapters, prof.name)
 if not_run:
-    message += (f" Not run yet under the `{prof.name}` profile: {', '.join(not_run)}; run them with "
-                f"`{results.run_command(not_run, prof.name)}`, then run this page again.")
+    message += (
+        f" Not run yet under the `{prof.name}` profile: {', '.join(not_run)}; run them with "
+        f"`{results.run_command(not_run, prof.name)}`, then run this page again."
+    )
 display(Markdown(message))
 
 # %% [markdown]
@@ -57,7 +59,11 @@ display(Markdown(message))
 
 # %% tags=["remove-input"]
 matrix = results.matrix(prof.name)
-display(HTML(results.matrix_html(matrix)) if matrix else Markdown("No chapter has saved its claims yet."))
+display(
+    HTML(results.matrix_html(matrix))
+    if matrix
+    else Markdown("No chapter has saved its claims yet.")
+)
 
 # %% [markdown]
 # ## How a verdict is reached
@@ -89,6 +95,7 @@ display(HTML(results.matrix_html(matrix)) if matrix else Markdown("No chapter ha
 #
 # Measured claims by verdict; design facts apart (they hold at any scale or not at all).
 
+
 # %% tags=["hide-input"]
 def chapter_title(stem: str) -> str:
     number, _, name = stem.partition("_")
@@ -96,7 +103,9 @@ def chapter_title(stem: str) -> str:
 
 
 counts = pd.DataFrame(results.summary(results.gather(prof.name), prof.name))
-counts["notebook"] = counts["notebook"].map(lambda s: s if s == "all" else chapter_title(s))
+counts["notebook"] = counts["notebook"].map(
+    lambda s: s if s == "all" else chapter_title(s)
+)
 counts.set_index("notebook")
 
 # %% [markdown]
@@ -122,17 +131,23 @@ pd.DataFrame(results.details(prof.name)).set_index("#")
 # %% tags=["hide-input"]
 ci = get_profile("ci")
 n_val = ci.synth_val_per_class * ci.num_classes
-print(f"ci profile: nets of width {ci.width:g}, {ci.crop}-pixel crops, {ci.num_classes} synthetic classes, "
-      f"{ci.synth_train_per_class * ci.num_classes} training and {n_val} validation images, "
-      f"at most {ci.epochs} epochs per net")
+print(
+    f"ci profile: nets of width {ci.width:g}, {ci.crop}-pixel crops, {ci.num_classes} synthetic classes, "
+    f"{ci.synth_train_per_class * ci.num_classes} training and {n_val} validation images, "
+    f"at most {ci.epochs} epochs per net"
+)
 seed_sd = claims.measured_seed_sd(ci.name)
 if seed_sd is None:
-    print("the seed-to-seed spread of a net's error is not measured for ci: every measured claim is undecided")
+    print(
+        "the seed-to-seed spread of a net's error is not measured for ci: every measured claim is undecided"
+    )
 else:
     half = claims.Z95 * math.sqrt(2 * seed_sd**2)
-    print(f"one net trained again with another seed moves its top-1 error by {seed_sd:.1f} points (standard "
-          f"deviation, results/seed_spread_ci.json): two single runs differ by up to about {half:.0f} points "
-          f"(95%) from that alone, before the images' own noise")
+    print(
+        f"one net trained again with another seed moves its top-1 error by {seed_sd:.1f} points (standard "
+        f"deviation, results/seed_spread_ci.json): two single runs differ by up to about {half:.0f} points "
+        f"(95%) from that alone, before the images' own noise"
+    )
 
 # %% [markdown]
 # The paper's accuracy claims are about gaps of a point or two on the 50,000 images of ILSVRC-2012
@@ -190,8 +205,20 @@ record = results.results_root() / "runs_cpu" / "nets.json"
 if record.exists():
     nets = runs.read_recorded(record)["nets"]
     by_run = {n["run"]: n for n in nets}
-    rows = [{"net": n["config"], "S (pixels)": str(n["scale"]), "epochs": n["epochs"],
-             "top-1 error (%)": round(n["top1_err"], 1), "started from S": str(by_run[n["started_from"]]["scale"]),
-             "its error (%)": round(by_run[n["started_from"]]["top1_err"], 1)}
-            for n in nets if n["init"] == "checkpoint" and n["started_from"] in by_run]
-    display(pd.DataFrame(rows).set_index("net") if rows else Markdown("No fine-tuned net in the record."))
+    rows = [
+        {
+            "net": n["config"],
+            "S (pixels)": str(n["scale"]),
+            "epochs": n["epochs"],
+            "top-1 error (%)": round(n["top1_err"], 1),
+            "started from S": str(by_run[n["started_from"]]["scale"]),
+            "its error (%)": round(by_run[n["started_from"]]["top1_err"], 1),
+        }
+        for n in nets
+        if n["init"] == "checkpoint" and n["started_from"] in by_run
+    ]
+    display(
+        pd.DataFrame(rows).set_index("net")
+        if rows
+        else Markdown("No fine-tuned net in the record.")
+    )

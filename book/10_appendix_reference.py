@@ -28,8 +28,8 @@ profile = "ci"
 import pandas as pd
 
 from vggrepro.core import runs
-from vggrepro.experiments import budget, results
 from vggrepro.core.profiles import get_profile
+from vggrepro.experiments import budget, results
 
 prof = get_profile(profile)
 
@@ -54,9 +54,16 @@ calibration = runs.read_recorded(recorded)
 print(f"{recorded.name}: {calibration['question']}")
 print("target:", calibration["target"])
 pd.DataFrame(
-    [{"variant": r["variant"], "change": r["change"], "epochs": r["epochs"],
-      "top-1 error (%)": r["top1_err"], "top-1 accuracy (%)": r["top1_accuracy"]}
-     for r in calibration["results"]]
+    [
+        {
+            "variant": r["variant"],
+            "change": r["change"],
+            "epochs": r["epochs"],
+            "top-1 error (%)": r["top1_err"],
+            "top-1 accuracy (%)": r["top1_accuracy"],
+        }
+        for r in calibration["results"]
+    ]
 ).set_index("variant")
 
 # %% [markdown]
@@ -67,13 +74,36 @@ pd.DataFrame(
 # measured matrix product). GPU rows appear once a run on a GPU has been recorded under `results/`.
 
 # %% tags=["hide-input"]
-records = [dict(device=record["provenance"]["device"], date=record["provenance"]["date"][:10], **row)
-           for _, record in results.recorded("bench_train_*.json") for row in record["rows"]]
-cols = ["device", "date", "config", "width", "size", "batch", "channels_last", "bf16", "compile", "img_per_s", "mfu"]
+records = [
+    dict(
+        device=record["provenance"]["device"],
+        date=record["provenance"]["date"][:10],
+        **row,
+    )
+    for _, record in results.recorded("bench_train_*.json")
+    for row in record["rows"]
+]
+cols = [
+    "device",
+    "date",
+    "config",
+    "width",
+    "size",
+    "batch",
+    "channels_last",
+    "bf16",
+    "compile",
+    "img_per_s",
+    "mfu",
+]
 bench = pd.DataFrame(records, columns=cols)
-bench["width"] = bench["width"].map(lambda w: "1" if w == 1 else f"1/{round(1 / w)}")  # 0.125 is 1/8, not 0.1
+bench["width"] = bench["width"].map(
+    lambda w: "1" if w == 1 else f"1/{round(1 / w)}"
+)  # 0.125 is 1/8, not 0.1
 bench["mfu"] = bench["mfu"].map(lambda m: f"{m:.1%}")
-bench = bench.rename(columns={"channels_last": "channels last", "img_per_s": "img/s", "mfu": "MFU"})
+bench = bench.rename(
+    columns={"channels_last": "channels last", "img_per_s": "img/s", "mfu": "MFU"}
+)
 bench if records else "no benchmark recorded under results/ yet"
 
 # %% [markdown]
@@ -92,9 +122,17 @@ checks = results.recorded("gpu_check.json")
 measured = budget.measured_utilisation(checks[0][1], gpu_prof) if checks else None
 if measured:
     share, device = measured
-    estimate[f"minutes at {share:.0%} (measured on {device})"] = [r["minutes"] for r in budget.table(gpu_prof, share)]
-print(f"assumed utilisation {budget.ASSUMED_UTILISATION:.0%}; "
-      + ("no GPU check recorded under results/ yet" if not measured else "measured column from results/gpu_check.json"))
+    estimate[f"minutes at {share:.0%} (measured on {device})"] = [
+        r["minutes"] for r in budget.table(gpu_prof, share)
+    ]
+print(
+    f"assumed utilisation {budget.ASSUMED_UTILISATION:.0%}; "
+    + (
+        "no GPU check recorded under results/ yet"
+        if not measured
+        else "measured column from results/gpu_check.json"
+    )
+)
 estimate
 
 # %% [markdown]
@@ -106,4 +144,6 @@ estimate
 
 # %% tags=["hide-input"]
 released = results.released_evaluations()
-pd.DataFrame(released).set_index("run") if released else "no evaluation of released weights recorded under results/ yet"
+pd.DataFrame(released).set_index(
+    "run"
+) if released else "no evaluation of released weights recorded under results/ yet"

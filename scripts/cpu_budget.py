@@ -31,13 +31,13 @@ from pathlib import Path
 import torch
 
 from vggrepro.bench import throughput as bench
-from vggrepro.experiments import budget, claims, grid
-from vggrepro.evaluate.cached import ImageSet, evaluate_cached
-from vggrepro.evaluate.protocols import Protocol
-from vggrepro.data import synth
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.runs import provenance
+from vggrepro.data import synth
+from vggrepro.evaluate.cached import ImageSet, evaluate_cached
+from vggrepro.evaluate.protocols import Protocol
+from vggrepro.experiments import budget, claims, grid
 from vggrepro.train.recipe import Settings, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,8 +57,16 @@ def step_rates(profile, steps: int) -> dict[str, float]:
     configs = sorted({e.config for e in grid.GRID.values()})
     rates = {}
     for config in configs:
-        case = bench.Case("train", config, size=profile.crop, batch=profile.batch_size, width=profile.width,
-                          crop=profile.crop, num_classes=profile.num_classes, steps=steps)
+        case = bench.Case(
+            "train",
+            config,
+            size=profile.crop,
+            batch=profile.batch_size,
+            width=profile.width,
+            crop=profile.crop,
+            num_classes=profile.num_classes,
+            steps=steps,
+        )
         row = bench.bench_one(case, warmup=3, peak=False)
         rates[config] = row["img_per_s"]
         print(f"train step {config:6s} {row['img_per_s']:7.1f} img/s", flush=True)
@@ -71,12 +79,15 @@ def eval_rates(profile, checkpoint: Path, images: int) -> dict[str, float]:
     out = {}
     with tempfile.TemporaryDirectory(prefix="cpu-budget-") as tmp:
         for protocol in ("centre", "dense"):
-            r = evaluate_cached(checkpoint, profile, Protocol(protocol, [q]), images=ImageSet(limit=images),
-                                out=Path(tmp) / protocol)
+            r = evaluate_cached(
+                checkpoint, profile, Protocol(protocol, [q]), images=ImageSet(limit=images), out=Path(tmp) / protocol
+            )
             flops = 2 * sum(r["macs_per_image"].values()) * r["images"]
             out[protocol] = flops / r["seconds"] / 1e9
-            print(f"eval {protocol:6s} Q={q}: {r['images']} images in {r['seconds']:.1f} s, "
-                  f"{out[protocol]:.2f} GFLOP/s", flush=True)
+            print(
+                f"eval {protocol:6s} Q={q}: {r['images']} images in {r['seconds']:.1f} s, {out[protocol]:.2f} GFLOP/s",
+                flush=True,
+            )
     return out
 
 
@@ -87,8 +98,9 @@ def probe_a(profile, work: Path) -> tuple[float, Path, float]:
     synth.ensure(profile, progress=False, log=lambda *_: None)
     data_seconds = time.perf_counter() - t
     train(profile.replace(epochs=2), Settings(config="A", scale=profile.S(256)), work / "probe", progress=False)
-    epochs = [json.loads(line) for line in (work / "probe" / "metrics.jsonl").read_text().splitlines()
-              if "img_per_s" in line]
+    epochs = [
+        json.loads(line) for line in (work / "probe" / "metrics.jsonl").read_text().splitlines() if "img_per_s" in line
+    ]
     return epochs[-1]["img_per_s"], work / "probe" / "checkpoint.pt", data_seconds
 
 
@@ -101,10 +113,14 @@ def interval_of(profile, k: int) -> dict:
     seed_sd = recorded.get(f"seed_sd_of_A_at_patience_{profile.lr_patience}") or recorded.get("seed_sd_of_A")
     n_val = profile.num_classes * profile.synth_val_per_class
     image = claims.Z95 * math.sqrt(DISCORDANCE / n_val) * 100
-    out = dict(validation_images=n_val, assumed_discordance=DISCORDANCE, image_half_width=round(image, 2),
-               formula="image term 1.96 x sqrt(discordance / images) x 100; seed term 1.96 x sd x sqrt(1/k_a + 1/k_b); "
-                       "half-width sqrt(image^2 + seed^2) (vggrepro.experiments.claims.paired_effect)",
-               seed_sd_of_A=seed_sd)
+    out = dict(
+        validation_images=n_val,
+        assumed_discordance=DISCORDANCE,
+        image_half_width=round(image, 2),
+        formula="image term 1.96 x sqrt(discordance / images) x 100; seed term 1.96 x sd x sqrt(1/k_a + 1/k_b); "
+        "half-width sqrt(image^2 + seed^2) (vggrepro.experiments.claims.paired_effect)",
+        seed_sd_of_A=seed_sd,
+    )
     if seed_sd is not None:
         for seeds in sorted({1, k}):
             seed_term = claims.Z95 * seed_sd * math.sqrt(2 / seeds)
@@ -115,14 +131,20 @@ def interval_of(profile, k: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30, help="timed SGD steps per config")
-    ap.add_argument("--images", type=int, default=None,
-                    help="validation images per evaluation timing (default: all, the book's path; a limit "
-                         "takes evaluate's per-image path, which re-fingerprints the split for every image)")
+    ap.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="validation images per evaluation timing (default: all, the book's path; a limit "
+        "takes evaluate's per-image path, which re-fingerprints the split for every image)",
+    )
     ap.add_argument("--depth-seeds", type=int, default=3, help="chapter 4's depth_seeds")
     ap.add_argument("--out", default=str(REPO / "results" / "cpu_budget.json"))
-    ap.add_argument("--interval-only", action="store_true",
-                    help="only recompute the existing record's interval (once calibrate_cpu.py has measured "
-                         "A's seed spread)")
+    ap.add_argument(
+        "--interval-only",
+        action="store_true",
+        help="only recompute the existing record's interval (once calibrate_cpu.py has measured A's seed spread)",
+    )
     args = ap.parse_args()
     profile = get_profile("cpu")
     if args.interval_only:
@@ -150,32 +172,54 @@ def main() -> None:
     counted = sum(r["minutes"] for r in rows)
     data_minutes = data_seconds / 60
     for r in rows:
-        print(f"{r['notebook']:18s} {r['nets_trained']:2d} nets  train {r['train_minutes']:6.1f}  "
-              f"eval {r['eval_minutes']:5.1f}  = {r['minutes']:6.1f} min", flush=True)
+        print(
+            f"{r['notebook']:18s} {r['nets_trained']:2d} nets  train {r['train_minutes']:6.1f}  "
+            f"eval {r['eval_minutes']:5.1f}  = {r['minutes']:6.1f} min",
+            flush=True,
+        )
     print(f"counted: {counted:.0f} min + data {data_minutes:.1f} min; target {TARGET_MINUTES} min")
 
     alternatives = []
     for per_class, val, epochs, finetune in ALTERNATIVES:
-        other = profile.replace(synth_train_per_class=per_class, synth_val_per_class=val, epochs=epochs,
-                                finetune_epochs=finetune)
+        other = profile.replace(
+            synth_train_per_class=per_class, synth_val_per_class=val, epochs=epochs, finetune_epochs=finetune
+        )
         minutes = sum(r["minutes"] for r in budget.measured_estimate(other, rates, depth_seeds=args.depth_seeds))
-        alternatives.append(dict(train_per_class=per_class, val_per_class=val, epochs=epochs,
-                                 finetune_epochs=finetune, counted_minutes=round(minutes, 1)))
+        alternatives.append(
+            dict(
+                train_per_class=per_class,
+                val_per_class=val,
+                epochs=epochs,
+                finetune_epochs=finetune,
+                counted_minutes=round(minutes, 1),
+            )
+        )
         print(f"  {per_class} train/class, {val} val/class, {epochs}+{finetune} epochs: {minutes:.0f} min")
     k = args.depth_seeds
     interval = interval_of(profile, k)
-    atomic_write_json(args.out, dict(
-        question="minutes of the cpu book on this machine, per notebook, from measured rates",
-        target_minutes=TARGET_MINUTES,
-        step_img_per_s=steps, loader_ms_per_image=round(1000 * loader_s, 4), train_img_per_s=train_img_s,
-        eval_gflop_per_s={k: round(v, 3) for k, v in forward.items()},
-        depth_seeds=k, localisation_epochs=budget.LOCALISATION_EPOCHS,
-        notebooks=rows, counted_minutes=round(counted, 1), data_minutes=round(data_minutes, 2),
-        alternatives=alternatives,
-        not_counted="notebook 01 (counts), chapter 08's features, the localisation nets' evaluation, plots, "
-                    "kernel starts: at ci these take about 2.4 of its 7 minutes",
-        interval=interval, profile=profile.as_dict(),
-        measure_seconds=round(time.perf_counter() - t0, 1), provenance=provenance("cpu")))
+    atomic_write_json(
+        args.out,
+        dict(
+            question="minutes of the cpu book on this machine, per notebook, from measured rates",
+            target_minutes=TARGET_MINUTES,
+            step_img_per_s=steps,
+            loader_ms_per_image=round(1000 * loader_s, 4),
+            train_img_per_s=train_img_s,
+            eval_gflop_per_s={k: round(v, 3) for k, v in forward.items()},
+            depth_seeds=k,
+            localisation_epochs=budget.LOCALISATION_EPOCHS,
+            notebooks=rows,
+            counted_minutes=round(counted, 1),
+            data_minutes=round(data_minutes, 2),
+            alternatives=alternatives,
+            not_counted="notebook 01 (counts), chapter 08's features, the localisation nets' evaluation, plots, "
+            "kernel starts: at ci these take about 2.4 of its 7 minutes",
+            interval=interval,
+            profile=profile.as_dict(),
+            measure_seconds=round(time.perf_counter() - t0, 1),
+            provenance=provenance("cpu"),
+        ),
+    )
     print(f"wrote {args.out}")
 
 

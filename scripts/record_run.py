@@ -25,9 +25,8 @@ from pathlib import Path
 
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import NAMES
-from vggrepro.core.runs import read_recorded
+from vggrepro.core.runs import load_claims, provenance, read_recorded, runs_root
 from vggrepro.experiments.results import results_root
-from vggrepro.core.runs import load_claims, provenance, runs_root
 
 #: A notebook's line of `vggrepro book run`: "[2/8] book/02_training.ipynb (...) ... ok in 123.4 s"
 NOTEBOOK_DONE = re.compile(r"\[\d+/\d+\] book/(\S+)\.ipynb .*?ok in ([0-9.]+) s")
@@ -60,16 +59,26 @@ def trained_nets(profile_runs: Path) -> list[dict]:
             continue
         used = r.get("used", {})
         settings = r.get("settings") or read_recorded(path.parent / "settings.json")  # a box regressor's
-        rows.append({
-            "run": path.parent.name, "config": settings.get("config"), "scale": settings.get("scale"),
-            "init": settings.get("init", settings.get("source")), "started_from": _run_of(r.get("init")),
-            "seed": used.get("seed", settings.get("seed")),
-            "epochs": r.get("epochs"), "lr_cuts": r.get("lr_cuts"), "stopped": r.get("stopped"),
-            "top1_err": _rounded(r.get("top1_err")), "top5_err": _rounded(r.get("top5_err")),
-            "final_loss": _rounded(r.get("final_loss")),
-            "val_images": r.get("val_images"), "seconds": r.get("seconds", r.get("wall_s")),
-            "commit": r.get("provenance", {}).get("commit"), "date": r.get("provenance", {}).get("date"),
-        })
+        rows.append(
+            {
+                "run": path.parent.name,
+                "config": settings.get("config"),
+                "scale": settings.get("scale"),
+                "init": settings.get("init", settings.get("source")),
+                "started_from": _run_of(r.get("init")),
+                "seed": used.get("seed", settings.get("seed")),
+                "epochs": r.get("epochs"),
+                "lr_cuts": r.get("lr_cuts"),
+                "stopped": r.get("stopped"),
+                "top1_err": _rounded(r.get("top1_err")),
+                "top5_err": _rounded(r.get("top5_err")),
+                "final_loss": _rounded(r.get("final_loss")),
+                "val_images": r.get("val_images"),
+                "seconds": r.get("seconds", r.get("wall_s")),
+                "commit": r.get("provenance", {}).get("commit"),
+                "date": r.get("provenance", {}).get("date"),
+            }
+        )
     return rows
 
 
@@ -82,32 +91,41 @@ def main(argv: list[str] | None = None) -> int:
     runs = runs_root() / args.profile
     tables = load_claims(args.profile)
     if not tables:
-        raise SystemExit(f"record_run: {runs / 'claims'} holds no claims; run `vggrepro book run --profile "
-                         f"{args.profile}` first")
+        raise SystemExit(
+            f"record_run: {runs / 'claims'} holds no claims; run `vggrepro book run --profile {args.profile}` first"
+        )
     nets = trained_nets(runs)
     seconds = notebook_seconds(args.log)
     commits = sorted({n["commit"] for n in nets if n["commit"]})
     dates = sorted(n["date"] for n in nets if n["date"])
     run = {
-        "profile": args.profile, "commits_of_the_nets": commits,
-        "first_net_finished": dates[0] if dates else None, "last_net_finished": dates[-1] if dates else None,
-        "notebook_seconds": seconds, "book_seconds": round(sum(seconds.values()), 1) if seconds else None,
-        "recorded": provenance("cpu"), "note": args.note,
+        "profile": args.profile,
+        "commits_of_the_nets": commits,
+        "first_net_finished": dates[0] if dates else None,
+        "last_net_finished": dates[-1] if dates else None,
+        "notebook_seconds": seconds,
+        "book_seconds": round(sum(seconds.values()), 1) if seconds else None,
+        "recorded": provenance("cpu"),
+        "note": args.note,
         "command": f"vggrepro book run --profile {args.profile}; python scripts/record_run.py "
-                   + " ".join(sys.argv[1:] if argv is None else argv),
+        + " ".join(sys.argv[1:] if argv is None else argv),
     }
     claims_dir = results_root() / f"claims_{args.profile}"
     for notebook, claims in tables.items():
-        atomic_write_json(claims_dir / f"{notebook}.json",
-                          {"notebook": notebook, "profile": args.profile, "claims": claims, "run": run})
+        atomic_write_json(
+            claims_dir / f"{notebook}.json",
+            {"notebook": notebook, "profile": args.profile, "claims": claims, "run": run},
+        )
     out = results_root() / f"runs_{args.profile}"
     atomic_write_json(out / "nets.json", {"profile": args.profile, "nets": nets, "run": run})
     executed = sorted((runs / "book").glob("*.ipynb"))
     (out / "book").mkdir(parents=True, exist_ok=True)
     for nb in executed:
         shutil.copyfile(nb, out / "book" / nb.name)
-    print(f"{len(tables)} claims tables -> {claims_dir}; {len(nets)} nets -> {out / 'nets.json'}; "
-          f"{len(executed)} executed notebooks -> {out / 'book'}")
+    print(
+        f"{len(tables)} claims tables -> {claims_dir}; {len(nets)} nets -> {out / 'nets.json'}; "
+        f"{len(executed)} executed notebooks -> {out / 'book'}"
+    )
     print(json.dumps({k: run[k] for k in ("commits_of_the_nets", "book_seconds")}))
     return 0
 

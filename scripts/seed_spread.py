@@ -19,12 +19,12 @@ import argparse
 import sys
 import time
 
-from vggrepro.experiments import claims, grid
-from vggrepro.evaluate.cached import evaluate_cached
-from vggrepro.evaluate.protocols import Protocol
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.runs import provenance
+from vggrepro.evaluate.cached import evaluate_cached
+from vggrepro.evaluate.protocols import Protocol
+from vggrepro.experiments import claims, grid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,13 +46,22 @@ def main(argv: list[str] | None = None) -> int:
             r = evaluate_cached(grid.checkpoint(prof, name, seed=seed), prof, Protocol("centre", Q))
             errors.append(round(r["top1_err"], 4))
             print(f"{name} seed {seed}: top-1 error {r['top1_err']:.1f}% (centre crop, Q = {Q[0]})", flush=True)
-        entries[name] = dict(top1_err_by_seed=dict(zip(map(str, seeds), errors)), sd=round(claims.sample_sd(errors), 4),
-                             protocol="centre", Q=Q)
+        entries[name] = dict(
+            top1_err_by_seed=dict(zip(map(str, seeds), errors)),
+            sd=round(claims.sample_sd(errors), 4),
+            protocol="centre",
+            Q=Q,
+        )
         print(f"{name}: seed-to-seed sd {entries[name]['sd']:.2f} points over {len(seeds)} seeds", flush=True)
-    record = dict(profile=prof.name, seeds=seeds, entries=entries,
-                  seed_sd=max(e["sd"] for e in entries.values()),
-                  command=" ".join(["python scripts/seed_spread.py", *(sys.argv[1:] if argv is None else argv)]),
-                  seconds=round(time.perf_counter() - t0, 1), provenance=provenance(prof.resolved_device()))
+    record = dict(
+        profile=prof.name,
+        seeds=seeds,
+        entries=entries,
+        seed_sd=max(e["sd"] for e in entries.values()),
+        command=" ".join(["python scripts/seed_spread.py", *(sys.argv[1:] if argv is None else argv)]),
+        seconds=round(time.perf_counter() - t0, 1),
+        provenance=provenance(prof.resolved_device()),
+    )
     path = claims.seed_spread_file(prof.name)
     atomic_write_json(path, record)
     print(f"seed_sd = {record['seed_sd']:.2f} points -> {path}")

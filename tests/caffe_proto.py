@@ -29,11 +29,27 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 F = descriptor_pb2.FieldDescriptorProto
 
 #: V1LayerParameter.LayerType, the values a VGG net uses (from caffe.proto).
-V1_ENUM = {"Convolution": 4, "Data": 5, "Dropout": 6, "InnerProduct": 14, "LRN": 15, "Pooling": 17,
-           "ReLU": 18, "Softmax": 20}
+V1_ENUM = {
+    "Convolution": 4,
+    "Data": 5,
+    "Dropout": 6,
+    "InnerProduct": 14,
+    "LRN": 15,
+    "Pooling": 17,
+    "ReLU": 18,
+    "Softmax": 20,
+}
 #: V0LayerParameter.type strings (from Caffe's V0 upgrade code).
-V0_NAMES = {"Convolution": "conv", "Dropout": "dropout", "InnerProduct": "innerproduct", "LRN": "lrn",
-            "Pooling": "pool", "ReLU": "relu", "Softmax": "softmax", "Data": "data"}
+V0_NAMES = {
+    "Convolution": "conv",
+    "Dropout": "dropout",
+    "InnerProduct": "innerproduct",
+    "LRN": "lrn",
+    "Pooling": "pool",
+    "ReLU": "relu",
+    "Softmax": "softmax",
+    "Data": "data",
+}
 
 
 def _field(message, name, number, kind, label=F.LABEL_OPTIONAL, type_name=None, packed=None):
@@ -111,8 +127,15 @@ def _fill_blob(blob, array: np.ndarray, shape_style: str, double: bool) -> None:
     (blob.double_data if double else blob.data).extend(values)
 
 
-def net_bytes(layers, *, form: str = "layer", shape_style: str = "shape", packed: bool = True,
-              double: bool = False, name: str = "test-net") -> bytes:
+def net_bytes(
+    layers,
+    *,
+    form: str = "layer",
+    shape_style: str = "shape",
+    packed: bool = True,
+    double: bool = False,
+    name: str = "test-net",
+) -> bytes:
     """Serialise ``layers`` — a list of (name, type, [numpy blobs]) — as a NetParameter.
 
     ``form``: "layer" (LayerParameter, field 100), "layers" (V1LayerParameter, field 2) or "v0"

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from vggrepro import models
+from vggrepro.data.transforms import Preprocess
 from vggrepro.localise.finetune import localiser
 from vggrepro.models import build
-from vggrepro.data.transforms import Preprocess
 
 IDENTITY = Preprocess(mean=(0.0, 0.0, 0.0))
 
@@ -50,6 +50,8 @@ def loader_of(images):
 def tiny_classifier(crop=32, classes=3, seed=0):
     torch.manual_seed(seed)
     return build("A", width=1 / 16, num_classes=classes, crop=crop)
+
+
 def constant_localiser(kind, boxes_params, crop=32, classes=3):
     """A localiser whose output is the same for every input: fc8 weight 0, bias = the encoded box
     (SCR: one box; PCR: one per class, given as a list)."""

@@ -49,8 +49,13 @@ def imported(name: str, node: ast.ImportFrom | ast.Import) -> list[str]:
 def edges() -> dict[str, set[str]]:
     graph = {}
     for name, tree in TREES.items():
-        graph[name] = {t for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-                       for t in imported(name, node) if t != name}
+        graph[name] = {
+            t
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for t in imported(name, node)
+            if t != name
+        }
     return graph
 
 
@@ -67,8 +72,12 @@ def test_every_module_lives_in_a_wing():
 
 def test_imports_flow_one_way_between_wings():
     order = {w: i for i, w in enumerate(vggrepro.WINGS)}
-    upward = [(a, b) for a, targets in edges().items() for b in targets
-              if wing(a) and wing(b) and order[wing(b)] > order[wing(a)]]
+    upward = [
+        (a, b)
+        for a, targets in edges().items()
+        for b in targets
+        if wing(a) and wing(b) and order[wing(b)] > order[wing(a)]
+    ]
     assert upward == []
 
 
@@ -79,7 +88,7 @@ def test_no_import_cycle():
         state[node] = "open"
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, [*stack, nxt])
         state[node] = "done"
@@ -108,8 +117,13 @@ def test_modules_are_short_and_signatures_narrow():
         for fn in ast.walk(tree):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 a = fn.args
-                params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *([a.vararg] if a.vararg else []),
-                          *([a.kwarg] if a.kwarg else [])]
+                params = [
+                    *a.posonlyargs,
+                    *a.args,
+                    *a.kwonlyargs,
+                    *([a.vararg] if a.vararg else []),
+                    *([a.kwarg] if a.kwarg else []),
+                ]
                 count = len([p for p in params if p.arg not in ("self", "cls")])
                 if count > MAX_ARGS:
                     wide.append(f"{name}.{fn.name} ({count})")

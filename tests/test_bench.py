@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vggrepro import models
 from vggrepro.bench import throughput as bench
 from vggrepro.cli import bench as bench_cli
-from vggrepro.experiments import budget, grid
-from vggrepro import models
 from vggrepro.core.profiles import get_profile
+from vggrepro.experiments import budget, grid
 
 TINY = dict(size=32, batch=2, width=1 / 16, crop=32, num_classes=4, steps=1)
 
@@ -37,8 +37,9 @@ def test_rows_record_tf32_and_autotuning_is_on_for_the_run_only(monkeypatch):
 
     def build(*a, **k):
         net = real(*a, **k)
-        net.register_forward_pre_hook(lambda m, x: seen.append((torch.backends.cudnn.benchmark,
-                                                                torch.backends.cudnn.allow_tf32)))
+        net.register_forward_pre_hook(
+            lambda m, x: seen.append((torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32))
+        )
         return net
 
     monkeypatch.setattr(models, "build", build)
@@ -48,8 +49,11 @@ def test_rows_record_tf32_and_autotuning_is_on_for_the_run_only(monkeypatch):
     assert (fp32["precision"], fp32["tf32"], tf32["precision"]) == ("fp32", False, "tf32")
     assert seen == [(True, False), (True, True)]  # autotuning on, TF32 as asked ...
     assert not torch.backends.cudnn.benchmark  # ... and put back after
-    assert bench_cli._variants("fp32,cl+tf32,cl+bf16+compile") == [(False, False, False, False), (True, False, False, True),
-                                                               (True, True, True, False)]
+    assert bench_cli._variants("fp32,cl+tf32,cl+bf16+compile") == [
+        (False, False, False, False),
+        (True, False, False, True),
+        (True, True, True, False),
+    ]
 
 
 def test_backward_runs_outside_autocast(monkeypatch):
@@ -85,8 +89,11 @@ def test_the_gpu_book_estimate_from_flops():
 
 def test_a_recorded_gpu_check_gives_the_measured_utilisation():
     gpu = get_profile("gpu")
-    record = dict(dry_run=False, provenance=dict(device="NVIDIA H200 (CUDA 12.8)"),
-                  steps=dict(train_loop=dict(ok=True, config="D", img_per_s_by_epoch=[3000.0, 4000.0])))
+    record = dict(
+        dry_run=False,
+        provenance=dict(device="NVIDIA H200 (CUDA 12.8)"),
+        steps=dict(train_loop=dict(ok=True, config="D", img_per_s_by_epoch=[3000.0, 4000.0])),
+    )
     share, device = budget.measured_utilisation(record, gpu)
     assert share == pytest.approx(4000 * 92.8e9 / 989e12, rel=1e-3) and "H200" in device
     assert budget.measured_utilisation(dict(record, dry_run=True), gpu) is None
@@ -96,12 +103,14 @@ def test_measured_estimate_counts_the_cpu_books_work():
     """The cpu book's minutes from measured rates: the extra seeds of chapter 3's depth claim, the
     fc-only runs' cheaper steps, and evaluation at the measured forward rates."""
     cpu = get_profile("cpu")
-    rates = budget.Rates({c: 100.0 for c in {e.config for e in grid.GRID.values()}}, crop_gflop_s=10.0,
-                         dense_gflop_s=10.0)
+    rates = budget.Rates(
+        {c: 100.0 for c in {e.config for e in grid.GRID.values()}}, crop_gflop_s=10.0, dense_gflop_s=10.0
+    )
     one, three = ({r["notebook"]: r for r in budget.measured_estimate(cpu, rates, depth_seeds=k)} for k in (1, 3))
     extra = 2 * sum(budget.training_seconds(c, cpu, rates, cpu.epochs) for c in "AD") / 60
-    assert three["04_single_scale"]["train_minutes"] == pytest.approx(one["04_single_scale"]["train_minutes"] + extra,
-                                                                   abs=0.1)
+    assert three["04_single_scale"]["train_minutes"] == pytest.approx(
+        one["04_single_scale"]["train_minutes"] + extra, abs=0.1
+    )
     assert three["04_single_scale"]["nets_trained"] == one["04_single_scale"]["nets_trained"] + 4
     assert three["02_training"] == one["02_training"]
     n_train = cpu.num_classes * cpu.synth_train_per_class

@@ -110,24 +110,27 @@ def test_a_profile_knob_reaches_every_chapter_and_its_claims_are_kept_apart(tmp_
     import papermill
 
     from vggrepro.cli import main as cli
-    from vggrepro.experiments import grid, results
     from vggrepro.core import runs
     from vggrepro.core.profiles import OVERRIDES_ENV, get_profile
+    from vggrepro.experiments import grid, results
 
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
     seen = {}
 
     def chapter(source, path, parameters, **kwargs):  # what the kernel would see, without running it
         prof = get_profile(parameters["profile"])
-        seen[Path(path).stem] = dict(parameters=dict(parameters), profile=prof,
-                                     net=grid.run_of(prof, "A/256").settings["profile"]["width"])
+        seen[Path(path).stem] = dict(
+            parameters=dict(parameters), profile=prof, net=grid.run_of(prof, "A/256").settings["profile"]["width"]
+        )
         runs.save_claims(prof.name, Path(path).stem, [dict(claim="c", paper="p", ours="o", verdict="holds")])
         return source
 
     monkeypatch.setattr(papermill, "execute_notebook", chapter)
     assert cli.main(["book", "run", "-p", "width=0.0625", "--only", "02", "--output", str(tmp_path / "out")]) == 0
     assert seen["02_training"]["parameters"] == {"profile": "ci"}  # 02 declares no width ...
-    assert seen["02_training"]["profile"].width == 0.0625 and seen["02_training"]["net"] == 0.0625  # ... yet trains at it
+    assert (
+        seen["02_training"]["profile"].width == 0.0625 and seen["02_training"]["net"] == 0.0625
+    )  # ... yet trains at it
     assert "profile width=0.0625" in capsys.readouterr().out
     assert OVERRIDES_ENV not in os.environ and runs.VARIANT_ENV not in os.environ  # only while a chapter runs
 
@@ -141,7 +144,9 @@ def test_a_profile_knob_reaches_every_chapter_and_its_claims_are_kept_apart(tmp_
     assert seventh["profile"].width == 0.0625
     # the claims went to claims-<variant>/, and the results page reads none of them as ci's
     assert sorted(p.name for p in (tmp_path / "runs" / "ci").iterdir()) == [
-        "claims-epochs=1,width=0.0625", "claims-width=0.0625"]
+        "claims-epochs=1,width=0.0625",
+        "claims-width=0.0625",
+    ]
     assert results.profile_claims("ci", runs=tmp_path / "runs", results=tmp_path / "results") == {}
     # a bad value of a knob fails before any chapter runs
     seen.clear()
@@ -152,8 +157,13 @@ def test_a_profile_knob_reaches_every_chapter_and_its_claims_are_kept_apart(tmp_
 
 def test_a_kernel_sees_the_profile_knobs_of_book_run(toy_book):
     # a real kernel (of a toy chapter, not the book's): the override travels through its environment
-    probe = toy_notebook(parameters_cell('profile = "ci"'), new_code_cell(
-        "from vggrepro.core.profiles import get_profile\nprint(get_profile(profile).width, get_profile(profile).epochs)"))
+    probe = toy_notebook(
+        parameters_cell('profile = "ci"'),
+        new_code_cell(
+            "from vggrepro.core.profiles import get_profile\n"
+            "print(get_profile(profile).width, get_profile(profile).epochs)"
+        ),
+    )
     nbformat.write(probe, toy_book / "book" / "01_square.ipynb")
     [out] = book.run_book(only="01", parameters={"width": 0.0625}, root=toy_book, echo=quiet)
     printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"]
@@ -192,13 +202,19 @@ def test_progress_counts_the_cells_and_keeps_one_line_per_notebook(toy_book):
         book.run_book(root=toy_book, echo=lambda text, **kw: lines.append(text), progress=bar)
     shown = bar.getvalue().split("\r")
     for name in ("[1/2] book/01_square.ipynb", "[2/2] book/02_fails.ipynb"):
-        counts = [re.fullmatch(re.escape(f"{name} (profile='ci') ... ") + r"(\d)/4 cells \[\d\d:\d\d\]", s)
-                  for s in shown if s.startswith(name)]  # 3 cells and papermill's injected one
+        counts = [
+            re.fullmatch(re.escape(f"{name} (profile='ci') ... ") + r"(\d)/4 cells \[\d\d:\d\d\]", s)
+            for s in shown
+            if s.startswith(name)
+        ]  # 3 cells and papermill's injected one
         assert [int(c[1]) for c in counts] == [0, 1, 2, 3, 4]
     assert shown[-1] == "" and not shown[-2].strip()  # the bar erased itself
     assert len(lines) == 2
-    assert re.fullmatch(r"\[1/2\] book/01_square.ipynb \(profile='ci'\) \.\.\. ok in [0-9.]+ s -> "
-                        r"runs/ci/book/01_square.ipynb", lines[0])
+    assert re.fullmatch(
+        r"\[1/2\] book/01_square.ipynb \(profile='ci'\) \.\.\. ok in [0-9.]+ s -> "
+        r"runs/ci/book/01_square.ipynb",
+        lines[0],
+    )
     assert re.fullmatch(r"\[2/2\] book/02_fails.ipynb \(profile='ci'\) \.\.\. FAILED after [0-9.]+ s", lines[1])
 
 
@@ -213,8 +229,13 @@ def table2_this_run(nb_path: Path) -> dict[str, int]:
     from bs4 import BeautifulSoup
 
     nb = nbformat.read(nb_path, as_version=4)
-    html = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if "text/html" in o.get("data", {})]
+    html = [
+        o["data"]["text/html"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "text/html" in o.get("data", {})
+    ]
     found = []
     for table in (BeautifulSoup(h, "html.parser").find("table") for h in html):
         header = [th.get_text(strip=True) for th in table.find("thead").find("tr").find_all("th")] if table else []
@@ -331,8 +352,10 @@ def test_site_in_a_browser(site, tmp_path):
 def table_rows(soup) -> list[list[list[str]]]:
     """Every table of a page as rows of cell texts (whitespace collapsed)."""
     return [
-        [[" ".join(cell.get_text(" ", strip=True).split()) for cell in tr.find_all(["td", "th"])]
-         for tr in table.find_all("tr")]
+        [
+            [" ".join(cell.get_text(" ", strip=True).split()) for cell in tr.find_all(["td", "th"])]
+            for tr in table.find_all("tr")
+        ]
         for table in soup.find_all("table")
     ]
 
@@ -393,9 +416,9 @@ def test_results_page_lists_every_chapters_claims(site, tmp_path):
             continue
         for claim in chapter_claims(chapter):
             # the row holds the claim, then the paper's number, then the ci run's number
-            assert any(all(same_text(row[i + k], claim[k]) for k in range(3))
-                       for row in shown for i in range(len(row) - 2)), \
-                f"{nb.stem}: the results page has no row for {claim[0]!r} with {claim[1]!r} and {claim[2]!r}"
+            assert any(
+                all(same_text(row[i + k], claim[k]) for k in range(3)) for row in shown for i in range(len(row) - 2)
+            ), f"{nb.stem}: the results page has no row for {claim[0]!r} with {claim[1]!r} and {claim[2]!r}"
             checked += 1
     assert checked, "no chapter page shows a claims table"
 
@@ -412,7 +435,9 @@ def test_readme_quick_start_and_profiles_table():
     assert (ROOT / "install.sh").exists()
     assert 'vggrepro = "vggrepro.cli.main:main"' in (ROOT / "pyproject.toml").read_text()
     assert (ROOT / "docs" / "site.png").exists(), "the README's picture of the site"
-    rows = {line.split("|")[1].strip(" `").split("`")[0]: line for line in readme.splitlines() if line.startswith("| `")}
+    rows = {
+        line.split("|")[1].strip(" `").split("`")[0]: line for line in readme.splitlines() if line.startswith("| `")
+    }
     for name, p in PROFILES.items():
         cells = [c.strip() for c in rows[name].split("|")[1:-1]]
         assert cells[4:9] == [
@@ -462,8 +487,13 @@ def test_sync_leaves_the_chapters_unchanged(tmp_path):
 def test_nbval_runs_from_the_book_folder():
     """The README's nbval check, run from book/ rather than the project's root (the sanitize file is
     named relative to the project)."""
-    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-q", "01_architecture.ipynb"],
-                          cwd=ROOT / "book", capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval", "-q", "01_architecture.ipynb"],
+        cwd=ROOT / "book",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
@@ -508,10 +538,12 @@ def dom_at(page: Path, tmp: Path, width: int):
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
 def test_the_overflow_probe_sees_a_table_past_the_column_and_lets_a_scrolling_one_be(tmp_path):
     page = tmp_path / "toy.html"
-    page.write_text('<html><body><div class="bd-article" style="width:300px">'
-                    '<table style="width:900px"><tr><td>wide</td></tr></table>'
-                    '<div style="overflow-x:auto;width:300px"><pre style="width:900px">scrolls</pre></div>'
-                    "</div>" + OVERFLOW_PROBE + "</body></html>")
+    page.write_text(
+        '<html><body><div class="bd-article" style="width:300px">'
+        '<table style="width:900px"><tr><td>wide</td></tr></table>'
+        '<div style="overflow-x:auto;width:300px"><pre style="width:900px">scrolls</pre></div>'
+        "</div>" + OVERFLOW_PROBE + "</body></html>"
+    )
     assert json.loads(dom_at(page, tmp_path, 1280).body["data-overflow"]) == ["TABLE: wide"]
 
 
@@ -594,7 +626,10 @@ def test_every_figure_of_a_chapter_has_a_numbered_caption(site, tmp_path):
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
 def test_the_caption_probe_sees_a_bare_image_and_lets_a_numbered_figure_be(tmp_path):
     page = tmp_path / "toy.html"
-    pixel = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    pixel = (
+        "data:image/png;base64,"
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    )
     page.write_text(
         '<html><body><div class="cell"><div class="cell_output"><img src="' + pixel + '"></div>bare</div>'
         '<div class="cell"><div class="cell_output"><figure><img src="' + pixel + '">'

@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from loc_helpers import IDENTITY, FakeSample, loader_of, one_thread  # noqa: F401 (one_thread: autouse)
 
 from vggrepro.localise import box_data as D
 from vggrepro.localise.boxes import clip, decode, encode, intersection
-
-from loc_helpers import IDENTITY, FakeSample, loader_of, one_thread  # noqa: F401 (one_thread: autouse)
-
 
 # -- crop and flip ------------------------------------------------------------------------------
 
@@ -94,7 +92,7 @@ def test_box_crops_targets_mark_the_painted_object():
         bw, bh = int(rng.integers(10, w - 4)), int(rng.integers(10, h - 4))
         x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
         img = torch.zeros(3, h, w, dtype=torch.uint8)
-        img[:, y0:y0 + bh, x0:x0 + bw] = 255
+        img[:, y0 : y0 + bh, x0 : x0 + bw] = 255
         images[str(i)] = img
         samples.append(FakeSample(str(i), 0, [[x0, y0, x0 + bw, y0 + bh]]))
     data = D.BoxCrops(samples, 40, 32, IDENTITY, seed=0, load_image=loader_of(images))

@@ -45,8 +45,8 @@ def test_correct_agrees_with_iou():
         corners = rng.uniform(0, 40, (3, 2, 2))
         boxes = np.concatenate([corners.min(1), corners.max(1)], 1)  # (3, 4): a guess and two ground truths
         k = int(rng.integers(1, 3))
-        expected = bool((B.iou(boxes[:1], boxes[1:1 + k]) > 0.5).any())
-        assert B.correct(boxes[0], boxes[1:1 + k]) == expected
+        expected = bool((B.iou(boxes[:1], boxes[1 : 1 + k]) > 0.5).any())
+        assert B.correct(boxes[0], boxes[1 : 1 + k]) == expected
         hits += expected
     assert B.correct([0, 0, 10, 10], [[0, 0, 10, 20]]) is False  # IoU exactly 0.5 is not above it
     assert B.correct([0, 0, 10, 10], [[50, 50, 60, 60], [1, 0, 10, 10]]) is True  # any ground-truth box

@@ -108,7 +108,11 @@ def _writer():
 def _small_layers(seed: int = 0):
     rng = np.random.default_rng(seed)
     return [
-        ("conv1_1", "Convolution", [rng.normal(size=(4, 3, 3, 3)).astype(np.float32), rng.normal(size=4).astype(np.float32)]),
+        (
+            "conv1_1",
+            "Convolution",
+            [rng.normal(size=(4, 3, 3, 3)).astype(np.float32), rng.normal(size=4).astype(np.float32)],
+        ),
         ("relu1_1", "ReLU", []),
         ("pool1", "Pooling", []),
         ("fc6", "InnerProduct", [rng.normal(size=(5, 16)).astype(np.float32), rng.normal(size=5).astype(np.float32)]),
@@ -180,8 +184,9 @@ def _parse_or_value_error(data: bytes, case: str) -> None:
         assert all(isinstance(blob, np.ndarray) for blob in layer.blobs)
 
 
-@pytest.mark.parametrize("style", [STYLES[0], STYLES[5], STYLES[10], STYLES[19]],
-                         ids=lambda s: "-".join(str(v) for v in s.values()))
+@pytest.mark.parametrize(
+    "style", [STYLES[0], STYLES[5], STYLES[10], STYLES[19]], ids=lambda s: "-".join(str(v) for v in s.values())
+)
 def test_fuzz_truncated_and_mutated_bytes_give_only_value_errors(style):
     caffe_proto = _writer()
     data = caffe_proto.net_bytes(_small_layers(), **style)

@@ -37,10 +37,11 @@ def test_every_arm_beats_chance_and_a_dense_arm_reaches_its_centre_crop():
 
 def test_baselines_by_design_carry_no_guard():
     p1 = CC.Chapter("07_localisation", 61.5, "the pixel-blind box", unguarded=("P1 pixel-blind (centre)",))
-    assert p1.guards("P1 PCR, all", "P1 pixel-blind (centre)") == [
-        C.Guard("P1 PCR, all", 61.5, "the pixel-blind box")]
+    assert p1.guards("P1 PCR, all", "P1 pixel-blind (centre)") == [C.Guard("P1 PCR, all", 61.5, "the pixel-blind box")]
     assert CC.Chapter("06_fusion", 90.0).guards("7 nets, dense", "D/jit dense") == [
-        C.Guard("7 nets, dense", 90.0), C.Guard("D/jit dense", 90.0)]
+        C.Guard("7 nets, dense", 90.0),
+        C.Guard("D/jit dense", 90.0),
+    ]
 
 
 def test_the_papers_numbers_are_its_table_3_rows_of_the_arms_nets():
@@ -58,11 +59,16 @@ def test_the_papers_numbers_are_its_table_3_rows_of_the_arms_nets():
 
 def test_a_claim_carries_the_chapters_notebook_prefix_kind_and_margin():
     voc = CC.Chapter("08_generalisation", 80.0, "a chance scorer", unguarded=("pixels",), prefix="VOC-like: ")
-    c = voc.claim("five scales are about as good as three", "D", "D, 3 scales", "gain 0.3", kind="equal",
-                  margin=2.0)
+    c = voc.claim("five scales are about as good as three", "D", "D, 3 scales", "gain 0.3", kind="equal", margin=2.0)
     assert (c.text, c.a, c.b, c.kind, c.margin, c.paper, c.notebook) == (
-        "VOC-like: five scales are about as good as three", "D", "D, 3 scales", "equal", 2.0, "gain 0.3",
-        "08_generalisation")
+        "VOC-like: five scales are about as good as three",
+        "D",
+        "D, 3 scales",
+        "equal",
+        2.0,
+        "gain 0.3",
+        "08_generalisation",
+    )
     assert c.guards == [C.Guard("D", 80.0, "a chance scorer"), C.Guard("D, 3 scales", 80.0, "a chance scorer")]
     with pytest.raises(ValueError, match="positive margin"):
         voc.claim("about equal", "D", "E", "x", kind="equal")
@@ -88,8 +94,10 @@ def test_decided_rows_follow_the_guards():
 
 
 def test_the_pick_is_named_beside_the_numbers():
-    rows = [{"claim": "stacking D and E beats the better of the two", "b": "E", "ours": "12.0 vs 14.0"},
-            {"claim": "D beats A", "b": "A", "ours": "12.0 vs 20.0"}]
+    rows = [
+        {"claim": "stacking D and E beats the better of the two", "b": "E", "ours": "12.0 vs 14.0"},
+        {"claim": "D beats A", "b": "A", "ours": "12.0 vs 20.0"},
+    ]
     assert CC.name_the_pick(rows) is rows
     assert [r["ours"] for r in rows] == ["12.0 vs 14.0 (E is the better here)", "12.0 vs 20.0"]
 

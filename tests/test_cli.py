@@ -26,8 +26,17 @@ def commands(parser: argparse.ArgumentParser, name: str = "vggrepro"):
 def test_every_command_and_option_is_explained():
     found = list(commands(cli.build_parser()))
     names = {name for name, _, _ in found}
-    for command in ("train", "bench", "evaluate", "fuse", "data synth", "data check", "book run", "book build",
-                    "book sync"):
+    for command in (
+        "train",
+        "bench",
+        "evaluate",
+        "fuse",
+        "data synth",
+        "data check",
+        "book run",
+        "book build",
+        "book sync",
+    ):
         assert f"vggrepro {command}" in names
     for name, parser, listed in found:
         assert parser.description, f"{name} has no description"
@@ -36,8 +45,9 @@ def test_every_command_and_option_is_explained():
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 continue
-            assert action.help and action.help != argparse.SUPPRESS, \
+            assert action.help and action.help != argparse.SUPPRESS, (
                 f"{name} {'/'.join(action.option_strings) or action.dest} has no help"
+            )
         parser.format_help()  # every %(...)s in a help string formats
 
 

@@ -128,7 +128,9 @@ def test_kaggle_layout_and_train_csv(generated, kaggle):
     xml = data.ILSVRC(generated, "train")
     csv_ = data.ILSVRC(kaggle, "train")
     assert csv_.split_dir == kaggle / "ILSVRC" / "Data" / "CLS-LOC" / "train"
-    assert [(s.path.name, s.label, s.boxes) for s in xml.samples] == [(s.path.name, s.label, s.boxes) for s in csv_.samples]
+    assert [(s.path.name, s.label, s.boxes) for s in xml.samples] == [
+        (s.path.name, s.label, s.boxes) for s in csv_.samples
+    ]
     assert len(data.ILSVRC(kaggle, "val").samples) == 6
 
 
@@ -164,8 +166,9 @@ def test_dataset_stats_match_numpy_and_are_stored(generated, tmp_path, monkeypat
     root = tmp_path / "set"
     shutil.copytree(generated, root)
     stats = data.dataset_stats(root, progress=False)
-    pixels = np.concatenate([np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3)
-                             for p in sorted((root / "train").rglob("*.JPEG"))]).astype(np.float64)
+    pixels = np.concatenate(
+        [np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3) for p in sorted((root / "train").rglob("*.JPEG"))]
+    ).astype(np.float64)
     assert np.allclose(stats.mean_rgb, pixels.mean(0))
     cov = np.cov(pixels.T / 255.0, bias=True)
     rebuilt = stats.eigvec.numpy() @ np.diag(stats.eigval.numpy()) @ stats.eigvec.numpy().T
@@ -188,8 +191,12 @@ def _stats():
 
 
 def _loader(ds, scale=(36, 48), seed=3, drop_last=True, rank=0, world_size=1, **engine):
-    return data.TrainLoader(ds, data.Augmentation(32, scale, T.Preprocess((120.0, 110.0, 100.0)), _stats()),
-                            data.Batching(4, seed, drop_last, rank, world_size), data.Engine(progress=False, **engine))
+    return data.TrainLoader(
+        ds,
+        data.Augmentation(32, scale, T.Preprocess((120.0, 110.0, 100.0)), _stats()),
+        data.Batching(4, seed, drop_last, rank, world_size),
+        data.Engine(progress=False, **engine),
+    )
 
 
 def test_loader_skips_a_corrupt_image_with_one_warning(flat):
@@ -280,8 +287,9 @@ def test_crop_flip_and_jitter_on_a_ramp(tmp_path):
     assert flips == {True, False} and len(lefts) > 5 and max(lefts) <= 32
     # jittered S in [64, 128]: the image grows by S/64, so the ramp's slope per pixel, 2*64/S, lies in
     # [1, 2] and varies from image to image
-    loader = data.TrainLoader(ds, data.Augmentation(64, (64, 128), pre), data.Batching(8, seed=0),
-                              data.Engine(progress=False))
+    loader = data.TrainLoader(
+        ds, data.Augmentation(64, (64, 128), pre), data.Batching(8, seed=0), data.Engine(progress=False)
+    )
     slopes = []
     for epoch in range(3):
         x, _ = loader.batch(epoch, 0)
@@ -297,8 +305,12 @@ def test_colour_shift_moves_each_image_along_the_eigenvectors(tmp_path):
         _write(tmp_path, f"c_{i}.png", np.full((40, 40, 3), (100, 150, 200), np.uint8))
     ds = data.ILSVRC(tmp_path, "train")
     stats = data.Stats((100.0, 150.0, 200.0), torch.tensor([1.0, 0.0, 0.0]), torch.eye(3))
-    loader = data.TrainLoader(ds, data.Augmentation(32, 40, T.Preprocess(stats.mean_rgb), stats),
-                              data.Batching(12, seed=0), data.Engine(progress=False))
+    loader = data.TrainLoader(
+        ds,
+        data.Augmentation(32, 40, T.Preprocess(stats.mean_rgb), stats),
+        data.Batching(12, seed=0),
+        data.Engine(progress=False),
+    )
     x, _ = loader.batch(0, 0)
     # only the first eigenvector (red) has an eigenvalue: green and blue are exactly the mean
     assert (x[:, 1:] == 0).all()
@@ -311,8 +323,11 @@ def test_colour_shift_moves_each_image_along_the_eigenvectors(tmp_path):
 def test_finish_batch_equals_preprocess_of_colour_shift():
     crops = torch.randint(0, 256, (3, 8, 8, 3), dtype=torch.uint8)
     alphas = torch.randn(3, 3) * 0.1
-    stats = data.Stats((1.0, 2.0, 3.0), torch.tensor([0.3, 0.2, 0.1]),
-                       torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))[0])
+    stats = data.Stats(
+        (1.0, 2.0, 3.0),
+        torch.tensor([0.3, 0.2, 0.1]),
+        torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))[0],
+    )
     for pre in (T.Preprocess((120.0, 110.0, 100.0)), T.Preprocess((1.0, 2.0, 3.0), (50.0, 60.0, 70.0), "BGR")):
         fast = data.finish_batch(crops, alphas, pre, stats, "cpu")
         slow = pre(T.colour_shift_by(crops.permute(0, 3, 1, 2).float(), alphas, stats.eigval, stats.eigvec))

@@ -21,8 +21,12 @@ def mixed(tmp_path_factory):
 
 def _loader(ds, scale=(36, 72), batch_size=6, **engine):
     stats = data.Stats((120.0, 110.0, 100.0), torch.tensor([0.05, 0.02, 0.01]), torch.eye(3))
-    return data.TrainLoader(ds, data.Augmentation(32, scale, T.Preprocess((120.0, 110.0, 100.0)), stats),
-                            data.Batching(batch_size, seed=1), data.Engine(progress=False, **engine))
+    return data.TrainLoader(
+        ds,
+        data.Augmentation(32, scale, T.Preprocess((120.0, 110.0, 100.0)), stats),
+        data.Batching(batch_size, seed=1),
+        data.Engine(progress=False, **engine),
+    )
 
 
 def test_the_batched_path_is_the_default_off_the_cpu_only(mixed):
@@ -171,8 +175,9 @@ def test_resize_weights_are_torchs_antialiased_bilinear():
     g = torch.Generator().manual_seed(0)
     for H, W, h, w in [(60, 80, 40, 53), (40, 50, 72, 90), (520, 700, 256, 345), (33, 47, 33, 47)]:
         img = torch.randint(0, 256, (3, H, W), generator=g).double()
-        ref = torch.nn.functional.interpolate(img[None], size=(h, w), mode="bilinear", antialias=True,
-                                              align_corners=False)[0]
+        ref = torch.nn.functional.interpolate(
+            img[None], size=(h, w), mode="bilinear", antialias=True, align_corners=False
+        )[0]
         zero = torch.tensor([0])
         rows = device_batch.resize_weights(torch.tensor([H]), torch.tensor([h]), torch.arange(h)[None], zero, H + 5)[0]
         cols = device_batch.resize_weights(torch.tensor([W]), torch.tensor([w]), torch.arange(w)[None], zero, W + 3)[0]
@@ -184,7 +189,11 @@ def test_resize_weights_are_torchs_antialiased_bilinear():
             first, stop = device_batch.source_window(H, h, start, count)
             used = rows[start : start + count].nonzero()[:, 1]
             assert first <= int(used.min()) and int(used.max()) < stop
-            part = device_batch.resize_weights(torch.tensor([H]), torch.tensor([h]),
-                                               torch.arange(start, start + count)[None], torch.tensor([first]),
-                                               stop - first)[0]
+            part = device_batch.resize_weights(
+                torch.tensor([H]),
+                torch.tensor([h]),
+                torch.arange(start, start + count)[None],
+                torch.tensor([first]),
+                stop - first,
+            )[0]
             assert torch.allclose(part, rows[start : start + count, first:stop], rtol=0, atol=1e-12)

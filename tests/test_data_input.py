@@ -15,21 +15,21 @@ import pytest
 import torch
 from PIL import Image
 
-from vggrepro.bench import throughput
-from vggrepro.cli import bench
-from vggrepro.book import runner as book
-from vggrepro.train import checkpoints
 from vggrepro import data
+from vggrepro.bench import throughput
+from vggrepro.book import runner as book
+from vggrepro.cli import bench
 from vggrepro.cli import main as cli
+from vggrepro.core.profiles import get_profile
 from vggrepro.data import synth
+from vggrepro.data.transforms import Preprocess
 from vggrepro.evaluate import cached as cached_evaluation
+from vggrepro.evaluate import posteriors
 from vggrepro.evaluate import protocols as ev
 from vggrepro.evaluate.cached import ImageSet, evaluate_cached
-from vggrepro.evaluate import posteriors
-from vggrepro.core.profiles import get_profile
 from vggrepro.evaluate.protocols import Execution, Protocol
 from vggrepro.models import build, init_glorot
-from vggrepro.data.transforms import Preprocess
+from vggrepro.train import checkpoints
 
 TINY = dict(num_classes=3, train_per_class=5, val_per_class=2, min_side=(40, 60))
 MEAN = Preprocess(mean=(124.0, 116.0, 104.0), std=(58.0, 57.0, 57.0))
@@ -45,8 +45,9 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    return synth.generate(tmp_path_factory.mktemp("gen") / "set", synth.SynthSpec(seed=11, **TINY), progress=False,
-                          workers=1)
+    return synth.generate(
+        tmp_path_factory.mktemp("gen") / "set", synth.SynthSpec(seed=11, **TINY), progress=False, workers=1
+    )
 
 
 @pytest.fixture
@@ -86,8 +87,9 @@ def test_bench_refuses_zero_counts_and_writes_nothing(flag, tmp_path, monkeypatc
     assert cli.main(["bench", "eval", flag, "0", "--out", str(out)]) == 2
     assert not out.exists() and not (tmp_path / "results").exists()
     with pytest.raises(ValueError, match="steps=0"):
-        throughput.bench_one(throughput.Case("train", "A", size=32, batch=2, width=1 / 16, crop=32, num_classes=4,
-                                             steps=0))
+        throughput.bench_one(
+            throughput.Case("train", "A", size=32, batch=2, width=1 / 16, crop=32, num_classes=4, steps=0)
+        )
 
 
 # -- evaluation -------------------------------------------------------------------------------------
@@ -121,8 +123,21 @@ def test_nan_weights_are_refused_naming_the_checkpoint(val_set, tmp_path, capsys
     broken["features.0.weight"][0, 0, 0, 0] = float("nan")
     bad = tmp_path / "diverged.pt"
     checkpoints.save({"model": broken, "meta": checkpoints.model_meta(net, MEAN)}, bad)
-    rc = cli.main(["evaluate", "--checkpoint", str(bad), "--scales", "32", "--data", str(root),
-                   "--device", "cpu", "--out", str(tmp_path / "out")])
+    rc = cli.main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(bad),
+            "--scales",
+            "32",
+            "--data",
+            str(root),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and str(bad) in err and "NaN" in err and one_line(err)
     assert not (tmp_path / "out" / "posteriors.pt").exists()
@@ -137,26 +152,49 @@ def test_nan_weights_are_refused_naming_the_checkpoint(val_set, tmp_path, capsys
 def test_evaluate_refuses_batch_size_zero(val_set, tmp_path, monkeypatch, capsys):
     ckpt, root, _ = val_set
     monkeypatch.setattr(cached_evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated with batch size 0"))
-    rc = cli.main(["evaluate", "--checkpoint", str(ckpt), "--scales", "32", "--data", str(root),
-                   "--device", "cpu", "--batch-size", "0", "--out", str(tmp_path / "out")])
+    rc = cli.main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(ckpt),
+            "--scales",
+            "32",
+            "--data",
+            str(root),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "0",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 2 and "--batch-size 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch size -1"):
-        evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [32]), images=ImageSet(data=root),
-                               how=Execution(device="cpu", batch_size=-1), out=tmp_path / "o")
+        evaluate_cached(
+            ckpt,
+            get_profile("ci"),
+            Protocol("dense", [32]),
+            images=ImageSet(data=root),
+            how=Execution(device="cpu", batch_size=-1),
+            out=tmp_path / "o",
+        )
 
 
 def test_corrupt_cached_posteriors_are_evaluated_again(val_set, tmp_path, monkeypatch, capsys):
     ckpt, root, _ = val_set
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
-    first = evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [32]), images=ImageSet(data=root),
-                                   how=Execution(device="cpu"))
+    first = evaluate_cached(
+        ckpt, get_profile("ci"), Protocol("dense", [32]), images=ImageSet(data=root), how=Execution(device="cpu")
+    )
     cached = tmp_path / "runs" / "ci" / first["run_id"] / "posteriors.pt"
     cached.write_bytes(cached.read_bytes()[:100])  # torn
     with pytest.raises(ValueError, match="posteriors.pt is not a readable posteriors file"):
         posteriors.load_posteriors(cached)
     capsys.readouterr()
-    again = evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [32]), images=ImageSet(data=root),
-                                   how=Execution(device="cpu"))
+    again = evaluate_cached(
+        ckpt, get_profile("ci"), Protocol("dense", [32]), images=ImageSet(data=root), how=Execution(device="cpu")
+    )
     err = capsys.readouterr().err
     assert str(cached) in err and "evaluating again" in err and one_line(err)
     assert torch.equal(again["posteriors"], first["posteriors"])
@@ -168,7 +206,9 @@ def test_unwritable_output_is_refused_before_evaluating(val_set, tmp_path, monke
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     real = cached_evaluation.evaluate
-    monkeypatch.setattr(cached_evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated before finding the output unwritable"))
+    monkeypatch.setattr(
+        cached_evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated before finding the output unwritable")
+    )
     base = ["evaluate", "--checkpoint", str(ckpt), "--scales", "32", "--data", str(root), "--device", "cpu"]
     assert cli.main(base + ["--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err
@@ -190,17 +230,22 @@ def test_unwritable_output_is_refused_before_evaluating(val_set, tmp_path, monke
 
 def voc(path, box, size=(40, 30), wnid="n00000001"):
     fields = "".join(f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box) if v is not None)
-    path.write_text(f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size>"
-                    f"<object><name>{wnid}</name><bndbox>{fields}</bndbox></object></annotation>")
+    path.write_text(
+        f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size>"
+        f"<object><name>{wnid}</name><bndbox>{fields}</bndbox></object></annotation>"
+    )
     return path
 
 
-@pytest.mark.parametrize("box, message", [
-    ((5, 5, 50, 20), "outside the 40x30 image"),  # beyond the width
-    ((30, 5, 10, 20), "xmin <= xmax"),  # reversed
-    ((-3, 5, 10, 20), "xmin <= xmax"),  # negative
-    ((5, 5, "nan", 20), "xmin <= xmax"),
-])
+@pytest.mark.parametrize(
+    "box, message",
+    [
+        ((5, 5, 50, 20), "outside the 40x30 image"),  # beyond the width
+        ((30, 5, 10, 20), "xmin <= xmax"),  # reversed
+        ((-3, 5, 10, 20), "xmin <= xmax"),  # negative
+        ((5, 5, "nan", 20), "xmin <= xmax"),
+    ],
+)
 def test_voc_box_outside_the_image_or_reversed_is_refused(tmp_path, box, message):
     path = voc(tmp_path / "a.xml", box)
     with pytest.raises(ValueError, match=message) as caught:
@@ -230,9 +275,13 @@ def test_csv_box_reversed_or_outside_the_image_is_refused(copy):
 def test_malformed_xml_is_named_and_training_reads_without_boxes(copy, damage):
     xml = copy / "Annotation" / "n00000002" / "n00000002_3.xml"
     text = xml.read_text()
-    xml.write_text({"truncated": text[: len(text) // 2],
-                    "no xmax": text.replace("<xmax>", "<width_x>").replace("</xmax>", "</width_x>"),
-                    "not a number": text.replace("<ymin>", "<ymin>twelve")}[damage])
+    xml.write_text(
+        {
+            "truncated": text[: len(text) // 2],
+            "no xmax": text.replace("<xmax>", "<width_x>").replace("</xmax>", "</width_x>"),
+            "not a number": text.replace("<ymin>", "<ymin>twelve"),
+        }[damage]
+    )
     other = copy / "Annotation" / "n00000003" / "n00000003_1.xml"
     other.write_text(other.read_text()[:40])
     with pytest.raises(ValueError) as caught:
@@ -258,8 +307,9 @@ def test_training_does_not_read_boxes(copy, tmp_path, monkeypatch):
         raise Reached
 
     monkeypatch.setattr(data, "dataset_stats", stop)  # the step after reading the sets
-    profile = profiles.get_profile("ci", data_kind="imagenet", data_root=str(copy), num_classes=3, crop=32,
-                                   width=1 / 16, batch_size=4, threads=1)
+    profile = profiles.get_profile(
+        "ci", data_kind="imagenet", data_root=str(copy), num_classes=3, crop=32, width=1 / 16, batch_size=4, threads=1
+    )
     with pytest.raises(Reached):
         train_mod.train(profile, train_mod.Settings(config="A", scale=37), tmp_path / "run", progress=False)
 
@@ -295,8 +345,10 @@ def test_stats_are_measured_again_when_images_change_in_place(copy):
     Image.new("RGB", (w, h), (255, 255, 255)).save(image, quality=90)  # same path, other pixels
     second = data.dataset_stats(copy, progress=False)
     assert second.mean_rgb != first.mean_rgb
-    assert second.mean_rgb == data.pixel_stats(data.decode_image(s.path)
-                                               for s in data.ILSVRC(copy, "train").samples).mean_rgb
+    assert (
+        second.mean_rgb
+        == data.pixel_stats(data.decode_image(s.path) for s in data.ILSVRC(copy, "train").samples).mean_rgb
+    )
     assert json.loads((copy / "stats.json").read_text())["mean_rgb"] == list(second.mean_rgb)
 
 

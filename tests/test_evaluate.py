@@ -9,17 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vggrepro.train import checkpoints
 from vggrepro.cli import evaluate as evaluate_cli
+from vggrepro.core.metrics import top_errors
+from vggrepro.core.profiles import get_profile
+from vggrepro.data.transforms import Preprocess, crop_grid, rescale
 from vggrepro.evaluate import cached as cached_evaluation
+from vggrepro.evaluate import posteriors
 from vggrepro.evaluate import protocols as ev
 from vggrepro.evaluate.cached import ImageSet, evaluate_cached
-from vggrepro.evaluate import posteriors
-from vggrepro.core.profiles import get_profile
-from vggrepro.core.metrics import top_errors
 from vggrepro.evaluate.protocols import Execution, Protocol
 from vggrepro.models import build, count_macs, init_glorot
-from vggrepro.data.transforms import Preprocess, crop_grid, rescale
+from vggrepro.train import checkpoints
 
 CROP = 32
 MEAN = Preprocess(mean=(124.0, 116.0, 104.0), std=(58.0, 57.0, 57.0))
@@ -100,8 +100,11 @@ def test_dense_averages_the_score_map_then_softmaxes(net):
             feats = m(F.pad(feats, pad, value=-float("inf")) if pad else feats)
         feats = feats[0]
         g = net.grid
-        scores = [net.classifier(feats[:, i:i + g, j:j + g].reshape(1, -1))[0]
-                  for i in range(feats.shape[1] - g + 1) for j in range(feats.shape[2] - g + 1)]
+        scores = [
+            net.classifier(feats[:, i : i + g, j : j + g].reshape(1, -1))[0]
+            for i in range(feats.shape[1] - g + 1)
+            for j in range(feats.shape[2] - g + 1)
+        ]
     assert len(scores) == (3 - g + 1) ** 2
     expect = F.softmax(torch.stack(scores).mean(0), dim=0)
     got = ev.evaluate(net, MEAN, [(0, im, 0)], Protocol("dense", [2 * CROP + 16], flip=False))
@@ -116,7 +119,9 @@ def test_bucketing_leaves_dense_results_unchanged(net):
     images = [(10 * k + 7, image(h, w, k), k % 10) for k, (h, w) in enumerate(sizes)]
     # batches of up to 16 crops' pixels (5 images of 32 x 48 with their flips); 6 waiting images force a run
     batched = ev.evaluate(net, MEAN, images, Protocol("dense", [CROP, 40]), how=Execution(batch_size=16, max_pending=6))
-    alone = [ev.evaluate(net, MEAN, [item], Protocol("dense", [CROP, 40]), how=Execution(batch_size=1)) for item in images]
+    alone = [
+        ev.evaluate(net, MEAN, [item], Protocol("dense", [CROP, 40]), how=Execution(batch_size=1)) for item in images
+    ]
     torch.testing.assert_close(batched.posteriors, torch.cat([a.posteriors for a in alone]), atol=1e-5, rtol=1e-4)
     assert sum(a.forward_passes for a in alone) == 18 and batched.forward_passes < 14  # it did batch
     assert batched.indices.tolist() == [i for i, _, _ in images]
@@ -128,8 +133,10 @@ def test_multiscale_is_the_mean_of_single_scales_and_both_the_mean_of_dense_and_
     scales = [CROP, 40, 48]
     for protocol in ("dense", "multicrop", "centre"):
         multi = ev.evaluate(net, MEAN, images, Protocol(protocol, scales), how=Execution(batch_size=16))
-        single = [ev.evaluate(net, MEAN, images, Protocol(protocol, [q]), how=Execution(batch_size=16)).posteriors
-                  for q in scales]
+        single = [
+            ev.evaluate(net, MEAN, images, Protocol(protocol, [q]), how=Execution(batch_size=16)).posteriors
+            for q in scales
+        ]
         torch.testing.assert_close(multi.posteriors, torch.stack(single).mean(0), atol=1e-6, rtol=1e-5)
     both = ev.evaluate(net, MEAN, images, Protocol("both", scales[:2]))
     dense = ev.evaluate(net, MEAN, images, Protocol("dense", scales[:2])).posteriors
@@ -140,12 +147,14 @@ def test_multiscale_is_the_mean_of_single_scales_and_both_the_mean_of_dense_and_
 
 
 def test_top_errors_by_hand():
-    p = torch.tensor([
-        [0.50, 0.20, 0.10, 0.08, 0.07, 0.05],  # label 0: top-1 hit
-        [0.05, 0.10, 0.30, 0.20, 0.15, 0.20],  # label 4: 4th largest -> top-5 hit, top-1 miss
-        [0.40, 0.30, 0.12, 0.08, 0.06, 0.04],  # label 5: smallest -> top-5 miss
-        [0.10, 0.60, 0.10, 0.05, 0.05, 0.10],  # label 1: top-1 hit
-    ])
+    p = torch.tensor(
+        [
+            [0.50, 0.20, 0.10, 0.08, 0.07, 0.05],  # label 0: top-1 hit
+            [0.05, 0.10, 0.30, 0.20, 0.15, 0.20],  # label 4: 4th largest -> top-5 hit, top-1 miss
+            [0.40, 0.30, 0.12, 0.08, 0.06, 0.04],  # label 5: smallest -> top-5 miss
+            [0.10, 0.60, 0.10, 0.05, 0.05, 0.10],  # label 1: top-1 hit
+        ]
+    )
     errs = top_errors(p, torch.tensor([0, 4, 5, 1]))
     assert errs == {"top1_err": pytest.approx(50.0), "top5_err": pytest.approx(25.0)}
     assert top_errors(p[:, :3], torch.tensor([0, 2, 1, 1]), k=(1, 5)) == {"top1_err": 25.0, "top5_err": 0.0}
@@ -178,8 +187,9 @@ def test_posteriors_round_trip(net, tmp_path):
     path = posteriors.save_posteriors(tmp_path / "p" / "posteriors.pt", result, note="x")
     back = posteriors.load_posteriors(path)
     assert torch.equal(back["posteriors"], result.posteriors) and back["posteriors"].dtype == torch.float32
-    assert torch.equal(back["labels"], result.labels) and torch.equal(back["parts"]["multicrop"],
-                                                                       result.parts["multicrop"])
+    assert torch.equal(back["labels"], result.labels) and torch.equal(
+        back["parts"]["multicrop"], result.parts["multicrop"]
+    )
     assert back["meta"]["protocol"] == "both" and back["meta"]["note"] == "x"
     assert os.listdir(path.parent) == ["posteriors.pt"]  # no temporary file left behind
     with pytest.raises(FileNotFoundError):
@@ -222,16 +232,32 @@ def test_cli_evaluates_a_checkpoint_on_a_val_folder(tiny_set, tmp_path, capsys):
 
     ckpt, root, small = tiny_set
     out = tmp_path / "eval"
-    rc = cli.main(["evaluate", "--checkpoint", str(ckpt), "--protocol", "both", "--scales", "32,40",
-                   "--data", str(root), "--device", "cpu", "--out", str(out)])
+    rc = cli.main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(ckpt),
+            "--protocol",
+            "both",
+            "--scales",
+            "32,40",
+            "--data",
+            str(root),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0 and "top-1 error" in printed and str(out / "posteriors.pt") in printed
     saved = posteriors.load_posteriors(out / "posteriors.pt")
     assert saved["labels"].tolist() == [0, 0, 1, 1, 2, 2]  # classes in sorted-wnid order
     # the same numbers as evaluating the decoded files directly
     files = sorted((root / "val").glob("*/*.JPEG"))
-    direct = ev.evaluate(small, MEAN, [(i, decode_image(f), i // 2) for i, f in enumerate(files)],
-                         Protocol("both", [32, 40]))
+    direct = ev.evaluate(
+        small, MEAN, [(i, decode_image(f), i // 2) for i, f in enumerate(files)], Protocol("both", [32, 40])
+    )
     torch.testing.assert_close(saved["posteriors"], direct.posteriors, atol=1e-5, rtol=1e-4)
     result = __import__("json").loads((out / "result.json").read_text())
     assert result["top1_err"] == pytest.approx(direct.top1_err) and "provenance" in result
@@ -240,8 +266,13 @@ def test_cli_evaluates_a_checkpoint_on_a_val_folder(tiny_set, tmp_path, capsys):
 def test_cached_evaluation_is_reused(tiny_set, tmp_path, monkeypatch):
     ckpt, root, _ = tiny_set
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
-    first = evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [CROP]),
-                                   images=ImageSet(limit=4, data=root), how=Execution(device="cpu"))
+    first = evaluate_cached(
+        ckpt,
+        get_profile("ci"),
+        Protocol("dense", [CROP]),
+        images=ImageSet(limit=4, data=root),
+        how=Execution(device="cpu"),
+    )
     assert first["images"] == 4 and first["labels"].tolist() == [0, 0, 1, 2]  # spread over the classes
     assert (tmp_path / "runs" / "ci").is_dir() and first["settings"]["kind"] == "eval"
 
@@ -249,8 +280,13 @@ def test_cached_evaluation_is_reused(tiny_set, tmp_path, monkeypatch):
         raise AssertionError("a finished evaluation ran again")
 
     monkeypatch.setattr(cached_evaluation, "evaluate", no_run)
-    again = evaluate_cached(ckpt, get_profile("ci"), Protocol("dense", [CROP]),
-                                   images=ImageSet(limit=4, data=root), how=Execution(device="cpu"))
+    again = evaluate_cached(
+        ckpt,
+        get_profile("ci"),
+        Protocol("dense", [CROP]),
+        images=ImageSet(limit=4, data=root),
+        how=Execution(device="cpu"),
+    )
     assert torch.equal(again["posteriors"], first["posteriors"]) and again["run_id"] == first["run_id"]
 
 
@@ -275,8 +311,14 @@ def test_data_identity_names_a_generated_set_by_its_manifest(tmp_path):
     from vggrepro import data
     from vggrepro.core.profiles import get_profile
 
-    profile = get_profile("ci", data_root=str(tmp_path / "a"), num_classes=2, synth_train_per_class=2,
-                          synth_val_per_class=1, synth_min_side=(40, 44))
+    profile = get_profile(
+        "ci",
+        data_root=str(tmp_path / "a"),
+        num_classes=2,
+        synth_train_per_class=2,
+        synth_val_per_class=1,
+        synth_min_side=(40, 44),
+    )
     first = data.ensure_synthetic(profile, verbose=False)
     copy = shutil.copytree(first, tmp_path / "b")
     assert data.data_identity(first) == data.data_identity(copy)

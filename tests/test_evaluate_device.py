@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from test_evaluate import MEAN, image, net  # noqa: F401  (net: the fixture)
 
-from vggrepro.evaluate import protocols as ev
-from vggrepro.evaluate.protocols import Execution, Protocol
 from vggrepro import models
 from vggrepro.core.devices import Speed, backend_flags
+from vggrepro.evaluate import protocols as ev
+from vggrepro.evaluate.protocols import Execution, Protocol
 
 
 def test_dense_evaluation_autotunes_no_image_size(net, monkeypatch):
@@ -18,8 +18,9 @@ def test_dense_evaluation_autotunes_no_image_size(net, monkeypatch):
 
     def counted(model):
         dense = models.to_dense(model)
-        dense.register_forward_pre_hook(lambda m, args: seen.append((tuple(args[0].shape[-2:]),
-                                                                     torch.backends.cudnn.benchmark)))
+        dense.register_forward_pre_hook(
+            lambda m, args: seen.append((tuple(args[0].shape[-2:]), torch.backends.cudnn.benchmark))
+        )
         return dense
 
     monkeypatch.setattr(ev, "to_dense", counted)

@@ -13,10 +13,10 @@ import torch
 
 from vggrepro import data, models
 from vggrepro.cli import main as cli
-from vggrepro.evaluate import protocols as ev
-from vggrepro.evaluate import posteriors
-from vggrepro.evaluate.protocols import Protocol
 from vggrepro.core.profiles import get_profile
+from vggrepro.evaluate import posteriors
+from vggrepro.evaluate import protocols as ev
+from vggrepro.evaluate.protocols import Protocol
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,16 +77,34 @@ def write_caffemodel(net, path):
 
 
 @pytest.mark.parametrize("kind", ["pth", "caffemodel"])
-def test_evaluate_weights_runs_the_dense_protocol_on_a_weights_file(kind, tiny_val, writer_net, tmp_path, capsys,
-                                                                    monkeypatch):
+def test_evaluate_weights_runs_the_dense_protocol_on_a_weights_file(
+    kind, tiny_val, writer_net, tmp_path, capsys, monkeypatch
+):
     _, root = tiny_val
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))  # the cached run goes here, not into runs/
     weights = tmp_path / f"VGG_test.{kind}"
     (write_pth if kind == "pth" else write_caffemodel)(writer_net, weights)
     by_hand = torchvision_by_hand if kind == "pth" else caffe_by_hand
 
-    rc = cli.main(["evaluate", "--weights", str(weights), "--profile", "ci", "--protocol", "dense",
-                   "--scales", "37", "--limit", "20", "--data", str(root), "--device", "cpu"])
+    rc = cli.main(
+        [
+            "evaluate",
+            "--weights",
+            str(weights),
+            "--profile",
+            "ci",
+            "--protocol",
+            "dense",
+            "--scales",
+            "37",
+            "--limit",
+            "20",
+            "--data",
+            str(root),
+            "--device",
+            "cpu",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     line = re.search(r"D dense Q=37: top-1 error ([\d.]+)%, top-5 error ([\d.]+)% on 20 images", printed)
@@ -113,6 +131,19 @@ def test_evaluate_weights_runs_the_dense_protocol_on_a_weights_file(kind, tiny_v
 
 def test_evaluate_weights_names_a_missing_file(tiny_val, tmp_path, capsys):
     _, root = tiny_val
-    rc = cli.main(["evaluate", "--weights", str(tmp_path / "VGG_ILSVRC_16_layers.caffemodel"), "--profile", "ci",
-                   "--scales", "37", "--data", str(root), "--out", str(tmp_path / "out")])
+    rc = cli.main(
+        [
+            "evaluate",
+            "--weights",
+            str(tmp_path / "VGG_ILSVRC_16_layers.caffemodel"),
+            "--profile",
+            "ci",
+            "--scales",
+            "37",
+            "--data",
+            str(root),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 2 and "no weights file" in capsys.readouterr().err

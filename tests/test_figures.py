@@ -15,10 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from vggrepro.experiments import figures
 from vggrepro import models
 from vggrepro.data import transforms
 from vggrepro.evaluate import windows  # noqa: E402
+from vggrepro.experiments import figures
 from vggrepro.models import CONFIGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

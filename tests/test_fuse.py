@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from vggrepro.train import checkpoints
 from vggrepro.cli import main as cli
 from vggrepro.core import metrics
 from vggrepro.evaluate.fuse import disagreement, fuse, fuse_saved, greedy_subset, subset_errors
+from vggrepro.train import checkpoints
 
 
 def test_top_errors_by_hand():
@@ -56,10 +56,16 @@ def saved_evaluation(folder, dense, multicrop, labels, indices=None):
     """What ``vggrepro evaluate --protocol both --out folder`` leaves: posteriors.pt with the parts."""
     both = (dense + multicrop) / 2
     folder.mkdir(parents=True)
-    checkpoints.save(dict(posteriors=both, labels=labels,
-                          indices=torch.arange(len(labels)) if indices is None else indices,
-                          parts=dict(dense=dense, multicrop=multicrop), meta=dict(protocol="both")),
-                     folder / "posteriors.pt")
+    checkpoints.save(
+        dict(
+            posteriors=both,
+            labels=labels,
+            indices=torch.arange(len(labels)) if indices is None else indices,
+            parts=dict(dense=dense, multicrop=multicrop),
+            meta=dict(protocol="both"),
+        ),
+        folder / "posteriors.pt",
+    )
     return folder
 
 

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from vggrepro import models
+from vggrepro.data import read_voc_xml, synth
+from vggrepro.data.transforms import Preprocess, hflip, rescale
 from vggrepro.experiments import claims
 from vggrepro.generalise import features as generalise
-from vggrepro import models
-from vggrepro.data import synth
-from vggrepro.data import read_voc_xml
-from vggrepro.data.transforms import Preprocess, hflip, rescale
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +50,13 @@ def test_penultimate_is_fc7_after_relu_of_the_dense_net(net):
 
 def test_descriptors_have_unit_norm(net):
     per = generalise.scale_descriptors(net, PRE, [image(3), image(4, 50, 36)], [32, 40, 48])
-    for d in (generalise.combine(per, "average"), generalise.combine(per, "stack"), generalise.combine(per, "stack", [1]),
-              generalise.stack(generalise.combine(per, "average"), generalise.combine(per, "stack")),
-              generalise.pixel_descriptors([image(5)], PRE, 16)):
+    for d in (
+        generalise.combine(per, "average"),
+        generalise.combine(per, "stack"),
+        generalise.combine(per, "stack", [1]),
+        generalise.stack(generalise.combine(per, "average"), generalise.combine(per, "stack")),
+        generalise.pixel_descriptors([image(5)], PRE, 16),
+    ):
         np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, rtol=1e-12)
     assert generalise.combine(per, "stack").shape[1] == 3 * per.shape[2]
     with pytest.raises(ValueError, match="average"):
@@ -145,8 +148,16 @@ def test_novel_classes_are_new_pairs():
 
 def test_default_sets_keep_their_bytes(tmp_path):
     # the digest of this set before the generator learned new classes and several objects
-    spec = synth.SynthSpec(num_classes=10, train_per_class=6, val_per_class=3, min_side=(40, 72), seed=0,
-                           box_fraction=(0.5, 0.9), rotation=30.0, background_fade=0.3)
+    spec = synth.SynthSpec(
+        num_classes=10,
+        train_per_class=6,
+        val_per_class=3,
+        min_side=(40, 72),
+        seed=0,
+        box_fraction=(0.5, 0.9),
+        rotation=30.0,
+        background_fade=0.3,
+    )
     root = synth.generate(tmp_path / "s", spec, progress=False, workers=1)
     manifest = synth.read_manifest(root)
     assert manifest["digest"] == "4e37430bd04fc70c72b85c140a4b9dee2b8472b0c73cdc943c9c0a8ae62e5637"
@@ -155,8 +166,9 @@ def test_default_sets_keep_their_bytes(tmp_path):
 
 def test_multi_label_set(tmp_path):
     classes = synth.novel_classes(10, 4)
-    spec = synth.SynthSpec(num_classes=4, classes=classes, objects=(2, 3), train_per_class=3, val_per_class=2,
-                           min_side=(40, 60), seed=5)
+    spec = synth.SynthSpec(
+        num_classes=4, classes=classes, objects=(2, 3), train_per_class=3, val_per_class=2, min_side=(40, 60), seed=5
+    )
     root = synth.generate(tmp_path / "voc", spec, progress=False, workers=1)
     counts = set()
     for xml in (root / "Annotation").rglob("*.xml"):
@@ -189,5 +201,7 @@ def test_the_svm_scores_the_same_on_span_coordinates():
     np.testing.assert_allclose(basis.T @ basis, np.eye(30), atol=1e-12)
     X_test = rng.normal(size=(7, 200))
     plain = LinearSVC(C=1.0, random_state=0, max_iter=10_000, tol=1e-8).fit(X, y).decision_function(X_test)
-    projected = LinearSVC(C=1.0, random_state=0, max_iter=10_000, tol=1e-8).fit(X @ basis, y).decision_function(X_test @ basis)
+    projected = (
+        LinearSVC(C=1.0, random_state=0, max_iter=10_000, tol=1e-8).fit(X @ basis, y).decision_function(X_test @ basis)
+    )
     np.testing.assert_allclose(projected, plain, atol=1e-5)

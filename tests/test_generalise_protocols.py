@@ -64,9 +64,17 @@ def test_descriptors_take_each_nets_scales_on_each_set(monkeypatch):
     monkeypatch.setattr(P, "scale_descriptors", fake)
     nets = {"D": ("net D", "pre D"), "A": ("net A", "pre A")}
     images = {"caltech": [0] * 5, "voc": [0] * 4}
-    scales = {("D", "caltech"): [32, 48], ("D", "voc"): [32, 40, 48], ("A", "caltech"): [32, 48],
-              ("A", "voc"): (32, 48)}
+    scales = {
+        ("D", "caltech"): [32, 48],
+        ("D", "voc"): [32, 40, 48],
+        ("A", "caltech"): [32, 48],
+        ("A", "voc"): (32, 48),
+    }
     out = P.descriptors(nets, images, scales)
-    assert seen == [("net D", "pre D", 5, [32, 48]), ("net D", "pre D", 4, [32, 40, 48]),
-                    ("net A", "pre A", 5, [32, 48]), ("net A", "pre A", 4, [32, 48])]
+    assert seen == [
+        ("net D", "pre D", 5, [32, 48]),
+        ("net D", "pre D", 4, [32, 40, 48]),
+        ("net A", "pre A", 5, [32, 48]),
+        ("net A", "pre A", 4, [32, 48]),
+    ]
     assert list(out) == list(scales) and out["D", "voc"].shape == (4, 3, 1) and out["A", "voc"][0, 0, 0] == 4.0

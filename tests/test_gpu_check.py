@@ -15,8 +15,11 @@ def test_the_dry_run_runs_every_step_and_records_it(tmp_path, capsys):
     steps = record["steps"]
     assert set(steps) == {"fp32", "tf32+cl", "bf16+cl", "train_loop", "dense_eval", "jpeg_decode", "resume"}
     assert all(s["ok"] for s in steps.values()), {k: s.get("error") for k, s in steps.items()}
-    assert (steps["fp32"]["precision"], steps["tf32+cl"]["precision"], steps["bf16+cl"]["precision"]) == \
-        ("fp32", "tf32", "bf16")
+    assert (steps["fp32"]["precision"], steps["tf32+cl"]["precision"], steps["bf16+cl"]["precision"]) == (
+        "fp32",
+        "tf32",
+        "bf16",
+    )
     assert len(steps["train_loop"]["img_per_s_by_epoch"]) == 2
     assert sorted(steps["dense_eval"]["by_Q"], key=int) == ["37", "55", "73"]
     assert steps["jpeg_decode"]["img_per_s"] > 0

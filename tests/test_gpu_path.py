@@ -10,13 +10,13 @@ import dataclasses
 import pytest
 import torch
 
-from vggrepro.train import checkpoints, loop
 from vggrepro import data
-from vggrepro.evaluate.cached import evaluate_cached
-from vggrepro.evaluate.protocols import Protocol
-from vggrepro.data import loader
 from vggrepro.core.devices import Speed
 from vggrepro.core.profiles import get_profile
+from vggrepro.data import loader
+from vggrepro.evaluate.cached import evaluate_cached
+from vggrepro.evaluate.protocols import Protocol
+from vggrepro.train import checkpoints, loop
 from vggrepro.train.recipe import Settings, train
 
 AS_ON_CUDA = Speed("cpu", bf16=True, sync_every=4, benchmark=True, batched_crops=True)
@@ -24,16 +24,28 @@ AS_ON_CUDA = Speed("cpu", bf16=True, sync_every=4, benchmark=True, batched_crops
 
 @pytest.fixture(scope="module")
 def toy_gpu(tmp_path_factory):
-    profile = dataclasses.replace(get_profile("gpu"), device="cpu", width=1 / 16, crop=32, num_classes=4,
-                                  batch_size=8, epochs=2, checkpoint_every=100, threads=1,
-                                  synth_train_per_class=16, synth_val_per_class=4, synth_min_side=(40, 56),
-                                  data_root=str(tmp_path_factory.mktemp("data") / "synth-toy-gpu"))
+    profile = dataclasses.replace(
+        get_profile("gpu"),
+        device="cpu",
+        width=1 / 16,
+        crop=32,
+        num_classes=4,
+        batch_size=8,
+        epochs=2,
+        checkpoint_every=100,
+        threads=1,
+        synth_train_per_class=16,
+        synth_val_per_class=4,
+        synth_min_side=(40, 56),
+        data_root=str(tmp_path_factory.mktemp("data") / "synth-toy-gpu"),
+    )
     data.ensure_synthetic(profile, verbose=False)
     return profile
 
 
-def test_the_gpu_profile_trains_and_evaluates_at_toy_size_reading_the_loss_every_few_steps(toy_gpu, tmp_path,
-                                                                                             monkeypatch):
+def test_the_gpu_profile_trains_and_evaluates_at_toy_size_reading_the_loss_every_few_steps(
+    toy_gpu, tmp_path, monkeypatch
+):
     reads = []
     real = loop.Trainer.read_losses
 
@@ -45,16 +57,21 @@ def test_the_gpu_profile_trains_and_evaluates_at_toy_size_reading_the_loss_every
     batched = []
     real_crops = loader.crop_batch
     monkeypatch.setattr(loader, "crop_batch", lambda *a: batched.append(1) or real_crops(*a))
-    result = train(toy_gpu, Settings(config="A", scale=toy_gpu.S(256)), tmp_path / "run", progress=False,
-                   speed=AS_ON_CUDA)
+    result = train(
+        toy_gpu, Settings(config="A", scale=toy_gpu.S(256)), tmp_path / "run", progress=False, speed=AS_ON_CUDA
+    )
     assert result["steps"] == 16 and result["epochs"] == 2
     assert len(batched) == 16  # every training batch came from the one-pass device path
     syncs = [(epoch, n) for epoch, n in reads if n]  # reads that had losses to read: one host sync each
     assert [sum(1 for e, _ in syncs if e == epoch) for epoch in (0, 1)] == [2, 2]  # 8 steps / 4, per epoch
     assert not torch.backends.cudnn.benchmark  # autotuning was for the run only
 
-    ev = evaluate_cached(tmp_path / "run" / "checkpoint.pt", toy_gpu, Protocol("both", [toy_gpu.S(256), toy_gpu.S(384)]),
-                         out=tmp_path / "eval")
+    ev = evaluate_cached(
+        tmp_path / "run" / "checkpoint.pt",
+        toy_gpu,
+        Protocol("both", [toy_gpu.S(256), toy_gpu.S(384)]),
+        out=tmp_path / "eval",
+    )
     assert ev["images"] == 16 and 0 <= ev["top1_err"] <= 100
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from vggrepro.experiments import grid
 from vggrepro.core.profiles import get_profile
+from vggrepro.experiments import grid
 
 
 def test_each_seed_is_a_whole_chain_and_the_profile_seed_keeps_its_run_key(tmp_path, monkeypatch):
@@ -43,14 +43,18 @@ def test_evaluation_uses_the_paper_test_scales_of_the_entry(monkeypatch):
     prof = get_profile("ci")
     calls = []
     monkeypatch.setattr(grid, "checkpoint", lambda p, name, seed=None: f"{name}@{seed}")
-    monkeypatch.setattr(grid, "evaluate_cached", lambda ckpt, p, protocol: calls.append((ckpt, protocol.name, list(protocol.scales))))
+    monkeypatch.setattr(
+        grid, "evaluate_cached", lambda ckpt, p, protocol: calls.append((ckpt, protocol.name, list(protocol.scales)))
+    )
     grid.evaluation(prof, "D/256", "centre")
     grid.evaluation(prof, "D/jit", "both", multi=True, seed=3)
     grid.evaluation(prof, "D/384", "dense", Q=64)
     # section 4.1: Q = S (paper 256 -> 37 px at ci); 4.2: Q = {256, 384, 512} for jittered S
-    assert calls == [("D/256@None", "centre", [prof.S(256)]),
-                     ("D/jit@3", "both", [prof.S(256), prof.S(384), prof.S(512)]),
-                     ("D/384@None", "dense", [64])]
+    assert calls == [
+        ("D/256@None", "centre", [prof.S(256)]),
+        ("D/jit@3", "both", [prof.S(256), prof.S(384), prof.S(512)]),
+        ("D/384@None", "dense", [64]),
+    ]
 
 
 def test_the_papers_tables_map_onto_grid_nets_row_for_row():

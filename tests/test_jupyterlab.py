@@ -34,14 +34,29 @@ def server(tmp_path):
     for twin in sorted((ROOT / "book").glob("01_architecture.*")):
         shutil.copy(twin, tmp_path / "book")
     port, token = _free_port(), secrets.token_hex(16)
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
-                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={tmp_path}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def call(method: str, path: str, body: dict | None = None) -> dict:
-        req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.loads(r.read() or b"{}")
 
@@ -67,10 +82,14 @@ def test_a_chapter_opens_as_a_notebook_and_saving_it_changes_nothing(server):
     twins = {p.name: p.read_bytes() for p in (root / "book").iterdir()}
     model = call("GET", "/api/contents/book/01_architecture.py?type=notebook&content=1")
     assert model["type"] == "notebook" and len(model["content"]["cells"]) > 10
-    assert any(o for c in model["content"]["cells"] if c["cell_type"] == "code" for o in c["outputs"]), \
+    assert any(o for c in model["content"]["cells"] if c["cell_type"] == "code" for o in c["outputs"]), (
         "the outputs stored in the .ipynb twin come with the notebook"
-    call("PUT", "/api/contents/book/01_architecture.py", {"type": "notebook", "format": "json",
-                                                          "content": model["content"]})
+    )
+    call(
+        "PUT",
+        "/api/contents/book/01_architecture.py",
+        {"type": "notebook", "format": "json", "content": model["content"]},
+    )
     changed = [name for name, data in twins.items() if (root / "book" / name).read_bytes() != data]
     assert changed == [], f"opening and saving the chapter rewrote {changed}"
 

@@ -272,7 +272,7 @@ def _reference_scores(net, x):
     for i in range(x.shape[-2] - g + 1):
         cols = []
         for j in range(x.shape[-1] - g + 1):
-            cols.append(net.classifier(x[:, :, i:i + g, j:j + g].flatten(1)))
+            cols.append(net.classifier(x[:, :, i : i + g, j : j + g].flatten(1)))
         rows.append(torch.stack(cols, -1))
     return torch.stack(rows, -2)
 
@@ -342,8 +342,16 @@ def test_macs_and_memory_match_a_forward_pass(config):
 
 def test_macs_of_a_by_hand():
     # A at 224: (spatial side, Cin, Cout) of its eight 3x3 convs, then the three FC layers.
-    convs = [(224, 3, 64), (112, 64, 128), (56, 128, 256), (56, 256, 256),
-             (28, 256, 512), (28, 512, 512), (14, 512, 512), (14, 512, 512)]
+    convs = [
+        (224, 3, 64),
+        (112, 64, 128),
+        (56, 128, 256),
+        (56, 256, 256),
+        (28, 256, 512),
+        (28, 512, 512),
+        (14, 512, 512),
+        (14, 512, 512),
+    ]
     expected = sum(s * s * 9 * a * b for s, a, b in convs) + 25088 * 4096 + 4096 * 4096 + 4096 * 1000
     with torch.device("meta"):
         net = build("A")
@@ -376,7 +384,8 @@ def test_receptive_field_of_a_net_by_hand():
     # 1 + 2(2+2) + 4... = 212 (the figure published for VGG-16's pool5)
     with torch.device("meta"):
         assert models.receptive_field(build("D")) == 212
-        # A: conv1 3, pool 4, conv2 +4 = 8, pool 10, conv3 2x +8 = 26, pool 30, 2x +16 = 62, pool 70, 2x +32 = 134, pool 150
+        # A: conv1 3, pool 4, conv2 +4 = 8, pool 10, conv3 2x +8 = 26, pool 30, 2x +16 = 62, pool 70,
+        # 2x +32 = 134, pool 150
         assert models.receptive_field(build("A", width=1 / 8, crop=32)) == 150
     stack = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3))
     assert models.receptive_field(stack) == models.receptive_field([3, 3, 3]) == 7

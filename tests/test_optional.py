@@ -38,8 +38,11 @@ def test_a_torchvision_that_fails_to_import_counts_as_absent(monkeypatch):
 def test_the_gpu_extra_and_the_one_guard():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert extras["gpu"] == ["torchvision"]
-    importers = [p.name for p in (ROOT / "vggrepro").rglob("*.py")
-                 if re.search(r"^\s*(import|from) torchvision", p.read_text(), re.M)]
+    importers = [
+        p.name
+        for p in (ROOT / "vggrepro").rglob("*.py")
+        if re.search(r"^\s*(import|from) torchvision", p.read_text(), re.M)
+    ]
     assert importers == ["optional.py"]
 
 

@@ -3,7 +3,6 @@ hand-computed cases."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from vggrepro.experiments import paper
@@ -53,11 +52,19 @@ def test_beside():
     }
     assert rows[1]["paper top1_val_err"] is None and rows[1]["ours top1_val_err"] == 50.0
     # A list field (test_Q) matches an equal list or tuple, not a single item.
-    q = paper.beside("table4_multi_scale", [{"config": "B", "test_Q": (224, 256, 288), "top1_val_err": 1.0}],
-                     on=["config", "test_Q"], metrics=["top1_val_err"])
+    q = paper.beside(
+        "table4_multi_scale",
+        [{"config": "B", "test_Q": (224, 256, 288), "top1_val_err": 1.0}],
+        on=["config", "test_Q"],
+        metrics=["top1_val_err"],
+    )
     assert q[0]["paper top1_val_err"] == 28.2
-    q = paper.beside("table4_multi_scale", [{"config": "B", "test_Q": 256, "top1_val_err": 1.0}],
-                     on=["config", "test_Q"], metrics=["top1_val_err"])
+    q = paper.beside(
+        "table4_multi_scale",
+        [{"config": "B", "test_Q": 256, "top1_val_err": 1.0}],
+        on=["config", "test_Q"],
+        metrics=["top1_val_err"],
+    )
     assert q[0]["paper top1_val_err"] is None
 
 
@@ -82,15 +89,31 @@ def test_fmt():
 
 
 def test_whole_shows_every_row_and_column_of_the_paper_beside_ours():
-    ours = [{"config": "A", "train_S": "256", "top1_val_err": 40.04, "our Q": 37},
-            {"config": "X", "train_S": "256", "top1_val_err": 50.0, "our Q": 37}]
+    ours = [
+        {"config": "A", "train_S": "256", "top1_val_err": 40.04, "our Q": 37},
+        {"config": "X", "train_S": "256", "top1_val_err": 50.0, "our Q": 37},
+    ]
     rows = paper.whole("table3_single_scale", ours, on=("config", "train_S"), metrics=("top1_val_err",))
     assert len(rows) == len(paper.table("table3_single_scale")) + 1  # every paper row, then ours the paper lacks
-    assert rows[0] == {"config": "A", "train_S": "256", "test_Q": "256", "paper top1_val_err": "29.6",
-                       "paper top5_val_err": "10.4", "ours top1_val_err": "40.0", "our Q": 37}
+    assert rows[0] == {
+        "config": "A",
+        "train_S": "256",
+        "test_Q": "256",
+        "paper top1_val_err": "29.6",
+        "paper top5_val_err": "10.4",
+        "ours top1_val_err": "40.0",
+        "our Q": 37,
+    }
     assert rows[2]["config"] == "B" and rows[2]["ours top1_val_err"] == "-" and rows[2]["our Q"] == "-"
-    assert rows[-1] == {"config": "X", "train_S": "256", "test_Q": "-", "paper top1_val_err": "-",
-                        "paper top5_val_err": "-", "ours top1_val_err": "50.0", "our Q": 37}
+    assert rows[-1] == {
+        "config": "X",
+        "train_S": "256",
+        "test_Q": "-",
+        "paper top1_val_err": "-",
+        "paper top5_val_err": "-",
+        "ours top1_val_err": "50.0",
+        "our Q": 37,
+    }
 
 
 def test_whole_marks_the_columns_only_a_test_server_can_score():

@@ -97,8 +97,9 @@ def test_unknown_knob():
         get_profile("ci", widht=0.5)
 
 
-@pytest.mark.parametrize("knob", [dict(width=0), dict(width=-1), dict(batch_size=0), dict(device="tpu"),
-                                  dict(data_kind="coco")])
+@pytest.mark.parametrize(
+    "knob", [dict(width=0), dict(width=-1), dict(batch_size=0), dict(device="tpu"), dict(data_kind="coco")]
+)
 def test_other_bad_knobs(knob):
     with pytest.raises(ValueError, match=list(knob)[0]):
         get_profile("ci", **knob)

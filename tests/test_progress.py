@@ -32,11 +32,14 @@ def test_the_line_names_the_net_its_epoch_and_the_time_left_from_the_epochs_it_s
     assert watcher.poll(now=t) == "    train-D-73-from-a, seed 2: epoch 1 of at most 30, top-1 error 49.0%"
     assert watcher.poll(now=t + 1) is None  # said once
     _run(new.with_name("unused"), 0, {})  # an empty run folder does not count
-    (new / "metrics.jsonl").write_text((new / "metrics.jsonl").read_text() + json.dumps(
-        dict(step=30, epoch=3, top1_err=40.0)) + "\n")
+    (new / "metrics.jsonl").write_text(
+        (new / "metrics.jsonl").read_text() + json.dumps(dict(step=30, epoch=3, top1_err=40.0)) + "\n"
+    )
     # two epochs in 80 s: 40 s each, 27 left at most
-    assert watcher.poll(now=t + 80) == ("    train-D-73-from-a, seed 2: epoch 3 of at most 30, top-1 error 40.0%, "
-                                        "40 s/epoch, at most 18.0 min left in this net")
+    assert watcher.poll(now=t + 80) == (
+        "    train-D-73-from-a, seed 2: epoch 3 of at most 30, top-1 error 40.0%, "
+        "40 s/epoch, at most 18.0 min left in this net"
+    )
 
 
 def test_a_box_regressor_has_epochs_but_no_error_and_the_profile_gives_the_plan(tmp_path):

@@ -12,11 +12,13 @@ spec.loader.exec_module(record_run)
 
 def test_wall_times_are_read_from_the_book_run_output(tmp_path):
     log = tmp_path / "book.log"
-    log.write_text("[1/8] book/01_architecture.ipynb (profile='cpu') ... 3/20 cells [00:01]\r"
-                   "[1/8] book/01_architecture.ipynb (profile='cpu') ... ok in 5.2 s -> runs/cpu/book/01.ipynb\n"
-                   "    train-A-73-gaussian, seed 0: epoch 1 of at most 30\n"
-                   "[2/8] book/02_training.ipynb (profile='cpu') ... ok in 3012.0 s -> runs/cpu/book/02.ipynb\n"
-                   "[3/8] book/04_single_scale.ipynb (profile='cpu') ... FAILED after 10.0 s\n")
+    log.write_text(
+        "[1/8] book/01_architecture.ipynb (profile='cpu') ... 3/20 cells [00:01]\r"
+        "[1/8] book/01_architecture.ipynb (profile='cpu') ... ok in 5.2 s -> runs/cpu/book/01.ipynb\n"
+        "    train-A-73-gaussian, seed 0: epoch 1 of at most 30\n"
+        "[2/8] book/02_training.ipynb (profile='cpu') ... ok in 3012.0 s -> runs/cpu/book/02.ipynb\n"
+        "[3/8] book/04_single_scale.ipynb (profile='cpu') ... FAILED after 10.0 s\n"
+    )
     assert record_run.notebook_seconds(log) == {"01_architecture": 5.2, "02_training": 3012.0}
     assert record_run.notebook_seconds(None) == {}
 
@@ -24,16 +26,32 @@ def test_wall_times_are_read_from_the_book_run_output(tmp_path):
 def test_every_finished_training_and_box_regressor_is_a_row_with_its_seed_and_error(tmp_path):
     train = tmp_path / "train-D-73-from-a-0123456789"
     train.mkdir()
-    (train / "result.json").write_text(json.dumps({
-        "config": "D", "scale": 73, "init": "from-a:/x/runs/cpu/train-A-73-gaussian-0123456789/checkpoint.pt",
-        "epochs": 30, "lr_cuts": 1, "stopped": "epochs",
-        "top1_err": 12.300000000000001, "top5_err": 2.0, "val_images": 2400, "seconds": 300.0,
-        "used": {"seed": 2}, "settings": {"config": "D", "scale": 73, "seed": None, "init": "from-a"},
-        "provenance": {"commit": "abc", "date": "2026-11-30T22:00:00+00:00"}}))
+    (train / "result.json").write_text(
+        json.dumps(
+            {
+                "config": "D",
+                "scale": 73,
+                "init": "from-a:/x/runs/cpu/train-A-73-gaussian-0123456789/checkpoint.pt",
+                "epochs": 30,
+                "lr_cuts": 1,
+                "stopped": "epochs",
+                "top1_err": 12.300000000000001,
+                "top5_err": 2.0,
+                "val_images": 2400,
+                "seconds": 300.0,
+                "used": {"seed": 2},
+                "settings": {"config": "D", "scale": 73, "seed": None, "init": "from-a"},
+                "provenance": {"commit": "abc", "date": "2026-11-30T22:00:00+00:00"},
+            }
+        )
+    )
     box = tmp_path / "loc-PCR-fc-D-73-abcdef0123"
     box.mkdir()
-    (box / "result.json").write_text(json.dumps({"kind": "loc-PCR-fc", "epochs": 4, "final_loss": 0.1234567,
-                                                 "wall_s": 9.0, "provenance": {"commit": "abc"}}))
+    (box / "result.json").write_text(
+        json.dumps(
+            {"kind": "loc-PCR-fc", "epochs": 4, "final_loss": 0.1234567, "wall_s": 9.0, "provenance": {"commit": "abc"}}
+        )
+    )
     (box / "settings.json").write_text(json.dumps({"config": "D", "scale": 73, "seed": 0, "source": "D/384"}))
     (tmp_path / "eval-0123456789").mkdir()  # an evaluation is not a net
     (tmp_path / "eval-0123456789" / "result.json").write_text("{}")

@@ -15,19 +15,44 @@ from pathlib import Path
 import pytest
 import torch
 
-from vggrepro.train import checkpoints
 from vggrepro import data
 from vggrepro.core import kernels
+from vggrepro.train import checkpoints
 
 # A tiny run: 4 classes, 32 px crops, width 1/16, 2 epochs of 8 steps.
-KNOBS = dict(num_classes=4, crop=32, width=1 / 16, batch_size=8, epochs=2, checkpoint_every=100, threads=2,
-             synth_train_per_class=16, synth_val_per_class=4, synth_min_side=(40, 56), lr_patience=5)
+KNOBS = dict(
+    num_classes=4,
+    crop=32,
+    width=1 / 16,
+    batch_size=8,
+    epochs=2,
+    checkpoint_every=100,
+    threads=2,
+    synth_train_per_class=16,
+    synth_val_per_class=4,
+    synth_min_side=(40, 56),
+    lr_patience=5,
+)
 
 
 def train_cli(root: Path, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     knobs = [f"--set={k}={v!r}" for k, v in KNOBS.items()] + [f"--set=data_root={str(root)!r}"]
-    cmd = [sys.executable, "-m", "vggrepro", "train", "--profile", "ci", "--config", "A", "--scale", "37",
-           "--out", str(out), "--no-progress", *knobs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vggrepro",
+        "train",
+        "--profile",
+        "ci",
+        "--config",
+        "A",
+        "--scale",
+        "37",
+        "--out",
+        str(out),
+        "--no-progress",
+        *knobs,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     return done
@@ -66,8 +91,10 @@ def test_measured_statistics_equal_the_stored_ones_in_value_and_layout(tmp_path)
 
 def test_pixel_statistics_are_exact_sums_and_a_true_eigendecomposition():
     # Two 1x2 images by hand: pixels (0,0,0), (255,255,255), (255,0,0), (0,0,0).
-    imgs = [torch.tensor([[[0, 255]], [[0, 255]], [[0, 255]]], dtype=torch.uint8),
-            torch.tensor([[[255, 0]], [[0, 0]], [[0, 0]]], dtype=torch.uint8)]
+    imgs = [
+        torch.tensor([[[0, 255]], [[0, 255]], [[0, 255]]], dtype=torch.uint8),
+        torch.tensor([[[255, 0]], [[0, 0]], [[0, 0]]], dtype=torch.uint8),
+    ]
     s = data.pixel_stats(imgs)
     assert s.mean_rgb == (127.5, 63.75, 63.75) and (s.images, s.pixels) == (2, 4)
     # covariance in 0-1 units: E[xy] - E[x]E[y]
@@ -108,8 +135,12 @@ def test_a_run_records_the_kernels_it_used(tmp_path):
 @pytest.mark.skipif(not _cpu_has("avx512f"), reason="this processor has no AVX-512 to compare with")
 def test_avx512_and_avx2_kernels_give_the_same_weights(tmp_path):
     # A machine whose libraries would choose AVX-512 against one limited to AVX2: the ci pin holds both.
-    wide = dict(ATEN_CPU_CAPABILITY="avx512", ONEDNN_MAX_CPU_ISA="AVX512_CORE", MKL_ENABLE_INSTRUCTIONS="AVX512",
-                MKL_CBWR="AVX512")
+    wide = dict(
+        ATEN_CPU_CAPABILITY="avx512",
+        ONEDNN_MAX_CPU_ISA="AVX512_CORE",
+        MKL_ENABLE_INSTRUCTIONS="AVX512",
+        MKL_CBWR="AVX512",
+    )
     root = tmp_path / "set"
     train_cli(root, tmp_path / "avx2", env=dict(os.environ, **kernels.PINNED))
     train_cli(root, tmp_path / "avx512", env=dict(os.environ, **wide))

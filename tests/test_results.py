@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from vggrepro.experiments import claims, results
 from vggrepro.core import runs
+from vggrepro.experiments import claims, results
 from vggrepro.experiments.claims import FAILS, HOLDS, UNDECIDED
 
 
@@ -24,26 +24,51 @@ def write_recorded(folder, notebook, claims):
 def saved(tmp_path, monkeypatch):
     """ci claims of two notebooks made on this machine; gpu claims of one recorded in results/."""
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
-    runs.save_claims("ci", "01_architecture", [claims.design_fact("weights", "138 M", "138.4 M", True),
-                                               row("depth", "7.0", "30.1", UNDECIDED)])
+    runs.save_claims(
+        "ci",
+        "01_architecture",
+        [claims.design_fact("weights", "138 M", "138.4 M", True), row("depth", "7.0", "30.1", UNDECIDED)],
+    )
     runs.save_claims("ci", "06_fusion", [row("fusion helps", "6.8", "20.0 vs 22.0", FAILS)])
-    write_recorded(tmp_path / "results" / "claims_gpu", "01_architecture",
-                   [{"claim": "depth", "paper": "7.0", "ours": "12.3", "verdict": HOLDS},
-                    {"claim": "only on a GPU", "paper": "1.0", "ours": "2.0", "verdict": FAILS}])
+    write_recorded(
+        tmp_path / "results" / "claims_gpu",
+        "01_architecture",
+        [
+            {"claim": "depth", "paper": "7.0", "ours": "12.3", "verdict": HOLDS},
+            {"claim": "only on a GPU", "paper": "1.0", "ours": "2.0", "verdict": FAILS},
+        ],
+    )
     return dict(runs=tmp_path / "runs", results=tmp_path / "results")
 
 
 def test_gather_lines_up_profiles_claim_by_claim(saved):
     rows = results.gather("ci", **saved)
     assert [(r["notebook"], r["claim"]) for r in rows] == [
-        ("01_architecture", "weights"), ("01_architecture", "depth"), ("01_architecture", "only on a GPU"),
-        ("06_fusion", "fusion helps")]
+        ("01_architecture", "weights"),
+        ("01_architecture", "depth"),
+        ("01_architecture", "only on a GPU"),
+        ("06_fusion", "fusion helps"),
+    ]
     weights, depth, gpu_only, fusion = rows
     # A verdict column for ci (the page's profile) and gpu (it has claims), none for imagenet.
-    assert set(depth) == {"notebook", "claim", "kind", "paper", "ci", "gpu", "imagenet", "verdict (ci)",
-                          "verdict (gpu)"}
+    assert set(depth) == {
+        "notebook",
+        "claim",
+        "kind",
+        "paper",
+        "ci",
+        "gpu",
+        "imagenet",
+        "verdict (ci)",
+        "verdict (gpu)",
+    }
     assert (weights["kind"], depth["kind"]) == ("design", "lower")
-    assert (depth["paper"], depth["ci"], depth["gpu"], depth["imagenet"]) == ("7.0", "30.1", "12.3", results.NOT_RECORDED)
+    assert (depth["paper"], depth["ci"], depth["gpu"], depth["imagenet"]) == (
+        "7.0",
+        "30.1",
+        "12.3",
+        results.NOT_RECORDED,
+    )
     assert (depth["verdict (ci)"], depth["verdict (gpu)"]) == (UNDECIDED, HOLDS)
     # gpu recorded 01 without this claim ("-"); it did not record 06 at all.
     assert (weights["gpu"], weights["verdict (gpu)"]) == (results.ABSENT, results.ABSENT)
@@ -55,10 +80,24 @@ def test_summary_counts_measured_claims_and_design_facts_apart(saved):
     rows = results.gather("ci", **saved)
     counts = {r["notebook"]: r for r in results.summary(rows, "ci")}
     design = "design facts that hold"
-    assert counts["01_architecture"] == {"notebook": "01_architecture", HOLDS: 0, FAILS: 0, UNDECIDED: 1,
-                                         "not run": 1, "claims": 2, design: "1 of 1"}
-    assert counts["all"] == {"notebook": "all", HOLDS: 0, FAILS: 1, UNDECIDED: 1, "not run": 1, "claims": 3,
-                             design: "1 of 1"}
+    assert counts["01_architecture"] == {
+        "notebook": "01_architecture",
+        HOLDS: 0,
+        FAILS: 0,
+        UNDECIDED: 1,
+        "not run": 1,
+        "claims": 2,
+        design: "1 of 1",
+    }
+    assert counts["all"] == {
+        "notebook": "all",
+        HOLDS: 0,
+        FAILS: 1,
+        UNDECIDED: 1,
+        "not run": 1,
+        "claims": 3,
+        design: "1 of 1",
+    }
     gpu = {r["notebook"]: r for r in results.summary(rows, "gpu")}
     assert (gpu["all"][HOLDS], gpu["all"][FAILS], gpu["all"]["not run"], gpu["all"][design]) == (1, 1, 1, "0 of 1")
 
@@ -80,8 +119,17 @@ def test_missing_notebooks_and_the_command_that_runs_them(saved):
 def test_nothing_saved_yet_gives_empty_tables(tmp_path):
     empty = dict(runs=tmp_path / "runs", results=tmp_path / "results")
     assert results.gather("ci", **empty) == []
-    assert results.summary([], "ci") == [{"notebook": "all", HOLDS: 0, FAILS: 0, UNDECIDED: 0, "not run": 0,
-                                          "claims": 0, "design facts that hold": "0 of 0"}]
+    assert results.summary([], "ci") == [
+        {
+            "notebook": "all",
+            HOLDS: 0,
+            FAILS: 0,
+            UNDECIDED: 0,
+            "not run": 0,
+            "claims": 0,
+            "design facts that hold": "0 of 0",
+        }
+    ]
 
 
 def test_bad_input_names_the_problem(saved, tmp_path):
@@ -98,12 +146,22 @@ def test_one_reader_of_recorded_figures(tmp_path):
     (root / "bench_train_cpu.json").write_text('{"rows": []}')
     (root / "released" / "vgg16.json").write_text(
         '{"settings": {"kind": "eval", "source": "weights"}, "config": "D", "protocol": "both", '
-        '"scales": [256, 384, 512], "images": 50000, "top1": 24.4, "top5": 7.2, "provenance": {"device": "H100"}}')
+        '"scales": [256, 384, 512], "images": 50000, "top1": 24.4, "top5": 7.2, "provenance": {"device": "H100"}}'
+    )
     (root / "released" / "other.json").write_text('{"settings": {"kind": "train"}}')
     assert [p.name for p, _ in results.recorded("bench_train_*.json", root=root)] == ["bench_train_cpu.json"]
     assert results.released_evaluations(root=root) == [
-        {"run": "vgg16", "net": "D", "protocol": "both", "Q": "256,384,512", "images": 50000,
-         "top1_err": 24.4, "top5_err": 7.2, "device": "H100"}]
+        {
+            "run": "vgg16",
+            "net": "D",
+            "protocol": "both",
+            "Q": "256,384,512",
+            "images": 50000,
+            "top1_err": 24.4,
+            "top5_err": 7.2,
+            "device": "H100",
+        }
+    ]
     (root / "released" / "torn.json").write_text('{"settings": ')
     with pytest.raises(ValueError, match="torn.json is not a readable record"):
         results.released_evaluations(root=root)
@@ -116,17 +174,29 @@ def test_the_cpu_column_appears_once_the_cpu_scale_has_claims(saved):
     assert results.shown_profiles("ci", **saved) == ("ci", "gpu", "imagenet")
     on_its_page = results.gather("cpu", **saved)[0]
     assert (on_its_page["cpu"], on_its_page["verdict (cpu)"]) == (results.NOT_RECORDED, results.NOT_RECORDED)
-    write_recorded(saved["results"] / "claims_cpu", "01_architecture",
-                   [{"claim": "depth", "paper": "7.0", "ours": "20.5", "verdict": HOLDS}])
+    write_recorded(
+        saved["results"] / "claims_cpu",
+        "01_architecture",
+        [{"claim": "depth", "paper": "7.0", "ours": "20.5", "verdict": HOLDS}],
+    )
     depth = next(r for r in results.gather("ci", **saved) if r["claim"] == "depth")
     assert (depth["cpu"], depth["verdict (cpu)"]) == ("20.5", HOLDS)
     assert results.shown_profiles("ci", **saved) == ("ci", "cpu", "gpu", "imagenet")
 
 
 def test_the_matrix_has_one_short_row_per_claim_and_a_dash_where_no_run_is(saved):
-    runs.save_claims("ci", "04_single_scale", [dict(row("Error falls with depth: D beats A", "27.0 vs 29.6",
-                                                     "47.0 vs 56.7: -9.7 [-16.9, -2.6]", HOLDS),
-                                                 effect=-9.73, low=-16.9, high=-2.6)])
+    runs.save_claims(
+        "ci",
+        "04_single_scale",
+        [
+            dict(
+                row("Error falls with depth: D beats A", "27.0 vs 29.6", "47.0 vs 56.7: -9.7 [-16.9, -2.6]", HOLDS),
+                effect=-9.73,
+                low=-16.9,
+                high=-2.6,
+            )
+        ],
+    )
     matrix = results.matrix("ci", **saved)
     assert [list(r) for r in matrix][0] == ["#", "claim", "ci", "gpu", "imagenet"]  # the page's own profile first
     by_id = {r["#"]: r for r in matrix}
@@ -137,20 +207,39 @@ def test_the_matrix_has_one_short_row_per_claim_and_a_dash_where_no_run_is(saved
     assert (by_id["4.1"]["gpu"], by_id["6.1"]["gpu"], by_id["6.1"]["ci"]) == ("-", "-", "does not hold")
     # the details: the whole claim, the paper's number and each run's as its chapter states it
     [depth] = [r for r in results.details("ci", **saved) if r["#"] == "4.1"]
-    assert depth == {"#": "4.1", "claim": "Error falls with depth: D beats A", "paper": "27.0 vs 29.6",
-                     "ci": "47.0 vs 56.7: -9.7 [-16.9, -2.6]", "gpu": "-", "imagenet": "-"}
+    assert depth == {
+        "#": "4.1",
+        "claim": "Error falls with depth: D beats A",
+        "paper": "27.0 vs 29.6",
+        "ci": "47.0 vs 56.7: -9.7 [-16.9, -2.6]",
+        "gpu": "-",
+        "imagenet": "-",
+    }
     # the page says once which runs exist
     chapters = ["01_architecture", "04_single_scale", "06_fusion", "08_generalisation"]
     assert results.runs_note(chapters, "ci", **saved) == (
-        "Runs shown: `ci` (3 of 4 chapters), `gpu` (1 of 4 chapters). "
-        "Not run yet: `imagenet`; its column shows a dash.")
+        "Runs shown: `ci` (3 of 4 chapters), `gpu` (1 of 4 chapters). Not run yet: `imagenet`; its column shows a dash."
+    )
 
 
 def test_a_cpu_column_joins_the_matrix_once_recorded(saved):
     assert "cpu" not in results.matrix("ci", **saved)[0]
-    write_recorded(saved["results"] / "claims_cpu", "01_architecture",
-                   [{"claim": "depth", "paper": "7.0", "ours": "20.5 vs 30.1: -9.6 [-12.0, -7.2]", "verdict": HOLDS,
-                     "kind": "lower", "effect": -9.6, "low": -12.0, "high": -7.2}])
+    write_recorded(
+        saved["results"] / "claims_cpu",
+        "01_architecture",
+        [
+            {
+                "claim": "depth",
+                "paper": "7.0",
+                "ours": "20.5 vs 30.1: -9.6 [-12.0, -7.2]",
+                "verdict": HOLDS,
+                "kind": "lower",
+                "effect": -9.6,
+                "low": -12.0,
+                "high": -7.2,
+            }
+        ],
+    )
     depth = next(r for r in results.matrix("ci", **saved) if r["claim"] == "depth")
     assert list(depth) == ["#", "claim", "ci", "cpu", "gpu", "imagenet"]
     assert depth["cpu"] == "holds, -9.6 [-12.0, -7.2]"
@@ -161,23 +250,37 @@ def test_the_matrix_shows_whole_labels_and_effects_as_the_chapter_printed_them(t
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
     where = dict(runs=tmp_path / "runs", results=tmp_path / "results")
     stem = "Fusing the jittered D and E beats the better of the two, evaluated"
-    runs.save_claims("ci", "06_fusion", [
-        dict(row(f"{stem}: dense", "24.0", "71.2 vs 67.8: +3.4 [-8.3, +14.8]", UNDECIDED),
-             effect=3.4, low=-8.3, high=14.75),
-        dict(row(f"{stem}: multi-crop", "23.9", "no interval printed", UNDECIDED),
-             effect=-1.6, low=-13.0, high=9.76)])
+    runs.save_claims(
+        "ci",
+        "06_fusion",
+        [
+            dict(
+                row(f"{stem}: dense", "24.0", "71.2 vs 67.8: +3.4 [-8.3, +14.8]", UNDECIDED),
+                effect=3.4,
+                low=-8.3,
+                high=14.75,
+            ),
+            dict(
+                row(f"{stem}: multi-crop", "23.9", "no interval printed", UNDECIDED), effect=-1.6, low=-13.0, high=9.76
+            ),
+        ],
+    )
     dense, crop = results.matrix("ci", **where)
     assert (dense["claim"], crop["claim"]) == (f"{stem}: dense", f"{stem}: multi-crop")
     assert (dense["ci"], crop["ci"]) == ("undecided, +3.4 [-8.3, +14.8]", "undecided, -1.6 [-13.0, +9.8]")
 
 
 def test_the_matrix_as_html_keeps_each_effect_whole():
-    rows = [{"#": "4.3", "claim": "D beats A <ours>", "ci": "holds, -9.7 [-16.9, -2.6]", "gpu": "-"},
-            {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "does not hold, +1.0 [+0.2, +1.8]"}]
+    rows = [
+        {"#": "4.3", "claim": "D beats A <ours>", "ci": "holds, -9.7 [-16.9, -2.6]", "gpu": "-"},
+        {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "does not hold, +1.0 [+0.2, +1.8]"},
+    ]
     page = results.matrix_html(rows)
     assert page.startswith('<table class="claims-matrix"><thead><tr><th>#</th><th>claim</th><th>ci</th><th>gpu</th>')
-    assert ('<td><span class="label">D beats A &lt;ours&gt;</span></td><td><span class="verdict holds">holds</span>'
-            '<span class="effect"> -9.7 [-16.9, -2.6]</span></td><td>-</td>') in page
+    assert (
+        '<td><span class="label">D beats A &lt;ours&gt;</span></td><td><span class="verdict holds">holds</span>'
+        '<span class="effect"> -9.7 [-16.9, -2.6]</span></td><td>-</td>'
+    ) in page
     assert '<td><span class="verdict holds">holds (exact)</span></td>' in page
     assert '<span class="verdict fails">does not hold</span><span class="effect"> +1.0 [+0.2, +1.8]</span>' in page
     assert results.matrix_html([]) == ""
@@ -194,8 +297,16 @@ def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
     from vggrepro.experiments.results import what_scale_decides
 
     def table(profile, verdicts):
-        rows = [{"claim": f"claim {k}", "paper": "p", "ours": "1.0 vs 2.0: -1.0 [-2.0, -0.1]", "verdict": v,
-                 "kind": "lower"} for k, v in verdicts.items()]
+        rows = [
+            {
+                "claim": f"claim {k}",
+                "paper": "p",
+                "ours": "1.0 vs 2.0: -1.0 [-2.0, -0.1]",
+                "verdict": v,
+                "kind": "lower",
+            }
+            for k, v in verdicts.items()
+        ]
         rows.append({"claim": "a design fact", "paper": "p", "ours": "x", "verdict": HOLDS, "kind": "design"})
         folder = tmp_path / "results" / f"claims_{profile}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -206,6 +317,13 @@ def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
     groups = what_scale_decides("cpu", "ci", runs=tmp_path / "runs", results=tmp_path / "results")
     claims_in = {k: [r["claim"] for r in rows] for k, rows in groups.items()}
     # "f" only the cpu run made, and the design fact is checked exactly at any scale: neither is compared
-    assert claims_in == {"decided_here_only": ["claim a"], "lost_here": ["claim b"], "agree": ["claim c"],
-                         "disagree": ["claim d"], "undecided_at_both": ["claim e"]}
-    assert groups["decided_here_only"][0]["cpu"].startswith("holds") and groups["disagree"][0]["ci"].startswith("does not")
+    assert claims_in == {
+        "decided_here_only": ["claim a"],
+        "lost_here": ["claim b"],
+        "agree": ["claim c"],
+        "disagree": ["claim d"],
+        "undecided_at_both": ["claim e"],
+    }
+    assert groups["decided_here_only"][0]["cpu"].startswith("holds") and groups["disagree"][0]["ci"].startswith(
+        "does not"
+    )

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import torch
 
-from vggrepro.train import checkpoints
 from vggrepro import models
 from vggrepro.data.transforms import Preprocess
+from vggrepro.train import checkpoints
 
 
 def test_a_training_checkpoint_maps_the_model_to_the_device_and_keeps_the_rng_on_the_cpu(tmp_path):
     net = models.build("A", width=1 / 16, num_classes=4, crop=32)
     path = tmp_path / "c.pt"
     torch.manual_seed(7)
-    checkpoints.save(dict(model=net.state_dict(), meta=checkpoints.model_meta(net, Preprocess((1, 2, 3))),
-                          rng=checkpoints.rng_state()), path)
+    checkpoints.save(
+        dict(
+            model=net.state_dict(), meta=checkpoints.model_meta(net, Preprocess((1, 2, 3))), rng=checkpoints.rng_state()
+        ),
+        path,
+    )
     expected = torch.rand(3)
 
     ckpt = checkpoints.load_training(path, "meta")

@@ -2,9 +2,9 @@
 
 import pytest
 
-from vggrepro.experiments import grid
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.scales import JITTER, TrainScale, to_pixels
+from vggrepro.experiments import grid
 
 
 def test_the_paper_notation_round_trips():
@@ -18,7 +18,12 @@ def test_the_paper_notation_round_trips():
 
 def test_the_command_line_form_is_the_same_scale():
     # `vggrepro train --scale 73,146` and the paper's "[73;146]" are one S, parsed by one parser
-    assert TrainScale.parse("73,146") == TrainScale.parse("[73;146]") == TrainScale.parse("[73,146]") == TrainScale(73, 146)
+    assert (
+        TrainScale.parse("73,146")
+        == TrainScale.parse("[73;146]")
+        == TrainScale.parse("[73,146]")
+        == TrainScale(73, 146)
+    )
     assert TrainScale.parse(" 73 ") == TrainScale(73, 73)
 
 

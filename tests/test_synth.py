@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 
 from vggrepro.core import profiles
-from vggrepro.data import synth, synth_images
-from vggrepro.data import read_voc_xml
+from vggrepro.data import read_voc_xml, synth, synth_images
 
 TINY = dict(num_classes=3, train_per_class=4, val_per_class=2, min_side=(40, 60))
 
@@ -76,7 +75,7 @@ def test_boxes_inside_images_and_sized_as_promised(tmp_path):
     fractions = []
     for xml in sorted((root / "Annotation").rglob("*.xml")):
         size, objects = read_voc_xml(xml)
-        (wnid, (xmin, ymin, xmax, ymax)), = objects
+        ((wnid, (xmin, ymin, xmax, ymax)),) = objects
         w, h = size
         assert Image.open(root / "train" / wnid / f"{xml.stem}.JPEG").size == (w, h)
         assert 60 <= min(w, h) <= 90 and 0.6 < w / h < 1.6
@@ -90,8 +89,16 @@ def test_boxes_inside_images_and_sized_as_promised(tmp_path):
 def test_difficulty_knobs_size_turn_and_fade(tmp_path):
     # a profile's synth_box_fraction bounds the box; rotation 0 keeps a square's box square-ish
     # (a turned square's box is up to 1.41x wider); the knobs are recorded in the manifest
-    spec = synth.SynthSpec(num_classes=4, train_per_class=12, val_per_class=1, min_side=(60, 90), seed=3,
-                           box_fraction=(0.5, 0.9), rotation=0.0, background_fade=0.5)
+    spec = synth.SynthSpec(
+        num_classes=4,
+        train_per_class=12,
+        val_per_class=1,
+        min_side=(60, 90),
+        seed=3,
+        box_fraction=(0.5, 0.9),
+        rotation=0.0,
+        background_fade=0.5,
+    )
     root = synth.generate(tmp_path / "easy", spec, progress=False)
     fractions = []
     for xml in sorted((root / "Annotation").rglob("*.xml")):
@@ -163,8 +170,14 @@ def test_generate_refuses_existing_folder(tiny):
 
 
 def test_ensure_generates_then_verifies(tmp_path):
-    profile = profiles.get_profile("ci", num_classes=2, synth_train_per_class=2, synth_val_per_class=1,
-                                   synth_min_side=(40, 50), data_root=str(tmp_path / "set"))
+    profile = profiles.get_profile(
+        "ci",
+        num_classes=2,
+        synth_train_per_class=2,
+        synth_val_per_class=1,
+        synth_min_side=(40, 50),
+        data_root=str(tmp_path / "set"),
+    )
     lines = []
     root = synth.ensure(profile, progress=False, log=lines.append)
     assert root == tmp_path / "set" and lines[-1].startswith("generated synthetic set")

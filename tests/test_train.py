@@ -15,14 +15,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from vggrepro.train import checkpoints, recipe as train_mod
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.scales import TrainScale
+from vggrepro.train import checkpoints
+from vggrepro.train import recipe as train_mod
 from vggrepro.train.recipe import PlateauSchedule, Settings, train
 
 # A tiny profile: 4 classes, 32 px crops, width 1/16; 8 steps an epoch.
-KNOBS = dict(num_classes=4, crop=32, width=1 / 16, batch_size=8, epochs=2, checkpoint_every=1, threads=1,
-             synth_train_per_class=16, synth_val_per_class=4, synth_min_side=(40, 56), lr_patience=5)
+KNOBS = dict(
+    num_classes=4,
+    crop=32,
+    width=1 / 16,
+    batch_size=8,
+    epochs=2,
+    checkpoint_every=1,
+    threads=1,
+    synth_train_per_class=16,
+    synth_val_per_class=4,
+    synth_min_side=(40, 56),
+    lr_patience=5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +49,23 @@ def tiny(tmp_path_factory):
 
 def cli(profile, out: Path, *extra: str) -> list[str]:
     knobs = [f"--set={k}={v!r}" for k, v in KNOBS.items()] + [f"--set=data_root={profile.data_root!r}"]
-    return [sys.executable, "-m", "vggrepro", "train", "--profile", "ci", "--config", "A", "--scale", "37",
-            "--out", str(out), "--no-progress", *knobs, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "vggrepro",
+        "train",
+        "--profile",
+        "ci",
+        "--config",
+        "A",
+        "--scale",
+        "37",
+        "--out",
+        str(out),
+        "--no-progress",
+        *knobs,
+        *extra,
+    ]
 
 
 def weights(run_dir: Path) -> dict:
@@ -186,8 +213,11 @@ def test_a_resume_forgets_an_epochs_validation_the_checkpoint_predates(tmp_path)
     from vggrepro.train.loop import read_metrics, trim_metrics
 
     path = tmp_path / "metrics.jsonl"
-    lines = [dict(step=5, epoch=0, loss=1.2, lr=0.01), dict(step=8, epoch=1, top1_err=75.0, top5_err=0.0, lr=0.01),
-             dict(step=10, epoch=1, loss=1.1, lr=0.01)]
+    lines = [
+        dict(step=5, epoch=0, loss=1.2, lr=0.01),
+        dict(step=8, epoch=1, top1_err=75.0, top5_err=0.0, lr=0.01),
+        dict(step=10, epoch=1, loss=1.1, lr=0.01),
+    ]
     for epochs_done, expected in ((0, lines[:1]), (1, lines[:2])):
         path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 11, "ep')  # a torn last line
         trim_metrics(path, last_step=8, epochs_done=epochs_done)

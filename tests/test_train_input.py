@@ -20,9 +20,10 @@ import pytest
 import torch
 from test_train import KNOBS, cli, metrics, tiny, weights  # noqa: F401  (tiny: the fixture)
 
-from vggrepro.train import checkpoints, recipe as train_mod
 from vggrepro.core import files, runs
 from vggrepro.core.profiles import get_profile
+from vggrepro.train import checkpoints
+from vggrepro.train import recipe as train_mod
 from vggrepro.train.recipe import Settings, train
 
 A = dict(config="A", scale=37)
@@ -85,8 +86,11 @@ def test_out_holding_a_finished_run_with_other_settings_is_an_error(tiny, tmp_pa
     out = tmp_path / "x"
     train(tiny, Settings(**A, max_steps=2), out, progress=False)
     assert train(tiny, Settings(**A, max_steps=2), out, progress=False)["steps"] == 2  # the same: re-used
-    with pytest.raises(ValueError, match=r"other settings: asked config=\"E\" \(the folder's: \"A\"\), "
-                                         r"lr=0.5 \(the folder's: null\).*another --out"):
+    with pytest.raises(
+        ValueError,
+        match=r"other settings: asked config=\"E\" \(the folder's: \"A\"\), "
+        r"lr=0.5 \(the folder's: null\).*another --out",
+    ):
         train(tiny, Settings(config="E", scale=37, lr=0.5, max_steps=2), out, progress=False)
 
 
@@ -103,11 +107,18 @@ def test_training_set_smaller_than_one_batch_is_an_error(tiny, tmp_path):
 # -- case 4: counts and rates ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad, words", [
-    (dict(epochs=0), "epochs=0"), (dict(lr=0.0), "lr=0.0"), (dict(max_steps=-5), "max_steps=-5"),
-    (dict(lr=float("nan")), "lr=nan"), (dict(dropout=1.5), "dropout=1.5"), (dict(seed=-1), "seed=-1"),
-    (dict(init_std=0.0), "init_std=0.0"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (dict(epochs=0), "epochs=0"),
+        (dict(lr=0.0), "lr=0.0"),
+        (dict(max_steps=-5), "max_steps=-5"),
+        (dict(lr=float("nan")), "lr=nan"),
+        (dict(dropout=1.5), "dropout=1.5"),
+        (dict(seed=-1), "seed=-1"),
+        (dict(init_std=0.0), "init_std=0.0"),
+    ],
+)
 def test_counts_and_rates_are_checked(tiny, tmp_path, bad, words):
     with pytest.raises(ValueError, match=words):
         train(tiny, Settings(**A, **bad), tmp_path / "bad", progress=False)
@@ -157,8 +168,10 @@ def test_data_edited_in_place_gets_a_new_run_key(tiny, tmp_path):
 # -- the NaN message ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("every, said", [(100, "No checkpoint was written before it"),
-                                         (3, r"last good checkpoint is kept at .*checkpoint.pt \(step 3\)")])
+@pytest.mark.parametrize(
+    "every, said",
+    [(100, "No checkpoint was written before it"), (3, r"last good checkpoint is kept at .*checkpoint.pt \(step 3\)")],
+)
 def test_nan_message_names_the_real_checkpoint(tiny, tmp_path, monkeypatch, every, said):
     interrupt_at(monkeypatch, 5, nan=True)
     out = tmp_path / "nan"
@@ -259,13 +272,16 @@ def test_more_classes_than_the_net_is_an_error_before_training(tiny, tmp_path):
 # -- one-line errors of the command line ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--checkpoint-every", "0", "--set=checkpoint_every=0"], "checkpoint_every=0 must be >= 1"),
-    (["--set=crop=abc"], "crop='abc' is not of type int"),
-    (["--set=num_classes=1.5"], "num_classes=1.5 is not of type int"),
-    (["--epochs", "0"], "epochs=0"),
-    (["--lr", "0"], "lr=0.0"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--checkpoint-every", "0", "--set=checkpoint_every=0"], "checkpoint_every=0 must be >= 1"),
+        (["--set=crop=abc"], "crop='abc' is not of type int"),
+        (["--set=num_classes=1.5"], "num_classes=1.5 is not of type int"),
+        (["--epochs", "0"], "epochs=0"),
+        (["--lr", "0"], "lr=0.0"),
+    ],
+)
 def test_bad_flags_are_one_line_errors(tiny, tmp_path, args, words):
     line = one_line_error(run_cli(*cli(tiny, tmp_path / "r"), *args))
     assert words in line
@@ -290,8 +306,13 @@ def test_ctrl_c_exits_130_saying_where_the_checkpoint_is(tiny, tmp_path):
     out = tmp_path / "int"
     # A shell that starts the test suite in the background (`cmd &`) hands its children SIGINT
     # ignored, and Python then installs no Ctrl-C handler: give the run the default back.
-    proc = subprocess.Popen(cli(tiny, out, "--set=epochs=6"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cli(tiny, out, "--set=epochs=6"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -401,8 +422,9 @@ def test_random_sigkills_never_tear_duplicate_or_change_a_run(tiny, tmp_path):
     duration = time.perf_counter() - t
     rng = random.Random(14)
     for attempt in range(4):
-        proc = subprocess.Popen(cli(tiny, out, *extra, "--resume"), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cli(tiny, out, *extra, "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         if attempt % 2 == 0:  # anywhere: start-up, data, training, the result
             time.sleep(rng.uniform(0.2, duration))
         else:  # inside a checkpoint write (its temporary file exists), after a random step

@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from vggrepro.train import checkpoints
 from vggrepro import models
 from vggrepro.evaluate.caffe import parse_net
-from vggrepro.evaluate.weights import caffe_preprocess, fit_geometry, load_caffe, load_torchvision, load_weights, model_from_caffe, torchvision_preprocess
+from vggrepro.evaluate.weights import (
+    caffe_preprocess,
+    fit_geometry,
+    load_caffe,
+    load_torchvision,
+    load_weights,
+    model_from_caffe,
+    torchvision_preprocess,
+)
+from vggrepro.train import checkpoints
 
 SMALL = dict(width=1 / 16, num_classes=10)
 
@@ -65,10 +73,14 @@ def test_caffe_preprocess_gives_bgr_minus_the_mean_pixel():
 TORCHVISION_CONVS = {
     "vgg11": ([0, 3, 6, 8, 11, 13, 16, 18], [64, 128, 256, 256, 512, 512, 512, 512]),
     "vgg13": ([0, 2, 5, 7, 10, 12, 15, 17, 20, 22], [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]),
-    "vgg16": ([0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
-              [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]),
-    "vgg19": ([0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34],
-              [64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512]),
+    "vgg16": (
+        [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
+        [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512],
+    ),
+    "vgg19": (
+        [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34],
+        [64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512],
+    ),
 }
 
 
@@ -256,8 +268,9 @@ def test_caffe_fc6_order_matters_and_is_c_h_w(tmp_path):
         c = fc6.in_features // 4
         fc6.weight.copy_(fc6.weight.view(-1, c, 2, 2).permute(0, 2, 3, 1).reshape(-1, 4 * c))
         permuted = model(preprocess(images))
-    np.testing.assert_allclose(right.double().numpy(), caffe_reference(layers, _caffe_input(images)), rtol=1e-4,
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        right.double().numpy(), caffe_reference(layers, _caffe_input(images)), rtol=1e-4, atol=1e-3
+    )
     assert not torch.allclose(right, permuted, rtol=1e-3, atol=1e-3)
 
 
@@ -346,8 +359,11 @@ def test_load_weights_tells_the_kinds_apart(tmp_path):
 def test_fuzz_mutated_caffemodels_load_or_give_value_errors():
     """Through the whole loader: a mutated small model either loads as a VGG net or is a ValueError."""
     caffe_proto = _writer()
-    data = caffe_proto.net_bytes(caffe_proto.vgg_layers(models.build("A", crop=32, width=1 / 32, num_classes=3)),
-                                 form="layers", shape_style="legacy")
+    data = caffe_proto.net_bytes(
+        caffe_proto.vgg_layers(models.build("A", crop=32, width=1 / 32, num_classes=3)),
+        form="layers",
+        shape_style="legacy",
+    )
     rng = random.Random(10)
     loaded = 0
     for case in range(250):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from vggrepro.data.transforms import Preprocess
 from vggrepro.evaluate import windows
 from vggrepro.models import build
-from vggrepro.data.transforms import Preprocess
 
 
 def _net(crop=32):
@@ -42,7 +42,7 @@ def test_crops_inside_average_the_plain_net_over_the_tiles():
     net = _net()
     image = torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8)
     x = _identity()(image.unsqueeze(0))
-    tiles = [net(x[..., t:t + 32, l:l + 32])[0] for t in (0, 32) for l in (0, 32, 64)]
+    tiles = [net(x[..., t : t + 32, l : l + 32])[0] for t in (0, 32) for l in (0, 32, 64)]
     scores = windows.view_scores(net, _identity(), image, 64)
     torch.testing.assert_close(scores["crops inside"], torch.stack(tiles).mean(0), atol=1e-5, rtol=1e-5)
     # at multiples of 32 both poolings give the same windows, so the two dense views agree

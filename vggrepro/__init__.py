@@ -26,5 +26,4 @@ kernels.pin()  # before any torch operation: each CPU library reads its vector p
 __version__ = "0.1.0"
 
 #: the wings, in the order imports flow
-WINGS = ("models", "core", "data", "train", "evaluate", "localise", "generalise", "bench", "experiments", "book",
-         "cli")
+WINGS = ("models", "core", "data", "train", "evaluate", "localise", "generalise", "bench", "experiments", "book", "cli")

@@ -64,15 +64,53 @@ class Size:
     compile: bool
 
 
-REAL = Size("D", 1.0, 224, 256, 10, classes=20, per_class=130, val_per_class=5, min_side=(280, 520),
-            scales=(256, 384, 512), eval_images=96, jpegs=512, compile=True)
-TOY = Size("A", 1 / 16, 32, 8, 2, classes=4, per_class=16, val_per_class=4, min_side=(40, 56),
-           scales=(37, 55, 73), eval_images=8, jpegs=16, compile=False)
+REAL = Size(
+    "D",
+    1.0,
+    224,
+    256,
+    10,
+    classes=20,
+    per_class=130,
+    val_per_class=5,
+    min_side=(280, 520),
+    scales=(256, 384, 512),
+    eval_images=96,
+    jpegs=512,
+    compile=True,
+)
+TOY = Size(
+    "A",
+    1 / 16,
+    32,
+    8,
+    2,
+    classes=4,
+    per_class=16,
+    val_per_class=4,
+    min_side=(40, 56),
+    scales=(37, 55, 73),
+    eval_images=8,
+    jpegs=16,
+    compile=False,
+)
 #: Seconds per step: 465 in all, inside the 8 minutes with room for starting up.
-CAPS = {"fp32": 45, "tf32+cl": 30, "bf16+cl": 30, "train_loop": 100, "dense_eval": 60, "jpeg_decode": 20,
-        "resume": 60, "bf16+cl+compile": 120}
-VARIANTS = {"fp32": dict(channels_last=False), "tf32+cl": dict(tf32=True), "bf16+cl": dict(bf16=True),
-            "bf16+cl+compile": dict(bf16=True, compile=True)}
+CAPS = {
+    "fp32": 45,
+    "tf32+cl": 30,
+    "bf16+cl": 30,
+    "train_loop": 100,
+    "dense_eval": 60,
+    "jpeg_decode": 20,
+    "resume": 60,
+    "bf16+cl+compile": 120,
+}
+VARIANTS = {
+    "fp32": dict(channels_last=False),
+    "tf32+cl": dict(tf32=True),
+    "bf16+cl": dict(bf16=True),
+    "bf16+cl+compile": dict(bf16=True, compile=True),
+}
 
 
 class StepTimeout(Exception):
@@ -82,6 +120,7 @@ class StepTimeout(Exception):
 @contextlib.contextmanager
 def capped(seconds: int):
     """Raise StepTimeout in this (main) thread after ``seconds``."""
+
     def expire(*_):
         raise StepTimeout(f"over its cap of {seconds} s")
 
@@ -105,8 +144,11 @@ def run_step(name: str, fn, device: str, cap: int) -> dict:
             out = dict(fn(), ok=True)
     except Exception as e:  # recorded, not raised: the other steps still run
         out = dict(ok=False, error=f"{type(e).__name__}: {str(e)[:300]}")
-    out.update(seconds=round(time.perf_counter() - t, 1), cap_s=cap,
-               peak_memory_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None)
+    out.update(
+        seconds=round(time.perf_counter() - t, 1),
+        cap_s=cap,
+        peak_memory_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+    )
     print(f"gpu check: {name}: {'ok' if out['ok'] else out['error']} ({out['seconds']} s)", flush=True)
     return out
 
@@ -115,31 +157,57 @@ def run_step(name: str, fn, device: str, cap: int) -> dict:
 
 
 def model_variant(size: Size, device: str, variant: str) -> dict:
-    case = bench.Case("train", size.config, size=size.crop, batch=size.batch, width=size.width, crop=size.crop,
-                      num_classes=1000, device=device, steps=size.steps, **VARIANTS[variant])
+    case = bench.Case(
+        "train",
+        size.config,
+        size=size.crop,
+        batch=size.batch,
+        width=size.width,
+        crop=size.crop,
+        num_classes=1000,
+        device=device,
+        steps=size.steps,
+        **VARIANTS[variant],
+    )
     return bench.bench_one(case, peak=device.startswith("cuda"))
 
 
 def toy_profile(size: Size, device: str, root: Path):
     """The `gpu` profile at this check's size, on a small synthetic set under ``root``."""
-
-    return dataclasses.replace(get_profile("gpu"), device=device, width=size.width, crop=size.crop,
-                               batch_size=size.batch, num_classes=size.classes, epochs=2, checkpoint_every=10_000,
-                               lr_patience=5, synth_train_per_class=size.per_class,
-                               synth_val_per_class=size.val_per_class, synth_min_side=size.min_side,
-                               data_root=str(root / "data"))
+    return dataclasses.replace(
+        get_profile("gpu"),
+        device=device,
+        width=size.width,
+        crop=size.crop,
+        batch_size=size.batch,
+        num_classes=size.classes,
+        epochs=2,
+        checkpoint_every=10_000,
+        lr_patience=5,
+        synth_train_per_class=size.per_class,
+        synth_val_per_class=size.val_per_class,
+        synth_min_side=size.min_side,
+        data_root=str(root / "data"),
+    )
 
 
 def train_loop(size: Size, device: str, root: Path) -> dict:
     """The real trainer, data loading included: the second epoch's img/s and the GPU's utilisation."""
-
     profile = toy_profile(size, device, root)
     with UtilisationSampler(device) as sampler:
         result = train(profile, Settings(config=size.config, scale=profile.S(256)), root / "loop", progress=False)
-    epochs = [r for r in map(json.loads, (root / "loop" / "metrics.jsonl").read_text().splitlines()) if "img_per_s" in r]
-    return dict(config=size.config, crop=size.crop, batch=size.batch, images=result["steps"] * size.batch,
-                img_per_s_by_epoch=[r["img_per_s"] for r in epochs], img_per_s_whole_run=result["img_per_s"],
-                gpu_utilisation_percent=sampler.mean())
+    epochs = [
+        r for r in map(json.loads, (root / "loop" / "metrics.jsonl").read_text().splitlines()) if "img_per_s" in r
+    ]
+    return dict(
+        config=size.config,
+        crop=size.crop,
+        batch=size.batch,
+        images=result["steps"] * size.batch,
+        img_per_s_by_epoch=[r["img_per_s"] for r in epochs],
+        img_per_s_whole_run=result["img_per_s"],
+        gpu_utilisation_percent=sampler.mean(),
+    )
 
 
 class UtilisationSampler:
@@ -160,9 +228,18 @@ class UtilisationSampler:
                 self.samples.append(torch.cuda.utilization())
             except Exception:  # no pynvml in this environment: ask nvidia-smi
                 try:
-                    out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                          "-i", str(torch.cuda.current_device())], capture_output=True, text=True,
-                                         timeout=5)
+                    out = subprocess.run(
+                        [
+                            "nvidia-smi",
+                            "--query-gpu=utilization.gpu",
+                            "--format=csv,noheader,nounits",
+                            "-i",
+                            str(torch.cuda.current_device()),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        timeout=5,
+                    )
                     self.samples.append(float(out.stdout.split()[0]))
                 except Exception:  # no figure at all
                     return
@@ -176,7 +253,6 @@ class UtilisationSampler:
 
 def dense_eval(size: Size, device: str) -> dict:
     """evaluate()'s dense protocol (with flips) on images of varied shapes, at each Q."""
-
     net = models.build(size.config, width=size.width, num_classes=1000, crop=size.crop)
     g = torch.Generator().manual_seed(0)
     lo, hi = size.min_side
@@ -193,15 +269,17 @@ def dense_eval(size: Size, device: str) -> dict:
     rows = {}
     for q in size.scales:
         r = evaluate.evaluate(net, mean, images(size.eval_images), Protocol("dense", [q]), how=how)
-        rows[str(q)] = dict(img_per_s=round(r.images / r.seconds, 1), images=r.images,
-                            forward_passes=r.forward_passes, gmac_per_image=round(r.macs_per_image["dense"] / 1e9, 2))
+        rows[str(q)] = dict(
+            img_per_s=round(r.images / r.seconds, 1),
+            images=r.images,
+            forward_passes=r.forward_passes,
+            gmac_per_image=round(r.macs_per_image["dense"] / 1e9, 2),
+        )
     return dict(config=size.config, flip=True, bf16=device.startswith("cuda"), by_Q=rows)
 
 
 def jpeg_decode(size: Size, device: str) -> dict:
     """JPEG decoding img/s: torchvision's GPU decoder when it is installed, else PIL on the CPU."""
-
-
     g = torch.Generator().manual_seed(1)
     lo, hi = size.min_side
     blobs = []
@@ -218,7 +296,7 @@ def jpeg_decode(size: Size, device: str) -> dict:
         torch.cuda.synchronize()
         t = time.perf_counter()
         for i in range(0, len(data), 64):
-            tv.io.decode_jpeg(data[i:i + 64], device=device)
+            tv.io.decode_jpeg(data[i : i + 64], device=device)
         torch.cuda.synchronize()
         decoder = f"torchvision {tv.__version__} nvjpeg, batches of 64"
     else:
@@ -227,14 +305,17 @@ def jpeg_decode(size: Size, device: str) -> dict:
             Image.open(io.BytesIO(b)).convert("RGB").load()
         decoder = "PIL, one CPU thread" + ("" if tv is not None else " (torchvision is not installed)")
     seconds = time.perf_counter() - t
-    return dict(decoder=decoder, images=len(blobs), img_per_s=round(len(blobs) / seconds, 1),
-                mean_bytes=round(sum(map(len, blobs)) / len(blobs)))
+    return dict(
+        decoder=decoder,
+        images=len(blobs),
+        img_per_s=round(len(blobs) / seconds, 1),
+        mean_bytes=round(sum(map(len, blobs)) / len(blobs)),
+    )
 
 
 def resume_round_trip(size: Size, device: str, root: Path) -> dict:
     """Train 4 steps straight; train them again with a Ctrl-C at step 3 and resume from the step-2
     checkpoint; compare the weights (on a GPU, equal up to cuDNN's non-determinism)."""
-
     profile = dataclasses.replace(toy_profile(size, device, root), checkpoint_every=2)
     settings = train_mod.Settings(config="A", scale=profile.S(256), max_steps=4, dropout=0.0)
     train_mod.train(profile, settings, root / "straight", progress=False)
@@ -272,9 +353,12 @@ def check(dry_run: bool, out: Path | None, device: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="vggrepro-gpu-check-") as tmp:
         root = Path(tmp)
         plan = [(v, lambda v=v: model_variant(size, device, v)) for v in ("fp32", "tf32+cl", "bf16+cl")]
-        plan += [("train_loop", lambda: train_loop(size, device, root)), ("dense_eval", lambda: dense_eval(size, device)),
-                 ("jpeg_decode", lambda: jpeg_decode(size, device)),
-                 ("resume", lambda: resume_round_trip(size, device, root))]
+        plan += [
+            ("train_loop", lambda: train_loop(size, device, root)),
+            ("dense_eval", lambda: dense_eval(size, device)),
+            ("jpeg_decode", lambda: jpeg_decode(size, device)),
+            ("resume", lambda: resume_round_trip(size, device, root)),
+        ]
         if size.compile:
             plan.append(("bf16+cl+compile", lambda: model_variant(size, device, "bf16+cl+compile")))
         for name, fn in plan:
@@ -283,9 +367,14 @@ def check(dry_run: bool, out: Path | None, device: str | None = None) -> dict:
                 steps[name] = dict(ok=False, error="skipped: the check's 8 minutes were spent")
                 continue
             steps[name] = run_step(name, fn, device, int(min(CAPS[name], left)))
-    record = dict(what="vggrepro bench gpu: what the gpu book asks of one GPU (see vggrepro/bench/gpu_check.py)",
-                  dry_run=dry_run, size=dataclasses.asdict(size), steps=steps,
-                  seconds=round(time.perf_counter() - start, 1), provenance=provenance(device))
+    record = dict(
+        what="vggrepro bench gpu: what the gpu book asks of one GPU (see vggrepro/bench/gpu_check.py)",
+        dry_run=dry_run,
+        size=dataclasses.asdict(size),
+        steps=steps,
+        seconds=round(time.perf_counter() - start, 1),
+        provenance=provenance(device),
+    )
     if out is not None:
         atomic_write_json(out, record)
         print(f"wrote {out}")

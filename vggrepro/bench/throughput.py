@@ -150,9 +150,20 @@ def _bench(case: Case, warmup: int) -> dict:
     img_s = batch * steps / seconds
     achieved = img_s * flops_per_image / 1e12
     peak_memory = torch.cuda.max_memory_allocated(device) if device.startswith("cuda") else None
-    return dict(mode=mode, config=config, width=width, size=size, batch=batch, channels_last=channels_last,
-                bf16=bf16, compile=compile, img_per_s=round(img_s, 1), gflops_per_image=round(flops_per_image / 1e9, 3),
-                tflops=round(achieved, 3), peak_memory_bytes=peak_memory)
+    return dict(
+        mode=mode,
+        config=config,
+        width=width,
+        size=size,
+        batch=batch,
+        channels_last=channels_last,
+        bf16=bf16,
+        compile=compile,
+        img_per_s=round(img_s, 1),
+        gflops_per_image=round(flops_per_image / 1e9, 3),
+        tflops=round(achieved, 3),
+        peak_memory_bytes=peak_memory,
+    )
 
 
 @dataclass(frozen=True)
@@ -173,17 +184,31 @@ class Grid:
     def cases(self):
         """The grid's cases, configs outermost, variants innermost."""
         for config, size, (cl, bf16, comp, tf32) in itertools.product(self.configs, self.sizes, self.variants):
-            yield Case(self.mode, config, size=size, batch=self.batch, width=self.width, crop=self.crop,
-                       num_classes=self.num_classes, channels_last=cl, bf16=bf16, tf32=tf32, compile=comp,
-                       device=self.device, steps=self.steps)
+            yield Case(
+                self.mode,
+                config,
+                size=size,
+                batch=self.batch,
+                width=self.width,
+                crop=self.crop,
+                num_classes=self.num_classes,
+                channels_last=cl,
+                bf16=bf16,
+                tf32=tf32,
+                compile=comp,
+                device=self.device,
+                steps=self.steps,
+            )
 
 
 def run_grid(grid: Grid) -> list[dict]:
     rows = []
     for case in grid.cases():
         row = bench_one(case)
-        print(f"{case.mode} {case.config} {row['size']}px width={case.width:g} batch={case.batch} "
-              f"channels_last={case.channels_last} {row['precision']} compile={case.compile}: "
-              f"{row['img_per_s']:,.1f} img/s, {row['tflops']:.2f} TFLOP/s, MFU {row['mfu']:.1%}")
+        print(
+            f"{case.mode} {case.config} {row['size']}px width={case.width:g} batch={case.batch} "
+            f"channels_last={case.channels_last} {row['precision']} compile={case.compile}: "
+            f"{row['img_per_s']:,.1f} img/s, {row['tflops']:.2f} TFLOP/s, MFU {row['mfu']:.1%}"
+        )
         rows.append(row)
     return rows

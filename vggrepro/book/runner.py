@@ -58,8 +58,7 @@ class NotebookFailed(RuntimeError):
         first_line = next((line for line in source.splitlines() if line.strip()), "")
         where = "" if cell is None else f" in cell {cell} (counting from 0; it starts {first_line.strip()[:60]!r})"
         super().__init__(
-            f"{notebook} failed{where}: {ename}: {evalue}\n"
-            f"  the executed notebook, with the error, is {output}"
+            f"{notebook} failed{where}: {ename}: {evalue}\n  the executed notebook, with the error, is {output}"
         )
 
 
@@ -119,8 +118,9 @@ def select(all_notebooks: list[Path], only: str | list[str] | None) -> list[Path
     names = ", ".join(nb.stem for nb in all_notebooks) or "none"
     wanted = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
     if not wanted:
-        raise ValueError(f"--only {only!r} names no notebook; give numbers or names, e.g. --only 01,03; "
-                         f"the book has: {names}")
+        raise ValueError(
+            f"--only {only!r} names no notebook; give numbers or names, e.g. --only 01,03; the book has: {names}"
+        )
     chosen = set()
     for w in wanted:
         hits = [nb for nb in all_notebooks if nb.stem == w or nb.stem.split("_")[0] == w.zfill(2)]
@@ -181,7 +181,9 @@ def load_source(notebook: Path):
     source = jupytext.read(twin)
     if not notebook.exists():
         return source
-    return book_tool("jupytext.combine").combine_inputs_with_outputs(source, nbformat.read(notebook, as_version=4), fmt="py:percent")
+    return book_tool("jupytext.combine").combine_inputs_with_outputs(
+        source, nbformat.read(notebook, as_version=4), fmt="py:percent"
+    )
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -240,7 +242,6 @@ def _write_atomically(nb, path: Path) -> None:
 def _runs_root(root: Path) -> Path:
     """This project's runs folder ($VGGREPRO_RUNS or runs/); another book's own runs/ folder."""
     if root.resolve() == find_root():
-
         return runs_root()
     return root / "runs"
 
@@ -263,6 +264,7 @@ def variant_name(parameters: dict) -> str | None:
 @contextlib.contextmanager
 def _environment(values: dict[str, str | None]):
     """Set (or, for None, unset) environment variables for the kernels started inside; restore after."""
+
     def put(settings):
         for k, v in settings.items():
             if v is None:
@@ -352,8 +354,13 @@ def run_book(
             echo(line, end=" ", flush=True)
             line, cells = "", False
         else:  # papermill's bar: the line with the cells done, erased when the notebook ends
-            cells = dict(desc=line, file=progress, leave=False, mininterval=0,  # cells are few and slow
-                         bar_format="{desc} {n_fmt}/{total_fmt} cells [{elapsed}]")
+            cells = dict(
+                desc=line,
+                file=progress,
+                leave=False,
+                mininterval=0,  # cells are few and slow
+                bar_format="{desc} {n_fmt}/{total_fmt} cells [{elapsed}]",
+            )
             line += " "
         run_path = work_dir / nb_path.name
         start = time.perf_counter()
@@ -378,9 +385,7 @@ def run_book(
             echo(f"{line}FAILED after {time.perf_counter() - start:.1f} s")
             # papermill counts its injected cell; name the cell as the notebook itself numbers it.
             cell = e.cell_index - (1 if e.cell_index > _injected_position(source) else 0)
-            raise NotebookFailed(
-                nb_path.relative_to(root), cell, e.source, e.ename, e.evalue, run_path
-            ) from None
+            raise NotebookFailed(nb_path.relative_to(root), cell, e.source, e.ename, e.evalue, run_path) from None
         except Exception as e:  # the kernel died, a cell timed out, the kernel did not start
             echo(f"{line}FAILED after {time.perf_counter() - start:.1f} s")
             raise NotebookFailed(nb_path.relative_to(root), None, "", type(e).__name__, str(e), run_path) from e

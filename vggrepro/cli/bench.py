@@ -15,7 +15,7 @@ from ..core.runs import provenance
 
 
 def _variants(text: str) -> list[tuple[bool, bool, bool, bool]]:
-    """"fp32,cl,cl+tf32,cl+bf16,cl+bf16+compile" -> (channels_last, bf16, compile, tf32) tuples."""
+    """ "fp32,cl,cl+tf32,cl+bf16,cl+bf16+compile" -> (channels_last, bf16, compile, tf32) tuples."""
     out = []
     for item in text.split(","):
         tags = set(item.split("+"))
@@ -46,7 +46,6 @@ def _check_args(args) -> list[int]:
 
 def run_from_args(args) -> int:
     if args.mode == "gpu":  # the one-command GPU check
-
         return gpu_check.run_from_args(args)
     sizes = _check_args(args)  # before anything is measured or written
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -59,8 +58,20 @@ def run_from_args(args) -> int:
     configs = args.configs.split(",")
     for c in configs:
         models.config_layers(c)
-    rows = run_grid(Grid(args.mode, configs, sizes, args.batch, width=args.width, crop=args.crop, device=device,
-                         variants=_variants(args.variants), steps=args.steps, num_classes=args.num_classes))
+    rows = run_grid(
+        Grid(
+            args.mode,
+            configs,
+            sizes,
+            args.batch,
+            width=args.width,
+            crop=args.crop,
+            device=device,
+            variants=_variants(args.variants),
+            steps=args.steps,
+            num_classes=args.num_classes,
+        )
+    )
     atomic_write_json(out, {"mode": args.mode, "rows": rows, "provenance": provenance(device)})
     print(f"wrote {out}")
     return 0
@@ -68,12 +79,17 @@ def run_from_args(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "bench", help="img/s and MFU of training or dense evaluation; `bench gpu`: the GPU check",
+        "bench",
+        help="img/s and MFU of training or dense evaluation; `bench gpu`: the GPU check",
         description="Measure how fast VGG nets train (train) or evaluate densely (eval) on this device, in img/s "
         "and MFU, over the given configs, sizes and variants, and record the figures with their provenance "
-        "as JSON under results/. `bench gpu` runs the one-command GPU check instead.")
-    p.add_argument("mode", choices=["train", "eval", "gpu"],
-                   help="train, eval, or gpu: every figure the gpu book needs, in at most 8 minutes (vggrepro.bench.gpu_check)")
+        "as JSON under results/. `bench gpu` runs the one-command GPU check instead.",
+    )
+    p.add_argument(
+        "mode",
+        choices=["train", "eval", "gpu"],
+        help="train, eval, or gpu: every figure the gpu book needs, in at most 8 minutes (vggrepro.bench.gpu_check)",
+    )
     p.add_argument("--dry-run", action="store_true", help="gpu: the same steps on the CPU at toy size")
     p.add_argument("--configs", default="D", help="comma list of Table 1's configs, e.g. A,D,E (default D)")
     p.add_argument("--sizes", default=None, help="eval: image sizes Q (e.g. 256,384,512); train uses the crop")
@@ -81,7 +97,11 @@ def register(subparsers) -> None:
     p.add_argument("--width", type=float, default=1.0, help="fraction of the paper's channels (default 1)")
     p.add_argument("--crop", type=int, default=224, help="training crop, which sets fc6's size (default 224)")
     p.add_argument("--num-classes", type=int, default=1000, help="outputs of fc8 (default 1000)")
-    p.add_argument("--variants", default="fp32,cl", help="comma list of fp32 | cl | cl+tf32 | cl+bf16 | cl+bf16+compile ... (fp32: TF32 off)")
+    p.add_argument(
+        "--variants",
+        default="fp32,cl",
+        help="comma list of fp32 | cl | cl+tf32 | cl+bf16 | cl+bf16+compile ... (fp32: TF32 off)",
+    )
     p.add_argument("--steps", type=int, default=10, help="timed steps per figure, after warm-up (default 10)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda where there is one)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

@@ -17,22 +17,34 @@ from ..data.images import CorruptImage, decode_image
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="make the synthetic data sets; check a data folder",
-                              description="Make the synthetic sets, or check a folder in the ILSVRC-2012 layout.")
+    p = subparsers.add_parser(
+        "data",
+        help="make the synthetic data sets; check a data folder",
+        description="Make the synthetic sets, or check a folder in the ILSVRC-2012 layout.",
+    )
     sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    s = sub.add_parser("synth", help="generate (or find and verify) a profile's synthetic set",
-                       description="Generate a profile's synthetic set in the ILSVRC-2012 layout, deterministically "
-                       "from its seed; when it exists already, verify it against its manifest instead.")
-    s.add_argument("--profile", default="ci", choices=SYNTHETIC,
-                   help="the profile whose set to make, one of %(choices)s (default ci)")
+    s = sub.add_parser(
+        "synth",
+        help="generate (or find and verify) a profile's synthetic set",
+        description="Generate a profile's synthetic set in the ILSVRC-2012 layout, deterministically "
+        "from its seed; when it exists already, verify it against its manifest instead.",
+    )
+    s.add_argument(
+        "--profile",
+        default="ci",
+        choices=SYNTHETIC,
+        help="the profile whose set to make, one of %(choices)s (default ci)",
+    )
     s.add_argument("--out", default=None, help="where to write it (default: the profile's data_root)")
     s.add_argument("--seed", type=int, default=None, help="generator seed (default: the profile's)")
     s.set_defaults(func=_cmd_synth)
-    c = sub.add_parser("check", help="count images, classes and skipped files of a data folder "
-                       "(exit status 1 when it finds problems)",
-                       description="Check a data folder in the ILSVRC-2012 layout: count the images, classes and "
-                       "boxes of each split, list what training or evaluation would skip, and verify a "
-                       "synthetic set against its manifest. Exit status 1 when it finds problems.")
+    c = sub.add_parser(
+        "check",
+        help="count images, classes and skipped files of a data folder (exit status 1 when it finds problems)",
+        description="Check a data folder in the ILSVRC-2012 layout: count the images, classes and "
+        "boxes of each split, list what training or evaluation would skip, and verify a "
+        "synthetic set against its manifest. Exit status 1 when it finds problems.",
+    )
     c.add_argument("--root", required=True, help="the data root (ILSVRC-2012 layout)")
     c.add_argument("--decode", action="store_true", help="also decode every image and list those that fail")
     c.set_defaults(func=_cmd_check)
@@ -49,11 +61,12 @@ def _cmd_check(args) -> int:
         raise FileNotFoundError(f"data root {root} not found. {LAYOUTS}")
     problems = 0  # what training or evaluation would refuse or leave out; stray non-image files are not
     if (root / "manifest.json").is_file():
-
         try:
             manifest = synth.verify(root)
-            print(f"{root}: synthetic set, {len(manifest['files'])} files match manifest.json (digest "
-                  f"{manifest['digest'][:12]})")
+            print(
+                f"{root}: synthetic set, {len(manifest['files'])} files match manifest.json (digest "
+                f"{manifest['digest'][:12]})"
+            )
         except ValueError as e:
             print(e)
             problems += 1
@@ -74,8 +87,10 @@ def _cmd_check(args) -> int:
             print(f"{split}: {len(unused)} image(s) without a label or of an unknown class, e.g. {unused[0]}")
             problems += 1
         with_boxes = sum(1 for s in ds.samples if s.boxes)
-        print(f"{split}: {len(ds.samples):,} images, {len(ds.classes)} classes, {with_boxes:,} with boxes, "
-              f"{len(ds.skipped)} files skipped")
+        print(
+            f"{split}: {len(ds.samples):,} images, {len(ds.classes)} classes, {with_boxes:,} with boxes, "
+            f"{len(ds.skipped)} files skipped"
+        )
         names = [f"{w} ({ds.names[w]})" if w in ds.names else w for w in ds.classes[:3]]
         print(f"  classes: {', '.join(names)}{' ...' if len(ds.classes) > 3 else ''}")
         for path in ds.skipped[:5]:

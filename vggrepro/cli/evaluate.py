@@ -25,7 +25,6 @@ def parse_scales(text: str) -> list[int]:
 
 
 def register(subparsers) -> None:
-
     ci = get_profile("ci")
     p = subparsers.add_parser(
         "evaluate",
@@ -37,21 +36,35 @@ def register(subparsers) -> None:
     src.add_argument("--checkpoint", help="a vggrepro checkpoint (.pt), e.g. runs/ci/<run>/checkpoint.pt")
     src.add_argument("--weights", help="released weights (torchvision .pth or the authors' Caffe model)")
     p.add_argument("--protocol", default="dense", help=f"one of {', '.join(PROTOCOLS)} (default dense)")
-    p.add_argument("--scales", default=None,
-                   help="test scales Q, comma-separated, in the net's pixels: e.g. 256,384,512 for released D; "
-                   f"for a ci checkpoint (crop {ci.crop}) {','.join(str(ci.S(q)) for q in (256, 384, 512))}. "
-                   "Default: the paper's Q=384 scaled to the net's crop")
+    p.add_argument(
+        "--scales",
+        default=None,
+        help="test scales Q, comma-separated, in the net's pixels: e.g. 256,384,512 for released D; "
+        f"for a ci checkpoint (crop {ci.crop}) {','.join(str(ci.S(q)) for q in (256, 384, 512))}. "
+        "Default: the paper's Q=384 scaled to the net's crop",
+    )
     p.add_argument("--no-flip", action="store_true", help="leave out horizontal flips (dense, multicrop)")
-    p.add_argument("--profile", default="ci", choices=NAMES,
-                   help="profile giving the data set, device and batch size, one of %(choices)s (default ci)")
+    p.add_argument(
+        "--profile",
+        default="ci",
+        choices=NAMES,
+        help="profile giving the data set, device and batch size, one of %(choices)s (default ci)",
+    )
     p.add_argument("--data", default=None, help="data folder in the ILSVRC-2012 layout (default: the profile's)")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="evaluate only N images, spread evenly over the split (every class has its share)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="evaluate only N images, spread evenly over the split (every class has its share)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     p.add_argument("--batch-size", type=int, default=None, help="crops per forward pass (dense: as many pixels)")
-    p.add_argument("--out", default=None, help="folder for posteriors.pt and result.json "
-                   "(default: the cached run folder runs/<profile>/eval-<hash>/)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder for posteriors.pt and result.json (default: the cached run folder runs/<profile>/eval-<hash>/)",
+    )
     p.set_defaults(func=_main)
 
 
@@ -70,11 +83,19 @@ def _main(args) -> int:
         scales = JITTER.Q(multi=False, crop=model.crop)  # section 4.1's one Q of a jittered net: 384, scaled
     else:
         scales = parse_scales(args.scales)
-    r = evaluate_cached(args.checkpoint, get_profile(args.profile), Protocol(args.protocol, scales, not args.no_flip),
-                        weights=args.weights, images=ImageSet(args.split, args.limit, args.data),
-                        how=Execution(device=args.device, batch_size=args.batch_size, progress=True), out=args.out)
-    print(f"{r['config']} {r['protocol']} Q={','.join(map(str, r['scales']))}: "
-          f"top-1 error {r[TOP1]:.2f}%, top-5 error {r[TOP5]:.2f}% on {r['images']} images")
+    r = evaluate_cached(
+        args.checkpoint,
+        get_profile(args.profile),
+        Protocol(args.protocol, scales, not args.no_flip),
+        weights=args.weights,
+        images=ImageSet(args.split, args.limit, args.data),
+        how=Execution(device=args.device, batch_size=args.batch_size, progress=True),
+        out=args.out,
+    )
+    print(
+        f"{r['config']} {r['protocol']} Q={','.join(map(str, r['scales']))}: "
+        f"top-1 error {r[TOP1]:.2f}%, top-5 error {r[TOP5]:.2f}% on {r['images']} images"
+    )
     for name, errs in r.get("part_errors", {}).items():
         print(f"  {name} alone: top-1 error {errs[TOP1]:.2f}%, top-5 error {errs[TOP5]:.2f}%")
     print(f"posteriors: {r['posteriors_file']}")

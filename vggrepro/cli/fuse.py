@@ -10,13 +10,24 @@ from ..evaluate.fuse import fuse_saved
 
 def register(subparsers) -> None:
     """Add ``vggrepro fuse``."""
-    p = subparsers.add_parser("fuse", help="fuse saved evaluations of several nets (section 4.4)",
-                              description="Average the soft-max posteriors of several saved evaluations "
-                                          "(vggrepro evaluate --out) and print each net's and the fusion's errors.")
-    p.add_argument("paths", nargs="+", metavar="EVALUATION",
-                   help="an evaluation folder (vggrepro evaluate --out) or its posteriors.pt")
-    p.add_argument("--protocol", default="both", choices=["centre", "dense", "multicrop", "both"],
-                   help="which posteriors of each evaluation to fuse (default: both)")
+    p = subparsers.add_parser(
+        "fuse",
+        help="fuse saved evaluations of several nets (section 4.4)",
+        description="Average the soft-max posteriors of several saved evaluations "
+        "(vggrepro evaluate --out) and print each net's and the fusion's errors.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="EVALUATION",
+        help="an evaluation folder (vggrepro evaluate --out) or its posteriors.pt",
+    )
+    p.add_argument(
+        "--protocol",
+        default="both",
+        choices=["centre", "dense", "multicrop", "both"],
+        help="which posteriors of each evaluation to fuse (default: both)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     p.set_defaults(func=_cmd_fuse)
 

@@ -73,9 +73,11 @@ def check(profile_name: str) -> None:
             f"unset {OPT_OUT}, and import vggrepro before running any torch operation"
         )
     if aten not in ("AVX2", "AVX512"):  # a CPU without AVX2: the pin has nothing to hold on to
-
-        warnings.warn(f"this CPU offers ATen only {aten} kernels, not AVX2: ci numbers will differ from the "
-                      "stored ones (see the README)", stacklevel=2)
+        warnings.warn(
+            f"this CPU offers ATen only {aten} kernels, not AVX2: ci numbers will differ from the "
+            "stored ones (see the README)",
+            stacklevel=2,
+        )
     elif aten != "AVX2":
         raise ValueError(
             f"ATen chose {aten} kernels although ATEN_CPU_CAPABILITY=avx2: a torch operation ran before "

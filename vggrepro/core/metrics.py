@@ -26,8 +26,9 @@ def top_errors(posteriors, labels, k: Sequence[int] = (1, 5)) -> dict[str, float
     """
     posteriors, labels = torch.as_tensor(posteriors), torch.as_tensor(labels)
     if posteriors.ndim != 2 or labels.shape != posteriors.shape[:1]:
-        raise ValueError(f"posteriors must be (N, C) and labels (N,); got {tuple(posteriors.shape)} and "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"posteriors must be (N, C) and labels (N,); got {tuple(posteriors.shape)} and {tuple(labels.shape)}"
+        )
     if len(labels) == 0:
         raise ValueError("no images to score: the evaluation saw an empty data set")
     out = {}

@@ -34,5 +34,7 @@ def book_tool(name: str):
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise ImportError(f"{name} is not installed: the book needs its extras "
-                          "(pip install -c constraints.txt -e '.[book]', or bash install.sh)") from None
+        raise ImportError(
+            f"{name} is not installed: the book needs its extras "
+            "(pip install -c constraints.txt -e '.[book]', or bash install.sh)"
+        ) from None

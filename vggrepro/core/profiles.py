@@ -64,9 +64,17 @@ class Profile:
 
     def __post_init__(self):
         self._check_types()
-        for knob, least in (("num_classes", 1), ("epochs", 1), ("finetune_epochs", 1), ("checkpoint_every", 1),
-                            ("threads", 1), ("workers", 0), ("lr_patience", 0), ("synth_train_per_class", 0),
-                            ("synth_val_per_class", 0)):
+        for knob, least in (
+            ("num_classes", 1),
+            ("epochs", 1),
+            ("finetune_epochs", 1),
+            ("checkpoint_every", 1),
+            ("threads", 1),
+            ("workers", 0),
+            ("lr_patience", 0),
+            ("synth_train_per_class", 0),
+            ("synth_val_per_class", 0),
+        ):
             if getattr(self, knob) < least:
                 raise ValueError(f"profile {self.name!r}: {knob}={getattr(self, knob)} must be >= {least}")
         if not self.lr_scale > 0:
@@ -99,13 +107,18 @@ class Profile:
             value, names = getattr(self, f.name), [t.strip() for t in str(f.type).split("|")]
             if names[0].startswith("tuple["):  # a pair of numbers
                 parts = names[0][6:-1].split(",")
-                ok = (isinstance(value, (tuple, list)) and len(value) == len(parts)
-                      and all(_of(v, kinds[t.strip()]) for v, t in zip(value, parts)))
+                ok = (
+                    isinstance(value, (tuple, list))
+                    and len(value) == len(parts)
+                    and all(_of(v, kinds[t.strip()]) for v, t in zip(value, parts))
+                )
             else:
                 ok = any(_of(value, kinds[t]) for t in names)
             if not ok:
-                raise ValueError(f"profile {self.name!r}: {f.name}={value!r} is not of type {f.type}; "
-                                 f"pass e.g. --set {f.name}={getattr(PROFILES.get(self.name, self), f.name, '')!r}")
+                raise ValueError(
+                    f"profile {self.name!r}: {f.name}={value!r} is not of type {f.type}; "
+                    f"pass e.g. --set {f.name}={getattr(PROFILES.get(self.name, self), f.name, '')!r}"
+                )
         if isinstance(self.init_std, str) and self.init_std != "fan-in":
             raise ValueError(f"profile {self.name!r}: init_std={self.init_std!r}; give a positive std or 'fan-in'")
 
@@ -171,7 +184,6 @@ def _of(value, types: tuple) -> bool:
 
 def _repo_data(name: str) -> str:
     """Generated data lives in the project's data/ folder (git-ignored), or $VGGREPRO_DATA."""
-
     try:  # an installed copy outside any checkout: the current folder (runs/ then says what to fix)
         root = find_root() or Path.cwd()
     except NoProject:
@@ -325,8 +337,10 @@ def overrides_from_env(name: str) -> dict:
     try:
         knobs = json.loads(raw).get(name, {})
     except (ValueError, AttributeError):
-        raise ValueError(f"${OVERRIDES_ENV}={raw!r} is not JSON of the form {{\"ci\": {{\"width\": 0.0625}}}}; "
-                         "unset it (vggrepro book run sets it for the chapters it runs)") from None
+        raise ValueError(
+            f'${OVERRIDES_ENV}={raw!r} is not JSON of the form {{"ci": {{"width": 0.0625}}}}; '
+            "unset it (vggrepro book run sets it for the chapters it runs)"
+        ) from None
     return {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}  # JSON has no tuples
 
 

@@ -43,8 +43,10 @@ def find_root() -> Path | None:
     if home:
         folder = Path(home).expanduser().resolve()
         if not is_checkout(folder):
-            raise NoProject(f"{HOME_ENV}={home} is not a checkout of vggrepro (no vggrepro pyproject.toml and "
-                            "_toc.yml there); point it at the folder you cloned")
+            raise NoProject(
+                f"{HOME_ENV}={home} is not a checkout of vggrepro (no vggrepro pyproject.toml and "
+                "_toc.yml there); point it at the folder you cloned"
+            )
         return folder
     here = Path.cwd().resolve()
     return next((folder for folder in (here, *here.parents) if is_checkout(folder)), None)
@@ -54,7 +56,9 @@ def project_root() -> Path:
     """The project's folder; :class:`NoProject`, with the fix, when there is none."""
     root = find_root()
     if root is None:
-        raise NoProject(f"vggrepro is installed outside a checkout ({PACKAGE_DIR}) and {Path.cwd()} is not "
-                        f"inside one: set {HOME_ENV} to your checkout of the repository, or install it "
-                        "editable with `bash install.sh`")
+        raise NoProject(
+            f"vggrepro is installed outside a checkout ({PACKAGE_DIR}) and {Path.cwd()} is not "
+            f"inside one: set {HOME_ENV} to your checkout of the repository, or install it "
+            "editable with `bash install.sh`"
+        )
     return root

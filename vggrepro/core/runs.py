@@ -108,8 +108,10 @@ class Run:
         new = json.loads(canonical(self.settings))
         if canonical(old) != canonical(new):
             diff = ", ".join(f"{k}={_short(b)} (the folder's: {_short(a)})" for k, a, b in _differing(old, new))
-            raise ValueError(f"{self.dir} holds a run with other settings: asked {diff}; "
-                             "pass another --out, or remove the folder to retrain it")
+            raise ValueError(
+                f"{self.dir} holds a run with other settings: asked {diff}; "
+                "pass another --out, or remove the folder to retrain it"
+            )
 
     def _holds_work(self) -> bool:
         return self.checkpoint.exists() or self.finished()
@@ -210,8 +212,13 @@ def git_commit() -> str:
             return "unknown"
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
         commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except Exception:
         return "unknown"
@@ -274,7 +281,6 @@ def save_claims(profile_name: str, notebook: str, claims: list) -> Path:
     """Record a notebook's claims table (rows of :meth:`vggrepro.experiments.claims.Claim.decide` and
     :func:`vggrepro.experiments.claims.design_fact`) for the results page; under changed parameters
     (:data:`VARIANT_ENV`), apart from the profile's own."""
-
     rows = [asdict(c) if is_dataclass(c) else dict(c) for c in claims]
     variant = os.environ.get(VARIANT_ENV) or None
     path = claims_folder(profile_name, variant=variant) / f"{notebook}.json"

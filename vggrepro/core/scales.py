@@ -70,8 +70,10 @@ class TrainScale:
         if m:
             lo, hi = (m[1], m[2]) if m[1] else (m[3], m[4])
             return cls(int(lo), int(hi))
-        raise ValueError(f"training scale {value!r}: write a fixed S as '256' and a jittered one as "
-                         "'[256;512]' (the paper's notation) or '256,512'")
+        raise ValueError(
+            f"training scale {value!r}: write a fixed S as '256' and a jittered one as "
+            "'[256;512]' (the paper's notation) or '256,512'"
+        )
 
     @property
     def jittered(self) -> bool:

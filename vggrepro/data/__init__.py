@@ -47,19 +47,46 @@ from .loader import (
 from .training_stats import Stats, dataset_stats, pixel_stats, symmetric_eigen
 
 __all__ = [
-    "CACHE_LIMIT", "ILSVRC", "IMAGENET_CLASSES", "IMAGENET_COUNTS", "IMAGE_SUFFIXES", "LAYOUTS", "Augmentation",
-    "BatchDraws", "Batching", "CorruptImage", "Engine", "EvalImages", "Sample", "Stats", "TrainLoader", "View",
-    "check_box", "check_imagenet_counts", "crop_view_pil", "data_identity", "dataset_stats", "decode_all",
-    "decode_image", "derive_seed", "ensure_synthetic", "files_identity", "finish_batch", "generator", "image_at",
-    "pixel_stats", "read_loc_csv", "read_synset_mapping", "read_voc_xml", "symmetric_eigen",
+    "CACHE_LIMIT",
+    "ILSVRC",
+    "IMAGENET_CLASSES",
+    "IMAGENET_COUNTS",
+    "IMAGE_SUFFIXES",
+    "LAYOUTS",
+    "Augmentation",
+    "BatchDraws",
+    "Batching",
+    "CorruptImage",
+    "Engine",
+    "EvalImages",
+    "Sample",
+    "Stats",
+    "TrainLoader",
+    "View",
+    "check_box",
+    "check_imagenet_counts",
+    "crop_view_pil",
+    "data_identity",
+    "dataset_stats",
+    "decode_all",
+    "decode_image",
+    "derive_seed",
+    "ensure_synthetic",
+    "files_identity",
+    "finish_batch",
+    "generator",
+    "image_at",
+    "pixel_stats",
+    "read_loc_csv",
+    "read_synset_mapping",
+    "read_voc_xml",
+    "symmetric_eigen",
 ]
 
 
-def ensure_synthetic(profile, *, out: str | Path | None = None, seed: int | None = None,
-                     verbose: bool = True) -> Path:
+def ensure_synthetic(profile, *, out: str | Path | None = None, seed: int | None = None, verbose: bool = True) -> Path:
     """The profile's synthetic set: generated when missing, verified against its manifest otherwise.
 
     Prints one line saying which (unless ``verbose=False``).
     """
-
     return synth.ensure(profile, out=out, seed=seed, progress=verbose, log=print if verbose else (lambda *_: None))

@@ -55,8 +55,9 @@ def source_window(size_in: int, size_out: int, start: int, count: int) -> tuple[
     return max(first, 0), min(stop, size_in)
 
 
-def resize_weights(in_sizes: torch.Tensor, out_sizes: torch.Tensor, out_px: torch.Tensor, first: torch.Tensor,
-                   length: int) -> torch.Tensor:
+def resize_weights(
+    in_sizes: torch.Tensor, out_sizes: torch.Tensor, out_px: torch.Tensor, first: torch.Tensor, length: int
+) -> torch.Tensor:
     """Rows ``out_px`` of each image's anti-aliased bilinear resize matrix along one axis, for input
     pixels ``first .. first+length-1``: (N, K, length) float64 for out_px (N, K), image n's row k
     weighting its input pixels (none at or beyond in_sizes[n]) for output pixel ``out_px[n, k]``
@@ -76,8 +77,9 @@ def resize_weights(in_sizes: torch.Tensor, out_sizes: torch.Tensor, out_px: torc
     return w.div_(w.sum(-1, keepdim=True))
 
 
-def padded_batch(images: list[torch.Tensor], windows: list[tuple[int, int, int, int]],
-                 device: str | torch.device) -> torch.Tensor:
+def padded_batch(
+    images: list[torch.Tensor], windows: list[tuple[int, int, int, int]], device: str | torch.device
+) -> torch.Tensor:
     """Each (3, H, W) uint8 image's window (top, bottom, left, right) in one padded (N, h, w, 3)
     uint8 batch on ``device``, h and w the largest window's.
 
@@ -105,12 +107,19 @@ def crop_batch(images: list[torch.Tensor], views: list, crop: int, device: str |
     device = torch.device(device)
     if not images:
         return torch.empty(0, crop, crop, 3, dtype=torch.uint8, device=device)
-    windows = [source_window(im.shape[1], v.size[0], v.top, crop) + source_window(im.shape[2], v.size[1], v.left, crop)
-               for im, v in zip(images, views)]
+    windows = [
+        source_window(im.shape[1], v.size[0], v.top, crop) + source_window(im.shape[2], v.size[1], v.left, crop)
+        for im, v in zip(images, views)
+    ]
     x = padded_batch(images, windows, device)
     n, hmax, wmax = x.shape[:3]
-    sizes = torch.tensor([(im.shape[1], im.shape[2], *v.size, v.top, v.left, v.flip, win[0], win[2])
-                          for im, v, win in zip(images, views, windows)], dtype=torch.int64)
+    sizes = torch.tensor(
+        [
+            (im.shape[1], im.shape[2], *v.size, v.top, v.left, v.flip, win[0], win[2])
+            for im, v, win in zip(images, views, windows)
+        ],
+        dtype=torch.int64,
+    )
     H, W, h, w, top, left, flip, y0, x0 = to_device(sizes, device).unbind(1)  # one small copy per batch
     k = torch.arange(crop, device=device)
     across = torch.where(flip.bool().view(-1, 1), crop - 1 - k, k)  # a flip reads the crop's columns backwards

@@ -69,8 +69,9 @@ def check_box(box, size: tuple[int, int] | None, where: str) -> tuple[float, flo
     return box
 
 
-def read_voc_xml(path: str | Path, boxes: bool = True
-                 ) -> tuple[tuple[int, int] | None, list[tuple[str, tuple[float, float, float, float] | None]]]:
+def read_voc_xml(
+    path: str | Path, boxes: bool = True
+) -> tuple[tuple[int, int] | None, list[tuple[str, tuple[float, float, float, float] | None]]]:
     """A PASCAL-VOC file: ((width, height) or None, [(wnid, (xmin, ymin, xmax, ymax)), ...]).
 
     A file that does not parse, or a box that is not four numbers inside the image (:func:`check_box`),
@@ -102,14 +103,16 @@ def read_voc_xml(path: str | Path, boxes: bool = True
             coords = tuple(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
         except (TypeError, ValueError):  # a missing field (None) or not a number
             found = {k: box.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")}
-            raise ValueError(f"{path}: <bndbox> needs numbers xmin, ymin, xmax, ymax, got {found}; "
-                             "fix or delete it") from None
+            raise ValueError(
+                f"{path}: <bndbox> needs numbers xmin, ymin, xmax, ymax, got {found}; fix or delete it"
+            ) from None
         objects.append((name, check_box(coords, size, str(path))))
     return size, objects
 
 
-def read_loc_csv(path: str | Path, boxes: bool = True
-                 ) -> dict[str, list[tuple[str, tuple[float, float, float, float] | None]]]:
+def read_loc_csv(
+    path: str | Path, boxes: bool = True
+) -> dict[str, list[tuple[str, tuple[float, float, float, float] | None]]]:
     """A Kaggle ``LOC_*_solution.csv``: ImageId -> [(wnid, box), ...] from "wnid xmin ymin xmax ymax ...".
 
     A row whose box is not four numbers with 0 <= min <= max is a ValueError naming the file and the
@@ -136,8 +139,10 @@ def read_loc_csv(path: str | Path, boxes: bool = True
                 try:
                     coords = tuple(float(v) for v in parts[i + 1 : i + 5])
                 except ValueError:
-                    raise ValueError(f"{path}: row {row[0]!r} has a box that is not numbers: "
-                                     f"{' '.join(parts[i : i + 5])!r}; fix or delete the row") from None
+                    raise ValueError(
+                        f"{path}: row {row[0]!r} has a box that is not numbers: "
+                        f"{' '.join(parts[i : i + 5])!r}; fix or delete the row"
+                    ) from None
                 objects.append((parts[i], check_box(coords, None, f"{path}, row {row[0]!r}")))
             out[row[0].strip()] = objects
     return out
@@ -201,8 +206,11 @@ class ILSVRC:
             raise ValueError(f"no labelled images in {self.split_dir}. {LAYOUTS}")
         empty = sorted(set(self.classes) - {s.wnid for s in self.samples})
         if empty:
-            warnings.warn(f"{len(empty)} class(es) of {self.split_dir} have no images: {empty[:5]}"
-                          + (" ..." if len(empty) > 5 else ""), stacklevel=2)
+            warnings.warn(
+                f"{len(empty)} class(es) of {self.split_dir} have no images: {empty[:5]}"
+                + (" ..." if len(empty) > 5 else ""),
+                stacklevel=2,
+            )
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -218,7 +226,11 @@ class ILSVRC:
     # -- where the boxes are
     def _annotation_dirs(self, split: str) -> list[Path]:
         r = self.root
-        return [r / "Annotation", r / "Annotations" / "CLS-LOC" / split, r / "ILSVRC" / "Annotations" / "CLS-LOC" / split]
+        return [
+            r / "Annotation",
+            r / "Annotations" / "CLS-LOC" / split,
+            r / "ILSVRC" / "Annotations" / "CLS-LOC" / split,
+        ]
 
     def _csv(self, split: str, boxes: bool) -> dict | None:
         path = self.root / f"LOC_{split}_solution.csv"
@@ -263,8 +275,9 @@ class ILSVRC:
         """stem -> path of the .xml files in a folder, listed once (ImageNet has 544k of them)."""
         if folder not in self._listings:
             try:
-                self._listings[folder] = {e.name[:-4]: Path(e.path) for e in os.scandir(folder)
-                                          if e.name.endswith(".xml")}
+                self._listings[folder] = {
+                    e.name[:-4]: Path(e.path) for e in os.scandir(folder) if e.name.endswith(".xml")
+                }
             except OSError:  # no such folder
                 self._listings[folder] = {}
         return self._listings[folder]
@@ -337,8 +350,9 @@ class ILSVRC:
                 if xml is not None:
                     table[path.stem] = self._voc(xml, boxes)[1]
             if not table and images:
-                raise ValueError(f"{self.split_dir} is flat but no LOC_val_solution.csv (or per-image XML) labels it. "
-                                 + LAYOUTS)
+                raise ValueError(
+                    f"{self.split_dir} is flat but no LOC_val_solution.csv (or per-image XML) labels it. " + LAYOUTS
+                )
         if not self.classes:
             self.classes = sorted({objs[0][0] for objs in table.values() if objs})
         index = {w: i for i, w in enumerate(self.classes)}

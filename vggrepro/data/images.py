@@ -47,8 +47,11 @@ def decode_image(path: str | Path) -> torch.Tensor:
 
 def warn_skipped(paths: list[Path], where: str) -> None:
     if paths:
-        warnings.warn(f"skipped {len(paths)} image(s) of {where} that do not decode, e.g. {paths[0]}; "
-                      "they are listed in the loader's .skipped", stacklevel=3)
+        warnings.warn(
+            f"skipped {len(paths)} image(s) of {where} that do not decode, e.g. {paths[0]}; "
+            "they are listed in the loader's .skipped",
+            stacklevel=3,
+        )
 
 
 #: Splits of at most this many images are decoded into the cache; larger ones are read from disk.
@@ -79,10 +82,10 @@ def decode_all(dataset: ILSVRC, progress: bool = True) -> tuple[dict[int, torch.
     in this process while the files stay as they were (see :func:`files_identity`)."""
     key = (str(dataset.root), dataset.split, files_identity(dataset))
     if key not in _DECODED:
-
         images, bad = {}, []
-        for i, s in enumerate(tqdm(dataset.samples, desc=f"decoding {dataset.split}", unit="img",
-                                   disable=not progress, leave=False)):
+        for i, s in enumerate(
+            tqdm(dataset.samples, desc=f"decoding {dataset.split}", unit="img", disable=not progress, leave=False)
+        ):
             try:
                 images[i] = decode_image(s.path)
             except CorruptImage:
@@ -112,7 +115,6 @@ def image_at(dataset: ILSVRC, index: int) -> torch.Tensor:
 
 def gpu_jpeg_decoder():
     """torchvision when it imports and can decode JPEG on the GPU, else None."""
-
     tv = torchvision_or_none()
     return tv if tv is not None and torch.cuda.is_available() and hasattr(tv.io, "decode_jpeg") else None
 
@@ -164,5 +166,3 @@ class EvalImages:
         if new:
             self.skipped += new
             warn_skipped(new, str(self.dataset.split_dir))
-
-

@@ -72,8 +72,14 @@ class BatchDraws:
         self.uniforms = torch.rand(batch_size, 4, generator=g, dtype=torch.float64).tolist()
         self.alphas = T.draw_alpha(g, batch_size, colour_std)
 
-    def view(self, pos: int, h: int, w: int, scale: int | tuple[int, int],
-             crop: int) -> View:
+    def view(
+        self,
+        pos: int,
+        h: int,
+        w: int,
+        scale: int | tuple[int, int],
+        crop: int,
+    ) -> View:
         """The augmentation of the image at ``pos``, given its size (h, w)."""
         u_scale, u_top, u_left, u_flip = self.uniforms[pos]
         S = T.scale_from_uniform(u_scale, scale)
@@ -97,8 +103,9 @@ def crop_view_pil(im: Image.Image, v: View, crop: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def finish_batch(crops: torch.Tensor, alphas: torch.Tensor, preprocess: Preprocess, stats: Stats | None,
-                 device: str | torch.device) -> torch.Tensor:
+def finish_batch(
+    crops: torch.Tensor, alphas: torch.Tensor, preprocess: Preprocess, stats: Stats | None, device: str | torch.device
+) -> torch.Tensor:
     """uint8 crops (N, crop, crop, 3) -> float32 (N, 3, crop, crop), channels-last in memory, with the
     colour shift (when ``stats`` is given) and then ``preprocess`` (mean subtraction).
 
@@ -179,8 +186,7 @@ class TrainLoader:
 
     JPEG_CACHE_LIMIT = 200_000  # GPU path: files kept in memory up to this many, read per batch beyond
 
-    def __init__(self, dataset: ILSVRC, augmentation: Augmentation, batching: Batching,
-                 engine: Engine = Engine()):
+    def __init__(self, dataset: ILSVRC, augmentation: Augmentation, batching: Batching, engine: Engine = Engine()):
         if engine.backend not in ("tensor", "pil"):
             raise ValueError(f"backend={engine.backend!r}: use 'tensor' (in memory) or 'pil' (DataLoader workers)")
         a, b = augmentation, batching
@@ -188,8 +194,10 @@ class TrainLoader:
         if a.scale.lo < crop:
             raise ValueError(f"scale S={a.scale} is smaller than the crop {crop}: S must be >= crop")
         if b.batch_size < b.world_size or not 0 <= b.rank < b.world_size:
-            raise ValueError(f"batch_size={b.batch_size}, rank={b.rank}, world_size={b.world_size}: need 0 <= rank < "
-                             "world_size <= batch_size")
+            raise ValueError(
+                f"batch_size={b.batch_size}, rank={b.rank}, world_size={b.world_size}: need 0 <= rank < "
+                "world_size <= batch_size"
+            )
         # kept flat on the loader: the batch code (and _PilBatches in the workers) reads them
         self.dataset, self.crop, self.scale, self.batch_size = dataset, crop, scale, b.batch_size
         self.preprocess, self.stats, self.colour_std = a.preprocess, a.stats, a.colour_std
@@ -240,8 +248,9 @@ class TrainLoader:
         """Batch ``step`` of ``epoch`` alone (the same as ``batches`` yields)."""
         return next(self.batches(epoch, step, stop=step + 1))
 
-    def batches(self, epoch: int, start_step: int = 0, stop: int | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, epoch: int, start_step: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         stop = len(self) if stop is None else min(stop, len(self))
         if not 0 <= start_step <= stop:
             raise ValueError(f"start_step={start_step} is outside the epoch's {len(self)} batches")
@@ -260,8 +269,9 @@ class TrainLoader:
         else:
             images = [self._images[i] for i, _ in plan]
         draws = BatchDraws(self.seed, epoch, step, self.batch_size, self.colour_std)
-        views = [draws.view(pos, img.shape[1], img.shape[2], self.scale, self.crop)
-                 for (_, pos), img in zip(plan, images)]
+        views = [
+            draws.view(pos, img.shape[1], img.shape[2], self.scale, self.crop) for (_, pos), img in zip(plan, images)
+        ]
         if self.batched_crops:
             crops = crop_batch(images, views, self.crop, self.device)
         else:
@@ -317,9 +327,14 @@ class TrainLoader:
     def _pil_batches(self, epoch: int, steps, order):
         jobs = _PilBatches(self, epoch, order)
         loader = torch.utils.data.DataLoader(
-            jobs, batch_size=None, sampler=list(steps), num_workers=self.workers,
-            pin_memory=self.device.type == "cuda", worker_init_fn=_one_thread,
-            persistent_workers=False, prefetch_factor=4 if self.workers else None,
+            jobs,
+            batch_size=None,
+            sampler=list(steps),
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_one_thread,
+            persistent_workers=False,
+            prefetch_factor=4 if self.workers else None,
         )
         for crops, alphas, y, bad in loader:
             self._skip(bad)
@@ -362,7 +377,7 @@ class _PilBatches(torch.utils.data.Dataset):
                 continue
             positions.append(pos)
             labels.append(sample.label)
-        crops_t = torch.from_numpy(np.stack(crops)) if crops else torch.empty(0, self.crop, self.crop, 3, dtype=torch.uint8)
+        crops_t = (
+            torch.from_numpy(np.stack(crops)) if crops else torch.empty(0, self.crop, self.crop, 3, dtype=torch.uint8)
+        )
         return crops_t, draws.alphas[positions], torch.tensor(labels, dtype=torch.int64), bad
-
-

@@ -90,7 +90,7 @@ def remove_stale_tmp(out: Path) -> list[Path]:
     removed = []
     host = socket.gethostname()
     for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        owner = tmp.name[len(f".{out.name}.tmp-"):].rsplit("-", 2)  # host, pid, mkdtemp's random part
+        owner = tmp.name[len(f".{out.name}.tmp-") :].rsplit("-", 2)  # host, pid, mkdtemp's random part
         try:
             mine_and_dead = len(owner) == 3 and owner[0] == host and not _alive(int(owner[1]))
             old = time.time() - tmp.stat().st_mtime > STALE_SECONDS
@@ -196,13 +196,21 @@ def generate(out: str | Path, spec: SynthSpec, *, progress: bool = True, workers
         bar.close()
         write("LOC_val_solution.csv", ("ImageId,PredictionString\n" + "\n".join(val_rows) + "\n").encode())
         write("LOC_synset_mapping.txt", "".join(f"{c.wnid} {c.name}\n" for c in classes).encode())
-        params = dict(num_classes=num_classes, train_per_class=train_per_class, val_per_class=val_per_class,
-                      min_side=list(min_side), seed=seed, box_fraction=list(style["box_fraction"]),
-                      rotation=style["rotation"], background_fade=style["background_fade"])
+        params = dict(
+            num_classes=num_classes,
+            train_per_class=train_per_class,
+            val_per_class=val_per_class,
+            min_side=list(min_side),
+            seed=seed,
+            box_fraction=list(style["box_fraction"]),
+            rotation=style["rotation"],
+            background_fade=style["background_fade"],
+        )
         if custom:  # (absent from the default sets' manifests, which stay as they were)
             params.update(classes=[[c.wnid, c.shape, c.texture] for c in classes], objects=list(objects))
-        manifest = dict(format=FORMAT, params=params, versions=_versions(),
-                        digest=_digest(files), files=dict(sorted(files.items())))
+        manifest = dict(
+            format=FORMAT, params=params, versions=_versions(), digest=_digest(files), files=dict(sorted(files.items()))
+        )
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         try:
             os.replace(tmp, out)
@@ -210,8 +218,9 @@ def generate(out: str | Path, spec: SynthSpec, *, progress: bool = True, workers
             if not out.exists():
                 raise
             if not (out / "manifest.json").is_file():
-                raise SetExists(f"{out} appeared while generating and is not a generated set; "
-                                "delete it or choose another --out") from None
+                raise SetExists(
+                    f"{out} appeared while generating and is not a generated set; delete it or choose another --out"
+                ) from None
             _accept_winner(out, manifest)  # another process finished first: keep its set if it is this one
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
@@ -228,8 +237,10 @@ def _accept_winner(out: Path, manifest: dict) -> None:
     the seed and settings) when its manifest lists the same files and they verify; else a ValueError."""
     theirs = verify(out)
     if theirs.get("digest") != manifest["digest"]:
-        raise SetExists(f"{out} appeared while generating, holding another set (digest {theirs.get('digest', '')[:12]}, "
-                        f"this one {manifest['digest'][:12]}); delete it or choose another --out")
+        raise SetExists(
+            f"{out} appeared while generating, holding another set (digest {theirs.get('digest', '')[:12]}, "
+            f"this one {manifest['digest'][:12]}); delete it or choose another --out"
+        )
 
 
 def _make(job) -> tuple[list[tuple[str, bytes]], str]:
@@ -259,15 +270,14 @@ def _digest(files: dict[str, str]) -> str:
 
 
 def _versions() -> dict[str, str]:
-
     return {"numpy": np.__version__, "pillow": PIL.__version__}
 
 
 def _progress(total: int, desc: str, enabled: bool):
     try:
-
         return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
     except Exception:  # tqdm is a core dependency, but a bar is never worth a crash
+
         class _Null:
             def update(self, n):
                 pass
@@ -312,16 +322,22 @@ def verify(root: str | Path) -> dict:
 
 def profile_params(profile) -> dict:
     """The generator's settings for a profile (its synth_* knobs and seed)."""
-    return dict(num_classes=profile.num_classes, train_per_class=profile.synth_train_per_class,
-                val_per_class=profile.synth_val_per_class, min_side=tuple(profile.synth_min_side),
-                seed=profile.seed, box_fraction=tuple(profile.synth_box_fraction),
-                rotation=float(profile.synth_rotation), background_fade=float(profile.synth_background_fade))
+    return dict(
+        num_classes=profile.num_classes,
+        train_per_class=profile.synth_train_per_class,
+        val_per_class=profile.synth_val_per_class,
+        min_side=tuple(profile.synth_min_side),
+        seed=profile.seed,
+        box_fraction=tuple(profile.synth_box_fraction),
+        rotation=float(profile.synth_rotation),
+        background_fade=float(profile.synth_background_fade),
+    )
 
 
-def generate_for_profile(profile, out: str | Path | None = None, seed: int | None = None,
-                         progress: bool = True) -> Path:
+def generate_for_profile(
+    profile, out: str | Path | None = None, seed: int | None = None, progress: bool = True
+) -> Path:
     """Generate the synthetic set of a profile (a name or a Profile) at ``out`` (default: its data_root)."""
-
     profile = get_profile(profile)
     if profile.data_kind != "synthetic":
         raise ValueError(f"profile {profile.name!r} uses {profile.data_kind} data, not a synthetic set")
@@ -331,14 +347,12 @@ def generate_for_profile(profile, out: str | Path | None = None, seed: int | Non
     return generate(Path(out) if out is not None else profile.data_path, SynthSpec(**params), progress=progress)
 
 
-def ensure(profile, out: str | Path | None = None, seed: int | None = None, progress: bool = True,
-           log=print) -> Path:
+def ensure(profile, out: str | Path | None = None, seed: int | None = None, progress: bool = True, log=print) -> Path:
     """The profile's synthetic set: generated when missing, verified against its manifest otherwise.
 
     Says which in one line. A folder made with other settings is a ValueError (delete it, or pass
     another ``out``).
     """
-
     profile = get_profile(profile)
     root = Path(out) if out is not None else profile.data_path
     want = profile_params(profile)
@@ -356,15 +370,21 @@ def ensure(profile, out: str | Path | None = None, seed: int | None = None, prog
                 if root.is_dir() and not any(root.iterdir()):
                     root.rmdir()  # an empty folder: make the set in its place
                     return ensure(profile, out=out, seed=seed, progress=progress, log=log)
-                raise ValueError(f"{root} exists but holds no manifest.json, so it is not a generated set; "
-                                 "delete it or pass another --out") from None
+                raise ValueError(
+                    f"{root} exists but holds no manifest.json, so it is not a generated set; "
+                    "delete it or pass another --out"
+                ) from None
             # another process made the set meanwhile: verify it as if it had been found
     t = time.perf_counter()
     manifest = verify(root)
     have = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest["params"].items()}
     if have != want:
-        raise ValueError(f"{root} holds a synthetic set made with {have}, but profile {profile.name!r} "
-                         f"asks for {want}; delete the folder or pass another --out")
-    log(f"found synthetic set {root}: {len(manifest['files'])} files verified against manifest.json "
-        f"in {time.perf_counter() - t:.1f} s")
+        raise ValueError(
+            f"{root} holds a synthetic set made with {have}, but profile {profile.name!r} "
+            f"asks for {want}; delete the folder or pass another --out"
+        )
+    log(
+        f"found synthetic set {root}: {len(manifest['files'])} files verified against manifest.json "
+        f"in {time.perf_counter() - t:.1f} s"
+    )
     return root

@@ -39,8 +39,25 @@ SHAPES: dict[str, list[tuple[list[tuple[float, float]], int]]] = {
     "triangle": [(_regular(3, 1.0, -math.pi / 2), 255)],
     "square": [(_regular(4, 1.0, math.pi / 4), 255)],
     "star": [(_star(), 255)],
-    "cross": [([(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3), (0.3, 1), (-0.3, 1),
-                (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)], 255)],
+    "cross": [
+        (
+            [
+                (-0.3, -1),
+                (0.3, -1),
+                (0.3, -0.3),
+                (1, -0.3),
+                (1, 0.3),
+                (0.3, 0.3),
+                (0.3, 1),
+                (-0.3, 1),
+                (-0.3, 0.3),
+                (-1, 0.3),
+                (-1, -0.3),
+                (-0.3, -0.3),
+            ],
+            255,
+        )
+    ],
     "ring": [(_regular(48), 255), (_regular(48, 0.55), 0)],
     "crescent": [(_regular(48), 255), ([(x + 0.55, y - 0.1) for x, y in _regular(48, 0.85)], 0)],
     "hexagon": [(_regular(6), 255)],
@@ -51,8 +68,7 @@ SHAPES: dict[str, list[tuple[list[tuple[float, float]], int]]] = {
 #: Shapes no training class uses at any profile (:func:`class_list` draws from SHAPES alone): the
 #: sets of new classes that test the nets' features on objects they never saw (Appendix B) use them.
 NOVEL_SHAPES: dict[str, list[tuple[list[tuple[float, float]], int]]] = {
-    "tee": [([(-1, -1), (1, -1), (1, -0.45), (0.28, -0.45), (0.28, 1), (-0.28, 1), (-0.28, -0.45),
-              (-1, -0.45)], 255)],
+    "tee": [([(-1, -1), (1, -1), (1, -0.45), (0.28, -0.45), (0.28, 1), (-0.28, 1), (-0.28, -0.45), (-1, -0.45)], 255)],
     "chevron": [([(-1, -0.7), (0, 0.05), (1, -0.7), (1, 0.1), (0, 0.85), (-1, 0.1)], 255)],
     "half-disc": [([(math.cos(math.pi * i / 24), -math.sin(math.pi * i / 24)) for i in range(25)], 255)],
 }
@@ -83,9 +99,7 @@ def class_list(num_classes: int) -> list[SynthClass]:
         raise ValueError(f"num_classes={num_classes}: the generator makes 2..{max_classes} classes")
     n_shapes = min(len(SHAPES), math.ceil(math.sqrt(num_classes)))
     shapes = list(SHAPES)[:n_shapes]
-    return [
-        SynthClass(f"n{k + 1:08d}", shapes[k % n_shapes], TEXTURES[k // n_shapes]) for k in range(num_classes)
-    ]
+    return [SynthClass(f"n{k + 1:08d}", shapes[k % n_shapes], TEXTURES[k // n_shapes]) for k in range(num_classes)]
 
 
 def novel_classes(num_train_classes: int, n: int) -> list[SynthClass]:
@@ -192,8 +206,13 @@ def rotated_extent(shape: str, angle: float) -> tuple[float, float]:
     return max(xs) - min(xs), max(ys) - min(ys)
 
 
-def shape_mask(shape: str, size: tuple[int, int], box: tuple[float, float, float, float], angle: float,
-                cut: tuple[float, float, float] | None = None) -> Image.Image:
+def shape_mask(
+    shape: str,
+    size: tuple[int, int],
+    box: tuple[float, float, float, float],
+    angle: float,
+    cut: tuple[float, float, float] | None = None,
+) -> Image.Image:
     """An "L" mask (0/255) of ``shape`` rotated by ``angle`` and stretched into ``box`` = (x0, y0, bw, bh).
 
     ``cut`` = (a, b, c) keeps only the half-plane a*x + b*y >= c (in pixels): a fragment.
@@ -217,7 +236,13 @@ def shape_mask(shape: str, size: tuple[int, int], box: tuple[float, float, float
         far = 4 * (w + h)
         px, py = a * cc, b * cc  # the point of the line nearest the origin (a, b is a unit normal)
         dx, dy = -b * far, a * far  # along the line
-        draw.polygon([(px + dx, py + dy), (px - dx, py - dy), (px - dx - a * far, py - dy - b * far),
-                      (px + dx - a * far, py + dy - b * far)], fill=0)
+        draw.polygon(
+            [
+                (px + dx, py + dy),
+                (px - dx, py - dy),
+                (px - dx - a * far, py - dy - b * far),
+                (px + dx - a * far, py + dy - b * far),
+            ],
+            fill=0,
+        )
     return mask
-

@@ -33,8 +33,7 @@ STRIPES = (3.5, 6.0)  # texture periods per object: an object's smaller side hol
 # -- one image ----------------------------------------------------------------------------------
 
 
-def _paint_texture(canvas: Image.Image, mask: Image.Image, kind: str, period: float,
-                   rng: np.random.Generator) -> None:
+def _paint_texture(canvas: Image.Image, mask: Image.Image, kind: str, period: float, rng: np.random.Generator) -> None:
     """Paint a two-colour texture over ``canvas`` where ``mask`` is set, in place (only within its bbox)."""
     bbox = mask.getbbox()
     if bbox is None:
@@ -54,8 +53,9 @@ def _background(w: int, h: int, rng: np.random.Generator, fade: float = BACKGROU
     lo, hi = min(0.0, ramp[0, -1], ramp[-1, 0], ramp[-1, -1]), max(0.0, ramp[0, -1], ramp[-1, 0], ramp[-1, -1])
     ramp -= np.float32(lo)  # a linear ramp takes its extremes at the corners
     ramp *= np.float32(255 / max(1e-6, hi - lo))
-    canvas = Image.composite(Image.new("RGB", (w, h), b), Image.new("RGB", (w, h), a),
-                             Image.fromarray(ramp.astype(np.uint8)))
+    canvas = Image.composite(
+        Image.new("RGB", (w, h), b), Image.new("RGB", (w, h), a), Image.fromarray(ramp.astype(np.uint8))
+    )
     if rng.random() < BACKGROUND_TEXTURE:  # a faint texture over the whole background: texture alone is not the class
         kind = TEXTURES[rng.integers(1, len(TEXTURES))]
         tex = texture(kind, h, w, rng.uniform(3, 0.12 * min(h, w) + 3), rng)
@@ -85,8 +85,9 @@ def _image_size(min_side: tuple[int, int], rng: np.random.Generator) -> tuple[in
     return (int(round(side * aspect)), side) if aspect >= 1 else (side, int(round(side / aspect)))
 
 
-def _object_box(shape: str, angle: float, w: int, h: int, rng: np.random.Generator,
-                box_fraction: tuple[float, float] = BOX_FRACTION):
+def _object_box(
+    shape: str, angle: float, w: int, h: int, rng: np.random.Generator, box_fraction: tuple[float, float] = BOX_FRACTION
+):
     """(x0, y0, bw, bh) of the object: smaller side a ``box_fraction`` of the image's, the shape's own aspect."""
     ex, ey = rotated_extent(shape, angle)
     aspect = ex / ey * math.exp(rng.uniform(-0.2, 0.2))  # a little stretch
@@ -97,9 +98,15 @@ def _object_box(shape: str, angle: float, w: int, h: int, rng: np.random.Generat
     return rng.uniform(0, w - bw), rng.uniform(0, h - bh), bw, bh
 
 
-def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator, all_classes: list[SynthClass],
-           box_fraction: tuple[float, float] = BOX_FRACTION, rotation: float = ROTATION,
-           background_fade: float = BACKGROUND_FADE):
+def render(
+    cls: SynthClass,
+    min_side: tuple[int, int],
+    rng: np.random.Generator,
+    all_classes: list[SynthClass],
+    box_fraction: tuple[float, float] = BOX_FRACTION,
+    rotation: float = ROTATION,
+    background_fade: float = BACKGROUND_FADE,
+):
     """One image of class ``cls``: (RGB uint8 array (h, w, 3), box (xmin, ymin, xmax, ymax)).
 
     ``box_fraction``, ``rotation`` (degrees either way) and ``background_fade`` set the difficulty.
@@ -111,9 +118,16 @@ def render(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator,
     return _lighting(canvas, rng), box
 
 
-def render_multi(cls: SynthClass, min_side: tuple[int, int], rng: np.random.Generator, all_classes: list[SynthClass],
-                 objects: tuple[int, int], box_fraction: tuple[float, float] = BOX_FRACTION,
-                 rotation: float = ROTATION, background_fade: float = BACKGROUND_FADE):
+def render_multi(
+    cls: SynthClass,
+    min_side: tuple[int, int],
+    rng: np.random.Generator,
+    all_classes: list[SynthClass],
+    objects: tuple[int, int],
+    box_fraction: tuple[float, float] = BOX_FRACTION,
+    rotation: float = ROTATION,
+    background_fade: float = BACKGROUND_FADE,
+):
     """An image of several objects (a VOC-like scene): ``cls`` and ``objects`` - 1 others of distinct
     classes, each in its own strip of the image's longer side, sized by ``box_fraction`` of its strip.
     Returns (pixels, [(class, box), ...]) in the order the objects stand from left (or top)."""
@@ -150,8 +164,14 @@ def _fragments(canvas: Image.Image, all_classes: list[SynthClass], rng: np.rando
         _paint_texture(canvas, mask, other.texture, size / rng.uniform(*STRIPES), rng)
 
 
-def _place(canvas: Image.Image, cls: SynthClass, region: tuple[int, int, int, int], rng: np.random.Generator,
-           box_fraction: tuple[float, float], rotation: float):
+def _place(
+    canvas: Image.Image,
+    cls: SynthClass,
+    region: tuple[int, int, int, int],
+    rng: np.random.Generator,
+    box_fraction: tuple[float, float],
+    rotation: float,
+):
     """Paint an object of ``cls`` inside ``region`` = (x, y, w, h) of the canvas; its exact box."""
     rx, ry, rw, rh = region
     angle = math.radians(rng.uniform(-rotation, rotation))
@@ -194,7 +214,8 @@ def voc_xml(folder: str, stem: str, w: int, h: int, objects, box=None) -> str:
             "\t\t<difficult>0</difficult>\n"
             f"\t\t<bndbox>\n\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>{ymin}</ymin>\n"
             f"\t\t\t<xmax>{xmax}</xmax>\n\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>\n"
-            for wnid, (xmin, ymin, xmax, ymax) in objects)
+            for wnid, (xmin, ymin, xmax, ymax) in objects
+        )
         + "</annotation>\n"
     )
 
@@ -202,4 +223,3 @@ def voc_xml(folder: str, stem: str, w: int, h: int, objects, box=None) -> str:
 def image_rng(seed: int, split: str, class_index: int, index: int) -> np.random.Generator:
     """The Generator of one image: a function of (seed, split, class, index) alone."""
     return np.random.default_rng([seed, SPLITS[split], class_index, index])
-

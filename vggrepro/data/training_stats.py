@@ -54,15 +54,23 @@ class Stats:
         return Preprocess(mean=self.mean_rgb, std=(s, s, s))
 
     def as_dict(self) -> dict:
-        return dict(mean_rgb=list(self.mean_rgb), eigval=self.eigval.tolist(), eigvec=self.eigvec.tolist(),
-                    images=self.images, pixels=self.pixels)
+        return dict(
+            mean_rgb=list(self.mean_rgb),
+            eigval=self.eigval.tolist(),
+            eigvec=self.eigvec.tolist(),
+            images=self.images,
+            pixels=self.pixels,
+        )
 
     @classmethod
     def from_dict(cls, d: dict) -> Stats:
-        return cls(tuple(float(v) for v in d["mean_rgb"]),
-                   torch.tensor(d["eigval"], dtype=torch.float64).contiguous(),
-                   torch.tensor(d["eigvec"], dtype=torch.float64).contiguous(),
-                   int(d.get("images", 0)), int(d.get("pixels", 0)))
+        return cls(
+            tuple(float(v) for v in d["mean_rgb"]),
+            torch.tensor(d["eigval"], dtype=torch.float64).contiguous(),
+            torch.tensor(d["eigvec"], dtype=torch.float64).contiguous(),
+            int(d.get("images", 0)),
+            int(d.get("pixels", 0)),
+        )
 
 
 def pixel_stats(images) -> Stats:
@@ -83,8 +91,9 @@ def pixel_stats(images) -> Stats:
     mean = [int(t) / count for t in total]
     cov = [[(int(outer[i, j]) / count - mean[i] * mean[j]) / 255.0**2 for j in range(3)] for i in range(3)]
     eigval, eigvec = symmetric_eigen(cov)
-    return Stats.from_dict(dict(mean_rgb=mean, eigval=[max(v, 0.0) for v in eigval], eigvec=eigvec,
-                                images=n, pixels=count))
+    return Stats.from_dict(
+        dict(mean_rgb=mean, eigval=[max(v, 0.0) for v in eigval], eigvec=eigvec, images=n, pixels=count)
+    )
 
 
 def symmetric_eigen(a: list[list[float]], sweeps: int = 50) -> tuple[list[float], list[list[float]]]:
@@ -149,13 +158,17 @@ def dataset_stats(root: str | Path, *, max_images: int = 10_000, progress: bool 
     keyed by the measured images' paths, sizes and modification times (:func:`files_identity`), so
     images edited in place are measured again.
     """
-
     root = Path(os.path.expanduser(str(root)))
     train = ILSVRC(root, "train", boxes=False)
     n = len(train.samples)
     chosen = range(n) if n <= max_images else [i * n // max_images for i in range(max_images)]
     key = files_identity(train, chosen)
-    cache = Path.home() / ".cache" / "vggrepro" / f"stats-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}.json"
+    cache = (
+        Path.home()
+        / ".cache"
+        / "vggrepro"
+        / f"stats-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}.json"
+    )
     for path in (root / "stats.json", cache):
         stored = _read_stats(path, key, max_images)
         if stored is not None:
@@ -177,11 +190,8 @@ def dataset_stats(root: str | Path, *, max_images: int = 10_000, progress: bool 
 
 
 def _decoded_images(train, chosen, progress):
-
     for i in tqdm(chosen, desc="mean RGB and colour PCA", unit="img", disable=not progress, leave=False):
         try:
             yield decode_image(train.samples[i].path)
         except CorruptImage:
             pass
-
-

@@ -80,9 +80,7 @@ def resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         y = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     else:
-        y = torch.nn.functional.interpolate(
-            x.float(), size=size, mode="bilinear", antialias=True, align_corners=False
-        )
+        y = torch.nn.functional.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
         if img.dtype == torch.uint8:
             y = y.round_().clamp_(0, 255).to(torch.uint8)
     return y if batched else y[0]
@@ -166,8 +164,8 @@ def crop_grid(h: int, w: int, size: int, n: int = 5) -> list[tuple[int, int]]:
     centre crop.
     """
     if h < size or w < size:
-        raise ValueError(f"a {size}x{size} crop grid does not fit in a {h}x{w} image; "
-                         "rescale to Q >= crop")
+        fits = f"a {size}x{size} crop grid does not fit in a {h}x{w} image"
+        raise ValueError(f"{fits}; rescale to Q >= crop")
     if n < 1:
         raise ValueError(f"crop_grid n={n}: need at least one crop per side")
     if n == 1:
@@ -187,8 +185,9 @@ def draw_alpha(generator: torch.Generator, n: int = 1, std: float = 0.1) -> torc
     return torch.randn(n, 3, generator=generator) * std
 
 
-def colour_shift_by(img: torch.Tensor, alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
-                    pixel_scale: float = 255.0) -> torch.Tensor:
+def colour_shift_by(
+    img: torch.Tensor, alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor, pixel_scale: float = 255.0
+) -> torch.Tensor:
     """Add ``eigvec @ (alpha * eigval)`` to every pixel of each image (alpha: (3,) or (N, 3)).
 
     ``eigval``/``eigvec`` are the PCA of the training pixels measured on 0-1 values (see
@@ -199,8 +198,12 @@ def colour_shift_by(img: torch.Tensor, alpha: torch.Tensor, eigval: torch.Tensor
     return img.float() + shift.reshape(*shift.shape, 1, 1)
 
 
-def rgb_shift(alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
-              pixel_scale: float = 255.0) -> torch.Tensor:
+def rgb_shift(
+    alpha: torch.Tensor,
+    eigval: torch.Tensor,
+    eigvec: torch.Tensor,
+    pixel_scale: float = 255.0,
+) -> torch.Tensor:
     """The RGB offsets ``eigvec @ (alpha * eigval) * pixel_scale`` of AlexNet's shift,
     (3,) or (N, 3).
 
@@ -214,8 +217,14 @@ def rgb_shift(alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
     return shift * pixel_scale
 
 
-def colour_shift(img_float: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
-                 generator: torch.Generator, std: float = 0.1, pixel_scale: float = 255.0) -> torch.Tensor:
+def colour_shift(
+    img_float: torch.Tensor,
+    eigval: torch.Tensor,
+    eigvec: torch.Tensor,
+    generator: torch.Generator,
+    std: float = 0.1,
+    pixel_scale: float = 255.0,
+) -> torch.Tensor:
     """AlexNet's RGB colour shift with a fresh alpha ~ N(0, std^2) per image; (3,H,W) or (N,3,H,W)."""
     n = img_float.shape[0] if img_float.dim() == 4 else 1
     alpha = draw_alpha(generator, n, std)

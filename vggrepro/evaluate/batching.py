@@ -71,7 +71,7 @@ class DenseRunner:
             scores = self.dense(x)
         p = F.softmax(scores.float().mean(dim=(-2, -1)), dim=1).cpu()
         if self.flip:
-            p = (p[: len(items)] + p[len(items):]) / 2
+            p = (p[: len(items)] + p[len(items) :]) / 2
         for (index, _), row in zip(items, p):
             self.acc.add(index, row)
 
@@ -114,4 +114,3 @@ class CropRunner:
 def prepare(batch: torch.Tensor, preprocess: Preprocess, device) -> torch.Tensor:
     x = preprocess(batch.to(device, non_blocking=True))
     return x.contiguous(memory_format=torch.channels_last)
-

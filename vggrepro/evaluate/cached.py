@@ -51,19 +51,22 @@ def load_net(checkpoint: str | Path | None = None, weights: str | Path | None = 
         net = load_weights(weights)
     bad = [name for name, t in net[0].state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:  # a diverged run's checkpoint: its scores would be NaN, and NaN ranks as class 0
-        raise FloatingPointError(f"{checkpoint or weights} holds NaN/inf in {len(bad)} tensor(s) (e.g. {bad[0]}); "
-                                 "evaluate a checkpoint from before training diverged")
+        raise FloatingPointError(
+            f"{checkpoint or weights} holds NaN/inf in {len(bad)} tensor(s) (e.g. {bad[0]}); "
+            "evaluate a checkpoint from before training diverged"
+        )
     return net
 
 
 def _images(root: Path, split: str, num_classes: int, limit: int | None, progress: bool = False):
     """The split's images as ``(index, uint8 image, label)`` and how many; with ``limit``, that many
     spread evenly over the split (every n/limit-th image), so that every class has its share."""
-
     dataset = ILSVRC(root, split, boxes=False)
     if len(dataset.classes) != num_classes:
-        raise ValueError(f"the net has {num_classes} classes but the data set at {root} has "
-                         f"{len(dataset.classes)}; evaluate it on the data set it was trained on")
+        raise ValueError(
+            f"the net has {num_classes} classes but the data set at {root} has "
+            f"{len(dataset.classes)}; evaluate it on the data set it was trained on"
+        )
     n = len(dataset.samples)
     if limit is None or limit >= n:
         return EvalImages(dataset, progress=progress), n
@@ -85,7 +88,6 @@ def _data_root(profile, data: str | Path | None, verbose: bool = False) -> Path:
     if data is not None:
         return Path(data)
     if profile.data_kind == "synthetic":
-
         # quiet unless asked: a notebook's output must not depend on whether the set was just made
         return Path(ensure_synthetic(profile, verbose=verbose))
     return profile.data_path
@@ -137,9 +139,17 @@ def evaluate_cached(
     model, preprocess = load_net(None if weights is not None else source, weights)
     protocol.check(model.crop)  # before any data is read or generated
     root = _data_root(profile, images.data, verbose=how.progress)
-    settings = dict(kind="eval", net=file_hash(source), source="weights" if weights is not None else "checkpoint",
-                    protocol=protocol.name, scales=list(protocol.scales), split=images.split, flip=protocol.flip,
-                    limit=images.limit, data=data_identity(root))
+    settings = dict(
+        kind="eval",
+        net=file_hash(source),
+        source="weights" if weights is not None else "checkpoint",
+        protocol=protocol.name,
+        scales=list(protocol.scales),
+        split=images.split,
+        flip=protocol.flip,
+        limit=images.limit,
+        data=data_identity(root),
+    )
     run = Run(profile.name, settings)
     folder = Path(out) if out is not None else run.dir
     post_path = folder / POSTERIORS_FILE
@@ -157,12 +167,18 @@ def evaluate_cached(
             run.start()
         batch = how.batch_size or max(profile.batch_size, EVAL_BATCH)
         try:
-            result = evaluate(model, preprocess, todo, protocol,
-                              how=replace(how, device=device, batch_size=batch, total=total))
+            result = evaluate(
+                model, preprocess, todo, protocol, how=replace(how, device=device, batch_size=batch, total=total)
+            )
         except FloatingPointError as e:  # name the file, not only the config
             raise FloatingPointError(f"{source}: {e}") from None
-        info = dict(source_path=str(source), trained_run=_trained_run(source), config=model.config,
-                    width=model.width, profile=profile.name)
+        info = dict(
+            source_path=str(source),
+            trained_run=_trained_run(source),
+            config=model.config,
+            width=model.width,
+            profile=profile.name,
+        )
         body = dict(result.summary(), **info, posteriors_file=POSTERIORS_FILE)
         try:
             save_posteriors(post_path, result, **info)
@@ -172,8 +188,9 @@ def evaluate_cached(
             atomic_write_json(folder / "result.json", full)
             return full
         except OSError as e:  # disk full, or the folder turned read-only meanwhile
-            raise ValueError(f"cannot write the evaluation to {folder} ({e.strerror or e}); free space there or "
-                             "pass another --out") from None
+            raise ValueError(
+                f"cannot write the evaluation to {folder} ({e.strerror or e}); free space there or pass another --out"
+            ) from None
 
     if out is not None:
         return loaded(make())

@@ -37,18 +37,59 @@ MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes
 
 #: V1LayerParameter.LayerType -> the type string of today's LayerParameter (Caffe's own upgrade table).
 V1_TYPES = {
-    0: "None", 35: "AbsVal", 1: "Accuracy", 30: "ArgMax", 2: "BNLL", 3: "Concat", 37: "ContrastiveLoss",
-    4: "Convolution", 5: "Data", 39: "Deconvolution", 6: "Dropout", 32: "DummyData", 7: "EuclideanLoss",
-    25: "Eltwise", 38: "Exp", 8: "Flatten", 9: "HDF5Data", 10: "HDF5Output", 28: "HingeLoss",
-    11: "Im2col", 12: "ImageData", 13: "InfogainLoss", 14: "InnerProduct", 15: "LRN", 29: "MemoryData",
-    16: "MultinomialLogisticLoss", 34: "MVN", 17: "Pooling", 26: "Power", 18: "ReLU", 19: "Sigmoid",
-    27: "SigmoidCrossEntropyLoss", 36: "Silence", 20: "Softmax", 21: "SoftmaxWithLoss", 22: "Split",
-    33: "Slice", 23: "TanH", 24: "WindowData", 31: "Threshold",
+    0: "None",
+    35: "AbsVal",
+    1: "Accuracy",
+    30: "ArgMax",
+    2: "BNLL",
+    3: "Concat",
+    37: "ContrastiveLoss",
+    4: "Convolution",
+    5: "Data",
+    39: "Deconvolution",
+    6: "Dropout",
+    32: "DummyData",
+    7: "EuclideanLoss",
+    25: "Eltwise",
+    38: "Exp",
+    8: "Flatten",
+    9: "HDF5Data",
+    10: "HDF5Output",
+    28: "HingeLoss",
+    11: "Im2col",
+    12: "ImageData",
+    13: "InfogainLoss",
+    14: "InnerProduct",
+    15: "LRN",
+    29: "MemoryData",
+    16: "MultinomialLogisticLoss",
+    34: "MVN",
+    17: "Pooling",
+    26: "Power",
+    18: "ReLU",
+    19: "Sigmoid",
+    27: "SigmoidCrossEntropyLoss",
+    36: "Silence",
+    20: "Softmax",
+    21: "SoftmaxWithLoss",
+    22: "Split",
+    33: "Slice",
+    23: "TanH",
+    24: "WindowData",
+    31: "Threshold",
 }
 
 #: V0LayerParameter's type strings -> today's (only those a VGG net uses; others are kept as they are).
-V0_TYPES = {"conv": "Convolution", "innerproduct": "InnerProduct", "relu": "ReLU", "pool": "Pooling",
-            "lrn": "LRN", "dropout": "Dropout", "softmax": "Softmax", "data": "Data"}
+V0_TYPES = {
+    "conv": "Convolution",
+    "innerproduct": "InnerProduct",
+    "relu": "ReLU",
+    "pool": "Pooling",
+    "lrn": "LRN",
+    "dropout": "Dropout",
+    "softmax": "Softmax",
+    "data": "Data",
+}
 
 
 @dataclass
@@ -127,17 +168,25 @@ class _Reader:
         if wire == LENGTH:
             length, p = self.varint(p, end, f"the length of field {number} of {message}")
             if length > end - p:
-                self.fail(pos, f"field {number} of {message} claims {length} bytes but only {end - p} remain "
-                               f"(up to byte {end}): the file is truncated or garbled")
+                self.fail(
+                    pos,
+                    f"field {number} of {message} claims {length} bytes but only {end - p} remain "
+                    f"(up to byte {end}): the file is truncated or garbled",
+                )
             return number, wire, p, p + length, p + length
         if wire in (FIXED32, FIXED64):
             size = 4 if wire == FIXED32 else 8
             if size > end - p:
-                self.fail(pos, f"field {number} of {message} needs {size} bytes but only {end - p} remain: "
-                               "the file is truncated")
+                self.fail(
+                    pos,
+                    f"field {number} of {message} needs {size} bytes but only {end - p} remain: the file is truncated",
+                )
             return number, wire, p, p + size, p + size
-        self.fail(pos, f"field {number} of {message} has wire type {wire}, which Caffe models do not use "
-                       "(expected 0, 1, 2 or 5): the file is garbled")
+        self.fail(
+            pos,
+            f"field {number} of {message} has wire type {wire}, which Caffe models do not use "
+            "(expected 0, 1, 2 or 5): the file is garbled",
+        )
 
     def expect(self, wire: int, want: int, pos: int, what: str) -> None:
         names = {VARINT: "a varint", FIXED64: "8 bytes", LENGTH: "length-delimited bytes", FIXED32: "4 bytes"}
@@ -171,8 +220,11 @@ class _Reader:
         if v1_layers and layers:
             self.fail(0, "the net has both 'layer' and 'layers' entries, which Caffe refuses too")
         if not (v1_layers or layers):
-            self.fail(0, "no layers found: this is not a Caffe NetParameter (expected 'layer' or 'layers' "
-                         "entries holding the weights)")
+            self.fail(
+                0,
+                "no layers found: this is not a Caffe NetParameter (expected 'layer' or 'layers' "
+                "entries holding the weights)",
+            )
         if layers:
             return CaffeNet(name, layers, "layer")
         form = "layers (V0)" if any(v0 for _, v0 in v1_layers) else "layers (V1)"
@@ -277,8 +329,11 @@ class _Reader:
             self.fail(start, f"{what} holds both float and double data; Caffe writes one or the other")
         count = sum(chunk.size for chunk in floats or doubles)
         if count != math.prod(shape):
-            self.fail(start, f"{what} holds {count} numbers but its shape {tuple(shape)} needs "
-                             f"{math.prod(shape)}: the file is truncated, garbled or wrongly shaped")
+            self.fail(
+                start,
+                f"{what} holds {count} numbers but its shape {tuple(shape)} needs "
+                f"{math.prod(shape)}: the file is truncated, garbled or wrongly shaped",
+            )
         # One copy into native byte order, so that the arrays do not keep the file's bytes alive.
         dtype = np.float64 if doubles else np.float32
         return np.concatenate(floats or doubles or [np.zeros(0, dtype)]).astype(dtype, copy=False).reshape(shape)

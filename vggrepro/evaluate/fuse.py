@@ -25,19 +25,23 @@ def fuse(posteriors: Sequence[torch.Tensor]) -> torch.Tensor:
         raise ValueError("fusion needs at least one net's posteriors")
     shapes = {tuple(p.shape) for p in posteriors}
     if len(shapes) != 1:
-        raise ValueError(f"posteriors of different shapes {sorted(shapes)}: "
-                         "evaluate the nets on the same images")
+        fix = "evaluate the nets on the same images"
+        raise ValueError(f"posteriors of different shapes {sorted(shapes)}: {fix}")
     return torch.stack([p.float() for p in posteriors]).mean(0)
 
 
-def subset_errors(nets: Mapping[str, torch.Tensor], labels: torch.Tensor, subsets: Sequence[Sequence[str]]) -> list[dict]:
+def subset_errors(
+    nets: Mapping[str, torch.Tensor], labels: torch.Tensor, subsets: Sequence[Sequence[str]]
+) -> list[dict]:
     """Top-1/top-5 error of each named subset of nets (e.g. the paper's 7-net and 2-net ensembles)."""
     rows = []
     for subset in subsets:
         missing = [n for n in subset if n not in nets]
         if missing:
             raise ValueError(f"no posteriors for {missing}; have {sorted(nets)}")
-        rows.append(dict(models=list(subset), n_models=len(subset), **top_errors(fuse([nets[n] for n in subset]), labels)))
+        rows.append(
+            dict(models=list(subset), n_models=len(subset), **top_errors(fuse([nets[n] for n in subset]), labels))
+        )
     return rows
 
 
@@ -90,13 +94,14 @@ def posterior_of(saved: dict, protocol: str) -> torch.Tensor:
         return saved["posteriors"]
     if protocol in saved.get("parts", {}):
         return saved["parts"][protocol]
-    raise ValueError(f"an evaluation with protocol {saved['meta']['protocol']!r} has no {protocol!r} posteriors; "
-                     "evaluate with --protocol both to have dense, multicrop and both")
+    raise ValueError(
+        f"an evaluation with protocol {saved['meta']['protocol']!r} has no {protocol!r} posteriors; "
+        "evaluate with --protocol both to have dense, multicrop and both"
+    )
 
 
 def _posteriors_file(path: str | Path) -> Path:
     """A ``posteriors.pt``, or the evaluation folder (``vggrepro evaluate --out``) that holds one."""
-
     path = Path(path)
     return path / POSTERIORS_FILE if path.is_dir() else path
 
@@ -106,13 +111,12 @@ def fuse_saved(paths: Sequence[str | Path], protocol: str = "both") -> dict[str,
     several saved evaluations (``vggrepro evaluate --out``: a folder, or its
     ``posteriors.pt``), under ``protocol``. The evaluations must have seen the same
     images in the same order."""
-
     if not paths:
         raise ValueError("fusion needs at least one saved evaluation")
     saved = [load_posteriors(_posteriors_file(p)) for p in paths]
     for path, s in zip(paths[1:], saved[1:]):
         if not torch.equal(s["indices"], saved[0]["indices"]):
-            raise ValueError(f"{path} and {paths[0]} saw different images: "
-                             "evaluate every net on the same set")
+            fix = "evaluate every net on the same set"
+            raise ValueError(f"{path} and {paths[0]} saw different images: {fix}")
     fused = fuse([posterior_of(s, protocol) for s in saved])
     return top_errors(fused, saved[0]["labels"])

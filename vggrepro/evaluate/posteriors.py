@@ -54,14 +54,21 @@ class Evaluation:
 
     def summary(self) -> dict:
         """The JSON-able numbers: errors (also of each part), images, seconds, MACs."""
-        out = dict(protocol=self.protocol, scales=list(self.scales), crop=self.crop, flip=self.flip,
-                   images=self.images, seconds=round(self.seconds, 3),
-                   images_per_second=round(self.images / self.seconds, 2) if self.seconds > 0 else None,
-                   macs_per_image=dict(self.macs_per_image), forward_passes=self.forward_passes, **self.errors)
+        out = dict(
+            protocol=self.protocol,
+            scales=list(self.scales),
+            crop=self.crop,
+            flip=self.flip,
+            images=self.images,
+            seconds=round(self.seconds, 3),
+            images_per_second=round(self.images / self.seconds, 2) if self.seconds > 0 else None,
+            macs_per_image=dict(self.macs_per_image),
+            forward_passes=self.forward_passes,
+            **self.errors,
+        )
         if self.parts:
             out["part_errors"] = {name: top_errors(p, self.labels) for name, p in self.parts.items()}
         return out
-
 
 
 def save_posteriors(path: str | Path, evaluation: Evaluation, **meta) -> Path:
@@ -69,9 +76,13 @@ def save_posteriors(path: str | Path, evaluation: Evaluation, **meta) -> Path:
     ``torch.save``; ``meta`` (JSON-like) rides along. Read back with :func:`load_posteriors`."""
     path = Path(path)
     checkpoints.save(
-        dict(posteriors=evaluation.posteriors.contiguous(), labels=evaluation.labels, indices=evaluation.indices,
-             parts={k: v.contiguous() for k, v in evaluation.parts.items()},
-             meta=dict(evaluation.summary(), **meta)),
+        dict(
+            posteriors=evaluation.posteriors.contiguous(),
+            labels=evaluation.labels,
+            indices=evaluation.indices,
+            parts={k: v.contiguous() for k, v in evaluation.parts.items()},
+            meta=dict(evaluation.summary(), **meta),
+        ),
         path,
     )
     return path
@@ -86,9 +97,10 @@ def load_posteriors(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, garbage, or a pickle of arbitrary objects
-        raise ValueError(f"{path} is not a readable posteriors file ({type(e).__name__}); delete it and run "
-                         "`vggrepro evaluate` again") from None
+        raise ValueError(
+            f"{path} is not a readable posteriors file ({type(e).__name__}); delete it and run "
+            "`vggrepro evaluate` again"
+        ) from None
     if not isinstance(obj, dict) or "posteriors" not in obj or "labels" not in obj:
         raise ValueError(f"{path} is not a posteriors file (expected keys 'posteriors' and 'labels')")
     return obj
-

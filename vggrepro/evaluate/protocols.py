@@ -89,8 +89,10 @@ class Protocol:
             raise ValueError("no test scales: give at least one Q, e.g. scales=[crop]")
         small = [q for q in self.scales if q < crop]
         if small:
-            raise ValueError(f"test scale(s) {small} are below the crop {crop}: every Q must be >= the crop, "
-                             "since the smaller side of the rescaled image must hold one crop")
+            raise ValueError(
+                f"test scale(s) {small} are below the crop {crop}: every Q must be >= the crop, "
+                "since the smaller side of the rescaled image must hold one crop"
+            )
         return list(self.scales)
 
 
@@ -145,8 +147,9 @@ def evaluate(
     accs = {m: Accumulator() for m in methods}
     runners = {}
     if "dense" in methods:
-        runners["dense"] = DenseRunner(to_dense(model), preprocess, speed, batch_size, crop, flip, accs["dense"],
-                                       how.max_pending or 4 * batch_size)
+        runners["dense"] = DenseRunner(
+            to_dense(model), preprocess, speed, batch_size, crop, flip, accs["dense"], how.max_pending or 4 * batch_size
+        )
     for m in ("centre", "multicrop"):
         if m in methods:
             runners[m] = CropRunner(model, preprocess, speed, batch_size, accs[m])
@@ -193,10 +196,15 @@ def evaluate(
         if len(bad):
             raise FloatingPointError(
                 f"net {model.config} gives non-finite {m} scores on {len(bad)} of {len(order)} images (e.g. index "
-                f"{order[int(bad[0])]}): its weights or inputs hold NaN/inf; use a checkpoint from before training diverged")
+                f"{order[int(bad[0])]}): its weights or inputs hold NaN/inf; use a checkpoint from before "
+                "training diverged"
+            )
     posteriors = parts[methods[0]] if len(methods) == 1 else sum(parts.values()) / len(parts)
     return Evaluation(
-        protocol=protocol.name, scales=scales, crop=crop, flip=flip,
+        protocol=protocol.name,
+        scales=scales,
+        crop=crop,
+        flip=flip,
         posteriors=posteriors.float(),
         labels=torch.tensor([labels[i] for i in order], dtype=torch.int64),
         indices=torch.tensor(order, dtype=torch.int64),

@@ -51,8 +51,11 @@ _TORCH_NAMES = {name: config for config, name in models.TORCHVISION_NAMES.items(
 def torchvision_preprocess() -> Preprocess:
     """What torchvision's VGG weights expect: ImageNet mean and std (in 0-255 units), RGB."""
     # rounded so that 255 * 0.224 prints as 57.12, not 57.120000000000005
-    return Preprocess(mean=tuple(round(255 * m, 9) for m in IMAGENET_MEAN),
-                      std=tuple(round(255 * s, 9) for s in IMAGENET_STD), order="RGB")
+    return Preprocess(
+        mean=tuple(round(255 * m, 9) for m in IMAGENET_MEAN),
+        std=tuple(round(255 * s, 9) for s in IMAGENET_STD),
+        order="RGB",
+    )
 
 
 def caffe_preprocess() -> Preprocess:
@@ -65,12 +68,17 @@ def caffe_preprocess() -> Preprocess:
 
 def _conv_specs(config: str) -> list[tuple[int, int]]:
     """Table 1's convs of a config as (kernel size, paper's channels): "conv3-64" -> (3, 64)."""
-    return [tuple(map(int, spec[4:].split("-"))) for block in models.config_layers(config) for spec in block
-            if spec != "LRN"]
+    return [
+        tuple(map(int, spec[4:].split("-")))
+        for block in models.config_layers(config)
+        for spec in block
+        if spec != "LRN"
+    ]
 
 
-def fit_geometry(conv_shapes: list[tuple[int, ...]], fc_shapes: list[tuple[int, ...]],
-                 configs: list[str]) -> list[dict]:
+def fit_geometry(
+    conv_shapes: list[tuple[int, ...]], fc_shapes: list[tuple[int, ...]], configs: list[str]
+) -> list[dict]:
     """The (config, width, crop, num_classes) settings that the given weight shapes could come from.
 
     ``conv_shapes`` are the conv weights (out, in, k, k) in order, ``fc_shapes`` the fc6, fc7, fc8
@@ -83,26 +91,35 @@ def fit_geometry(conv_shapes: list[tuple[int, ...]], fc_shapes: list[tuple[int, 
     net larger than the file itself.
     """
     if len(fc_shapes) != 3 or any(len(s) != 2 for s in fc_shapes):
-        raise ValueError(f"a VGG net has three fully-connected layers (fc6, fc7, fc8) with 2-D weights; "
-                         f"found {len(fc_shapes)} with shapes {fc_shapes}")
+        raise ValueError(
+            f"a VGG net has three fully-connected layers (fc6, fc7, fc8) with 2-D weights; "
+            f"found {len(fc_shapes)} with shapes {fc_shapes}"
+        )
     if not conv_shapes or any(len(s) != 4 or s[2] != s[3] for s in conv_shapes):
         raise ValueError(f"a VGG net's convolutions have square 4-D weights (out, in, k, k); found {conv_shapes}")
-    unchained = [(i + 1, s[1], prev) for i, (s, prev) in
-             enumerate(zip(conv_shapes, [3] + [s[0] for s in conv_shapes[:-1]])) if s[1] != prev]
+    unchained = [
+        (i + 1, s[1], prev)
+        for i, (s, prev) in enumerate(zip(conv_shapes, [3] + [s[0] for s in conv_shapes[:-1]]))
+        if s[1] != prev
+    ]
     if unchained:
         i, got, want = unchained[0]
-        raise ValueError(f"convolution {i} takes {got} input channels but its input has {want} "
-                         f"(conv shapes {conv_shapes})")
+        raise ValueError(
+            f"convolution {i} takes {got} input channels but its input has {want} (conv shapes {conv_shapes})"
+        )
     (out6, in6), (out7, in7), (out8, in8) = fc_shapes
     if not (in7 == out6 == out7 == in8):
-        raise ValueError(f"fc6, fc7 and fc8 do not chain: their weights are {fc_shapes}; expected "
-                         "(w, C*g*g), (w, w), (classes, w)")
+        raise ValueError(
+            f"fc6, fc7 and fc8 do not chain: their weights are {fc_shapes}; expected (w, C*g*g), (w, w), (classes, w)"
+        )
     last = conv_shapes[-1][0]
     grid2, rest = divmod(in6, max(last, 1))
     grid = math.isqrt(grid2)
     if rest or grid < 1 or grid * grid != grid2:
-        raise ValueError(f"fc6 takes {in6} inputs, which is not the last conv's {last} channels times a "
-                         "square grid (512 x 7 x 7 = 25088 for the paper's nets)")
+        raise ValueError(
+            f"fc6 takes {in6} inputs, which is not the last conv's {last} channels times a "
+            "square grid (512 x 7 x 7 = 25088 for the paper's nets)"
+        )
     kernels = [s[2] for s in conv_shapes]
     fits = []
     for config in configs:
@@ -126,24 +143,36 @@ def _torch_file(path: Path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, garbage, a pickle of arbitrary objects ...
         first = (str(e).splitlines() or [""])[0][:200]
-        raise ValueError(f"{path} is not a readable torch file ({type(e).__name__}: {first}); it may be "
-                         "truncated or from another program") from None
+        raise ValueError(
+            f"{path} is not a readable torch file ({type(e).__name__}: {first}); it may be "
+            "truncated or from another program"
+        ) from None
 
 
 def _vgg_from_state_dict(state, config: str | None, source: str) -> VGG:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{source} is not a state dict (a mapping of names to tensors); expected "
-                         "torchvision's vgg11/13/16/19 weights")
+        raise ValueError(
+            f"{source} is not a state dict (a mapping of names to tensors); expected "
+            "torchvision's vgg11/13/16/19 weights"
+        )
     if any(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in state):
-        raise ValueError(f"{source} holds a batch-normalised VGG (torchvision's vgg*_bn): the paper's nets "
-                         "have no batch norm. Use the plain vgg11/13/16/19 weights")
-    convs = sorted(((int(k.split(".")[1]), tuple(v.shape)) for k, v in state.items()
-                    if k.startswith("features.") and k.endswith(".weight") and k.split(".")[1].isdigit()
-                    and v.dim() == 4))
+        raise ValueError(
+            f"{source} holds a batch-normalised VGG (torchvision's vgg*_bn): the paper's nets "
+            "have no batch norm. Use the plain vgg11/13/16/19 weights"
+        )
+    convs = sorted(
+        (
+            (int(k.split(".")[1]), tuple(v.shape))
+            for k, v in state.items()
+            if k.startswith("features.") and k.endswith(".weight") and k.split(".")[1].isdigit() and v.dim() == 4
+        )
+    )
     fcs = [tuple(state[f"classifier.{i}.weight"].shape) for i in (0, 3, 6) if f"classifier.{i}.weight" in state]
     if not convs or len(fcs) != 3:
-        raise ValueError(f"{source} is not a VGG state dict: expected keys features.<i>.weight and "
-                         f"classifier.0/3/6.weight (torchvision's vgg11/13/16/19); found {sorted(state)[:6]}")
+        raise ValueError(
+            f"{source} is not a VGG state dict: expected keys features.<i>.weight and "
+            f"classifier.0/3/6.weight (torchvision's vgg11/13/16/19); found {sorted(state)[:6]}"
+        )
     if config is not None:
         config = _TORCH_NAMES.get(config, config)
         models.config_layers(config)  # an unknown name is a ValueError listing the known ones
@@ -160,8 +189,10 @@ def _vgg_from_state_dict(state, config: str | None, source: str) -> VGG:
     if problems:
         raise ValueError(f"{source}: {problems[0]}")
     wanted = f"config {config}" if config else "any of the configs " + ", ".join(_CANDIDATES)
-    raise ValueError(f"{source}: its {len(convs)} convolutions with kernels {[s[2] for _, s in convs]} do "
-                     f"not fit {wanted} (torchvision: vgg11=A, vgg13=B, vgg16=D, vgg19=E)")
+    raise ValueError(
+        f"{source}: its {len(convs)} convolutions with kernels {[s[2] for _, s in convs]} do "
+        f"not fit {wanted} (torchvision: vgg11=A, vgg13=B, vgg16=D, vgg19=E)"
+    )
 
 
 def load_torchvision(path: str | Path, config: str | None = None) -> tuple[VGG, Preprocess]:
@@ -203,8 +234,10 @@ def model_from_caffe(net: CaffeNet, source: str = "the Caffe model") -> tuple[VG
     fcs = [layer for layer in net.layers if layer.type == "InnerProduct"]
     for layer in convs + fcs:
         if len(layer.blobs) != 2:
-            raise ValueError(f"{source}: layer {layer.name!r} has {len(layer.blobs)} blobs; a VGG layer has "
-                             "two, the weight and the bias")
+            raise ValueError(
+                f"{source}: layer {layer.name!r} has {len(layer.blobs)} blobs; a VGG layer has "
+                "two, the weight and the bias"
+            )
     conv_w = [_as_matrix(layer.blobs[0], layer.name, "weight", 4) for layer in convs]
     fc_w = [_as_matrix(layer.blobs[0], layer.name, "weight", 2) for layer in fcs]
     biases = [_as_matrix(layer.blobs[1], layer.name, "bias", 1) for layer in convs + fcs]
@@ -212,8 +245,10 @@ def model_from_caffe(net: CaffeNet, source: str = "the Caffe model") -> tuple[VG
     candidates = [c for c in _CANDIDATES if ("LRN" in c) == has_lrn]
     fits = fit_geometry([w.shape for w in conv_w], [w.shape for w in fc_w], candidates)
     if not fits:
-        raise ValueError(f"{source}: its {len(convs)} convolutions with kernels {[w.shape[2] for w in conv_w]} "
-                         f"fit none of the configs {candidates} (the released models are D: 13 convs, E: 16)")
+        raise ValueError(
+            f"{source}: its {len(convs)} convolutions with kernels {[w.shape[2] for w in conv_w]} "
+            f"fit none of the configs {candidates} (the released models are D: 13 convs, E: 16)"
+        )
     model = models.build(**fits[0])
     paths = list(model.layer_names.values())  # conv1_1 ... in order, then fc6, fc7, fc8
     state = {}
@@ -250,13 +285,14 @@ def load_weights(path: str | Path) -> tuple[VGG, Preprocess]:
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # zip (torch >= 1.6) or pickle
         obj = _torch_file(path)
         if isinstance(obj, Mapping) and "model" in obj and "meta" in obj:  # one of our own checkpoints
-
             model, meta = model_from_checkpoint(path)
             return model, preprocess_of(meta)
         return _vgg_from_state_dict(obj, None, str(path)), torchvision_preprocess()
     try:
         net = read_caffemodel(path)
     except ValueError as e:
-        raise ValueError(f"{path} is neither a torch file (.pth) nor a Caffe model (.caffemodel): read as "
-                         f"Caffe, {str(e).removeprefix(f'{path}: ')}") from None
+        raise ValueError(
+            f"{path} is neither a torch file (.pth) nor a Caffe model (.caffemodel): read as "
+            f"Caffe, {str(e).removeprefix(f'{path}: ')}"
+        ) from None
     return model_from_caffe(net, str(path))

@@ -37,8 +37,7 @@ VIEWS = ("dense", "dense inside", "crops inside", "centre")
 STRIDE = 32  # five 2x2 pools: a dense window every 32 input pixels
 
 
-def dense_windows(model: VGG, height: int, width: int,
-                  ceil_mode: bool = True) -> list[tuple[int, int]]:
+def dense_windows(model: VGG, height: int, width: int, ceil_mode: bool = True) -> list[tuple[int, int]]:
     """(top, left) of the ``crop x crop`` window behind each position of the dense score
     map of a ``height x width`` image, row by row; pools rounded up (as the authors'
     Caffe does) or down."""
@@ -66,8 +65,9 @@ def view_scores(model: VGG, preprocess: Preprocess, image: torch.Tensor, Q: int)
     }
 
 
-def view_errors(model: VGG, preprocess: Preprocess, images: Iterable[tuple[int, torch.Tensor, int]],
-                Q: int) -> dict[str, np.ndarray]:
+def view_errors(
+    model: VGG, preprocess: Preprocess, images: Iterable[tuple[int, torch.Tensor, int]], Q: int
+) -> dict[str, np.ndarray]:
     """Per view, each image's top-1 error (0/1, in the order given) at scale Q; also ``windows``,
     the number of dense windows per image (pools rounded up), and ``inside``, those inside."""
     errors = {v: [] for v in VIEWS} | {"windows": [], "inside": []}

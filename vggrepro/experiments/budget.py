@@ -47,19 +47,29 @@ class Chapter:
 _T4, _ROWS = grid.TABLE4, grid.TABLE3
 BOOK: tuple[Chapter, ...] = (
     Chapter("01_architecture", note="counts only"),
-    Chapter("02_training", trains=("A/256", "A-LRN/256", "B/256", "C/256", "D/256", "E/256", "D/256-glorot"),
-            evaluations=tuple((n, "centre", False) for n in ("A/256", "A-LRN/256", "B/256", "C/256", "D/256",
-                                                              "E/256", "D/256-glorot"))),
+    Chapter(
+        "02_training",
+        trains=("A/256", "A-LRN/256", "B/256", "C/256", "D/256", "E/256", "D/256-glorot"),
+        evaluations=tuple(
+            (n, "centre", False) for n in ("A/256", "A-LRN/256", "B/256", "C/256", "D/256", "E/256", "D/256-glorot")
+        ),
+    ),
     # chapter 3 explains dense evaluation on D/jit: it trains the D chain to jittered S, and its
     # "both" evaluation, which chapter 5 reuses for Table 5
     Chapter("03_testing", trains=("D/384", "D/jit"), evaluations=(("D/jit", "both", True),)),
-    Chapter("04_single_scale", trains=("C/384", "C/jit", "E/384", "E/jit", "B/256-scratch", "B-5x5/256"),
-            evaluations=tuple((n, "dense", False) for n in _ROWS)
-            + tuple((n, "centre", False) for n in _ROWS if n not in ("A/256", "A-LRN/256", "B/256", "C/256",
-                                                                      "D/256", "E/256"))
-            + (("B/256-scratch", "centre", False), ("B-5x5/256", "centre", False))),
-    Chapter("05_multi_scale", evaluations=tuple((n, "dense", True) for n in _T4 if n not in ("D/jit", "E/jit"))
-            + (("E/jit", "both", True),)),
+    Chapter(
+        "04_single_scale",
+        trains=("C/384", "C/jit", "E/384", "E/jit", "B/256-scratch", "B-5x5/256"),
+        evaluations=tuple((n, "dense", False) for n in _ROWS)
+        + tuple(
+            (n, "centre", False) for n in _ROWS if n not in ("A/256", "A-LRN/256", "B/256", "C/256", "D/256", "E/256")
+        )
+        + (("B/256-scratch", "centre", False), ("B-5x5/256", "centre", False)),
+    ),
+    Chapter(
+        "05_multi_scale",
+        evaluations=tuple((n, "dense", True) for n in _T4 if n not in ("D/jit", "E/jit")) + (("E/jit", "both", True),),
+    ),
     Chapter("06_fusion", trains=("D/jit-fc",), evaluations=(("D/jit-fc", "dense", True),)),
     Chapter("07_localisation", localisation=("fc", "fc", "all", "all"), note="4 epochs each, D at S=384 / 256"),
     Chapter("08_generalisation", note="features of two nets on small sets: seconds"),
@@ -68,8 +78,9 @@ LOCALISATION_EPOCHS = 4  # chapter 7's fine-tuning epochs
 
 
 @cache
-def _macs(config: str, crop: int, num_classes: int, size: tuple[int, int] | None = None,
-          width: float = 1.0) -> tuple[int, int]:
+def _macs(
+    config: str, crop: int, num_classes: int, size: tuple[int, int] | None = None, width: float = 1.0
+) -> tuple[int, int]:
     """(all MACs, fc6-fc8 MACs) of one image: a crop, or the dense net on ``size``."""
     with torch.device("meta"):  # counting needs the shapes, not the weights
         net = models.build(config, width=width, num_classes=num_classes, crop=crop)
@@ -87,8 +98,10 @@ def train_flops(config: str, profile: Profile, trainable: str = "all") -> float:
 def test_flops(config: str, profile: Profile, protocol: str, scales: list[int]) -> float:
     """FLOPs of one test image under a protocol at the scales Q (the profile's pixels)."""
     crop = 2 * _macs(config, profile.crop, profile.num_classes, None, profile.width)[0]
-    dense = sum(2 * 2 * _macs(config, profile.crop, profile.num_classes, (q, round(q * ASPECT)), profile.width)[0]
-                for q in scales)
+    dense = sum(
+        2 * 2 * _macs(config, profile.crop, profile.num_classes, (q, round(q * ASPECT)), profile.width)[0]
+        for q in scales
+    )
     per = {"centre": crop * len(scales), "dense": dense, "multicrop": 50 * crop * len(scales)}
     return per["dense"] + per["multicrop"] if protocol == "both" else per[protocol]
 
@@ -106,8 +119,9 @@ class Estimate:
         return self.seconds / 60
 
 
-def estimate(profile: Profile, utilisation: float = ASSUMED_UTILISATION,
-             peak_tflops: float = H100_BF16_TFLOPS) -> list[Estimate]:
+def estimate(
+    profile: Profile, utilisation: float = ASSUMED_UTILISATION, peak_tflops: float = H100_BF16_TFLOPS
+) -> list[Estimate]:
     """Each notebook's FLOPs and time at ``utilisation`` of ``peak_tflops`` (an upper bound: every
     epoch the profile allows)."""
     if not 0 < utilisation <= 1:
@@ -127,9 +141,10 @@ def estimate(profile: Profile, utilisation: float = ASSUMED_UTILISATION,
             train += LOCALISATION_EPOCHS * n_train * train_flops("D", profile, layers)
         for name, protocol, multi in ch.evaluations:
             e = grid.entry(name)
-            evaluation += n_val * test_flops(e.config, profile, protocol, grid.test_scales_of(profile, e.train_S, multi))
-        out.append(Estimate(ch.notebook, train / 1e15, evaluation / 1e15, (train + evaluation) / rate,
-                            list(ch.trains)))
+            evaluation += n_val * test_flops(
+                e.config, profile, protocol, grid.test_scales_of(profile, e.train_S, multi)
+            )
+        out.append(Estimate(ch.notebook, train / 1e15, evaluation / 1e15, (train + evaluation) / rate, list(ch.trains)))
     return out
 
 
@@ -137,7 +152,6 @@ def measured_utilisation(record: dict, profile: Profile) -> tuple[float, str] | 
     """The share of its device's bf16 peak that the real training loop reached in a
     ``vggrepro bench gpu`` record (its last, steady epoch), and the device; None when the record
     has no such figure (a dry run, a failed step, a GPU without a known peak)."""
-
     loop, device = record.get("steps", {}).get("train_loop", {}), record.get("provenance", {}).get("device", "")
     peak = next((p["bf16"] for key, p in GPU_PEAK_TFLOPS.items() if key in device), None)
     if record.get("dry_run") or not loop.get("ok") or peak is None or not loop.get("img_per_s_by_epoch"):
@@ -146,12 +160,20 @@ def measured_utilisation(record: dict, profile: Profile) -> tuple[float, str] | 
     return flops / (peak * 1e12), device
 
 
-def table(profile: Profile, utilisation: float = ASSUMED_UTILISATION, peak_tflops: float = H100_BF16_TFLOPS
-          ) -> list[dict]:
+def table(
+    profile: Profile, utilisation: float = ASSUMED_UTILISATION, peak_tflops: float = H100_BF16_TFLOPS
+) -> list[dict]:
     """:func:`estimate` as rows for a notebook's table."""
-    return [dict(notebook=e.notebook, nets_trained=len(e.nets), train_PFLOP=round(e.train_pflop, 1),
-                 eval_PFLOP=round(e.eval_pflop, 2), minutes=round(e.minutes, 1))
-            for e in estimate(profile, utilisation, peak_tflops)]
+    return [
+        dict(
+            notebook=e.notebook,
+            nets_trained=len(e.nets),
+            train_PFLOP=round(e.train_pflop, 1),
+            eval_PFLOP=round(e.eval_pflop, 2),
+            minutes=round(e.minutes, 1),
+        )
+        for e in estimate(profile, utilisation, peak_tflops)
+    ]
 
 
 # -- a CPU book's time from measured rates (the `cpu` profile) -----------------------------------
@@ -174,12 +196,16 @@ class Rates:
 def _forward_seconds(config: str, profile: Profile, rates: Rates, protocol: str, scales: list[int]) -> float:
     """Seconds of one test image under ``protocol`` at the scales Q (the profile's pixels)."""
     parts = ("dense", "multicrop") if protocol == "both" else (protocol,)
-    return sum(test_flops(config, profile, part, scales)
-               / (1e9 * (rates.dense_gflop_s if part == "dense" else rates.crop_gflop_s)) for part in parts)
+    return sum(
+        test_flops(config, profile, part, scales)
+        / (1e9 * (rates.dense_gflop_s if part == "dense" else rates.crop_gflop_s))
+        for part in parts
+    )
 
 
-def training_seconds(config: str, profile: Profile, rates: Rates, epochs: int, trainable: str = "all",
-                     validate: bool = True) -> float:
+def training_seconds(
+    config: str, profile: Profile, rates: Rates, epochs: int, trainable: str = "all", validate: bool = True
+) -> float:
     """One training run: ``epochs`` passes over the training set (only fc6-fc8 learning when
     ``trainable`` is "fc": the FLOPs' share of a full step), and a centre-crop validation after each."""
     n_train = profile.num_classes * profile.synth_train_per_class
@@ -191,8 +217,9 @@ def training_seconds(config: str, profile: Profile, rates: Rates, epochs: int, t
     return seconds
 
 
-def measured_estimate(profile: Profile, rates: Rates, *, depth_seeds: int = 1,
-                      localisation_epochs: int = LOCALISATION_EPOCHS) -> list[dict]:
+def measured_estimate(
+    profile: Profile, rates: Rates, *, depth_seeds: int = 1, localisation_epochs: int = LOCALISATION_EPOCHS
+) -> list[dict]:
     """Each notebook's training and evaluation minutes on the machine that measured ``rates``:
     every epoch the profile allows (an upper bound), the extra seeds of chapter 4's depth claim
     (``depth_seeds`` chains of A and D, the first trained in chapter 2), and the localisation
@@ -210,10 +237,25 @@ def measured_estimate(profile: Profile, rates: Rates, *, depth_seeds: int = 1,
             train += copies * training_seconds(e.config, profile, rates, epochs, e.trainable)
         for layers in ch.localisation:  # box regressors fine-tuned from D, no validation per epoch
             train += training_seconds("D", profile, rates, localisation_epochs, layers, validate=False)
-        evaluation = sum(n_val * _forward_seconds(grid.entry(name).config, profile, rates, protocol,
-                                                  grid.test_scales_of(profile, grid.entry(name).train_S, multi))
-                         for name, protocol, multi in ch.evaluations)
+        evaluation = sum(
+            n_val
+            * _forward_seconds(
+                grid.entry(name).config,
+                profile,
+                rates,
+                protocol,
+                grid.test_scales_of(profile, grid.entry(name).train_S, multi),
+            )
+            for name, protocol, multi in ch.evaluations
+        )
         nets = len(ch.trains) + (2 * (depth_seeds - 1) if ch.notebook == "04_single_scale" else 0)
-        rows.append(dict(notebook=ch.notebook, nets_trained=nets, train_minutes=round(train / 60, 1),
-                         eval_minutes=round(evaluation / 60, 1), minutes=round((train + evaluation) / 60, 1)))
+        rows.append(
+            dict(
+                notebook=ch.notebook,
+                nets_trained=nets,
+                train_minutes=round(train / 60, 1),
+                eval_minutes=round(evaluation / 60, 1),
+                minutes=round((train + evaluation) / 60, 1),
+            )
+        )
     return rows

@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import grid, paper
+import numpy as np
+
+from ..generalise import features
+from . import claims, grid, paper
 from .claims import Claim, Guard, reaches_centre_crop
 
 
@@ -44,18 +47,22 @@ class Chapter:
     def guards(self, a: str, b: str) -> list[Guard]:
         """The guards of a claim on arms ``a`` and ``b``: each arm but the unguarded against the
         baseline, then each arm that must reach its net's centre crop against it."""
-        guards = [Guard(arm, self.baseline, self.baseline_name) for arm in (a, b)
-                  if arm not in self.unguarded]
-        guards += [reaches_centre_crop(arm, self.centre[net_of(arm)], self.where)
-                   for arm in (a, b) if self.reach and arm.endswith(self.reach)]
+        guards = [Guard(arm, self.baseline, self.baseline_name) for arm in (a, b) if arm not in self.unguarded]
+        guards += [
+            reaches_centre_crop(arm, self.centre[net_of(arm)], self.where)
+            for arm in (a, b)
+            if self.reach and arm.endswith(self.reach)
+        ]
         return guards
 
     def paper_numbers(self, a: str, b: str) -> str:
         """The paper's top-1 errors of the rows of ``paper_table`` that the arms' grid entries
         stand for: ``"top-1 27.0 vs 29.6"``."""
         if not self.paper_table:
-            raise ValueError(f"{self.notebook}: a claim on {a!r} and {b!r} states no paper numbers, "
-                             "and the chapter names no paper table to read them from")
+            raise ValueError(
+                f"{self.notebook}: a claim on {a!r} and {b!r} states no paper numbers, "
+                "and the chapter names no paper table to read them from"
+            )
         errors = []
         for arm in (a, b):
             entry = grid.entry(net_of(arm))
@@ -63,14 +70,28 @@ class Chapter:
             errors.append(row["top1_val_err"])
         return f"top-1 {errors[0]} vs {errors[1]}"
 
-    def claim(self, text: str, a: str, b: str, paper_numbers: str | None = None,
-              kind: str = "lower", margin: float | None = None) -> Claim:
+    def claim(
+        self,
+        text: str,
+        a: str,
+        b: str,
+        paper_numbers: str | None = None,
+        kind: str = "lower",
+        margin: float | None = None,
+    ) -> Claim:
         """The claim ``text`` that arm ``a`` beats (or equals, or is no better than: ``kind``)
         arm ``b``, with the chapter's notebook and guards; ``paper_numbers`` read from the
         chapter's paper table when not given."""
-        return Claim(self.prefix + text, a, b, kind=kind, margin=margin,
-                     paper=paper_numbers or self.paper_numbers(a, b), notebook=self.notebook,
-                     guards=self.guards(a, b))
+        return Claim(
+            self.prefix + text,
+            a,
+            b,
+            kind=kind,
+            margin=margin,
+            paper=paper_numbers or self.paper_numbers(a, b),
+            notebook=self.notebook,
+            guards=self.guards(a, b),
+        )
 
 
 def net_of(arm: str) -> str:
@@ -86,3 +107,45 @@ def name_the_pick(rows: list[dict], marker: str = "better of the two") -> list[d
         if r["claim"].endswith(marker):
             r["ours"] += f" ({r['b']} is the better here)"
     return rows
+
+
+def decide_map(claim, runs: dict[str, list[np.ndarray]], labels, seed_sd: float | None = None) -> dict:
+    """A claim about mAP, decided as :meth:`vggrepro.Claim.decide` decides one about errors:
+    the effect on 100 - mAP (negative: ``a`` has the higher mAP) with its paired interval, each
+    guard's arm held to its baseline (100 - a chance scorer's mAP), and the same row."""
+    labels = np.asarray(labels)
+    effect = claims.paired_metric_effect(features.map_loss, runs[claim.a], runs[claim.b], labels, seed_sd=seed_sd)
+    result, why = claims.verdict(claim.kind, effect, claim.margin), []
+    for g in claim.guards:
+        upper = claims.paired_metric_effect(
+            features.map_loss, runs[g.arm], [labels.astype(float)], labels, seed_sd=seed_sd or 0.0
+        ).high
+        if not upper < g.baseline:
+            result = claims.UNDECIDED
+            why.append(f"{g.arm} does not beat {g.name} ({100 - g.baseline:.1f} mAP): a failed run")
+    if not effect.seed_spread:
+        why.append("one split and no measured seed spread: undecided whatever the gap")
+    loss = [
+        float(np.mean([features.map_loss(s, labels, np.ones(len(labels)))[0] for s in runs[x]]))
+        for x in (claim.a, claim.b)
+    ]
+    margin = f" (margin {claim.margin:g})" if claim.margin else ""
+    return dict(
+        claim=claim.text,
+        notebook=claim.notebook,
+        kind=claim.kind,
+        margin=claim.margin,
+        paper=claim.paper,
+        ours=f"mAP {100 - loss[0]:.1f} vs {100 - loss[1]:.1f}: {effect}{margin}",
+        a=claim.a,
+        b=claim.b,
+        err_a=round(loss[0], 2),
+        err_b=round(loss[1], 2),
+        effect=round(effect.difference, 2),
+        low=round(effect.low, 2),
+        high=round(effect.high, 2),
+        images=effect.images,
+        seeds=list(effect.seeds),
+        verdict=result,
+        why="; ".join(why),
+    )

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 from ..core.runs import REPO, read_recorded
-from ..generalise import features
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided at this scale"
 KINDS = ("lower", "no-better", "equal")
@@ -52,8 +51,10 @@ class Arm:
         if e.ndim == 1:
             e = e[None]
         if e.ndim != 2 or e.shape[0] == 0 or e.shape[1] == 0:
-            raise ValueError(f"arm {self.label!r}: errors must be (seeds, images) with at least one of each, "
-                             f"got shape {np.shape(self.errors)}")
+            raise ValueError(
+                f"arm {self.label!r}: errors must be (seeds, images) with at least one of each, "
+                f"got shape {np.shape(self.errors)}"
+            )
         if not np.isin(e, (0, 1)).all():
             raise ValueError(f"arm {self.label!r}: errors must be 0 or 1 per image")
         object.__setattr__(self, "errors", e.astype(np.int64))
@@ -92,8 +93,7 @@ class Effect:
         return f"{self.difference:+.1f} [{self.low:+.1f}, {self.high:+.1f}]"
 
 
-def paired_effect(a: Arm, b: Arm, *, seed_sd: float | None = None, resamples: int = RESAMPLES,
-                  seed: int = 0) -> Effect:
+def paired_effect(a: Arm, b: Arm, *, seed_sd: float | None = None, resamples: int = RESAMPLES, seed: int = 0) -> Effect:
     """The difference of the arms' error rates (a - b, points) with a 95% interval that holds both
     image sampling and seed-to-seed variation.
 
@@ -104,8 +104,10 @@ def paired_effect(a: Arm, b: Arm, *, seed_sd: float | None = None, resamples: in
     ``scripts/seed_spread.py``), which is also the least any arm's spread is taken to be.
     """
     if a.errors.shape[1] != b.errors.shape[1]:
-        raise ValueError(f"arms {a.label!r} and {b.label!r} were measured on {a.errors.shape[1]} and "
-                         f"{b.errors.shape[1]} images: a paired comparison needs the same images")
+        raise ValueError(
+            f"arms {a.label!r} and {b.label!r} were measured on {a.errors.shape[1]} and "
+            f"{b.errors.shape[1]} images: a paired comparison needs the same images"
+        )
     n = a.errors.shape[1]
     # per image, the number of seeds that got it wrong; integer sums, one division: the same bits anywhere
     wrong_a, wrong_b = a.errors.sum(0), b.errors.sum(0)
@@ -248,11 +250,25 @@ class Claim:
             why.append(f"one seed: the interval borrows the measured seed spread ({seed_sd:.1f} points)")
         margin = f" (margin {self.margin:g})" if self.margin else ""
         ours = f"{a.error:.1f} vs {b.error:.1f}: {effect}{margin}"
-        return dict(claim=self.text, notebook=self.notebook, kind=self.kind, ours=ours,
-                    margin=self.margin, paper=self.paper, a=self.a, b=self.b,
-                    err_a=round(a.error, 2), err_b=round(b.error, 2), effect=round(effect.difference, 2),
-                    low=round(effect.low, 2), high=round(effect.high, 2), images=effect.images,
-                    seeds=list(effect.seeds), verdict=result, why="; ".join(why))
+        return dict(
+            claim=self.text,
+            notebook=self.notebook,
+            kind=self.kind,
+            ours=ours,
+            margin=self.margin,
+            paper=self.paper,
+            a=self.a,
+            b=self.b,
+            err_a=round(a.error, 2),
+            err_b=round(b.error, 2),
+            effect=round(effect.difference, 2),
+            low=round(effect.low, 2),
+            high=round(effect.high, 2),
+            images=effect.images,
+            seeds=list(effect.seeds),
+            verdict=result,
+            why="; ".join(why),
+        )
 
 
 # -- arms from evaluations, the measured seed spread, saving -------------------------------------
@@ -281,14 +297,12 @@ def chance_error(num_classes: int) -> float:
 
 
 def seed_spread_file(profile_name: str):
-
     return REPO / "results" / f"seed_spread_{profile_name}.json"
 
 
 def measured_seed_sd(profile_name: str) -> float | None:
     """The seed-to-seed standard deviation of a net's top-1 error (points) measured for a profile
     by ``scripts/seed_spread.py`` and committed under ``results/``; None when not measured."""
-
     path = seed_spread_file(profile_name)
     if not path.is_file():
         return None
@@ -300,16 +314,32 @@ def measured_seed_sd(profile_name: str) -> float | None:
 
 def design_fact(text: str, paper: str, ours: str, exact: bool, notebook: str = "") -> dict:
     """A claim about the design (weights, receptive fields, MACs): checked exactly, counted apart."""
-    return dict(claim=text, notebook=notebook, kind="design", paper=paper, ours=ours,
-                verdict=HOLDS if exact else FAILS, why="checked exactly")
+    return dict(
+        claim=text,
+        notebook=notebook,
+        kind="design",
+        paper=paper,
+        ours=ours,
+        verdict=HOLDS if exact else FAILS,
+        why="checked exactly",
+    )
 
 
 def table(rows):
     """The rows a chapter shows: claim, paper, this run (errors and effect with its 95% interval),
     verdict, and why where something limits the verdict."""
-
-    return pd.DataFrame([{"claim": r["claim"], "paper": r["paper"], "this run": r["ours"], "verdict": r["verdict"],
-                          "why": r.get("why", "")} for r in rows])
+    return pd.DataFrame(
+        [
+            {
+                "claim": r["claim"],
+                "paper": r["paper"],
+                "this run": r["ours"],
+                "verdict": r["verdict"],
+                "why": r.get("why", ""),
+            }
+            for r in rows
+        ]
+    )
 
 
 def arm_of_correct(label: str, *seeds) -> Arm:
@@ -320,9 +350,16 @@ def arm_of_correct(label: str, *seeds) -> Arm:
 # -- a metric that is not a mean of per-image errors (mAP): the same paired bootstrap -----------
 
 
-def paired_metric_effect(metric_fn, a_runs, b_runs, labels, *,
-                         seed_sd: float | None = None, resamples: int = RESAMPLES,
-                         seed: int = 0) -> Effect:
+def paired_metric_effect(
+    metric_fn,
+    a_runs,
+    b_runs,
+    labels,
+    *,
+    seed_sd: float | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Effect:
     """loss(a) - loss(b) in points with its 95% interval, for a loss that is not a
     mean of per-image 0/1 errors, e.g. 100 - mAP: the bootstrap of
     :func:`paired_effect` (the same draws of images for both arms, the same
@@ -335,15 +372,15 @@ def paired_metric_effect(metric_fn, a_runs, b_runs, labels, *,
     arm with one seed borrows ``seed_sd``, as in :func:`paired_effect`.
     """
     if not all(isinstance(runs, (list, tuple)) and runs for runs in (a_runs, b_runs)):
-        raise ValueError("a_runs and b_runs must be lists of score arrays, "
-                         "one per seed (a list even for one)")
+        want = "lists of score arrays, one per seed (a list even for one)"
+        raise ValueError(f"a_runs and b_runs must be {want}")
     n = len(labels)
     if any(len(s) != n for s in (*a_runs, *b_runs)):
-        raise ValueError(f"every run must score the same {n} images: "
-                         "a paired comparison needs the same images")
+        why = "a paired comparison needs the same images"
+        raise ValueError(f"every run must score the same {n} images: {why}")
     rng = np.random.Generator(np.random.PCG64(seed))
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
-                       for _ in range(resamples)])
+    draws = [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)]
+    counts = np.stack(draws)
     ones = np.ones((1, n), np.int64)
 
     def loss(runs, counts):  # (R,): the arm's loss per draw, the mean over its seeds
@@ -352,10 +389,15 @@ def paired_metric_effect(metric_fn, a_runs, b_runs, labels, *,
 
     diffs = np.sort(loss(a_runs, counts) - loss(b_runs, counts))
     if not np.isfinite(diffs).all():
-        raise ValueError("the metric is undefined on some bootstrap draws (e.g. no "
-                         "positive image at all): too few images to bootstrap it")
-    full = [[float(metric_fn(s, labels, ones)[0]) for s in runs]
-            for runs in (a_runs, b_runs)]
+        raise ValueError(
+            "the metric is undefined on some bootstrap draws (e.g. no "
+            "positive image at all): too few images to bootstrap it"
+        )
+
+    def whole(runs):  # each seed's loss on the whole set
+        return [float(metric_fn(s, labels, ones)[0]) for s in runs]
+
+    full = [whole(a_runs), whole(b_runs)]
     d = math.fsum(full[0]) / len(full[0]) - math.fsum(full[1]) / len(full[1])
     tail = (1 - LEVEL) / 2
     low = diffs[int(math.floor(tail * resamples))]
@@ -372,28 +414,3 @@ def paired_metric_effect(metric_fn, a_runs, b_runs, labels, *,
     low = d - math.sqrt((d - low) ** 2 + extra)
     high = d + math.sqrt((high - d) ** 2 + extra)
     return Effect(d, float(low), float(high), n, (len(a_runs), len(b_runs)), known)
-
-
-def decide_map(claim, runs: dict[str, list[np.ndarray]], labels, seed_sd: float | None = None) -> dict:
-    """A claim about mAP, decided as :meth:`vggrepro.Claim.decide` decides one about errors:
-    the effect on 100 - mAP (negative: ``a`` has the higher mAP) with its paired interval, each
-    guard's arm held to its baseline (100 - a chance scorer's mAP), and the same row."""
-
-    labels = np.asarray(labels)
-    effect = paired_metric_effect(features.map_loss, runs[claim.a], runs[claim.b], labels, seed_sd=seed_sd)
-    result, why = verdict(claim.kind, effect, claim.margin), []
-    for g in claim.guards:
-        upper = paired_metric_effect(features.map_loss, runs[g.arm], [labels.astype(float)], labels,
-                                            seed_sd=seed_sd or 0.0).high
-        if not upper < g.baseline:
-            result = UNDECIDED
-            why.append(f"{g.arm} does not beat {g.name} ({100 - g.baseline:.1f} mAP): a failed run")
-    if not effect.seed_spread:
-        why.append("one split and no measured seed spread: undecided whatever the gap")
-    loss = [float(np.mean([features.map_loss(s, labels, np.ones(len(labels)))[0] for s in runs[x]])) for x in (claim.a, claim.b)]
-    margin = f" (margin {claim.margin:g})" if claim.margin else ""
-    return dict(claim=claim.text, notebook=claim.notebook, kind=claim.kind, margin=claim.margin, paper=claim.paper,
-                ours=f"mAP {100 - loss[0]:.1f} vs {100 - loss[1]:.1f}: {effect}{margin}", a=claim.a, b=claim.b,
-                err_a=round(loss[0], 2), err_b=round(loss[1], 2), effect=round(effect.difference, 2),
-                low=round(effect.low, 2), high=round(effect.high, 2), images=effect.images,
-                seeds=list(effect.seeds), verdict=result, why="; ".join(why))

@@ -79,8 +79,7 @@ def added_layers(configs: Mapping[str, list[list[str]]] = CONFIGS) -> dict[str, 
     return added
 
 
-def draw_architecture(ax, configs: Mapping[str, list[list[str]]] = CONFIGS,
-                      crop: int = 224) -> dict[str, list[str]]:
+def draw_architecture(ax, configs: Mapping[str, list[list[str]]] = CONFIGS, crop: int = 224) -> dict[str, list[str]]:
     """Table 1 as a picture: one column of blocks per config, input at the top. Layers that
     a config adds to its left neighbour are in bold. Returns each column's labels, top down."""
     slots = table1_slots(configs)
@@ -88,8 +87,7 @@ def draw_architecture(ax, configs: Mapping[str, list[list[str]]] = CONFIGS,
     drawn: dict[str, list[str]] = {c: [] for c in configs}
     for x, c in enumerate(configs):
         ax.text(x, -1.3, c, ha="center", va="bottom", fontsize=10, fontweight="bold")
-        ax.text(x, -0.55, f"{weight_layers(c)} weight layers", ha="center", va="bottom",
-                fontsize=7.5)
+        ax.text(x, -0.55, f"{weight_layers(c)} weight layers", ha="center", va="bottom", fontsize=7.5)
         b, i = 0, 0  # the block and layer index of the next conv/LRN entry of column c
         for y, row in enumerate(slots):
             if c not in row:
@@ -103,8 +101,7 @@ def draw_architecture(ax, configs: Mapping[str, list[list[str]]] = CONFIGS,
                 i += 1
             ax.add_patch(_block(x, y, COLOURS.get(kind(label), COLOURS["input"])))
             text = f"{crop} x {crop} RGB" if label == "input" else label
-            ax.text(x, y, text, ha="center", va="center", fontsize=8,
-                    fontweight="bold" if bold else "normal")
+            ax.text(x, y, text, ha="center", va="center", fontsize=8, fontweight="bold" if bold else "normal")
             drawn[c].append(label)
     ax.set_xlim(-0.55, len(configs) - 0.45)
     ax.set_ylim(len(slots) - 0.5, -2.2)
@@ -113,9 +110,9 @@ def draw_architecture(ax, configs: Mapping[str, list[list[str]]] = CONFIGS,
 
 
 def _block(x: float, y: float, colour: str):
-
-    return FancyBboxPatch((x - 0.42, y - 0.38), 0.84, 0.76, boxstyle="round,pad=0,rounding_size=0.12",
-                          fc=colour, ec="#555555", lw=0.6)
+    return FancyBboxPatch(
+        (x - 0.42, y - 0.38), 0.84, 0.76, boxstyle="round,pad=0,rounding_size=0.12", fc=colour, ec="#555555", lw=0.6
+    )
 
 
 def as_picture(image: torch.Tensor):
@@ -123,20 +120,37 @@ def as_picture(image: torch.Tensor):
     return image.float().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def draw_windows(ax, image: torch.Tensor, positions: Sequence[tuple[int, int]], size: int,
-                 *, colour: str = "yellow", highlight: Sequence[int] = (), lw: float = 0.8,
-                 title: str | None = None) -> list:
+def draw_windows(
+    ax,
+    image: torch.Tensor,
+    positions: Sequence[tuple[int, int]],
+    size: int,
+    *,
+    colour: str = "yellow",
+    highlight: Sequence[int] = (),
+    lw: float = 0.8,
+    title: str | None = None,
+) -> list:
     """``image`` with a ``size x size`` square at each (top, left) of ``positions``; the
     squares numbered in ``highlight`` are drawn thick. Returns the squares in order."""
-
     h, w = image.shape[-2:]
     ax.imshow(as_picture(image), extent=(0, w, h, 0), interpolation="nearest")
     squares = []
     for n, (top, left) in enumerate(positions):
         thick = n in highlight
-        squares.append(ax.add_patch(Rectangle((left, top), size, size, fill=False, ec=colour,
-                                              lw=2.5 * lw if thick else lw,
-                                              alpha=1.0 if thick else 0.7)))
+        squares.append(
+            ax.add_patch(
+                Rectangle(
+                    (left, top),
+                    size,
+                    size,
+                    fill=False,
+                    ec=colour,
+                    lw=2.5 * lw if thick else lw,
+                    alpha=1.0 if thick else 0.7,
+                )
+            )
+        )
     # windows may reach past the image (pools rounded up): show all of them
     right = max([w] + [left + size for _, left in positions])
     bottom = max([h] + [top + size for top, _ in positions])
@@ -151,7 +165,6 @@ def draw_at_one_scale(axes, panels: Sequence[tuple[str, torch.Tensor, tuple | No
     """Each (title, image, box) on its own axes, all at one pixel scale (the largest image
     fills its panel), so that a rescaled image looks as much smaller as it is. ``box`` is a
     (top, left, size) square to outline, or None. Returns the outlines drawn."""
-
     side = max(max(image.shape[-2:]) for _, image, _ in panels)
     outlines = []
     for ax, (title, image, box) in zip(axes, panels):
@@ -159,8 +172,7 @@ def draw_at_one_scale(axes, panels: Sequence[tuple[str, torch.Tensor, tuple | No
         ax.imshow(as_picture(image), extent=(0, w, h, 0), interpolation="nearest")
         if box is not None:
             top, left, size = box
-            outlines.append(ax.add_patch(Rectangle((left, top), size, size, fill=False,
-                                                   ec="yellow", lw=1.5)))
+            outlines.append(ax.add_patch(Rectangle((left, top), size, size, fill=False, ec="yellow", lw=1.5)))
         ax.set_xlim(0, side)
         ax.set_ylim(side, 0)
         ax.set_title(title, fontsize=8)

@@ -50,13 +50,30 @@ def _entries() -> dict[str, Entry]:
     ]
     for c in "BCDE":
         e.append(Entry(f"{c}/256", c, "256", "from-a", "A/256", note="first 4 convs and 3 FC from A"))
-    e.append(Entry("D/256-glorot", "D", "256", "glorot", budget=2,
-                   note="Glorot init, no pre-training (post-submission); A's epochs and D's, in one run"))
+    e.append(
+        Entry(
+            "D/256-glorot",
+            "D",
+            "256",
+            "glorot",
+            budget=2,
+            note="Glorot init, no pre-training (post-submission); A's epochs and D's, in one run",
+        )
+    )
     for c in "CDE":
         e.append(Entry(f"{c}/384", c, "384", "checkpoint", f"{c}/256", note="from S=256 at lr / 10"))
         e.append(Entry(f"{c}/jit", c, "[256;512]", "checkpoint", f"{c}/384", note="all layers from S=384"))
-    e.append(Entry("D/jit-fc", "D", "[256;512]", "checkpoint", "D/384", trainable="fc",
-                   note="FC layers only from S=384 (the submission's multi-scale D)"))
+    e.append(
+        Entry(
+            "D/jit-fc",
+            "D",
+            "[256;512]",
+            "checkpoint",
+            "D/384",
+            trainable="fc",
+            note="FC layers only from S=384 (the submission's multi-scale D)",
+        )
+    )
     return {x.name: x for x in e}
 
 
@@ -66,9 +83,11 @@ GRID: dict[str, Entry] = _entries()
 def rows_of(table_key: str) -> tuple[str, ...]:
     """The grid nets of one of the paper's tables, in the paper's row order: each row's
     (config, train S) is a grid entry ("table3_single_scale" -> "A/256", ..., "E/jit")."""
-
-    by_row = {(e.config, e.train_S): e.name for e in GRID.values() if e.trainable == "all"
-              and e.init != "glorot" and not e.name.endswith("-scratch")}
+    by_row = {
+        (e.config, e.train_S): e.name
+        for e in GRID.values()
+        if e.trainable == "all" and e.init != "glorot" and not e.name.endswith("-scratch")
+    }
     names = []
     for row in paper.table(table_key):
         name = by_row[(row["config"], row["train_S"])]
@@ -91,13 +110,11 @@ def entry(name: str) -> Entry:
 def scale_of(profile: Profile, train_S) -> int | tuple[int, int]:
     """The training scale (the paper's notation, or a :class:`~vggrepro.core.scales.TrainScale`) in the
     profile's pixels: S, or (Smin, Smax) for jittering."""
-
     return TrainScale.parse(train_S).S(profile)
 
 
 def test_scales_of(profile: Profile, train_S, multi: bool) -> list[int]:
     """Sections 4.1 and 4.2's Q for a train S, in the profile's pixels."""
-
     return TrainScale.parse(train_S).Q(multi, profile)
 
 
@@ -115,7 +132,6 @@ def settings_of(profile: Profile, name: str, seed: int | None = None):
     ``seed`` (default: the profile's) trains another instance of the entry; it starts from the
     instance of its source with the same seed, so that each seed is a whole chain A -> D -> ...
     """
-
     x = entry(name)
     init = x.init
     if x.source:
@@ -123,18 +139,23 @@ def settings_of(profile: Profile, name: str, seed: int | None = None):
     lr = profile.lr * FINETUNE_LR if x.finetune else None
     seed = None if seed is None or seed == profile.seed else int(seed)  # the profile's seed keeps its run key
     epochs = None if x.budget == 1 else x.budget * profile.epochs
-    return Settings(config=x.config, scale=TrainScale.parse(x.train_S).for_profile(profile), init=init, lr=lr, trainable=x.trainable,
-                    seed=seed, epochs=epochs)
+    return Settings(
+        config=x.config,
+        scale=TrainScale.parse(x.train_S).for_profile(profile),
+        init=init,
+        lr=lr,
+        trainable=x.trainable,
+        seed=seed,
+        epochs=epochs,
+    )
 
 
 def run_of(profile: Profile, name: str, seed: int | None = None):
-
     return Run(profile.name, settings_of(profile, name, seed).key(profile))
 
 
 def get(profile: Profile, name: str, *, seed: int | None = None, progress: bool | None = None) -> dict:
     """The result of a grid entry, training it (and what it starts from) when not yet in the cache."""
-
     x = entry(name)
     if x.source:
         get(profile, x.source, seed=seed, progress=progress)
@@ -148,13 +169,13 @@ def checkpoint(profile: Profile, name: str, seed: int | None = None):
     return run_of(profile, name, seed).checkpoint
 
 
-def evaluation(profile: Profile, name: str, protocol: str, *, multi: bool = False, Q: int | None = None,
-               seed: int | None = None) -> dict:
+def evaluation(
+    profile: Profile, name: str, protocol: str, *, multi: bool = False, Q: int | None = None, seed: int | None = None
+) -> dict:
     """A grid entry evaluated on the validation set under ``protocol`` ("centre", "dense", "multicrop"
     or "both"), at the paper's test scales for its training S (section 4.1's one Q, or section 4.2's
     three with ``multi``) or at one given ``Q`` (profile pixels); trained first and re-used from the
     run cache when it was evaluated before (:func:`vggrepro.evaluate.cached.evaluate_cached`)."""
-
     scales = [Q] if Q is not None else test_scales_of(profile, entry(name).train_S, multi)
     return evaluate_cached(checkpoint(profile, name, seed), profile, Protocol(protocol, scales))
 
@@ -180,12 +201,15 @@ class LocEntry:
         return entry(self.source).train_S
 
 
-LOC_GRID: dict[str, LocEntry] = {x.name: x for x in (
-    LocEntry("SCR, fc", "D/384", "SCR", "fc"),
-    LocEntry("PCR, fc", "D/384", "PCR", "fc"),
-    LocEntry("PCR, all", "D/384", "PCR", "all"),
-    LocEntry("PCR, all, S=256", "D/256", "PCR", "all"),
-)}
+LOC_GRID: dict[str, LocEntry] = {
+    x.name: x
+    for x in (
+        LocEntry("SCR, fc", "D/384", "SCR", "fc"),
+        LocEntry("PCR, fc", "D/384", "PCR", "fc"),
+        LocEntry("PCR, all", "D/384", "PCR", "all"),
+        LocEntry("PCR, all, S=256", "D/256", "PCR", "all"),
+    )
+}
 
 #: Table 8's rows: each net under protocol 1, at Q = its train S (the paper's 384).
 TABLE8_NETS = ("SCR, fc", "PCR, fc", "PCR, all")

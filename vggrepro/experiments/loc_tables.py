@@ -32,7 +32,6 @@ GUESS_ROWS = {"crop": "whole crop (no net)", "image": "whole image (no net)"}
 class LocNets:
     """The fine-tuned localisation nets of the grid, by name, with their runs' results and the
     preprocessing of the classification net each started from."""
-
     nets: dict[str, VGG]
     results: dict[str, dict]
     preprocess: dict[str, Preprocess]
@@ -113,7 +112,6 @@ class Classifier:
     """Protocol 2's classification system: its posteriors on the validation images (in the
     samples' order), its net (which also scores each window), that net's preprocessing, and its
     top-5 classification error (a floor for every localisation error)."""
-
     posteriors: torch.Tensor
     net: VGG
     preprocess: Preprocess
@@ -123,7 +121,6 @@ class Classifier:
 def classification_system(profile: Profile, samples: Sequence, *, device: str | None = None) -> Classifier:
     """:data:`vggrepro.experiments.grid.LOC_CLASSIFIER` evaluated densely at its multi-scale Q (cached), its
     posteriors put back in the order of ``samples``."""
-
     device = device or profile.resolved_device()
     path = grid.checkpoint(profile, grid.LOC_CLASSIFIER)
     scales = grid.test_scales_of(profile, grid.entry(grid.LOC_CLASSIFIER).train_S, True)

@@ -97,7 +97,6 @@ def beside(
 
 def as_frame(rows: list[dict]):
     """A pandas DataFrame of rows (pandas comes with the book's extras)."""
-
     return pd.DataFrame(rows)
 
 

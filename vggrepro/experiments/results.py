@@ -35,10 +35,12 @@ def results_root() -> Path:
     return REPO / "results"
 
 
-def shown_profiles(page: str | None = None, *, runs: Path | None = None, results: Path | None = None
-                   ) -> tuple[str, ...]:
+def shown_profiles(
+    page: str | None = None, *, runs: Path | None = None, results: Path | None = None
+) -> tuple[str, ...]:
     """The profiles with a column on the results page, in :data:`~vggrepro.core.profiles.NAMES` order:
     the page's own, every profile not in :data:`COLUMN_ONCE_RECORDED`, and those that have claims."""
+
     def recorded(p: str) -> bool:
         return (results or results_root()).joinpath(f"claims_{p}").is_dir() or claims_folder(p, root=runs).is_dir()
 
@@ -64,11 +66,19 @@ def released_evaluations(*, root: Path | None = None) -> list[dict]:
         settings = r.get("settings", {})
         if not (isinstance(settings, dict) and settings.get("kind") == "eval" and settings.get("source") == "weights"):
             continue
-        rows.append({"run": path.stem, "net": r.get("config"), "protocol": r.get("protocol"),
-                     "Q": ",".join(map(str, r.get("scales", []))), "images": r.get("images"),
-                     # a record keeps the spelling it was written with (evaluate wrote top1/top5 before)
-                     TOP1: r.get(TOP1, r.get("top1")), TOP5: r.get(TOP5, r.get("top5")),
-                     "device": r.get("provenance", {}).get("device", "-")})
+        rows.append(
+            {
+                "run": path.stem,
+                "net": r.get("config"),
+                "protocol": r.get("protocol"),
+                "Q": ",".join(map(str, r.get("scales", []))),
+                "images": r.get("images"),
+                # a record keeps the spelling it was written with (evaluate wrote top1/top5 before)
+                TOP1: r.get(TOP1, r.get("top1")),
+                TOP5: r.get(TOP5, r.get("top5")),
+                "device": r.get("provenance", {}).get("device", "-"),
+            }
+        )
     return rows
 
 
@@ -80,13 +90,17 @@ def _read_claims(folder: Path) -> dict[str, list[dict]]:
             if not isinstance(claims, list):
                 raise TypeError("'claims' is not a list")
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path} is not a claims table written by runs.save_claims ({e}); "
-                             "copy it again from runs/<profile>/claims/") from None
+            raise ValueError(
+                f"{path} is not a claims table written by runs.save_claims ({e}); "
+                "copy it again from runs/<profile>/claims/"
+            ) from None
         found[path.stem] = claims
     return found
 
 
-def profile_claims(profile_name: str, *, runs: Path | None = None, results: Path | None = None) -> dict[str, list[dict]]:
+def profile_claims(
+    profile_name: str, *, runs: Path | None = None, results: Path | None = None
+) -> dict[str, list[dict]]:
     """A profile's claims tables by notebook: those recorded in ``results/claims_<profile>/``,
     replaced by this machine's own ``runs/<profile>/claims/`` where it has made them."""
     if profile_name not in NAMES:
@@ -125,8 +139,9 @@ def gather(profile_name: str = "ci", *, runs: Path | None = None, results: Path 
 
     Each row has ``notebook``, ``claim``, ``paper`` (the paper's number, as the notebook states it),
     one column per profile of :func:`shown_profiles` (that run's number; :data:`NOT_RECORDED` when
-    the profile_name has no table for the notebook) and ``verdict (<p>)`` for ``profile_name`` and for every
-    other profile that has any claims. Claims are matched by their text; a claim only another profile has gets a row too.
+    the profile has no table for the notebook) and ``verdict (<p>)`` for ``profile_name`` and for
+    every other profile that has any claims. Claims are matched by their text; a claim only another
+    profile has gets a row too.
     """
     shown, judged, lined = _lined_up(profile_name, runs, results)
     rows = []
@@ -185,8 +200,9 @@ def matrix(profile_name: str = "ci", *, runs: Path | None = None, results: Path 
     shown, _, lined = _lined_up(profile_name, runs, results)
     order = (profile_name, *[p for p in shown if p != profile_name])
     ids = claim_ids([nb for nb, *_ in lined])
-    return [{"#": i, "claim": text, **{p: cell(per[p]) for p in order}}
-            for i, (nb, text, first, per) in zip(ids, lined)]
+    return [
+        {"#": i, "claim": text, **{p: cell(per[p]) for p in order}} for i, (nb, text, first, per) in zip(ids, lined)
+    ]
 
 
 def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix") -> str:
@@ -218,13 +234,20 @@ def details(profile_name: str = "ci", *, runs: Path | None = None, results: Path
     numbers as its chapter states them (:data:`DASH` where that profile has none)."""
     shown, _, lined = _lined_up(profile_name, runs, results)
     ids = claim_ids([nb for nb, *_ in lined])
-    return [{"#": i, "claim": text, "paper": first["paper"],
-             **{p: per[p]["ours"] if isinstance(per[p], dict) else DASH for p in shown}}
-            for i, (nb, text, first, per) in zip(ids, lined)]
+    return [
+        {
+            "#": i,
+            "claim": text,
+            "paper": first["paper"],
+            **{p: per[p]["ours"] if isinstance(per[p], dict) else DASH for p in shown},
+        }
+        for i, (nb, text, first, per) in zip(ids, lined)
+    ]
 
 
-def runs_note(notebooks: Sequence[str], profile_name: str = "ci", *, runs: Path | None = None,
-              results: Path | None = None) -> str:
+def runs_note(
+    notebooks: Sequence[str], profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None
+) -> str:
     """One sentence (Markdown) saying which runs the page shows: each shown profile that has claims,
     with how many of ``notebooks`` it covers, and those with none yet (a dash in their column)."""
     shown = shown_profiles(profile_name, runs=runs, results=results)
@@ -251,8 +274,14 @@ def summary(rows: Sequence[dict], profile_name: str = "ci") -> list[dict]:
         design = [r.get(column, NOT_RECORDED) for r in mine if r.get("kind") == "design"]
         counts = {v: measured.count(v) for v in VERDICTS}
         counts["not run"] = sum(v not in VERDICTS for v in measured)
-        out.append(dict(notebook=notebook, **counts, claims=len(measured),
-                        **{"design facts that hold": f"{design.count(HOLDS)} of {len(design)}"}))
+        out.append(
+            dict(
+                notebook=notebook,
+                **counts,
+                claims=len(measured),
+                **{"design facts that hold": f"{design.count(HOLDS)} of {len(design)}"},
+            )
+        )
     return out
 
 
@@ -264,8 +293,9 @@ def claiming(notebooks: Sequence[str | Path]) -> list[str]:
     return [Path(nb).stem for nb, src in zip(notebooks, sources) if src and "save_claims(" in src.read_text()]
 
 
-def missing(notebooks: Sequence[str], profile_name: str = "ci", *, runs: Path | None = None,
-            results: Path | None = None) -> list[str]:
+def missing(
+    notebooks: Sequence[str], profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None
+) -> list[str]:
     """The notebooks (names like ``05_multi_scale``) that have no claims table under ``profile_name``."""
     have = profile_claims(profile_name, runs=runs, results=results)
     return [nb for nb in notebooks if nb not in have]
@@ -278,22 +308,27 @@ def run_command(notebooks: Sequence[str], profile_name: str = "ci") -> str:
     return f"vggrepro book run{flag} --only {only}"
 
 
-def what_scale_decides(larger: str, smaller: str = "ci", *, runs: Path | None = None,
-                       results: Path | None = None) -> dict[str, list[dict]]:
+def what_scale_decides(
+    larger: str, smaller: str = "ci", *, runs: Path | None = None, results: Path | None = None
+) -> dict[str, list[dict]]:
     """The measured claims that two runs both made, grouped by what the ``larger`` scale adds:
     ``decided_here_only`` (a verdict at ``larger``, undecided at ``smaller``), ``lost_here`` (the
     reverse), ``agree`` and ``disagree`` (decided at both) and ``undecided_at_both``. Each row: the
     claim's id and text and both verdicts with their effects, as :func:`cell` writes them."""
     _, _, lined = _lined_up(larger, runs, results)
     ids = claim_ids([nb for nb, *_ in lined])
-    groups: dict[str, list[dict]] = {k: [] for k in
-                                      ("decided_here_only", "lost_here", "agree", "disagree", "undecided_at_both")}
+    groups: dict[str, list[dict]] = {
+        k: [] for k in ("decided_here_only", "lost_here", "agree", "disagree", "undecided_at_both")
+    }
     for i, (_, text, first, per) in zip(ids, lined):
         big, small = per.get(larger), per.get(smaller)
         if first.get("kind") == "design" or not isinstance(big, dict) or not isinstance(small, dict):
             continue
         decided = (big["verdict"] != UNDECIDED, small["verdict"] != UNDECIDED)
-        group = {(True, False): "decided_here_only", (False, True): "lost_here", (False, False): "undecided_at_both",
-                 }.get(decided, "agree" if big["verdict"] == small["verdict"] else "disagree")
+        group = {
+            (True, False): "decided_here_only",
+            (False, True): "lost_here",
+            (False, False): "undecided_at_both",
+        }.get(decided, "agree" if big["verdict"] == small["verdict"] else "disagree")
         groups[group].append({"#": i, "claim": text, larger: cell(big), smaller: cell(small)})
     return groups

@@ -64,15 +64,23 @@ def ensure_sets(profile, root: str | Path | None = None, log=print) -> dict[str,
     """The Caltech-like and VOC-like sets of ``profile`` (generated when missing, verified otherwise):
     train/ holds each class's pool, val/ the fixed test images. Their seed is not the training set's."""
     if profile.data_kind != "synthetic":
-        raise ValueError(f"profile {profile.name!r} trains on {profile.data_kind} data: its new classes must be "
-                         "generated beside a synthetic training set (see the chapter for real data sets)")
+        raise ValueError(
+            f"profile {profile.name!r} trains on {profile.data_kind} data: its new classes must be "
+            "generated beside a synthetic training set (see the chapter for real data sets)"
+        )
     s = sizes_of(profile)
     base = Path(root) if root is not None else profile.data_path.parent
     classes = synth.novel_classes(profile.num_classes, s.classes)
-    style = dict(min_side=tuple(profile.synth_min_side), box_fraction=tuple(profile.synth_box_fraction),
-                 rotation=float(profile.synth_rotation), background_fade=float(profile.synth_background_fade))
-    want = {"caltech": dict(train_per_class=s.pool, val_per_class=s.test, objects=(1, 1)),
-            "voc": dict(train_per_class=s.voc_pool, val_per_class=s.voc_test, objects=s.objects)}
+    style = dict(
+        min_side=tuple(profile.synth_min_side),
+        box_fraction=tuple(profile.synth_box_fraction),
+        rotation=float(profile.synth_rotation),
+        background_fade=float(profile.synth_background_fade),
+    )
+    want = {
+        "caltech": dict(train_per_class=s.pool, val_per_class=s.test, objects=(1, 1)),
+        "voc": dict(train_per_class=s.voc_pool, val_per_class=s.voc_test, objects=s.objects),
+    }
     out = {}
     for name, params in want.items():
         params = dict(num_classes=len(classes), classes=classes, seed=profile.seed + 1000 + len(out), **style, **params)
@@ -86,9 +94,13 @@ def _ensure(root: Path, params: dict, log) -> Path:
         log(f"generated {root.name}")
         return root
     have = synth.verify(root)["params"]
-    expect = dict(params, classes=[[c.wnid, c.shape, c.texture] for c in params["classes"]],
-                  objects=list(params["objects"]), min_side=list(params["min_side"]),
-                  box_fraction=list(params["box_fraction"]))
+    expect = dict(
+        params,
+        classes=[[c.wnid, c.shape, c.texture] for c in params["classes"]],
+        objects=list(params["objects"]),
+        min_side=list(params["min_side"]),
+        box_fraction=list(params["box_fraction"]),
+    )
     if have != expect:
         raise ValueError(f"{root} holds a set made with other settings; delete the folder to generate it again")
     log(f"found {root.name} (verified)")
@@ -111,15 +123,27 @@ def load_set(root: Path) -> dict:
         y[[index[w] for w in wnids]] = 1
         return y
 
-    y_train = [multi_hot([w for w, _ in data.read_voc_xml(root / "Annotation" / s.wnid / f"{s.path.stem}.xml",
-                                                           boxes=False)[1]]) for s in train.samples]
+    y_train = [
+        multi_hot(
+            [w for w, _ in data.read_voc_xml(root / "Annotation" / s.wnid / f"{s.path.stem}.xml", boxes=False)[1]]
+        )
+        for s in train.samples
+    ]
     y_test = [multi_hot([w for w, _ in table[s.path.stem]]) for s in test.samples]
     # the one decoded-image cache, read once per split (decode_all checks the files once, not per image)
-    train_images, test_images = ([decoded[i] for i in range(len(split.samples))]
-                                 for split, decoded in ((s, decode_all(s, progress=False)[0]) for s in (train, test)))
-    return dict(train=train_images, test=test_images,
-                y_train=np.stack(y_train), y_test=np.stack(y_test), classes=train.classes,
-                pool=np.array([s.label for s in train.samples]), names=[train.names.get(w, w) for w in train.classes])
+    train_images, test_images = (
+        [decoded[i] for i in range(len(split.samples))]
+        for split, decoded in ((s, decode_all(s, progress=False)[0]) for s in (train, test))
+    )
+    return dict(
+        train=train_images,
+        test=test_images,
+        y_train=np.stack(y_train),
+        y_test=np.stack(y_test),
+        classes=train.classes,
+        pool=np.array([s.label for s in train.samples]),
+        names=[train.names.get(w, w) for w in train.classes],
+    )
 
 
 # -- descriptors -------------------------------------------------------------------------------
@@ -139,9 +163,14 @@ def penultimate(net: models.VGG, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def scale_descriptors(net: models.VGG, preprocess: Preprocess,
-                      images: list[torch.Tensor], scales, *,
-                      batch_pixels: int = 2_000_000) -> np.ndarray:
+def scale_descriptors(
+    net: models.VGG,
+    preprocess: Preprocess,
+    images: list[torch.Tensor],
+    scales,
+    *,
+    batch_pixels: int = 2_000_000,
+) -> np.ndarray:
     """(images, scales, C): at each Q, the penultimate map's average, averaged with the
     flipped image's. Images of one rescaled size run together (no padding touches a
     feature)."""
@@ -156,11 +185,11 @@ def scale_descriptors(net: models.VGG, preprocess: Preprocess,
         for (h, w), members in sorted(buckets.items()):
             step = max(1, batch_pixels // (2 * h * w))
             for k in range(0, len(members), step):
-                chunk = members[k:k + step]
+                chunk = members[k : k + step]
                 x = preprocess(torch.stack([rescaled[i] for i in chunk]))
                 x = x.contiguous(memory_format=torch.channels_last)
                 f = penultimate(net, torch.cat([x, hflip(x)])).double()
-                out[chunk, j] = ((f[: len(chunk)] + f[len(chunk):]) / 2).numpy()
+                out[chunk, j] = ((f[: len(chunk)] + f[len(chunk) :]) / 2).numpy()
     return out
 
 
@@ -207,8 +236,12 @@ def untrained(config: str, profile, seed: int) -> models.VGG:
 def splits(pool: np.ndarray, per_class: int, n: int, seed: int) -> list[np.ndarray]:
     """``n`` random draws of ``per_class`` training images of each class (indices into the pool)."""
     rng = np.random.default_rng([seed, 11])
-    return [np.sort(np.concatenate([rng.choice(np.flatnonzero(pool == k), per_class, replace=False)
-                                    for k in np.unique(pool)])) for _ in range(n)]
+    return [
+        np.sort(
+            np.concatenate([rng.choice(np.flatnonzero(pool == k), per_class, replace=False) for k in np.unique(pool)])
+        )
+        for _ in range(n)
+    ]
 
 
 def _held_out(groups: np.ndarray, seed: int) -> np.ndarray:
@@ -230,8 +263,9 @@ def _fit(X, y, C: float, seed: int):
             return LinearSVC(C=C, random_state=seed, max_iter=10_000).fit(X, target)
 
     svms = [svm(y[:, c]) for c in range(y.shape[1])] if y.ndim == 2 else [svm(y)]
-    return lambda X_test: np.stack([m.decision_function(X_test) for m in svms], 1) if y.ndim == 2 \
-        else svms[0].decision_function(X_test)
+    return lambda X_test: (
+        np.stack([m.decision_function(X_test) for m in svms], 1) if y.ndim == 2 else svms[0].decision_function(X_test)
+    )
 
 
 def span(X) -> np.ndarray:
@@ -242,13 +276,19 @@ def span(X) -> np.ndarray:
     return np.linalg.svd(X, full_matrices=False)[2].T
 
 
-def svm_scores(X_train, y_train, X_test, *, groups=None, seed: int = 0,
-               Cs=CS) -> tuple[np.ndarray, float]:
+def svm_scores(
+    X_train,
+    y_train,
+    X_test,
+    *,
+    groups=None,
+    seed: int = 0,
+    Cs=CS,
+) -> tuple[np.ndarray, float]:
     """Linear SVM scores (test images, classes) and the C chosen on the held-out 20% of
     the training images. ``y_train`` is (images,) class indices (multi-class,
     one-vs-rest; C by mean class recall) or (images, classes) 0/1 (multi-label, one SVM
     per class; C by mAP)."""
-
     y_train = np.asarray(y_train)
     multi_label = y_train.ndim == 2
     if groups is None:
@@ -278,7 +318,6 @@ def mean_class_recall(labels, predicted) -> float:
 
 def mean_ap(scores, labels) -> float:
     """Mean over classes of scikit-learn's ``average_precision_score``, in % (VOC's mAP)."""
-
     return 100.0 * float(np.mean([average_precision_score(labels[:, c], scores[:, c]) for c in range(labels.shape[1])]))
 
 

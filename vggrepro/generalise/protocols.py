@@ -18,13 +18,13 @@ import numpy as np
 from .features import mean_ap, mean_class_recall, scale_descriptors, svm_scores
 
 
-def descriptors(nets: Mapping[str, tuple], images: Mapping[str, list],
-                scales: Mapping[tuple[str, str], Sequence[int]]) -> dict[tuple[str, str], np.ndarray]:
+def descriptors(
+    nets: Mapping[str, tuple], images: Mapping[str, list], scales: Mapping[tuple[str, str], Sequence[int]]
+) -> dict[tuple[str, str], np.ndarray]:
     """(net, set) -> (images, scales, channels): :func:`scale_descriptors` of the net (its
     ``nets[net]``, a net and its preprocessing) on the set's ``images[set]`` at the test scales
     ``scales[net, set]``, for every pair ``scales`` names, in its order."""
-    return {(net, where): scale_descriptors(*nets[net], images[where], list(q))
-            for (net, where), q in scales.items()}
+    return {(net, where): scale_descriptors(*nets[net], images[where], list(q)) for (net, where), q in scales.items()}
 
 
 def once_each(reps: Mapping[str, np.ndarray], classify: Callable[[np.ndarray], object]) -> dict[str, object]:
@@ -53,13 +53,12 @@ def caltech_split(X: np.ndarray, s: Mapping, train: np.ndarray, seed: int) -> tu
     ``X``: the pool first, then the test images) with their class folders as labels; the test
     images' 0/1 errors, the mean class recall (%), and the C chosen."""
     truth = np.asarray(s["y_test"]).argmax(1)
-    scores, C = svm_scores(X[train], s["pool"][train], X[len(s["train"]):], seed=seed)
+    scores, C = svm_scores(X[train], s["pool"][train], X[len(s["train"]) :], seed=seed)
     predicted = scores.argmax(1)
     return (predicted != truth).astype(int), mean_class_recall(truth, predicted), C
 
 
-def caltech_protocol(reps: Mapping[str, np.ndarray], s: Mapping, splits: Sequence[np.ndarray],
-                     seed: int) -> Caltech:
+def caltech_protocol(reps: Mapping[str, np.ndarray], s: Mapping, splits: Sequence[np.ndarray], seed: int) -> Caltech:
     """Every representation of the Caltech-like set ``s`` (:func:`vggrepro.generalise.features.load_set`)
     classified on every split; split ``i`` seeds its SVM with ``seed + i``."""
 
@@ -67,9 +66,11 @@ def caltech_protocol(reps: Mapping[str, np.ndarray], s: Mapping, splits: Sequenc
         return [caltech_split(X, s, train, seed + i) for i, train in enumerate(splits)]
 
     done = once_each(reps, classify)
-    return Caltech(errors={name: np.stack([e for e, _, _ in r]) for name, r in done.items()},
-                   recall={name: [m for _, m, _ in r] for name, r in done.items()},
-                   C={name: [c for _, _, c in r] for name, r in done.items()})
+    return Caltech(
+        errors={name: np.stack([e for e, _, _ in r]) for name, r in done.items()},
+        recall={name: [m for _, m, _ in r] for name, r in done.items()},
+        C={name: [c for _, _, c in r] for name, r in done.items()},
+    )
 
 
 class Voc(NamedTuple):
@@ -79,16 +80,17 @@ class Voc(NamedTuple):
     mAP: dict[str, list[float]]  # per split, the mean average precision (%)
 
 
-def voc_protocol(reps: Mapping[str, np.ndarray], s: Mapping, splits: Sequence[np.ndarray],
-                 seed: int) -> Voc:
+def voc_protocol(reps: Mapping[str, np.ndarray], s: Mapping, splits: Sequence[np.ndarray], seed: int) -> Voc:
     """Every representation of the VOC-like set ``s`` classified on every split: one binary SVM
     per class, trained on the split's images (their held-out share drawn per class folder), the
     test images scored; split ``i`` seeds its SVMs with ``seed + i``."""
     n_pool = len(s["train"])
 
     def classify(X):
-        scores = [svm_scores(X[train], s["y_train"][train], X[n_pool:], groups=s["pool"][train],
-                             seed=seed + i)[0] for i, train in enumerate(splits)]
+        scores = [
+            svm_scores(X[train], s["y_train"][train], X[n_pool:], groups=s["pool"][train], seed=seed + i)[0]
+            for i, train in enumerate(splits)
+        ]
         return scores, [mean_ap(x, s["y_test"]) for x in scores]
 
     done = once_each(reps, classify)

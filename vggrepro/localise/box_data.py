@@ -18,7 +18,6 @@ from .boxes import as_boxes, scale
 
 def default_load_image(sample) -> torch.Tensor:
     """A sample's image as a uint8 (3, H, W) RGB tensor, decoded by ``vggrepro.data``."""
-
     return decode_image(sample.path)
 
 
@@ -42,8 +41,9 @@ def gt_boxes(sample) -> torch.Tensor:
 # -- training crops -----------------------------------------------------------------------------
 
 
-def choose_crop(boxes, height: int, width: int, crop: int, rng: np.random.Generator,
-                min_visible: float = 0.5, tries: int = 10) -> tuple[int, int, int]:
+def choose_crop(
+    boxes, height: int, width: int, crop: int, rng: np.random.Generator, min_visible: float = 0.5, tries: int = 10
+) -> tuple[int, int, int]:
     """A random ``crop x crop`` window in an image of ``height x width`` and the box it is trained on.
 
     Choice: a crop is used only if some ground-truth box shows enough of itself in it: at least
@@ -61,8 +61,10 @@ def choose_crop(boxes, height: int, width: int, crop: int, rng: np.random.Genera
     need = [min_visible * min(a, float(crop * crop)) for a in areas]
     for _ in range(tries):
         x0, y0 = int(rng.integers(0, width - crop + 1)), int(rng.integers(0, height - crop + 1))
-        seen = [max(min(b[2], x0 + crop) - max(b[0], x0), 0.0) * max(min(b[3], y0 + crop) - max(b[1], y0), 0.0)
-                for b in boxes]
+        seen = [
+            max(min(b[2], x0 + crop) - max(b[0], x0), 0.0) * max(min(b[3], y0 + crop) - max(b[1], y0), 0.0)
+            for b in boxes
+        ]
         ok = [v >= n and v > 0 for v, n in zip(seen, need)]
         if any(ok):
             return x0, y0, max((k for k in range(len(boxes)) if ok[k]), key=lambda k: seen[k])
@@ -88,8 +90,9 @@ def crop_target(box, x0: int, y0: int, crop: int, flip: bool) -> torch.Tensor:
     cx = ((b[0] + b[2]) / 2 - x0) / crop
     if flip:
         cx = 1 - cx
-    return torch.tensor([cx, ((b[1] + b[3]) / 2 - y0) / crop, (b[2] - b[0]) / crop, (b[3] - b[1]) / crop],
-                        dtype=torch.float64)
+    return torch.tensor(
+        [cx, ((b[1] + b[3]) / 2 - y0) / crop, (b[2] - b[0]) / crop, (b[3] - b[1]) / crop], dtype=torch.float64
+    )
 
 
 class BoxCrops(torch.utils.data.Dataset):
@@ -101,8 +104,16 @@ class BoxCrops(torch.utils.data.Dataset):
     any number of loader workers and after a resume.
     """
 
-    def __init__(self, samples, S: int, crop: int, preprocess: Preprocess, seed: int = 0,
-                 load_image: Callable | None = None, cache: bool = False):
+    def __init__(
+        self,
+        samples,
+        S: int,
+        crop: int,
+        preprocess: Preprocess,
+        seed: int = 0,
+        load_image: Callable | None = None,
+        cache: bool = False,
+    ):
         if S < crop:
             raise ValueError(f"S={S} is smaller than the crop {crop}; the paper trains at S >= crop")
         self.samples, self.S, self.crop, self.preprocess, self.seed = list(samples), S, crop, preprocess, seed
@@ -129,7 +140,7 @@ class BoxCrops(torch.utils.data.Dataset):
         h, w = image.shape[-2:]
         x0, y0, b = choose_crop(boxes, h, w, self.crop, rng)
         flip = bool(rng.integers(0, 2))
-        x = image[:, y0:y0 + self.crop, x0:x0 + self.crop]
+        x = image[:, y0 : y0 + self.crop, x0 : x0 + self.crop]
         if flip:
             x = x.flip(-1)
         target = crop_target(boxes[b], x0, y0, self.crop, flip).float()

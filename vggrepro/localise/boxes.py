@@ -169,7 +169,7 @@ def greedy_merge(boxes, scores=None, threshold: float = MERGE_THRESHOLD) -> Merg
             s[i] += s[j]
             alive[j] = False
             dist[j, :] = dist[:, j] = np.inf
-            d = 1 - _iou_matrix(b[i:i + 1], b)[0]
+            d = 1 - _iou_matrix(b[i : i + 1], b)[0]
             d[~alive] = np.inf
             d[i] = np.inf
             dist[i, :] = dist[:, i] = d

@@ -37,7 +37,6 @@ def device_of(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
-
 def dense_windows(map_h: int, map_w: int, crop: int) -> torch.Tensor:
     """The window (xyxy, rescaled-image pixels) behind each location of a dense output map,
     row-major: location (i, j) sees ``[32 j, 32 j + crop) x [32 i, 32 i + crop)``.
@@ -55,13 +54,16 @@ def dense_windows(map_h: int, map_w: int, crop: int) -> torch.Tensor:
 
 def check_align(align: str) -> str:
     if align not in ALIGNS:
-        raise ValueError(f"align={align!r}: use 'centred' (the dense grid in the middle of the image) or "
-                         "'top-left' (the plain net: its pools drop the pixels past the last multiple of 32)")
+        raise ValueError(
+            f"align={align!r}: use 'centred' (the dense grid in the middle of the image) or "
+            "'top-left' (the plain net: its pools drop the pixels past the last multiple of 32)"
+        )
     return align
 
 
-def view(image: torch.Tensor, Q: int, crop: int, centre: bool, align: str = "centred"
-          ) -> tuple[torch.Tensor, float, float, int, int]:
+def view(
+    image: torch.Tensor, Q: int, crop: int, centre: bool, align: str = "centred"
+) -> tuple[torch.Tensor, float, float, int, int]:
     """What the net is applied to, with the rescale factors and the view's offset (x0, y0) in the
     image rescaled to Q: the central crop (``centre=True``), or the image, trimmed for dense
     application to the pixels its windows cover.
@@ -79,16 +81,24 @@ def view(image: torch.Tensor, Q: int, crop: int, centre: bool, align: str = "cen
     h, w = scaled.shape[-2:]
     if centre:
         y0, x0 = centre_window(h, w, crop)
-        return scaled[:, y0:y0 + crop, x0:x0 + crop], sx, sy, x0, y0
+        return scaled[:, y0 : y0 + crop, x0 : x0 + crop], sx, sy, x0, y0
     if align == "top-left":
         return scaled, sx, sy, 0, 0
     x0, y0 = (w % STRIDE) // 2, (h % STRIDE) // 2
-    return scaled[:, y0:y0 + h - h % STRIDE, x0:x0 + w - w % STRIDE], sx, sy, x0, y0
+    return scaled[:, y0 : y0 + h - h % STRIDE, x0 : x0 + w - w % STRIDE], sx, sy, x0, y0
 
 
-def dense_box_array(net: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int, preprocess: Preprocess,
-                    kind: str | None = None, centre: bool = False, align: str = "centred"
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def dense_box_array(
+    net: VGG,
+    image: torch.Tensor,
+    classes: Sequence[int],
+    *,
+    Q: int,
+    preprocess: Preprocess,
+    kind: str | None = None,
+    centre: bool = False,
+    align: str = "centred",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every dense location's box for each class: boxes (len(classes), L, 4) in image pixels,
     clipped to the image, and the locations (L, 2) as (i, j), row-major.
 
@@ -111,8 +121,16 @@ class Geometry(NamedTuple):
     y0: int
 
 
-def maps_of(net: VGG, images: Sequence[torch.Tensor], *, Q: int, preprocess: Preprocess, centre: bool, align: str,
-          batch_pixels: int | None = None) -> list[tuple[torch.Tensor, Geometry]]:
+def maps_of(
+    net: VGG,
+    images: Sequence[torch.Tensor],
+    *,
+    Q: int,
+    preprocess: Preprocess,
+    centre: bool,
+    align: str,
+    batch_pixels: int | None = None,
+) -> list[tuple[torch.Tensor, Geometry]]:
     """The dense net's output map (outputs, h, w) of each image's view (:func:`view`), with the
     view's geometry. Views of the same size run as one batch, of at most ``batch_pixels`` pixels
     (default: 64 crops' worth), so that nothing is padded and small nets are not run one image at a
@@ -128,7 +146,7 @@ def maps_of(net: VGG, images: Sequence[torch.Tensor], *, Q: int, preprocess: Pre
     for (h, w), members in by_size.items():
         step = max(1, batch_pixels // (h * w))
         for i in range(0, len(members), step):
-            chunk = members[i:i + step]
+            chunk = members[i : i + step]
             with torch.no_grad():
                 maps = dense(torch.stack([preprocess(views[n][0]) for n in chunk]).to(device_of(net))).cpu()
             for n, m in zip(chunk, maps):
@@ -136,8 +154,9 @@ def maps_of(net: VGG, images: Sequence[torch.Tensor], *, Q: int, preprocess: Pre
     return out
 
 
-def boxes_of_maps(maps: torch.Tensor, geometry: Geometry, crop: int, kind: str, classes: Sequence[int],
-                   image_hw) -> tuple[torch.Tensor, torch.Tensor]:
+def boxes_of_maps(
+    maps: torch.Tensor, geometry: Geometry, crop: int, kind: str, classes: Sequence[int], image_hw
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`dense_box_array`'s boxes and locations, from a localisation net's output map."""
     k, h, w = maps.shape
     classes = [int(c) for c in classes]
@@ -156,9 +175,16 @@ def scores_of_maps(maps: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
     return maps.double().softmax(0)[[int(c) for c in classes]].reshape(len(classes), -1)
 
 
-def dense_boxes(net: VGG, kind: str | None, image: torch.Tensor, Q: int, classes: Sequence[int], *,
-                preprocess: Preprocess, align: str = "centred"
-                ) -> dict[int, list[tuple[tuple[float, ...], tuple[int, int]]]]:
+def dense_boxes(
+    net: VGG,
+    kind: str | None,
+    image: torch.Tensor,
+    Q: int,
+    classes: Sequence[int],
+    *,
+    preprocess: Preprocess,
+    align: str = "centred",
+) -> dict[int, list[tuple[tuple[float, ...], tuple[int, int]]]]:
     """Protocol 2's raw boxes: the localisation net applied densely over ``image`` rescaled to Q.
     For each class, one ``(box_xyxy, (i, j))`` per location of the output map; each box is decoded
     in its location's window (:func:`dense_windows`, shifted by the grid's offset, see
@@ -168,8 +194,16 @@ def dense_boxes(net: VGG, kind: str | None, image: torch.Tensor, Q: int, classes
     return {int(c): [(tuple(b), l) for b, l in zip(boxes[n].tolist(), loc)] for n, c in enumerate(classes)}
 
 
-def location_scores(classifier: VGG, image: torch.Tensor, classes: Sequence[int], *, Q: int,
-                    preprocess: Preprocess, centre: bool = False, align: str = "centred") -> torch.Tensor:
+def location_scores(
+    classifier: VGG,
+    image: torch.Tensor,
+    classes: Sequence[int],
+    *,
+    Q: int,
+    preprocess: Preprocess,
+    centre: bool = False,
+    align: str = "centred",
+) -> torch.Tensor:
     """The classification net applied densely at scale Q (or to the central crop): the soft-max
     posterior of each class at each location, (len(classes), L), in :func:`dense_box_array`'s order."""
     maps = maps_of(classifier, [image], Q=Q, preprocess=preprocess, centre=centre, align=align)[0][0]

@@ -144,7 +144,6 @@ class FinetuneSettings:
     profile's pixels (the paper does not jitter here); SGD with momentum and weight decay at a
     constant ``lr`` (choice: the paper gives no schedule); ``dropout`` on fc6 and fc7.
     """
-
     kind: str
     layers: str
     S: int

@@ -162,7 +162,6 @@ class System:
     only (one box per net and scale), to measure what dense application adds with everything else
     equal; ``align`` places the dense grid (see :func:`vggrepro.localise.dense.view`).
     """
-
     localisers: tuple
     scales: tuple
     preprocess: tuple

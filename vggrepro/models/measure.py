@@ -33,9 +33,17 @@ def layer_table(model: VGG, size: int | tuple[int, int] | None = None) -> list[d
     rows, c, pools = [], 3, 0
 
     def row(path, module, shape, macs):
-        rows.append(dict(layer=names.get(path, type(module).__name__), module=path, kind=type(module).__name__,
-                         output=shape, params=sum(p.numel() for p in module.parameters()), macs=macs,
-                         activation_bytes=4 * math.prod(shape)))
+        rows.append(
+            dict(
+                layer=names.get(path, type(module).__name__),
+                module=path,
+                kind=type(module).__name__,
+                output=shape,
+                params=sum(p.numel() for p in module.parameters()),
+                macs=macs,
+                activation_bytes=4 * math.prod(shape),
+            )
+        )
 
     for i, m in enumerate(model.features):
         if isinstance(m, nn.Conv2d):

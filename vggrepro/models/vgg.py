@@ -108,8 +108,15 @@ class VGG(nn.Module):
     ``layer_names`` maps the paper's names (conv1_1, ..., fc6, fc7, fc8) to module paths.
     """
 
-    def __init__(self, config: str, *, width: float = 1.0, num_classes: int = 1000,
-                 crop: int = 224, dropout: float = DROPOUT):
+    def __init__(
+        self,
+        config: str,
+        *,
+        width: float = 1.0,
+        num_classes: int = 1000,
+        crop: int = 224,
+        dropout: float = DROPOUT,
+    ):
         super().__init__()
         _check_args(width, crop, num_classes, dropout)
         blocks = config_layers(config)
@@ -198,8 +205,9 @@ class VGG(nn.Module):
         return f"config={self.config}, width={self.width:g}, crop={self.crop}"
 
 
-def build(config: str, *, width: float = 1.0, num_classes: int = 1000, crop: int = 224,
-          dropout: float = DROPOUT) -> VGG:
+def build(
+    config: str, *, width: float = 1.0, num_classes: int = 1000, crop: int = 224, dropout: float = DROPOUT
+) -> VGG:
     """The VGG net of a Table 1 config (or a variant), Gaussian-initialised with std 1e-2, with
     dropout ``dropout`` on fc6 and fc7 (a profile's, to train; it does nothing in eval mode)."""
     return VGG(config, width=width, num_classes=num_classes, crop=crop, dropout=dropout)

@@ -32,8 +32,9 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `vggrepro train` or pass an existing file")
     if path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty (0 bytes), not a checkpoint; delete it and resume from an earlier one, "
-                         "or retrain")
+        raise ValueError(
+            f"{path} is empty (0 bytes), not a checkpoint; delete it and resume from an earlier one, or retrain"
+        )
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, garbage bytes, a pickle of arbitrary objects ...
@@ -111,8 +112,10 @@ def check_meta(meta, path: str | Path) -> dict:
     """A checkpoint's ``meta``, refused clearly when it cannot rebuild the net."""
     missing = [k for k in MODEL_META if not isinstance(meta, dict) or k not in meta]
     if missing:
-        raise ValueError(f"{path} has no {', '.join(missing)} in its meta, so its net cannot be rebuilt; "
-                         "it was not written by `vggrepro train`: retrain, or pass another checkpoint")
+        raise ValueError(
+            f"{path} has no {', '.join(missing)} in its meta, so its net cannot be rebuilt; "
+            "it was not written by `vggrepro train`: retrain, or pass another checkpoint"
+        )
     return meta
 
 

@@ -74,7 +74,6 @@ class PlateauSchedule:
 @dataclass
 class Plan:
     """What the loop runs: its data, its length, where it writes, and how the device is driven."""
-
     run: Run
     loader: object  # data.TrainLoader: batches(epoch, start_step) and len()
     val_crops: object  # validation.CentreCrops
@@ -161,7 +160,6 @@ class Trainer:
     def fit(self, step_fn) -> dict:
         """Train until the epochs, ``max_steps`` or the schedule's stop; the outcome as a
         dict."""
-
         plan, schedule = self.plan, self.schedule
         t_start, seen, stopped, last = time.perf_counter(), 0, "epochs", None
         memory_format = torch.channels_last

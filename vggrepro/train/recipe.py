@@ -37,6 +37,7 @@ from .validation import CentreCrops, CentreView
 __all__ = ["MAX_LR_CUTS", "MOMENTUM", "WEIGHT_DECAY", "PlateauSchedule", "Settings", "loss_fn", "train"]
 INITS = ("gaussian", "glorot", "from-a", "checkpoint")
 
+
 @dataclass
 class Settings:
     """Everything that decides a training run's result; a run folder is keyed by these."""
@@ -60,39 +61,63 @@ class Settings:
         scale = list(self.scale.S()) if self.scale.jittered else self.scale.S()
         knobs = {k: v for k, v in profile.as_dict().items() if k not in ("workers", "notes", "device", "name")}
         if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed,
-
             knobs["data_root"] = FORMAT
-        key = dict(kind="train", config=self.config, scale=scale, init=_init_label(self.init),
-                   init_source=_init_source(self.init), lr=self.lr, epochs=self.epochs,
-                   max_steps=self.max_steps, dropout=self.dropout, seed=self.seed, init_std=self.init_std,
-                   trainable=self.trainable, profile=knobs)
+        key = dict(
+            kind="train",
+            config=self.config,
+            scale=scale,
+            init=_init_label(self.init),
+            init_source=_init_source(self.init),
+            lr=self.lr,
+            epochs=self.epochs,
+            max_steps=self.max_steps,
+            dropout=self.dropout,
+            seed=self.seed,
+            init_std=self.init_std,
+            trainable=self.trainable,
+            profile=knobs,
+        )
         if profile.data_kind != "synthetic":  # a user's folder may change in place and is never checked
-            path = profile.data_path         # against a manifest: name its files (ilsvrc.data_fingerprint)
+            path = profile.data_path  # against a manifest: name its files (ilsvrc.data_fingerprint)
             key["data"] = data_fingerprint(path) if path.is_dir() else "missing"
         return key
 
     def resolve(self, profile: Profile) -> dict:
         """The values the run uses (these settings, or the profile's defaults), checked."""
         finetune = _init_label(self.init) == "checkpoint"  # S=384 from 256, jittered from 384
-        used = dict(lr=profile.lr if self.lr is None else self.lr,
-                    epochs=(profile.finetune_epochs if finetune else profile.epochs) if self.epochs is None
-                    else self.epochs,
-                    max_steps=self.max_steps,
-                    dropout=profile.dropout if self.dropout is None else self.dropout,
-                    seed=profile.seed if self.seed is None else self.seed,
-                    init_std=profile.init_std if self.init_std is None else self.init_std)
+        used = dict(
+            lr=profile.lr if self.lr is None else self.lr,
+            epochs=(profile.finetune_epochs if finetune else profile.epochs) if self.epochs is None else self.epochs,
+            max_steps=self.max_steps,
+            dropout=profile.dropout if self.dropout is None else self.dropout,
+            seed=profile.seed if self.seed is None else self.seed,
+            init_std=profile.init_std if self.init_std is None else self.init_std,
+        )
         number = (int, float)
         checks = [
-            ("lr", isinstance(used["lr"], number) and math.isfinite(used["lr"]) and used["lr"] > 0,
-             "a positive learning rate"),
+            (
+                "lr",
+                isinstance(used["lr"], number) and math.isfinite(used["lr"]) and used["lr"] > 0,
+                "a positive learning rate",
+            ),
             ("epochs", _is_int(used["epochs"]) and used["epochs"] >= 1, "a whole number of epochs >= 1"),
-            ("max_steps", used["max_steps"] is None or (_is_int(used["max_steps"]) and used["max_steps"] >= 1),
-             "a whole number of steps >= 1"),
+            (
+                "max_steps",
+                used["max_steps"] is None or (_is_int(used["max_steps"]) and used["max_steps"] >= 1),
+                "a whole number of steps >= 1",
+            ),
             ("dropout", isinstance(used["dropout"], number) and 0 <= used["dropout"] < 1, "a probability in [0, 1)"),
             ("seed", _is_int(used["seed"]) and used["seed"] >= 0, "a whole number >= 0"),
-            ("init_std", used["init_std"] == "fan-in" or (isinstance(used["init_std"], number)
-                                                         and not isinstance(used["init_std"], bool)
-                                                         and used["init_std"] > 0), "a positive std or 'fan-in'"),
+            (
+                "init_std",
+                used["init_std"] == "fan-in"
+                or (
+                    isinstance(used["init_std"], number)
+                    and not isinstance(used["init_std"], bool)
+                    and used["init_std"] > 0
+                ),
+                "a positive std or 'fan-in'",
+            ),
         ]
         for name, ok, want in checks:
             if not ok:
@@ -151,17 +176,20 @@ def build_for(profile: Profile, settings: Settings) -> tuple[models.VGG, list[st
     return net, note
 
 
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training, with a message saying where the last checkpoint is."""
 
 
 def _interrupted(run: Run, step: int | None) -> Interrupted:
     if step is None and not run.checkpoint.exists():
-        return Interrupted(f"interrupted before the first checkpoint of {run.dir}; rerun the same command to start again")
+        return Interrupted(
+            f"interrupted before the first checkpoint of {run.dir}; rerun the same command to start again"
+        )
     at = f" (step {step})" if step is not None else ""
-    return Interrupted(f"interrupted; the last checkpoint is {run.checkpoint}{at}: rerun the same command with "
-                       "--resume to continue from it")
+    return Interrupted(
+        f"interrupted; the last checkpoint is {run.checkpoint}{at}: rerun the same command with "
+        "--resume to continue from it"
+    )
 
 
 _SAID: set = set()  # notes already printed by this process
@@ -173,17 +201,17 @@ def _cpu_budget(profile: Profile) -> tuple[int, int]:
     Workers only decode, so capping them changes no result. Threads are capped no lower than the
     ci profile's pinned count: its stored outputs are those bits, and 2 threads on 1 core cost
     little (16 on 2 cores cost a lot)."""
-
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = min(profile.threads, max(cpus, PROFILES["ci"].threads))
     workers = min(profile.workers, cpus)
-    note = (f"note: profile {profile.name!r} asks for {profile.threads} threads and {profile.workers} workers; "
-            f"this machine has {cpus} CPUs, so it uses {threads} and {workers}")
+    note = (
+        f"note: profile {profile.name!r} asks for {profile.threads} threads and {profile.workers} workers; "
+        f"this machine has {cpus} CPUs, so it uses {threads} and {workers}"
+    )
     if (threads, workers) != (profile.threads, profile.workers) and note not in _SAID:
         _SAID.add(note)
         print(note, file=sys.stderr)
     return threads, workers
-
 
 
 @dataclass
@@ -229,10 +257,11 @@ def train(
     used = settings.resolve(profile)
     device = profile.resolved_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: CUDA is not available here (torch {torch.__version__}); "
-                         "use --device cpu or --device auto")
+        raise ValueError(
+            f"device {device!r}: CUDA is not available here (torch {torch.__version__}); "
+            "use --device cpu or --device auto"
+        )
     if profile.data_kind != "synthetic" and not profile.data_path.is_dir():
-
         raise FileNotFoundError(f"data folder {profile.data_path} not found; pass --data PATH. {LAYOUTS}")
     distributed.init(device)
     rank, world_size = distributed.world()
@@ -246,8 +275,18 @@ def train(
     run = Run(profile.name, settings.key(profile), root=Path(out).parent if out else None)
     if out:
         run.dir = Path(out)
-    job = Job(profile, settings, run, used, speed or devices.Speed.of(device), rank, world_size, resume, compile,
-              show=(sys.stderr.isatty() if progress is None else progress) and rank == 0)
+    job = Job(
+        profile,
+        settings,
+        run,
+        used,
+        speed or devices.Speed.of(device),
+        rank,
+        world_size,
+        resume,
+        compile,
+        show=(sys.stderr.isatty() if progress is None else progress) and rank == 0,
+    )
 
     def make() -> dict:
         # autotuning and TF32 while training only: dense evaluation meets a new shape per image size
@@ -263,14 +302,15 @@ def train(
 
 
 def _train(job: Job) -> dict:
-
     profile, settings, run, used, device = job.profile, job.settings, job.run, job.used, job.speed.device
     rank, world_size = job.rank, job.world_size
     if rank == 0:
         run.start(used)
     if run.checkpoint.exists() and not job.resume:
-        raise ValueError(f"{run.dir} has a checkpoint of an unfinished run: pass --resume to continue it, "
-                         "or remove the folder to start again")
+        raise ValueError(
+            f"{run.dir} has a checkpoint of an unfinished run: pass --resume to continue it, "
+            "or remove the folder to start again"
+        )
 
     # Data: the ILSVRC-layout reader serves the synthetic set and ImageNet alike.
     root = profile.data_path
@@ -283,21 +323,38 @@ def _train(job: Job) -> dict:
             root = data.ensure_synthetic(profile, verbose=False)
     train_set, val_set = data.ILSVRC(root, "train", boxes=False), data.ILSVRC(root, "val", boxes=False)
     if len(train_set.classes) > profile.num_classes:
-        raise ValueError(f"{train_set.split_dir} holds {len(train_set.classes)} classes but the net has "
-                         f"num_classes={profile.num_classes}: pass --set num_classes={len(train_set.classes)}")
+        raise ValueError(
+            f"{train_set.split_dir} holds {len(train_set.classes)} classes but the net has "
+            f"num_classes={profile.num_classes}: pass --set num_classes={len(train_set.classes)}"
+        )
     stats = data.dataset_stats(root, progress=job.show)
     preprocess = stats.preprocess()
-    loader = data.TrainLoader(train_set, data.Augmentation(profile.crop, settings.scale, preprocess, stats),
-                              data.Batching(profile.batch_size, used["seed"], rank=rank, world_size=world_size),
-                              data.Engine(device, backend="tensor" if profile.data_kind == "synthetic" else "pil",
-                                          workers=used["workers"], progress=job.show,
-                                          batched_crops=job.speed.batched_crops))
+    loader = data.TrainLoader(
+        train_set,
+        data.Augmentation(profile.crop, settings.scale, preprocess, stats),
+        data.Batching(profile.batch_size, used["seed"], rank=rank, world_size=world_size),
+        data.Engine(
+            device,
+            backend="tensor" if profile.data_kind == "synthetic" else "pil",
+            workers=used["workers"],
+            progress=job.show,
+            batched_crops=job.speed.batched_crops,
+        ),
+    )
     if len(loader) == 0:  # nothing would be trained, and the untrained net cached as finished
-        raise ValueError(f"{train_set.split_dir} has {len(loader.indices)} usable images, fewer than one batch of "
-                         f"{profile.batch_size}: lower --batch-size or add images")
+        raise ValueError(
+            f"{train_set.split_dir} has {len(loader.indices)} usable images, fewer than one batch of "
+            f"{profile.batch_size}: lower --batch-size or add images"
+        )
     memory_format = torch.channels_last
-    val_crops = CentreCrops(val_set, CentreView(profile.crop, settings.scale.Q(multi=False)[0], preprocess), device,
-                            memory_format, rank=rank, world_size=world_size)
+    val_crops = CentreCrops(
+        val_set,
+        CentreView(profile.crop, settings.scale.Q(multi=False)[0], preprocess),
+        device,
+        memory_format,
+        rank=rank,
+        world_size=world_size,
+    )
 
     # Seeded here, after the data: generating or measuring a data set must not move the init.
     torch.manual_seed(used["seed"])
@@ -307,11 +364,25 @@ def _train(job: Job) -> dict:
     step_fn = torch.compile(model) if job.compile else model
     optimizer = torch.optim.SGD(learning, lr=used["lr"], momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     schedule = PlateauSchedule(used["lr"], profile.lr_patience)
-    meta = checkpoints.model_meta(net, preprocess, profile=profile.name, run_id=run.id, scale=settings.scale.S(),
-                                  init=settings.init)
-    plan = Plan(run=run, loader=loader, val_crops=val_crops, epochs=used["epochs"], max_steps=settings.max_steps,
-                checkpoint_every=profile.checkpoint_every, speed=job.speed, meta=meta, rank=rank,
-                world_size=world_size, show=job.show, label=settings.config, loss=loss_fn, saved=job.saved)
+    meta = checkpoints.model_meta(
+        net, preprocess, profile=profile.name, run_id=run.id, scale=settings.scale.S(), init=settings.init
+    )
+    plan = Plan(
+        run=run,
+        loader=loader,
+        val_crops=val_crops,
+        epochs=used["epochs"],
+        max_steps=settings.max_steps,
+        checkpoint_every=profile.checkpoint_every,
+        speed=job.speed,
+        meta=meta,
+        rank=rank,
+        world_size=world_size,
+        show=job.show,
+        label=settings.config,
+        loss=loss_fn,
+        saved=job.saved,
+    )
     trainer = Trainer(net, model, optimizer, schedule, plan)
     if run.checkpoint.exists():
         trainer.restore()
@@ -319,12 +390,20 @@ def _train(job: Job) -> dict:
         trim_metrics(run.metrics_path, trainer.step, trainer.epoch)
 
     outcome = trainer.fit(step_fn)
-    result = dict(config=settings.config, scale=settings.scale.S(), init=settings.init, init_note=init_note,
-                  **{k: outcome[k] for k in ("epochs", "steps", "stopped", "top1_err", "top5_err")},
-                  val_images=val_set.usable, lr_cuts=outcome["lr_cuts"],
-                  checkpoint=str(run.checkpoint.relative_to(run.dir)), seconds=outcome["seconds"],
-                  img_per_s=outcome["img_per_s"], skipped_images=[str(p) for p in getattr(loader, "skipped", [])],
-                  used=used)
+    result = dict(
+        config=settings.config,
+        scale=settings.scale.S(),
+        init=settings.init,
+        init_note=init_note,
+        **{k: outcome[k] for k in ("epochs", "steps", "stopped", "top1_err", "top5_err")},
+        val_images=val_set.usable,
+        lr_cuts=outcome["lr_cuts"],
+        checkpoint=str(run.checkpoint.relative_to(run.dir)),
+        seconds=outcome["seconds"],
+        img_per_s=outcome["img_per_s"],
+        skipped_images=[str(p) for p in getattr(loader, "skipped", [])],
+        used=used,
+    )
     if rank == 0:
         result = run.finish(result, device)
     distributed.barrier()

@@ -29,8 +29,13 @@ def validate(net: nn.Module, batches, speed: Speed | None = None) -> tuple[float
         with speed.autocast():
             logits = net(x)
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hits += torch.stack([(top[:, :1] == y[:, None]).any(1).sum(), (top == y[:, None]).any(1).sum(),
-                             torch.tensor(len(y), device=hits.device)])
+        hits += torch.stack(
+            [
+                (top[:, :1] == y[:, None]).any(1).sum(),
+                (top == y[:, None]).any(1).sum(),
+                torch.tensor(len(y), device=hits.device),
+            ]
+        )
     net.train(was)
     top1, top5, n = distributed.all_sum(hits.tolist(), hits.device)  # one host read per validation
     if n == 0:
@@ -53,8 +58,9 @@ class CentreCrops:
 
     IN_MEMORY = 20_000
 
-    def __init__(self, val, view: CentreView, device, memory_format, batch: int = 256, rank: int = 0,
-                 world_size: int = 1):
+    def __init__(
+        self, val, view: CentreView, device, memory_format, batch: int = 256, rank: int = 0, world_size: int = 1
+    ):
         self.val, self.crop, self.Q, self.preprocess = val, view.crop, view.Q, view.preprocess
         self.device, self.memory_format, self.batch = device, memory_format, batch
         self.rank, self.world_size = rank, world_size
@@ -62,7 +68,6 @@ class CentreCrops:
 
     def _images(self):
         """(image, label) of this rank's share, every world_size-th image; undecodable ones skipped."""
-
         bad = []
         for sample in self.val.samples[self.rank :: self.world_size]:
             try:
@@ -74,7 +79,6 @@ class CentreCrops:
             warnings.warn(f"validation skipped {len(bad)} image(s) that do not decode, e.g. {bad[0]}", stacklevel=2)
 
     def _make(self):
-
         xs, ys = [], []
         for image, label in self._images():
             xs.append(self.preprocess(transforms.centre_crop(transforms.rescale(image, self.Q), self.crop)))
