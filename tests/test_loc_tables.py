@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from loc_helpers import (
+    IDENTITY,
+    LIVELY,
+    FakeSample,
+    image,
+    lively_localiser,
+    loader_of,
+    one_thread,  # noqa: F401 (one_thread: autouse)
+    tiny_classifier,
+)
 
-from vggrepro.train import checkpoints
-from vggrepro.experiments import grid, loc_tables, paper
-from vggrepro.localise.protocols import System, error_of, protocol2_table
 from vggrepro.core.profiles import get_profile
-
-from loc_helpers import (IDENTITY, LIVELY, FakeSample, image, lively_localiser, loader_of,  # noqa: F401
-                         one_thread, tiny_classifier)
+from vggrepro.experiments import grid, loc_tables, paper
+from vggrepro.localise.protocols import Pass, System, error_of, protocol2_table
+from vggrepro.train import checkpoints
 
 CI = get_profile("ci")
 
@@ -61,7 +68,8 @@ def test_table8_rows_put_each_error_beside_the_papers_row():
 def _nets(crop=32, classes=4):
     a, b = lively_localiser("PCR", crop=crop, classes=classes, seed=5), lively_localiser("PCR", crop=crop,
                                                                                           classes=classes, seed=6)
-    return loc_tables.LocNets({"PCR, all, S=256": a, "PCR, all": b}, {}, {"PCR, all, S=256": LIVELY, "PCR, all": LIVELY})
+    return loc_tables.LocNets({"PCR, all, S=256": a, "PCR, all": b}, {},
+                              {"PCR, all, S=256": LIVELY, "PCR, all": LIVELY})
 
 
 def test_table9_systems_in_the_profiles_pixels():
@@ -90,8 +98,8 @@ def test_protocol2_runs_and_table9_rows_equal_each_system_alone():
     cls = loc_tables.Classifier(post, clf, LIVELY, 0.0)
     right = loc_tables.protocol2_runs(systems, cls, samples, load_image=loader_of(images), top_left=("384", (384,)))
     assert len(right) == 2 * len(systems) + 1
-    run = dict(classifier=clf, classifier_preprocess=LIVELY, load_image=loader_of(images), per_image=True,
-               progress=False)
+    run = dict(classifier=clf, classifier_preprocess=LIVELY, per_image=True,
+               how=Pass(load_image=loader_of(images), progress=False))
     for key, s in systems.items():
         for where, system in (("dense", s), ("centre", System(s.localisers, s.scales, s.preprocess, centre=True))):
             assert torch.equal(right[(where,) + key], protocol2_table({"x": system}, post, samples, **run)["x"])

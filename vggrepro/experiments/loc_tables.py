@@ -14,8 +14,8 @@ from ..core.profiles import Profile
 from ..data import transforms
 from ..data.transforms import Preprocess
 from ..evaluate.protocols import evaluate_cached, top_errors
-from ..localise.finetune import FinetuneSettings, finetune
-from ..localise.protocols import GUESSES, System, error_of, guess_error, protocol1, protocol2_table
+from ..localise.finetune import FinetuneSettings, Runtime, Source, finetune
+from ..localise.protocols import GUESSES, Pass, System, error_of, guess_error, protocol1, protocol2_table
 from ..models import VGG, score_map_size
 from ..train import checkpoints
 from . import grid, paper
@@ -46,21 +46,19 @@ def finetune_grid(profile: Profile, samples: Sequence, *, names: Sequence[str] |
     their pool5 outputs are computed once and shared (the same numbers either way)."""
     device = device or profile.resolved_device()
     names = list(grid.LOC_GRID) if names is None else list(names)
-    sources: dict[str, tuple] = {}
+    sources: dict[str, Source] = {}
     out = LocNets({}, {}, {})
-    shared: dict = {}
+    runtime = Runtime(device=device, cache=True, load_image=load_image, shared={}, progress=progress)
     for name in names:
         x = grid.loc_entry(name)
         if x.source not in sources:
             net, meta = checkpoints.model_from_checkpoint(grid.checkpoint(profile, x.source))
-            sources[x.source] = (net.to(device), checkpoints.preprocess_of(meta))
-        net, prep = sources[x.source]
+            sources[x.source] = Source(net.to(device), checkpoints.preprocess_of(meta), x.source)
         settings = FinetuneSettings.of_profile(profile, x.kind, x.layers, grid.scale_of(profile, x.train_S),
                                                epochs=epochs, lr=lr)
-        out.nets[name], out.results[name] = finetune(
-            net, settings, samples, preprocess=prep, profile=profile.name, source=x.source, device=device,
-            cache=True, load_image=load_image, shared=shared, progress=progress)
-        out.preprocess[name] = prep
+        out.nets[name], out.results[name] = finetune(sources[x.source], settings, samples, profile=profile.name,
+                                                     runtime=runtime)
+        out.preprocess[name] = sources[x.source].preprocess
     return out
 
 
@@ -79,8 +77,8 @@ def protocol1_runs(profile: Profile, nets: LocNets, samples: Sequence, *, load_i
     """Per image, whether Table 8's nets localise it under protocol 1, and whether the pixel-blind
     boxes do: ``({net name: (N,) bool}, {guess: (N,) bool})``."""
     Q = table8_Q(profile)
-    right = {name: protocol1(nets.nets[name], samples, Q=Q, preprocess=nets.preprocess[name],
-                             load_image=load_image, progress=False, per_image=True)
+    right = {name: protocol1(nets.nets[name], samples, Q=Q, preprocess=nets.preprocess[name], per_image=True,
+                             how=Pass(load_image=load_image, progress=False))
              for name in grid.TABLE8_NETS}
     guesses = {g: guess_error(samples, g, Q=Q, crop=profile.crop, load_image=load_image, per_image=True)
                for g in GUESSES}
@@ -172,8 +170,8 @@ def protocol2_runs(systems: dict[tuple, System], classifier: Classifier, samples
         s = systems[top_left]
         runs[("top-left",) + top_left] = System(s.localisers, s.scales, s.preprocess, align="top-left")
     return protocol2_table(runs, classifier.posteriors, samples, classifier=classifier.net,
-                           classifier_preprocess=classifier.preprocess, load_image=load_image, per_image=True,
-                           progress=False)
+                           classifier_preprocess=classifier.preprocess, per_image=True,
+                           how=Pass(load_image=load_image, progress=False))
 
 
 def _table9_ours(profile: Profile, right: dict[tuple, torch.Tensor]) -> list[dict]:

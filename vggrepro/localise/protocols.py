@@ -34,6 +34,21 @@ from .dense import check_align, device_of, eval_mode
 from .finetune import _tqdm, box_of, kind_of
 
 
+@dataclass(frozen=True)
+class Pass:
+    """How a protocol goes over the images; none of it changes a result.
+
+    ``load_image`` reads a sample's image (default: decoded from its path); ``batch_size``: the
+    central crops of protocol 1 per forward pass; ``chunk``: the images protocol 2 loads at a time
+    (its nets then run on them batched by size); ``progress``: a bar.
+    """
+
+    load_image: Callable | None = None
+    batch_size: int = 32
+    chunk: int = 256
+    progress: bool = True
+
+
 def error_of(right) -> float:
     """The error (%) of per-image results: a sequence or (N,) bool tensor, True where right."""
     right = torch.as_tensor(right, dtype=torch.bool)
@@ -76,20 +91,21 @@ def centre_boxes(net: VGG, images: Sequence[torch.Tensor], labels: Sequence[int]
     boxes = decode(params, torch.tensor(windows, dtype=torch.float64)) / torch.tensor(factors, dtype=torch.float64)
     return torch.stack([clip(b, int(s[1]), int(s[0])) for b, s in zip(boxes, sizes)])
 
+
 def protocol1(net: VGG, samples: Sequence, *, Q: int, preprocess: Preprocess, kind: str | None = None,
-              batch_size: int = 32, load_image: Callable | None = None, progress: bool = True,
-              per_image: bool = False):
+              per_image: bool = False, how: Pass = Pass()):
     """Table 8's localisation error (%): the central crop at scale Q, the ground-truth class's box,
     correct when its IoU with any ground-truth box of the image is above 0.5. With ``per_image``,
-    the (N,) bool tensor of which images were localised (for paired comparisons)."""
-    load_image = load_image or default_load_image
+    the (N,) bool tensor of which images were localised (for paired comparisons). ``how``: the
+    images' loader, the crops per forward pass, a progress bar."""
+    load_image = how.load_image or default_load_image
     samples = list(samples)
     if not samples:
         raise ValueError("protocol1 needs at least one sample")
     right = []
-    starts = range(0, len(samples), batch_size)
-    for i in _tqdm(starts, progress, desc=f"protocol 1, Q={Q}"):
-        batch = samples[i:i + batch_size]
+    starts = range(0, len(samples), how.batch_size)
+    for i in _tqdm(starts, how.progress, desc=f"protocol 1, Q={Q}"):
+        batch = samples[i:i + how.batch_size]
         gts = [gt_boxes(s) for s in batch]
         boxes = centre_boxes(net, [load_image(s) for s in batch], [int(s.label) for s in batch], Q=Q,
                              preprocess=preprocess, kind=kind)
@@ -273,31 +289,30 @@ def top5_boxes(system: System, posteriors, image: torch.Tensor, *, classifier: V
 
 def protocol2(system: System, classifier_posteriors, samples: Sequence, *, classifier: VGG | None = None,
               classifier_preprocess: Preprocess | None = None, threshold: float = MERGE_THRESHOLD,
-              load_image: Callable | None = None, progress: bool = True) -> float:
+              how: Pass = Pass()) -> float:
     """Table 9's top-5 localisation error (%) of one system.
 
     ``classifier_posteriors`` (N, C) are the classification system's class scores for the N
     samples; its top-5 classes are localised with :func:`top5_boxes` (see there for ``classifier``,
     which scores each dense box). An image is correct if one of the 5 (class, box) pairs has the
-    ground-truth class and an IoU above 0.5 with any of its ground-truth boxes.
+    ground-truth class and an IoU above 0.5 with any of its ground-truth boxes. ``how``: the
+    images' loader, how many at a time, a progress bar.
     """
     return protocol2_table({"": system}, classifier_posteriors, samples, classifier=classifier,
-                           classifier_preprocess=classifier_preprocess, threshold=threshold,
-                           load_image=load_image, progress=progress)[""]
+                           classifier_preprocess=classifier_preprocess, threshold=threshold, how=how)[""]
 
 
 def protocol2_table(systems: dict[Hashable, System], classifier_posteriors, samples: Sequence, *,
                     classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
-                    threshold: float = MERGE_THRESHOLD, load_image: Callable | None = None,
-                    per_image: bool = False, chunk: int = 256, progress: bool = True) -> dict:
+                    threshold: float = MERGE_THRESHOLD, per_image: bool = False, how: Pass = Pass()) -> dict:
     """:func:`protocol2` for several systems in one pass over the images: ``{name: error %}``, or
     with ``per_image`` ``{name: (N,) bool tensor}``, True where the image is localised correctly
     (to compare systems on subsets of the images without running them again).
 
     A net shared by several systems (a single net and a fusion that includes it) is applied once
-    per image and scale, to ``chunk`` images at a time, batched by size.
+    per image and scale, to ``how.chunk`` images at a time, batched by size.
     """
-    load_image = load_image or default_load_image
+    load_image, chunk = how.load_image or default_load_image, how.chunk
     samples = list(samples)
     posteriors = torch.as_tensor(classifier_posteriors)
     if posteriors.ndim != 2 or len(posteriors) != len(samples):
@@ -308,10 +323,10 @@ def protocol2_table(systems: dict[Hashable, System], classifier_posteriors, samp
     for name, system in systems.items():
         if not isinstance(system, System):
             raise ValueError(f"system {name!r} is a {type(system).__name__}; make it a "
-                             "loc_eval.System(localisers, scales, preprocess, centre=..., align=...)")
+                             "protocols.System(localisers, scales, preprocess, centre=..., align=...)")
     needed = set().union(*(x.maps_needed(classifier, classifier_preprocess) for x in systems.values()))
     right = {name: torch.zeros(len(samples), dtype=torch.bool) for name in systems}
-    for start in _tqdm(range(0, len(samples), chunk), progress, desc="protocol 2"):
+    for start in _tqdm(range(0, len(samples), chunk), how.progress, desc="protocol 2"):
         # the nets run on a chunk of images at a time, batched by view size; the memos keep their maps
         images = [load_image(s) for s in samples[start:start + chunk]]
         memos: list[dict] = [{} for _ in images]
