@@ -52,17 +52,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from vggrepro.localise import boxes
-from vggrepro.train import checkpoints
-from vggrepro.experiments import claims, grid, paper
 from vggrepro import data, models
 from vggrepro.core import runs
-from vggrepro.data import transforms
-from vggrepro.localise import protocols as E
-from vggrepro.experiments import loc_tables as T
-from vggrepro.localise import finetune as L
-from vggrepro.localise.protocols import error_of as error
 from vggrepro.core.profiles import get_profile
+from vggrepro.data import transforms
+from vggrepro.experiments import claims, grid, paper
+from vggrepro.experiments import loc_tables as T
+from vggrepro.localise import boxes
+from vggrepro.localise import finetune as L
+from vggrepro.localise import protocols as E
+from vggrepro.localise.protocols import error_of as error
+from vggrepro.train import checkpoints
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 torch.set_num_threads(prof.threads)  # fixed threads: the same sums, the same numbers

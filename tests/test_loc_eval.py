@@ -1,20 +1,28 @@
-"""The two test protocols of Appendix A (vggrepro.localise.protocols, vggrepro.localise.dense) against hand-computed cases."""
+"""The two test protocols of Appendix A (vggrepro.localise.protocols, vggrepro.localise.dense) against
+hand-computed cases."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from loc_helpers import (
+    IDENTITY,
+    LIVELY,
+    FakeSample,
+    constant_localiser,
+    image,
+    lively_localiser,
+    loader_of,
+    one_thread,  # noqa: F401 (one_thread: autouse)
+    tiny_classifier,
+)
 
-from vggrepro.localise import dense as loc_dense
 from vggrepro import models
+from vggrepro.localise import dense as loc_dense
 from vggrepro.localise import protocols as E
 from vggrepro.localise.boxes import area, correct, encode
-from vggrepro.localise.protocols import System
-
-from loc_helpers import (IDENTITY, LIVELY, FakeSample, constant_localiser, image, lively_localiser, loader_of,
-                         one_thread, tiny_classifier)  # noqa: F401 (one_thread: autouse)
-
+from vggrepro.localise.protocols import Pass, System
 
 # -- protocol 1 ---------------------------------------------------------------------------------
 
@@ -38,11 +46,10 @@ def test_protocol1_known_error_and_any_box_matches():
         FakeSample("2", 2, [[58, 26, 90, 58]]),  # IoU 484/1564 = 0.31: wrong
         FakeSample("3", 0, [[0, 0, 20, 20]]),  # disjoint: wrong
     ]
-    err = E.protocol1(loc, samples, Q=32, preprocess=IDENTITY, load_image=loader_of(images), batch_size=3,
-                      progress=False)
+    how = Pass(load_image=loader_of(images), batch_size=3, progress=False)
+    err = E.protocol1(loc, samples, Q=32, preprocess=IDENTITY, how=how)
     assert err == pytest.approx(50.0)
-    right = E.protocol1(loc, samples, Q=32, preprocess=IDENTITY, load_image=loader_of(images), batch_size=3,
-                        progress=False, per_image=True)
+    right = E.protocol1(loc, samples, Q=32, preprocess=IDENTITY, per_image=True, how=how)
     assert right.tolist() == [True, True, False, False]  # per image, for paired comparisons
 
 
@@ -50,8 +57,9 @@ def test_protocol1_iou_of_exactly_half_is_wrong():
     loc = constant_localiser("SCR", [0.5, 0.5, 0.5, 0.5])  # (48,16,80,48) on a 64x128 image
     # a ground truth twice as wide that contains the prediction: IoU exactly 1024/2048, not above 0.5
     samples = [FakeSample("0", 0, [[48, 16, 112, 48]])]
-    err = E.protocol1(loc, samples, Q=32, preprocess=IDENTITY, load_image=loader_of({"0": image(64, 128)}),
-                      progress=False)
+    err = E.protocol1(
+        loc, samples, Q=32, preprocess=IDENTITY, how=Pass(load_image=loader_of({"0": image(64, 128)}), progress=False)
+    )
     assert err == 100.0
 
 
@@ -60,9 +68,13 @@ def test_protocol1_pcr_reads_the_ground_truth_class():
     loc = constant_localiser("PCR", [[0.25, 0.5, 0.5, 1], [0.75, 0.5, 0.5, 1], [0.5, 0.5, 1, 1]])
     images = {"a": image(32, 32)}
     left, right = [0, 0, 16, 32], [16, 0, 32, 32]
-    samples = [FakeSample("a", 0, [left]), FakeSample("a", 1, [right]), FakeSample("a", 1, [left]),
-               FakeSample("a", 2, [[0, 0, 32, 32]])]
-    err = E.protocol1(loc, samples, Q=32, preprocess=IDENTITY, load_image=loader_of(images), progress=False)
+    samples = [
+        FakeSample("a", 0, [left]),
+        FakeSample("a", 1, [right]),
+        FakeSample("a", 1, [left]),
+        FakeSample("a", 2, [[0, 0, 32, 32]]),
+    ]
+    err = E.protocol1(loc, samples, Q=32, preprocess=IDENTITY, how=Pass(load_image=loader_of(images), progress=False))
     assert err == pytest.approx(25.0)  # only the third (class 1, but the box is on the left) is wrong
 
 
@@ -71,8 +83,14 @@ def test_protocol1_pcr_reads_the_ground_truth_class():
 
 def test_dense_windows_geometry():
     w = loc_dense.dense_windows(2, 3, 64)
-    assert w.tolist() == [[0, 0, 64, 64], [32, 0, 96, 64], [64, 0, 128, 64],
-                          [0, 32, 64, 96], [32, 32, 96, 96], [64, 32, 128, 96]]
+    assert w.tolist() == [
+        [0, 0, 64, 64],
+        [32, 0, 96, 64],
+        [64, 0, 128, 64],
+        [0, 32, 64, 96],
+        [32, 32, 96, 96],
+        [64, 32, 128, 96],
+    ]
 
 
 def test_dense_boxes_tile_the_image():
@@ -82,7 +100,7 @@ def test_dense_boxes_tile_the_image():
     out = loc_dense.dense_boxes(loc, "SCR", image(64, 96), 64, [0, 2], preprocess=IDENTITY)
     assert set(out) == {0, 2}
     boxes = [b for b, _ in out[0]]
-    locations = [l for _, l in out[0]]
+    locations = [where for _, where in out[0]]
     assert locations == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     expected = [[32 * j, 32 * i, 32 * j + 32, 32 * i + 32] for i in range(2) for j in range(3)]
     assert np.allclose(boxes, expected)
@@ -116,7 +134,8 @@ def test_centred_grid_sees_the_middle_of_the_image():
     whole = constant_localiser("SCR", [0.5, 0.5, 1, 1])  # the box is its window
     assert loc_dense.dense_box_array(whole, img, [0], Q=32, preprocess=IDENTITY)[0].tolist() == [[[11, 0, 43, 32]]]
     assert loc_dense.dense_box_array(whole, img, [0], Q=32, preprocess=IDENTITY, align="top-left")[0].tolist() == [
-        [[0, 0, 32, 32]]]
+        [[0, 0, 32, 32]]
+    ]
     with pytest.raises(ValueError, match="align"):
         loc_dense.dense_box_array(loc, img, [0], Q=32, preprocess=LIVELY, align="middle")
 
@@ -142,9 +161,10 @@ def test_centre_view_gives_protocol_1_box():
     boxes, locations = loc_dense.dense_box_array(loc, img, [0], Q=32, preprocess=IDENTITY, centre=True)
     assert boxes.tolist() == [[[48, 16, 80, 48]]] and locations.tolist() == [[0, 0]]
     assert loc_dense.dense_box_array(loc, img, [0], Q=32, preprocess=IDENTITY)[0].tolist() == [
-        [[16, 16, 48, 48], [80, 16, 112, 48]]]
+        [[16, 16, 48, 48], [80, 16, 112, 48]]
+    ]
     samples = [FakeSample("a", 0, [[48, 16, 80, 48]])]
-    run = dict(load_image=loader_of({"a": img}), progress=False)
+    run = dict(how=Pass(load_image=loader_of({"a": img}), progress=False))
     post = torch.tensor([[1.0, 0, 0]])
     assert E.protocol2(System([loc], [32], IDENTITY, centre=True), post, samples, **run) == 0.0
     assert E.protocol2(System([loc], [32], IDENTITY), post, samples, **run) == 100.0
@@ -170,8 +190,9 @@ def test_protocol2_top5_and_any_box():
         FakeSample("a", 0, [[0, 0, 8, 8]]),  # label first, box wrong
     ]
     post = torch.stack([_posteriors([0, 1, 2, 4, 3]), _posteriors([0, 1, 2, 4, 5, 3]), _posteriors([0])])
-    err = E.protocol2(System([loc], [32], IDENTITY), post, samples, load_image=loader_of(images),
-                      progress=False)
+    err = E.protocol2(
+        System([loc], [32], IDENTITY), post, samples, how=Pass(load_image=loader_of(images), progress=False)
+    )
     assert err == pytest.approx(200 / 3)
 
 
@@ -180,8 +201,12 @@ def test_protocol2_pcr_uses_each_class_box():
     loc = constant_localiser("PCR", [[0.25, 0.5, 0.5, 1], [0.75, 0.5, 0.5, 1]], classes=2)
     samples = [FakeSample("a", 1, [[16, 0, 32, 32]]), FakeSample("a", 0, [[16, 0, 32, 32]])]
     post = torch.tensor([[0.6, 0.4], [0.6, 0.4]])
-    err = E.protocol2(System([loc], [32], IDENTITY), post, samples,
-                      load_image=loader_of({"a": image(32, 32)}), progress=False)
+    err = E.protocol2(
+        System([loc], [32], IDENTITY),
+        post,
+        samples,
+        how=Pass(load_image=loader_of({"a": image(32, 32)}), progress=False),
+    )
     assert err == pytest.approx(50.0)
 
 
@@ -193,7 +218,7 @@ def test_fusion_pools_boxes_before_merging():
     b = constant_localiser("SCR", encode([14, 8, 30, 24], [0, 0, 32, 32]).tolist())
     samples = [FakeSample("a", 0, [[8, 8, 24, 24]])]
     post = torch.tensor([[1.0, 0, 0]])
-    run = dict(load_image=loader_of({"a": image(32, 32)}), threshold=0.9, progress=False)
+    run = dict(threshold=0.9, how=Pass(load_image=loader_of({"a": image(32, 32)}), progress=False))
     assert E.protocol2(System([a], [32], IDENTITY), post, samples, **run) == 100.0
     assert E.protocol2(System([b], [32], IDENTITY), post, samples, **run) == 100.0
     assert E.protocol2(System([a, b], [32], IDENTITY), post, samples, **run) == 0.0
@@ -213,13 +238,19 @@ def test_protocol2_table_equals_one_call_per_system():
         images[str(i)] = image(h, w, i)
         samples.append(FakeSample(str(i), i % 4, [[w * 0.2, h * 0.1, w * 0.8, h * 0.9]]))
     post = torch.rand(10, 4, generator=torch.Generator().manual_seed(0))
-    systems = {"a": System([a], [40], LIVELY),
-               "a 2 scales": System([a], [36, 40], LIVELY),
-               "fusion": System([a, b], [[40], [36, 40]], LIVELY),
-               "a centre": System([a], [40], LIVELY, centre=True),
-               "a top-left": System([a], [40], LIVELY, align="top-left")}
-    run = dict(classifier=clf, classifier_preprocess=LIVELY, load_image=loader_of(images), threshold=0.7,
-               progress=False)
+    systems = {
+        "a": System([a], [40], LIVELY),
+        "a 2 scales": System([a], [36, 40], LIVELY),
+        "fusion": System([a, b], [[40], [36, 40]], LIVELY),
+        "a centre": System([a], [40], LIVELY, centre=True),
+        "a top-left": System([a], [40], LIVELY, align="top-left"),
+    }
+    run = dict(
+        classifier=clf,
+        classifier_preprocess=LIVELY,
+        threshold=0.7,
+        how=Pass(load_image=loader_of(images), progress=False),
+    )
     together = E.protocol2_table(systems, post, samples, **run)
     alone = {name: E.protocol2(x, post, samples, **run) for name, x in systems.items()}
     assert together == alone
@@ -250,14 +281,21 @@ def test_batched_maps_equal_one_image_at_a_time():
     post = torch.rand(12, 4, generator=torch.Generator().manual_seed(1))
     system = System([a, b], [[40], [36, 44]], LIVELY)
     run = dict(classifier=clf, classifier_preprocess=LIVELY, threshold=0.7)
-    batched = E.protocol2_table({"x": system}, post, samples, load_image=loader_of(images), chunk=5,
-                                per_image=True, progress=False, **run)["x"]
+    batched = E.protocol2_table(
+        {"x": system},
+        post,
+        samples,
+        per_image=True,
+        how=Pass(load_image=loader_of(images), chunk=5, progress=False),
+        **run,
+    )["x"]
     for n, s in enumerate(samples):
         guesses = E.top5_boxes(system, post[n], images[s.path], **run)
         assert bool(batched[n]) == any(c == s.label and correct(box, s.boxes) for c, box, _ in guesses)
         maps = loc_dense.maps_of(a, [images[s.path]], Q=40, preprocess=LIVELY, centre=False, align="centred")[0][0]
-        together = loc_dense.maps_of(a, [images[t.path] for t in samples], Q=40, preprocess=LIVELY, centre=False,
-                           align="centred")[n][0]
+        together = loc_dense.maps_of(
+            a, [images[t.path] for t in samples], Q=40, preprocess=LIVELY, centre=False, align="centred"
+        )[n][0]
         assert torch.allclose(maps, together, atol=1e-5)
     assert 0 < int(batched.sum()) < len(samples)
 
@@ -280,7 +318,7 @@ def test_classifier_scores_choose_among_disagreeing_boxes(monkeypatch):
     loc = constant_localiser("SCR", [0.25, 0.5, 0.5, 1])
     samples = [FakeSample("a", 0, [[32, 0, 48, 32]])]
     one = System([loc], [32], IDENTITY)
-    run = dict(load_image=loader_of({"a": image(32, 64)}), progress=False)
+    run = dict(how=Pass(load_image=loader_of({"a": image(32, 64)}), progress=False))
     post = torch.tensor([[1.0, 0, 0]])
     assert E.protocol2(one, post, samples, **run) == 100.0  # a tie: the first (top-left) box wins
     clf = tiny_classifier(32, 3)
@@ -315,9 +353,10 @@ def test_guess_error_equals_a_localiser_that_predicts_the_whole_crop():
         side = rng.uniform(0.4, 1.0) * min(h, w)  # around the centre, of varied size
         cx, cy = w / 2 + rng.uniform(-4, 4), h / 2 + rng.uniform(-4, 4)
         samples.append(FakeSample(str(i), 0, [[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]]))
-    run = dict(Q=40, load_image=loader_of(images))
-    by_net = E.protocol1(loc, samples, preprocess=IDENTITY, progress=False, **run)
-    assert E.guess_error(samples, "crop", crop=32, **run) == pytest.approx(by_net)
+    by_net = E.protocol1(
+        loc, samples, Q=40, preprocess=IDENTITY, how=Pass(load_image=loader_of(images), progress=False)
+    )
+    assert E.guess_error(samples, "crop", Q=40, crop=32, load_image=loader_of(images)) == pytest.approx(by_net)
     assert 0 < by_net < 100  # the case is not trivial
 
 
@@ -325,8 +364,7 @@ def test_guess_error_with_top5_needs_the_class_too():
     images = {"a": image(32, 32)}
     whole = [[0, 0, 32, 32]]
     samples = [FakeSample("a", 0, whole), FakeSample("a", 6, whole), FakeSample("a", 1, [[0, 0, 8, 8]])]
-    post = torch.tensor([[0.9, 0.1, 0, 0, 0, 0, 0], [0.9, 0.1, 0.1, 0.1, 0.1, 0, 0.05],
-                         [0, 1.0, 0, 0, 0, 0, 0]])
+    post = torch.tensor([[0.9, 0.1, 0, 0, 0, 0, 0], [0.9, 0.1, 0.1, 0.1, 0.1, 0, 0.05], [0, 1.0, 0, 0, 0, 0, 0]])
     run = dict(Q=32, crop=32, load_image=loader_of(images))
     assert E.guess_error(samples, "image", **run) == pytest.approx(100 / 3)  # the small box is missed
     # the second image's class 6 is 6th of 7: missed too

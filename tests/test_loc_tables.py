@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from loc_helpers import (
+    IDENTITY,
+    LIVELY,
+    FakeSample,
+    image,
+    lively_localiser,
+    loader_of,
+    one_thread,  # noqa: F401 (one_thread: autouse)
+    tiny_classifier,
+)
 
-from vggrepro.train import checkpoints
-from vggrepro.experiments import grid, loc_tables, paper
-from vggrepro.localise.protocols import System, error_of, protocol2_table
 from vggrepro.core.profiles import get_profile
-
-from loc_helpers import (IDENTITY, LIVELY, FakeSample, image, lively_localiser, loader_of,  # noqa: F401
-                         one_thread, tiny_classifier)
+from vggrepro.experiments import grid, loc_tables, paper
+from vggrepro.localise.protocols import Pass, System, error_of, protocol2_table
+from vggrepro.train import checkpoints
 
 CI = get_profile("ci")
 
@@ -30,7 +37,8 @@ def test_plan_covers_the_papers_tables():
     # Table 9: the paper's rows; a single-net row's net is trained at the row's S and tested at its Q
     t9 = paper.table("table9_localisation_error")
     assert [(s.train_S if s.test_Q else None, s.test_Q) for s in grid.TABLE9_SYSTEMS] == [
-        (r["train_S"] if r["test_Q"] else None, tuple(r["test_Q"]) if r["test_Q"] else None) for r in t9]
+        (r["train_S"] if r["test_Q"] else None, tuple(r["test_Q"]) if r["test_Q"] else None) for r in t9
+    ]
     for s in grid.TABLE9_SYSTEMS:
         if s.test_Q is not None:
             [(name, qs)] = s.nets
@@ -47,11 +55,17 @@ def test_plan_covers_the_papers_tables():
 
 def test_table8_rows_put_each_error_beside_the_papers_row():
     rows = loc_tables.table8_rows({"SCR, fc": 1.0, "PCR, fc": 2.0, "PCR, all": 3.0}, {"crop": 4.0, "image": 5.0})
-    got = [(r["fine_tuned_layers"], r["regression_type"], r["paper gt_class_loc_err"], r["ours gt_class_loc_err"])
-           for r in rows]
-    assert got == [("1st and 2nd FC", "SCR", 36.4, 1.0), ("1st and 2nd FC", "PCR", 34.3, 2.0),
-                   ("all", "PCR", 33.1, 3.0), ("whole crop (no net)", "-", None, 4.0),
-                   ("whole image (no net)", "-", None, 5.0)]
+    got = [
+        (r["fine_tuned_layers"], r["regression_type"], r["paper gt_class_loc_err"], r["ours gt_class_loc_err"])
+        for r in rows
+    ]
+    assert got == [
+        ("1st and 2nd FC", "SCR", 36.4, 1.0),
+        ("1st and 2nd FC", "PCR", 34.3, 2.0),
+        ("all", "PCR", 33.1, 3.0),
+        ("whole crop (no net)", "-", None, 4.0),
+        ("whole image (no net)", "-", None, 5.0),
+    ]
     assert loc_tables.table8_Q(CI) == CI.S(384) == 55
 
 
@@ -59,9 +73,13 @@ def test_table8_rows_put_each_error_beside_the_papers_row():
 
 
 def _nets(crop=32, classes=4):
-    a, b = lively_localiser("PCR", crop=crop, classes=classes, seed=5), lively_localiser("PCR", crop=crop,
-                                                                                          classes=classes, seed=6)
-    return loc_tables.LocNets({"PCR, all, S=256": a, "PCR, all": b}, {}, {"PCR, all, S=256": LIVELY, "PCR, all": LIVELY})
+    a, b = (
+        lively_localiser("PCR", crop=crop, classes=classes, seed=5),
+        lively_localiser("PCR", crop=crop, classes=classes, seed=6),
+    )
+    return loc_tables.LocNets(
+        {"PCR, all, S=256": a, "PCR, all": b}, {}, {"PCR, all, S=256": LIVELY, "PCR, all": LIVELY}
+    )
 
 
 def test_table9_systems_in_the_profiles_pixels():
@@ -90,8 +108,12 @@ def test_protocol2_runs_and_table9_rows_equal_each_system_alone():
     cls = loc_tables.Classifier(post, clf, LIVELY, 0.0)
     right = loc_tables.protocol2_runs(systems, cls, samples, load_image=loader_of(images), top_left=("384", (384,)))
     assert len(right) == 2 * len(systems) + 1
-    run = dict(classifier=clf, classifier_preprocess=LIVELY, load_image=loader_of(images), per_image=True,
-               progress=False)
+    run = dict(
+        classifier=clf,
+        classifier_preprocess=LIVELY,
+        per_image=True,
+        how=Pass(load_image=loader_of(images), progress=False),
+    )
     for key, s in systems.items():
         for where, system in (("dense", s), ("centre", System(s.localisers, s.scales, s.preprocess, centre=True))):
             assert torch.equal(right[(where,) + key], protocol2_table({"x": system}, post, samples, **run)["x"])
@@ -125,7 +147,11 @@ def test_classification_system_puts_posteriors_in_sample_order(monkeypatch):
     evaluated = dict(posteriors=post, indices=order, labels=torch.tensor([1, 2, 0]))
     asked = []
     monkeypatch.setattr(grid, "checkpoint", lambda profile, name: asked.append(name) or "ckpt")
-    monkeypatch.setattr(loc_tables, "evaluate_cached", lambda path, profile, protocol: asked.append((protocol.name, list(protocol.scales))) or evaluated)
+    monkeypatch.setattr(
+        loc_tables,
+        "evaluate_cached",
+        lambda path, profile, protocol: asked.append((protocol.name, list(protocol.scales))) or evaluated,
+    )
     net = tiny_classifier(32, 3)
     monkeypatch.setattr(checkpoints, "model_from_checkpoint", lambda path: (net, {"preprocess": IDENTITY.as_dict()}))
     cls = loc_tables.classification_system(CI, samples, device="cpu")
@@ -147,10 +173,17 @@ def test_finetune_grid_uses_the_profiles_dropout_and_device(tmp_path, monkeypatc
     samples = [FakeSample(str(i), i % 3, [[8, 8, 50, 40]]) for i in range(6)]
     moved = []
     real_to = torch.nn.Module.to
-    monkeypatch.setattr(torch.nn.Module, "to",
-                        lambda m, *a, **k: moved.append(str(a[0]) if a else "") or real_to(m, *a, **k))
-    out = loc_tables.finetune_grid(CI.replace(batch_size=4), samples, names=["SCR, fc", "PCR, all, S=256"],
-                                   epochs=1, device="cpu:0", load_image=loader_of(images))
+    monkeypatch.setattr(
+        torch.nn.Module, "to", lambda m, *a, **k: moved.append(str(a[0]) if a else "") or real_to(m, *a, **k)
+    )
+    out = loc_tables.finetune_grid(
+        CI.replace(batch_size=4),
+        samples,
+        names=["SCR, fc", "PCR, all, S=256"],
+        epochs=1,
+        device="cpu:0",
+        load_image=loader_of(images),
+    )
     assert list(out.nets) == ["SCR, fc", "PCR, all, S=256"] and moved.count("cpu:0") >= 4
     for name, result in out.results.items():
         assert result["settings"]["dropout"] == 0.0 and result["settings"]["source"] == grid.loc_entry(name).source

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from loc_helpers import IDENTITY, FakeSample, image, loader_of, one_thread, tiny_classifier  # noqa: F401
 from torch import nn
 
-from vggrepro.train import checkpoints
 from vggrepro.core import runs
-from vggrepro.localise import finetune as L
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.runs import Run
-
-from loc_helpers import IDENTITY, FakeSample, image, loader_of, one_thread, tiny_classifier  # noqa: F401
-
+from vggrepro.localise import finetune as L
+from vggrepro.train import checkpoints, loop
 
 # -- heads and loss -----------------------------------------------------------------------------
 
@@ -60,9 +58,17 @@ def test_box_loss_is_half_mean_squared_euclidean():
 # -- fine-tuning --------------------------------------------------------------------------------
 
 
-def tune(net, kind, layers, samples, *, S, epochs, batch_size=64, lr=1e-3, **kw):
-    """:func:`L.finetune` with its settings spelled out as keywords."""
-    return L.finetune(net, L.FinetuneSettings(kind, layers, S, epochs, batch_size=batch_size, lr=lr), samples, **kw)
+def fs(kind, layers, *, S=36, epochs=2, batch_size=4, lr=1e-3):
+    """Fine-tuning settings, small by default."""
+    return L.FinetuneSettings(kind, layers, S, epochs, batch_size=batch_size, lr=lr)
+
+
+def tune(net, settings, samples, runs_root=None, **runtime):
+    """:func:`L.finetune` from ``net`` (no preprocessing) under the profile name "test", with its
+    runtime spelled out as keywords."""
+    return L.finetune(
+        L.Source(net, IDENTITY), settings, samples, profile="test", runs_root=runs_root, runtime=L.Runtime(**runtime)
+    )
 
 
 def _train_set(n=8):
@@ -78,15 +84,14 @@ def _train_set(n=8):
 def test_finetune_fc_trains_fc_layers_only_and_is_cached(tmp_path):
     net = tiny_classifier(32, 3)
     images, samples = _train_set()
-    args = dict(S=36, epochs=2, preprocess=IDENTITY, batch_size=4, profile="test", runs_root=tmp_path,
-                load_image=loader_of(images), progress=False)
-    loc, result = tune(net, "PCR", "fc", samples, **args)
+    args = dict(runs_root=tmp_path, load_image=loader_of(images), progress=False)
+    loc, result = tune(net, fs("PCR", "fc"), samples, **args)
     assert result["epochs"] == 2 and len(result["history"]) == 2 and result["settings"]["train_images"] == 8
     assert "provenance" in result and loc.box_kind == "PCR"
     assert torch.equal(loc.layer("conv1_1").weight, net.layer("conv1_1").weight)  # frozen
     assert not torch.equal(loc.layer("fc6").weight, net.layer("fc6").weight)  # trained
 
-    again, result2 = tune(net, "PCR", "fc", samples, **dict(args, load_image=lambda s: 1 / 0))
+    again, result2 = tune(net, fs("PCR", "fc"), samples, **dict(args, load_image=lambda s: 1 / 0))
     assert result2 == result  # re-used: nothing loaded, nothing trained
     for key, value in loc.state_dict().items():
         assert torch.equal(again.state_dict()[key], value)
@@ -99,27 +104,54 @@ def test_fc_runs_sharing_frozen_outputs_equal_runs_alone(tmp_path):
     outputs without loading an image, and both nets equal those trained alone."""
     net = tiny_classifier(32, 3)
     images, samples = _train_set()
-    args = dict(S=36, epochs=2, preprocess=IDENTITY, batch_size=4, profile="test", progress=False)
-    alone = {kind: tune(net, kind, "fc", samples, runs_root=tmp_path / "alone",
-                              load_image=loader_of(images), **args)[0] for kind in ("SCR", "PCR")}
+    alone = {
+        kind: tune(net, fs(kind, "fc"), samples, tmp_path / "alone", load_image=loader_of(images), progress=False)[0]
+        for kind in ("SCR", "PCR")
+    }
     shared = {}
-    scr, _ = tune(net, "SCR", "fc", samples, runs_root=tmp_path / "shared", load_image=loader_of(images),
-                        shared=shared, **args)
+    scr, _ = tune(
+        net, fs("SCR", "fc"), samples, tmp_path / "shared", load_image=loader_of(images), shared=shared, progress=False
+    )
     assert len(shared) == 2  # one entry per epoch
-    pcr, _ = tune(net, "PCR", "fc", samples, runs_root=tmp_path / "shared", load_image=lambda s: 1 / 0,
-                        shared=shared, **args)
+    pcr, _ = tune(
+        net, fs("PCR", "fc"), samples, tmp_path / "shared", load_image=lambda s: 1 / 0, shared=shared, progress=False
+    )
     for kind, loc in (("SCR", scr), ("PCR", pcr)):
         for key, value in alone[kind].state_dict().items():
             assert torch.equal(loc.state_dict()[key], value), (kind, key)
 
 
+def test_finetune_runs_through_the_training_loop(tmp_path, monkeypatch):
+    """One loop for classification and box regression: every step of a fine-tuning run is a step of
+    :class:`vggrepro.train.loop.Trainer`, with a constant lr and no validation."""
+    steps, validated = [], []
+    real = loop.Trainer.train_step
+
+    def counted(self, step_fn, x, *targets):
+        steps.append((self.epoch, self.optimizer.param_groups[0]["lr"], len(targets)))
+        return real(self, step_fn, x, *targets)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", counted)
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: validated.append(1))
+    images, samples = _train_set()
+    _, result = tune(
+        tiny_classifier(32, 3),
+        fs("SCR", "all", lr=2e-3),
+        samples,
+        tmp_path,
+        load_image=loader_of(images),
+        progress=False,
+    )
+    assert steps == [(0, 2e-3, 2)] * 2 + [(1, 2e-3, 2)] * 2 and not validated  # 8 images, batches of 4, 2 epochs
+    assert [(h["epoch"], h["images"]) for h in result["history"]] == [(1, 8), (2, 8)]
+
+
 def test_finetune_all_is_deterministic_and_trains_convs(tmp_path):
     net = tiny_classifier(32, 3)
     images, samples = _train_set()
-    args = dict(S=36, epochs=1, preprocess=IDENTITY, batch_size=4, profile="test",
-                load_image=loader_of(images), progress=False)
-    a, ra = tune(net, "SCR", "all", samples, runs_root=tmp_path / "a", **args)
-    b, rb = tune(net, "SCR", "all", samples, runs_root=tmp_path / "b", **args)
+    args = dict(load_image=loader_of(images), progress=False)
+    a, ra = tune(net, fs("SCR", "all", epochs=1), samples, tmp_path / "a", **args)
+    b, rb = tune(net, fs("SCR", "all", epochs=1), samples, tmp_path / "b", **args)
     assert not torch.equal(a.layer("conv1_1").weight, net.layer("conv1_1").weight)
     assert ra["final_loss"] == rb["final_loss"]
     for key, value in a.state_dict().items():
@@ -132,9 +164,14 @@ def test_finetune_lowers_the_loss_on_a_constant_box(tmp_path):
     net = tiny_classifier(32, 3)
     images = {str(i): image(32, 32, i) for i in range(16)}
     samples = [FakeSample(str(i), i % 3, [[4, 4, 28, 28]]) for i in range(16)]
-    _, result = tune(net, "SCR", "fc", samples, S=32, epochs=6, preprocess=IDENTITY, batch_size=8,
-                           lr=1e-2, profile="test", runs_root=tmp_path, load_image=loader_of(images),
-                           progress=False)
+    _, result = tune(
+        net,
+        fs("SCR", "fc", S=32, epochs=6, batch_size=8, lr=1e-2),
+        samples,
+        tmp_path,
+        load_image=loader_of(images),
+        progress=False,
+    )
     losses = [h["loss"] for h in result["history"]]
     # the target is (0.5, 0.5, 0.75, 0.75) everywhere: the starting loss is about |t|^2 / 2 = 0.81
     assert losses[0] > 0.5 and losses[-1] < losses[0] / 2
@@ -143,19 +180,17 @@ def test_finetune_lowers_the_loss_on_a_constant_box(tmp_path):
 def test_finetune_rejects_bad_arguments(tmp_path):
     net = tiny_classifier(32, 3)
     with pytest.raises(ValueError, match="SCR"):
-        tune(net, "XYZ", "fc", [], S=32, epochs=1, preprocess=IDENTITY)
+        tune(net, fs("XYZ", "fc", S=32, epochs=1), [])
     with pytest.raises(ValueError, match="'fc'"):
-        tune(net, "SCR", "conv", [], S=32, epochs=1, preprocess=IDENTITY)
+        tune(net, fs("SCR", "conv", S=32, epochs=1), [])
     with pytest.raises(ValueError, match="no training sample"):
-        tune(net, "SCR", "fc", [FakeSample("x", 0, [])], S=32, epochs=1, preprocess=IDENTITY,
-                   runs_root=tmp_path)
+        tune(net, fs("SCR", "fc", S=32, epochs=1), [FakeSample("x", 0, [])], tmp_path)
 
 
 def test_finetune_resumes_an_interrupted_run_exactly(tmp_path):
     net = tiny_classifier(32, 3)
     images, samples = _train_set()
-    args = dict(S=36, epochs=2, preprocess=IDENTITY, batch_size=4, profile="test", progress=False)
-    whole, _ = tune(net, "PCR", "all", samples, runs_root=tmp_path / "a", load_image=loader_of(images), **args)
+    whole, _ = tune(net, fs("PCR", "all"), samples, tmp_path / "a", load_image=loader_of(images), progress=False)
 
     calls = []
 
@@ -166,9 +201,8 @@ def test_finetune_resumes_an_interrupted_run_exactly(tmp_path):
         return images[sample.path]
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        tune(net, "PCR", "all", samples, runs_root=tmp_path / "b", load_image=dies_in_epoch_2, **args)
-    resumed, result = tune(net, "PCR", "all", samples, runs_root=tmp_path / "b", load_image=loader_of(images),
-                                 **args)
+        tune(net, fs("PCR", "all"), samples, tmp_path / "b", load_image=dies_in_epoch_2, progress=False)
+    resumed, result = tune(net, fs("PCR", "all"), samples, tmp_path / "b", load_image=loader_of(images), progress=False)
     assert [h["epoch"] for h in result["history"]] == [1, 2]
     for key, value in whole.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
@@ -191,13 +225,19 @@ def test_finetune_under_ci_uses_the_profiles_dropout(tmp_path, monkeypatch):
     trained = []
     real = L.localiser
     monkeypatch.setattr(L, "localiser", lambda *a, **k: trained.append(real(*a, **k)) or trained[-1])
-    loc, result = L.finetune(net, settings, samples, preprocess=IDENTITY, profile="ci", runs_root=tmp_path,
-                             load_image=loader_of(images), progress=False)
+    loc, result = L.finetune(
+        L.Source(net, IDENTITY),
+        settings,
+        samples,
+        profile="ci",
+        runs_root=tmp_path,
+        runtime=L.Runtime(load_image=loader_of(images), progress=False),
+    )
     drops = lambda m: [d.p for d in m.modules() if isinstance(d, nn.Dropout)]
     assert len(trained) == 1 and drops(trained[0]) == [0.0, 0.0]  # the net that was trained
     assert drops(loc) == [0.0, 0.0] and result["settings"]["dropout"] == 0.0
     assert L.load_localiser(result["checkpoint"])[1]["dropout"] == 0.0
-    other = L.run_key(net, dataclasses.replace(settings, dropout=0.5), samples[:-1], IDENTITY)
+    other = L.run_key(L.Source(net, IDENTITY), dataclasses.replace(settings, dropout=0.5), samples[:-1])
     assert Run("ci", other).id != Path(result["run_dir"]).name
 
 
@@ -215,9 +255,8 @@ def test_finetune_runs_on_the_given_device(tmp_path, monkeypatch):
             raise RuntimeError("interrupted")
         return images[sample.path]
 
-    args = dict(S=36, epochs=2, batch_size=4, preprocess=IDENTITY, profile="test", runs_root=tmp_path, progress=False)
     with pytest.raises(RuntimeError, match="interrupted"):
-        tune(net, "SCR", "all", samples, load_image=dies_in_epoch_2, **args)
+        tune(net, fs("SCR", "all"), samples, tmp_path, load_image=dies_in_epoch_2, progress=False)
     asked, loaded = [], []
     real_to, real_load = torch.nn.Module.to, checkpoints.load
 
@@ -226,9 +265,14 @@ def test_finetune_runs_on_the_given_device(tmp_path, monkeypatch):
         return real_to(module, *a, **kw)
 
     monkeypatch.setattr(torch.nn.Module, "to", spy)
-    monkeypatch.setattr(checkpoints, "load", lambda path, map_location="cpu": loaded.append(str(map_location))
-                        or real_load(path, map_location))
-    loc, result = tune(net, "SCR", "all", samples, load_image=loader_of(images), device="cpu:0", **args)
+    monkeypatch.setattr(
+        checkpoints,
+        "load",
+        lambda path, map_location="cpu": loaded.append(str(map_location)) or real_load(path, map_location),
+    )
+    loc, result = tune(
+        net, fs("SCR", "all"), samples, tmp_path, load_image=loader_of(images), device="cpu:0", progress=False
+    )
     assert [h["epoch"] for h in result["history"]] == [1, 2]  # resumed
     assert asked.count("cpu:0") >= 2 and loc.layer("fc8").weight.device == torch.device("cpu")
     assert loaded and set(loaded) == {"cpu"}

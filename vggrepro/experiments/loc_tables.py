@@ -16,8 +16,8 @@ from ..data import transforms
 from ..data.transforms import Preprocess
 from ..evaluate.cached import evaluate_cached
 from ..evaluate.protocols import Protocol
-from ..localise.finetune import FinetuneSettings, finetune
-from ..localise.protocols import GUESSES, System, error_of, guess_error, protocol1, protocol2_table
+from ..localise.finetune import FinetuneSettings, Runtime, Source, finetune
+from ..localise.protocols import GUESSES, Pass, System, error_of, guess_error, protocol1, protocol2_table
 from ..models import VGG, score_map_size
 from ..train import checkpoints
 from . import grid, paper
@@ -32,14 +32,23 @@ GUESS_ROWS = {"crop": "whole crop (no net)", "image": "whole image (no net)"}
 class LocNets:
     """The fine-tuned localisation nets of the grid, by name, with their runs' results and the
     preprocessing of the classification net each started from."""
+
     nets: dict[str, VGG]
     results: dict[str, dict]
     preprocess: dict[str, Preprocess]
 
 
-def finetune_grid(profile: Profile, samples: Sequence, *, names: Sequence[str] | None = None,
-                  epochs: int | None = None, lr: float | None = None, device: str | None = None,
-                  load_image: Callable | None = None, progress: bool = False) -> LocNets:
+def finetune_grid(
+    profile: Profile,
+    samples: Sequence,
+    *,
+    names: Sequence[str] | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    device: str | None = None,
+    load_image: Callable | None = None,
+    progress: bool = False,
+) -> LocNets:
     """Fine-tune (or re-use) every localisation net of the grid from its classification entry
     (trained when missing), on ``samples``, with the profile's batch, seed and dropout.
 
@@ -47,21 +56,21 @@ def finetune_grid(profile: Profile, samples: Sequence, *, names: Sequence[str] |
     their pool5 outputs are computed once and shared (the same numbers either way)."""
     device = device or profile.resolved_device()
     names = list(grid.LOC_GRID) if names is None else list(names)
-    sources: dict[str, tuple] = {}
+    sources: dict[str, Source] = {}
     out = LocNets({}, {}, {})
-    shared: dict = {}
+    runtime = Runtime(device=device, cache=True, load_image=load_image, shared={}, progress=progress)
     for name in names:
         x = grid.loc_entry(name)
         if x.source not in sources:
             net, meta = checkpoints.model_from_checkpoint(grid.checkpoint(profile, x.source))
-            sources[x.source] = (net.to(device), checkpoints.preprocess_of(meta))
-        net, prep = sources[x.source]
-        settings = FinetuneSettings.of_profile(profile, x.kind, x.layers, grid.scale_of(profile, x.train_S),
-                                               epochs=epochs, lr=lr)
+            sources[x.source] = Source(net.to(device), checkpoints.preprocess_of(meta), x.source)
+        settings = FinetuneSettings.of_profile(
+            profile, x.kind, x.layers, grid.scale_of(profile, x.train_S), epochs=epochs, lr=lr
+        )
         out.nets[name], out.results[name] = finetune(
-            net, settings, samples, preprocess=prep, profile=profile.name, source=x.source, device=device,
-            cache=True, load_image=load_image, shared=shared, progress=progress)
-        out.preprocess[name] = prep
+            sources[x.source], settings, samples, profile=profile.name, runtime=runtime
+        )
+        out.preprocess[name] = sources[x.source].preprocess
     return out
 
 
@@ -75,16 +84,26 @@ def table8_Q(profile: Profile) -> int:
     return grid.scale_of(profile, scales.pop())
 
 
-def protocol1_runs(profile: Profile, nets: LocNets, samples: Sequence, *, load_image: Callable | None = None
-                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def protocol1_runs(
+    profile: Profile, nets: LocNets, samples: Sequence, *, load_image: Callable | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Per image, whether Table 8's nets localise it under protocol 1, and whether the pixel-blind
     boxes do: ``({net name: (N,) bool}, {guess: (N,) bool})``."""
     Q = table8_Q(profile)
-    right = {name: protocol1(nets.nets[name], samples, Q=Q, preprocess=nets.preprocess[name],
-                             load_image=load_image, progress=False, per_image=True)
-             for name in grid.TABLE8_NETS}
-    guesses = {g: guess_error(samples, g, Q=Q, crop=profile.crop, load_image=load_image, per_image=True)
-               for g in GUESSES}
+    right = {
+        name: protocol1(
+            nets.nets[name],
+            samples,
+            Q=Q,
+            preprocess=nets.preprocess[name],
+            per_image=True,
+            how=Pass(load_image=load_image, progress=False),
+        )
+        for name in grid.TABLE8_NETS
+    }
+    guesses = {
+        g: guess_error(samples, g, Q=Q, crop=profile.crop, load_image=load_image, per_image=True) for g in GUESSES
+    }
     return right, guesses
 
 
@@ -94,14 +113,33 @@ def table8_rows(errors: dict[str, float], guess_errors: dict[str, float]) -> lis
     ours = []
     for row in paper.table("table8_localisation_modifications"):
         layers = next(k for k, v in LAYERS_IN_PAPER.items() if v == row["fine_tuned_layers"])
-        name = next(n for n in grid.TABLE8_NETS
-                    if (grid.loc_entry(n).kind, grid.loc_entry(n).layers) == (row["regression_type"], layers))
-        ours.append(dict(fine_tuned_layers=row["fine_tuned_layers"], regression_type=row["regression_type"],
-                         gt_class_loc_err=errors[name]))
-    rows = paper.beside("table8_localisation_modifications", ours, on=("fine_tuned_layers", "regression_type"),
-                        metrics=("gt_class_loc_err",))
-    return rows + [{"fine_tuned_layers": text, "regression_type": "-", "paper gt_class_loc_err": None,
-                    "ours gt_class_loc_err": guess_errors[g]} for g, text in GUESS_ROWS.items()]
+        name = next(
+            n
+            for n in grid.TABLE8_NETS
+            if (grid.loc_entry(n).kind, grid.loc_entry(n).layers) == (row["regression_type"], layers)
+        )
+        ours.append(
+            dict(
+                fine_tuned_layers=row["fine_tuned_layers"],
+                regression_type=row["regression_type"],
+                gt_class_loc_err=errors[name],
+            )
+        )
+    rows = paper.beside(
+        "table8_localisation_modifications",
+        ours,
+        on=("fine_tuned_layers", "regression_type"),
+        metrics=("gt_class_loc_err",),
+    )
+    return rows + [
+        {
+            "fine_tuned_layers": text,
+            "regression_type": "-",
+            "paper gt_class_loc_err": None,
+            "ours gt_class_loc_err": guess_errors[g],
+        }
+        for g, text in GUESS_ROWS.items()
+    ]
 
 
 # -- Table 9: protocol 2 ------------------------------------------------------------------------
@@ -112,6 +150,7 @@ class Classifier:
     """Protocol 2's classification system: its posteriors on the validation images (in the
     samples' order), its net (which also scores each window), that net's preprocessing, and its
     top-5 classification error (a floor for every localisation error)."""
+
     posteriors: torch.Tensor
     net: VGG
     preprocess: Preprocess
@@ -131,8 +170,9 @@ def classification_system(profile: Profile, samples: Sequence, *, device: str | 
     if not torch.equal(labels, result["labels"][torch.argsort(result["indices"])]):
         raise ValueError(f"the evaluation of {grid.LOC_CLASSIFIER} holds other images than the samples given")
     net, meta = checkpoints.model_from_checkpoint(path)
-    return Classifier(posteriors, net.to(device), checkpoints.preprocess_of(meta),
-                      top_errors(posteriors, labels)["top5_err"])
+    return Classifier(
+        posteriors, net.to(device), checkpoints.preprocess_of(meta), top_errors(posteriors, labels)["top5_err"]
+    )
 
 
 def fusion_key() -> str:
@@ -145,8 +185,11 @@ def table9_systems(profile: Profile, nets: LocNets) -> dict[tuple, System]:
     out = {}
     for row in grid.TABLE9_SYSTEMS:
         names = [name for name, _ in row.nets]
-        system = System([nets.nets[n] for n in names], [[profile.S(q) for q in qs] for _, qs in row.nets],
-                        [nets.preprocess[n] for n in names])
+        system = System(
+            [nets.nets[n] for n in names],
+            [[profile.S(q) for q in qs] for _, qs in row.nets],
+            [nets.preprocess[n] for n in names],
+        )
         out[(fusion_key() if row.test_Q is None else row.train_S, row.test_Q)] = system
     return out
 
@@ -157,8 +200,14 @@ def our_Q(profile: Profile, key: tuple) -> str:
     return " and ".join(",".join(str(profile.S(q)) for q in qs) for _, qs in row.nets)
 
 
-def protocol2_runs(systems: dict[tuple, System], classifier: Classifier, samples: Sequence, *,
-                   load_image: Callable | None = None, top_left: tuple | None = None) -> dict[tuple, torch.Tensor]:
+def protocol2_runs(
+    systems: dict[tuple, System],
+    classifier: Classifier,
+    samples: Sequence,
+    *,
+    load_image: Callable | None = None,
+    top_left: tuple | None = None,
+) -> dict[tuple, torch.Tensor]:
     """Per image, whether each system localises it under protocol 2, applied densely
     (``("dense", *key)``) and to the central crop only (``("centre", *key)``); with ``top_left``
     (a key) that system also with the plain net's top-left grid (``("top-left", *key)``). All in
@@ -170,32 +219,52 @@ def protocol2_runs(systems: dict[tuple, System], classifier: Classifier, samples
     if top_left is not None:
         s = systems[top_left]
         runs[("top-left",) + top_left] = System(s.localisers, s.scales, s.preprocess, align="top-left")
-    return protocol2_table(runs, classifier.posteriors, samples, classifier=classifier.net,
-                           classifier_preprocess=classifier.preprocess, load_image=load_image, per_image=True,
-                           progress=False)
+    return protocol2_table(
+        runs,
+        classifier.posteriors,
+        samples,
+        classifier=classifier.net,
+        classifier_preprocess=classifier.preprocess,
+        per_image=True,
+        how=Pass(load_image=load_image, progress=False),
+    )
 
 
 def _table9_ours(profile: Profile, right: dict[tuple, torch.Tensor]) -> list[dict]:
     keys = [k[1:] for k in right if k[0] == "dense"]
-    return [{"train_S": train_S, "test_Q": list(test_Q) if test_Q else None,
-             "top5_loc_err_val": error_of(right[("dense", train_S, test_Q)]),
-             "our Q": our_Q(profile, (train_S, test_Q)),
-             "ours, central crop only": error_of(right[("centre", train_S, test_Q)])} for train_S, test_Q in keys]
+    return [
+        {
+            "train_S": train_S,
+            "test_Q": list(test_Q) if test_Q else None,
+            "top5_loc_err_val": error_of(right[("dense", train_S, test_Q)]),
+            "our Q": our_Q(profile, (train_S, test_Q)),
+            "ours, central crop only": error_of(right[("centre", train_S, test_Q)]),
+        }
+        for train_S, test_Q in keys
+    ]
 
 
 def table9_rows(profile: Profile, right: dict[tuple, torch.Tensor]) -> list[dict]:
     """Table 9 beside the paper's: for each row (``test_Q`` a list, None for the fusion), the dense
     top-5 localisation error (%), our Q, and the error with the central crop in place of dense
     application, from :func:`protocol2_runs`' results."""
-    return paper.beside("table9_localisation_error", _table9_ours(profile, right), on=("train_S", "test_Q"),
-                        metrics=("top5_loc_err_val",))
+    return paper.beside(
+        "table9_localisation_error",
+        _table9_ours(profile, right),
+        on=("train_S", "test_Q"),
+        metrics=("top5_loc_err_val",),
+    )
 
 
 def table9_whole(profile: Profile, right: dict[tuple, torch.Tensor]) -> list[dict]:
     """The rows of :func:`table9_rows` as the chapter shows them: the paper's Table 9 whole (its
     test-set column marked, :data:`vggrepro.experiments.paper.TEST_SET`), numbers as text, "-" where none."""
-    rows = paper.whole("table9_localisation_error", _table9_ours(profile, right), on=("train_S", "test_Q"),
-                       metrics=("top5_loc_err_val",))
+    rows = paper.whole(
+        "table9_localisation_error",
+        _table9_ours(profile, right),
+        on=("train_S", "test_Q"),
+        metrics=("top5_loc_err_val",),
+    )
     return [{k: paper.fmt(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
 
 

@@ -9,30 +9,33 @@ regressor, fine-tuned with a Euclidean loss. Two kinds of regressor:
 
 Boxes and their encoding are in :mod:`vggrepro.localise.boxes`, the training crops in
 :mod:`vggrepro.localise.box_data`, the two test protocols in :mod:`vggrepro.localise.protocols`. Fine-tuning is a
-run of the run cache like the trainer's (:mod:`vggrepro.core.runs`), with the trainer's checkpoint
-layout, RNG state and metrics log, so that resuming and re-use work the same way.
+run like training's: the same lifecycle (:meth:`vggrepro.core.runs.Run.reuse_or_make`) and the same
+loop (:class:`vggrepro.train.loop.Trainer`), given a batch source of box crops (:class:`BoxBatches`),
+the box loss and a constant lr for a fixed number of epochs; so checkpoints, resuming and re-use
+work the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-import time
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..core import devices
 from ..core.profiles import Profile
 from ..core.runs import Run
 from ..data.transforms import Preprocess
 from ..models import DROPOUT, VGG, build
 from ..train import checkpoints
-from ..train.loop import MOMENTUM, WEIGHT_DECAY, check_resumable, log, trim_metrics
+from ..train.loop import MOMENTUM, WEIGHT_DECAY, ConstantSchedule, Plan, Trainer, trim_metrics
 from .box_data import BoxCrops
 
 KINDS = ("SCR", "PCR")
@@ -59,8 +62,9 @@ def outputs_of(kind: str, num_classes: int) -> int:
     return 4 if check_kind(kind) == "SCR" else 4 * num_classes
 
 
-def localiser(net: VGG, kind: str = "PCR", num_classes: int | None = None, seed: int = 0,
-              dropout: float | None = None) -> VGG:
+def localiser(
+    net: VGG, kind: str = "PCR", num_classes: int | None = None, seed: int = 0, dropout: float | None = None
+) -> VGG:
     """The localisation net of a classification net: the same config, fc8 replaced by a fresh box
     regressor (4 outputs for SCR, 4 x classes for PCR), every other weight copied.
 
@@ -74,8 +78,7 @@ def localiser(net: VGG, kind: str = "PCR", num_classes: int | None = None, seed:
     dropout = net.dropout if dropout is None else dropout
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        loc = build(net.config, width=net.width, num_classes=outputs_of(kind, classes), crop=net.crop,
-                    dropout=dropout)
+        loc = build(net.config, width=net.width, num_classes=outputs_of(kind, classes), crop=net.crop, dropout=dropout)
     state = {k: v for k, v in net.state_dict().items() if not k.startswith("classifier.6.")}
     missing, unexpected = loc.load_state_dict(state, strict=False)
     assert not unexpected and sorted(missing) == ["classifier.6.bias", "classifier.6.weight"], (missing, unexpected)
@@ -144,6 +147,7 @@ class FinetuneSettings:
     profile's pixels (the paper does not jitter here); SGD with momentum and weight decay at a
     constant ``lr`` (choice: the paper gives no schedule); ``dropout`` on fc6 and fc7.
     """
+
     kind: str
     layers: str
     S: int
@@ -163,12 +167,28 @@ class FinetuneSettings:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
 
     @classmethod
-    def of_profile(cls, profile: Profile, kind: str, layers: str, S: int, *, epochs: int | None = None,
-                   lr: float | None = None, seed: int | None = None) -> FinetuneSettings:
+    def of_profile(
+        cls,
+        profile: Profile,
+        kind: str,
+        layers: str,
+        S: int,
+        *,
+        epochs: int | None = None,
+        lr: float | None = None,
+        seed: int | None = None,
+    ) -> FinetuneSettings:
         """The profile's batch, lr, seed, dropout and fine-tuning epochs, unless given."""
-        return cls(kind, layers, int(S), profile.finetune_epochs if epochs is None else int(epochs),
-                   batch_size=profile.batch_size, lr=profile.lr if lr is None else float(lr),
-                   seed=profile.seed if seed is None else int(seed), dropout=profile.dropout)
+        return cls(
+            kind,
+            layers,
+            int(S),
+            profile.finetune_epochs if epochs is None else int(epochs),
+            batch_size=profile.batch_size,
+            lr=profile.lr if lr is None else float(lr),
+            seed=profile.seed if seed is None else int(seed),
+            dropout=profile.dropout,
+        )
 
 
 def _digest(obj) -> str:
@@ -184,51 +204,100 @@ def weights_digest(net: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def run_key(net: VGG, settings: FinetuneSettings, train: Sequence, preprocess: Preprocess, source: str = "") -> dict:
-    """The run key of fine-tuning ``net`` on the samples ``train`` (those with boxes)."""
-    s = asdict(settings)
+@dataclass(frozen=True)
+class Source:
+    """The classification net a localisation net starts from: its weights, the preprocessing it was
+    trained with (the localisation net's too), and its name in the grid (part of the run key)."""
+
+    net: VGG
+    preprocess: Preprocess
+    name: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Runtime:
+    """How a fine-tuning run is carried out; none of these changes its result.
+
+    ``device`` trains the net and holds the returned one; ``workers`` decode the training images;
+    ``cache`` keeps them rescaled in memory for the run; ``load_image`` reads a sample's image
+    (default: decoded from its path). ``shared``: a dict passed to several ``layers="fc"`` runs
+    from the same net (SCR and PCR, say). Their frozen layers see the very same crops, so the first
+    run keeps each epoch's pool5 outputs in it and the others train on those instead of recomputing
+    them; the results are the same either way. It holds a float per fc6 input per training image
+    and epoch: for small sets only. ``progress``: a bar per epoch.
+    """
+
+    device: str = "cpu"
+    workers: int = 0
+    cache: bool = False
+    load_image: Callable | None = None
+    shared: dict | None = None
+    progress: bool = True
+
+
+def run_key(source: Source, settings: FinetuneSettings, train: Sequence) -> dict:
+    """The run key of fine-tuning ``source`` on the samples ``train`` (those with boxes)."""
+    s, net = asdict(settings), source.net
     return dict(
-        kind=f"loc-{settings.kind}-{settings.layers}", box=settings.kind, layers=settings.layers, config=net.config,
-        width=net.width, crop=net.crop, classes=net.num_classes, scale=s.pop("S"),
+        kind=f"loc-{settings.kind}-{settings.layers}",
+        box=settings.kind,
+        layers=settings.layers,
+        config=net.config,
+        width=net.width,
+        crop=net.crop,
+        classes=net.num_classes,
+        scale=s.pop("S"),
         **{k: v for k, v in s.items() if k not in ("kind", "layers")},
-        preprocess=preprocess.as_dict(), source=source, source_weights=weights_digest(net), train_images=len(train),
+        preprocess=source.preprocess.as_dict(),
+        source=source.name,
+        source_weights=weights_digest(net),
+        train_images=len(train),
         # images by folder and name, not absolute path: a checkout copied elsewhere re-uses the run
-        train_digest=_digest([(f"{Path(s.path).parent.name}/{Path(s.path).name}", int(s.label),
-                               [list(map(float, b)) for b in s.boxes]) for s in train]),
+        train_digest=_digest(
+            [
+                (
+                    f"{Path(s.path).parent.name}/{Path(s.path).name}",
+                    int(s.label),
+                    [list(map(float, b)) for b in s.boxes],
+                )
+                for s in train
+            ]
+        ),
     )
 
 
-def finetune(net: VGG, settings: FinetuneSettings, samples: Sequence, *, preprocess: Preprocess,
-             profile: str = "ci", source: str = "", runs_root: str | Path | None = None, device: str = "cpu",
-             workers: int = 0, cache: bool = False, load_image: Callable | None = None, shared: dict | None = None,
-             progress: bool = True) -> tuple[VGG, dict]:
-    """Fine-tune a localisation net from the classification net ``net`` (Appendix A), as
-    ``settings`` say, on the ``samples`` that have boxes (:class:`vggrepro.localise.box_data.BoxCrops`).
+def finetune(
+    source: Source,
+    settings: FinetuneSettings,
+    samples: Sequence,
+    *,
+    profile: str = "ci",
+    runs_root: str | Path | None = None,
+    runtime: Runtime = Runtime(),
+) -> tuple[VGG, dict]:
+    """Fine-tune a localisation net from the classification net ``source`` (Appendix A), as
+    ``settings`` say, on the ``samples`` that have boxes (:class:`vggrepro.localise.box_data.BoxCrops`),
+    carried out as ``runtime`` says.
 
-    The run lives in ``runs/<profile>/<run-id>/``, keyed by every setting, the weights of ``net``
-    and the training set: a finished run is loaded, not retrained; an interrupted one resumes from
-    its last epoch. Returns the localisation net (eval mode, on ``device``) and the run's result.
-
-    ``shared``: a dict passed to several ``layers="fc"`` runs from the same net (SCR and PCR, say).
-    Their frozen layers see the very same crops, so the first run keeps each epoch's pool5 outputs
-    in it and the others train on those instead of recomputing them; the results are the same
-    either way. It holds a float per fc6 input per training image and epoch: for small sets only.
-    ``cache`` keeps the rescaled training images in memory for the run.
+    The run lives in ``runs/<profile>/<run-id>/``, keyed by every setting, the weights of the
+    source net and the training set, and goes through the run lifecycle of training
+    (:meth:`vggrepro.core.runs.Run.reuse_or_make`) and its loop (:class:`vggrepro.train.loop.Trainer`):
+    a finished run is loaded, not retrained; an interrupted one resumes from its last finished
+    epoch. Returns the localisation net (eval mode, on ``runtime.device``) and the run's result.
     """
     train = [s for s in samples if getattr(s, "boxes", None)]
     if not train:
         raise ValueError("no training sample has a ground-truth box; box regression needs boxes")
-    key = run_key(net, settings, train, preprocess, source)
+    key = run_key(source, settings, train)
     run = Run(profile, key, Path(runs_root) if runs_root else None)
-    if not run.finished():
-        with run.lock():  # a second process asking for the same run waits, then re-uses it
-            if not run.finished():
-                run.start()
-                frozen = _digest([key[k] for k in ("source_weights", "scale", "crop", "seed", "preprocess",
-                                                   "batch_size", "train_digest")])
-                _finetune(run, net, settings, train, preprocess, device=device, workers=workers, cache=cache,
-                          load_image=load_image, progress=progress, shared=shared, frozen_key=frozen)
-    loc, _ = load_localiser(run.checkpoint, device)
+    # what makes two fc runs' pool5 outputs equal, epoch by epoch (Runtime.shared)
+    frozen = _digest(
+        [key[k] for k in ("source_weights", "scale", "crop", "seed", "preprocess", "batch_size", "train_digest")]
+    )
+    # a second process asking for the same run waits, then re-uses it
+    run.reuse_or_make(lambda: _finetune(run, source, settings, train, runtime, frozen))
+    loc, _ = load_localiser(run.checkpoint, runtime.device)
+    # the result as stored: the same whether the run was made now or re-used
     return loc, dict(run.result(), run_dir=str(run.dir), checkpoint=str(run.checkpoint))
 
 
@@ -238,75 +307,114 @@ def _trainable(loc: VGG, layers: str) -> list[nn.Parameter]:
     return [p for p in loc.parameters() if p.requires_grad]
 
 
-def _finetune(run: Run, net: VGG, s: FinetuneSettings, train: list, preprocess: Preprocess, *, device, workers,
-              cache, load_image, progress, shared=None, frozen_key="") -> None:
-    """The loop of :func:`finetune`: one checkpoint per epoch (the trainer's layout), resumed where it stopped."""
-    loc = localiser(net, s.kind, seed=s.seed, dropout=s.dropout).to(device)
+def _finetune(run: Run, source: Source, s: FinetuneSettings, train: list, runtime: Runtime, frozen_key: str) -> dict:
+    """The run of :func:`finetune`, through the training loop: a constant lr for ``s.epochs``
+    epochs, nothing validated, a checkpoint at each epoch's end (resumed from the last one)."""
+    run.start()
+    loc = localiser(source.net, s.kind, seed=s.seed, dropout=s.dropout).to(runtime.device)
     optimizer = torch.optim.SGD(_trainable(loc, s.layers), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    meta = checkpoints.model_meta(loc, preprocess, kind=s.kind, classes=net.num_classes, layers=s.layers, S=s.S,
-                                  dropout=s.dropout, run_id=run.id)
-    history, first, step, wall = [], 0, 0, 0.0
+    meta = checkpoints.model_meta(
+        loc,
+        source.preprocess,
+        kind=s.kind,
+        classes=source.net.num_classes,
+        layers=s.layers,
+        S=s.S,
+        dropout=s.dropout,
+        run_id=run.id,
+    )
+    crops = BoxCrops(
+        train, s.S, source.net.crop, source.preprocess, seed=s.seed, load_image=runtime.load_image, cache=runtime.cache
+    )
+    fc = s.layers == "fc"  # frozen convs: the head trains on their outputs, maybe already shared
+    batches = BoxBatches(crops, s, runtime, (loc, frozen_key) if fc else None)
+    # fp32 and the loss read every step, on any device: the box regressors' numbers as they always were
+    plan = Plan(
+        run=run,
+        loader=batches,
+        val_crops=None,
+        epochs=s.epochs,
+        max_steps=None,
+        checkpoint_every=None,
+        speed=devices.Speed(str(runtime.device)),
+        meta=meta,
+        show=runtime.progress,
+        label=f"{s.kind}/{s.layers}",
+        loss=lambda out, target, label: box_loss(out, s.kind, target, label),
+        memory_format=torch.contiguous_format,
+    )
+    trainer = Trainer(loc, loc, optimizer, ConstantSchedule(s.lr), plan)
     if run.checkpoint.is_file():  # resume an interrupted run at its last finished epoch
-        # to the CPU: the RNG state must stay a CPU tensor; load_state_dict copies the rest to the net's device
-        ckpt = checkpoints.load(run.checkpoint, map_location="cpu")
-        check_resumable(run, ckpt["meta"], meta)
-        loc.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        checkpoints.restore_rng(ckpt["rng"])
-        history, first, step, wall = ckpt["history"], ckpt["epoch"], ckpt["step"], ckpt["wall_s"]
+        trainer.restore()
     else:
         torch.manual_seed(s.seed)  # dropout's masks
-    trim_metrics(run.metrics_path, step)
+    trim_metrics(run.metrics_path, trainer.step, trainer.epoch)
+    loc.train()
+    outcome = trainer.fit(loc.forward_head if fc else loc)
+    history = outcome["history"]
+    return run.finish(
+        dict(
+            kind=s.kind,
+            layers=s.layers,
+            S=s.S,
+            epochs=s.epochs,
+            dropout=s.dropout,
+            final_loss=history[-1]["loss"],
+            history=history,
+            wall_s=outcome["wall_s"],
+        ),
+        device=str(runtime.device),
+    )
 
-    data = BoxCrops(train, s.S, net.crop, preprocess, seed=s.seed, load_image=load_image, cache=cache)
-    for epoch in range(first, s.epochs):
-        start = time.perf_counter()
-        data.epoch = epoch
+
+class BoxBatches:
+    """The training loop's batch source for fine-tuning (:class:`vggrepro.train.loop.Plan`): epoch e's
+    training crops as batches ``(x, target, label)``, shuffled by a generator seeded from
+    ``(seed, e)``, so that an epoch is the same after a resume.
+
+    With frozen convs (``frozen``: the localisation net and the key of its pool5 outputs), x is the
+    crops' pool5 map, computed batch by batch without a graph, or taken from ``runtime.shared``
+    where another fc run from the same net left that epoch's.
+    """
+
+    def __init__(
+        self, crops: BoxCrops, settings: FinetuneSettings, runtime: Runtime, frozen: tuple[VGG, str] | None = None
+    ):
+        self.crops, self.settings, self.runtime, self.frozen = crops, settings, runtime, frozen
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.crops) / self.settings.batch_size)
+
+    def batches(self, epoch: int, start_step: int = 0):
+        whole = self._crops(epoch) if self.frozen is None else self._pool5(epoch)
+        return itertools.islice(whole, start_step, None)
+
+    def _crops(self, epoch: int):
+        s = self.settings
+        self.crops.epoch = epoch
         order = torch.Generator().manual_seed(s.seed * 100_003 + epoch)
-        loader = torch.utils.data.DataLoader(data, batch_size=s.batch_size, shuffle=True, generator=order,
-                                             num_workers=workers)
-        loc.train()
-        total, seen = 0.0, 0
-        batches, record, head = loader, None, loc
-        if s.layers == "fc":  # frozen convs: the head trains on their outputs, maybe already shared
-            stored = None if shared is None else shared.get((frozen_key, epoch))
-            batches = stored if stored is not None else _frozen_outputs(loc, loader, device)
-            record = [] if shared is not None and stored is None else None
-            head = loc.forward_head
-        bar = _tqdm(batches, progress, desc=f"{s.kind}/{s.layers} epoch {epoch + 1}/{s.epochs}")
-        for x, target, label in bar:
-            if record is not None:
-                record.append((x, target, label))
-            x, target, label = x.to(device), target.to(device), label.to(device)
-            loss = box_loss(head(x), s.kind, target, label)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, seen, step = total + loss.item() * len(x), seen + len(x), step + 1
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{total / seen:.4f}")
-        if record is not None:  # a whole epoch: the other fc runs may use it
-            shared[(frozen_key, epoch)] = record
-        if not np.isfinite(total):
-            raise FloatingPointError(f"box loss became {total} in epoch {epoch + 1}; lower lr (now {s.lr}). "
-                                     f"The last good checkpoint is kept at {run.checkpoint}.")
-        wall += time.perf_counter() - start
-        history.append(dict(epoch=epoch + 1, loss=total / seen, images=seen))
-        checkpoints.save(dict(model=loc.state_dict(), meta=meta, optimizer=optimizer.state_dict(), rng=checkpoints.rng_state(),
-                              epoch=epoch + 1, step_in_epoch=0, step=step, history=history, wall_s=wall),
-                         run.checkpoint)
-        log(run.metrics_path, dict(step=step, **history[-1]))
-    run.finish(dict(kind=s.kind, layers=s.layers, S=s.S, epochs=s.epochs, dropout=s.dropout,
-                    final_loss=history[-1]["loss"], history=history, wall_s=wall), device=device)
+        return iter(
+            torch.utils.data.DataLoader(
+                self.crops, batch_size=s.batch_size, shuffle=True, generator=order, num_workers=self.runtime.workers
+            )
+        )
 
-
-def _frozen_outputs(loc: VGG, loader, device):
-    """The training batches as the head sees them when the convs are frozen: (pool5 map, target,
-    label), computed batch by batch without a graph."""
-    for x, target, label in loader:
-        with torch.no_grad():
-            features = loc.forward_features(x.to(device))
-        yield features, target, label  # outside no_grad: the caller's head needs its graph
+    def _pool5(self, epoch: int):
+        net, key = self.frozen
+        shared = self.runtime.shared
+        stored = None if shared is None else shared.get((key, epoch))
+        if stored is not None:
+            yield from stored
+            return
+        record = []
+        for x, target, label in self._crops(epoch):
+            with torch.no_grad():
+                features = net.forward_features(x.to(self.runtime.device))
+            if shared is not None:
+                record.append((features, target, label))
+            yield features, target, label  # outside no_grad: the head needs its graph
+        if shared is not None:  # a whole epoch: the other fc runs may use it
+            shared[(key, epoch)] = record
 
 
 def _tqdm(iterable, enabled: bool, **kw):

@@ -34,6 +34,21 @@ from .dense import check_align, device_of, eval_mode
 from .finetune import _tqdm, box_of, kind_of
 
 
+@dataclass(frozen=True)
+class Pass:
+    """How a protocol goes over the images; none of it changes a result.
+
+    ``load_image`` reads a sample's image (default: decoded from its path); ``batch_size``: the
+    central crops of protocol 1 per forward pass; ``chunk``: the images protocol 2 loads at a time
+    (its nets then run on them batched by size); ``progress``: a bar.
+    """
+
+    load_image: Callable | None = None
+    batch_size: int = 32
+    chunk: int = 256
+    progress: bool = True
+
+
 def error_of(right) -> float:
     """The error (%) of per-image results: a sequence or (N,) bool tensor, True where right."""
     right = torch.as_tensor(right, dtype=torch.bool)
@@ -43,15 +58,23 @@ def error_of(right) -> float:
 # -- protocol 1: the central crop and the ground-truth class (Table 8) --------------------------
 
 
-def centre_box(net: VGG, image: torch.Tensor, label: int, *, Q: int, preprocess: Preprocess,
-               kind: str | None = None) -> torch.Tensor:
+def centre_box(
+    net: VGG, image: torch.Tensor, label: int, *, Q: int, preprocess: Preprocess, kind: str | None = None
+) -> torch.Tensor:
     """The box (xyxy, image pixels, clipped to the image) that ``net`` predicts for class ``label``
     from the central ``crop x crop`` window of ``image`` rescaled to Q."""
     return centre_boxes(net, [image], [label], Q=Q, preprocess=preprocess, kind=kind)[0]
 
 
-def centre_boxes(net: VGG, images: Sequence[torch.Tensor], labels: Sequence[int], *, Q: int,
-                 preprocess: Preprocess, kind: str | None = None) -> torch.Tensor:
+def centre_boxes(
+    net: VGG,
+    images: Sequence[torch.Tensor],
+    labels: Sequence[int],
+    *,
+    Q: int,
+    preprocess: Preprocess,
+    kind: str | None = None,
+) -> torch.Tensor:
     """:func:`centre_box` for a batch of images of any sizes: (N, 4).
 
     The central window starts at ``((W' - crop) // 2, (H' - crop) // 2)`` in the image rescaled to
@@ -65,7 +88,7 @@ def centre_boxes(net: VGG, images: Sequence[torch.Tensor], labels: Sequence[int]
         scaled, sx, sy = rescale(image, Q)
         h, w = scaled.shape[-2:]
         y0, x0 = centre_window(h, w, crop)
-        crops.append(preprocess(scaled[:, y0:y0 + crop, x0:x0 + crop]))
+        crops.append(preprocess(scaled[:, y0 : y0 + crop, x0 : x0 + crop]))
         windows.append([x0, y0, x0 + crop, y0 + crop])
         factors.append([sx, sy, sx, sy])
         sizes.append(image.shape[-2:])
@@ -76,23 +99,33 @@ def centre_boxes(net: VGG, images: Sequence[torch.Tensor], labels: Sequence[int]
     boxes = decode(params, torch.tensor(windows, dtype=torch.float64)) / torch.tensor(factors, dtype=torch.float64)
     return torch.stack([clip(b, int(s[1]), int(s[0])) for b, s in zip(boxes, sizes)])
 
-def protocol1(net: VGG, samples: Sequence, *, Q: int, preprocess: Preprocess, kind: str | None = None,
-              batch_size: int = 32, load_image: Callable | None = None, progress: bool = True,
-              per_image: bool = False):
+
+def protocol1(
+    net: VGG,
+    samples: Sequence,
+    *,
+    Q: int,
+    preprocess: Preprocess,
+    kind: str | None = None,
+    per_image: bool = False,
+    how: Pass = Pass(),
+):
     """Table 8's localisation error (%): the central crop at scale Q, the ground-truth class's box,
     correct when its IoU with any ground-truth box of the image is above 0.5. With ``per_image``,
-    the (N,) bool tensor of which images were localised (for paired comparisons)."""
-    load_image = load_image or default_load_image
+    the (N,) bool tensor of which images were localised (for paired comparisons). ``how``: the
+    images' loader, the crops per forward pass, a progress bar."""
+    load_image = how.load_image or default_load_image
     samples = list(samples)
     if not samples:
         raise ValueError("protocol1 needs at least one sample")
     right = []
-    starts = range(0, len(samples), batch_size)
-    for i in _tqdm(starts, progress, desc=f"protocol 1, Q={Q}"):
-        batch = samples[i:i + batch_size]
+    starts = range(0, len(samples), how.batch_size)
+    for i in _tqdm(starts, how.progress, desc=f"protocol 1, Q={Q}"):
+        batch = samples[i : i + how.batch_size]
         gts = [gt_boxes(s) for s in batch]
-        boxes = centre_boxes(net, [load_image(s) for s in batch], [int(s.label) for s in batch], Q=Q,
-                             preprocess=preprocess, kind=kind)
+        boxes = centre_boxes(
+            net, [load_image(s) for s in batch], [int(s.label) for s in batch], Q=Q, preprocess=preprocess, kind=kind
+        )
         right += [bool(correct(b, gt)) for b, gt in zip(boxes, gts)]
     return _as_error(right, per_image)
 
@@ -122,8 +155,17 @@ def guess_box(image_hw: tuple[int, int], guess: str, *, Q: int, crop: int) -> to
     return clip(window / torch.tensor([W / w, H / h, W / w, H / h], dtype=torch.float64), w, h)
 
 
-def guess_error(samples: Sequence, guess: str = "crop", *, Q: int, crop: int, posteriors=None,
-                top: int = 5, load_image: Callable | None = None, per_image: bool = False):
+def guess_error(
+    samples: Sequence,
+    guess: str = "crop",
+    *,
+    Q: int,
+    crop: int,
+    posteriors=None,
+    top: int = 5,
+    load_image: Callable | None = None,
+    per_image: bool = False,
+):
     """The localisation error (%) of :func:`guess_box`: the reference a localiser must beat.
 
     Without ``posteriors``, protocol 1's rule (the box must match a ground-truth box). With the
@@ -137,8 +179,9 @@ def guess_error(samples: Sequence, guess: str = "crop", *, Q: int, crop: int, po
     if posteriors is not None:
         posteriors = torch.as_tensor(posteriors)
         if posteriors.ndim != 2 or len(posteriors) != len(samples):
-            raise ValueError(f"posteriors must be (N, C) with N = {len(samples)} samples, "
-                             f"got shape {tuple(posteriors.shape)}")
+            raise ValueError(
+                f"posteriors must be (N, C) with N = {len(samples)} samples, got shape {tuple(posteriors.shape)}"
+            )
     right = []
     for n, sample in enumerate(samples):
         ok = correct(guess_box(load_image(sample).shape[-2:], guess, Q=Q, crop=crop), gt_boxes(sample))
@@ -162,6 +205,7 @@ class System:
     only (one box per net and scale), to measure what dense application adds with everything else
     equal; ``align`` places the dense grid (see :func:`vggrepro.localise.dense.view`).
     """
+
     localisers: tuple
     scales: tuple
     preprocess: tuple
@@ -202,8 +246,14 @@ def _map_key(net: VGG, Q: int, centre: bool, align: str, preprocess: Preprocess)
     return (id(net), int(Q), bool(centre), align, preprocess)
 
 
-def pooled_boxes(system: System, image: torch.Tensor, classes: Sequence[int], classifier: VGG | None = None,
-                 classifier_preprocess: Preprocess | None = None, memo: dict | None = None):
+def pooled_boxes(
+    system: System,
+    image: torch.Tensor,
+    classes: Sequence[int],
+    classifier: VGG | None = None,
+    classifier_preprocess: Preprocess | None = None,
+    memo: dict | None = None,
+):
     """The raw dense boxes of every localisation net of ``system`` at every scale, pooled, and their
     scores: boxes (len(classes), L, 4) and scores (len(classes), L), 1 each without a classifier.
 
@@ -222,8 +272,9 @@ def pooled_boxes(system: System, image: torch.Tensor, classes: Sequence[int], cl
     def boxes_of(net, Q, prep):
         key = ("boxes", _map_key(net, Q, centre, align, prep), tuple(classes))
         if key not in memo:
-            memo[key] = dense.boxes_of_maps(*maps_of_net(net, Q, prep), net.crop, kind_of(net), classes,
-                                            image.shape[-2:])[0]
+            memo[key] = dense.boxes_of_maps(
+                *maps_of_net(net, Q, prep), net.crop, kind_of(net), classes, image.shape[-2:]
+            )[0]
         return memo[key]
 
     def scores_of(Q, prep):
@@ -240,17 +291,27 @@ def pooled_boxes(system: System, image: torch.Tensor, classes: Sequence[int], cl
         else:
             s = scores_of(Q, classifier_preprocess or prep)
             if s.shape[1] != b.shape[1]:
-                raise ValueError(f"at Q={Q} the classification net gives {s.shape[1]} locations and the "
-                                 f"localisation net {b.shape[1]}: both need the same crop "
-                                 f"({classifier.crop} vs {net.crop})")
+                raise ValueError(
+                    f"at Q={Q} the classification net gives {s.shape[1]} locations and the "
+                    f"localisation net {b.shape[1]}: both need the same crop "
+                    f"({classifier.crop} vs {net.crop})"
+                )
         boxes.append(b)
         scores.append(s)
     return torch.cat(boxes, 1), torch.cat(scores, 1)
 
 
-def top5_boxes(system: System, posteriors, image: torch.Tensor, *, classifier: VGG | None = None,
-               classifier_preprocess: Preprocess | None = None, threshold: float = MERGE_THRESHOLD, top: int = 5,
-               memo: dict | None = None) -> list[tuple[int, torch.Tensor, float]]:
+def top5_boxes(
+    system: System,
+    posteriors,
+    image: torch.Tensor,
+    *,
+    classifier: VGG | None = None,
+    classifier_preprocess: Preprocess | None = None,
+    threshold: float = MERGE_THRESHOLD,
+    top: int = 5,
+    memo: dict | None = None,
+) -> list[tuple[int, torch.Tensor, float]]:
     """Protocol 2 for one image: for each of the ``top`` classes of ``posteriors`` (C,), the best
     merged box of the system's pooled dense boxes, as ``(class, box_xyxy, class score)``, ranked by
     class score.
@@ -266,53 +327,79 @@ def top5_boxes(system: System, posteriors, image: torch.Tensor, *, classifier: V
     posteriors = torch.as_tensor(posteriors, dtype=torch.float64).reshape(-1)
     ranked = torch.sort(posteriors, descending=True, stable=True).indices[:top].tolist()
     boxes, scores = pooled_boxes(system, image, ranked, classifier, classifier_preprocess, memo)
-    return [(c, greedy_merge(boxes[n], scores[n], threshold=threshold).boxes[0], float(posteriors[c]))
-            for n, c in enumerate(ranked)]
+    return [
+        (c, greedy_merge(boxes[n], scores[n], threshold=threshold).boxes[0], float(posteriors[c]))
+        for n, c in enumerate(ranked)
+    ]
 
 
-def protocol2(system: System, classifier_posteriors, samples: Sequence, *, classifier: VGG | None = None,
-              classifier_preprocess: Preprocess | None = None, threshold: float = MERGE_THRESHOLD,
-              load_image: Callable | None = None, progress: bool = True) -> float:
+def protocol2(
+    system: System,
+    classifier_posteriors,
+    samples: Sequence,
+    *,
+    classifier: VGG | None = None,
+    classifier_preprocess: Preprocess | None = None,
+    threshold: float = MERGE_THRESHOLD,
+    how: Pass = Pass(),
+) -> float:
     """Table 9's top-5 localisation error (%) of one system.
 
     ``classifier_posteriors`` (N, C) are the classification system's class scores for the N
     samples; its top-5 classes are localised with :func:`top5_boxes` (see there for ``classifier``,
     which scores each dense box). An image is correct if one of the 5 (class, box) pairs has the
-    ground-truth class and an IoU above 0.5 with any of its ground-truth boxes.
+    ground-truth class and an IoU above 0.5 with any of its ground-truth boxes. ``how``: the
+    images' loader, how many at a time, a progress bar.
     """
-    return protocol2_table({"": system}, classifier_posteriors, samples, classifier=classifier,
-                           classifier_preprocess=classifier_preprocess, threshold=threshold,
-                           load_image=load_image, progress=progress)[""]
+    return protocol2_table(
+        {"": system},
+        classifier_posteriors,
+        samples,
+        classifier=classifier,
+        classifier_preprocess=classifier_preprocess,
+        threshold=threshold,
+        how=how,
+    )[""]
 
 
-def protocol2_table(systems: dict[Hashable, System], classifier_posteriors, samples: Sequence, *,
-                    classifier: VGG | None = None, classifier_preprocess: Preprocess | None = None,
-                    threshold: float = MERGE_THRESHOLD, load_image: Callable | None = None,
-                    per_image: bool = False, chunk: int = 256, progress: bool = True) -> dict:
+def protocol2_table(
+    systems: dict[Hashable, System],
+    classifier_posteriors,
+    samples: Sequence,
+    *,
+    classifier: VGG | None = None,
+    classifier_preprocess: Preprocess | None = None,
+    threshold: float = MERGE_THRESHOLD,
+    per_image: bool = False,
+    how: Pass = Pass(),
+) -> dict:
     """:func:`protocol2` for several systems in one pass over the images: ``{name: error %}``, or
     with ``per_image`` ``{name: (N,) bool tensor}``, True where the image is localised correctly
     (to compare systems on subsets of the images without running them again).
 
     A net shared by several systems (a single net and a fusion that includes it) is applied once
-    per image and scale, to ``chunk`` images at a time, batched by size.
+    per image and scale, to ``how.chunk`` images at a time, batched by size.
     """
-    load_image = load_image or default_load_image
+    load_image, chunk = how.load_image or default_load_image, how.chunk
     samples = list(samples)
     posteriors = torch.as_tensor(classifier_posteriors)
     if posteriors.ndim != 2 or len(posteriors) != len(samples):
-        raise ValueError(f"classifier_posteriors must be (N, C) with N = {len(samples)} samples, "
-                         f"got shape {tuple(posteriors.shape)}")
+        raise ValueError(
+            f"classifier_posteriors must be (N, C) with N = {len(samples)} samples, got shape {tuple(posteriors.shape)}"
+        )
     if not samples:
         raise ValueError("protocol2 needs at least one sample")
     for name, system in systems.items():
         if not isinstance(system, System):
-            raise ValueError(f"system {name!r} is a {type(system).__name__}; make it a "
-                             "loc_eval.System(localisers, scales, preprocess, centre=..., align=...)")
+            raise ValueError(
+                f"system {name!r} is a {type(system).__name__}; make it a "
+                "protocols.System(localisers, scales, preprocess, centre=..., align=...)"
+            )
     needed = set().union(*(x.maps_needed(classifier, classifier_preprocess) for x in systems.values()))
     right = {name: torch.zeros(len(samples), dtype=torch.bool) for name in systems}
-    for start in _tqdm(range(0, len(samples), chunk), progress, desc="protocol 2"):
+    for start in _tqdm(range(0, len(samples), chunk), how.progress, desc="protocol 2"):
         # the nets run on a chunk of images at a time, batched by view size; the memos keep their maps
-        images = [load_image(s) for s in samples[start:start + chunk]]
+        images = [load_image(s) for s in samples[start : start + chunk]]
         memos: list[dict] = [{} for _ in images]
         for net, Q, centre, align, prep in needed:
             for memo, m in zip(memos, dense.maps_of(net, images, Q=Q, preprocess=prep, centre=centre, align=align)):
@@ -320,8 +407,15 @@ def protocol2_table(systems: dict[Hashable, System], classifier_posteriors, samp
         for n, image, memo in zip(range(start, start + len(images)), images, memos):
             gt, label = gt_boxes(samples[n]), int(samples[n].label)
             for name, system in systems.items():
-                guesses = top5_boxes(system, posteriors[n], image, classifier=classifier,
-                                     classifier_preprocess=classifier_preprocess, threshold=threshold, memo=memo)
+                guesses = top5_boxes(
+                    system,
+                    posteriors[n],
+                    image,
+                    classifier=classifier,
+                    classifier_preprocess=classifier_preprocess,
+                    threshold=threshold,
+                    memo=memo,
+                )
                 right[name][n] = any(c == label and correct(box, gt) for c, box, _ in guesses)
     if per_image:
         return right
