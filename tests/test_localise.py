@@ -67,7 +67,12 @@ def tune(net, settings, samples, runs_root=None, **runtime):
     """:func:`L.finetune` from ``net`` (no preprocessing) under the profile name "test", with its
     runtime spelled out as keywords."""
     return L.finetune(
-        L.Source(net, IDENTITY), settings, samples, profile="test", runs_root=runs_root, runtime=L.Runtime(**runtime)
+        L.Source(net, IDENTITY),
+        settings,
+        samples,
+        profile_name="test",
+        runs_root=runs_root,
+        runtime=L.Runtime(**runtime),
     )
 
 
@@ -229,7 +234,7 @@ def test_finetune_under_ci_uses_the_profiles_dropout(tmp_path, monkeypatch):
         L.Source(net, IDENTITY),
         settings,
         samples,
-        profile="ci",
+        profile_name="ci",
         runs_root=tmp_path,
         runtime=L.Runtime(load_image=loader_of(images), progress=False),
     )

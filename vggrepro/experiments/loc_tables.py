@@ -68,7 +68,7 @@ def finetune_grid(
             profile, x.kind, x.layers, grid.scale_of(profile, x.train_S), epochs=epochs, lr=lr
         )
         out.nets[name], out.results[name] = finetune(
-            sources[x.source], settings, samples, profile=profile.name, runtime=runtime
+            sources[x.source], settings, samples, profile_name=profile.name, runtime=runtime
         )
         out.preprocess[name] = sources[x.source].preprocess
     return out

@@ -271,7 +271,7 @@ def finetune(
     settings: FinetuneSettings,
     samples: Sequence,
     *,
-    profile: str = "ci",
+    profile_name: str = "ci",
     runs_root: str | Path | None = None,
     runtime: Runtime = Runtime(),
 ) -> tuple[VGG, dict]:
@@ -289,7 +289,7 @@ def finetune(
     if not train:
         raise ValueError("no training sample has a ground-truth box; box regression needs boxes")
     key = run_key(source, settings, train)
-    run = Run(profile, key, Path(runs_root) if runs_root else None)
+    run = Run(profile_name, key, Path(runs_root) if runs_root else None)
     # what makes two fc runs' pool5 outputs equal, epoch by epoch (Runtime.shared)
     frozen = _digest(
         [key[k] for k in ("source_weights", "scale", "crop", "seed", "preprocess", "batch_size", "train_digest")]
