@@ -129,23 +129,4 @@ def decide_map(claim, runs: dict[str, list[np.ndarray]], labels, seed_sd: float 
         float(np.mean([features.map_loss(s, labels, np.ones(len(labels)))[0] for s in runs[x]]))
         for x in (claim.a, claim.b)
     ]
-    margin = f" (margin {claim.margin:g})" if claim.margin else ""
-    return dict(
-        claim=claim.text,
-        notebook=claim.notebook,
-        kind=claim.kind,
-        margin=claim.margin,
-        paper=claim.paper,
-        ours=f"mAP {100 - loss[0]:.1f} vs {100 - loss[1]:.1f}: {effect}{margin}",
-        a=claim.a,
-        b=claim.b,
-        err_a=round(loss[0], 2),
-        err_b=round(loss[1], 2),
-        effect=round(effect.difference, 2),
-        low=round(effect.low, 2),
-        high=round(effect.high, 2),
-        images=effect.images,
-        seeds=list(effect.seeds),
-        verdict=result,
-        why="; ".join(why),
-    )
+    return claim.row(f"mAP {100 - loss[0]:.1f} vs {100 - loss[1]:.1f}", (loss[0], loss[1]), effect, result, why)

@@ -248,19 +248,23 @@ class Claim:
             why.append("one seed and no measured seed spread: undecided whatever the gap")
         elif min(effect.seeds) < 2:
             why.append(f"one seed: the interval borrows the measured seed spread ({seed_sd:.1f} points)")
+        return self.row(f"{a.error:.1f} vs {b.error:.1f}", (a.error, b.error), effect, result, why)
+
+    def row(self, measured: str, losses: tuple[float, float], effect: Effect, result: str, why: list[str]) -> dict:
+        """The verdict row a chapter saves and the results page reads: ``measured`` says the arms'
+        numbers as the chapter states them, ``losses`` are the arms' error (or loss) in points."""
         margin = f" (margin {self.margin:g})" if self.margin else ""
-        ours = f"{a.error:.1f} vs {b.error:.1f}: {effect}{margin}"
         return dict(
             claim=self.text,
             notebook=self.notebook,
             kind=self.kind,
-            ours=ours,
+            ours=f"{measured}: {effect}{margin}",
             margin=self.margin,
             paper=self.paper,
             a=self.a,
             b=self.b,
-            err_a=round(a.error, 2),
-            err_b=round(b.error, 2),
+            err_a=round(losses[0], 2),
+            err_b=round(losses[1], 2),
             effect=round(effect.difference, 2),
             low=round(effect.low, 2),
             high=round(effect.high, 2),
