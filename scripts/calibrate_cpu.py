@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ def seed_spreads(rows: list[dict]) -> dict:
 
     def sd(names):
         errors = [r["top1_err"] for r in rows if r["variant"] in names]
-        return round(claims.sample_sd(errors), 2) if len(errors) > 1 else None
+        return round(statistics.stdev(errors), 2) if len(errors) > 1 else None
 
     return dict(
         seed_sd_of_A=sd(("cpu", "seed-1", "seed-2")), seed_sd_of_A_at_patience_2=sd(("patience-2", "patience-2-seed-1"))

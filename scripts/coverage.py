@@ -1,15 +1,15 @@
-"""How often a 95% interval covers a known effect: the chain interval (vggrepro.experiments.chains)
-against the interval the chapters use today (vggrepro.experiments.claims.paired_effect), over
-simulated claims whose truth is known. Records results/coverage.json with provenance.
+"""How often a 95% interval covers a known effect: the chain interval the chapters use
+(vggrepro.experiments.chains) against the interval they used before it (``old_interval`` below),
+over simulated claims whose truth is known. Records results/coverage.json with provenance.
 
     python scripts/coverage.py [--sims 1000] [--chains 6] [--images 300]
 
 Each simulated claim: two arms' 0/1 errors on the same images in every chain. Each image has a
 difficulty drawn for the population, so the true effect (the mean over images and seeds) is known
 exactly; each chain shifts each arm's error rate by a seed term (3 points, the size of the ci
-profile's measured seed spread), one shift for both arms where the claim compares one net under two
-protocols. ``paired_effect`` is given the arms' seeds, or, as the chapters do today, one seed each
-and a spread measured on other nets (``--borrowed-sd``).
+profile's measured seed spread; 1.94 at the evidence scale's size), one shift for both arms where
+the claim compares one net under two protocols. The old interval is given the arms' seeds, or, as
+the chapters did, one seed each and a spread measured on other nets (``--borrowed-sd``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import numpy as np
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.runs import provenance
 from vggrepro.experiments.chains import chain_effect
-from vggrepro.experiments.claims import Arm, paired_effect
 
 REPO = Path(__file__).resolve().parent.parent
 DELTA = 0.05  # the true effect: 5 points of error
@@ -39,22 +38,37 @@ def simulate(rng, chains: int, images: int, chain_sd: float, shared: bool) -> tu
     return (rng.random(p_a.shape) < p_a).astype(np.int64), (rng.random(p_b.shape) < p_b).astype(np.int64)
 
 
-def coverage(args, chain_sd: float, shared: bool) -> dict:
+def old_interval(a: np.ndarray, b: np.ndarray, borrowed_sd: float | None = None) -> tuple[float, float]:
+    """The interval the chapters used before chains: the images' paired term (here its normal
+    approximation; the bootstrap it replaces agreed within tenths of a point) widened by
+    1.96 sqrt(sd_a^2 / k_a + sd_b^2 / k_b), each arm's spread of error over its own seeds, or the
+    borrowed spread for an arm of one seed, as if the arms were independent and the spread known."""
+    k, n = a.shape
+    d = 100.0 * (a.mean() - b.mean())
+    image = 100.0 * (a.mean(0) - b.mean(0)).std(ddof=1) / np.sqrt(n)
+    seed_var = 0.0
+    for arm in (a, b):
+        sd = borrowed_sd if k == 1 else max(float(np.std(100.0 * arm.mean(1), ddof=1)), borrowed_sd or 0.0)
+        seed_var += sd**2 / k
+    half = 1.959963984540054 * np.sqrt(image**2 + seed_var)
+    return d - half, d + half
+
+
+def coverage(args, chain_sd: float, shared: bool, images: int) -> dict:
     rng = np.random.default_rng(args.seed)
-    hits = {"chains": [], "paired_effect_own_seeds": [], "paired_effect_one_seed_borrowed_sd": []}
+    hits = {"chains": [], "old_own_seeds": [], "old_one_seed_borrowed_sd": []}
     widths = {k: [] for k in hits}
     for _ in range(args.sims):
-        a, b = simulate(rng, args.chains, args.images, chain_sd, shared)
+        a, b = simulate(rng, args.chains, images, chain_sd, shared)
+        e = chain_effect(100.0 * (a - b))
         intervals = {
-            "chains": chain_effect(100.0 * (a - b)),
-            "paired_effect_own_seeds": paired_effect(Arm("a", a), Arm("b", b), resamples=args.resamples),
-            "paired_effect_one_seed_borrowed_sd": paired_effect(
-                Arm("a", a[:1]), Arm("b", b[:1]), seed_sd=args.borrowed_sd, resamples=args.resamples
-            ),
+            "chains": (e.low, e.high),
+            "old_own_seeds": old_interval(a, b),
+            "old_one_seed_borrowed_sd": old_interval(a[:1], b[:1], args.borrowed_sd),
         }
-        for name, e in intervals.items():
-            hits[name].append(e.low <= 100 * DELTA <= e.high)
-            widths[name].append(e.high - e.low)
+        for name, (low, high) in intervals.items():
+            hits[name].append(low <= 100 * DELTA <= high)
+            widths[name].append(high - low)
     return {
         name: {"coverage": round(float(np.mean(hits[name])), 3), "mean_width": round(float(np.mean(widths[name])), 2)}
         for name in hits
@@ -66,20 +80,21 @@ def main() -> None:
     p.add_argument("--sims", type=int, default=1000)
     p.add_argument("--chains", type=int, default=6)
     p.add_argument("--images", type=int, default=300)
-    p.add_argument("--resamples", type=int, default=1000, help="paired_effect's bootstrap draws")
     p.add_argument("--borrowed-sd", type=float, default=1.94, help="the spread the cpu profile borrows (points)")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--out", default=str(REPO / "results" / "coverage.json"))
     args = p.parse_args()
     start = time.perf_counter()
     scenarios = {
-        "two nets (each seed moves each arm)": (0.03, False),
-        "one net under two protocols (a seed moves both arms alike)": (0.03, True),
-        "no seed spread": (0.0, False),
+        "two nets (each seed moves each arm)": (0.03, False, args.images),
+        "one net under two protocols (a seed moves both arms alike)": (0.03, True, args.images),
+        "no seed spread": (0.0, False, args.images),
+        "the evidence scale's sizes: two nets, 2,400 images, seed spread 1.94": (0.0194, False, 2400),
+        "the evidence scale's sizes: one net, 2,400 images, seed spread 1.94": (0.0194, True, 2400),
     }
     results = {}
-    for name, (chain_sd, shared) in scenarios.items():
-        results[name] = coverage(args, chain_sd, shared)
+    for name, (chain_sd, shared, images) in scenarios.items():
+        results[name] = coverage(args, chain_sd, shared, images)
         print(name, results[name], flush=True)
     record = {
         "what": "coverage of a known 5-point effect by 95% intervals (scripts/coverage.py)",

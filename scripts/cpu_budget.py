@@ -37,7 +37,7 @@ from vggrepro.core.runs import provenance
 from vggrepro.data import synth
 from vggrepro.evaluate.cached import ImageSet, evaluate_cached
 from vggrepro.evaluate.protocols import Protocol
-from vggrepro.experiments import budget, claims, grid
+from vggrepro.experiments import budget, grid
 from vggrepro.train.recipe import Settings, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +46,7 @@ TARGET_MINUTES = 120
 #: Two nets at 30-60% error disagree on about a quarter of the images (an assumption; the paired
 #: interval's image term is 1.96 x sqrt(discordance / images)).
 DISCORDANCE = 0.25
+Z95 = 1.959963984540054  # the standard normal's 97.5% point
 
 
 #: (train images per class, val images per class, epochs, fine-tuning epochs) of other sizes to price
@@ -112,18 +113,18 @@ def interval_of(profile, k: int) -> dict:
     recorded = json.loads(calibration.read_text()) if calibration.is_file() else {}
     seed_sd = recorded.get(f"seed_sd_of_A_at_patience_{profile.lr_patience}") or recorded.get("seed_sd_of_A")
     n_val = profile.num_classes * profile.synth_val_per_class
-    image = claims.Z95 * math.sqrt(DISCORDANCE / n_val) * 100
+    image = Z95 * math.sqrt(DISCORDANCE / n_val) * 100
     out = dict(
         validation_images=n_val,
         assumed_discordance=DISCORDANCE,
         image_half_width=round(image, 2),
         formula="image term 1.96 x sqrt(discordance / images) x 100; seed term 1.96 x sd x sqrt(1/k_a + 1/k_b); "
-        "half-width sqrt(image^2 + seed^2) (vggrepro.experiments.claims.paired_effect)",
+        "half-width sqrt(image^2 + seed^2) (the statistics before chains: a plan, not a verdict)",
         seed_sd_of_A=seed_sd,
     )
     if seed_sd is not None:
         for seeds in sorted({1, k}):
-            seed_term = claims.Z95 * seed_sd * math.sqrt(2 / seeds)
+            seed_term = Z95 * seed_sd * math.sqrt(2 / seeds)
             out[f"half_width_{seeds}_seed(s)_each"] = round(math.hypot(image, seed_term), 2)
     return out
 
@@ -138,7 +139,7 @@ def main() -> None:
         help="validation images per evaluation timing (default: all, the book's path; a limit "
         "takes evaluate's per-image path, which re-fingerprints the split for every image)",
     )
-    ap.add_argument("--depth-seeds", type=int, default=3, help="chapter 4's depth_seeds")
+    ap.add_argument("--depth-chains", type=int, default=3, help="chapter 4's depth_chains")
     ap.add_argument("--out", default=str(REPO / "results" / "cpu_budget.json"))
     ap.add_argument(
         "--interval-only",
@@ -149,7 +150,7 @@ def main() -> None:
     profile = get_profile("cpu")
     if args.interval_only:
         record = json.loads(Path(args.out).read_text())
-        record["interval"] = interval_of(profile, record["depth_seeds"])
+        record["interval"] = interval_of(profile, record.get("depth_chains", record.get("depth_seeds")))
         atomic_write_json(args.out, record)
         print(record["interval"])
         return
@@ -168,7 +169,7 @@ def main() -> None:
     train_img_s = {c: round(scale / (1 / rate + loader_s), 1) for c, rate in steps.items()}
     rates = budget.Rates(train_img_s, crop_gflop_s=forward["centre"], dense_gflop_s=forward["dense"])
 
-    rows = budget.measured_estimate(profile, rates, depth_seeds=args.depth_seeds)
+    rows = budget.measured_estimate(profile, rates, depth_chains=args.depth_chains)
     counted = sum(r["minutes"] for r in rows)
     data_minutes = data_seconds / 60
     for r in rows:
@@ -184,7 +185,7 @@ def main() -> None:
         other = profile.replace(
             synth_train_per_class=per_class, synth_val_per_class=val, epochs=epochs, finetune_epochs=finetune
         )
-        minutes = sum(r["minutes"] for r in budget.measured_estimate(other, rates, depth_seeds=args.depth_seeds))
+        minutes = sum(r["minutes"] for r in budget.measured_estimate(other, rates, depth_chains=args.depth_chains))
         alternatives.append(
             dict(
                 train_per_class=per_class,
@@ -195,7 +196,7 @@ def main() -> None:
             )
         )
         print(f"  {per_class} train/class, {val} val/class, {epochs}+{finetune} epochs: {minutes:.0f} min")
-    k = args.depth_seeds
+    k = args.depth_chains
     interval = interval_of(profile, k)
     atomic_write_json(
         args.out,
@@ -206,7 +207,7 @@ def main() -> None:
             loader_ms_per_image=round(1000 * loader_s, 4),
             train_img_per_s=train_img_s,
             eval_gflop_per_s={k: round(v, 3) for k, v in forward.items()},
-            depth_seeds=k,
+            depth_chains=k,
             localisation_epochs=budget.LOCALISATION_EPOCHS,
             notebooks=rows,
             counted_minutes=round(counted, 1),

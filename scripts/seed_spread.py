@@ -3,28 +3,30 @@
     python scripts/seed_spread.py                       # ci: A/256 and D/256, seeds 0-4
     python scripts/seed_spread.py --profile ci --seeds 0,1,2,3,4,5,6,7 --entries A/256,D/256
 
-A claim of the book compares two nets, each trained once at `ci` (seeds are the expensive part of
-a CPU book). One training's error is one draw from the spread of all trainings with other seeds,
-and a verdict that ignores that spread overstates what two single runs show. This script measures
-it: each entry trained with each seed (each seed a whole chain, D starting from A of the same
-seed), evaluated on the same validation images (centre crop at Q = S), and records every error and
-the spread in ``results/seed_spread_<profile>.json`` with provenance. ``vggrepro.experiments.claims`` reads
-``seed_sd`` (the largest spread of the entries) as the stand-in for the spread of an arm trained
-with one seed. Finished runs are re-used from ``runs/<profile>/``.
+One training's error is one draw from the spread of all trainings with other seeds. This script
+measures that spread of a net's error *level*: each entry trained with each seed (each seed a whole
+chain, D starting from A of the same seed), evaluated on the same validation images (centre crop
+at Q = S), and records every error and the spread in ``results/seed_spread_<profile>.json`` with
+provenance. It is for planning only (how many chains a scale needs): no verdict reads it. A
+claim's seed term is measured on the claim's own chains (``vggrepro.experiments.chains``), where
+the spread of a *difference* between two arms of the same chains is what counts, and for one net
+under two protocols it is far smaller than this spread of levels. Finished runs are re-used from
+``runs/<profile>/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import get_profile
-from vggrepro.core.runs import provenance
+from vggrepro.core.runs import REPO, provenance
 from vggrepro.evaluate.cached import evaluate_cached
 from vggrepro.evaluate.protocols import Protocol
-from vggrepro.experiments import claims, grid
+from vggrepro.experiments import grid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} seed {seed}: top-1 error {r['top1_err']:.1f}% (centre crop, Q = {Q[0]})", flush=True)
         entries[name] = dict(
             top1_err_by_seed=dict(zip(map(str, seeds), errors)),
-            sd=round(claims.sample_sd(errors), 4),
+            sd=round(statistics.stdev(errors), 4),
             protocol="centre",
             Q=Q,
         )
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=round(time.perf_counter() - t0, 1),
         provenance=provenance(prof.resolved_device()),
     )
-    path = claims.seed_spread_file(prof.name)
+    path = REPO / "results" / f"seed_spread_{prof.name}.json"
     atomic_write_json(path, record)
     print(f"seed_sd = {record['seed_sd']:.2f} points -> {path}")
     return 0

@@ -100,13 +100,13 @@ def test_a_recorded_gpu_check_gives_the_measured_utilisation():
 
 
 def test_measured_estimate_counts_the_cpu_books_work():
-    """The cpu book's minutes from measured rates: the extra seeds of chapter 3's depth claim, the
+    """The cpu book's minutes from measured rates: the extra chains of chapter 4's depth claim, the
     fc-only runs' cheaper steps, and evaluation at the measured forward rates."""
     cpu = get_profile("cpu")
     rates = budget.Rates(
         {c: 100.0 for c in {e.config for e in grid.GRID.values()}}, crop_gflop_s=10.0, dense_gflop_s=10.0
     )
-    one, three = ({r["notebook"]: r for r in budget.measured_estimate(cpu, rates, depth_seeds=k)} for k in (1, 3))
+    one, three = ({r["notebook"]: r for r in budget.measured_estimate(cpu, rates, depth_chains=k)} for k in (1, 3))
     extra = 2 * sum(budget.training_seconds(c, cpu, rates, cpu.epochs) for c in "AD") / 60
     assert three["04_single_scale"]["train_minutes"] == pytest.approx(
         one["04_single_scale"]["train_minutes"] + extra, abs=0.1
@@ -118,3 +118,8 @@ def test_measured_estimate_counts_the_cpu_books_work():
     assert budget.training_seconds("D", cpu, rates, 1, "fc", validate=False) < n_train / 100.0 / 2
     assert one["01_architecture"]["minutes"] == 0 and one["05_multi_scale"]["train_minutes"] == 0
     assert one["05_multi_scale"]["eval_minutes"] > 0
+    # two chains: every net trained and evaluated twice; chapter 4's depth chains are among them
+    two = {r["notebook"]: r for r in budget.measured_estimate(cpu.replace(chains=2), rates, depth_chains=3)}
+    assert two["02_training"]["train_minutes"] == pytest.approx(2 * one["02_training"]["train_minutes"], abs=0.1)
+    assert two["05_multi_scale"]["eval_minutes"] == pytest.approx(2 * one["05_multi_scale"]["eval_minutes"], abs=0.1)
+    assert two["04_single_scale"]["nets_trained"] == 2 * one["04_single_scale"]["nets_trained"] + 2

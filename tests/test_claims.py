@@ -6,112 +6,157 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from vggrepro.experiments import claims as C
+from vggrepro.experiments.chains import ChainEffect, chain_effect, holm
 
 
-def arm(label, errors):
-    return C.Arm(label, np.asarray(errors))
+def arm(label, errors, chains=()):
+    return C.Arm(label, np.asarray(errors), chains)
+
+
+def shifted(n, wrong, chains):
+    """(chains, n) errors: chain k wrong on its first wrong[k] images."""
+    e = np.zeros((len(chains), n), int)
+    for k, w in enumerate(wrong):
+        e[k, :w] = 1
+    return e
+
+
+def effect(low, high, chains=3):
+    """An effect whose t interval on 2 dof is exactly [low, high]."""
+    se = (high - low) / 2 / stats.t.ppf(0.975, 2)
+    return ChainEffect((low + high) / 2, low, high, chains, 100, se * math.sqrt(chains), 0.0, 2.0)
 
 
 def test_identical_arms_have_a_zero_effect_and_a_zero_width_interval():
-    e = np.random.default_rng(0).integers(0, 2, (1, 300))
-    eff = C.paired_effect(arm("a", e), arm("b", e))
-    assert (eff.difference, eff.low, eff.high) == (0.0, 0.0, 0.0)
-
-
-def test_pairing_narrows_the_interval_when_both_arms_find_the_same_images_hard():
-    # b errs on the same images as a, plus 20 more of 400: unpaired, the two 50% rates would give
-    # an interval ~ +/-7 points wide; paired, only the 20 discordant images vary.
-    n = 400
-    a = np.zeros(n, int)
-    a[:200] = 1
-    b = a.copy()
-    b[200:220] = 1
-    eff = C.paired_effect(arm("a", a), arm("b", b), seed_sd=0.0)
-    assert eff.difference == pytest.approx(-5.0)
-    assert eff.high < 0 and eff.high - eff.low < 5.0
-    assert C.verdict("lower", eff) == C.HOLDS
-
-
-def test_the_bootstrap_interval_matches_the_normal_approximation_for_one_seed():
-    rng = np.random.default_rng(1)
-    n = 2000
-    a, b = (rng.random(n) < 0.3).astype(int), (rng.random(n) < 0.35).astype(int)
-    eff = C.paired_effect(arm("a", a), arm("b", b), seed_sd=0.0)
-    d = (a - b).astype(float)
-    se = 100 * d.std() / math.sqrt(n)
-    assert eff.low == pytest.approx(eff.difference - 1.96 * se, abs=0.35)
-    assert eff.high == pytest.approx(eff.difference + 1.96 * se, abs=0.35)
-
-
-def test_seeds_widen_the_interval():
-    # Two seeds of b, one at 30% and one at 40% error on the same images: the seed spread must show.
-    n = 1000
-    a = np.zeros((2, n), int)
-    a[:, :350] = 1
-    b = np.zeros((2, n), int)
-    b[0, :300] = 1
-    b[1, :400] = 1
-    one_seed = C.paired_effect(arm("a", a[:1]), arm("b", b[:1]))
-    two_seeds = C.paired_effect(arm("a", a), arm("b", b))
-    assert two_seeds.difference == pytest.approx(0.0)
-    assert (two_seeds.high - two_seeds.low) > 2 * (one_seed.high - one_seed.low)
+    e = np.random.default_rng(0).integers(0, 2, (3, 300))
+    row = C.Claim("x", "a", "b").decide({"a": arm("a", e), "b": arm("b", e)})
+    assert (row["effect"], row["low"], row["high"], row["chains"]) == (0.0, 0.0, 0.0, 3)
 
 
 def test_verdicts_by_kind_and_margin():
-    eff = lambda lo, hi: C.Effect((lo + hi) / 2, lo, hi, 100, (3, 3))  # noqa: E731
-    assert C.verdict("lower", eff(-3, -1)) == C.HOLDS
-    assert C.verdict("lower", eff(1, 3)) == C.FAILS
-    assert C.verdict("lower", eff(-1, 1)) == C.UNDECIDED
+    assert C.verdict("lower", effect(-3, -1)) == C.HOLDS
+    assert C.verdict("lower", effect(1, 3)) == C.FAILS
+    assert C.verdict("lower", effect(-1, 1)) == C.UNDECIDED
     # "LRN does not help", margin 1 point: an improvement of at most 1 point is allowed.
-    assert C.verdict("no-better", eff(-0.5, 2), margin=1) == C.HOLDS
-    assert C.verdict("no-better", eff(-3, -1.5), margin=1) == C.FAILS
-    assert C.verdict("no-better", eff(-2, 1), margin=1) == C.UNDECIDED  # absence of evidence is not evidence
+    assert C.verdict("no-better", effect(-0.5, 2), margin=1) == C.HOLDS
+    assert C.verdict("no-better", effect(-3, -1.5), margin=1) == C.FAILS
+    assert C.verdict("no-better", effect(-2, 1), margin=1) == C.UNDECIDED  # absence of evidence is not evidence
     # "D and E are about equal", margin 1: the whole interval inside (-1, 1).
-    assert C.verdict("equal", eff(-0.5, 0.8), margin=1) == C.HOLDS
-    assert C.verdict("equal", eff(1.2, 3), margin=1) == C.FAILS
-    assert C.verdict("equal", eff(-0.5, 1.5), margin=1) == C.UNDECIDED
+    assert C.verdict("equal", effect(-0.5, 0.8), margin=1) == C.HOLDS
+    assert C.verdict("equal", effect(1.2, 3), margin=1) == C.FAILS
+    assert C.verdict("equal", effect(-0.5, 1.5), margin=1) == C.UNDECIDED
     with pytest.raises(ValueError, match="margin"):
-        C.verdict("equal", eff(0, 1))
+        C.verdict("equal", effect(0, 1))
 
 
-def test_mcnemar_exact_p_by_hand():
-    # 2 discordant pairs against 8: p = 2 * P(X <= 2), X ~ Bin(10, 1/2) = 2 * 56 / 1024.
-    a = np.array([1] * 8 + [0] * 2 + [1] * 5)
-    b = np.array([0] * 8 + [1] * 2 + [1] * 5)
-    assert C.mcnemar_p(a, b) == pytest.approx(2 * 56 / 1024)
-    assert C.mcnemar_p(a, a) == 1.0
+def test_the_p_value_agrees_with_the_interval_at_its_ends():
+    # an interval whose upper end sits exactly at 0 has p = 0.05 against 0
+    e = effect(-4.0, 0.0)
+    assert e.p_value(0.0) == pytest.approx(0.05)
+    # the equal claim's p is the larger of the two one-sided tests at the margins
+    inside = effect(-0.5, 0.8)
+    _, p = C.decision("equal", inside, 1.0)
+    assert p == pytest.approx(max(inside.p_value(-1.0), inside.p_value(1.0))) and p < C.ALPHA
+
+
+def test_fewer_than_three_chains_decide_nothing_and_say_so():
+    e = np.zeros((2, 400), int)
+    wrong = e.copy()
+    wrong[:, :300] = 1  # a 75-point gap, in both chains
+    row = C.Claim("x", "a", "b").decide({"a": arm("a", e), "b": arm("b", wrong)})
+    assert row["verdict"] == C.UNDECIDED and row["p"] is None and row["low"] is None
+    assert row["chains"] == 2 and "at least 3" in row["why"] and row["reason"] == "2 chains"
+    assert "no interval: 2 chains" in row["ours"]
+
+
+def test_arms_are_paired_by_chain_and_only_shared_chains_count():
+    # a: 20% error in chains 0-2; b: 30, 40, 50 in chains 1, 2, 3 (its chain 3 has no partner)
+    a = arm("a", shifted(100, [20, 20, 20], [0, 1, 2]), (0, 1, 2))
+    b = arm("b", shifted(100, [30, 40, 50], [1, 2, 3]), (1, 2, 3))
+    assert C.shared_chains(a, b) == (1, 2)
+    assert C.paired(a, b).mean() == pytest.approx(-15.0)  # (-10 - 20) / 2 over chains 1 and 2
+    with pytest.raises(ValueError, match="share no chain"):
+        C.paired(a.of([0]), b.of([3]))
+
+
+def test_a_seed_that_moves_both_arms_alike_cancels_in_a_one_net_claim():
+    # one net under two protocols: chain k's level moves both arms by the same 10k points, the
+    # protocols' gap stays 5 points on the same images, so the chain term is zero
+    rng = np.random.default_rng(4)
+    base = rng.permutation(600) / 600  # each image's difficulty, evenly spread
+    rows_a, rows_b = [], []
+    for k in range(4):
+        level = 0.2 + 0.1 * k
+        rows_a.append((base < level).astype(int))
+        rows_b.append((base < level + 0.05).astype(int))
+    row = C.Claim("x", "a", "b").decide({"a": arm("a", rows_a), "b": arm("b", rows_b)})
+    assert row["effect"] == pytest.approx(-5.0) and row["chain_sd"] == 0.0
+    assert row["verdict"] == C.HOLDS
 
 
 def test_a_failed_arm_makes_the_claim_undecided():
     n = 500
-    good = np.zeros(n, int)
-    good[:100] = 1  # 20% error
-    chance = np.zeros(n, int)
-    chance[:450] = 1  # 90% error: what 10 classes give by chance
+    good = shifted(n, [100, 110, 90], range(3))  # about 20% error
+    chance = shifted(n, [450, 450, 450], range(3))  # 90% error: what 10 classes give by chance
     claim = C.Claim("good beats chance-level net", "good", "bad", guards=[C.Guard("bad", 90.0 - 5)])
     row = claim.decide({"good": arm("good", good), "bad": arm("bad", chance)})
-    assert row["verdict"] == C.UNDECIDED and "failed run" in row["why"]
+    assert row["verdict"] == C.UNDECIDED and "failed run" in row["why"] and row["reason"] == "failed run"
     assert row["effect"] == pytest.approx(-70.0)
     claim.guards = []
-    assert claim.decide({"good": arm("good", good), "bad": arm("bad", chance)}, seed_sd=2.0)["verdict"] == C.HOLDS
+    assert claim.decide({"good": arm("good", good), "bad": arm("bad", chance)})["verdict"] == C.HOLDS
 
 
-def test_one_seed_without_a_measured_spread_decides_nothing_and_with_one_widens_the_interval():
-    e = np.random.default_rng(3).integers(0, 2, (1, 400))
-    same = C.paired_effect(arm("a", e), arm("b", e))
-    assert not same.seed_spread and C.verdict("lower", C.Effect(-50, -60, -40, 400, (1, 1), False)) == C.UNDECIDED
-    # identical arms, one seed each, a spread of 3 points: +/- 1.96 * sqrt(3^2 + 3^2)
-    wide = C.paired_effect(arm("a", e), arm("b", e), seed_sd=3.0)
-    assert wide.high == pytest.approx(C.Z95 * math.sqrt(18)) and wide.low == pytest.approx(-wide.high)
-    row = C.Claim("x", "a", "b").decide({"a": arm("a", e), "b": arm("b", 1 - e)})
-    assert row["verdict"] == C.UNDECIDED and "no measured seed spread" in row["why"]
+def test_a_dense_arm_worse_than_its_centre_crop_on_the_same_chains_stops_the_claim():
+    n = 500
+    dense = shifted(n, [350, 340, 360], range(3))  # about 70% error
+    centre = shifted(n, [200, 210, 190], range(3))  # about 40%
+    crops = shifted(n, [100, 100, 100], range(3))
+    arms = {"dense": arm("dense", dense), "centre": arm("centre", centre), "crops": arm("crops", crops)}
+    reach = C.reaches_centre_crop("dense", "centre")
+    claim = C.Claim("multi-crop beats dense", "crops", "dense", guards=[reach])
+    row = claim.decide(arms)
+    assert row["verdict"] == C.UNDECIDED and "protocol fails at this scale" in row["why"]
+    assert row["reason"] == "dense worse than centre crop"
+    arms["centre"] = arm("centre", dense)  # dense as good as its centre crop: the guard passes
+    assert claim.decide(arms)["verdict"] == C.HOLDS
+    with pytest.raises(ValueError, match="one of them"):
+        C.Guard("dense", 40.0, against="centre")
 
 
-def test_sample_sd_by_hand():
-    assert C.sample_sd([1, 3]) == pytest.approx(math.sqrt(2))
-    assert C.sample_sd([2, 4, 4, 4, 5, 5, 7, 9]) == pytest.approx(math.sqrt(32 / 7))
+def test_a_margin_the_images_alone_cannot_meet_is_not_testable():
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, 2, (3, 200)), rng.integers(0, 2, (3, 200))
+    row = C.Claim("about equal", "a", "b", kind="equal", margin=1.0).decide({"a": arm("a", a), "b": arm("b", b)})
+    assert row["verdict"] == C.UNDECIDED and row["reason"] == "margin not testable"
+    assert "not testable at this scale: the images alone leave" in row["why"]
+
+
+def test_chains_needed_for_a_margin_follows_the_variance_components():
+    # chain sd 4 points, image se 0.2: a half-width under 2 points needs about (t * 4 / 2)^2 chains
+    e = ChainEffect(0.0, -5.0, 5.0, 3, 10_000, 4.0, 0.2, 2.0)
+    k = e.chains_needed(2.0)
+    assert e.half_width_at(k) < 2.0 <= e.half_width_at(k - 1)
+    assert 17 <= k <= 20
+    assert ChainEffect(0.0, -5.0, 5.0, 3, 100, 4.0, 2.0, 2.0).chains_needed(2.0) is None  # images: +/-3.9
+
+
+def test_a_sanity_check_is_decided_on_these_nets_images():
+    good = shifted(400, [80], [0])
+    blind = shifted(400, [300], [0])
+    claim = C.Claim("the nets learn", "good", "blind", role="sanity")
+    row = claim.decide({"good": arm("good", good), "blind": arm("blind", blind)})
+    assert row["verdict"] == C.HOLDS and row["role"] == "sanity" and row["chains"] == 1
+    with pytest.raises(ValueError, match="role"):
+        C.Claim("x", "a", "b", role="aside")
+
+
+def test_holm_by_hand():
+    # p = 0.01, 0.04, 0.03 (m = 3): sorted 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 -> 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([]) == []
 
 
 def test_bad_declarations_and_measurements_are_refused():
@@ -120,9 +165,11 @@ def test_bad_declarations_and_measurements_are_refused():
     with pytest.raises(ValueError, match="unknown kind"):
         C.Claim("x", "a", "b", kind="better")
     with pytest.raises(ValueError, match="same images"):
-        C.paired_effect(arm("a", np.zeros(10, int)), arm("b", np.zeros(11, int)))
-    with pytest.raises(ValueError, match="0 or 1"):
+        C.paired(arm("a", np.zeros(10, int)), arm("b", np.zeros(11, int)))
+    with pytest.raises(ValueError, match="between 0 and 1"):
         arm("a", np.full(5, 2))
+    with pytest.raises(ValueError, match="chains"):
+        arm("a", np.zeros((2, 5), int), (0,))
     with pytest.raises(ValueError, match="no measurements for arm"):
         C.Claim("x", "a", "b").decide({"a": arm("a", np.zeros(5, int))})
 
@@ -138,23 +185,5 @@ def test_errors_from_scores_refuse_nan_and_rank_ties_stably():
 
 def test_the_interval_is_the_same_bits_every_time():
     rng = np.random.default_rng(2)
-    a, b = rng.integers(0, 2, (3, 500)), rng.integers(0, 2, (2, 500))
-    assert C.paired_effect(arm("a", a), arm("b", b)) == C.paired_effect(arm("a", a), arm("b", b))
-
-
-def test_a_protocol_worse_than_its_reference_makes_the_claim_undecided():
-    n = 500
-    dense, crops = np.zeros(n, int), np.zeros(n, int)
-    dense[:350] = 1  # 70% error: far worse than the centre crop of the same net (40%)
-    crops[:200] = 1
-    reach = C.reaches_centre_crop("dense", 40.0)  # the guard chapters 04 and 05 put on a dense arm
-    assert (reach.must, reach.name) == ("reach", "the same net's centre crop at the same Q")
-    claim = C.Claim("multi-crop beats dense", "crops", "dense", guards=[reach])
-    row = claim.decide({"crops": arm("crops", crops), "dense": arm("dense", dense)}, seed_sd=2.0)
-    assert row["verdict"] == C.UNDECIDED and "protocol fails at this scale" in row["why"]
-    assert "the same net's centre crop at the same Q" in row["why"]
-    ok = C.Guard("dense", 69.0, "the centre crop", must="reach")  # within its interval: passes
-    claim.guards = [ok]
-    assert claim.decide({"crops": arm("crops", crops), "dense": arm("dense", dense)}, seed_sd=2.0)["verdict"] == C.HOLDS
-    with pytest.raises(ValueError, match="must="):
-        C.Guard("dense", 40.0, must="exceed")
+    x = 100.0 * (rng.integers(0, 2, (4, 500)) - rng.integers(0, 2, (4, 500)))
+    assert chain_effect(x) == chain_effect(x)

@@ -9,7 +9,7 @@ import torch
 from vggrepro import models
 from vggrepro.data import read_voc_xml, synth
 from vggrepro.data.transforms import Preprocess, hflip, rescale
-from vggrepro.experiments import claims
+from vggrepro.experiments import chains
 from vggrepro.generalise import features as generalise
 
 
@@ -104,37 +104,51 @@ def test_map_loss_is_sklearns_with_weights():
     assert got.shape == (5,)
 
 
-def test_paired_metric_effect_is_paired_effect_for_an_error_rate():
+def test_metric_effect_for_an_error_rate_is_the_chain_effect():
+    # a loss that is a mean over images: the chain term is the chain effect's, and the bootstrap's
+    # image term estimates the variance of the chain-averaged difference (the interaction kept)
     rng = np.random.default_rng(2)
-    ea, eb = (rng.random(300) < 0.3).astype(int), (rng.random(300) < 0.4).astype(int)
+    ea, eb = (rng.random((4, 300)) < 0.3).astype(float), (rng.random((4, 300)) < 0.4).astype(float)
 
     def error_rate(scores, labels, counts):
         return 100.0 * (counts @ scores) / counts.sum(1)
 
-    got = claims.paired_metric_effect(error_rate, [ea], [eb], np.zeros(300), seed_sd=1.5, resamples=500)
-    want = claims.paired_effect(claims.Arm("a", ea), claims.Arm("b", eb), seed_sd=1.5, resamples=500)
-    for field in ("difference", "low", "high"):
-        assert getattr(got, field) == pytest.approx(getattr(want, field), abs=1e-9)
-    assert got.seeds == (1, 1) and got.images == 300 and got.seed_spread
+    got = chains.metric_effect(error_rate, list(ea), list(eb), np.zeros(300), resamples=4000)
+    want = chains.chain_effect(100.0 * (ea - eb))
+    assert got.difference == pytest.approx(want.difference, abs=1e-9)
+    assert got.chain_sd == pytest.approx(want.chain_sd, abs=1e-9) and (got.chains, got.images) == (4, 300)
+    image_means = (100.0 * (ea - eb)).mean(0)
+    assert got.image_se == pytest.approx(image_means.std(ddof=1) / math.sqrt(300), rel=0.1)
 
 
-def test_paired_metric_effect_by_hand():
+def test_metric_effect_by_hand():
     labels = np.tile([[1], [0], [1], [0]], (10, 1))  # ten copies of the hand-computed case: the same mAP
     scores = np.tile([[0.9], [0.8], [0.7], [0.6]], (10, 1))  # ties: each score is one threshold, AP 83.33
-    # the same scores in both arms: every draw differs by 0; the interval is the seed spread alone
-    e = claims.paired_metric_effect(generalise.map_loss, [scores], [scores], labels, seed_sd=2.0, resamples=200)
-    half = claims.Z95 * math.sqrt(2 * 2.0**2)
-    assert (e.difference, e.low, e.high) == pytest.approx((0.0, -half, half))
-    assert claims.verdict("equal", e, margin=6.0) == claims.HOLDS
-    # a perfect arm against the hand-computed one: 100 - 83.33 points better, seeds from two runs each
+    # the same scores in both arms and every chain: nothing varies, the difference is exactly 0
+    e = chains.metric_effect(generalise.map_loss, [scores] * 3, [scores] * 3, labels, resamples=200)
+    assert (e.difference, e.low, e.high) == (0.0, 0.0, 0.0)
+    # a perfect arm against the hand-computed one: 100 - 83.33 points better; two chains: no interval
     perfect = labels.astype(float)
-    e = claims.paired_metric_effect(generalise.map_loss, [perfect, perfect], [scores, scores], labels, resamples=200)
-    assert e.difference == pytest.approx(-(100 - 100 * (1 + 2 / 3) / 2)) and e.seeds == (2, 2)
-    assert not claims.paired_metric_effect(generalise.map_loss, [scores], [scores], labels, resamples=10).seed_spread
+    e = chains.metric_effect(generalise.map_loss, [perfect, perfect], [scores, scores], labels, resamples=200)
+    assert e.difference == pytest.approx(-(100 - 100 * (1 + 2 / 3) / 2)) and not e.decidable
+    # the chains held fixed (a sanity check): an interval over the images alone, even for one chain
+    assert chains.metric_effect(generalise.map_loss, [perfect], [scores], labels, fixed=True).high < 0
     with pytest.raises(ValueError, match="undefined"):  # four images: some draws hold no positive
-        claims.paired_metric_effect(generalise.map_loss, [scores[:4]], [scores[:4]], labels[:4], seed_sd=1.0)
+        chains.metric_effect(generalise.map_loss, [scores[:4]] * 3, [scores[:4]] * 3, labels[:4])
     with pytest.raises(ValueError, match="lists"):
-        claims.paired_metric_effect(generalise.map_loss, scores, [scores], labels)
+        chains.metric_effect(generalise.map_loss, scores, [scores], labels)
+    with pytest.raises(ValueError, match="same images"):
+        chains.metric_effect(generalise.map_loss, [scores[:39]] * 3, [scores] * 3, labels)
+    with pytest.raises(ValueError, match="pair them chain by chain"):
+        chains.metric_effect(generalise.map_loss, [scores], [scores, scores], labels)
+
+
+def test_splits_map_loss_is_the_mean_over_splits():
+    labels = np.tile([[1], [0], [1], [0]], (10, 1))
+    scores = np.tile([[0.9], [0.8], [0.7], [0.6]], (10, 1))
+    ones = np.ones((1, 40))
+    both = generalise.splits_map_loss(np.stack([scores, labels.astype(float)]), labels, ones)
+    assert both[0] == pytest.approx((generalise.map_loss(scores, labels, ones)[0] + 0.0) / 2)
 
 
 def test_novel_classes_are_new_pairs():

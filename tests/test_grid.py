@@ -29,13 +29,17 @@ def test_b_from_scratch_matches_b_5x5():
     assert (b.init, b.source, b.budget, b.train_S) == (b5.init, b5.source, b5.budget, b5.train_S)
 
 
-def test_seeds_start_at_the_profile_seed_and_are_distinct():
+def test_chains_start_at_the_profile_seed_and_are_distinct():
     prof = get_profile("ci")
-    assert grid.seeds(prof, 3) == [prof.seed, prof.seed + 1, prof.seed + 2]
+    assert grid.chain_seeds(prof) == [prof.seed]  # the ci book trains one chain
+    assert grid.chain_seeds(prof, 3) == [prof.seed, prof.seed + 1, prof.seed + 2]
+    assert grid.chain_seeds(prof.replace(chains=2)) == [prof.seed, prof.seed + 1]
     other = get_profile("ci", seed=prof.seed + 7)
-    assert grid.seeds(other, 1) == [prof.seed + 7]
-    with pytest.raises(ValueError, match="at least one seed"):
-        grid.seeds(prof, 0)
+    assert grid.chain_seeds(other, 1) == [prof.seed + 7]
+    with pytest.raises(ValueError, match="at least one chain"):
+        grid.chain_seeds(prof, 0)
+    with pytest.raises(ValueError, match="chains=0 must be >= 1"):
+        prof.replace(chains=0)
 
 
 def test_evaluation_uses_the_paper_test_scales_of_the_entry(monkeypatch):

@@ -146,7 +146,7 @@ def test_classification_system_puts_posteriors_in_sample_order(monkeypatch):
     post = torch.tensor([[0.1, 0.2, 0.7], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
     evaluated = dict(posteriors=post, indices=order, labels=torch.tensor([1, 2, 0]))
     asked = []
-    monkeypatch.setattr(grid, "checkpoint", lambda profile, name: asked.append(name) or "ckpt")
+    monkeypatch.setattr(grid, "checkpoint", lambda profile, name, seed=None: asked.append(name) or "ckpt")
     monkeypatch.setattr(
         loc_tables,
         "evaluate_cached",
@@ -168,7 +168,7 @@ def test_finetune_grid_uses_the_profiles_dropout_and_device(tmp_path, monkeypatc
     net = tiny_classifier(32, 3)
     path = tmp_path / "source.pt"
     checkpoints.save(dict(model=net.state_dict(), meta=checkpoints.model_meta(net, IDENTITY)), path)
-    monkeypatch.setattr(grid, "checkpoint", lambda profile, name: path)
+    monkeypatch.setattr(grid, "checkpoint", lambda profile, name, seed=None: path)
     images = {str(i): image(64, 72, i) for i in range(6)}
     samples = [FakeSample(str(i), i % 3, [[8, 8, 50, 40]]) for i in range(6)]
     moved = []

@@ -9,9 +9,9 @@ from vggrepro.experiments import claims, results
 from vggrepro.experiments.claims import FAILS, HOLDS, UNDECIDED
 
 
-def row(claim, paper, ours, verdict):
+def row(claim, paper, ours, verdict, chains=3):
     """A measured claim's row as a chapter saves it (only the fields the page reads)."""
-    return dict(claim=claim, paper=paper, ours=ours, verdict=verdict, kind="lower")
+    return dict(claim=claim, paper=paper, ours=ours, verdict=verdict, kind="lower", role="paper", chains=chains)
 
 
 def write_recorded(folder, notebook, claims):
@@ -34,8 +34,8 @@ def saved(tmp_path, monkeypatch):
         tmp_path / "results" / "claims_gpu",
         "01_architecture",
         [
-            {"claim": "depth", "paper": "7.0", "ours": "12.3", "verdict": HOLDS},
-            {"claim": "only on a GPU", "paper": "1.0", "ours": "2.0", "verdict": FAILS},
+            {"claim": "depth", "paper": "7.0", "ours": "12.3", "verdict": HOLDS, "chains": 3},
+            {"claim": "only on a GPU", "paper": "1.0", "ours": "2.0", "verdict": FAILS, "chains": 3},
         ],
     )
     return dict(runs=tmp_path / "runs", results=tmp_path / "results")
@@ -55,12 +55,15 @@ def test_gather_lines_up_profiles_claim_by_claim(saved):
         "notebook",
         "claim",
         "kind",
+        "role",
         "paper",
         "ci",
         "gpu",
         "imagenet",
         "verdict (ci)",
         "verdict (gpu)",
+        "chains (ci)",
+        "chains (gpu)",
     }
     assert (weights["kind"], depth["kind"]) == ("design", "lower")
     assert (depth["paper"], depth["ci"], depth["gpu"], depth["imagenet"]) == (
@@ -76,10 +79,11 @@ def test_gather_lines_up_profiles_claim_by_claim(saved):
     assert (gpu_only["ci"], gpu_only["gpu"], gpu_only["paper"]) == (results.ABSENT, "2.0", "1.0")
 
 
-def test_summary_counts_measured_claims_and_design_facts_apart(saved):
+def test_summary_counts_the_papers_claims_sanity_checks_and_design_facts_apart(saved):
+    runs.save_claims("ci", "07_localisation", [dict(row("the nets learn", "-", "x", HOLDS, chains=1), role="sanity")])
     rows = results.gather("ci", **saved)
     counts = {r["notebook"]: r for r in results.summary(rows, "ci")}
-    design = "design facts that hold"
+    design, sanity = "design facts that hold", "sanity checks that hold"
     assert counts["01_architecture"] == {
         "notebook": "01_architecture",
         HOLDS: 0,
@@ -87,8 +91,11 @@ def test_summary_counts_measured_claims_and_design_facts_apart(saved):
         UNDECIDED: 1,
         "not run": 1,
         "claims": 2,
+        "chains": "3",
+        sanity: "0 of 0",
         design: "1 of 1",
     }
+    assert counts["07_localisation"][sanity] == "1 of 1" and counts["07_localisation"]["claims"] == 0
     assert counts["all"] == {
         "notebook": "all",
         HOLDS: 0,
@@ -96,6 +103,8 @@ def test_summary_counts_measured_claims_and_design_facts_apart(saved):
         UNDECIDED: 1,
         "not run": 1,
         "claims": 3,
+        "chains": "3",
+        sanity: "1 of 1",
         design: "1 of 1",
     }
     gpu = {r["notebook"]: r for r in results.summary(rows, "gpu")}
@@ -127,6 +136,8 @@ def test_nothing_saved_yet_gives_empty_tables(tmp_path):
             UNDECIDED: 0,
             "not run": 0,
             "claims": 0,
+            "chains": "-",
+            "sanity checks that hold": "0 of 0",
             "design facts that hold": "0 of 0",
         }
     ]
@@ -177,7 +188,7 @@ def test_the_cpu_column_appears_once_the_cpu_scale_has_claims(saved):
     write_recorded(
         saved["results"] / "claims_cpu",
         "01_architecture",
-        [{"claim": "depth", "paper": "7.0", "ours": "20.5", "verdict": HOLDS}],
+        [{"claim": "depth", "paper": "7.0", "ours": "20.5", "verdict": HOLDS, "chains": 6}],
     )
     depth = next(r for r in results.gather("ci", **saved) if r["claim"] == "depth")
     assert (depth["cpu"], depth["verdict (cpu)"]) == ("20.5", HOLDS)
@@ -202,9 +213,10 @@ def test_the_matrix_has_one_short_row_per_claim_and_a_dash_where_no_run_is(saved
     by_id = {r["#"]: r for r in matrix}
     assert list(by_id) == ["1.1", "1.2", "1.3", "4.1", "6.1"]
     assert by_id["1.1"] == {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "-", "imagenet": "-"}
-    assert (by_id["1.2"]["ci"], by_id["1.2"]["gpu"]) == ("undecided", "holds")  # no effect recorded: the verdict alone
-    assert by_id["4.1"]["ci"] == "holds, -9.7 [-16.9, -2.6]"
-    assert (by_id["4.1"]["gpu"], by_id["6.1"]["gpu"], by_id["6.1"]["ci"]) == ("-", "-", "does not hold")
+    # no effect recorded: the verdict and the chains it rests on alone
+    assert (by_id["1.2"]["ci"], by_id["1.2"]["gpu"]) == ("undecided (3 chains)", "holds (3 chains)")
+    assert by_id["4.1"]["ci"] == "holds (3 chains), -9.7 [-16.9, -2.6]"
+    assert (by_id["4.1"]["gpu"], by_id["6.1"]["gpu"], by_id["6.1"]["ci"]) == ("-", "-", "does not hold (3 chains)")
     # the details: the whole claim, the paper's number and each run's as its chapter states it
     [depth] = [r for r in results.details("ci", **saved) if r["#"] == "4.1"]
     assert depth == {
@@ -234,6 +246,7 @@ def test_a_cpu_column_joins_the_matrix_once_recorded(saved):
                 "ours": "20.5 vs 30.1: -9.6 [-12.0, -7.2]",
                 "verdict": HOLDS,
                 "kind": "lower",
+                "chains": 6,
                 "effect": -9.6,
                 "low": -12.0,
                 "high": -7.2,
@@ -242,7 +255,7 @@ def test_a_cpu_column_joins_the_matrix_once_recorded(saved):
     )
     depth = next(r for r in results.matrix("ci", **saved) if r["claim"] == "depth")
     assert list(depth) == ["#", "claim", "ci", "cpu", "gpu", "imagenet"]
-    assert depth["cpu"] == "holds, -9.6 [-12.0, -7.2]"
+    assert depth["cpu"] == "holds (6 chains), -9.6 [-12.0, -7.2]"
     assert "`cpu` (1 of 1 chapters)" in results.runs_note(["01_architecture"], "ci", **saved)
 
 
@@ -267,7 +280,7 @@ def test_the_matrix_shows_whole_labels_and_effects_as_the_chapter_printed_them(t
     )
     dense, crop = results.matrix("ci", **where)
     assert (dense["claim"], crop["claim"]) == (f"{stem}: dense", f"{stem}: multi-crop")
-    assert (dense["ci"], crop["ci"]) == ("undecided, +3.4 [-8.3, +14.8]", "undecided, -1.6 [-13.0, +9.8]")
+    assert (dense["ci"], crop["ci"]) == ("undecided (3 chains), +3.4 [-8.3, +14.8]", "undecided (3 chains), -1.6")
 
 
 def test_the_matrix_as_html_keeps_each_effect_whole():
@@ -304,6 +317,7 @@ def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
                 "ours": "1.0 vs 2.0: -1.0 [-2.0, -0.1]",
                 "verdict": v,
                 "kind": "lower",
+                "chains": 3,
             }
             for k, v in verdicts.items()
         ]
@@ -327,3 +341,31 @@ def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
     assert groups["decided_here_only"][0]["cpu"].startswith("holds") and groups["disagree"][0]["ci"].startswith(
         "does not"
     )
+
+
+def test_a_table_decided_before_chains_is_withdrawn_and_said_so(saved):
+    write_recorded(
+        saved["results"] / "claims_cpu",
+        "04_single_scale",
+        [{"claim": "depth", "paper": "7.0", "ours": "-8.0 [-13.5, -2.5]", "verdict": HOLDS, "kind": "lower"}],
+    )
+    assert results.withdrawn("cpu", **saved) == ["04_single_scale"]
+    assert results.profile_claims("cpu", **saved) == {}
+    assert "cpu" not in results.shown_profiles("ci", **saved)
+
+
+def test_the_papers_claims_of_a_scale_are_held_to_holm(saved):
+    """Three tested claims at p = 0.01, 0.03 and 0.04: alone all three hold; Holm keeps the first
+    (0.03 < 0.05), then stops at the second (0.03 x 2 = 0.06). A sanity check is not in the family."""
+    tested = [dict(row(f"claim {k}", "-", "x", HOLDS), p=p) for k, p in enumerate((0.01, 0.03, 0.04))] + [
+        dict(row("the nets learn", "-", "x", HOLDS, chains=1), role="sanity", p=0.001)
+    ]
+    runs.save_claims("ci", "05_multi_scale", tested)
+    table = results.profile_claims("ci", **saved)["05_multi_scale"]
+    assert [r["verdict"] for r in table] == [HOLDS, UNDECIDED, UNDECIDED, HOLDS]
+    assert [r["verdict_alone"] for r in table] == [HOLDS] * 4
+    assert table[1]["reason"] == "Holm" and "not after Holm over 3 claims" in table[1]["why"]
+    assert results.family_size("ci", **saved) == 3
+    cells = {r["claim"]: r["ci"] for r in results.matrix("ci", **saved)}
+    assert cells["claim 1"] == "undecided (Holm; 3 chains)"
+    assert cells["the nets learn"] == "holds (sanity check; 1 chain)"

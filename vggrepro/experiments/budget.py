@@ -218,26 +218,28 @@ def training_seconds(
 
 
 def measured_estimate(
-    profile: Profile, rates: Rates, *, depth_seeds: int = 1, localisation_epochs: int = LOCALISATION_EPOCHS
+    profile: Profile, rates: Rates, *, depth_chains: int = 1, localisation_epochs: int = LOCALISATION_EPOCHS
 ) -> list[dict]:
     """Each notebook's training and evaluation minutes on the machine that measured ``rates``:
-    every epoch the profile allows (an upper bound), the extra seeds of chapter 4's depth claim
-    (``depth_seeds`` chains of A and D, the first trained in chapter 2), and the localisation
-    nets' epochs. Data generation, chapter 8's features and plots are not counted."""
+    every epoch the profile allows (an upper bound), for each of the profile's ``chains``, the
+    extra chains of chapter 4's depth claim (``depth_chains`` of A and D in all), and the
+    localisation nets' epochs. Data generation, chapter 8's features and plots are not counted."""
     n_val = profile.num_classes * profile.synth_val_per_class
+    k = profile.chains
+    extra = max(depth_chains, k) - k
     rows = []
     for ch in BOOK:
-        trains = [(name, 1) for name in ch.trains]
+        trains = [(name, k) for name in ch.trains]
         if ch.notebook == "04_single_scale":
-            trains += [(name, depth_seeds - 1) for name in ("A/256", "D/256")]
+            trains += [(name, extra) for name in ("A/256", "D/256")]
         train = 0.0
         for name, copies in trains:
             e = grid.entry(name)
             epochs = (profile.finetune_epochs if e.finetune else profile.epochs) * e.budget
             train += copies * training_seconds(e.config, profile, rates, epochs, e.trainable)
         for layers in ch.localisation:  # box regressors fine-tuned from D, no validation per epoch
-            train += training_seconds("D", profile, rates, localisation_epochs, layers, validate=False)
-        evaluation = sum(
+            train += k * training_seconds("D", profile, rates, localisation_epochs, layers, validate=False)
+        evaluation = k * sum(
             n_val
             * _forward_seconds(
                 grid.entry(name).config,
@@ -248,7 +250,7 @@ def measured_estimate(
             )
             for name, protocol, multi in ch.evaluations
         )
-        nets = len(ch.trains) + (2 * (depth_seeds - 1) if ch.notebook == "04_single_scale" else 0)
+        nets = k * len(ch.trains) + (2 * extra if ch.notebook == "04_single_scale" else 0)
         rows.append(
             dict(
                 notebook=ch.notebook,

@@ -2,7 +2,8 @@
 
 Every claim a chapter declares carries the same things besides its two arms: the notebook it is
 recorded under, the guard each arm of a trained system must pass (beat chance, or a pixel-blind
-box), for a dense arm the guard of reaching the same net's centre crop, and the paper's numbers,
+box), for a dense arm the guard of reaching the same net's centre crop (paired on the same chains),
+its role (the paper's claims, or sanity checks that this scale's nets learn), and the paper's numbers,
 read from the paper's table when the chapter's rows are that table's. A :class:`Chapter` holds
 them, and :meth:`Chapter.claim` builds each :class:`vggrepro.experiments.claims.Claim`, so that the
 chapters hold the claims' words and arms only.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..generalise import features
-from . import claims, grid, paper
+from . import chains, grid, paper
 from .claims import Claim, Guard, reaches_centre_crop
 
 
@@ -26,11 +27,12 @@ class Chapter:
 
     ``baseline`` is the error (%) every arm must beat, named ``baseline_name`` (chance, the
     pixel-blind box, a chance scorer); ``unguarded`` names the arms held to no baseline, those
-    that are baselines themselves (raw pixels, an untrained net, the pixel-blind box). An arm
-    whose label ends with ``reach`` (e.g. ``" dense"``) must also reach the centre-crop error of
-    its net, ``centre[net]``, where the net is the label's first word (``"D/256 dense"``: D/256),
-    measured ``where``. ``paper_table`` names the paper's table whose rows (config and training
-    S of an arm's grid entry) give a claim's paper numbers when the claim states none.
+    that are baselines themselves (raw pixels, an untrained net, the pixel-blind box). A dense
+    arm, a key of ``centre_of``, must also reach the centre crop of the same net, the arm it maps
+    to (``"D/256 dense"`` -> ``"D/256 centre"``), measured ``where``: one rule for every claim
+    with a dense arm, decided on the claim's chains. ``paper_table`` names the paper's table
+    whose rows (config and training S of an arm's grid entry) give a claim's paper numbers when
+    the claim states none.
     ``prefix`` starts every claim's text (``"Caltech-like: "``).
     """
 
@@ -38,21 +40,16 @@ class Chapter:
     baseline: float
     baseline_name: str = "chance"
     unguarded: tuple[str, ...] = ()
-    reach: str = ""
-    centre: Mapping[str, float] = field(default_factory=dict)
+    centre_of: Mapping[str, str] = field(default_factory=dict)
     where: str = "at the same Q"
     paper_table: str = ""
     prefix: str = ""
 
     def guards(self, a: str, b: str) -> list[Guard]:
         """The guards of a claim on arms ``a`` and ``b``: each arm but the unguarded against the
-        baseline, then each arm that must reach its net's centre crop against it."""
+        baseline, then each dense arm against the same net's centre crop."""
         guards = [Guard(arm, self.baseline, self.baseline_name) for arm in (a, b) if arm not in self.unguarded]
-        guards += [
-            reaches_centre_crop(arm, self.centre[net_of(arm)], self.where)
-            for arm in (a, b)
-            if self.reach and arm.endswith(self.reach)
-        ]
+        guards += [reaches_centre_crop(arm, self.centre_of[arm], self.where) for arm in (a, b) if arm in self.centre_of]
         return guards
 
     def paper_numbers(self, a: str, b: str) -> str:
@@ -78,10 +75,12 @@ class Chapter:
         paper_numbers: str | None = None,
         kind: str = "lower",
         margin: float | None = None,
+        role: str = "paper",
     ) -> Claim:
         """The claim ``text`` that arm ``a`` beats (or equals, or is no better than: ``kind``)
         arm ``b``, with the chapter's notebook and guards; ``paper_numbers`` read from the
-        chapter's paper table when not given."""
+        chapter's paper table when not given; ``role="sanity"`` for a check that this scale's
+        nets learn rather than a claim of the paper."""
         return Claim(
             self.prefix + text,
             a,
@@ -91,6 +90,7 @@ class Chapter:
             paper=paper_numbers or self.paper_numbers(a, b),
             notebook=self.notebook,
             guards=self.guards(a, b),
+            role=role,
         )
 
 
@@ -99,34 +99,25 @@ def net_of(arm: str) -> str:
     return arm.split()[0]
 
 
-def name_the_pick(rows: list[dict], marker: str = "better of the two") -> list[dict]:
-    """Rows whose claim sets an arm against ``marker`` ("the better of the two", picked on the
-    very images the claim is decided on) say which arm was picked, beside the numbers. In place;
-    the rows are returned."""
-    for r in rows:
-        if r["claim"].endswith(marker):
-            r["ours"] += f" ({r['b']} is the better here)"
-    return rows
-
-
-def decide_map(claim, runs: dict[str, list[np.ndarray]], labels, seed_sd: float | None = None) -> dict:
-    """A claim about mAP, decided as :meth:`vggrepro.Claim.decide` decides one about errors:
-    the effect on 100 - mAP (negative: ``a`` has the higher mAP) with its paired interval, each
-    guard's arm held to its baseline (100 - a chance scorer's mAP), and the same row."""
+def decide_map(claim, runs: Mapping[str, list[np.ndarray]], labels) -> dict:
+    """A claim about mAP, decided as :meth:`vggrepro.experiments.claims.Claim.decide` decides one
+    about errors: the effect on 100 - mAP (negative: ``a`` has the higher mAP) over the chains
+    (``runs[arm]`` holds per chain, in the same chain order for every arm, the scores of each SVM
+    split, (splits, images, classes): a chain's loss is the mean over its splits), each
+    guard's arm held to its baseline (100 - a chance scorer's mAP) in every chain, and the same row."""
     labels = np.asarray(labels)
-    effect = claims.paired_metric_effect(features.map_loss, runs[claim.a], runs[claim.b], labels, seed_sd=seed_sd)
-    result, why = claims.verdict(claim.kind, effect, claim.margin), []
+    fixed = claim.role == "sanity"
+    loss_of = features.splits_map_loss
+    effect = chains.metric_effect(loss_of, runs[claim.a], runs[claim.b], labels, fixed=fixed)
+    perfect = [labels.astype(float)[None]]  # a scorer that ranks every positive first: loss 0
+    why = []
     for g in claim.guards:
-        upper = claims.paired_metric_effect(
-            features.map_loss, runs[g.arm], [labels.astype(float)], labels, seed_sd=seed_sd or 0.0
-        ).high
-        if not upper < g.baseline:
-            result = claims.UNDECIDED
-            why.append(f"{g.arm} does not beat {g.name} ({100 - g.baseline:.1f} mAP): a failed run")
-    if not effect.seed_spread:
-        why.append("one split and no measured seed spread: undecided whatever the gap")
+        for k, scores in enumerate(runs[g.arm]):
+            mine = chains.metric_effect(loss_of, [scores], perfect, labels, fixed=True)
+            if not mine.high < g.baseline:
+                why.append(f"{g.arm} does not beat {g.name} ({100 - g.baseline:.1f} mAP) in chain {k}: a failed run")
+                break
     loss = [
-        float(np.mean([features.map_loss(s, labels, np.ones(len(labels)))[0] for s in runs[x]]))
-        for x in (claim.a, claim.b)
+        float(np.mean([loss_of(s, labels, np.ones((1, len(labels))))[0] for s in runs[x]])) for x in (claim.a, claim.b)
     ]
-    return claim.row(f"mAP {100 - loss[0]:.1f} vs {100 - loss[1]:.1f}", (loss[0], loss[1]), effect, result, why)
+    return claim.judge(effect, f"mAP {100 - loss[0]:.1f} vs {100 - loss[1]:.1f}", (loss[0], loss[1]), why)

@@ -118,11 +118,13 @@ def test_scales_of(profile: Profile, train_S, multi: bool) -> list[int]:
     return TrainScale.parse(train_S).Q(multi, profile)
 
 
-def seeds(profile: Profile, n: int) -> list[int]:
-    """``n`` training seeds for an arm that pools over seeds: the profile's own, then the next ones
-    (a replication with another profile seed gets its own, on its own data)."""
+def chain_seeds(profile: Profile, n: int | None = None) -> list[int]:
+    """The training seeds of ``n`` chains (default: the profile's ``chains``): the profile's own seed,
+    then the next ones. Every chain trains on the same data (the profile's seed makes the data);
+    chain k's nets all start from chain k's A."""
+    n = profile.chains if n is None else n
     if n < 1:
-        raise ValueError(f"seeds: n={n}; an arm needs at least one seed")
+        raise ValueError(f"chains: n={n}; a claim needs at least one chain")
     return [profile.seed + k for k in range(n)]
 
 

@@ -47,10 +47,11 @@ def finetune_grid(
     lr: float | None = None,
     device: str | None = None,
     load_image: Callable | None = None,
-    progress: bool = False,
+    seed: int | None = None,
 ) -> LocNets:
     """Fine-tune (or re-use) every localisation net of the grid from its classification entry
-    (trained when missing), on ``samples``, with the profile's batch, seed and dropout.
+    (trained when missing), on ``samples``, with the profile's batch, seed and dropout; ``seed``:
+    chain ``seed``'s nets, each started from that chain's classification net.
 
     The fc-only runs from one classification net see the same crops through the same frozen convs:
     their pool5 outputs are computed once and shared (the same numbers either way)."""
@@ -58,14 +59,14 @@ def finetune_grid(
     names = list(grid.LOC_GRID) if names is None else list(names)
     sources: dict[str, Source] = {}
     out = LocNets({}, {}, {})
-    runtime = Runtime(device=device, cache=True, load_image=load_image, shared={}, progress=progress)
+    runtime = Runtime(device=device, cache=True, load_image=load_image, shared={}, progress=False)
     for name in names:
         x = grid.loc_entry(name)
         if x.source not in sources:
-            net, meta = checkpoints.model_from_checkpoint(grid.checkpoint(profile, x.source))
+            net, meta = checkpoints.model_from_checkpoint(grid.checkpoint(profile, x.source, seed))
             sources[x.source] = Source(net.to(device), checkpoints.preprocess_of(meta), x.source)
         settings = FinetuneSettings.of_profile(
-            profile, x.kind, x.layers, grid.scale_of(profile, x.train_S), epochs=epochs, lr=lr
+            profile, x.kind, x.layers, grid.scale_of(profile, x.train_S), epochs=epochs, lr=lr, seed=seed
         )
         out.nets[name], out.results[name] = finetune(
             sources[x.source], settings, samples, profile_name=profile.name, runtime=runtime
@@ -157,11 +158,13 @@ class Classifier:
     top5_err: float
 
 
-def classification_system(profile: Profile, samples: Sequence, *, device: str | None = None) -> Classifier:
-    """:data:`vggrepro.experiments.grid.LOC_CLASSIFIER` evaluated densely at its multi-scale Q (cached), its
-    posteriors put back in the order of ``samples``."""
+def classification_system(
+    profile: Profile, samples: Sequence, *, device: str | None = None, seed: int | None = None
+) -> Classifier:
+    """:data:`vggrepro.experiments.grid.LOC_CLASSIFIER` (of chain ``seed``) evaluated densely at its
+    multi-scale Q (cached), its posteriors put back in the order of ``samples``."""
     device = device or profile.resolved_device()
-    path = grid.checkpoint(profile, grid.LOC_CLASSIFIER)
+    path = grid.checkpoint(profile, grid.LOC_CLASSIFIER, seed)
     scales = grid.test_scales_of(profile, grid.entry(grid.LOC_CLASSIFIER).train_S, True)
     result = evaluate_cached(path, profile, Protocol("dense", scales))
     posteriors = torch.zeros_like(result["posteriors"])

@@ -5,6 +5,12 @@ Each notebook ends by saving its claims table (:func:`vggrepro.core.runs.save_cl
 GPU, the ``imagenet`` profile on ILSVRC-2012) is recorded by committing those files under
 ``results/claims_<profile>/``. This module reads both and lines the claims up side by side; it
 copies no number, so the page always says what the saved runs say.
+
+Two things happen on the way, and the page says both. The paper's claims of one scale are held
+together to Holm's 5% (:func:`controlled`): a chapter's verdict is its claim's alone, and one that
+does not survive the control over all the scale's tested claims reads undecided here, with "Holm"
+as its reason. And a table recorded before verdicts rested on chains (its rows name no chains: one
+seed per arm and a borrowed seed spread) is withdrawn, not shown (:func:`withdrawn`).
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from pathlib import Path
 
 from ..core.metrics import TOP1, TOP5
 from ..core.profiles import NAMES
-from ..core.runs import REPO, claims_folder, load_claims, read_recorded
-from .claims import FAILS, HOLDS, UNDECIDED
+from ..core.runs import REPO, load_claims, read_recorded
+from .chains import holm
+from .claims import ALPHA, FAILS, HOLDS, UNDECIDED
 
 #: Profiles that get a column on the results page only once they have claims (a run on this machine,
 #: or a table committed under results/): the `cpu` evidence scale takes two hours, and until it has
@@ -42,13 +49,9 @@ def shown_profiles(
     the page's own, every profile not in :data:`COLUMN_ONCE_RECORDED`, and those that have claims."""
 
     def recorded(p: str) -> bool:
-        return (results or results_root()).joinpath(f"claims_{p}").is_dir() or claims_folder(p, root=runs).is_dir()
+        return bool(profile_claims(p, runs=runs, results=results))
 
     return tuple(p for p in NAMES if p == page or p not in COLUMN_ONCE_RECORDED or recorded(p))
-
-
-#: The results page's profile columns, as this checkout has them (book/09_results.py reads it).
-PROFILES = shown_profiles()
 
 
 def recorded(pattern: str, *, root: Path | None = None) -> list[tuple[Path, dict]]:
@@ -98,16 +101,58 @@ def _read_claims(folder: Path) -> dict[str, list[dict]]:
     return found
 
 
-def profile_claims(
-    profile_name: str, *, runs: Path | None = None, results: Path | None = None
-) -> dict[str, list[dict]]:
-    """A profile's claims tables by notebook: those recorded in ``results/claims_<profile>/``,
-    replaced by this machine's own ``runs/<profile>/claims/`` where it has made them."""
-    if profile_name not in NAMES:
-        raise ValueError(f"unknown profile {profile_name!r}; choose one of {', '.join(NAMES)}")
+def _before_chains(table: list[dict]) -> bool:
+    """A table whose measured claims were decided before chains: one seed, a borrowed spread."""
+    return any(r.get("kind") != "design" and "chains" not in r for r in table)
+
+
+def _saved(profile_name: str, runs: Path | None, results: Path | None) -> dict[str, list[dict]]:
     found = _read_claims((results or results_root()) / f"claims_{profile_name}")
     found.update(load_claims(profile_name, root=runs))
     return dict(sorted(found.items()))
+
+
+def withdrawn(profile_name: str, *, runs: Path | None = None, results: Path | None = None) -> list[str]:
+    """The notebooks whose saved table for ``profile_name`` was decided before verdicts rested on
+    chains: the page leaves them out and says so."""
+    return [nb for nb, table in _saved(profile_name, runs, results).items() if _before_chains(table)]
+
+
+def controlled(tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The tables of one scale with the paper's claims held together to Holm's 5%: every claim
+    of role "paper" with a p-value is in the family; one whose Holm-adjusted p-value is not below
+    5% reads undecided, its reason "Holm", and keeps its own verdict as ``verdict_alone``. Sanity
+    checks and design facts are not in the family. New rows; the tables are not changed."""
+    family = [(nb, i) for nb, rows in tables.items() for i, r in enumerate(rows) if _tested(r)]
+    adjusted = dict(zip(family, holm([tables[nb][i]["p"] for nb, i in family])))
+    out = {}
+    for nb, rows in tables.items():
+        out[nb] = []
+        for i, r in enumerate(rows):
+            r = dict(r, verdict_alone=r["verdict"])
+            if (nb, i) in adjusted:
+                r["p_holm"] = adjusted[nb, i]
+                if r["verdict"] != UNDECIDED and not adjusted[nb, i] < ALPHA:
+                    r.update(verdict=UNDECIDED, reason="Holm")
+                    r["why"] = "; ".join(x for x in (r.get("why"), f"not after Holm over {len(family)} claims") if x)
+            out[nb].append(r)
+    return out
+
+
+def _tested(row: dict) -> bool:
+    return row.get("role", "paper") == "paper" and row.get("kind") != "design" and row.get("p") is not None
+
+
+def profile_claims(
+    profile_name: str, *, runs: Path | None = None, results: Path | None = None
+) -> dict[str, list[dict]]:
+    """A profile's claims tables by notebook, as the page shows them: those recorded in
+    ``results/claims_<profile>/``, replaced by this machine's own ``runs/<profile>/claims/`` where
+    it has made them, without the :func:`withdrawn` ones, and :func:`controlled`."""
+    if profile_name not in NAMES:
+        raise ValueError(f"unknown profile {profile_name!r}; choose one of {', '.join(NAMES)}")
+    found = _saved(profile_name, runs, results)
+    return controlled({nb: table for nb, table in found.items() if not _before_chains(table)})
 
 
 def _lined_up(profile_name: str, runs: Path | None, results: Path | None):
@@ -147,12 +192,15 @@ def gather(profile_name: str = "ci", *, runs: Path | None = None, results: Path 
     rows = []
     for notebook, text, first, per in lined:
         row = dict(notebook=notebook, claim=text, kind=first.get("kind", "measured"), paper=first["paper"])
-        verdicts = {}
+        row["role"] = first.get("role", "design" if row["kind"] == "design" else "paper")
+        verdicts, chains = {}, {}
         for p in shown:
             match = per[p]
             row[p] = NOT_RECORDED if match is None else ABSENT if match is ABSENT else match["ours"]
             verdicts[p] = row[p] if match is None or match is ABSENT else match["verdict"]
+            chains[p] = match.get("chains") if isinstance(match, dict) else None
         row.update({f"verdict ({p})": verdicts[p] for p in judged})
+        row.update({f"chains ({p})": chains[p] for p in judged})
         rows.append(row)
     return rows
 
@@ -163,23 +211,32 @@ def gather(profile_name: str = "ci", *, runs: Path | None = None, results: Path 
 DASH = "-"
 SHORT_VERDICT = {HOLDS: "holds", FAILS: "does not hold", UNDECIDED: "undecided"}
 #: An effect with its interval as vggrepro.experiments.claims writes it into a claim's "ours": "-9.7 [-16.9, -2.6]".
-EFFECT = re.compile(r"[+-]?\d+(?:\.\d+)? \[[+-]?\d+(?:\.\d+)?, [+-]?\d+(?:\.\d+)?\]")
+EFFECT = re.compile(r"[+-]?\d+(?:\.\d+)? \[(?:[+-]?\d+(?:\.\d+)?, [+-]?\d+(?:\.\d+)?|no interval: \d+ chains?)\]")
 
 
 def cell(claim: dict | None | str) -> str:
-    """A profile's short cell for one claim: ``"holds, -9.7 [-16.9, -2.6]"`` (the verdict, then the
-    effect with its 95% interval), ``"holds (exact)"`` for a design fact, :data:`DASH` without a row."""
+    """A profile's short cell for one claim: the verdict, what it rests on or what stopped it, then
+    the effect with its 95% interval: ``"holds (3 chains), -9.7 [-16.9, -2.6]"``,
+    ``"undecided (1 chain), +2.0 [no interval: 1 chain]"``, ``"undecided (Holm; 3 chains), ..."``;
+    ``"holds (exact)"`` for a design fact, :data:`DASH` without a row."""
     if not isinstance(claim, dict):
         return DASH
     verdict = SHORT_VERDICT.get(claim["verdict"], claim["verdict"])
     if claim.get("kind") == "design":
         return f"{verdict} (exact)"
+    k = claim.get("chains")
+    rests = f"{k} chain{'s' * (k != 1)}" if isinstance(k, int) else ""
+    reason = claim.get("reason", "") if claim["verdict"] == UNDECIDED else ""
+    if claim.get("role") == "sanity":
+        reason = "; ".join(x for x in ("sanity check", reason) if x)
+    detail = "; ".join(x for x in dict.fromkeys((reason, rests)) if x)
+    verdict += f" ({detail})" if detail else ""
     # the effect as the chapter printed it (the saved numbers are rounded once more: 4.05 vs "+4.1")
     shown = EFFECT.search(str(claim.get("ours", "")))
     if shown:
         return f"{verdict}, {shown[0]}"
-    if all(isinstance(claim.get(k), (int, float)) for k in ("effect", "low", "high")):
-        return f"{verdict}, {claim['effect']:+.1f} [{claim['low']:+.1f}, {claim['high']:+.1f}]"
+    if isinstance(claim.get("effect"), (int, float)):
+        return f"{verdict}, {claim['effect']:+.1f}"
     return verdict
 
 
@@ -263,26 +320,37 @@ def runs_note(
 
 
 def summary(rows: Sequence[dict], profile_name: str = "ci") -> list[dict]:
-    """How many measured claims hold, do not hold or are undecided under ``profile_name``, and how many
-    design facts (checked exactly, counted apart) hold: one row per notebook and a last row ``all``.
-    A claim without a verdict under that profile counts as not run."""
-    column = f"verdict ({profile_name})"
+    """How many of the paper's claims hold, do not hold or are undecided under ``profile_name``
+    (after Holm), with the fewest and most chains they rest on; and, counted apart, how many
+    sanity checks (this scale's nets learn) and design facts (checked exactly) hold: one row per
+    notebook and a last row ``all``. A claim without a verdict under that profile counts as not run."""
+    column, chains = f"verdict ({profile_name})", f"chains ({profile_name})"
     out = []
     for notebook in [*dict.fromkeys(r["notebook"] for r in rows), "all"]:
         mine = [r for r in rows if notebook in ("all", r["notebook"])]
-        measured = [r.get(column, NOT_RECORDED) for r in mine if r.get("kind") != "design"]
-        design = [r.get(column, NOT_RECORDED) for r in mine if r.get("kind") == "design"]
-        counts = {v: measured.count(v) for v in VERDICTS}
-        counts["not run"] = sum(v not in VERDICTS for v in measured)
+        claims = [r.get(column, NOT_RECORDED) for r in mine if r.get("role") == "paper"]
+        counts = {v: claims.count(v) for v in VERDICTS}
+        counts["not run"] = sum(v not in VERDICTS for v in claims)
+        ks = [r[chains] for r in mine if r.get("role") == "paper" and isinstance(r.get(chains), int)]
+        apart = {}
+        for role, name in (("sanity", "sanity checks that hold"), ("design", "design facts that hold")):
+            got = [r.get(column, NOT_RECORDED) for r in mine if r.get("role") == role]
+            apart[name] = f"{got.count(HOLDS)} of {len(got)}"
         out.append(
             dict(
                 notebook=notebook,
                 **counts,
-                claims=len(measured),
-                **{"design facts that hold": f"{design.count(HOLDS)} of {len(design)}"},
+                claims=len(claims),
+                chains=(f"{min(ks)}" if min(ks) == max(ks) else f"{min(ks)}-{max(ks)}") if ks else DASH,
+                **apart,
             )
         )
     return out
+
+
+def family_size(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> int:
+    """How many of the paper's claims of a scale were tested (had an interval): Holm's family."""
+    return sum(_tested(r) for table in _saved(profile_name, runs, results).values() for r in table)
 
 
 def claiming(notebooks: Sequence[str | Path]) -> list[str]:
@@ -322,7 +390,9 @@ def what_scale_decides(
     }
     for i, (_, text, first, per) in zip(ids, lined):
         big, small = per.get(larger), per.get(smaller)
-        if first.get("kind") == "design" or not isinstance(big, dict) or not isinstance(small, dict):
+        if first.get("role", "paper") != "paper" or first.get("kind") == "design":
+            continue
+        if not isinstance(big, dict) or not isinstance(small, dict):
             continue
         decided = (big["verdict"] != UNDECIDED, small["verdict"] != UNDECIDED)
         group = {

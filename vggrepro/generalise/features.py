@@ -325,6 +325,11 @@ def map_loss(scores, labels, counts) -> np.ndarray:
     """100 - mAP for each row of ``counts`` (how often each image is drawn): a bootstrap's mAPs in
     one pass, equal to :func:`mean_ap` with those sample weights (ties are one threshold, as
     scikit-learn's). Classes without a positive in a draw are left out of its mean."""
+    if len(scores) != len(labels) or np.shape(counts)[-1] != len(labels):
+        raise ValueError(
+            f"scores of {len(scores)} images, labels of {len(labels)}, counts of {np.shape(counts)[-1]}: "
+            "a paired comparison needs the same images"
+        )
     counts = np.atleast_2d(counts).astype(np.float64)
     aps = np.full((len(counts), labels.shape[1]), np.nan)
     for c in range(labels.shape[1]):
@@ -342,3 +347,9 @@ def map_loss(scores, labels, counts) -> np.ndarray:
     with warnings.catch_warnings():  # a draw without any positive is NaN (the caller says so)
         warnings.simplefilter("ignore", RuntimeWarning)
         return 100.0 - 100.0 * np.nanmean(aps, axis=1)
+
+
+def splits_map_loss(by_split, labels, counts) -> np.ndarray:
+    """:func:`map_loss` averaged over the splits of one chain: ``by_split`` holds each split's
+    scores (splits, images, classes). The splits are measured inside a chain, as its mean."""
+    return np.mean([map_loss(scores, labels, counts) for scores in by_split], axis=0)
