@@ -348,7 +348,7 @@ CHAINS = grid.chain_seeds(prof)  # the training seeds of the profile's chains
 
 
 def centre_arm(name):
-    """A net's centre-crop errors in every chain: chain k's D starts from chain k's A."""
+    """A net's centre-crop errors in every chain (chain k's D starts from its A)."""
     by_chain = {s: grid.evaluation(prof, name, "centre", seed=s) for s in CHAINS}
     return claims.arm_of_evals(name, by_chain)
 

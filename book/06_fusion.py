@@ -474,8 +474,8 @@ def top1_errors(posteriors):
 
 
 def chain_systems(seed):
-    """Chain ``seed``'s systems (fusions, the best member, the better single net) as per-image
-    top-1 errors, and which single nets were picked."""
+    """Chain ``seed``'s systems (fusions, the best member, the better single net)
+    as per-image top-1 errors, and which single nets were picked."""
     both_s = {
         n: grid.evaluation(prof, n, "both", multi=True, seed=seed) for n in JITTERED
     }

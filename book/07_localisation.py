@@ -473,8 +473,9 @@ blind2 = min(E.GUESSES, key=lambda g: guess5[g])  # and protocol 2
 
 
 def chain_runs(seed):
-    """Chain ``seed``'s per-image results: protocol 1's nets, protocol 2's systems, and protocol 2's
-    pixel-blind box (it takes the chain's classes); protocol 1's boxes look at no net."""
+    """Chain ``seed``'s per-image results: protocol 1's nets, protocol 2's systems,
+    and protocol 2's pixel-blind box (it takes the chain's classes); protocol 1's
+    boxes look at no net."""
     if seed == prof.seed:  # the chain shown above
         return right1, right, guess5_right[blind2]
     nets = T.finetune_grid(
@@ -510,8 +511,9 @@ arms |= {
 arms[f"P2 pixel-blind ({blind2})"] = arm(blind2, lambda r1, r2, g5: g5)
 
 
-# every system must beat the better pixel-blind box of its protocol; a dense system must
-# also reach the same system applied to the central crop only (the one rule for dense arms)
+# every system must beat the better pixel-blind box of its protocol; a dense system
+# must also reach the same system applied to the central crop only (the one rule for
+# dense arms)
 protocol = {
     1: chapter_claims.Chapter(
         "07_localisation",

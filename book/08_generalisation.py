@@ -190,7 +190,7 @@ print(f"Q (Caltech): {Q_CALTECH}; Q (VOC): {Q_VOC}")
 
 
 def nets_of(seed):
-    """Chain ``seed``'s nets, each with its preprocessing: D, E, A and an untrained D."""
+    """Chain ``seed``'s nets with their preprocessing: D, E, A and an untrained D."""
     out = {}
     for label, name in (("D", "D/jit"), ("E", "E/jit"), ("A", "A/256")):
         path = grid.checkpoint(prof, name, seed)
@@ -466,8 +466,9 @@ CHAINS = grid.chain_seeds(prof)
 
 
 def chain_results(seed):
-    """Chain ``seed``'s Caltech-like errors (per representation: splits x images) and VOC-like
-    scores (per representation: one array per split), on the same splits as every chain."""
+    """Chain ``seed``'s Caltech-like errors (per representation: splits x images)
+    and VOC-like scores (per representation: one array per split), on the same
+    splits as every chain."""
     if seed == prof.seed:  # the chain shown above
         return caltech_errors, voc_scores
     per = protocols.descriptors(nets_of(seed), test_and_pool, scales)
@@ -488,7 +489,7 @@ caltech_arms = {
 
 
 def better_of(pairs, pick):
-    """Per chain, the better of D and E (``pick`` of the chain's two), and its values."""
+    """Per chain, the better of D and E (``pick`` of the two), and its values."""
     picked = [pick(s, pairs) for s in CHAINS]
     return picked, [pairs[s][p] for s, p in zip(CHAINS, picked)]
 

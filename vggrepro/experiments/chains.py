@@ -135,18 +135,20 @@ def _combine(mean: float, chain_means: np.ndarray, image_term: float, n: int, le
 
 
 def chain_effect(x, level: float = LEVEL) -> ChainEffect:
-    """The effect and interval of a claim from its paired differences ``x`` (chains, images): row k
-    is chain k's arm a minus arm b, image by image, on the same images in every chain."""
+    """The effect and interval of a claim from its paired differences ``x`` (chains,
+    images): row k is chain k's arm a minus arm b, image by image, on the same images
+    in every chain."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 2:
-        raise ValueError(f"paired differences of shape {x.shape}: give (chains, images) with at least 2 images")
+        want = "give (chains, images) with at least 2 images"
+        raise ValueError(f"paired differences of shape {x.shape}: {want}")
     if not np.isfinite(x).all():
-        raise ValueError("paired differences hold NaN or inf: a run scored an image it did not see")
+        raise ValueError("paired differences hold NaN or inf: an image was not scored")
     k, n = x.shape
     mean = float(x.mean())
     chain_means, image_means = x.mean(axis=1), x.mean(axis=0)
     s_e2 = 0.0
-    if k >= 2:  # the interaction, measured; with one chain it stays inside the image term
+    if k >= 2:  # the interaction, measured; with one chain it stays in the image term
         residual = x - chain_means[:, None] - image_means[None, :] + mean
         s_e2 = float((residual**2).sum()) / ((k - 1) * (n - 1))
     image_term = max(float(image_means.var(ddof=1)) - s_e2 / k, 0.0) / n
@@ -166,37 +168,51 @@ def images_only(x, level: float = LEVEL) -> ChainEffect:
     return ChainEffect(mean, mean - half, mean + half, x.shape[0], n, None, se, float(n - 1))
 
 
-def metric_effect(metric_fn, a_runs, b_runs, labels, *, fixed: bool = False, resamples: int = 2000) -> ChainEffect:
+def metric_effect(
+    metric_fn,
+    a_runs,
+    b_runs,
+    labels,
+    *,
+    fixed: bool = False,
+    resamples: int = 2000,
+) -> ChainEffect:
     """:func:`chain_effect` for a loss that is not a mean over images, e.g. 100 - mAP.
 
-    ``a_runs`` and ``b_runs`` hold one score array (images first) per chain, in the same chain
-    order. ``metric_fn(scores, labels, counts)`` returns one loss per row of ``counts``, an
-    (R, images) array of how many times each image is drawn (ones: the whole set). The chain term
-    is the spread of the chains' differences on the whole set; the image term the variance of the
-    chain-averaged difference over a paired bootstrap of the images (the same draws for both arms
-    and every chain), which keeps the interaction in both terms: a little wide, never short.
+    ``a_runs`` and ``b_runs`` hold one score array per chain, in the same chain order.
+    ``metric_fn(scores, labels, counts)`` returns one loss per row of ``counts``, an
+    (R, images) array of how many times each image is drawn (ones: the whole set).
+    The chain term is the spread of the chains' differences on the whole set; the image
+    term the variance of the chain-averaged difference over a paired bootstrap of the
+    images (the same draws for both arms and every chain), which keeps the interaction
+    in both terms: a little wide, never short. ``fixed``: the chains held fixed, an
+    interval over the images alone (as :func:`images_only`).
     """
-    if not (isinstance(a_runs, (list, tuple)) and isinstance(b_runs, (list, tuple)) and a_runs):
-        raise ValueError("a_runs and b_runs must be lists of score arrays, one per chain (a list even for one)")
+    pairs = list(zip(a_runs, b_runs)) if isinstance(a_runs, (list, tuple)) else []
+    if not (pairs and isinstance(b_runs, (list, tuple))):
+        raise ValueError("a_runs and b_runs must be lists of scores, one per chain")
     if len(a_runs) != len(b_runs):
-        raise ValueError(f"the arms hold {len(a_runs)} and {len(b_runs)} chains: pair them chain by chain")
-    n = len(labels)  # the metric scores each run on these images (it refuses scores of other images)
-    rng = np.random.Generator(np.random.PCG64(0))  # the same draws for every claim: the same bits anywhere
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
-    ones = np.ones((1, n), np.int64)
-    whole = np.array(
-        [float(metric_fn(a, labels, ones)[0] - metric_fn(b, labels, ones)[0]) for a, b in zip(a_runs, b_runs)]
-    )
-    drawn = np.mean(
-        [metric_fn(a, labels, counts) - metric_fn(b, labels, counts) for a, b in zip(a_runs, b_runs)], axis=0
-    )
+        k = f"{len(a_runs)} and {len(b_runs)} chains"
+        raise ValueError(f"the arms hold {k}: pair them chain by chain")
+    n = len(labels)  # the metric refuses scores of other images
+    rng = np.random.Generator(np.random.PCG64(0))  # the same draws for every claim
+    draws = [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)]
+    counts, ones = np.stack(draws), np.ones((1, n), np.int64)
+
+    def gap(a, b, weights):  # arm a's loss minus arm b's, per row of weights
+        return metric_fn(a, labels, weights) - metric_fn(b, labels, weights)
+
+    whole = np.array([float(gap(a, b, ones)[0]) for a, b in pairs])
+    drawn = np.mean([gap(a, b, counts) for a, b in pairs], axis=0)
     if not np.isfinite(drawn).all():
-        raise ValueError("the metric is undefined on some bootstrap draws (e.g. no positive image): too few images")
+        why = "e.g. no positive image: too few images"
+        raise ValueError(f"the metric is undefined on some bootstrap draws ({why})")
     mean, image_var = float(whole.mean()), float(np.var(drawn, ddof=1))
-    if fixed:
-        half = float(stats.t.ppf(0.5 + LEVEL / 2, n - 1)) * math.sqrt(image_var)
-        return ChainEffect(mean, mean - half, mean + half, len(whole), n, None, math.sqrt(image_var), float(n - 1))
-    return _combine(mean, whole, image_var, n, LEVEL)
+    if not fixed:
+        return _combine(mean, whole, image_var, n, LEVEL)
+    se = math.sqrt(image_var)
+    half = float(stats.t.ppf(0.5 + LEVEL / 2, n - 1)) * se
+    return ChainEffect(mean, mean - half, mean + half, len(whole), n, None, se, n - 1.0)
 
 
 def holm(p_values) -> list[float]:

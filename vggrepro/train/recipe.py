@@ -59,7 +59,9 @@ class Settings:
     def key(self, profile: Profile) -> dict:
         """The run's identity: these settings plus every profile knob that changes the result."""
         scale = list(self.scale.S()) if self.scale.jittered else self.scale.S()
-        knobs = {k: v for k, v in profile.as_dict().items() if k not in ("workers", "notes", "device", "name")}
+        # how many chains a book trains changes no single net (its seed does): not in the key
+        ignored = ("workers", "notes", "device", "name", "chains")
+        knobs = {k: v for k, v in profile.as_dict().items() if k not in ignored}
         if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed,
             knobs["data_root"] = FORMAT
         key = dict(
