@@ -190,12 +190,15 @@ print(
 # 2,400 validation images. Its first run (`results/claims_cpu/`, `results/runs_cpu/`) decided its
 # claims with one seed per arm and a seed spread borrowed from A and D; those verdicts are
 # withdrawn above, and the scale is being redone as recorded chains, each a whole replication of
-# the grid, with the confounds that run exposed removed. Its record still shows one of them: the
-# nets that start from another (S = 384 from S = 256, the scale-jittered nets from S = 384) ended
-# far worse than the nets they started from, on their own validation crops (centre crops at their
-# own scale), after `finetune_epochs` of fine-tuning. A claim that compares such a net says more
-# about that collapse than about scale jittering. Once chains are recorded, the groups below
-# compare the two scales claim by claim.
+# the grid, with the confounds that run exposed removed. Two of them are measured already
+# (`python scripts/probe_cpu.py`, recorded in `results/cpu_probe.json`). The nets fine-tuned at
+# S = 384 seemed to collapse, because the first record set each net's error on its own
+# validation crops side by side: a centre crop at Q = S, which at the larger S holds only the
+# middle of a larger object. Set on the same Q, they do not: the fine-tuned D beats the D it
+# started from at the larger Q and nearly matches it at the smaller. And no net had converged:
+# after 30 epochs A and D were still improving, their lr never cut, while E's lr was cut at epoch
+# 17 after a one-epoch spike of its loss, so E's "failure" is its schedule's, not its depth's.
+# Once chains are recorded, the groups below compare the two scales claim by claim.
 
 # %% tags=["hide-input"]
 GROUPS = {
@@ -215,24 +218,32 @@ else:
     display(Markdown("No `cpu` chain is recorded under the new statistics yet."))
 
 # %% tags=["hide-input"]
-record = results.results_root() / "runs_cpu" / "nets.json"
-if record.exists():
-    nets = runs.read_recorded(record)["nets"]
-    by_run = {n["run"]: n for n in nets}
-    rows = [
+probe = results.results_root() / "cpu_probe.json"
+if probe.exists():
+    nets = runs.read_recorded(probe)["nets"]
+    table = pd.DataFrame(
         {
-            "net": n["config"],
-            "S (pixels)": str(n["scale"]),
-            "epochs": n["epochs"],
-            "top-1 error (%)": round(n["top1_err"], 1),
-            "started from S": str(by_run[n["started_from"]]["scale"]),
-            "its error (%)": round(by_run[n["started_from"]]["top1_err"], 1),
+            name: {"trained at S": n["train_S"], **n["at_Q"], "epochs": n["epochs"]}
+            for name, n in nets.items()
         }
-        for n in nets
-        if n["init"] == "checkpoint" and n["started_from"] in by_run
-    ]
+    ).T
+    display(Markdown("Top-1 error (%) of each `cpu` net under the same protocols:"))
+    display(table)
+    curves = pd.DataFrame(
+        {
+            name: {c["epoch"]: c["top1_err"] for c in n["curve"]}
+            for name, n in nets.items()
+        }
+    )
+    cut = {
+        name: next(
+            (c["epoch"] for c in n["curve"] if c["lr"] < n["curve"][0]["lr"]), None
+        )
+        for name, n in nets.items()
+    }
+    display(Markdown(f"The first epoch at a lower lr, by net (None: never cut): {cut}"))
+    display(curves.loc[[10, 15, 20, 25, 30], ["A/256", "D/256", "E/256"]])
+else:
     display(
-        pd.DataFrame(rows).set_index("net")
-        if rows
-        else Markdown("No fine-tuned net in the record.")
+        Markdown("The `cpu` probe is not recorded here (`results/cpu_probe.json`).")
     )
