@@ -115,8 +115,16 @@ def fuse_saved(paths: Sequence[str | Path], protocol: str = "both") -> dict[str,
         raise ValueError("fusion needs at least one saved evaluation")
     saved = [load_posteriors(_posteriors_file(p)) for p in paths]
     for path, s in zip(paths[1:], saved[1:]):
+        # the same images, and the same labels for them: fusion is scored against the first's labels
+        # (an evaluation on a set whose classes are numbered otherwise would fuse unlike classes)
         if not torch.equal(s["indices"], saved[0]["indices"]):
             fix = "evaluate every net on the same set"
             raise ValueError(f"{path} and {paths[0]} saw different images: {fix}")
+        if not torch.equal(s["labels"], saved[0]["labels"]):
+            n = int((s["labels"] != saved[0]["labels"]).sum())
+            raise ValueError(
+                f"{path} and {paths[0]} label {n} of the same {len(s['labels'])} images differently (another "
+                "data set, or its classes in another order): evaluate every net on the same data set"
+            )
     fused = fuse([posterior_of(s, protocol) for s in saved])
     return top_errors(fused, saved[0]["labels"])
