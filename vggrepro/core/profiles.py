@@ -122,7 +122,8 @@ class Profile:
             else:
                 ok = any(_of(value, kinds[t]) for t in names)
             if not ok:
-                kind = "a finite number" if isinstance(value, float) else f"of type {f.type}"
+                finite = not isinstance(value, float) or math.isfinite(value)
+                kind = f"of type {f.type}" if finite else "a finite number"
                 raise ValueError(
                     f"profile {self.name!r}: {f.name}={value!r} is not {kind}; "
                     f"pass e.g. --set {f.name}={getattr(PROFILES.get(self.name, self), f.name, '')!r}"
