@@ -75,6 +75,7 @@ class Profile:
             ("epochs", 1),
             ("finetune_epochs", 1),
             ("chains", 1),
+            ("seed", 0),
             ("checkpoint_every", 1),
             ("threads", 1),
             ("workers", 0),
@@ -225,7 +226,7 @@ def own_data_root(profile: Profile) -> str:
     if not differ:
         return base.data_root
     parts = [
-        k.removeprefix("synth_") + re.sub(r"[^0-9A-Za-z.]+", "_", str(_plain(getattr(profile, k)))).strip("_")
+        k.removeprefix("synth_") + re.sub(r"[^0-9A-Za-z.-]+", "_", str(_plain(getattr(profile, k)))).strip("_")
         for k in differ
     ]
     return f"{base.data_root}-{'-'.join(parts)}"

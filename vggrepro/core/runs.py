@@ -157,7 +157,7 @@ class Run:
 #: record into a folder that holds another kind (an evaluation's result over a training run's).
 RECORD_FILES = (
     ("a data set", ("manifest.json", "train", "val", "stats.json")),
-    ("a checkout of vggrepro", ("_toc.yml", "pyproject.toml")),
+    ("a source checkout", ("_toc.yml", "pyproject.toml")),
     ("a training run", ("checkpoint.pt", "metrics.jsonl")),
     ("an evaluation", ("posteriors.pt",)),
 )

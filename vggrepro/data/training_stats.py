@@ -7,7 +7,6 @@ Jacobi rotations in Python floats, never by a LAPACK that picks its code by proc
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
@@ -206,13 +205,14 @@ def dataset_stats(root: str | Path, *, max_images: int = 10_000, progress: bool 
         stats = pixel_stats(_decoded_images(train, chosen, progress))
     record = dict(stats.as_dict(), key=key, max_images=max_images)
     own = root / "stats.json"
-    try:
-        if own.exists() and not _ours(own):  # a user's own file: leave it as it is
-            print(f"note: {own} is not vggrepro's; the training statistics are kept in {cache}", file=sys.stderr)
-            raise PermissionError(errno.EEXIST, "a file of another program")
-        atomic_write_json(own, record)
-    except OSError:
+    if own.exists() and not _ours(own):  # a user's own file: leave it as it is
+        print(f"note: {own} is not vggrepro's; the training statistics are kept in {cache}", file=sys.stderr)
         atomic_write_json(cache, record)
+    else:
+        try:
+            atomic_write_json(own, record)
+        except OSError:  # a read-only data folder
+            atomic_write_json(cache, record)
     # What a later run will read, exactly: a run that measured the statistics and one that read them
     # must start from the same numbers in the same memory layout.
     return Stats.from_dict(json.loads(json.dumps(record)))
