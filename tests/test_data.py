@@ -389,7 +389,8 @@ def test_cli_check(flat, capsys):
     # the corrupt image and the empty class folder are problems: exit status 1
     assert _quiet(cli.main, ["data", "check", "--root", str(flat), "--decode"]) == 1
     out = capsys.readouterr().out
-    assert "synthetic set" not in out or "match manifest.json" in out
+    # a generated set with files added to it no longer matches its manifest (issue 30, case 8)
+    assert "does not match its manifest" in out and "(not in the manifest)" in out
     assert "train: 16 images, 4 classes, 15 with boxes, 1 files skipped" in out
     assert "val: 6 images, 4 classes, 6 with boxes" in out
     assert "1 corrupt" in out and "n00000001_99.JPEG" in out

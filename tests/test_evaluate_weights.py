@@ -91,6 +91,8 @@ def test_evaluate_weights_runs_the_dense_protocol_on_a_weights_file(
             "evaluate",
             "--weights",
             str(weights),
+            # a state dict of no released geometry (width 1, crop 224) is fed what it is said to expect
+            *(["--preprocess", "torchvision"] if kind == "pth" else []),
             "--profile",
             "ci",
             "--protocol",
@@ -109,6 +111,8 @@ def test_evaluate_weights_runs_the_dense_protocol_on_a_weights_file(
     assert rc == 0, printed
     line = re.search(r"D dense Q=37: top-1 error ([\d.]+)%, top-5 error ([\d.]+)% on 20 images", printed)
     assert line, printed
+    expected = "torchvision's: ImageNet mean and std, RGB" if kind == "pth" else "the authors' Caffe models'"
+    assert f"pre-processing: {expected}" in printed  # it says which it fed the net
 
     # The run's posteriors against the writer's net, fed by the hand-written pre-processing, on the
     # very images the run picked (decoded again here).

@@ -16,7 +16,6 @@ the book trains. A run with any ``-p`` saves its claims apart from the profile's
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import copy
 import json
@@ -30,10 +29,12 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from ..core.files import check_writable
 from ..core.optional import book_tool
 from ..core.profiles import NAMES, OVERRIDES_ENV, get_profile, knobs
-from ..core.project import find_root, project_root
-from ..core.runs import VARIANT_ENV, runs_root
+from ..core.project import find_root, pin_env_paths, project_root
+from ..core.runs import VARIANT_ENV, record_in, runs_root
+from .parameters import checked, declared_parameters, parse_parameters  # noqa: F401  (parse_parameters: the CLI's)
 from .progress import EpochWatcher
 
 PROFILES = NAMES  # the profiles' names, from vggrepro.core.profiles
@@ -130,47 +131,6 @@ def select(all_notebooks: list[Path], only: str | list[str] | None) -> list[Path
     return [nb for nb in all_notebooks if nb in chosen]
 
 
-# -- parameters ---------------------------------------------------------------------------------
-
-
-def parse_parameters(tokens: list[str]) -> dict:
-    """``["width=0.0625", "seed", "3"]`` -> ``{"width": 0.0625, "seed": 3}``.
-
-    Accepts ``key=value`` and papermill's ``key value``. A value that reads as a Python literal
-    (a number, None, True, a list, a quoted string) is that literal; anything else is a string.
-    """
-    params, i = {}, 0
-    while i < len(tokens):
-        token = tokens[i]
-        if "=" in token:
-            key, value = token.split("=", 1)
-            i += 1
-        elif i + 1 < len(tokens):
-            key, value = token, tokens[i + 1]
-            i += 2
-        else:
-            raise ValueError(f"-p {token}: a parameter needs a value; write -p {token}=VALUE")
-        key = key.strip()
-        if not key.isidentifier():
-            raise ValueError(f"-p {key}={value}: {key!r} is not a Python name; write -p name=value")
-        try:
-            params[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[key] = value
-    return params
-
-
-def declared_parameters(nb) -> set[str]:
-    """The names assigned in a notebook's cell tagged ``parameters`` (empty when it has none)."""
-    names: set[str] = set()
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
-            for node in ast.parse(cell.source).body:
-                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-                names.update(t.id for t in targets if isinstance(t, ast.Name))
-    return names
-
-
 def load_source(notebook: Path):
     """A notebook's cells from its jupytext ``.py`` twin (the source of truth) when there is one,
     with the metadata and cell ids of the stored ``.ipynb`` so that a refresh changes little."""
@@ -246,6 +206,19 @@ def _runs_root(root: Path) -> Path:
     return root / "runs"
 
 
+def _check_output(folder: Path, book_folders: set[Path]) -> None:
+    """``--output`` must not be where the stored notebooks live (only ``--inplace`` refreshes those,
+    under its own guard: nbval checks them) nor a folder holding another kind of record."""
+    if folder in book_folders:
+        raise ValueError(
+            f"--output {folder} is the book's own folder, whose stored {STORED_PROFILE} outputs nbval checks; "
+            f"refresh them with --inplace (the {STORED_PROFILE} profile, no -p), or pass another --output"
+        )
+    held = record_in(folder)
+    if held is not None:
+        raise ValueError(f"--output {folder} holds {held[0]} ({', '.join(held[1])}); pass another --output")
+
+
 def chapter_inputs(parameters: dict, declared: set[str]) -> tuple[dict, dict]:
     """Split ``-p`` values for one chapter: (its parameters: the names its parameters cell declares,
     profile overrides: the other names that are profile knobs). A chapter's own parameter wins, so
@@ -308,6 +281,7 @@ def run_book(
     """
     papermill = book_tool("papermill")
     PapermillExecutionError = book_tool("papermill.exceptions").PapermillExecutionError
+    pin_env_paths()  # a relative $VGGREPRO_RUNS means this folder's, not book/'s, where the kernels run
     root = Path(root or project_root()).resolve()
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -332,13 +306,20 @@ def run_book(
                 f"their parameters cells declare {known}; the profile knobs are {sorted(knobs())}"
             )
     plan = {nb: chapter_inputs(parameters, declared[nb]) for nb in chosen}
-    for _, overrides in plan.values():  # a bad knob value fails now, before any chapter runs
+    for nb, (own, overrides) in plan.items():  # a bad value fails now, before any chapter runs
+        for name, value in own.items():
+            checked(name, value, declared[nb][name])
         get_profile(profile, **overrides)
 
     variant = variant_name(parameters)
 
     # Absolute, since papermill saves the notebook while the kernel's working directory is book/.
     work_dir = Path(output).resolve() if output else _runs_root(root) / profile / "book"
+    if not inplace:
+        _check_output(work_dir, {nb.parent.resolve() for nb in chosen})
+    # where the run writes, checked before the first chapter rather than after the last
+    for folder in [_runs_root(root), *([chosen[0].parent] if inplace else [work_dir])]:
+        check_writable(folder, "run the book from a writable checkout, or set VGGREPRO_RUNS and pass --output")
     work_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, nb_path in enumerate(chosen, 1):
@@ -363,6 +344,8 @@ def run_book(
             )
             line += " "
         run_path = work_dir / nb_path.name
+        if run_path.is_symlink():  # papermill writes in place: replace a link, never write through it
+            run_path.unlink()
         start = time.perf_counter()
         env = {OVERRIDES_ENV: json.dumps({profile: overrides}) if overrides else None, VARIANT_ENV: variant}
         # A chapter's nets train inside its kernel: show their epochs as they end, from the runs folder.

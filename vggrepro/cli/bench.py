@@ -9,7 +9,8 @@ import torch
 from .. import models
 from ..bench import gpu_check
 from ..bench.throughput import Grid, run_grid
-from ..core.files import atomic_write_json
+from ..core.devices import check_device
+from ..core.files import atomic_write_json, check_writable
 from ..core.project import project_root
 from ..core.runs import provenance
 
@@ -48,10 +49,11 @@ def run_from_args(args) -> int:
     if args.mode == "gpu":  # the one-command GPU check
         return gpu_check.run_from_args(args)
     sizes = _check_args(args)  # before anything is measured or written
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     # where the figures go, found before measuring (an installed copy may have no results/ to write)
     default = f"bench_{args.mode}_{'gpu' if device.startswith('cuda') else 'cpu'}.json"
     out = Path(args.out) if args.out else project_root() / "results" / default
+    check_writable(out.parent, "pass --out a file in a writable folder")  # not after minutes of measuring
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from ..core.devices import check_device
 from ..core.metrics import TOP1, TOP5
 from ..core.profiles import NAMES, get_profile
 from ..core.scales import JITTER
 from ..evaluate.cached import ImageSet, evaluate_cached, load_net
 from ..evaluate.protocols import PROTOCOLS, Execution, Protocol
+from ..evaluate.weights import PREPROCESSINGS
 
 # -- the command line -------------------------------------------------------------------------
 
@@ -35,6 +38,13 @@ def register(subparsers) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a vggrepro checkpoint (.pt), e.g. runs/ci/<run>/checkpoint.pt")
     src.add_argument("--weights", help="released weights (torchvision .pth or the authors' Caffe model)")
+    p.add_argument(
+        "--preprocess",
+        default=None,
+        choices=sorted(PREPROCESSINGS),
+        help="with --weights: the input the weights expect when their file does not say (a state dict not at "
+        "the released width 1, crop 224); default: torchvision's for a state dict, the authors' for a Caffe model",
+    )
     p.add_argument("--protocol", default="dense", help=f"one of {', '.join(PROTOCOLS)} (default dense)")
     p.add_argument(
         "--scales",
@@ -75,11 +85,13 @@ def _main(args) -> int:
         raise ValueError(f"--limit {args.limit}: give a positive number of images")
     if args.batch_size is not None and args.batch_size <= 0:
         raise ValueError(f"--batch-size {args.batch_size}: give a positive number of crops per forward pass")
+    if args.device is not None:
+        check_device(args.device)  # before the net is read or any data touched
     source = Path(args.weights or args.checkpoint)
     if not source.is_file():
         raise FileNotFoundError(f"no {'weights' if args.weights else 'checkpoint'} file at {source}")
     if args.scales is None:
-        model, _ = load_net(args.checkpoint, args.weights)
+        model, _ = load_net(args.checkpoint, args.weights, args.preprocess)
         scales = JITTER.Q(multi=False, crop=model.crop)  # section 4.1's one Q of a jittered net: 384, scaled
     else:
         scales = parse_scales(args.scales)
@@ -91,6 +103,7 @@ def _main(args) -> int:
         images=ImageSet(args.split, args.limit, args.data),
         how=Execution(device=args.device, batch_size=args.batch_size, progress=True),
         out=args.out,
+        preprocess=args.preprocess,
     )
     print(
         f"{r['config']} {r['protocol']} Q={','.join(map(str, r['scales']))}: "
@@ -98,5 +111,13 @@ def _main(args) -> int:
     )
     for name, errs in r.get("part_errors", {}).items():
         print(f"  {name} alone: top-1 error {errs[TOP1]:.2f}%, top-5 error {errs[TOP5]:.2f}%")
+    if "preprocess" in r:  # released weights: say what input they were given
+        print(f"pre-processing: {r['preprocess']}")
+    if r.get("unlabelled_images"):
+        print(
+            f"note: {r['unlabelled_images']} {args.split} image(s) have no label or one of no class of the set and "
+            f"were left out; `vggrepro data check --root {args.data or '<data root>'}` lists them",
+            file=sys.stderr,
+        )
     print(f"posteriors: {r['posteriors_file']}")
     return 0

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed
 
 from .. import __version__
+from ..core.project import pin_env_paths
 from ..train import distributed
 from . import bench, book, data, evaluate, fuse, train
 
@@ -43,6 +44,7 @@ def error_message(e: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    pin_env_paths()  # a relative $VGGREPRO_RUNS, _DATA, ... names a folder under this one, for every process
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import sys
 
-from .. import models
+from .. import data, models
 from ..core.profiles import NAMES, get_profile
 from ..train import distributed
 from ..train.recipe import Settings, train
@@ -133,6 +134,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         trainable=args.trainable,
     )
     models.config_layers(args.config)  # an unknown config fails before any data is touched
+    # a generated set edited by hand is no longer the set a cached run of these knobs was trained on
+    data.check_synthetic(profile)
     result = train(profile, settings, args.out, resume=args.resume, compile=args.compile, progress=not args.no_progress)
     if distributed.world()[0] == 0:
         print(
@@ -141,6 +144,12 @@ def run_from_args(args: argparse.Namespace) -> int:
             f"{result['val_images']} images) after {result['epochs']} epochs / {result['steps']} steps "
             f"({result['stopped']}); run folder {result['run_dir']}"
         )
+        if result.get("unlabelled_val_images"):
+            print(
+                f"note: {result['unlabelled_val_images']} val image(s) have no label or one of no class of the set "
+                f"and were left out; `vggrepro data check --root {profile.data_path}` lists them",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -17,6 +17,29 @@ import torch
 SYNC_EVERY = 50
 
 
+def check_device(device: str, flag: str = "--device") -> str:
+    """``device`` ("cpu", "cuda", "cuda:N"; "auto": CUDA when there is one) as torch names it, if it
+    can run here; else a one-line ValueError naming it and the fix (a misspelt device, or CUDA asked
+    of a torch without it, would otherwise be a traceback at the first tensor moved)."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"{flag} {device!r} is not a device vggrepro runs on; use cpu, cuda (cuda:N) or auto")
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, no GPU found"
+        raise ValueError(
+            f"{flag} {device}: CUDA is not available here (torch {torch.__version__}, {build}); use {flag} cpu"
+        )
+    index = torch.device(device).index
+    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+        raise ValueError(f"{flag} {device}: this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 or cuda")
+    return device
+
+
 @dataclass(frozen=True)
 class Speed:
     """The device-dependent choices of a training or evaluation run (none changes a CPU result)."""

@@ -24,7 +24,15 @@ def torchvision_or_none():
 
 
 #: the book's tools, and the install that brings them
-BOOK_TOOLS = ("papermill", "papermill.exceptions", "jupytext", "jupytext.combine", "nbformat", "yaml")
+BOOK_TOOLS = (
+    "papermill",
+    "papermill.exceptions",
+    "papermill.translators",
+    "jupytext",
+    "jupytext.combine",
+    "nbformat",
+    "yaml",
+)
 
 
 def book_tool(name: str):

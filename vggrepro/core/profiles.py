@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..models import VGG, build
-from .project import NoProject, find_root
+from .project import NoProject, env_path, find_root
 from .scales import PAPER_CROP, PAPER_S_FIXED, PAPER_S_JITTER, TrainScale, to_pixels  # noqa: F401  (the paper's geometry)
 
 PAPER_BATCH = 256
@@ -73,6 +75,7 @@ class Profile:
             ("epochs", 1),
             ("finetune_epochs", 1),
             ("chains", 1),
+            ("seed", 0),
             ("checkpoint_every", 1),
             ("threads", 1),
             ("workers", 0),
@@ -120,8 +123,10 @@ class Profile:
             else:
                 ok = any(_of(value, kinds[t]) for t in names)
             if not ok:
+                finite = not isinstance(value, float) or math.isfinite(value)
+                kind = f"of type {f.type}" if finite else "a finite number"
                 raise ValueError(
-                    f"profile {self.name!r}: {f.name}={value!r} is not of type {f.type}; "
+                    f"profile {self.name!r}: {f.name}={value!r} is not {kind}; "
                     f"pass e.g. --set {f.name}={getattr(PROFILES.get(self.name, self), f.name, '')!r}"
                 )
         if isinstance(self.init_std, str) and self.init_std != "fan-in":
@@ -174,7 +179,11 @@ class Profile:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown profile knob(s) {unknown}; known knobs: {sorted(known)}")
-        return dataclasses.replace(self, **overrides)
+        changed = dataclasses.replace(self, **overrides)
+        if "data_root" not in overrides and self.data_root == own_data_root(self):
+            # a set made with other knobs (another seed: a replication) goes to a folder of its own
+            changed = dataclasses.replace(changed, data_root=own_data_root(changed))
+        return changed
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -184,7 +193,47 @@ class Profile:
 
 
 def _of(value, types: tuple) -> bool:
-    return isinstance(value, types) and not isinstance(value, bool)
+    # a float knob must be a finite number: -p width=1e400 reads as inf
+    return (
+        isinstance(value, types)
+        and not isinstance(value, bool)
+        and not (isinstance(value, float) and not math.isfinite(value))
+    )
+
+
+#: The knobs a synthetic set is a function of (``vggrepro.data.synth.profile_params`` reads them).
+SET_KNOBS = (
+    "num_classes",
+    "synth_train_per_class",
+    "synth_val_per_class",
+    "synth_min_side",
+    "synth_box_fraction",
+    "synth_rotation",
+    "synth_background_fade",
+    "seed",
+)
+
+
+def own_data_root(profile: Profile) -> str:
+    """Where a named synthetic profile keeps the set its knobs make: the profile's own folder for its
+    own set (``data/synth-ci``), a folder beside it named by what differs for another
+    (``data/synth-ci-seed1`` for ``seed=1``, the documented replication), so that a variant never meets
+    the profile's own set and asks for it to be deleted. Other profiles: their ``data_root``."""
+    base = PROFILES.get(profile.name)
+    if base is None or profile.data_kind != "synthetic" or base.data_kind != "synthetic":
+        return profile.data_root
+    differ = [k for k in SET_KNOBS if _plain(getattr(profile, k)) != _plain(getattr(base, k))]
+    if not differ:
+        return base.data_root
+    parts = [
+        k.removeprefix("synth_") + re.sub(r"[^0-9A-Za-z.-]+", "_", str(_plain(getattr(profile, k)))).strip("_")
+        for k in differ
+    ]
+    return f"{base.data_root}-{'-'.join(parts)}"
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _repo_data(name: str) -> str:
@@ -193,8 +242,13 @@ def _repo_data(name: str) -> str:
         root = find_root() or Path.cwd()
     except NoProject:
         root = Path.cwd()
-    base = os.environ.get("VGGREPRO_DATA") or str(root / "data")
-    return str(Path(base) / name)
+    return str((env_path("VGGREPRO_DATA") or root / "data") / name)
+
+
+def _imagenet_root() -> str:
+    """$VGGREPRO_IMAGENET as given (it keys the imagenet runs), made absolute only when relative."""
+    value = os.environ.get("VGGREPRO_IMAGENET") or "~/data/imagenet"
+    return value if os.path.isabs(os.path.expanduser(value)) else str(env_path("VGGREPRO_IMAGENET"))
 
 
 PROFILES: dict[str, Profile] = {
@@ -307,7 +361,7 @@ PROFILES: dict[str, Profile] = {
         name="imagenet",
         device="auto",
         data_kind="imagenet",
-        data_root=os.environ.get("VGGREPRO_IMAGENET", "~/data/imagenet"),
+        data_root=_imagenet_root(),
         num_classes=1000,
         width=1.0,
         crop=224,

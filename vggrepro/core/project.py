@@ -14,6 +14,10 @@ import os
 from pathlib import Path
 
 HOME_ENV = "VGGREPRO_HOME"
+#: The environment variables that name folders. A relative one means a folder under the one the
+#: command was run from, resolved once (:func:`pin_env_paths`), never again against book/, where a
+#: chapter's kernel runs.
+PATH_ENVS = (HOME_ENV, "VGGREPRO_RUNS", "VGGREPRO_DATA", "VGGREPRO_IMAGENET")
 #: The files that make a folder a checkout of this project (with its name in the pyproject).
 MARKERS = ("pyproject.toml", "_toc.yml")
 #: Where the package's own code lies (a test moves it to play an installed copy).
@@ -41,7 +45,7 @@ def find_root() -> Path | None:
         return PACKAGE_DIR.parent
     home = os.environ.get(HOME_ENV)
     if home:
-        folder = Path(home).expanduser().resolve()
+        folder = env_path(HOME_ENV).resolve()
         if not is_checkout(folder):
             raise NoProject(
                 f"{HOME_ENV}={home} is not a checkout of vggrepro (no vggrepro pyproject.toml and "
@@ -62,3 +66,20 @@ def project_root() -> Path:
             "editable with `bash install.sh`"
         )
     return root
+
+
+def env_path(name: str) -> Path | None:
+    """The folder an environment variable of :data:`PATH_ENVS` names, absolute (``~`` expanded, a
+    relative one under the current folder); None when it is unset or empty."""
+    value = os.environ.get(name)
+    return Path(os.path.abspath(os.path.expanduser(value))) if value else None
+
+
+def pin_env_paths() -> None:
+    """Write every relative folder of :data:`PATH_ENVS` back as an absolute one, resolved against the
+    current folder: the processes this one starts (a chapter's kernel, in book/) then read the same
+    folders. Called once where a command starts."""
+    for name in PATH_ENVS:
+        folder = env_path(name)
+        if folder is not None:
+            os.environ[name] = str(folder)

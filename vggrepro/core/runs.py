@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import os
 import platform
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -32,8 +30,8 @@ import torch
 
 from .. import __version__
 from . import kernels
-from .files import atomic_write_json, remove_stale_temporaries
-from .project import find_root, project_root
+from .files import atomic_write_json, exclusive_lock, remove_stale_temporaries
+from .project import env_path, find_root, project_root
 
 
 def __getattr__(name: str):
@@ -46,7 +44,7 @@ def __getattr__(name: str):
 
 def runs_root() -> Path:
     """Where runs live: ``$VGGREPRO_RUNS`` or the project's ``runs/`` (git-ignored)."""
-    return Path(os.environ.get("VGGREPRO_RUNS") or project_root() / "runs")
+    return env_path("VGGREPRO_RUNS") or project_root() / "runs"
 
 
 def canonical(settings: dict) -> str:
@@ -145,23 +143,58 @@ class Run:
                 return self.result()
             return make()
 
-    @contextlib.contextmanager
     def lock(self):
-        """An exclusive lock on the run folder (held while training it; released if the process dies)."""
+        """An exclusive lock on the run folder (held while training it; released if the process dies).
+        The lock file is never opened through a symbolic link (a planted ``.lock`` link is refused)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # another process trains this run: say so, then wait for it
-                print(f"waiting for run {self.dir}: another process holds its lock", file=sys.stderr, flush=True)
-                fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        return exclusive_lock(self.dir / ".lock", f"waiting for run {self.dir}: another process holds its lock")
 
     def metrics(self) -> list[dict]:
         return read_metrics(self.metrics_path)
+
+
+#: What a folder's files say it holds (the first that matches): a command refuses to write its own
+#: record into a folder that holds another kind (an evaluation's result over a training run's).
+RECORD_FILES = (
+    ("a data set", ("manifest.json", "train", "val", "stats.json")),
+    ("a source checkout", ("_toc.yml", "pyproject.toml")),
+    ("a training run", ("checkpoint.pt", "metrics.jsonl")),
+    ("an evaluation", ("posteriors.pt",)),
+)
+KINDS = {"train": "a training run", "eval": "an evaluation"}
+
+
+def record_in(folder: str | Path) -> tuple[str, list[str]] | None:
+    """(what ``folder`` holds, the files that say so), or None for a missing or empty folder or
+    one holding nothing of these. A run's own ``settings.json`` or ``result.json`` names its kind."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    for what, names in RECORD_FILES:
+        found = [n for n in names if (folder / n).exists()]
+        if found:
+            return what, found
+    for name in ("settings.json", "result.json"):
+        if (folder / name).is_file():
+            try:
+                record = json.loads((folder / name).read_text())
+                kind = (record.get("settings", record) if name == "result.json" else record).get("kind")
+            except (ValueError, OSError, AttributeError):
+                kind = None
+            return KINDS.get(kind, "another program's record"), [name]
+    return None
+
+
+def refuse_other_record(folder: str | Path, kind: str, flag: str) -> None:
+    """A one-line ValueError when ``folder`` holds a record other than a ``kind`` run ("train",
+    "eval"), which writing this one there would overwrite or mix with; the fix is another ``flag``."""
+    held = record_in(folder)
+    if held is not None and held[0] != KINDS[kind]:
+        what, files = held
+        raise ValueError(
+            f"{flag} {folder} holds {what} ({', '.join(files)}), which {KINDS[kind]} written there would "
+            f"overwrite or mix with; pass {flag} an empty folder or one of {KINDS[kind]}"
+        )
 
 
 def read_json(path: Path, fix: str) -> dict:

@@ -1,7 +1,8 @@
 """Data in the ILSVRC-2012 layout (the loader serves the synthetic set and real ImageNet alike), one
 idea per module; this package gathers their names (``data.ILSVRC``, ``data.TrainLoader``, ...):
 
-- :mod:`~vggrepro.data.ilsvrc`: the reader of a split (images, labels, boxes) and the set's identity;
+- :mod:`~vggrepro.data.ilsvrc`: the reader of a split (images, labels, boxes) and its files' fingerprint;
+- :mod:`~vggrepro.data.identity`: what names a data set in a run key, checked against its files;
 - :mod:`~vggrepro.data.images`: decoding, and the one cache of decoded images (loaders and evaluation
   share it);
 - :mod:`~vggrepro.data.training_stats`: the training set's mean RGB and colour PCA;
@@ -17,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import synth
+from .identity import data_identity
 from .ilsvrc import (
     ILSVRC,
     IMAGE_SUFFIXES,
@@ -26,7 +28,6 @@ from .ilsvrc import (
     Sample,
     check_box,
     check_imagenet_counts,
-    data_identity,
     read_loc_csv,
     read_synset_mapping,
     read_voc_xml,
@@ -71,6 +72,7 @@ __all__ = [
     "decode_all",
     "decode_image",
     "derive_seed",
+    "check_synthetic",
     "ensure_synthetic",
     "files_identity",
     "finish_batch",
@@ -90,3 +92,11 @@ def ensure_synthetic(profile, *, out: str | Path | None = None, seed: int | None
     Prints one line saying which (unless ``verbose=False``).
     """
     return synth.ensure(profile, out=out, seed=seed, progress=verbose, log=print if verbose else (lambda *_: None))
+
+
+def check_synthetic(profile) -> None:
+    """The profile's synthetic set, when there is one, checked as :func:`ensure_synthetic` checks it
+    (every file against its manifest and nothing added; its settings against the profile's); a set
+    that is missing is not made here (a finished run needs none)."""
+    if profile.data_kind == "synthetic" and (profile.data_path / "manifest.json").is_file():
+        ensure_synthetic(profile, verbose=False)

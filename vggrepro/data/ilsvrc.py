@@ -14,14 +14,14 @@ is written in the same layout. Accepted layouts (under a data root)::
 The Kaggle copy's nesting (``ILSVRC/Data/CLS-LOC/{train,val}`` and ``ILSVRC/Annotations/CLS-LOC``)
 is found by itself. Classes are indexed by sorted wnid, the standard order.
 
-A data set's identity (what names it in a run key) is here too: :func:`data_identity`.
+The cheap fingerprint of a folder's files is here too (:func:`data_fingerprint`); a data set's identity
+in a run key is :mod:`vggrepro.data.identity`'s.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 import os
 import warnings
@@ -158,6 +158,21 @@ def read_synset_mapping(path: str | Path) -> dict[str, str]:
     return names
 
 
+def utf8_name(path: str) -> str:
+    """The last part of ``path`` if the file's name is UTF-8; else a ValueError naming the file (with
+    its bytes escaped, so that the message itself can be printed) and the fix. Such a name would be
+    an encoding error, naming nothing, wherever the path is written: a run key, a log, a message."""
+    name = os.path.basename(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise ValueError(
+            f"{shown}: the file's name is not UTF-8; rename it (e.g. with convmv) or move it out"
+        ) from None
+    return name
+
+
 # -- the reader -----------------------------------------------------------------------------------
 
 
@@ -166,7 +181,8 @@ class ILSVRC:
 
     Attributes: ``samples`` (list of :class:`Sample`), ``classes`` (sorted wnids; the label is the
     index), ``names`` (wnid -> name, from LOC_synset_mapping.txt when present), ``skipped`` (files
-    passed over: not images, or val images without a label or with an unknown class), ``corrupt``
+    passed over: not images, or val images without a label or with an unknown class), ``unlabelled``
+    (those images alone: counted and reported by training and evaluation, never dropped in silence), ``corrupt``
     (images that a loader or evaluation found not to decode; ``usable`` counts the others).
     ``boxes=False`` skips reading the annotations (faster on ImageNet's 544k training XML files, and
     what training needs). With boxes, an annotation that does not parse or holds a box outside its
@@ -189,6 +205,7 @@ class ILSVRC:
         mapping = self.root / "LOC_synset_mapping.txt"
         self.names: dict[str, str] = read_synset_mapping(mapping) if mapping.is_file() else {}
         self.skipped: list[Path] = []
+        self.unlabelled: list[Path] = []
         self.corrupt: set[Path] = set()
         self.samples: list[Sample] = []
         self.classes: list[str] = []
@@ -214,6 +231,16 @@ class ILSVRC:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def unlabelled_note(self) -> str | None:
+        """One line on the images left out for want of a label (None when there are none)."""
+        if not self.unlabelled:
+            return None
+        return (
+            f"{len(self.unlabelled)} image(s) of {self.split_dir} have no label or one of no class of the set "
+            f"(e.g. {self.unlabelled[0].name}) and are left out; label them (LOC_{self.split}_solution.csv "
+            "or a class folder) to count them"
+        )
 
     @property
     def usable(self) -> int:
@@ -287,6 +314,7 @@ class ILSVRC:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if not entry.is_file():
                 continue
+            utf8_name(entry.path)
             path = Path(entry.path)
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 images.append(path)
@@ -308,7 +336,7 @@ class ILSVRC:
 
     # -- the two splits
     def _class_folders(self, folder: Path) -> list[str]:
-        return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+        return sorted(utf8_name(e.path) for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
     def _read_folders(self, folder: Path, boxes: bool, table: dict | None, split: str) -> None:
         index = {w: i for i, w in enumerate(self.classes)}
@@ -316,6 +344,7 @@ class ILSVRC:
             images = self._images_in(folder / wnid)
             if wnid not in index:
                 self.skipped += images
+                self.unlabelled += images
                 continue
             for path in images:
                 bxs, size = self._boxes(path, wnid, table, boxes, split)
@@ -360,6 +389,7 @@ class ILSVRC:
             objects = table.get(path.stem)
             if not objects or objects[0][0] not in index:
                 self.skipped.append(path)
+                self.unlabelled.append(path)
                 continue
             wnid = objects[0][0]
             bxs = [b for w, b in objects if w == wnid] if boxes else []
@@ -386,7 +416,7 @@ def check_imagenet_counts(ds: ILSVRC) -> bool:
     return ok
 
 
-# -- the data set's identity ----------------------------------------------------------------------
+# -- the data set's files ---------------------------------------------------------------------------
 
 
 def data_fingerprint(root: str | Path) -> str:
@@ -403,20 +433,6 @@ def data_fingerprint(root: str | Path) -> str:
                 continue
             st = os.stat(os.path.join(folder, name))
             rel = os.path.relpath(os.path.join(folder, name), root)
-            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            # os.fsencode: a name that is not UTF-8 is hashed as its bytes (the same bytes for one that is)
+            digest.update(os.fsencode(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n"))
     return digest.hexdigest()[:16]
-
-
-def data_identity(root: str | Path) -> str:
-    """What names a data set in a run key (the one owner of that fact).
-
-    A generated set (it has a ``manifest.json``): ``synthetic:<digest>``, its manifest's digest of
-    every file, so the same set is the same in any folder on any machine. Any other folder (a user's
-    ImageNet copy): ``files:<fingerprint>`` (:func:`data_fingerprint`), which changes when the copy is
-    edited in place. A folder that is not there: ``missing``.
-    """
-    root = Path(os.path.expanduser(str(root)))
-    manifest = root / "manifest.json"
-    if manifest.is_file():
-        return "synthetic:" + json.loads(manifest.read_text())["digest"]
-    return "files:" + data_fingerprint(root) if root.is_dir() else "missing"

@@ -10,6 +10,7 @@ evaluation.
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,15 +32,31 @@ class CorruptImage(Exception):
         self.path = Path(path)
 
 
+def as_rgb(im: Image.Image, path: str | Path) -> Image.Image:
+    """An opened image as 8-bit RGB. 16-bit greyscale (a PNG's ``I;16``) is scaled to 8 bits, since
+    PIL's ``convert`` clips it instead (65535 and 8321 both become 255: an almost white image); a
+    32-bit integer or float image, whose range no file states, is refused by name (:class:`CorruptImage`).
+    CMYK, greyscale, palette and 16-bit RGB images PIL converts itself."""
+    if im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG"):  # PNG holds at most 16 bits
+        wide = np.asarray(im).astype(np.uint32)
+        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
+    if im.mode in ("I", "F"):
+        raise CorruptImage(path, f"mode {im.mode}: 32-bit samples of no stated range; save it as an 8- or 16-bit image")
+    return im.convert("RGB")
+
+
 def decode_image(path: str | Path) -> torch.Tensor:
-    """An image file as a uint8 RGB tensor (3, H, W) (CMYK, grayscale, palette converted by PIL).
+    """An image file as a uint8 RGB tensor (3, H, W) (CMYK, grayscale, palette and 16-bit images
+    converted by :func:`as_rgb`).
 
     The tensor is a (3, H, W) view of (H, W, 3) memory, which the resize kernels prefer. A file that
     does not decode raises :class:`CorruptImage`.
     """
     try:
         with Image.open(path) as im:
-            pixels = np.array(im.convert("RGB"))
+            pixels = np.array(as_rgb(im, path))
+    except CorruptImage:
+        raise
     except Exception as e:  # truncated, not an image, unsupported mode ...
         raise CorruptImage(path, f"{type(e).__name__}: {e}") from None
     return torch.from_numpy(pixels).permute(2, 0, 1)
@@ -73,7 +90,7 @@ def files_identity(dataset: ILSVRC, indices=None) -> str:
             tag = f"{st.st_size} {st.st_mtime_ns}"
         except OSError:
             tag = "unreadable"
-        h.update(f"{path.relative_to(dataset.root)} {tag}\n".encode())
+        h.update(os.fsencode(f"{path.relative_to(dataset.root)} {tag}\n"))  # any name, as its bytes
     return h.hexdigest()
 
 

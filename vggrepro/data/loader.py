@@ -23,7 +23,7 @@ from ..core.scales import TrainScale
 from . import transforms as T
 from .device_batch import crop_batch, to_device
 from .ilsvrc import ILSVRC
-from .images import CorruptImage, decode_all, decode_image, gpu_jpeg_decoder, warn_skipped
+from .images import CorruptImage, as_rgb, decode_all, decode_image, gpu_jpeg_decoder, warn_skipped
 from .training_stats import Stats
 from .transforms import Preprocess
 
@@ -369,7 +369,7 @@ class _PilBatches(torch.utils.data.Dataset):
             sample = self.samples[i]
             try:
                 with Image.open(sample.path) as im:
-                    im = im.convert("RGB")
+                    im = as_rgb(im, sample.path)
                     v = draws.view(pos, im.height, im.width, self.scale, self.crop)
                     crops.append(crop_view_pil(im, v, self.crop))
             except Exception:

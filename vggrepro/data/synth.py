@@ -42,7 +42,8 @@ import numpy as np
 import PIL
 from tqdm import tqdm
 
-from ..core.profiles import get_profile
+from ..core.profiles import PROFILES, get_profile
+from .identity import FORMAT, read_manifest, sha256, verify  # noqa: F401  (synth.verify, ... as before)
 from .synth_classes import NOVEL_SHAPES, SHAPES, TEXTURES, SynthClass, class_list, novel_classes, rotated_extent  # noqa: F401
 from .synth_images import (
     BACKGROUND_FADE,
@@ -54,8 +55,6 @@ from .synth_images import (
     render_multi,
     voc_xml,
 )
-
-FORMAT = "vggrepro-synthetic/1"
 
 # -- the whole set ------------------------------------------------------------------------------
 
@@ -100,10 +99,6 @@ def remove_stale_tmp(out: Path) -> list[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp)
     return removed
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -288,38 +283,6 @@ def _progress(total: int, desc: str, enabled: bool):
         return _Null()
 
 
-def read_manifest(root: str | Path) -> dict:
-    path = Path(root) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {root} is not a generated synthetic set")
-    return json.loads(path.read_text())
-
-
-def verify(root: str | Path) -> dict:
-    """Check every file of a generated set against its manifest; return the manifest.
-
-    A missing or changed file is a ValueError naming it (and how many others) and the fix.
-    """
-    root = Path(root)
-    manifest = read_manifest(root)
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{root}/manifest.json has format {manifest.get('format')!r}, expected {FORMAT!r}")
-    bad = []
-    for rel, digest in manifest["files"].items():
-        path = root / rel
-        if not path.is_file():
-            bad.append(f"{rel} (missing)")
-        elif sha256(path) != digest:
-            bad.append(f"{rel} (changed)")
-    if bad:
-        raise ValueError(
-            f"synthetic set {root} does not match its manifest: {bad[0]}"
-            + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
-            + "; delete the folder and generate it again (vggrepro data synth)"
-        )
-    return manifest
-
-
 def profile_params(profile) -> dict:
     """The generator's settings for a profile (its synth_* knobs and seed)."""
     return dict(
@@ -341,23 +304,24 @@ def generate_for_profile(
     profile = get_profile(profile)
     if profile.data_kind != "synthetic":
         raise ValueError(f"profile {profile.name!r} uses {profile.data_kind} data, not a synthetic set")
+    if seed is not None:  # another seed's set has a folder of its own (profiles.own_data_root)
+        profile = profile.replace(seed=seed)
     params = profile_params(profile)
-    if seed is not None:
-        params["seed"] = seed
     return generate(Path(out) if out is not None else profile.data_path, SynthSpec(**params), progress=progress)
 
 
 def ensure(profile, out: str | Path | None = None, seed: int | None = None, progress: bool = True, log=print) -> Path:
     """The profile's synthetic set: generated when missing, verified against its manifest otherwise.
 
-    Says which in one line. A folder made with other settings is a ValueError (delete it, or pass
-    another ``out``).
+    Says which in one line. ``seed`` makes another seed's set, in a folder of its own unless ``out``
+    says where (:func:`vggrepro.core.profiles.own_data_root`). A folder made with other settings is a
+    ValueError (pass another ``out``; a folder that is no profile's own may be deleted instead).
     """
     profile = get_profile(profile)
+    if seed is not None:
+        profile = profile.replace(seed=seed)
     root = Path(out) if out is not None else profile.data_path
     want = profile_params(profile)
-    if seed is not None:
-        want["seed"] = seed
     if not (root / "manifest.json").is_file():
         t = time.perf_counter()
         try:
@@ -376,12 +340,19 @@ def ensure(profile, out: str | Path | None = None, seed: int | None = None, prog
                 ) from None
             # another process made the set meanwhile: verify it as if it had been found
     t = time.perf_counter()
-    manifest = verify(root)
+    manifest = verify(root, cached=True)
     have = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest["params"].items()}
     if have != want:
+        differ = ", ".join(
+            f"{k}={want.get(k)!r} (the set's: {have.get(k)!r})"
+            for k in sorted(set(have) | set(want))
+            if have.get(k) != want.get(k)
+        )
+        owner = next((n for n, p in PROFILES.items() if p.data_kind == "synthetic" and p.data_path == root), None)
+        fix = f"it is profile {owner!r}'s own set: keep it" if owner else "delete the folder"
         raise ValueError(
-            f"{root} holds a synthetic set made with {have}, but profile {profile.name!r} "
-            f"asks for {want}; delete the folder or pass another --out"
+            f"{root} holds a synthetic set made with other settings than profile {profile.name!r} asks for: "
+            f"{differ}; {fix}, or pass another --out (or data_root)"
         )
     log(
         f"found synthetic set {root}: {len(manifest['files'])} files verified against manifest.json "

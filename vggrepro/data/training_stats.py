@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,10 +136,32 @@ def symmetric_eigen(a: list[list[float]], sweeps: int = 50) -> tuple[list[float]
     return values, vectors
 
 
+#: The keys of a stored ``stats.json``: a file there without them is not ours (a user's own).
+STATS_KEYS = ("key", "max_images", "mean_rgb", "eigval", "eigvec")
+
+
+#: How the package's own ``stats.json`` begins (``atomic_write_json``: sorted keys, indent 1).
+OWN_START = '{\n "eigval": ['
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a ``stats.json`` this package wrote (or one that began as ours and was
+    torn or cut by hand): only such a file may be written over."""
+    try:
+        text = path.read_text(errors="replace")
+        d = json.loads(text)
+    except ValueError:
+        return text.startswith(OWN_START)
+    except OSError:
+        return False
+    return isinstance(d, dict) and all(k in d for k in STATS_KEYS)
+
+
 def _read_stats(path: Path, key: str, max_images: int) -> Stats | None:
     """The stored statistics at ``path`` if they are for these images; an unreadable file (torn by a
-    crash, edited by hand) counts as absent, with a warning naming it, and is measured again."""
-    if not path.is_file():
+    crash, edited by hand) counts as absent, with a warning naming it, and is measured again; a file
+    that is not ours (a user's own ``stats.json``) counts as absent."""
+    if not path.is_file() or not _ours(path):
         return None
     try:
         d = json.loads(path.read_text())
@@ -154,9 +177,10 @@ def dataset_stats(root: str | Path, *, max_images: int = 10_000, progress: bool 
     """The training set's mean RGB and colour PCA, computed once and stored as ``<root>/stats.json``.
 
     Measured over all training images, or ``max_images`` evenly spaced ones of a larger set
-    (ImageNet). A read-only root stores the file in ``~/.cache/vggrepro/`` instead. The file is
-    keyed by the measured images' paths, sizes and modification times (:func:`files_identity`), so
-    images edited in place are measured again.
+    (ImageNet). A read-only root, or one whose ``stats.json`` is not ours (a file of the user's own,
+    which is never overwritten: a one-line note says where the statistics went instead), stores them
+    in ``~/.cache/vggrepro/``. The file is keyed by the measured images' paths, sizes and modification
+    times (:func:`files_identity`), so images edited in place are measured again.
     """
     root = Path(os.path.expanduser(str(root)))
     train = ILSVRC(root, "train", boxes=False)
@@ -180,10 +204,15 @@ def dataset_stats(root: str | Path, *, max_images: int = 10_000, progress: bool 
     else:
         stats = pixel_stats(_decoded_images(train, chosen, progress))
     record = dict(stats.as_dict(), key=key, max_images=max_images)
-    try:
-        atomic_write_json(root / "stats.json", record)
-    except OSError:
+    own = root / "stats.json"
+    if own.exists() and not _ours(own):  # a user's own file: leave it as it is
+        print(f"note: {own} is not vggrepro's; the training statistics are kept in {cache}", file=sys.stderr)
         atomic_write_json(cache, record)
+    else:
+        try:
+            atomic_write_json(own, record)
+        except OSError:  # a read-only data folder
+            atomic_write_json(cache, record)
     # What a later run will read, exactly: a run that measured the statistics and one that read them
     # must start from the same numbers in the same memory layout.
     return Stats.from_dict(json.loads(json.dumps(record)))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,18 +13,19 @@ from pathlib import Path
 import torch
 
 from ..core import kernels
-from ..core.files import atomic_write_json
+from ..core.devices import check_device
+from ..core.files import atomic_write_json, check_writable
 from ..core.profiles import Profile
-from ..core.runs import Run, provenance
+from ..core.runs import Run, provenance, refuse_other_record
 from ..data import ILSVRC, CorruptImage, EvalImages, ensure_synthetic
-from ..data.ilsvrc import data_identity
+from ..data.identity import data_identity
 from ..data.images import decode_image
 from ..data.transforms import Preprocess
 from ..models import VGG
 from ..train import checkpoints
 from .posteriors import POSTERIORS_FILE, load_posteriors, save_posteriors
 from .protocols import Execution, Protocol, evaluate
-from .weights import load_weights
+from .weights import describe, load_weights
 
 
 def file_hash(path: str | Path) -> str:
@@ -37,18 +37,22 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def load_net(checkpoint: str | Path | None = None, weights: str | Path | None = None) -> tuple[VGG, Preprocess]:
-    """The net and its pre-processing from a vggrepro checkpoint or from released weights."""
+def load_net(
+    checkpoint: str | Path | None = None, weights: str | Path | None = None, preprocess: str | None = None
+) -> tuple[VGG, Preprocess]:
+    """The net and its pre-processing from a vggrepro checkpoint or from released weights (whose
+    pre-processing ``preprocess`` may name: :func:`vggrepro.evaluate.weights.load_weights`)."""
     if (checkpoint is None) == (weights is None):
         raise ValueError("give exactly one of a checkpoint (vggrepro train) or released weights (--weights)")
     if checkpoint is not None:
+        if preprocess is not None:
+            raise ValueError(f"--preprocess is for --weights: the checkpoint {checkpoint} records its own")
         model, meta = checkpoints.model_from_checkpoint(checkpoint)
         net = (model, checkpoints.preprocess_of(meta))
     else:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"no weights file at {weights}")
-
-        net = load_weights(weights)
+        net = load_weights(weights, preprocess)
     bad = [name for name, t in net[0].state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:  # a diverged run's checkpoint: its scores would be NaN, and NaN ranks as class 0
         raise FloatingPointError(
@@ -58,10 +62,10 @@ def load_net(checkpoint: str | Path | None = None, weights: str | Path | None = 
     return net
 
 
-def _images(root: Path, split: str, num_classes: int, limit: int | None, progress: bool = False):
+def _images(dataset: ILSVRC, num_classes: int, limit: int | None, progress: bool = False):
     """The split's images as ``(index, uint8 image, label)`` and how many; with ``limit``, that many
     spread evenly over the split (every n/limit-th image), so that every class has its share."""
-    dataset = ILSVRC(root, split, boxes=False)
+    root = dataset.root
     if len(dataset.classes) != num_classes:
         raise ValueError(
             f"the net has {num_classes} classes but the data set at {root} has "
@@ -117,6 +121,7 @@ def evaluate_cached(
     images: ImageSet = ImageSet(),
     how: Execution = Execution(),
     out: str | Path | None = None,
+    preprocess: str | None = None,
 ) -> dict:
     """Evaluate a checkpoint (or released ``weights``) on a profile's data set, once.
 
@@ -125,7 +130,11 @@ def evaluate_cached(
     :func:`~vggrepro.evaluate.posteriors.save_posteriors`) and ``result.json`` (errors, cost,
     provenance). A finished folder is re-used without running the net; a missing one is made under
     the run's lock (:meth:`~vggrepro.core.runs.Run.reuse_or_make`). ``out`` names another folder
-    (not cached: it is overwritten). ``how``'s defaults are the profile's device and
+    (not cached: an evaluation there is overwritten; a folder holding another kind of record, such
+    as a training run, is refused). ``preprocess`` names what released ``weights`` expect when their
+    file does not say (:func:`~vggrepro.evaluate.weights.load_weights`); the result says what was
+    used (``preprocess``). Validation images without a label are counted (``unlabelled_images``).
+    ``how``'s defaults are the profile's device and
     :data:`EVAL_BATCH` crops per forward pass, or the profile's batch when larger.
 
     Returns ``result.json``'s contents plus ``posteriors``, ``labels``, ``indices`` and ``parts``
@@ -133,10 +142,13 @@ def evaluate_cached(
     """
     if how.batch_size is not None and how.batch_size <= 0:
         raise ValueError(f"batch size {how.batch_size}: give a positive number of crops per forward pass")
+    device = check_device(how.device) if how.device else profile.resolved_device()
     source = Path(weights if weights is not None else checkpoint_path)
     if not source.is_file():
         raise FileNotFoundError(f"no {'weights' if weights is not None else 'checkpoint'} file at {source}")
-    model, preprocess = load_net(None if weights is not None else source, weights)
+    if out is not None:  # never an evaluation's files over a training run's (or into a data set)
+        refuse_other_record(out, "eval", "--out")
+    model, expects = load_net(None if weights is not None else source, weights, preprocess)
     protocol.check(model.crop)  # before any data is read or generated
     root = _data_root(profile, images.data, verbose=how.progress)
     settings = dict(
@@ -149,6 +161,7 @@ def evaluate_cached(
         flip=protocol.flip,
         limit=images.limit,
         data=data_identity(root),
+        **({"preprocess": preprocess} if preprocess else {}),  # (absent as before when not given)
     )
     run = Run(profile.name, settings)
     folder = Path(out) if out is not None else run.dir
@@ -158,9 +171,9 @@ def evaluate_cached(
         return dict(result, posteriors_file=str(post_path), **_tensors(load_posteriors(post_path)))
 
     def make() -> dict:
-        _check_writable(folder)  # before the work, not after it
-        todo, total = _images(root, images.split, model.num_classes, images.limit, how.progress)
-        device = how.device or profile.resolved_device()
+        check_writable(folder, "pass a writable --out")  # before the work, not after it
+        dataset = ILSVRC(root, images.split, boxes=False)
+        todo, total = _images(dataset, model.num_classes, images.limit, how.progress)
         kernels.check(profile.name)
         torch.set_num_threads(profile.threads)  # the profile's thread count: the same sums on every machine
         if out is None:
@@ -168,7 +181,7 @@ def evaluate_cached(
         batch = how.batch_size or max(profile.batch_size, EVAL_BATCH)
         try:
             result = evaluate(
-                model, preprocess, todo, protocol, how=replace(how, device=device, batch_size=batch, total=total)
+                model, expects, todo, protocol, how=replace(how, device=device, batch_size=batch, total=total)
             )
         except FloatingPointError as e:  # name the file, not only the config
             raise FloatingPointError(f"{source}: {e}") from None
@@ -178,6 +191,8 @@ def evaluate_cached(
             config=model.config,
             width=model.width,
             profile=profile.name,
+            **({"preprocess": describe(expects)} if weights is not None else {}),
+            **({"unlabelled_images": len(dataset.unlabelled)} if dataset.unlabelled else {}),
         )
         body = dict(result.summary(), **info, posteriors_file=POSTERIORS_FILE)
         try:
@@ -202,18 +217,6 @@ def evaluate_cached(
     if run.finished():  # its posteriors are missing or torn: the run is made again, under its lock
         run.result_path.unlink()
     return loaded(run.reuse_or_make(make))
-
-
-def _check_writable(folder: Path) -> None:
-    """A one-line error now if ``folder`` cannot take the results, rather than after the evaluation."""
-    existing = next(p for p in (folder, *folder.parents) if p.exists())  # made at the save, not now
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(20, "not a folder")
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as e:
-        raise ValueError(f"cannot write to {folder} ({existing}: {e.strerror or e}); pass a writable --out") from None
 
 
 def _tensors(saved: dict) -> dict:

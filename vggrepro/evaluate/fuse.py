@@ -106,17 +106,29 @@ def _posteriors_file(path: str | Path) -> Path:
     return path / POSTERIORS_FILE if path.is_dir() else path
 
 
+def same_images(saved: dict, first: dict, path, first_path) -> None:
+    """Two saved evaluations must hold the same images in the same order, with the same labels: the
+    fusion is scored against the first's labels, so an evaluation on a set whose classes are numbered
+    otherwise would fuse unlike classes (and its error would depend on the order of the arguments)."""
+    if not torch.equal(saved["indices"], first["indices"]):
+        raise ValueError(f"{path} and {first_path} saw different images: evaluate every net on the same set")
+    if not torch.equal(saved["labels"], first["labels"]):
+        n = int((saved["labels"] != first["labels"]).sum())
+        raise ValueError(
+            f"{path} and {first_path} label {n} of the same {len(first['labels'])} images differently (another "
+            "data set, or its classes in another order): evaluate every net on the same data set"
+        )
+
+
 def fuse_saved(paths: Sequence[str | Path], protocol: str = "both") -> dict[str, float]:
     """Top-1/top-5 error (``{"top1_err": ..., "top5_err": ...}``) of the average of
     several saved evaluations (``vggrepro evaluate --out``: a folder, or its
     ``posteriors.pt``), under ``protocol``. The evaluations must have seen the same
-    images in the same order."""
+    images in the same order, with the same labels."""
     if not paths:
         raise ValueError("fusion needs at least one saved evaluation")
     saved = [load_posteriors(_posteriors_file(p)) for p in paths]
     for path, s in zip(paths[1:], saved[1:]):
-        if not torch.equal(s["indices"], saved[0]["indices"]):
-            fix = "evaluate every net on the same set"
-            raise ValueError(f"{path} and {paths[0]} saw different images: {fix}")
+        same_images(s, saved[0], path, paths[0])
     fused = fuse([posterior_of(s, protocol) for s in saved])
     return top_errors(fused, saved[0]["labels"])

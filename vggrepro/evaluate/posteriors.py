@@ -101,6 +101,30 @@ def load_posteriors(path: str | Path) -> dict:
             f"{path} is not a readable posteriors file ({type(e).__name__}); delete it and run "
             "`vggrepro evaluate` again"
         ) from None
-    if not isinstance(obj, dict) or "posteriors" not in obj or "labels" not in obj:
-        raise ValueError(f"{path} is not a posteriors file (expected keys 'posteriors' and 'labels')")
+    why = _not_posteriors(obj)
+    if why:
+        raise ValueError(
+            f"{path} is not a posteriors file of `vggrepro evaluate` ({why}); evaluate the net again to make one"
+        )
     return obj
+
+
+def _not_posteriors(obj) -> str | None:
+    """Why a loaded file is not what :func:`save_posteriors` writes (None: it is)."""
+    keys = ("posteriors", "labels", "indices", "meta")
+    if not isinstance(obj, dict) or any(k not in obj for k in keys):
+        found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        return f"expected the keys {', '.join(keys)}; found {found}"
+    post, labels, indices = obj["posteriors"], obj["labels"], obj["indices"]
+    if not all(isinstance(t, torch.Tensor) for t in (post, labels, indices)) or post.dim() != 2:
+        return "posteriors must be an (images, classes) tensor, labels and indices tensors"
+    if not len(labels) == len(indices) == len(post):
+        return f"{len(post)} posteriors, {len(labels)} labels, {len(indices)} indices"
+    if not isinstance(obj["meta"], dict) or not isinstance(obj["meta"].get("protocol"), str):
+        return "its meta names no protocol"
+    parts = obj.get("parts", {})
+    if not isinstance(parts, dict) or any(
+        not isinstance(t, torch.Tensor) or t.shape != post.shape for t in parts.values()
+    ):
+        return "its parts are not posteriors of the same shape"
+    return None

@@ -273,11 +273,38 @@ def load_caffe(path: str | Path) -> tuple[VGG, Preprocess]:
 # -- any of them ---------------------------------------------------------------------------------
 
 
-def load_weights(path: str | Path) -> tuple[VGG, Preprocess]:
+#: What a weights file may be said to expect when it does not record it (``evaluate --preprocess``).
+PREPROCESSINGS = {"torchvision": torchvision_preprocess, "caffe": caffe_preprocess}
+#: The geometry of every released VGG (torchvision's and the authors'): width 1 at a 224 crop.
+RELEASED = dict(width=1.0, crop=224)
+
+
+def describe(preprocess: Preprocess) -> str:
+    """A pre-processing in words, naming the released conventions by name."""
+    for name, words in (
+        ("torchvision", "torchvision's: ImageNet mean and std, RGB"),
+        ("caffe", "the authors' Caffe models': BGR minus the mean pixel, no std"),
+    ):
+        if preprocess == PREPROCESSINGS[name]():
+            return words
+    mean, std = ", ".join(f"{m:.2f}" for m in preprocess.mean), ", ".join(f"{v:.2f}" for v in preprocess.std)
+    return f"mean ({mean}), std ({std}), {preprocess.order}"
+
+
+def load_weights(path: str | Path, preprocess: str | None = None) -> tuple[VGG, Preprocess]:
     """Released weights of any supported kind, told apart by content rather than by name:
     a torch file (a zip archive, or a pickle from old torch) is torchvision's state dict or a
-    vggrepro checkpoint; anything else is read as a Caffe model."""
+    vggrepro checkpoint; anything else is read as a Caffe model.
+
+    A file says what input its net expects only when it is a vggrepro checkpoint; a Caffe model's is
+    the authors', and a state dict's torchvision's, both for the released geometry (width 1, crop
+    224). A state dict of any other geometry is no released net (a vggrepro net's weights, saved
+    without their checkpoint, are the likely case): it is refused unless ``preprocess``
+    (:data:`PREPROCESSINGS`) says what it expects, rather than fed ImageNet's mean and std in silence.
+    """
     path = Path(path)
+    if preprocess is not None and preprocess not in PREPROCESSINGS:
+        raise ValueError(f"--preprocess {preprocess!r}: choose one of {', '.join(PREPROCESSINGS)}")
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}; pass a torchvision .pth or a Caffe .caffemodel")
     with open(path, "rb") as f:
@@ -285,9 +312,21 @@ def load_weights(path: str | Path) -> tuple[VGG, Preprocess]:
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # zip (torch >= 1.6) or pickle
         obj = _torch_file(path)
         if isinstance(obj, Mapping) and "model" in obj and "meta" in obj:  # one of our own checkpoints
+            if preprocess is not None:
+                raise ValueError(
+                    f"{path} is a vggrepro checkpoint, which records its pre-processing; drop --preprocess"
+                )
             model, meta = model_from_checkpoint(path)
             return model, preprocess_of(meta)
-        return _vgg_from_state_dict(obj, None, str(path)), torchvision_preprocess()
+        model = _vgg_from_state_dict(obj, None, str(path))
+        if preprocess is None and (model.width, model.crop) != (RELEASED["width"], RELEASED["crop"]):
+            raise ValueError(
+                f"{path} is a state dict of {model.config} at width {model.width:g} and crop {model.crop}, which no "
+                "released VGG has (width 1, crop 224): likely a vggrepro net's weights, whose pre-processing the "
+                "file does not record. Pass the checkpoint.pt it came from with --checkpoint, or say what it "
+                f"expects with --preprocess {'|'.join(PREPROCESSINGS)}"
+            )
+        return model, PREPROCESSINGS[preprocess or "torchvision"]()
     try:
         net = read_caffemodel(path)
     except ValueError as e:
@@ -295,4 +334,5 @@ def load_weights(path: str | Path) -> tuple[VGG, Preprocess]:
             f"{path} is neither a torch file (.pth) nor a Caffe model (.caffemodel): read as "
             f"Caffe, {str(e).removeprefix(f'{path}: ')}"
         ) from None
-    return model_from_caffe(net, str(path))
+    model, caffe = model_from_caffe(net, str(path))
+    return model, PREPROCESSINGS[preprocess]() if preprocess else caffe

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..core import devices
-from ..core.files import atomic_write_bytes
+from ..core.files import append_line, atomic_write_bytes
 from ..core.runs import Run, read_metrics
 from . import checkpoints
 from .validation import validate
@@ -313,11 +313,11 @@ def check_resumable(run: Run, old: dict, new: dict) -> None:
 
 
 def log(path: Path, record: dict) -> None:
-    try:
-        with open(path, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+    try:  # never through a link (append_line refuses one)
+        append_line(path, json.dumps(record, sort_keys=True))
     except OSError as e:  # a full disk names no file: name it (a torn last line is dropped on resume)
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+        text = e.strerror or str(e)
+        raise OSError(e.errno, text if str(path) in text else f"cannot write {path}: {text}") from None
 
 
 def trim_metrics(path: Path, last_step: int, epochs_done: int | None = None) -> None:

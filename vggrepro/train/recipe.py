@@ -25,11 +25,11 @@ from torch import nn
 from .. import data, models
 from ..core import devices, kernels
 from ..core.profiles import PROFILES, Profile
-from ..core.runs import Run
+from ..core.runs import Run, refuse_other_record
 from ..core.scales import TrainScale
 from ..data import LAYOUTS
+from ..data.identity import FORMAT
 from ..data.ilsvrc import data_fingerprint
-from ..data.synth import FORMAT
 from . import checkpoints, distributed
 from .loop import MAX_LR_CUTS, MOMENTUM, WEIGHT_DECAY, Plan, PlateauSchedule, Trainer, loss_fn, trim_metrics
 from .validation import CentreCrops, CentreView
@@ -161,14 +161,12 @@ def build_for(profile: Profile, settings: Settings) -> tuple[models.VGG, list[st
         models.init_glorot(net)
         note = ["Glorot uniform"]
     elif kind == "from-a":
-        net_a, _ = checkpoints.model_from_checkpoint(settings.init.split(":", 1)[1])
+        net_a, _ = checkpoints.model_from_checkpoint(settings.init.split(":", 1)[1])  # train() ran check_start
         models.init_fan_in(net) if std == "fan-in" else models.init_gaussian(net, std)
         note = ["from net A: " + ", ".join(models.init_from(net, net_a)) + "; the rest Gaussian"]
     elif kind == "checkpoint":
-        source, meta = checkpoints.model_from_checkpoint(settings.init.split(":", 1)[1])
-        if meta["config"] != settings.config:
-            raise ValueError(f"--init checkpoint holds config {meta['config']}, not {settings.config}")
-        net.load_state_dict(source.state_dict())
+        source, meta = checkpoints.model_from_checkpoint(settings.init.split(":", 1)[1])  # train() ran check_start
+        models.load_state_dict(net, source.state_dict())
         note = [f"all layers from a {meta['config']} checkpoint"]
     else:
         raise ValueError(f"unknown init {settings.init!r}; use gaussian, glorot, from-a:PATH or checkpoint:PATH")
@@ -176,6 +174,38 @@ def build_for(profile: Profile, settings: Settings) -> tuple[models.VGG, list[st
         if isinstance(m, nn.Dropout):
             m.p = profile.dropout if settings.dropout is None else settings.dropout
     return net, note
+
+
+def check_start(profile: Profile, settings: Settings) -> None:
+    """The net a run starts from (``from-a:``, ``checkpoint:``) must be one this run's net can start
+    from, or a one-line ValueError says what it is
+    and what to pass: ``from-a:`` net A (the paper copies A's layers into the deeper nets), and both
+    at this profile's width, crop and classes (another's layers do not fit)."""
+    kind = _init_label(settings.init)
+    if kind not in ("from-a", "checkpoint"):
+        return
+    path = settings.init.split(":", 1)[1]
+    meta = checkpoints.check_meta(checkpoints.load(path)["meta"], path)
+    flag = f"--init {kind}:{path}"
+    if kind == "from-a" and meta["config"] != "A":
+        raise ValueError(
+            f"{flag} holds net {meta['config']}, not A: the deeper nets start from a trained net A; "
+            "pass the checkpoint of a `vggrepro train --config A` run"
+        )
+    if kind == "checkpoint" and meta["config"] != settings.config:
+        raise ValueError(
+            f"{flag} holds config {meta['config']}, not {settings.config}; pass a {settings.config} checkpoint"
+        )
+    want = dict(width=profile.width, crop=profile.crop, num_classes=profile.num_classes)
+    have = {k: meta[k] for k in want}
+    if have != want:
+        shown = [
+            ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items()) for d in (have, want)
+        ]
+        raise ValueError(
+            f"{flag} is a net of {shown[0]}, but this run builds one of {shown[1]}: start from a checkpoint "
+            "trained with the same profile (or pass the knobs it was trained with, e.g. --width)"
+        )
 
 
 class Interrupted(KeyboardInterrupt):
@@ -257,6 +287,7 @@ def train(
     if settings.trainable not in ("all", "fc"):
         raise ValueError(f"trainable={settings.trainable!r}: use 'all' or 'fc'")
     used = settings.resolve(profile)
+    check_start(profile, settings)  # a net to start from that does not fit: now, not after the data
     device = profile.resolved_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
@@ -274,6 +305,8 @@ def train(
     used.update(threads=threads, workers=workers)
     torch.set_num_threads(threads)
 
+    if out:  # never a training run's files over an evaluation's (or into a data set)
+        refuse_other_record(out, "train", "--out")
     run = Run(profile.name, settings.key(profile), root=Path(out).parent if out else None)
     if out:
         run.dir = Path(out)
@@ -399,6 +432,7 @@ def _train(job: Job) -> dict:
         init_note=init_note,
         **{k: outcome[k] for k in ("epochs", "steps", "stopped", "top1_err", "top5_err")},
         val_images=val_set.usable,
+        **({"unlabelled_val_images": len(val_set.unlabelled)} if val_set.unlabelled else {}),
         lr_cuts=outcome["lr_cuts"],
         checkpoint=str(run.checkpoint.relative_to(run.dir)),
         seconds=outcome["seconds"],
