@@ -440,6 +440,10 @@ def test_another_seed_gets_a_data_folder_of_its_own(tmp_path, monkeypatch):
     assert made == tmp_path / "synth-ci-seed1" and made != own
     assert synth_seed(made) == 1 and synth_seed(own) == 0
     assert data.ensure_synthetic(get_profile("ci", seed=1), verbose=False) == made  # found, verified
+    # pointed at the profile's own set by hand, another seed is refused without asking to delete it
+    with pytest.raises(ValueError, match="keep it") as refused:
+        data.ensure_synthetic(get_profile("ci", seed=2, data_root=str(own)), verbose=False)
+    assert "delete" not in str(refused.value) and synth_seed(own) == 0
 
 
 def synth_seed(root: Path) -> int:
