@@ -302,7 +302,7 @@ def test_images_added_to_a_generated_set_are_noticed(set_copy, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("manifest", [{"name": "my photos", "version": 2}, ["a.JPEG", "b.JPEG"]])
-def test_a_manifest_that_is_not_vggreproes_is_one_line(set_copy, tmp_path, capsys, manifest):  # cases 18, 19
+def test_a_foreign_or_list_manifest_is_one_line(set_copy, tmp_path, capsys, manifest):  # cases 18, 19
     (set_copy / "manifest.json").write_text(json.dumps(manifest))
     assert cli.main(["data", "check", "--root", str(set_copy)]) == 1
     assert "is not the manifest of a vggrepro synthetic set" in capsys.readouterr().out
