@@ -302,7 +302,7 @@ def test_images_added_to_a_generated_set_are_noticed(set_copy, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("manifest", [{"name": "my photos", "version": 2}, ["a.JPEG", "b.JPEG"]])
-def test_a_manifest_that_is_not_vggreproes_is_one_line(set_copy, tmp_path, capsys, manifest):  # cases 18, 19
+def test_a_foreign_or_list_manifest_is_one_line(set_copy, tmp_path, capsys, manifest):  # cases 18, 19
     (set_copy / "manifest.json").write_text(json.dumps(manifest))
     assert cli.main(["data", "check", "--root", str(set_copy)]) == 1
     assert "is not the manifest of a vggrepro synthetic set" in capsys.readouterr().out
@@ -440,6 +440,10 @@ def test_another_seed_gets_a_data_folder_of_its_own(tmp_path, monkeypatch):
     assert made == tmp_path / "synth-ci-seed1" and made != own
     assert synth_seed(made) == 1 and synth_seed(own) == 0
     assert data.ensure_synthetic(get_profile("ci", seed=1), verbose=False) == made  # found, verified
+    # pointed at the profile's own set by hand, another seed is refused without asking to delete it
+    with pytest.raises(ValueError, match="keep it") as refused:
+        data.ensure_synthetic(get_profile("ci", seed=2, data_root=str(own)), verbose=False)
+    assert "delete" not in str(refused.value) and synth_seed(own) == 0
 
 
 def synth_seed(root: Path) -> int:

@@ -38,10 +38,9 @@ class Declared:
         if not fits:
             kind = "a whole number" if self.kind == "int" else "a finite number"
             bound = f"> {self.least:g}" if self.above else f">= {self.least:g}"
-            raise ValueError(
-                f"-p {name}={value!r}: give {kind} {bound}{f' ({self.what})' if self.what else ''}"
-                f"{', or None for the profile’s' if self.none else ''}"
-            )
+            what = f" ({self.what})" if self.what else ""
+            default = ", or None for the profile's" if self.none else ""
+            raise ValueError(f"-p {name}={value!r}: give {kind} {bound}{what}{default}")
 
 
 #: The book's chapter parameters and what each may be (tests/test_book.py checks that every

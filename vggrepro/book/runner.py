@@ -219,7 +219,7 @@ def _check_output(folder: Path, book_folders: set[Path]) -> None:
         raise ValueError(f"--output {folder} holds {held[0]} ({', '.join(held[1])}); pass another --output")
 
 
-def chapter_inputs(parameters: dict, declared: set[str]) -> tuple[dict, dict]:
+def chapter_inputs(parameters: dict, declared: dict | set[str]) -> tuple[dict, dict]:
     """Split ``-p`` values for one chapter: (its parameters: the names its parameters cell declares,
     profile overrides: the other names that are profile knobs). A chapter's own parameter wins, so
     05's ``epochs`` (its fine-tuning epochs) stays 05's, while 02, which declares no ``epochs``,

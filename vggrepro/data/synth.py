@@ -349,7 +349,7 @@ def ensure(profile, out: str | Path | None = None, seed: int | None = None, prog
             if have.get(k) != want.get(k)
         )
         owner = next((n for n, p in PROFILES.items() if p.data_kind == "synthetic" and p.data_path == root), None)
-        fix = f"it is profile {owner!r}'s own set: keep it" if owner else "delete the folder"
+        fix = f"it is the {owner} profile's own set: keep it" if owner else "delete the folder"
         raise ValueError(
             f"{root} holds a synthetic set made with other settings than profile {profile.name!r} asks for: "
             f"{differ}; {fix}, or pass another --out (or data_root)"
