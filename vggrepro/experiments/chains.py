@@ -98,11 +98,16 @@ class ChainEffect:
             return None
         return _half_width(self.chain_sd**2 / chains, self.image_se**2, chains, self.images, level)
 
+    @property
+    def image_half_width(self) -> float:
+        """The half-width the images alone leave, with any number of chains (normal quantile)."""
+        return float(stats.norm.ppf(0.5 + LEVEL / 2)) * self.image_se
+
     def chains_needed(self, half_width: float) -> int | None:
         """The fewest chains (at least :data:`MIN_CHAINS`) whose expected half-width is below
         ``half_width``; None where the images alone leave more (no number of chains will do), or
         where the chain term is not measured yet."""
-        if stats.norm.ppf(0.5 + LEVEL / 2) * self.image_se >= half_width or self.chain_sd is None:
+        if self.image_half_width >= half_width or self.chain_sd is None:
             return None
         for k in range(MIN_CHAINS, MOST_CHAINS + 1):
             if self.half_width_at(k) < half_width:

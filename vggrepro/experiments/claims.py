@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .chains import LEVEL, MIN_CHAINS, ChainEffect, chain_effect, images_only
+from .chains import LEVEL, MIN_CHAINS, MOST_CHAINS, ChainEffect, chain_effect, images_only
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided at this scale"
 KINDS = ("lower", "no-better", "equal")
@@ -256,13 +256,13 @@ class Claim:
     def _testable(self, effect: ChainEffect) -> list[str]:
         """Whether the recorded chains, or any number, could meet the margin (the plan, from the
         variance components measured)."""
-        z_half = 1.959963984540054 * effect.image_se
+        z_half = effect.image_half_width
         if z_half >= self.margin:
             return [f"not testable at this scale: the images alone leave +/-{z_half:.1f} points, more than the margin"]
         half = effect.half_width_at(effect.chains) if effect.decidable else None
         if half is not None and half >= self.margin:
             need = effect.chains_needed(self.margin)
-            more = f"about {need} chains" if need else f"more than {1000} chains"
+            more = f"about {need} chains" if need else f"more than {MOST_CHAINS} chains"
             return [f"not testable with {effect.chains} chains (+/-{half:.1f} > margin): needs {more}"]
         return []
 
