@@ -18,6 +18,7 @@ Every figure comes from the run cache's records and fresh evaluations; nothing i
 from __future__ import annotations
 
 import argparse
+import ast
 import statistics
 import time
 from pathlib import Path
@@ -49,17 +50,39 @@ def curve(profile, name: str, seed: int | None) -> list[dict]:
     ]
 
 
+def knob_values(pairs: list[str]) -> dict:
+    """``["epochs=60", "synth_box_fraction=(0.15, 1.0)"]`` -> the profile knobs, each a Python literal."""
+    out = {}
+    for pair in pairs:
+        knob, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"probe_cpu: --set {pair!r} is not KNOB=VALUE; e.g. --set epochs=60")
+        try:
+            out[knob.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"probe_cpu: --set {pair!r}: {text!r} is not a Python literal") from None
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="cpu")
     p.add_argument("--nets", default="A/256,D/256,E/256,D/384,D/jit")
     p.add_argument("--seed", type=int, default=None, help="a chain's training seed (default: the profile's)")
     p.add_argument("--out", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", help="a profile knob, as a literal")
     args = p.parse_args()
-    profile = get_profile(args.profile)
+    profile = get_profile(args.profile, **knob_values(args.set))
     names = [n.strip() for n in args.nets.split(",") if n.strip()]
+    out = args.out or str(REPO / "results" / f"{profile.name}_probe.json")
     start = time.perf_counter()
-    record: dict = {"what": __doc__.splitlines()[0], "profile": profile.name, "seed": args.seed, "nets": {}}
+    record: dict = {
+        "what": __doc__.splitlines()[0],
+        "profile": profile.name,
+        "knobs_set": knob_values(args.set),
+        "seed": args.seed,
+        "nets": {},
+    }
     fixed_Q = sorted({grid.scale_of(profile, s) for s in ("256", "384")})
     for name in names:
         result = grid.get(profile, name, seed=args.seed, progress=False)
@@ -69,6 +92,7 @@ def main() -> None:
             "epochs": result["epochs"],
             "lr_cuts": result.get("lr_cuts"),
             "stopped": result.get("stopped"),
+            "seconds": result.get("seconds"),
             "curve": curve(profile, name, args.seed),
             "at_Q": {},
         }
@@ -77,11 +101,11 @@ def main() -> None:
                 r = grid.evaluation(profile, name, protocol, Q=Q, seed=args.seed)
                 entry["at_Q"][f"{protocol} Q={Q}"] = round(float(r["top1_err"]), 2)
         record["nets"][name] = entry
-        print(name, entry["top1_err_at_own_check"], entry["at_Q"], flush=True)
-    record["seconds"] = round(time.perf_counter() - start, 1)
-    record["provenance"] = provenance()
-    out = args.out or str(REPO / "results" / f"{profile.name}_probe.json")
-    atomic_write_json(out, record)
+        print(name, entry["top1_err_at_own_check"], entry["epochs"], entry["stopped"], entry["at_Q"], flush=True)
+        # after every net: a probe stopped part way keeps what it measured
+        record["seconds"] = round(time.perf_counter() - start, 1)
+        record["provenance"] = provenance()
+        atomic_write_json(out, record)
     print(f"wrote {out}")
 
 

@@ -59,7 +59,7 @@ BOOK: tuple[Chapter, ...] = (
     Chapter("03_testing", trains=("D/384", "D/jit"), evaluations=(("D/jit", "both", True),)),
     Chapter(
         "04_single_scale",
-        trains=("C/384", "C/jit", "E/384", "E/jit", "B/256-scratch", "B-5x5/256"),
+        trains=("C/384", "C/jit", "E/384", "E/jit", "B/256-scratch", "B-5x5/256", "A/256-budget"),
         evaluations=tuple((n, "dense", False) for n in _ROWS)
         + tuple(
             (n, "centre", False) for n in _ROWS if n not in ("A/256", "A-LRN/256", "B/256", "C/256", "D/256", "E/256")

@@ -47,6 +47,9 @@ def _entries() -> dict[str, Entry]:
         Entry("A-LRN/256", "A-LRN", "256", "gaussian", note="A with AlexNet's LRN after conv1_1"),
         Entry("B-5x5/256", "B-5x5", "256", "gaussian", note="B with each pair of 3x3 convs as one 5x5"),
         Entry("B/256-scratch", "B", "256", "gaussian", note="B from random weights: B-5x5's matched arm"),
+        # B-E train on from A, so a deeper net has had A's epochs and its own: this A may take as
+        # many, and the depth claims say whether depth or budget made the difference
+        Entry("A/256-budget", "A", "256", "gaussian", budget=2, note="A given A's epochs and D's: the budget control"),
     ]
     for c in "BCDE":
         e.append(Entry(f"{c}/256", c, "256", "from-a", "A/256", note="first 4 convs and 3 FC from A"))
@@ -86,7 +89,7 @@ def rows_of(table_key: str) -> tuple[str, ...]:
     by_row = {
         (e.config, e.train_S): e.name
         for e in GRID.values()
-        if e.trainable == "all" and e.init != "glorot" and not e.name.endswith("-scratch")
+        if e.trainable == "all" and e.init != "glorot" and e.budget == 1 and not e.name.endswith("-scratch")
     }
     names = []
     for row in paper.table(table_key):
