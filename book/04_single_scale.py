@@ -114,7 +114,9 @@ designs = {
     "cpu": get_profile("cpu"),
     "cpu, earlier design": get_profile("cpu", synth_box_fraction=(0.5, 0.9)),
 }
-areas = {k: object_sizes.rendered_area_fractions(p, per_class=10) for k, p in designs.items()}
+areas = {
+    k: object_sizes.rendered_area_fractions(p, per_class=10) for k, p in designs.items()
+}
 fig, ax = plt.subplots(figsize=(8, 3.5))
 for label, values in areas.items():
     ax.hist(values, bins=np.linspace(0, 1, 26), histtype="step", lw=2, label=label)
