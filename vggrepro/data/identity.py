@@ -94,8 +94,7 @@ def verify(root: str | Path, *, cached: bool = False) -> dict:
     root = Path(root)
     manifest = read_manifest(root)
     on_disk, folders = folder_listing(root)
-    stamp = hashlib.sha256(json.dumps(sorted(on_disk.items())).encode())
-    key = (str(root.resolve()), stamp.hexdigest())
+    key = (str(root.resolve()), _stamp_of(on_disk))
     if cached and key in _CHECKED:
         return _CHECKED[key]
     if cached and _stamped(root, key[1], manifest):
@@ -131,8 +130,13 @@ VERIFIED = ".verified.json"
 
 def listing_stamp(root: str | Path) -> str:
     """The digest of a folder's listing as :func:`verify` takes it."""
-    on_disk, _ = folder_listing(root)
-    return hashlib.sha256(json.dumps(sorted(on_disk.items())).encode()).hexdigest()
+    return _stamp_of(folder_listing(root)[0])
+
+
+def _stamp_of(on_disk: dict) -> str:
+    # the package's own top-level JSON (stats.json, written after a set is made) is no part of it
+    kept = sorted((k, v) for k, v in on_disk.items() if "/" in k or not k.endswith(".json") or k == "manifest.json")
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
 
 
 def remember_verified(root: str | Path, manifest: dict, stamp: str | None = None) -> None:
