@@ -107,32 +107,44 @@ bench = bench.rename(
 bench if records else "no benchmark recorded under results/ yet"
 
 # %% [markdown]
-# ## The `gpu` book's time, estimated from FLOPs
+# ## The `gpu` book's time, counted from FLOPs and overheads
 #
 # Before any GPU run, the work of each chapter under the `gpu` profile can be counted from the
-# architecture (`vggrepro.experiments.budget`: D is 15.47 GMAC per 224 crop, about 93 GFLOP per training
-# image) and turned into minutes at an assumed share of an H100's 989 bf16 TFLOP/s. Training counts
-# every epoch the profile allows, so these are upper bounds. When a GPU check has been recorded
-# (`results/gpu_check.json`), the share it measured gives a second column.
+# architecture (`vggrepro.experiments.budget`: D is 15.47 GMAC per 224 crop, about 93 GFLOP per
+# training image) and turned into minutes at a rate for D's training. Every net every chapter
+# trains is counted, chapter 4's three chains of A and D among them, with every epoch the profile
+# allows (so these are upper bounds), and so are the overheads a FLOP count leaves out: making the
+# data set, each chapter's start and validation images, each net's start and checkpoints, and the
+# new cuDNN plans of dense evaluation (stated assumptions in `budget.Overheads`, until a GPU
+# window measures them). The table gives the minutes at three rates of D on one H100; when a GPU
+# check has been recorded (`results/gpu_check.json`), the rate it measured gives a last column.
 
 # %% tags=["hide-input"]
 gpu_prof = get_profile("gpu")
-estimate = pd.DataFrame(budget.table(gpu_prof)).set_index("notebook")
-checks = results.recorded("gpu_check.json")
-measured = budget.measured_utilisation(checks[0][1], gpu_prof) if checks else None
-if measured:
-    share, device = measured
-    estimate[f"minutes at {share:.0%} (measured on {device})"] = [
-        r["minutes"] for r in budget.table(gpu_prof, share)
-    ]
-print(
-    f"assumed utilisation {budget.ASSUMED_UTILISATION:.0%}; "
-    + (
-        "no GPU check recorded under results/ yet"
-        if not measured
-        else "measured column from results/gpu_check.json"
-    )
+minutes = {
+    f"min at {r:,} img/s": [row["minutes"] for row in budget.gpu_book(gpu_prof, r)]
+    for r in budget.RATES
+}
+rows = budget.gpu_book(gpu_prof, budget.RATES[1])
+estimate = pd.DataFrame(
+    {"nets": [row["nets_trained"] for row in rows], **minutes},
+    index=pd.Index([row["notebook"] for row in rows], name="notebook"),
 )
+checks = results.recorded("gpu_check.json")
+measured = budget.measured_rate(checks[0][1]) if checks else None
+if measured:
+    rate, device = measured
+    estimate[f"min at {rate:,.0f} img/s (measured on {device})"] = [
+        row["minutes"] for row in budget.gpu_book(gpu_prof, rate)
+    ]
+estimate.loc["total"] = estimate.sum().round(1)
+before = budget.gpu_book_minutes(gpu_prof, cut=False)
+print(
+    "before issue 33's cuts (the set hashed per chapter, validation decoded per net, "
+    "a 1 GB checkpoint every epoch): "
+    + ", ".join(f"{m:.0f} min at {r:,} img/s" for r, m in before.items())
+)
+print("measured column from results/gpu_check.json" if measured else "no GPU check yet")
 estimate
 
 # %% [markdown]

@@ -77,14 +77,40 @@ def test_the_gpu_book_estimate_from_flops():
     for chapter in budget.BOOK:
         for name in chapter.trains + tuple(n for n, _, _ in chapter.evaluations):
             grid.entry(name)  # every net the plan names is a grid entry
-    trained = [n for ch in budget.BOOK for n in ch.trains]
-    assert sorted(trained) == sorted(grid.GRID)  # each grid net is trained once, in one notebook
+    first = [n for ch in budget.BOOK for n in ch.trains]
+    assert sorted(first) == sorted(grid.GRID)  # each grid net is first trained in one notebook
     at_40 = {r["notebook"]: r["minutes"] for r in budget.table(gpu, 0.4)}
     at_20 = {r["notebook"]: r["minutes"] for r in budget.table(gpu, 0.2)}
     assert at_20["02_training"] == pytest.approx(2 * at_40["02_training"], rel=0.02)
-    assert 0 < sum(at_40.values()) <= 60 and max(at_40.values()) <= 10  # the profile's sizing, at 40% of an H100
     with pytest.raises(ValueError, match="utilisation"):
         budget.estimate(gpu, utilisation=0)
+    # chapter 4's depth claim trains two more chains of A and D (and evaluates them): counted
+    three, one = ({e.notebook: e for e in budget.estimate(gpu, depth_chains=k)} for k in (budget.DEPTH_CHAINS, 1))
+    n_train, n_val = (gpu.num_classes * k for k in (gpu.synth_train_per_class, gpu.synth_val_per_class))
+    extra = 2 * sum(  # each epoch's images, and its validation
+        gpu.epochs * (n_train * budget.train_flops(c, gpu) + n_val * budget.test_flops(c, gpu, "centre", [gpu.crop]))
+        for c in "AD"
+    )
+    assert three["04_single_scale"].train_pflop - one["04_single_scale"].train_pflop == pytest.approx(
+        extra / 1e15, rel=1e-6
+    )
+    assert three["04_single_scale"].nets.count("D/256") == 2 and three["02_training"].nets == one["02_training"].nets
+
+
+def test_the_gpu_book_at_three_rates_counts_its_overheads():
+    gpu = get_profile("gpu")
+    at = budget.gpu_book_minutes(gpu)
+    assert list(at) == list(budget.RATES) and at[1500] > at[2500] > at[4000]
+    rows = {r["notebook"]: r for r in budget.gpu_book(gpu, 2500)}
+    assert rows["02_training"]["overhead_minutes"] > 0 and rows["data (once)"]["minutes"] > 0
+    # compute scales with 1/rate; the overheads do not
+    slow = {r["notebook"]: r for r in budget.gpu_book(gpu, 1250)}
+    assert slow["02_training"]["compute_minutes"] == pytest.approx(2 * rows["02_training"]["compute_minutes"], abs=0.2)
+    assert slow["02_training"]["overhead_minutes"] == pytest.approx(rows["02_training"]["overhead_minutes"], abs=0.5)
+    before = budget.gpu_book_minutes(gpu, cut=False)
+    assert all(before[r] > at[r] for r in budget.RATES)  # the cuts save minutes at every rate
+    with pytest.raises(ValueError, match="rate"):
+        budget.gpu_book(gpu, 0)
 
 
 def test_a_recorded_gpu_check_gives_the_measured_utilisation():
@@ -97,6 +123,9 @@ def test_a_recorded_gpu_check_gives_the_measured_utilisation():
     share, device = budget.measured_utilisation(record, gpu)
     assert share == pytest.approx(4000 * 92.8e9 / 989e12, rel=1e-3) and "H200" in device
     assert budget.measured_utilisation(dict(record, dry_run=True), gpu) is None
+    # the check of issue 33 records the steady window's rate
+    record["steps"]["train_loop"] = dict(ok=True, config="D", img_per_s=2500.0)
+    assert budget.measured_rate(record) == (2500.0, "NVIDIA H200 (CUDA 12.8)")
 
 
 def test_measured_estimate_counts_the_cpu_books_work():

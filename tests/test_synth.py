@@ -194,3 +194,25 @@ def test_ensure_refuses_a_foreign_folder(tmp_path):
     profile = profiles.get_profile("ci", data_root=str(tmp_path / "set"))
     with pytest.raises(ValueError, match="no manifest.json"):
         synth.ensure(profile, progress=False, log=lambda *_: None)
+
+
+def test_a_verified_set_is_hashed_again_only_when_a_file_changes(tmp_path, monkeypatch):
+    """A later process (here: the in-process memo cleared) trusts the set's hidden verification
+    record while no file's name, size or time has changed, and hashes it again when one has."""
+    from vggrepro.data import identity
+
+    root = synth.generate(tmp_path / "set", synth.SynthSpec(seed=7, **TINY), progress=False)
+    identity.verify(root)
+    (root / "stats.json").write_text("{}")  # the package's own file, written after the set is made
+    hashed = []
+    real = identity.sha256
+    monkeypatch.setattr(identity, "sha256", lambda p: (hashed.append(p), real(p))[1])
+    monkeypatch.setattr(identity, "_CHECKED", {})
+    identity.verify(root, cached=True)
+    assert hashed == []
+    image = next((root / "train").rglob("*.JPEG"))
+    image.write_bytes(image.read_bytes()[:-10])  # cut: another size
+    monkeypatch.setattr(identity, "_CHECKED", {})
+    with pytest.raises(ValueError, match="changed"):
+        identity.verify(root, cached=True)
+    assert hashed

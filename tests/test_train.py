@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vggrepro.core import devices
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.scales import TrainScale
 from vggrepro.train import checkpoints
@@ -222,3 +223,37 @@ def test_a_resume_forgets_an_epochs_validation_the_checkpoint_predates(tmp_path)
         path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 11, "ep')  # a torn last line
         trim_metrics(path, last_step=8, epochs_done=epochs_done)
         assert read_metrics(path) == expected
+
+
+def test_a_gpu_speed_writes_the_last_checkpoint_but_not_one_per_epoch(tiny, tmp_path, monkeypatch):
+    """Checkpoints at most every ``speed.checkpoint_seconds`` (a D checkpoint is 1 GB), and always
+    the last one, which later chapters read; a CPU speed (0 s) writes one every time, as before."""
+    profile = tiny.replace(epochs=3, checkpoint_every=1000)
+    saved = []
+    real = checkpoints.save
+    monkeypatch.setattr(checkpoints, "save", lambda obj, path: (saved.append(obj["step"]), real(obj, path)))
+    rare = devices.Speed("cpu", checkpoint_seconds=1e9)
+    train(profile, Settings(config="A", scale=profile.S(256)), tmp_path / "rare", progress=False, speed=rare)
+    assert saved == [3 * 8]  # three epochs of 8 steps, one checkpoint at the end
+    saved.clear()
+    train(profile, Settings(config="A", scale=profile.S(256)), tmp_path / "every", progress=False)
+    assert saved == [8, 16, 24]  # the CPU: each epoch's end
+
+
+def test_validation_images_are_decoded_once_per_set(tiny, monkeypatch):
+    """Each training run's validation crops come from the one decoded copy of a small split (a
+    chapter training seven nets decodes its validation images once), with the same pixels."""
+    from vggrepro import data
+    from vggrepro.data import images
+    from vggrepro.data.transforms import Preprocess
+    from vggrepro.train.validation import CentreCrops, CentreView
+
+    val = data.ILSVRC(tiny.data_path, "val", boxes=False)
+    view = CentreView(tiny.crop, tiny.S(256), Preprocess(mean=(120.0, 110.0, 100.0)))
+    first = CentreCrops(val, view, "cpu", torch.channels_last)
+    decoded = []
+    real = images.decode_image
+    monkeypatch.setattr(images, "decode_image", lambda p: (decoded.append(p), real(p))[1])
+    again = CentreCrops(data.ILSVRC(tiny.data_path, "val", boxes=False), view, "cpu", torch.channels_last)
+    assert decoded == []
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))

@@ -32,7 +32,8 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def measured_matmul_tflops(device: str, dtype: torch.dtype, n: int = 2048, repeat: int = 5) -> float:
-    """The rate of an n x n matrix product on this device: a practical peak where no data sheet applies."""
+    """The rate of an n x n matrix product on this device: a practical peak where no data sheet
+    applies (a GPU needs n = 8192 or more to be saturated; the GPU check passes that)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
@@ -99,12 +100,24 @@ def bench_one(case: Case, *, warmup: int = 3, peak: bool = True) -> dict:
 
 
 def _bench(case: Case, warmup: int) -> dict:
-    # plain names, as the measurement reads them (TF32 is bench_one's, set around this call)
+    row = next(windows(case, 1, warmup))
+    row.pop("first_steps_seconds")
+    return row
+
+
+def windows(case: Case, count: int, warmup: int = 3):
+    """One row per timed window of ``case.steps`` steps, ``count`` windows after ``warmup`` untimed
+    steps; the first row also holds ``first_steps_seconds``, the warm-up's wall time (where cuDNN's
+    autotune and a compile land: a one-time cost, apart from the rate). TF32 and autotuning are the
+    caller's to set (:func:`bench_one` sets them)."""
+    # plain names, as the measurement reads them
     mode, config, size, batch, width, crop = case.mode, case.config, case.size, case.batch, case.width, case.crop
     num_classes, channels_last, bf16, compile = case.num_classes, case.channels_last, case.bf16, case.compile
     device, steps = case.device, case.steps
-    if steps < 1 or batch < 1 or warmup < 0:
-        raise ValueError(f"steps={steps}, batch={batch}, warmup={warmup}: need steps >= 1, batch >= 1, warmup >= 0")
+    if steps < 1 or batch < 1 or warmup < 0 or count < 1:
+        raise ValueError(
+            f"steps={steps}, batch={batch}, warmup={warmup}, count={count}: need steps, batch, count >= 1, warmup >= 0"
+        )
     net = models.build(config, width=width, num_classes=num_classes, crop=crop).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
@@ -139,31 +152,36 @@ def _bench(case: Case, warmup: int) -> dict:
             with torch.inference_mode(), autocast:
                 fn(x)
 
+    t = time.perf_counter()
     for _ in range(warmup):
         step()
     synchronize(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    seconds = time.perf_counter() - t
-    img_s = batch * steps / seconds
-    achieved = img_s * flops_per_image / 1e12
-    peak_memory = torch.cuda.max_memory_allocated(device) if device.startswith("cuda") else None
-    return dict(
-        mode=mode,
-        config=config,
-        width=width,
-        size=size,
-        batch=batch,
-        channels_last=channels_last,
-        bf16=bf16,
-        compile=compile,
-        img_per_s=round(img_s, 1),
-        gflops_per_image=round(flops_per_image / 1e9, 3),
-        tflops=round(achieved, 3),
-        peak_memory_bytes=peak_memory,
-    )
+    first = {"first_steps_seconds": round(time.perf_counter() - t, 3)}
+    for _ in range(count):
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        seconds = time.perf_counter() - t
+        img_s = batch * steps / seconds
+        achieved = img_s * flops_per_image / 1e12
+        peak_memory = torch.cuda.max_memory_allocated(device) if device.startswith("cuda") else None
+        yield dict(
+            first,
+            mode=mode,
+            config=config,
+            width=width,
+            size=size,
+            batch=batch,
+            channels_last=channels_last,
+            bf16=bf16,
+            compile=compile,
+            img_per_s=round(img_s, 1),
+            gflops_per_image=round(flops_per_image / 1e9, 3),
+            tflops=round(achieved, 3),
+            peak_memory_bytes=peak_memory,
+        )
+        first = {}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .. import models
-from ..bench import gpu_check
+from ..bench import gpu_check, gpu_window
 from ..bench.throughput import Grid, run_grid
 from ..core.devices import check_device
 from ..core.files import atomic_write_json, check_writable
@@ -48,6 +48,8 @@ def _check_args(args) -> list[int]:
 def run_from_args(args) -> int:
     if args.mode == "gpu":  # the one-command GPU check
         return gpu_check.run_from_args(args)
+    if args.mode == "window":  # the check, then as much of chapter 2 as fits
+        return gpu_window.run_from_args(args)
     sizes = _check_args(args)  # before anything is measured or written
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     # where the figures go, found before measuring (an installed copy may have no results/ to write)
@@ -89,10 +91,14 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "mode",
-        choices=["train", "eval", "gpu"],
-        help="train, eval, or gpu: every figure the gpu book needs, in at most 8 minutes (vggrepro.bench.gpu_check)",
+        choices=["train", "eval", "gpu", "window"],
+        help="train, eval; gpu: every figure the gpu book needs, in at most 5 minutes (vggrepro.bench.gpu_check); "
+        "window: the check, then as much of the gpu book's chapter 2 as fits in 9 minutes (bench.gpu_window)",
     )
-    p.add_argument("--dry-run", action="store_true", help="gpu: the same steps on the CPU at toy size")
+    p.add_argument("--dry-run", action="store_true", help="gpu, window: the same control flow on the CPU, tiny")
+    p.add_argument(
+        "--budget", type=float, default=None, help="gpu: the check's seconds in all (default 300, 5 minutes)"
+    )
     p.add_argument("--configs", default="D", help="comma list of Table 1's configs, e.g. A,D,E (default D)")
     p.add_argument("--sizes", default=None, help="eval: image sizes Q (e.g. 256,384,512); train uses the crop")
     p.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
@@ -107,5 +113,10 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps per figure, after warm-up (default 10)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda where there is one)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--out", default=None, help="JSON file (default results/bench_<mode>_<cpu|gpu>.json)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON file (default results/bench_<mode>_<cpu|gpu>.json; gpu: $OUT/gpu_check.json when OUT is set); "
+        "window: a folder (default $OUT, else results/gpu_window)",
+    )
     p.set_defaults(func=run_from_args)

@@ -15,6 +15,8 @@ import torch
 
 #: Steps between host reads of the loss on a GPU: one read per this many steps keeps the queue full.
 SYNC_EVERY = 50
+#: On a GPU, a periodic checkpoint at most this often: a crash loses at most these minutes of work.
+CHECKPOINT_SECONDS = 600.0
 
 
 def check_device(device: str, flag: str = "--device") -> str:
@@ -49,11 +51,21 @@ class Speed:
     sync_every: int = 1  # steps between host reads of the loss (and the NaN check)
     benchmark: bool = False  # cudnn autotuning: worth it for training's fixed-shape batches
     batched_crops: bool = False  # a training batch's crops in one pass on the device (device_batch)
+    # the least seconds between periodic checkpoints (every N steps, each epoch's end); the last is
+    # always written. 0: every one (the CPU). On a GPU a D checkpoint is 1 GB written every ~12 s.
+    checkpoint_seconds: float = 0.0
 
     @classmethod
     def of(cls, device: str | torch.device) -> Speed:
         cuda = torch.device(device).type == "cuda"
-        return cls(str(device), bf16=cuda, sync_every=SYNC_EVERY if cuda else 1, benchmark=cuda, batched_crops=cuda)
+        return cls(
+            str(device),
+            bf16=cuda,
+            sync_every=SYNC_EVERY if cuda else 1,
+            benchmark=cuda,
+            batched_crops=cuda,
+            checkpoint_seconds=CHECKPOINT_SECONDS if cuda else 0.0,
+        )
 
     @property
     def kind(self) -> str:

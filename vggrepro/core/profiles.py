@@ -360,7 +360,7 @@ PROFILES: dict[str, Profile] = {
         checkpoint_every=500,
         lr_patience=1,
         init_std="fan-in",
-        notes="one GPU, each notebook in about 10 minutes on an H100",
+        notes="one GPU: about an hour on an H100 (chapter 10 counts it at three rates of D)",
     ),
     # The paper's protocol on ILSVRC-2012 (set data_root or $VGGREPRO_IMAGENET).
     "imagenet": Profile(

@@ -238,23 +238,40 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+#: Where the commit travels when ``.git`` does not (a working tree copied to a GPU machine): this
+#: environment variable, else this file at the checkout's root (``scripts/gpu_window.sh --stamp``).
+COMMIT_ENV = "VGGREPRO_COMMIT"
+COMMIT_STAMP = ".vggrepro-commit"
+
+
 def git_commit() -> str:
+    """HEAD's commit (``+dirty`` with uncommitted changes to tracked files); in a checkout without
+    ``.git``, the commit that travelled with it (:data:`COMMIT_ENV`, then :data:`COMMIT_STAMP`);
+    "unknown" only when none of these says."""
     try:
         repo = find_root()
         if repo is None:  # an installed copy run outside any checkout has no commit to name
             return "unknown"
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
+        if (repo / ".git").exists():
+            return _from_git(repo)
+        stamp = repo / COMMIT_STAMP
+        travelled = os.environ.get(COMMIT_ENV) or (stamp.read_text().strip() if stamp.is_file() else "")
+        return travelled.split()[0] if travelled else "unknown"
     except Exception:
         return "unknown"
+
+
+def _from_git(repo: Path) -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+    commit = out.stdout.strip() or "unknown"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
+    return commit + ("+dirty" if dirty else "")
 
 
 def processor() -> str:

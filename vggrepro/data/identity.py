@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from ..core.files import atomic_write_json
 from .ilsvrc import data_fingerprint
 
 #: The manifest format of a generated set (:mod:`vggrepro.data.synth` writes it).
@@ -93,10 +94,12 @@ def verify(root: str | Path, *, cached: bool = False) -> dict:
     root = Path(root)
     manifest = read_manifest(root)
     on_disk, folders = folder_listing(root)
-    stamp = hashlib.sha256(json.dumps(sorted(on_disk.items())).encode())
-    key = (str(root.resolve()), stamp.hexdigest())
+    key = (str(root.resolve()), _stamp_of(on_disk))
     if cached and key in _CHECKED:
         return _CHECKED[key]
+    if cached and _stamped(root, key[1], manifest):
+        _CHECKED[key] = manifest
+        return manifest
     listed = manifest["files"]
     parents = {p.as_posix() for rel in listed for p in Path(rel).parents if p != Path(".")}
     extra = [rel for rel in sorted(on_disk) if rel not in listed and ("/" in rel or not rel.endswith(".json"))]
@@ -116,7 +119,41 @@ def verify(root: str | Path, *, cached: bool = False) -> dict:
             + f"; {fix}delete the folder and generate it again (vggrepro data synth)"
         )
     _CHECKED[key] = manifest
+    remember_verified(root, manifest, key[1])
     return manifest
+
+
+#: A hidden file in a verified set: the listing (names, sizes, times) and digest it was verified at,
+#: so that a later process hashes the set again only when a file's name, size or time has changed.
+VERIFIED = ".verified.json"
+
+
+def listing_stamp(root: str | Path) -> str:
+    """The digest of a folder's listing as :func:`verify` takes it."""
+    return _stamp_of(folder_listing(root)[0])
+
+
+def _stamp_of(on_disk: dict) -> str:
+    # the package's own top-level JSON (stats.json, written after a set is made) is no part of it
+    kept = sorted((k, v) for k, v in on_disk.items() if "/" in k or not k.endswith(".json") or k == "manifest.json")
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
+
+
+def remember_verified(root: str | Path, manifest: dict, stamp: str | None = None) -> None:
+    """Record that ``root``'s files match ``manifest`` as they are now (a read-only folder: nothing)."""
+    record = {"listing": stamp or listing_stamp(root), "digest": manifest["digest"]}
+    try:
+        atomic_write_json(Path(root) / VERIFIED, record)
+    except OSError:
+        pass
+
+
+def _stamped(root: Path, stamp: str, manifest: dict) -> bool:
+    try:
+        record = json.loads((root / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record == {"listing": stamp, "digest": manifest["digest"]}
 
 
 def _printable(text: str) -> str:

@@ -11,6 +11,7 @@ data paths (torch tensors, or PIL in DataLoader workers) and all DDP ranks draw 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,7 @@ class TrainLoader:
         self.progress = engine.progress
         self.batched_crops = self.device.type != "cpu" if engine.batched_crops is None else engine.batched_crops
         self.skipped: list[Path] = []
+        self.pil_fallbacks = 0  # files nvjpeg refused and PIL decoded (the GPU path)
         self._warned = False
         self._images: dict[int, torch.Tensor] | None = None
         self._jpegs: dict[int, bytes] | None = None
@@ -311,6 +313,15 @@ class TrainLoader:
                 except Exception:
                     images.append(None)
         kept, out, bad = [], [], []
+        refused = [self.dataset.samples[i].path for (i, _), img in zip(plan, images) if img is None]
+        if refused:  # said, not silent: PIL's pixels differ slightly from nvjpeg's
+            self.pil_fallbacks += len(refused)
+            if self.pil_fallbacks == len(refused):
+                warnings.warn(
+                    f"nvjpeg could not decode {refused[0]} (and maybe more); PIL decodes such files "
+                    "instead (the count is the loader's .pil_fallbacks)",
+                    stacklevel=3,
+                )
         for (i, pos), img in zip(plan, images):
             if img is None:
                 try:

@@ -43,7 +43,7 @@ import PIL
 from tqdm import tqdm
 
 from ..core.profiles import PROFILES, get_profile
-from .identity import FORMAT, read_manifest, sha256, verify  # noqa: F401  (synth.verify, ... as before)
+from .identity import FORMAT, read_manifest, remember_verified, sha256, verify  # noqa: F401  (synth.verify, ...)
 from .synth_classes import NOVEL_SHAPES, SHAPES, TEXTURES, SynthClass, class_list, novel_classes, rotated_extent  # noqa: F401
 from .synth_images import (
     BACKGROUND_FADE,
@@ -326,6 +326,7 @@ def ensure(profile, out: str | Path | None = None, seed: int | None = None, prog
         t = time.perf_counter()
         try:
             generate(root, SynthSpec(**want), progress=progress)
+            remember_verified(root, read_manifest(root))  # its files are those just hashed
             n = want["num_classes"] * (want["train_per_class"] + want["val_per_class"])
             log(f"generated synthetic set {root}: {n} images in {time.perf_counter() - t:.1f} s (seed {want['seed']})")
             return root

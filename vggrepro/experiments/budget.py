@@ -21,6 +21,7 @@ import torch
 
 from .. import models
 from ..bench.throughput import GPU_PEAK_TFLOPS
+from ..core.devices import CHECKPOINT_SECONDS
 from ..core.profiles import Profile
 from ..evaluate.protocols import dense_macs
 from . import grid
@@ -75,6 +76,8 @@ BOOK: tuple[Chapter, ...] = (
     Chapter("08_generalisation", note="features of two nets on small sets: seconds"),
 )
 LOCALISATION_EPOCHS = 4  # chapter 7's fine-tuning epochs
+#: chapter 4's depth claim trains this many chains of A and D (its parameter `depth_chains`)
+DEPTH_CHAINS = 3
 
 
 @cache
@@ -119,11 +122,37 @@ class Estimate:
         return self.seconds / 60
 
 
+def _trainings(ch: Chapter, profile: Profile, depth_chains: int) -> list[tuple[str, int]]:
+    """(grid net, copies) a chapter trains: each net once per chain, and in chapter 4 the extra
+    chains of A and D its depth claim asks for (``depth_chains`` in all)."""
+    k = profile.chains
+    out = [(name, k) for name in ch.trains]
+    extra = max(depth_chains, k) - k
+    if ch.notebook == "04_single_scale" and extra:
+        out += [("A/256", extra), ("D/256", extra)]
+    return out
+
+
+def _evaluations(ch: Chapter, profile: Profile, depth_chains: int) -> list[tuple[str, str, bool, int]]:
+    """(grid net, protocol, multi-scale, copies) a chapter evaluates; chapter 4's extra depth chains
+    are evaluated with the centre crop."""
+    k = profile.chains
+    out = [(n, p, m, k) for n, p, m in ch.evaluations]
+    extra = max(depth_chains, k) - k
+    if ch.notebook == "04_single_scale" and extra:
+        out += [("A/256", "centre", False, extra), ("D/256", "centre", False, extra)]
+    return out
+
+
 def estimate(
-    profile: Profile, utilisation: float = ASSUMED_UTILISATION, peak_tflops: float = H100_BF16_TFLOPS
+    profile: Profile,
+    utilisation: float = ASSUMED_UTILISATION,
+    peak_tflops: float = H100_BF16_TFLOPS,
+    depth_chains: int = DEPTH_CHAINS,
 ) -> list[Estimate]:
     """Each notebook's FLOPs and time at ``utilisation`` of ``peak_tflops`` (an upper bound: every
-    epoch the profile allows)."""
+    epoch the profile allows), every net it trains counted: each of the profile's chains, and
+    chapter 4's ``depth_chains`` of A and D. Overheads besides the FLOPs: :func:`gpu_book`."""
     if not 0 < utilisation <= 1:
         raise ValueError(f"utilisation={utilisation}: give a share of the peak in (0, 1]")
     n_train = profile.num_classes * profile.synth_train_per_class
@@ -132,32 +161,120 @@ def estimate(
     out = []
     for ch in BOOK:
         train = evaluation = 0.0
-        for name in ch.trains:
+        nets = []
+        for name, copies in _trainings(ch, profile, depth_chains):
             e = grid.entry(name)
             epochs = (profile.finetune_epochs if e.finetune else profile.epochs) * e.budget
-            train += epochs * n_train * train_flops(e.config, profile, e.trainable)
-            train += epochs * n_val * test_flops(e.config, profile, "centre", [profile.crop])  # validation
+            train += copies * epochs * n_train * train_flops(e.config, profile, e.trainable)
+            train += copies * epochs * n_val * test_flops(e.config, profile, "centre", [profile.crop])  # validation
+            nets += [name] * copies
         for layers in ch.localisation:
-            train += LOCALISATION_EPOCHS * n_train * train_flops("D", profile, layers)
-        for name, protocol, multi in ch.evaluations:
+            train += profile.chains * LOCALISATION_EPOCHS * n_train * train_flops("D", profile, layers)
+        for name, protocol, multi, copies in _evaluations(ch, profile, depth_chains):
             e = grid.entry(name)
-            evaluation += n_val * test_flops(
-                e.config, profile, protocol, grid.test_scales_of(profile, e.train_S, multi)
-            )
-        out.append(Estimate(ch.notebook, train / 1e15, evaluation / 1e15, (train + evaluation) / rate, list(ch.trains)))
+            scales = grid.test_scales_of(profile, e.train_S, multi)
+            evaluation += copies * n_val * test_flops(e.config, profile, protocol, scales)
+        out.append(Estimate(ch.notebook, train / 1e15, evaluation / 1e15, (train + evaluation) / rate, nets))
     return out
+
+
+# -- the gpu book in minutes at a measured rate, overheads counted ---------------------------------
+
+#: D's training rates (img/s, bf16 on one H100) at which chapter 10 prints the gpu book's time
+RATES = (1500, 2500, 4000)
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """Seconds the gpu book spends besides its FLOPs, on a 16-core H100 machine: assumptions until a
+    GPU window measures them (the GPU check records the autotune, a checkpoint save, a validation
+    decode and a dense pass's new cuDNN plans)."""
+
+    data_once: float = 90.0  # the 33,000-image set generated on 16 cores (~55 s) and its statistics (~35 s)
+    per_chapter: float = 10.0  # a kernel's start and imports
+    hash_set: float = 5.0  # the set's 33,000 files hashed against its manifest (1.5 GB)
+    decode_val: float = 12.0  # the 3,000 validation images decoded with PIL on one thread
+    per_training: float = 25.0  # a net's start: built, 30,000 JPEGs read, cuDNN's autotune
+    checkpoint: float = 3.0  # one training checkpoint written and fsync'd (~1.07 GB: weights + momentum)
+    dense_plans: float = 10.0  # a dense evaluation's new cuDNN plans at one Q (~100 shapes at ~0.1 s)
+
+
+def gpu_book(
+    profile: Profile, rate: float, *, depth_chains: int = DEPTH_CHAINS, cut: bool = True, over: Overheads = Overheads()
+) -> list[dict]:
+    """Each chapter's minutes when D trains at ``rate`` img/s (every net at the same FLOP/s), plus
+    the overheads. ``cut``: as the package runs now (the set hashed once, the validation images
+    decoded once per chapter, a checkpoint at most every ``devices.CHECKPOINT_SECONDS`` and at the
+    end); ``cut=False``: as before issue 33 (each training re-hashed and re-decoded, a checkpoint
+    every ``checkpoint_every`` steps and at every epoch's end)."""
+    if not rate > 0:
+        raise ValueError(f"rate={rate}: give D's training images per second, e.g. 2500")
+    flop_s = rate * train_flops("D", profile)
+    n_train = profile.num_classes * profile.synth_train_per_class
+    per_epoch = n_train // profile.batch_size
+    rows = []
+    for ch, e in zip(BOOK, estimate(profile, 1.0, flop_s / 1e12, depth_chains)):
+        compute = e.seconds
+        trainings = _trainings(ch, profile, depth_chains)
+        over_s = over.per_chapter if ch.notebook != "01_architecture" else 0.0
+        if trainings or ch.evaluations or ch.localisation:  # the set checked, its val images decoded
+            over_s += over.decode_val + (0.0 if cut else over.hash_set)
+        for name, copies in trainings:
+            g = grid.entry(name)
+            epochs = (profile.finetune_epochs if g.finetune else profile.epochs) * g.budget
+            seconds = epochs * n_train * train_flops(g.config, profile, g.trainable) / flop_s
+            saves = (1 + int(seconds // CHECKPOINT_SECONDS)) if cut else epochs + epochs * per_epoch // 500
+            start = over.per_training + (0.0 if cut else over.decode_val)  # validation decoded per run
+            over_s += copies * (start + saves * over.checkpoint)
+        over_s += len(ch.localisation) * profile.chains * (over.per_training + LOCALISATION_EPOCHS * over.checkpoint)
+        dense = sum(
+            copies * len(grid.test_scales_of(profile, grid.entry(n).train_S, m))
+            for n, p, m, copies in _evaluations(ch, profile, depth_chains)
+            if p in ("dense", "both")
+        )
+        over_s += dense * over.dense_plans
+        rows.append(
+            dict(
+                notebook=ch.notebook,
+                nets_trained=len(e.nets) + len(ch.localisation) * profile.chains,
+                compute_minutes=round(compute / 60, 1),
+                overhead_minutes=round(over_s / 60, 1),
+                minutes=round((compute + over_s) / 60, 1),
+            )
+        )
+    once = round(over.data_once / 60, 1)
+    rows.append(dict(notebook="data (once)", nets_trained=0, compute_minutes=0.0, overhead_minutes=once, minutes=once))
+    return rows
+
+
+def gpu_book_minutes(profile: Profile, rates=RATES, **kw) -> dict[int, float]:
+    """The whole gpu book's minutes at each of ``rates`` (:func:`gpu_book`)."""
+    return {r: round(sum(row["minutes"] for row in gpu_book(profile, r, **kw)), 1) for r in rates}
+
+
+def measured_rate(record: dict) -> tuple[float, str] | None:
+    """D's training img/s that the real training loop reached in a ``vggrepro bench gpu`` record
+    (its steady window; an older record's last epoch), and the device; None when the record has
+    no such figure (a dry run, a failed step)."""
+    loop, device = record.get("steps", {}).get("train_loop", {}), record.get("provenance", {}).get("device", "")
+    rate = loop.get("img_per_s") or (loop.get("img_per_s_by_epoch") or [None])[-1]
+    if record.get("dry_run") or not loop.get("ok") or not rate or loop.get("config") != "D":
+        return None
+    return float(rate), device
 
 
 def measured_utilisation(record: dict, profile: Profile) -> tuple[float, str] | None:
     """The share of its device's bf16 peak that the real training loop reached in a
-    ``vggrepro bench gpu`` record (its last, steady epoch), and the device; None when the record
-    has no such figure (a dry run, a failed step, a GPU without a known peak)."""
-    loop, device = record.get("steps", {}).get("train_loop", {}), record.get("provenance", {}).get("device", "")
-    peak = next((p["bf16"] for key, p in GPU_PEAK_TFLOPS.items() if key in device), None)
-    if record.get("dry_run") or not loop.get("ok") or peak is None or not loop.get("img_per_s_by_epoch"):
+    ``vggrepro bench gpu`` record, and the device; None when the record has no such figure (see
+    :func:`measured_rate`) or the GPU has no known peak."""
+    found = measured_rate(record)
+    if found is None:
         return None
-    flops = loop["img_per_s_by_epoch"][-1] * train_flops(loop["config"], profile)
-    return flops / (peak * 1e12), device
+    rate, device = found
+    peak = next((p["bf16"] for key, p in GPU_PEAK_TFLOPS.items() if key in device), None)
+    if peak is None:
+        return None
+    return rate * train_flops("D", profile) / (peak * 1e12), device
 
 
 def table(

@@ -135,6 +135,7 @@ class Trainer:
         self.history: list[dict] = []  # a record per finished epoch, as logged
         self.wall_s = 0.0  # seconds of training before this process (a resumed run's earlier ones)
         self.started = time.perf_counter()  # when this process began training (reset by fit)
+        self.saved_at = self.started  # when this process last wrote a checkpoint (or began)
         self.bar = None
 
     # -- checkpoints
@@ -152,7 +153,12 @@ class Trainer:
         self.history, self.wall_s = ckpt.get("history", []), ckpt.get("wall_s", 0.0)
         self.plan.saved["step"] = self.step
 
+    def _due(self) -> bool:
+        """A periodic checkpoint is due: at least ``speed.checkpoint_seconds`` since the last save."""
+        return time.perf_counter() - self.saved_at >= self.plan.speed.checkpoint_seconds
+
     def save(self) -> None:
+        self.saved_at = time.perf_counter()
         self.read_losses()  # never write a checkpoint past a non-finite loss
         if self.plan.rank == 0:
             checkpoints.save(
@@ -244,7 +250,7 @@ class Trainer:
                 self.train_step(step_fn, x, *targets)
                 seen_epoch += len(x) * plan.world_size
                 self.bar.update(1)
-                if plan.checkpoint_every and self.step % plan.checkpoint_every == 0:
+                if plan.checkpoint_every and self.step % plan.checkpoint_every == 0 and self._due():
                     self.save()
             self.read_losses()
             self.bar.close()
@@ -275,7 +281,8 @@ class Trainer:
             if plan.rank == 0:
                 log(plan.run.metrics_path, dict(step=self.step, **record))
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
-            self.save()
+            if self.epoch >= plan.epochs or schedule.stop or self._due():  # the last one always
+                self.save()
         if schedule.stop:
             stopped = f"lr cut {MAX_LR_CUTS} times, then plateau"
         if plan.val_crops is None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..core.devices import Speed
-from ..data import CorruptImage, decode_image, transforms
+from ..data import CACHE_LIMIT, CorruptImage, decode_all, decode_image, transforms
 from . import distributed
 
 
@@ -67,7 +67,18 @@ class CentreCrops:
         self.cached = list(self._make()) if len(val.samples) <= self.IN_MEMORY else None
 
     def _images(self):
-        """(image, label) of this rank's share, every world_size-th image; undecodable ones skipped."""
+        """(image, label) of this rank's share, every world_size-th image; undecodable ones skipped.
+
+        A small split is decoded once per process and data set (the cache the loaders share), not
+        once per training run: a chapter that trains seven nets decodes its validation images once."""
+        if len(self.val.samples) <= CACHE_LIMIT:
+            images, bad = decode_all(self.val, progress=False)
+            if bad:
+                warnings.warn(f"validation skipped {len(bad)} image(s) that do not decode, e.g. {bad[0]}", stacklevel=2)
+            for i in range(self.rank, len(self.val.samples), self.world_size):
+                if i in images:
+                    yield images[i], self.val.samples[i].label
+            return
         bad = []
         for sample in self.val.samples[self.rank :: self.world_size]:
             try:
