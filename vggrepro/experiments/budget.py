@@ -76,8 +76,10 @@ BOOK: tuple[Chapter, ...] = (
     Chapter("08_generalisation", note="features of two nets on small sets: seconds"),
 )
 LOCALISATION_EPOCHS = 4  # chapter 7's fine-tuning epochs
-#: chapter 4's depth claim trains this many chains of A and D (its parameter `depth_chains`)
+#: chapter 4's depth claims train this many chains of these nets (its parameter `depth_chains`):
+#: A, D from that A, and A given A's epochs and D's (the budget control)
 DEPTH_CHAINS = 3
+DEPTH_NETS = ("A/256", "D/256", "A/256-budget")
 
 
 @cache
@@ -124,12 +126,12 @@ class Estimate:
 
 def _trainings(ch: Chapter, profile: Profile, depth_chains: int) -> list[tuple[str, int]]:
     """(grid net, copies) a chapter trains: each net once per chain, and in chapter 4 the extra
-    chains of A and D its depth claim asks for (``depth_chains`` in all)."""
+    chains of :data:`DEPTH_NETS` its depth claims ask for (``depth_chains`` in all)."""
     k = profile.chains
     out = [(name, k) for name in ch.trains]
     extra = max(depth_chains, k) - k
     if ch.notebook == "04_single_scale" and extra:
-        out += [("A/256", extra), ("D/256", extra)]
+        out += [(name, extra) for name in DEPTH_NETS]
     return out
 
 
@@ -140,7 +142,7 @@ def _evaluations(ch: Chapter, profile: Profile, depth_chains: int) -> list[tuple
     out = [(n, p, m, k) for n, p, m in ch.evaluations]
     extra = max(depth_chains, k) - k
     if ch.notebook == "04_single_scale" and extra:
-        out += [("A/256", "centre", False, extra), ("D/256", "centre", False, extra)]
+        out += [(name, "centre", False, extra) for name in DEPTH_NETS]
     return out
 
 
@@ -339,25 +341,22 @@ def measured_estimate(
 ) -> list[dict]:
     """Each notebook's training and evaluation minutes on the machine that measured ``rates``:
     every epoch the profile allows (an upper bound), for each of the profile's ``chains``, the
-    extra chains of chapter 4's depth claim (``depth_chains`` of A and D in all), and the
+    extra chains of chapter 4's depth claims (``depth_chains`` of :data:`DEPTH_NETS` in all), and the
     localisation nets' epochs. Data generation, chapter 8's features and plots are not counted."""
     n_val = profile.num_classes * profile.synth_val_per_class
     k = profile.chains
-    extra = max(depth_chains, k) - k
     rows = []
     for ch in BOOK:
-        trains = [(name, k) for name in ch.trains]
-        if ch.notebook == "04_single_scale":
-            trains += [(name, extra) for name in ("A/256", "D/256")]
         train = 0.0
-        for name, copies in trains:
+        for name, copies in _trainings(ch, profile, depth_chains):
             e = grid.entry(name)
             epochs = (profile.finetune_epochs if e.finetune else profile.epochs) * e.budget
             train += copies * training_seconds(e.config, profile, rates, epochs, e.trainable)
         for layers in ch.localisation:  # box regressors fine-tuned from D, no validation per epoch
             train += k * training_seconds("D", profile, rates, localisation_epochs, layers, validate=False)
-        evaluation = k * sum(
-            n_val
+        evaluation = sum(
+            copies
+            * n_val
             * _forward_seconds(
                 grid.entry(name).config,
                 profile,
@@ -365,9 +364,9 @@ def measured_estimate(
                 protocol,
                 grid.test_scales_of(profile, grid.entry(name).train_S, multi),
             )
-            for name, protocol, multi in ch.evaluations
+            for name, protocol, multi, copies in _evaluations(ch, profile, depth_chains)
         )
-        nets = k * len(ch.trains) + (2 * extra if ch.notebook == "04_single_scale" else 0)
+        nets = sum(copies for _, copies in _trainings(ch, profile, depth_chains))
         rows.append(
             dict(
                 notebook=ch.notebook,
