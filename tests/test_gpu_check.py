@@ -82,7 +82,14 @@ def test_a_step_over_its_cap_is_recorded_and_the_next_still_runs(tmp_path, monke
 
 
 def test_the_deadline_leaves_later_steps_out_and_says_so(tmp_path, monkeypatch):
-    quick_plan(monkeypatch, lambda setup, found: time.sleep(0.2))
+    quick_plan(monkeypatch, lambda setup, found: None)
+    prepare = gpu_check.prepare  # a setup that takes 0.2 s, so the deadline is reached before any step
+
+    def slow_prepare(*args):
+        time.sleep(0.2)
+        return prepare(*args)
+
+    monkeypatch.setattr(gpu_check, "prepare", slow_prepare)
     record = gpu_check.check(True, tmp_path / "c.json", budget_s=gpu_check.MIN_LEFT_S + 0.1)
     assert record["status"] == "finished" and not record["steps"]
     assert set(record["not_run"]) == {"matmul", "middle", "dense_eval"}
