@@ -1,6 +1,6 @@
 """How hard is the cpu set for net A? Train a width/8 A at 64 px under variants of the cpu profile.
 
-    python scripts/calibrate_cpu.py                       # every variant: results/cpu_calibration.json
+    python scripts/calibrate_cpu.py                       # every variant: results/cpu_calibration_variants.json
     python scripts/calibrate_cpu.py --only cpu,seed-1 --keep /tmp/calib   # keep the runs (and A's checkpoint)
 
 Issue 18 asks that net A at the `cpu` scale lands well above chance (5% accuracy at 20 classes) and
@@ -93,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=None, help="comma-separated variants (default: all)")
     ap.add_argument("--keep", default=None, help="a folder for the runs, kept (default: a temporary one)")
-    ap.add_argument("--out", default=str(REPO / "results" / "cpu_calibration.json"))
+    ap.add_argument("--out", default=str(REPO / "results" / "cpu_calibration_variants.json"))
     ap.add_argument("--summary-only", action="store_true", help="recompute the seed spreads of the existing record")
     args = ap.parse_args()
     if args.summary_only:

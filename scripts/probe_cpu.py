@@ -18,11 +18,11 @@ Every figure comes from the run cache's records and fresh evaluations; nothing i
 from __future__ import annotations
 
 import argparse
-import ast
 import statistics
 import time
 from pathlib import Path
 
+from vggrepro.cli.train import parse_knobs
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.runs import provenance, read_metrics
@@ -50,20 +50,6 @@ def curve(profile, name: str, seed: int | None) -> list[dict]:
     ]
 
 
-def knob_values(pairs: list[str]) -> dict:
-    """``["epochs=60", "synth_box_fraction=(0.15, 1.0)"]`` -> the profile knobs, each a Python literal."""
-    out = {}
-    for pair in pairs:
-        knob, sep, text = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"probe_cpu: --set {pair!r} is not KNOB=VALUE; e.g. --set epochs=60")
-        try:
-            out[knob.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            raise SystemExit(f"probe_cpu: --set {pair!r}: {text!r} is not a Python literal") from None
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="cpu")
@@ -72,14 +58,14 @@ def main() -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", help="a profile knob, as a literal")
     args = p.parse_args()
-    profile = get_profile(args.profile, **knob_values(args.set))
+    profile = get_profile(args.profile, **parse_knobs(args.set))
     names = [n.strip() for n in args.nets.split(",") if n.strip()]
     out = args.out or str(REPO / "results" / f"{profile.name}_probe.json")
     start = time.perf_counter()
     record: dict = {
         "what": __doc__.splitlines()[0],
         "profile": profile.name,
-        "knobs_set": knob_values(args.set),
+        "knobs_set": parse_knobs(args.set),
         "seed": args.seed,
         "nets": {},
     }
