@@ -89,6 +89,21 @@ def test_plateau_schedule_cuts_three_times_then_stops():
     assert [stop for _, stop in lrs] == [False] * 6 + [True, True]
 
 
+def test_a_stall_inside_the_hold_is_not_a_plateau():
+    """D's recorded start at cpu (validation accuracy flat over epochs 3-5, then rising): patience
+    2 cut the lr after epoch 5; holding the first 10 epochs keeps it, and a later stall still cuts."""
+    accs = [9.5, 14.2, 17.6, 17.4, 17.5, 17.3, 22.0, 24.0, 26.0, 27.0, 27.0, 27.0, 27.0]
+    held, plain = PlateauSchedule(1e-2, patience=2, hold=10), PlateauSchedule(1e-2, patience=2)
+    for acc in accs:
+        held.step(acc)
+        plain.step(acc)
+    assert plain.cuts == 2  # one cut inside the stall (epoch 6), one at the end
+    assert held.cuts == 1 and round(held.lr, 8) == 1e-3  # only the late plateau (epochs 11-13)
+    resumed = PlateauSchedule(1e-2, patience=2, hold=10)
+    resumed.load_state_dict(held.state_dict())
+    assert resumed.state_dict() == held.state_dict()
+
+
 def test_resume_after_sigkill_equals_uninterrupted_run(tiny, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run(cli(tiny, whole), check=True, capture_output=True, timeout=300)

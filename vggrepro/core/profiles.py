@@ -67,6 +67,7 @@ class Profile:
     # Checkpoint every this many steps (and at the end of each epoch).
     checkpoint_every: int = 500
     lr_patience: int = 0  # epochs without val improvement before the lr is divided by 10
+    lr_hold_epochs: int = 0  # the first epochs, in which a stall is not a plateau (train.loop.PlateauSchedule)
     # Net A's random init: a std, or "fan-in" for N(0, 2/fan_in) (see models.init_fan_in).
     init_std: float | str = 1e-2
     lr_scale: float = 1.0  # the initial lr is 1e-2 x batch/256 x lr_scale
@@ -85,6 +86,7 @@ class Profile:
             ("threads", 1),
             ("workers", 0),
             ("lr_patience", 0),
+            ("lr_hold_epochs", 0),
             ("synth_train_per_class", 0),
             ("synth_val_per_class", 0),
         ):
@@ -335,6 +337,7 @@ PROFILES: dict[str, Profile] = {
         dropout=0.0,
         checkpoint_every=200,
         lr_patience=2,
+        lr_hold_epochs=10,
         init_std="fan-in",
         lr_scale=4.0,
         notes="CPU, about two hours on 2 cores; width/8 nets on a larger synthetic set at 64 px, several seeds",

@@ -48,15 +48,21 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class PlateauSchedule:
     """lr / 10 whenever validation accuracy has not improved for ``patience`` epochs;
     after ``max_cuts`` cuts, the next plateau stops training (the paper cut 3 times,
-    then stopped)."""
+    then stopped). During the first ``hold`` epochs a stall is not a plateau: a deep net
+    started from A stalls at first while its new layers find their scale (the instability
+    section 3.1 trains B-E from A to avoid), and a cut then leaves it at a tenth of the lr."""
 
-    def __init__(self, lr: float, patience: int, max_cuts: int = MAX_LR_CUTS):
-        self.lr, self.patience, self.max_cuts = lr, patience, max_cuts
+    def __init__(self, lr: float, patience: int, max_cuts: int = MAX_LR_CUTS, hold: int = 0):
+        self.lr, self.patience, self.max_cuts, self.hold = lr, patience, max_cuts, hold
         self.best, self.bad_epochs, self.cuts, self.stop = -math.inf, 0, 0, False
+        self.epochs = 0
 
     def step(self, val_accuracy: float) -> None:
+        self.epochs += 1
         if val_accuracy > self.best:
             self.best, self.bad_epochs = val_accuracy, 0
+            return
+        if self.epochs <= self.hold:
             return
         self.bad_epochs += 1
         if self.bad_epochs > self.patience:
@@ -74,6 +80,7 @@ class PlateauSchedule:
             bad_epochs=self.bad_epochs,
             cuts=self.cuts,
             stop=self.stop,
+            epochs=self.epochs,
         )
 
     def load_state_dict(self, state: dict) -> None:

@@ -62,6 +62,8 @@ class Settings:
         # how many chains a book trains changes no single net (its seed does): not in the key
         ignored = ("workers", "notes", "device", "name", "chains")
         knobs = {k: v for k, v in profile.as_dict().items() if k not in ignored}
+        if not profile.lr_hold_epochs:  # no hold: the key of every run made before the knob existed
+            del knobs["lr_hold_epochs"]
         if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed,
             knobs["data_root"] = FORMAT
         key = dict(
@@ -398,7 +400,7 @@ def _train(job: Job) -> dict:
     model, learning = distributed.freeze_and_wrap(net, settings.trainable)
     step_fn = torch.compile(model) if job.compile else model
     optimizer = torch.optim.SGD(learning, lr=used["lr"], momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    schedule = PlateauSchedule(used["lr"], profile.lr_patience)
+    schedule = PlateauSchedule(used["lr"], profile.lr_patience, hold=profile.lr_hold_epochs)
     meta = checkpoints.model_meta(
         net, preprocess, profile=profile.name, run_id=run.id, scale=settings.scale.S(), init=settings.init
     )
