@@ -1,9 +1,10 @@
-"""Why do the evidence scale's fine-tuned nets "collapse", and why does E fail? Measured, not guessed.
+"""A profile's nets trained as the book trains them, measured alike: learning curves, and every net at the same Q.
 
     python scripts/probe_cpu.py [--profile cpu] [--nets A/256,D/256,E/256,D/384,D/jit] [--seed 0]
 
 Trains (or re-uses from ``runs/<profile>/``) the grid nets named, then records in
-``results/<profile>_probe.json``, with provenance:
+``results/<profile>_calibration.json`` (the design as the profile has it; the first `cpu` design's
+probe is ``results/cpu_probe.json``), with provenance:
 
 - each net's learning curve: the validation top-1 error (centre crop at Q = its own S, the
   trainer's check) and the mean training loss, epoch by epoch, and where the lr was cut;
@@ -60,7 +61,7 @@ def main() -> None:
     args = p.parse_args()
     profile = get_profile(args.profile, **parse_knobs(args.set))
     names = [n.strip() for n in args.nets.split(",") if n.strip()]
-    out = args.out or str(REPO / "results" / f"{profile.name}_probe.json")
+    out = args.out or str(REPO / "results" / f"{profile.name}_calibration.json")
     start = time.perf_counter()
     record: dict = {
         "what": __doc__.splitlines()[0],
