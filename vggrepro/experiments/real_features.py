@@ -24,15 +24,18 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .. import models
+from ..core.runs import read_recorded
 from ..data import fashion_mnist
 from ..evaluate import onnx_weights
 from ..generalise import conv_features
 from ..generalise.features import combine, pixel_descriptors, svm_scores
 from .chapter_claims import Chapter
 from .claims import Arm, Claim, chance_error
+from .results import results_root
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,12 @@ def run(plan: Plan = Plan(), wheel=None, root=fashion_mnist.ROOT, log=print) -> 
 # -- the record as the book's paired verdicts -------------------------------------------------------
 
 
+def record(name: str = "fashion_mnist", root=None) -> dict:
+    """A record of ``scripts/record_real.py`` (``fashion_mnist``, ``conv1_1``, ``peer_check``),
+    read from ``results/real/``: committed, so a chapter shows it on any machine."""
+    return read_recorded((root or results_root() / "real") / f"{name}.json")
+
+
 def arms(record: dict) -> dict[str, Arm]:
     """Each representation's per-image errors, one row per training subset (its "chains")."""
     arms = {}
@@ -192,3 +201,22 @@ def declared(record: dict, paper_aggregation: str) -> list[Claim]:
         claim("conv5_3's features beat conv4_3's", BEST, rep_name(IMAGENET, "conv4_3"), fc7),
         claim("conv5_3's features beat conv3_3's", BEST, rep_name(IMAGENET, "conv3_3"), fc7),
     ]
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    """The verdicts as a chapter shows them: like :func:`vggrepro.experiments.claims.table`, the
+    measured column naming the recorded run and the replications naming training subsets (not
+    chains of trained nets: this section's rows are not on the results page, which is per profile)."""
+    return pd.DataFrame(
+        [
+            {
+                "claim": r["claim"],
+                "paper": r["paper"],
+                "recorded run": r["ours"],
+                "training subsets": r["chains"],
+                "verdict": r["verdict"],
+                "why": r["why"],
+            }
+            for r in rows
+        ]
+    )

@@ -44,18 +44,19 @@ def tap_descriptors(
     flip: bool = False,
     batch: int = 64,
 ) -> dict[str, np.ndarray]:
-    """tap -> (images, scales, channels): each tap's map after its ReLU, averaged over space, with
-    ``images`` (N, 3, h, w) uint8 of one size rescaled so that their smaller side is Q at each of
-    ``scales``. ``flip``: averaged with the mirrored image's, as the paper does (twice the cost).
-    The passes stop at the deepest tap."""
-    stops = _stops(net, taps)
-    last = max(stops)
-    layers = list(net.eval().features)[: last + 1]
+    """tap -> (images, scales, channels): each tap's map after its ReLU,
+    averaged over space, with ``images`` (N, 3, h, w) uint8 of one size rescaled
+    so that their smaller side is Q at each of ``scales``. ``flip``: averaged
+    with the mirrored image's, as the paper does (twice the cost). The passes
+    stop at the deepest tap."""
+    stops = _stops(net, taps)  # the index of the ReLU after each tap
+    layers = list(net.eval().features)[: max(stops) + 1]
     for m in layers:
         m.to(memory_format=torch.channels_last)  # the faster layout on a CPU
     h, w = images.shape[-2:]
-    out = {tap: np.zeros((len(images), len(scales), net.layer(tap).out_channels)) for tap in taps}
-    steps = [(j, k) for j in range(len(scales)) for k in range(0, len(images), batch)]
+    n, width = len(images), {tap: net.layer(tap).out_channels for tap in taps}
+    out = {tap: np.zeros((n, len(scales), width[tap])) for tap in taps}
+    steps = [(j, k) for j in range(len(scales)) for k in range(0, n, batch)]
     for j, k in tqdm(steps, desc="descriptors", unit="batch", leave=False):
         x = preprocess(resize(images[k : k + batch], scaled_size(h, w, scales[j])))
         x = x.contiguous(memory_format=torch.channels_last)
@@ -64,5 +65,6 @@ def tap_descriptors(
             for i, m in enumerate(layers):
                 view = m(view)
                 if i in stops:
-                    out[stops[i]][k : k + batch, j] += view.mean(dim=(-2, -1)).double().numpy() / len(views)
+                    mean = view.mean(dim=(-2, -1)).double().numpy()
+                    out[stops[i]][k : k + batch, j] += mean / len(views)
     return out
