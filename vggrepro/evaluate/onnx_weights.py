@@ -114,6 +114,8 @@ def onnx_bytes(path: str | Path | None = None) -> bytes:
 
 @dataclass(frozen=True)
 class Node:
+    """A graph node: its operator ("Conv"), name, and the names of the tensors it reads and writes."""
+
     op_type: str
     name: str
     inputs: tuple[str, ...]
@@ -121,7 +123,11 @@ class Node:
 
 
 class _Reader(WireReader):
+    """ONNX's messages, as much of them as the weights need; every other field is skipped."""
+
     FORMAT = "ONNX model"
+    #: the fields that hold a sub-message or a string, checked to be length-delimited
+    SUBMESSAGES = {"ModelProto": (7,), "GraphProto": (1, 5), "NodeProto": (1, 2, 3, 4), "TensorProto": (8, 9)}
 
     def model(self) -> tuple[list[Node], dict[str, np.ndarray]]:
         graphs = [(a, b) for number, wire, a, b in self.fields(0, len(self.data), "ModelProto") if number == 7]
@@ -137,8 +143,7 @@ class _Reader(WireReader):
         return nodes, tensors
 
     def fields(self, start: int, end: int, message: str):
-        """(number, wire type, a, b) of each field; every sub-message this reader opens is
-        length-delimited, checked here once."""
+        """(number, wire type, a, b) of each field of ``message`` between ``start`` and ``end``."""
         pos = start
         while pos < end:
             tag = pos
@@ -146,8 +151,6 @@ class _Reader(WireReader):
             if number in self.SUBMESSAGES.get(message, ()):
                 self.expect(wire, LENGTH, tag, f"{message} field {number}")
             yield number, wire, a, b
-
-    SUBMESSAGES = {"ModelProto": (7,), "GraphProto": (1, 5), "NodeProto": (1, 2, 3, 4), "TensorProto": (8, 9)}
 
     def node(self, start: int, end: int) -> Node:
         text: dict[int, list[str]] = {1: [], 2: [], 3: [], 4: []}
