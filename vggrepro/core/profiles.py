@@ -243,7 +243,7 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _repo_data(name: str) -> str:
+def repo_data(name: str) -> str:
     """Generated data lives in the project's data/ folder (git-ignored), or $VGGREPRO_DATA."""
     try:  # an installed copy outside any checkout: the current folder (runs/ then says what to fix)
         root = find_root() or Path.cwd()
@@ -273,7 +273,7 @@ PROFILES: dict[str, Profile] = {
         name="ci",
         device="cpu",
         data_kind="synthetic",
-        data_root=_repo_data("synth-ci"),
+        data_root=repo_data("synth-ci"),
         num_classes=10,
         width=1 / 8,
         crop=32,
@@ -319,7 +319,7 @@ PROFILES: dict[str, Profile] = {
         name="cpu",
         device="cpu",
         data_kind="synthetic",
-        data_root=_repo_data("synth-cpu"),
+        data_root=repo_data("synth-cpu"),
         num_classes=20,
         width=1 / 8,
         crop=64,
@@ -347,7 +347,7 @@ PROFILES: dict[str, Profile] = {
         name="gpu",
         device="auto",
         data_kind="synthetic",
-        data_root=_repo_data("synth-gpu"),
+        data_root=repo_data("synth-gpu"),
         num_classes=100,
         width=1.0,
         crop=224,
