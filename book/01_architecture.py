@@ -520,4 +520,4 @@ facts = [
 ]
 rows = [dict(f, notebook="01_architecture") for f in facts]
 runs.save_claims(prof.name, "01_architecture", rows)
-claims.table(rows)
+claims.table(rows, "01_architecture")

@@ -48,6 +48,7 @@ from vggrepro.train import recipe as train
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)
+pd.set_option("display.max_colwidth", None)  # claims and reasons whole
 
 # %% [markdown]
 # ## The recipe, at this profile's scale
@@ -368,4 +369,4 @@ declared = [
 ]
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "02_training", rows)
-claims.table(rows)
+claims.table(rows, "02_training")

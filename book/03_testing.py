@@ -429,4 +429,4 @@ rows = [
     ),
 ]
 runs.save_claims(prof.name, "03_testing", rows)
-claims.table(rows)
+claims.table(rows, "03_testing")

@@ -48,6 +48,7 @@ from vggrepro.experiments import chains, chapter_claims, claims, figures, grid, 
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)
+pd.set_option("display.max_colwidth", None)  # claims and reasons whole
 fixed_small, fixed_large, jitter = prof.S(256), prof.S(384), prof.jitter
 print(
     f"S = 256 -> {fixed_small} px, S = 384 -> {fixed_large} px, S in [256, 512] -> "
@@ -426,4 +427,4 @@ rows = [c.decide(arms) for c in declared] + [
     ),
 ]
 runs.save_claims(prof.name, "04_single_scale", rows)
-claims.table(rows)
+claims.table(rows, "04_single_scale")

@@ -443,4 +443,4 @@ for name in TABLE5:
     ]
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "05_multi_scale", rows)
-claims.table(rows)
+claims.table(rows, "05_multi_scale")

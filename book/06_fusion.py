@@ -556,7 +556,7 @@ declared.append(
 display(pd.DataFrame([p for _, p in by_chain.values()]).set_index("chain"))
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "06_fusion", rows)
-claims.table(rows)
+claims.table(rows, "06_fusion")
 
 # %% [markdown]
 # At this scale the nets are small and the validation set holds a few hundred images, so a gain of

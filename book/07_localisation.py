@@ -592,7 +592,7 @@ declared = [
 ]
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "07_localisation", rows)
-claims.table(rows)
+claims.table(rows, "07_localisation")
 
 # %% [markdown]
 # ## Closing note

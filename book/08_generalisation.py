@@ -563,7 +563,7 @@ declared = [
 ]
 rows = [c.decide(caltech_arms) for c in declared]
 print(f"the better of D and E, chain by chain: {dict(zip(CHAINS, picked_ce))}")
-claims.table(rows)
+claims.table(rows, "08_generalisation")
 
 # %% [markdown]
 # On the VOC-like set (mAP, 100 - mAP as the loss):
@@ -632,7 +632,7 @@ voc_rows = [chapter_claims.decide_map(c, voc_runs, labels) for c in voc_declared
 print(f"the better of D and E, chain by chain: {dict(zip(CHAINS, picked_voc))}")
 rows += voc_rows
 runs.save_claims(prof.name, "08_generalisation", rows)
-claims.table(voc_rows)
+claims.table(rows, "08_generalisation").tail(len(voc_rows))
 
 # %% [markdown]
 # ## What this run shows
