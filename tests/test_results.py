@@ -290,7 +290,7 @@ def test_the_matrix_as_html_keeps_each_effect_whole():
         {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "does not hold, +1.0 [+0.2, +1.8]"},
     ]
     page = results.matrix_html(rows)
-    assert page.startswith('<table class="claims-matrix"><thead><tr><th>#</th><th>claim</th><th>ci</th><th>gpu</th>')
+    assert page.startswith('<table class="claims-matrix dataframe"><thead><tr><th>#</th><th>claim</th><th>ci</th>')
     assert (
         '<td><span class="label">D beats A &lt;ours&gt;</span></td><td><span class="verdict holds">holds</span>'
         '<span class="effect"> -9.7 [-16.9, -2.6]</span></td><td>-</td>'
@@ -387,7 +387,7 @@ def test_each_matrix_id_links_to_its_row_in_its_chapter():
 def test_every_reason_a_cell_shows_has_its_one_line_note():
     rows = [
         {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "-"},
-        {"#": "4.1", "claim": "B beats A", "ci": "undecided (dense worse than centre crop; 1 chain), -15.6", "gpu": "-"},
+        {"#": "4.1", "claim": "B", "ci": "undecided (dense worse than centre crop; 1 chain), -15.6", "gpu": "-"},
         {"#": "4.2", "claim": "C beats B", "ci": "undecided (Holm; 3 chains), -2.0 [-4.0, -0.1]", "gpu": "-"},
     ]
     notes = results.reasons_note(rows)
@@ -416,4 +416,5 @@ def test_a_no_better_row_saved_before_the_turn_reads_the_papers_way():
         high=-12.4,
     )
     assert results.cell(old) == "does not hold (3 chains), +16.2 [+12.4, +20.0]"
-    assert claims.paper_way(old) == "> -1"
+    assert claims.paper_way(old) == "< +1"
+    assert claims.effect_of(dict(old, a="A-LRN", b="A")) == "err(A) - err(A-LRN)"

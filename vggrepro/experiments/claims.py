@@ -316,8 +316,8 @@ def paper_way(row: Mapping) -> str:
         return "< 0"
     if kind == "no-worse":
         return f"< +{m:g}"
-    if kind == "no-better":  # a row saved before no-better claims were kept as no-worse ones
-        return f"> -{m:g}"
+    if kind == "no-better":  # saved before no-better claims were kept as no-worse: read turned round
+        return f"< +{m:g}"
     if kind == "equal":
         return f"within +/-{m:g}"
     return ""
@@ -328,7 +328,8 @@ def effect_of(row: Mapping) -> str:
     for a design fact."""
     if row.get("kind") == "design" or not row.get("a"):
         return ""
-    return f"err({row['a']}) - err({row['b']})"
+    a, b = (row["b"], row["a"]) if row.get("kind") == "no-better" else (row["a"], row["b"])
+    return f"err({a}) - err({b})"
 
 
 def claim_ids(notebooks: Sequence[str]) -> list[str]:

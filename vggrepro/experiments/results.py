@@ -285,7 +285,7 @@ def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix", chapters
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(td(c, str(r[c])) for c in columns) + "</tr>" for r in rows)
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table class="{css_class} dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def details(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
