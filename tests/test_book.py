@@ -676,3 +676,76 @@ def test_shown_code_needs_no_scrolling(site, tmp_path, chapter):
     """At 1280 px every line of code a reader sees fits the column: no sideways scrolling."""
     wide = probed(site / "book" / f"{chapter}.html", CODE_PROBE, "data-wide-code", tmp_path)
     assert wide == [], f"{chapter}: code lines that need scrolling at 1280 px: {wide}"
+
+
+#: Written into a page holding the results page's matrix: the contrast ratio (WCAG) of each cell's
+#: text against the background it is painted on (the first opaque one, walking up), the lowest of all.
+CONTRAST_PROBE = """<script>
+window.addEventListener("load", () => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const worst = {ratio: 99, text: ""};
+  for (const el of document.querySelectorAll("table.claims-matrix td, table.claims-matrix td *")) {
+    if (!el.childNodes.length || ![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < worst.ratio) Object.assign(worst, {ratio: ratio, text: el.textContent.trim().slice(0, 40)});
+  }
+  document.body.setAttribute("data-contrast", JSON.stringify(worst));
+});
+</script>"""
+
+
+def theme_styles() -> list[Path]:
+    """The installed theme's stylesheets (pydata-sphinx-theme under sphinx-book-theme), as the site
+    links them, then the book's own."""
+    import pydata_sphinx_theme
+    import sphinx_book_theme
+
+    found = [
+        *Path(pydata_sphinx_theme.__file__).parent.glob(
+            "theme/pydata_sphinx_theme/static/styles/pydata-sphinx-theme.css"
+        ),
+        *Path(sphinx_book_theme.__file__).parent.glob("theme/sphinx_book_theme/static/styles/sphinx-book-theme.css"),
+    ]
+    return [*found, ROOT / "_static" / "custom.css"] if len(found) == 2 else []
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_results_matrix_reads_in_light_and_dark_mode(tmp_path, theme):
+    """The claims matrix, as myst-nb wraps an HTML output, under the theme's own stylesheets: every
+    cell's text stands out from its background (WCAG's 4.5:1) in both modes. In dark mode the theme
+    boxes an HTML output that is not a table.dataframe in a light panel: the matrix once read dark
+    on dark in its claim column and odd rows."""
+    from vggrepro.experiments import results
+
+    styles = theme_styles()
+    if not styles:
+        pytest.skip("the site's theme is not installed")
+    rows = [
+        {"#": "4.1", "claim": "Error falls with depth: B beats A", "ci": "undecided (1 chain), -15.6", "gpu": "-"},
+        {"#": "4.2", "claim": "C beats B", "ci": "holds (3 chains), -2.0 [-4.0, -0.1]", "gpu": "-"},
+        {"#": "4.3", "claim": "D beats C", "ci": "does not hold (3 chains), +2.0 [+0.1, +4.0]", "gpu": "-"},
+    ]
+    links = "".join(f'<link rel="stylesheet" href="{s.as_uri()}">' for s in styles)
+    page = tmp_path / "matrix.html"
+    page.write_text(
+        f'<!DOCTYPE html><html data-theme="{theme}"><head>{links}</head>'
+        '<body style="background: var(--pst-color-background)"><div class="bd-content"><article class="bd-article">'
+        '<div class="cell_output docutils container"><div class="output text_html">'
+        f"{results.matrix_html(rows, chapters=['04_single_scale'])}</div></div></article></div>"
+        f"{CONTRAST_PROBE}</body></html>"
+    )
+    worst = json.loads(dom_at(page, tmp_path, 1280).body["data-contrast"])
+    assert worst["ratio"] >= 4.5, f"in {theme} mode, {worst['text']!r} hardly stands out: {worst['ratio']:.1f}:1"
