@@ -428,3 +428,51 @@ rows = [c.decide(arms) for c in declared] + [
 ]
 runs.save_claims(prof.name, "04_single_scale", rows)
 claims.table(rows, "04_single_scale")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each runs on a laptop at the `ci` profile, in about the minutes the chapter takes:
+# change a value in the cell tagged `parameters` (in JupyterLab) or pass it on the
+# command line, `vggrepro book run --only 04 -p seed=1`, whose notebook lands in
+# `runs/ci/book/`.
+#
+# **Exercise 1.** Run the chapter with `-p seed=1`: a replication of every net. Does
+# claim 4.3 (D beats C) change its verdict? Its effect?
+#
+# *Hint:* Read its cell in the results page's matrix: the brackets say what stopped it.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# It stays undecided: it rests on one chain (no measured seed term), and in the stored
+# run its dense arms were also worse than the same nets' centre crops (the guard,
+# chapter 5). Its effect moves by a few points: the spread a single chain cannot show.
+# ```
+#
+# **Exercise 2.** Why is 4.2 (C beats B) undecided at `ci` when its effect is far from
+# zero?
+#
+# *Hint:* Every claim of the chapter lists its guards; look at the claim's "why".
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# One chain gives no interval at all (no seed term), and a dense arm shown worse than
+# the same net's centre crop is this scale's artefact, so the claim is not decided on
+# it, whatever the number.
+# ```
+#
+# **Exercise 3.** Train the depth claim's chains five times instead of three (`-p
+# depth_chains=5`). How much narrower should 4.4's interval get?
+#
+# *Hint:* The interval is a t interval over chains: its half-width goes as the t
+# quantile times the chains' spread over the square root of their number.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# About half as wide, if the spread stays the same: the 97.5% t quantile falls from 4.30
+# (2 degrees of freedom) to 2.78 (4), and 1/sqrt(5) against 1/sqrt(3) gives another
+# 0.77: 0.65 x 0.77 = 0.50. Whether it then excludes zero depends on the run.
+# ```

@@ -444,3 +444,31 @@ for name in TABLE5:
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "05_multi_scale", rows)
 claims.table(rows, "05_multi_scale")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each runs on a laptop at the `ci` profile, in about the minutes the chapter takes:
+# change a value in the cell tagged `parameters` (in JupyterLab) or pass it on the
+# command line, `vggrepro book run --only 05 -p seed=1`, whose notebook lands in
+# `runs/ci/book/`.
+#
+# **Exercise 1.** The chapter's test scales here are 37, 55 and 73 pixels. Where do they
+# come from, and why are they not multiples of 32 as the paper's are?
+#
+# *Hint:* A profile scales all of the paper's geometry by one factor, its crop over 224.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# 256, 384 and 512 times 32/224 are 36.6, 54.9 and 73.1, rounded to 37, 55 and 73. The
+# paper's Q are multiples of 32 because its crop is 7 x 32; scaled by 1/7 they are not,
+# and a side that is not a multiple of 32 gets a last band of windows that reach past
+# the image: the "placement" cost above.
+# ```
+#
+# **Exercise 2.** Run the chapter with `-p seed=1`. Does the sentence on placement
+# against context (printed by code) still name the same cause?
+#
+# *Hint:* Those intervals are over the images of one net, with no seed term: a new seed
+# is a new net.

@@ -658,3 +658,31 @@ print(f"\nchapter run time: {time.perf_counter() - started:.0f} s")
 # cannot tell", not as evidence against the paper. The larger profiles run this chapter unchanged
 # with larger sets (`generalise.SIZES`), and the paper's data sets can take the place of the
 # synthetic ones: the descriptors, the SVM and the claims do not depend on where the images come from.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each runs on a laptop at the `ci` profile, in about the minutes the chapter takes:
+# change a value in the cell tagged `parameters` (in JupyterLab) or pass it on the
+# command line, `vggrepro book run --only 08 -p seed=1`, whose notebook lands in
+# `runs/ci/book/`.
+#
+# **Exercise 1.** Run the chapter with `-p seed=1`. Does "the better of D and E", chosen
+# chain by chain, pick the same net?
+#
+# *Hint:* The choice is made on the same images it is then scored on, within each chain.
+#
+# **Exercise 2.** Why can the "about equal" claims, with their 2-point margin, not be
+# decided at `ci` however many chains it trains?
+#
+# *Hint:* For an "about equal" claim to hold, the whole 95% interval must lie inside
+# (-2, +2).
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# The interval can never be narrower than the images alone allow, and the `ci` sets hold
+# too few test images for an interval 4 points wide in all: more chains shrink the seed
+# term, not the image term. That takes far more images (the larger profiles, or the
+# paper's data sets).
+# ```
