@@ -176,10 +176,10 @@ ours = [
         train_S=grid.entry(name).train_S,
         top1_val_err=r["top1_err"],
         top5_val_err=r["top5_err"],
-        **{
+        **{  # this run's own columns: the centre crop first, beside the dense error
+            "ours top1, centre crop": centre[name]["top1_err"],
             "our S": str(grid.scale_of(prof, grid.entry(name).train_S)),
             "our Q": r["scales"][0],
-            "ours top1, centre crop": centre[name]["top1_err"],
         },
     )
     for name, r in table3.items()

@@ -105,6 +105,24 @@ def test_whole_shows_every_row_and_column_of_the_paper_beside_ours():
         "our Q": 37,
     }
     assert rows[2]["config"] == "B" and rows[2]["ours top1_val_err"] == "-" and rows[2]["our Q"] == "-"
+    # ours right after the paper's column of the same metric, then ours' other columns
+    wide = paper.whole(
+        "table3_single_scale",
+        [dict(ours[0], top5_val_err=20.0, **{"ours top1, centre crop": 35.0})],
+        on=("config", "train_S"),
+        metrics=("top1_val_err", "top5_val_err"),
+    )
+    assert list(wide[0]) == [
+        "config",
+        "train_S",
+        "test_Q",
+        "paper top1_val_err",
+        "ours top1_val_err",
+        "paper top5_val_err",
+        "ours top5_val_err",
+        "our Q",
+        "ours top1, centre crop",
+    ]
     assert rows[-1] == {
         "config": "X",
         "train_S": "256",

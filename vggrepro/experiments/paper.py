@@ -148,8 +148,10 @@ def whole(key: str, ours: Iterable[dict] = (), on: Sequence[str] = (), metrics: 
     that agrees on ``on``; a row of ours that the paper lacks comes last.
 
     Each row has the paper's label fields (``on`` first, as text), then ``paper <field>`` for each
-    measured column (:func:`column_name`: test-set columns marked), then ``ours <metric>``, then
-    ours' extra fields. Numbers are text with one decimal, "-" where there is none (never NaN).
+    measured column (:func:`column_name`: test-set columns marked), each followed at once by
+    ``ours <field>`` where ``field`` is one of ``metrics`` (a reader, or a phone's width, meets this
+    run's number right beside the paper's), then any other metric, then ours' extra fields in their
+    order. Numbers are text with one decimal, "-" where there is none (never NaN).
     """
     paper_rows, ours = table(key), [dict(r) for r in ours]
     fields = [f for f in dict.fromkeys(k for r in paper_rows for k in r) if f not in NOT_COLUMNS]
@@ -161,8 +163,11 @@ def whole(key: str, ours: Iterable[dict] = (), on: Sequence[str] = (), metrics: 
 
     def row(p: dict, o: dict | None) -> dict:
         merged = {f: _cell(p.get(f, o.get(f) if o else None)) for f in labels}
-        merged.update({column_name(key, f): fmt(p.get(f)) for f in measured})
-        merged.update({f"ours {m}": fmt(o.get(m)) if o else "-" for m in metrics})
+        for f in measured:
+            merged[column_name(key, f)] = fmt(p.get(f))
+            if f in metrics:
+                merged[f"ours {f}"] = fmt(o.get(f)) if o else "-"
+        merged.update({f"ours {m}": fmt(o.get(m)) if o else "-" for m in metrics if m not in measured})
         merged.update({k: (_cell(o.get(k)) if o else None) for k in extra})
         return {k: "-" if v is None else v for k, v in merged.items()}
 
