@@ -269,6 +269,18 @@ ax_lr.set(
     yscale="log",
     title="lr: / 10 on a plateau",
 )
+lrs = {
+    r["lr"] for name in names for r in grid.run_of(prof, name).metrics() if "lr" in r
+}
+if len(lrs) <= 1:  # a flat panel says nothing by itself: say why it is flat
+    ax_lr.text(
+        0.5,
+        0.5,
+        "no plateau in this run:\nthe lr was never cut",
+        transform=ax_lr.transAxes,
+        ha="center",
+        va="center",
+    )
 ax_err.legend(fontsize=7)
 plt.tight_layout()
 

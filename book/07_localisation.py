@@ -433,7 +433,20 @@ for ax, i in zip(axes.flat, picks):
     ax.axis("off")
 for ax in list(axes.flat)[len(picks) :]:
     ax.axis("off")
-plt.tight_layout()
+key = [
+    ("ground truth", "lime", "--"),
+    ("central crop", "white", ":"),
+    ("PCR, true class, from the crop", "deepskyblue", "-"),
+    ("fusion, its first class", "red", "-"),
+]
+fig.legend(
+    handles=[plt.Line2D([], [], color=c, ls=ls, lw=1.8, label=t) for t, c, ls in key],
+    loc="lower center",
+    ncol=4,
+    facecolor="0.5",  # grey: the white key shows on it
+    fontsize=9,
+)
+plt.tight_layout(rect=(0, 0.06, 1, 1))
 
 # %% [markdown]
 # ## The paper's claims, at this scale
