@@ -140,6 +140,17 @@ def test_whole_marks_the_columns_only_a_test_server_can_score():
     assert list(rows[0]) == ["train_S", "test_Q", "paper top5_loc_err_val", test]
     assert [r[test] for r in rows] == ["-", "26.7", "-", "25.3"]  # never NaN
     assert rows[3]["test_Q"] == "-"
+    # with ours: this run's column beside the paper's validation column, the test server's last
+    ours = [{"train_S": "384", "test_Q": "384", "top5_loc_err_val": 60.0, "ours, central crop only": 70.0}]
+    shown = paper.whole("table9_localisation_error", ours, on=("train_S", "test_Q"), metrics=("top5_loc_err_val",))
+    assert list(shown[0]) == [
+        "train_S",
+        "test_Q",
+        "paper top5_loc_err_val",
+        "ours top5_loc_err_val",
+        "ours, central crop only",
+        test,
+    ]
     t11 = paper.whole("table11_transfer_classification")[0]
     assert f"paper voc2012_mAP: {paper.TEST_SET}" in t11 and "paper voc2007_mAP" in t11  # VOC-2007's labels are public
     assert "ours" not in t11 and "note" not in t11
