@@ -749,3 +749,67 @@ def test_the_results_matrix_reads_in_light_and_dark_mode(tmp_path, theme):
     )
     worst = json.loads(dom_at(page, tmp_path, 1280).body["data-contrast"])
     assert worst["ratio"] >= 4.5, f"in {theme} mode, {worst['text']!r} hardly stands out: {worst['ratio']:.1f}:1"
+
+
+#: Written into a page of tables beside the paper: per table, its first "ours ..." header and whether
+#: it lies wholly inside the page's column, unscrolled.
+OURS_PROBE = """<script>
+window.addEventListener("load", () => {
+  const column = document.querySelector(".bd-article").getBoundingClientRect();
+  const found = [...document.querySelectorAll(".bd-article table")].map((table) => {
+    const th = [...table.querySelectorAll("thead th")].find((c) => c.textContent.trim().startsWith("ours"));
+    const r = th.getBoundingClientRect();
+    return {ours: th.textContent.trim(), inside: r.left >= column.left && r.right <= column.right + 1};
+  });
+  document.body.setAttribute("data-ours", JSON.stringify(found));
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_ours_is_in_view_on_a_phone(tmp_path):
+    """Tables 3, 4, 5 and 9 as the chapters build them (paper.whole: this run's column right after the
+    paper's), under the theme's stylesheets and the book's own, in a phone's 358-pixel column: the
+    first "ours" column is in view without scrolling the table."""
+    import pandas as pd
+
+    from vggrepro.experiments import grid
+
+    styles = theme_styles()
+    if not styles:
+        pytest.skip("the site's theme is not installed")
+
+    def ours(names, **extra):
+        return [
+            dict(config=grid.entry(n).config, train_S=grid.entry(n).train_S, top1_val_err=55.55, **extra) for n in names
+        ]
+
+    on = ("config", "train_S")
+    t3 = paper.whole("table3_single_scale", ours(grid.TABLE3, **{"ours top1, centre crop": 44.4}), on, ["top1_val_err"])
+    t4 = paper.whole("table4_multi_scale", ours(grid.TABLE4, **{"our Q": "32,37,41"}), on, ["top1_val_err"])
+    t5 = paper.whole(
+        "table5_dense_vs_multicrop",
+        [dict(r, eval_method="dense") for r in ours(["D/jit"])],
+        (*on, "eval_method"),
+        ["top1_val_err"],
+    )
+    nine = [{"train_S": "256", "test_Q": "256", "top5_loc_err_val": 60.0, "ours, central crop only": 70.0}]
+    t9 = paper.whole("table9_localisation_error", nine, ("train_S", "test_Q"), ["top5_loc_err_val"])
+    frames = [pd.DataFrame(t3).set_index(list(on)), pd.DataFrame(t4).set_index(list(on)), pd.DataFrame(t5)]
+    frames.append(pd.DataFrame(t9))
+    outputs = "".join(
+        f'<div class="cell_output docutils container"><div class="output text_html">{f._repr_html_()}</div></div>'
+        for f in frames
+    )
+    links = "".join(f'<link rel="stylesheet" href="{s.as_uri()}">' for s in styles)
+    script = (ROOT / "_static" / "tables.js").as_uri()
+    page = tmp_path / "tables.html"
+    page.write_text(
+        f'<!DOCTYPE html><html data-theme="light"><head><meta name="viewport" content="width=device-width">{links}'
+        f'<script src="{script}"></script></head><body><div class="bd-content">'
+        f'<article class="bd-article" style="width:358px;margin:0 16px">{outputs}</article></div>'
+        f"{OURS_PROBE}</body></html>"
+    )
+    found = json.loads(dom_at(page, tmp_path, 390).body["data-ours"])
+    assert len(found) == 4
+    assert all(f["inside"] for f in found), f"this run's column is off screen at 390 px: {found}"
