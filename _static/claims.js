@@ -5,6 +5,7 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const table of document.querySelectorAll("table")) {
     const head = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
     if (!(head.includes("claim") && head.includes("verdict"))) continue;
+    table.classList.add("claims-table");  // custom.css: its text columns keep a readable width
     for (const th of table.querySelectorAll("tbody tr > th:first-child")) {
       const id = th.textContent.trim();
       if (/^\d+\.\d+$/.test(id)) th.parentElement.id = "claim-" + id.replace(".", "-");

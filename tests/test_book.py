@@ -813,3 +813,28 @@ def test_ours_is_in_view_on_a_phone(tmp_path):
     found = json.loads(dom_at(page, tmp_path, 390).body["data-ours"])
     assert len(found) == 4
     assert all(f["inside"] for f in found), f"this run's column is off screen at 390 px: {found}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_a_link_from_the_results_page_finds_its_row_in_the_chapter(tmp_path):
+    """A chapter's claims table (claims.table: rows numbered 4.1, 4.2 ...) gets an id per row from
+    _static/claims.js, the matrix's links (claims.anchor) point at those ids, and a page opened at
+    one marks that row."""
+    from bs4 import BeautifulSoup
+
+    from vggrepro.experiments import claims, results
+
+    rows = [claims.design_fact(f"fact {i}", "paper", "ours", True) for i in range(3)]
+    table = claims.table(rows, "04_single_scale")._repr_html_()
+    script = (ROOT / "_static" / "claims.js").as_uri()
+    page = tmp_path / "04_single_scale.html"
+    page.write_text(
+        f'<html><head><script src="{script}"></script></head><body><div class="cell_output">{table}</div></body></html>'
+    )
+    link = results.matrix_html([{"#": "4.2", "claim": "fact 1", "ci": "holds (exact)"}], chapters=["04_single_scale"])
+    href = re.search(r'href="([^"]+)"', link)[1]
+    assert href == "04_single_scale.html#claim-4-2"
+    soup = BeautifulSoup(chromium(page.as_uri() + "#claim-4-2", tmp_path, "--dump-dom"), "html.parser")
+    assert [tr.get("id") for tr in soup.select("tbody tr")] == ["claim-4-1", "claim-4-2", "claim-4-3"]
+    assert "claim-target" in soup.select_one("#claim-4-2")["class"]
+    assert "claims-table" in soup.select_one("table")["class"]
