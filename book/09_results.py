@@ -187,10 +187,13 @@ pd.DataFrame(results.details(prof.name)).set_index("#")
 # %% tags=["hide-input"]
 ci = get_profile("ci")
 n_val = ci.synth_val_per_class * ci.num_classes
-print(
-    f"ci profile: nets of width {ci.width:g}, {ci.crop}-pixel crops, {ci.num_classes} synthetic "
-    f"classes, {ci.synth_train_per_class * ci.num_classes} training and {n_val} validation "
-    f"images, at most {ci.epochs} epochs per net, {ci.chains} chain(s)"
+display(
+    Markdown(
+        f"The `ci` profile: nets of width {ci.width:g}, {ci.crop}-pixel crops, "
+        f"{ci.num_classes} synthetic classes, "
+        f"{ci.synth_train_per_class * ci.num_classes} training and {n_val} validation "
+        f"images, at most {ci.epochs} epochs per net, {ci.chains} chain(s)."
+    )
 )
 # two nets that disagree on a quarter of the images: the image term of their paired difference
 half = 1.96 * math.sqrt(0.25 / n_val) * 100
