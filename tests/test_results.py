@@ -219,6 +219,8 @@ def test_the_matrix_has_one_short_row_per_claim_and_a_dash_where_no_run_is(saved
     assert (by_id["4.1"]["gpu"], by_id["6.1"]["gpu"], by_id["6.1"]["ci"]) == ("-", "-", "does not hold (3 chains)")
     # the details: the whole claim, the paper's number and each run's as its chapter states it
     [depth] = [r for r in results.details("ci", **saved) if r["#"] == "4.1"]
+    # the paper's number and the page's profile side by side (tests/test_book.py reads them so)
+    assert list(depth) == ["#", "claim", "paper", "ci", "gpu", "imagenet", "paper's way"]
     assert depth == {
         "#": "4.1",
         "claim": "Error falls with depth: D beats A",

@@ -289,9 +289,11 @@ def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix", chapters
 
 
 def details(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
-    """Below the matrix: per claim its id, whole text, the paper's number, which arm is which and
-    which effect goes the paper's way (``"err(B/256 dense) - err(A/256 dense) < 0"``: :func:`~.claims.paper_way`),
-    and each shown profile's numbers as its chapter states them (:data:`DASH` where that profile has none)."""
+    """Below the matrix: per claim its id, whole text, the paper's number, each shown profile's
+    numbers as its chapter states them (:data:`DASH` where that profile has none; the paper's number
+    and the page's own profile's side by side, as tests/test_book.py reads them), and last which arm
+    is which and which effect goes the paper's way (``"err(B/256 dense) - err(A/256 dense) < 0"``:
+    :func:`~.claims.paper_way`)."""
     shown, _, lined = _lined_up(profile_name, runs, results)
     ids = claim_ids([nb for nb, *_ in lined])
     return [
@@ -299,8 +301,8 @@ def details(profile_name: str = "ci", *, runs: Path | None = None, results: Path
             "#": i,
             "claim": text,
             "paper": first["paper"],
-            "paper's way": " ".join(x for x in (effect_of(first), paper_way(first)) if x) or DASH,
             **{p: per[p]["ours"] if isinstance(per[p], dict) else DASH for p in shown},
+            "paper's way": " ".join(x for x in (effect_of(first), paper_way(first)) if x) or DASH,
         }
         for i, (nb, text, first, per) in zip(ids, lined)
     ]
