@@ -301,7 +301,9 @@ pd.DataFrame(
 #
 # Each claim compares two arms, measured on the same validation images in the same chains: the
 # effect is the mean over chains of the difference of their top-1 errors (negative: the first arm
-# is better), with a 95% interval whose seed term is the spread of that difference over the
+# is better; the arms are ordered so that negative is the paper's way, and "A-LRN is no better
+# than A" is tested as "A is no worse than A-LRN": the table's "paper's way" column names the
+# arms), with a 95% interval whose seed term is the spread of that difference over the
 # claim's own chains (`vggrepro.experiments.chains`: a t interval over chains with the images'
 # term added). A claim resting on fewer than three chains has no measured seed term and stays
 # undecided. "About equal" and "no better" claims hold only when the interval stays within the
