@@ -402,10 +402,12 @@ def test_every_reason_a_cell_shows_has_its_one_line_note():
 
 def test_the_counts_cover_every_scale_that_has_claims(saved):
     counts = results.counts_by_scale("ci", **saved)
-    assert [c["scale"] for c in counts] == ["ci", "gpu"]
-    ci, gpu = counts
+    assert [c["scale"] for c in counts] == ["ci", "gpu", "imagenet"]
+    ci, gpu, imagenet = counts
     assert (ci["holds"], ci["does not hold"], ci["undecided at this scale"]) == (0, 1, 1)
     assert (gpu["holds"], gpu["does not hold"]) == (1, 1)
+    # a scale not run yet: every claim not run, said rather than left out
+    assert (imagenet["holds"], imagenet["not run"], imagenet["claims"]) == (0, imagenet["claims"], 3)
 
 
 def test_a_no_better_row_saved_before_the_turn_reads_the_papers_way():

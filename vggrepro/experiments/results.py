@@ -334,11 +334,12 @@ def reasons_note(rows: Sequence[dict]) -> list[str]:
 
 
 def counts_by_scale(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
-    """How many of the paper's claims hold, do not hold or are undecided at each scale that has
-    claims (after Holm), the page's own first: one row per scale, as :func:`summary`'s ``all`` row."""
-    _, judged, _ = _lined_up(profile_name, runs, results)
+    """How many of the paper's claims hold, do not hold or are undecided at every scale the page
+    shows (after Holm), the page's own first: one row per scale, as :func:`summary`'s ``all`` row;
+    a scale not run yet counts every claim as not run."""
+    shown, _, _ = _lined_up(profile_name, runs, results)
     rows = gather(profile_name, runs=runs, results=results)
-    order = (profile_name, *[p for p in judged if p != profile_name])
+    order = (profile_name, *[p for p in shown if p != profile_name])
     out = []
     for p in order:
         total = summary(rows, p)[-1]
