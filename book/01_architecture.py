@@ -554,4 +554,57 @@ facts = [
 ]
 rows = [dict(f, notebook="01_architecture") for f in facts]
 runs.save_claims(prof.name, "01_architecture", rows)
-claims.table(rows)
+claims.table(rows, "01_architecture")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each runs on a laptop at the `ci` profile, in about the minutes the chapter takes:
+# change a value in the cell tagged `parameters` (in JupyterLab) or pass it on the
+# command line, `vggrepro book run --only 01 -p seed=1`, whose notebook lands in
+# `runs/ci/book/`.
+#
+# **Exercise 1.** How many of D's 138 M weights sit in fc6 alone? Work it out by hand
+# from its input (a 7 x 7 x 512 map at 224 pixels) and its 4,096 outputs, then check it
+# with `models.layer_table(models.build("D"))`.
+#
+# *Hint:* fc6 is one dense layer: one weight per input value and output unit, plus a
+# bias per output.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# 7 x 7 x 512 x 4,096 = 102,760,448 weights, about 102.8 M, three quarters of the net;
+# fc7 adds 4,096 x 4,096 = 16.8 M and fc8 4,096 x 1,000 = 4.1 M. This is why going from
+# 11 to 19 layers adds so few weights (claim 1.2): the extra layers are convolutions,
+# and fc6 dwarfs them.
+# ```
+#
+# **Exercise 2.** Two stacked 3 x 3 layers see 5 x 5, like one 5 x 5 layer. With C
+# channels in and out, how many weights does each have? Which is larger, and by how
+# much?
+#
+# *Hint:* A k x k layer from C channels to C channels has k^2 C^2 weights (biases
+# aside); count the stack layer by layer.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# The stack has 2 x 9 C^2 = 18 C^2, the single layer 25 C^2: 39% more. The chapter's
+# three 3 x 3 layers against one 7 x 7 give 27 C^2 against 49 C^2 (claim 1.4); the stack
+# also puts a ReLU between its layers.
+# ```
+#
+# **Exercise 3.** Predict the receptive field of one unit after pool5 in A, D and E,
+# then check with `models.receptive_field(models.build("D"))`. Which of them see more
+# than the 224-pixel crop?
+#
+# *Hint:* Walk the net layer by layer: a 3 x 3 convolution adds 2 x the stride so far, a
+# 2 x 2 pool adds 1 x the stride so far and then doubles it.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# A: 150 pixels, D: 212, E: 268: E's units see more than the crop (their fields reach
+# into the zero padding), and D's nearly all of it.
+# ```

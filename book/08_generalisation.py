@@ -574,7 +574,7 @@ declared = [
 ]
 rows = [c.decide(caltech_arms) for c in declared]
 print(f"the better of D and E, chain by chain: {dict(zip(CHAINS, picked_ce))}")
-claims.table(rows)
+claims.table(rows, "08_generalisation")
 
 # %% [markdown]
 # On the VOC-like set (mAP, 100 - mAP as the loss):
@@ -643,7 +643,7 @@ voc_rows = [chapter_claims.decide_map(c, voc_runs, labels) for c in voc_declared
 print(f"the better of D and E, chain by chain: {dict(zip(CHAINS, picked_voc))}")
 rows += voc_rows
 runs.save_claims(prof.name, "08_generalisation", rows)
-claims.table(voc_rows)
+claims.table(rows, "08_generalisation").tail(len(voc_rows))
 
 # %% [markdown]
 # ## What this run shows
@@ -842,3 +842,31 @@ pd.DataFrame(beside_real).set_index("features")
 # %%
 for r in real_rows:
     print(f"- {r['claim']}: {r['verdict']} ({r['ours']})")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each runs on a laptop at the `ci` profile, in about the minutes the chapter takes:
+# change a value in the cell tagged `parameters` (in JupyterLab) or pass it on the
+# command line, `vggrepro book run --only 08 -p seed=1`, whose notebook lands in
+# `runs/ci/book/`.
+#
+# **Exercise 1.** Run the chapter with `-p seed=1`. Does "the better of D and E", chosen
+# chain by chain, pick the same net?
+#
+# *Hint:* The choice is made on the same images it is then scored on, within each chain.
+#
+# **Exercise 2.** Why can the "about equal" claims, with their 2-point margin, not be
+# decided at `ci` however many chains it trains?
+#
+# *Hint:* For an "about equal" claim to hold, the whole 95% interval must lie inside
+# (-2, +2).
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# The interval can never be narrower than the images alone allow, and the `ci` sets hold
+# too few test images for an interval 4 points wide in all: more chains shrink the seed
+# term, not the image term. That takes far more images (the larger profiles, or the
+# paper's data sets).
+# ```
