@@ -44,7 +44,15 @@ from vggrepro import data, models
 from vggrepro.core import runs
 from vggrepro.core.profiles import get_profile
 from vggrepro.data import object_sizes
-from vggrepro.experiments import chains, chapter_claims, claims, figures, grid, paper
+from vggrepro.experiments import (
+    chains,
+    chapter_claims,
+    claims,
+    figures,
+    grid,
+    paper,
+    results,
+)
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)
@@ -295,6 +303,37 @@ pd.DataFrame(
     {name: [r["top1_err"] for r in evals.values()] for name, evals in by_chain.items()},
     index=pd.Index(DEPTH_CHAINS, name="chain (training seed)"),
 ).T.assign(mean=lambda t: t.mean(axis=1))
+
+# %% [markdown]
+# E, the deepest net, once "failed" at the `cpu` scale. The mechanism was its schedule: a
+# one-epoch spike of its validation error made the plateau rule cut its lr, and at a tenth of
+# the lr it never caught D. Holding the rule's first epochs (`lr_hold_epochs`) fixed it. The
+# recorded `cpu` runs, E against D, before and after (`results/cpu_probe.json`,
+# `results/cpu_calibration.json`):
+
+# %%
+for label, record in (
+    ("first design", "cpu_probe.json"),
+    ("now", "cpu_calibration.json"),
+):
+    nets = runs.read_recorded(results.results_root() / record)["nets"]
+    cut = {
+        k: next(
+            (
+                c["epoch"]
+                for c in nets[k]["curve"]
+                if c["lr"] < nets[k]["curve"][0]["lr"]
+            ),
+            None,
+        )
+        for k in ("D/256", "E/256")
+    }
+    print(
+        f"{label}: E {nets['E/256']['top1_err_at_own_check']:.1f}% vs "
+        f"D {nets['D/256']['top1_err_at_own_check']:.1f}% top-1 after "
+        f"{nets['E/256']['epochs']} epochs; first lr cut at epoch E {cut['E/256']}, "
+        f"D {cut['D/256']}"
+    )
 
 # %% [markdown]
 # ## The paper's claims, at this scale
