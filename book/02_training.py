@@ -48,6 +48,7 @@ from vggrepro.train import recipe as train
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.precision", 1)
+pd.set_option("display.max_colwidth", None)  # claims and reasons whole
 
 # %% [markdown]
 # ## The recipe, at this profile's scale
@@ -268,6 +269,18 @@ ax_lr.set(
     yscale="log",
     title="lr: / 10 on a plateau",
 )
+lrs = {
+    r["lr"] for name in names for r in grid.run_of(prof, name).metrics() if "lr" in r
+}
+if len(lrs) <= 1:  # a flat panel says nothing by itself: say why it is flat
+    ax_lr.text(
+        0.5,
+        0.5,
+        "no plateau in this run:\nthe lr was never cut",
+        transform=ax_lr.transAxes,
+        ha="center",
+        va="center",
+    )
 ax_err.legend(fontsize=7)
 plt.tight_layout()
 
@@ -368,4 +381,40 @@ declared = [
 ]
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "02_training", rows)
-claims.table(rows)
+claims.table(rows, "02_training")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each runs on a laptop at the `ci` profile, in about the minutes the chapter takes:
+# change a value in the cell tagged `parameters` (in JupyterLab) or pass it on the
+# command line, `vggrepro book run --only 02 -p seed=1`, whose notebook lands in
+# `runs/ci/book/`.
+#
+# **Exercise 1.** Run the chapter with `-p seed=1`, a replication: new data order, new
+# initialisation. Does 2.1's effect change? Does its verdict?
+#
+# *Hint:* Count the chains the claim rests on, in its row's "chains" column.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# The effect moves (by how much is exactly what a seed term measures), but the verdict
+# stays undecided: at `ci` the claim rests on one chain, and with fewer than three there
+# is no measured seed term, whatever the gap.
+# ```
+#
+# **Exercise 2.** 2.1 says Glorot's initialisation needs no pre-training: its effect is
+# err(D from Glorot's init) - err(D started from A), and the paper's way is below +1
+# point (the margin). Would three chains (`-p chains=3`, three times as long) decide it?
+#
+# *Hint:* Read the claim's "why": it says whether the margin can be met at this scale at
+# all.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# Not at `ci`: the images alone leave an interval several points wide, wider than the
+# 1-point margin ("margin not testable"), and more chains do not shrink the image term.
+# Only more validation images do: the `cpu` profile's 2,400, or ImageNet's 50,000.
+# ```

@@ -429,4 +429,34 @@ rows = [
     ),
 ]
 runs.save_claims(prof.name, "03_testing", rows)
-claims.table(rows)
+claims.table(rows, "03_testing")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each runs on a laptop at the `ci` profile, in about the minutes the chapter takes:
+# change a value in the cell tagged `parameters` (in JupyterLab) or pass it on the
+# command line, `vggrepro book run --only 03 -p seed=1`, whose notebook lands in
+# `runs/ci/book/`.
+#
+# **Exercise 1.** A 500 x 375 photograph is rescaled to Q = 512. How large is D's
+# class-score map? And at this profile's largest Q (printed above)?
+#
+# *Hint:* Five 2 x 2 pools make a stride of 32; fc6, now a 7 x 7 convolution, needs a
+# whole 224-pixel window. Positions per side: (side - 224) / 32 + 1, rounded down.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# 512 x 683 pixels give (512 - 224) / 32 + 1 = 10 rows and (683 - 224) / 32 + 1 = 15
+# columns: 10 x 15, as the chapter says. At `ci` the same rule with the profile's crop
+# gives only a few positions per side.
+# ```
+#
+# **Exercise 2.** Pick an image the net gets wrong (`-p image_index=...`: any of the
+# first 50 whose printed class is not its label) and compare its score map with the
+# default one.
+#
+# *Hint:* The default image is the one, among the first 50, that the net classifies
+# right with the highest posterior: a confident map. What does a map look like where no
+# class wins?

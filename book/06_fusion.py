@@ -556,10 +556,37 @@ declared.append(
 display(pd.DataFrame([p for _, p in by_chain.values()]).set_index("chain"))
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "06_fusion", rows)
-claims.table(rows)
+claims.table(rows, "06_fusion")
 
 # %% [markdown]
 # At this scale the nets are small and the validation set holds a few hundred images, so a gain of
 # a point or two from fusion is within the noise of one net's error: read an "undecided" verdict
 # as "this run cannot tell", not as evidence against the paper. The `gpu` and `imagenet` runs of
 # this chapter (see the results page) have the power to decide.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each runs on a laptop at the `ci` profile, in about the minutes the chapter takes:
+# change a value in the cell tagged `parameters` (in JupyterLab) or pass it on the
+# command line, `vggrepro book run --only 06 -p seed=1`, whose notebook lands in
+# `runs/ci/book/`.
+#
+# **Exercise 1.** The greedy search's errors are optimistic. Make them fair: choose the
+# subset on the even-numbered images and score it on the odd ones.
+#
+# *Hint:* Slice each net's posteriors in `dense` and the `labels` the same way, call
+# `fuse.greedy_subset` on one half, then fuse the chosen nets on the other.
+#
+# ```{admonition} Answer
+# :class: dropdown
+#
+# Expect the fair error to be higher than the optimistic one: a subset fitted to the
+# images it is scored on is flattered by their noise. How much higher says how much of
+# the "gain" was noise.
+# ```
+#
+# **Exercise 2.** From the disagreement map, which two nets would you fuse, and why?
+#
+# *Hint:* Fusion averages posteriors: it can change a decision only where the nets
+# disagree, and it helps only where the right one is the more confident.

@@ -16,10 +16,9 @@
 # # Results: the paper's claims, tested
 #
 # Every chapter of this book ends with a table of the paper's claims that it can test. This page
-# lines them up in one matrix: a row per claim, a column per scale at which the book has run
-# (`ci`: a laptop CPU in minutes; `cpu`: the evidence scale, recorded chains; `gpu`: one GPU at 224 pixels;
-# `imagenet`: the paper's own protocol). How a verdict is reached is explained below the matrix;
-# the paper's numbers and each run's errors are in the details at the end.
+# lines them up in one matrix: a row per claim, a column per scale at which the book has run.
+# What the scales and verdicts mean is said just above the matrix; how a verdict is reached, below
+# it; the paper's numbers, each run's errors and which arm is which are in the details at the end.
 
 # %% tags=["parameters", "remove-input"]
 profile = "ci"
@@ -59,34 +58,51 @@ display(Markdown(message))
 # %% [markdown]
 # ## The claims, scale by scale
 #
-# One row per claim, numbered by chapter (4.3 is chapter 4's third claim; its whole text is in the
-# details below). Each cell is that run's verdict, in brackets what it rests on (its number of
-# chains) or what stopped it (too few chains, a failed run, a dense arm worse than the centre crop,
-# a margin no run of this size can meet, Holm), then the effect with its 95% interval: the first
-# arm's error minus the second's, in points (for most claims the first arm is the one the paper
-# favours, so a negative effect goes its way). "exact" marks a design fact, checked exactly;
-# "sanity check" a check that this scale's nets learn, which is not a claim of the paper.
+# **The columns**, one per scale at which the book has run, from the smallest:
+#
+# - **ci**, *quick*: a laptop CPU in minutes, narrow nets on small synthetic images. It shows that
+#   everything runs, and it decides the design facts exactly; its measured claims mostly stay
+#   undecided, by design.
+# - **cpu**, *the evidence*: two unattended hours on a laptop CPU, several chains, recorded under
+#   `results/claims_cpu/`. Read this column for the measured claims until a larger one exists.
+# - **gpu**, *one GPU*: the paper's nets at full width and 224 pixels, on a larger synthetic set.
+# - **imagenet**, *the paper's*: the paper's protocol on ILSVRC-2012, the only column that can
+#   check the paper's numbers themselves.
+#
+# A design fact reads the same in every column; for a measured claim, trust the largest scale that
+# has a verdict. **The verdicts**:
+#
+# - **holds**: the 95% interval lies wholly on the paper's side (for "no worse" and "about equal"
+#   claims: within the margin stated beside the claim), and the claim survives Holm's control.
+# - **does not hold**: the interval lies wholly on the other side.
+# - **undecided**: neither, or a guard stopped it; the reason is in brackets and explained under
+#   the matrix.
+#
+# The number after a verdict is the effect with its 95% interval, in points of error: the first
+# arm's error minus the second's, the arms ordered so that **a negative effect always goes the
+# paper's way** (the details at the end name the arms). Each id links to the claim's row in its
+# chapter (4.3 is chapter 4's third claim). The paper's claims per scale:
+
+# %% tags=["remove-input"]
+by_scale = pd.DataFrame(results.counts_by_scale(prof.name))
+by_scale.set_index("scale")
 
 # %% tags=["remove-input"]
 matrix = results.matrix(prof.name)
 display(
-    HTML(results.matrix_html(matrix))
+    HTML(results.matrix_html(matrix, chapters=chapters))
     if matrix
     else Markdown("No chapter has saved its claims yet.")
 )
+notes = results.reasons_note(matrix)
+if notes:
+    display(Markdown("In brackets:\n\n" + "\n".join(f"- {n}" for n in notes)))
 
 # %% [markdown]
 # ## How a verdict is reached
 #
-# The scales, from the smallest:
-#
-# - **ci**: a laptop CPU in minutes: narrow nets, small crops, a few synthetic classes;
-# - **cpu**: the evidence scale, two unattended hours on a laptop CPU with several seeds (a column
-#   once its run is recorded under `results/claims_cpu/`);
-# - **gpu**: one GPU, the paper's nets at full width and 224 pixels on a larger synthetic set
-#   (recorded under `results/claims_gpu/` when a GPU run has been made);
-# - **imagenet**: the paper's own protocol on ILSVRC-2012 (shown when a reader has run it).
-#
+# The `cpu` column appears once its run is recorded under `results/claims_cpu/`; `gpu` fills
+# from `results/claims_gpu/` when a GPU run has been made, `imagenet` when a reader has run it.
 # Nothing here is typed by hand: the rows are read from the claims each chapter saved when it ran
 # (`runs/<profile>/claims/`, or `results/claims_<profile>/` for a run recorded on another machine),
 # and the paper's numbers in them come from the paper's tables as data (`vggrepro/paper_tables.json`).
@@ -101,12 +117,20 @@ display(
 # claim resting on fewer than three chains has no measured seed term and reads **undecided**.
 #
 # A claim **holds** when the interval lies on the paper's side of zero (for "about equal" and "no
-# better" claims: within the margin stated beside the claim), **does not hold** when it lies
-# wholly on the other side, and is **undecided at this scale** otherwise, or when an arm fails to
-# beat chance in a chain (a failed run), or when a dense arm is shown worse than the same net's
-# centre crop on the same chains (this scale's artefact, chapter 5). A margin smaller than the
-# images alone can resolve reads "not testable at this scale"; where more chains would do, the
-# chapter's row says about how many.
+# worse" claims: within the margin stated beside the claim) and the claim survives Holm's control
+# (below), **does not hold** when it lies wholly on the other side, and is **undecided at this
+# scale** otherwise, and whenever a guard stops it, whatever its interval:
+#
+# - it rests on fewer than three chains (no measured seed term);
+# - an arm fails to beat chance in a chain (a failed run);
+# - a dense arm is shown worse than the same net's centre crop on the same chains (this scale's
+#   artefact, chapter 5): so 4.1 can read "undecided" with an interval wholly below zero;
+# - its margin is smaller than the images alone can resolve ("not testable at this scale"; where
+#   more chains would do, the chapter's row says about how many);
+# - it does not survive Holm's control over the scale's claims.
+#
+# The arms of every claim are ordered so that a negative effect goes the paper's way: "A-LRN is no
+# better than A" is tested as "A is no worse than A-LRN", its effect err(A) - err(A-LRN).
 #
 # Every chapter decides its claims one at a time. This page holds the paper's claims of a scale
 # together: of all those with an interval (the family, counted below), a verdict stands only if
@@ -163,16 +187,22 @@ pd.DataFrame(results.details(prof.name)).set_index("#")
 # %% tags=["hide-input"]
 ci = get_profile("ci")
 n_val = ci.synth_val_per_class * ci.num_classes
-print(
-    f"ci profile: nets of width {ci.width:g}, {ci.crop}-pixel crops, {ci.num_classes} synthetic "
-    f"classes, {ci.synth_train_per_class * ci.num_classes} training and {n_val} validation "
-    f"images, at most {ci.epochs} epochs per net, {ci.chains} chain(s)"
+display(
+    Markdown(
+        f"The `ci` profile: nets of width {ci.width:g}, {ci.crop}-pixel crops, "
+        f"{ci.num_classes} synthetic classes, "
+        f"{ci.synth_train_per_class * ci.num_classes} training and {n_val} validation "
+        f"images, at most {ci.epochs} epochs per net, {ci.chains} chain(s)."
+    )
 )
 # two nets that disagree on a quarter of the images: the image term of their paired difference
 half = 1.96 * math.sqrt(0.25 / n_val) * 100
-print(
-    f"two nets that disagree on a quarter of the {n_val} images: +/-{half:.1f} points from the "
-    "images alone, before the seed term; a margin of 1-2 points is not testable at this scale"
+display(
+    Markdown(
+        f"Two nets that disagree on a quarter of the {n_val} images: **+/-{half:.1f} points** "
+        "from the images alone, before the seed term; a margin of 1-2 points is not testable "
+        "at this scale."
+    )
 )
 
 # %% [markdown]

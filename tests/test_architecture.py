@@ -17,6 +17,7 @@ PACKAGE = ROOT / "vggrepro"
 INNER_IMPORTS = {
     ("vggrepro.core.kernels", "aten_capability"): "the kernel paths are pinned before torch is imported",
     ("vggrepro.core.optional", "torchvision_or_none"): "the one guard of the optional torchvision",
+    ("vggrepro.core.optional", "onnx_runtime_or_none"): "the one guard of onnx and onnxruntime (install.sh --real)",
 }
 MAX_LINES = 450
 MAX_ARGS = 8

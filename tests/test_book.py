@@ -676,3 +676,165 @@ def test_shown_code_needs_no_scrolling(site, tmp_path, chapter):
     """At 1280 px every line of code a reader sees fits the column: no sideways scrolling."""
     wide = probed(site / "book" / f"{chapter}.html", CODE_PROBE, "data-wide-code", tmp_path)
     assert wide == [], f"{chapter}: code lines that need scrolling at 1280 px: {wide}"
+
+
+#: Written into a page holding the results page's matrix: the contrast ratio (WCAG) of each cell's
+#: text against the background it is painted on (the first opaque one, walking up), the lowest of all.
+CONTRAST_PROBE = """<script>
+window.addEventListener("load", () => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const worst = {ratio: 99, text: ""};
+  for (const el of document.querySelectorAll("table.claims-matrix td, table.claims-matrix td *")) {
+    if (!el.childNodes.length || ![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < worst.ratio) Object.assign(worst, {ratio: ratio, text: el.textContent.trim().slice(0, 40)});
+  }
+  document.body.setAttribute("data-contrast", JSON.stringify(worst));
+});
+</script>"""
+
+
+def theme_styles() -> list[Path]:
+    """The installed theme's stylesheets (pydata-sphinx-theme under sphinx-book-theme), as the site
+    links them, then the book's own."""
+    import pydata_sphinx_theme
+    import sphinx_book_theme
+
+    found = [
+        *Path(pydata_sphinx_theme.__file__).parent.glob(
+            "theme/pydata_sphinx_theme/static/styles/pydata-sphinx-theme.css"
+        ),
+        *Path(sphinx_book_theme.__file__).parent.glob("theme/sphinx_book_theme/static/styles/sphinx-book-theme.css"),
+    ]
+    return [*found, ROOT / "_static" / "custom.css"] if len(found) == 2 else []
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_results_matrix_reads_in_light_and_dark_mode(tmp_path, theme):
+    """The claims matrix, as myst-nb wraps an HTML output, under the theme's own stylesheets: every
+    cell's text stands out from its background (WCAG's 4.5:1) in both modes. In dark mode the theme
+    boxes an HTML output that is not a table.dataframe in a light panel: the matrix once read dark
+    on dark in its claim column and odd rows."""
+    from vggrepro.experiments import results
+
+    styles = theme_styles()
+    if not styles:
+        pytest.skip("the site's theme is not installed")
+    rows = [
+        {"#": "4.1", "claim": "Error falls with depth: B beats A", "ci": "undecided (1 chain), -15.6", "gpu": "-"},
+        {"#": "4.2", "claim": "C beats B", "ci": "holds (3 chains), -2.0 [-4.0, -0.1]", "gpu": "-"},
+        {"#": "4.3", "claim": "D beats C", "ci": "does not hold (3 chains), +2.0 [+0.1, +4.0]", "gpu": "-"},
+    ]
+    links = "".join(f'<link rel="stylesheet" href="{s.as_uri()}">' for s in styles)
+    page = tmp_path / "matrix.html"
+    page.write_text(
+        f'<!DOCTYPE html><html data-theme="{theme}"><head>{links}</head>'
+        '<body style="background: var(--pst-color-background)"><div class="bd-content"><article class="bd-article">'
+        '<div class="cell_output docutils container"><div class="output text_html">'
+        f"{results.matrix_html(rows, chapters=['04_single_scale'])}</div></div></article></div>"
+        f"{CONTRAST_PROBE}</body></html>"
+    )
+    worst = json.loads(dom_at(page, tmp_path, 1280).body["data-contrast"])
+    assert worst["ratio"] >= 4.5, f"in {theme} mode, {worst['text']!r} hardly stands out: {worst['ratio']:.1f}:1"
+
+
+#: Written into a page of tables beside the paper: per table, its first "ours ..." header and whether
+#: it lies wholly inside the page's column, unscrolled.
+OURS_PROBE = """<script>
+window.addEventListener("load", () => {
+  const column = document.querySelector(".bd-article").getBoundingClientRect();
+  const found = [...document.querySelectorAll(".bd-article table")].map((table) => {
+    const th = [...table.querySelectorAll("thead th")].find((c) => c.textContent.trim().startsWith("ours"));
+    const r = th.getBoundingClientRect();
+    return {ours: th.textContent.trim(), inside: r.left >= column.left && r.right <= column.right + 1};
+  });
+  document.body.setAttribute("data-ours", JSON.stringify(found));
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_ours_is_in_view_on_a_phone(tmp_path):
+    """Tables 3, 4, 5 and 9 as the chapters build them (paper.whole: this run's column right after the
+    paper's), under the theme's stylesheets and the book's own, in a phone's 358-pixel column: the
+    first "ours" column is in view without scrolling the table."""
+    import pandas as pd
+
+    from vggrepro.experiments import grid
+
+    styles = theme_styles()
+    if not styles:
+        pytest.skip("the site's theme is not installed")
+
+    def ours(names, **extra):
+        return [
+            dict(config=grid.entry(n).config, train_S=grid.entry(n).train_S, top1_val_err=55.55, **extra) for n in names
+        ]
+
+    on = ("config", "train_S")
+    t3 = paper.whole("table3_single_scale", ours(grid.TABLE3, **{"ours top1, centre crop": 44.4}), on, ["top1_val_err"])
+    t4 = paper.whole("table4_multi_scale", ours(grid.TABLE4, **{"our Q": "32,37,41"}), on, ["top1_val_err"])
+    t5 = paper.whole(
+        "table5_dense_vs_multicrop",
+        [dict(r, eval_method="dense") for r in ours(["D/jit"])],
+        (*on, "eval_method"),
+        ["top1_val_err"],
+    )
+    nine = [{"train_S": "256", "test_Q": "256", "top5_loc_err_val": 60.0, "ours, central crop only": 70.0}]
+    t9 = paper.whole("table9_localisation_error", nine, ("train_S", "test_Q"), ["top5_loc_err_val"])
+    frames = [pd.DataFrame(t3).set_index(list(on)), pd.DataFrame(t4).set_index(list(on)), pd.DataFrame(t5)]
+    frames.append(pd.DataFrame(t9))
+    outputs = "".join(
+        f'<div class="cell_output docutils container"><div class="output text_html">{f._repr_html_()}</div></div>'
+        for f in frames
+    )
+    links = "".join(f'<link rel="stylesheet" href="{s.as_uri()}">' for s in styles)
+    script = (ROOT / "_static" / "tables.js").as_uri()
+    page = tmp_path / "tables.html"
+    page.write_text(
+        f'<!DOCTYPE html><html data-theme="light"><head><meta name="viewport" content="width=device-width">{links}'
+        f'<script src="{script}"></script></head><body><div class="bd-content">'
+        f'<article class="bd-article" style="width:358px;margin:0 16px">{outputs}</article></div>'
+        f"{OURS_PROBE}</body></html>"
+    )
+    found = json.loads(dom_at(page, tmp_path, 390).body["data-ours"])
+    assert len(found) == 4
+    assert all(f["inside"] for f in found), f"this run's column is off screen at 390 px: {found}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_a_link_from_the_results_page_finds_its_row_in_the_chapter(tmp_path):
+    """A chapter's claims table (claims.table: rows numbered 4.1, 4.2 ...) gets an id per row from
+    _static/claims.js, the matrix's links (claims.anchor) point at those ids, and a page opened at
+    one marks that row."""
+    from bs4 import BeautifulSoup
+
+    from vggrepro.experiments import claims, results
+
+    rows = [claims.design_fact(f"fact {i}", "paper", "ours", True) for i in range(3)]
+    table = claims.table(rows, "04_single_scale")._repr_html_()
+    script = (ROOT / "_static" / "claims.js").as_uri()
+    page = tmp_path / "04_single_scale.html"
+    page.write_text(
+        f'<html><head><script src="{script}"></script></head><body><div class="cell_output">{table}</div></body></html>'
+    )
+    link = results.matrix_html([{"#": "4.2", "claim": "fact 1", "ci": "holds (exact)"}], chapters=["04_single_scale"])
+    href = re.search(r'href="([^"]+)"', link)[1]
+    assert href == "04_single_scale.html#claim-4-2"
+    soup = BeautifulSoup(chromium(page.as_uri() + "#claim-4-2", tmp_path, "--dump-dom"), "html.parser")
+    assert [tr.get("id") for tr in soup.select("tbody tr")] == ["claim-4-1", "claim-4-2", "claim-4-3"]
+    assert "claim-target" in soup.select_one("#claim-4-2")["class"]
+    assert "claims-table" in soup.select_one("table")["class"]

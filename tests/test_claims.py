@@ -187,3 +187,42 @@ def test_the_interval_is_the_same_bits_every_time():
     rng = np.random.default_rng(2)
     x = 100.0 * (rng.integers(0, 2, (4, 500)) - rng.integers(0, 2, (4, 500)))
     assert chain_effect(x) == chain_effect(x)
+
+
+def test_a_negative_effect_always_goes_the_papers_way():
+    """A "no better" claim is kept as the "no worse" claim with its arms swapped: 2.1 (Glorot's D
+    no worse than the D started from A), declared as the paper's remark words it, reads negative
+    where Glorot's D is the better one."""
+    rng = np.random.default_rng(0)
+    good, bad = (C.Arm(n, (rng.random((3, 400)) < p).astype(float)) for n, p in (("good", 0.2), ("bad", 0.5)))
+    arms = {"pretrained": bad, "glorot": good}
+    claim = C.Claim("Glorot's D is no worse than the pretrained D", "pretrained", "glorot", "no-better", margin=1)
+    assert (claim.a, claim.b, claim.kind) == ("glorot", "pretrained", "no-worse")
+    row = claim.decide(arms)
+    assert row["effect"] < 0 and row["verdict"] == C.HOLDS
+    assert C.paper_way(row) == "< +1" and C.effect_of(row) == "err(glorot) - err(pretrained)"
+    # the other way round: the pretrained net far better, a positive effect, does not hold
+    worse = C.Claim("x", "pretrained", "glorot", "no-better", margin=1).decide({"pretrained": good, "glorot": bad})
+    assert worse["effect"] > 0 and worse["verdict"] == C.FAILS
+    # "lower" claims: negative is the paper's way; "equal": within the margin
+    lower = C.Claim("good beats bad", "good", "bad").decide({"good": good, "bad": bad})
+    assert lower["effect"] < 0 and lower["verdict"] == C.HOLDS and C.paper_way(lower) == "< 0"
+    assert C.paper_way(dict(kind="equal", margin=2.0)) == "within +/-2"
+
+
+def test_no_worse_decisions():
+    assert C.verdict("no-worse", effect(-2, 0.5), margin=1) == C.HOLDS
+    assert C.verdict("no-worse", effect(1.5, 3), margin=1) == C.FAILS
+    assert C.verdict("no-worse", effect(-1, 2), margin=1) == C.UNDECIDED
+
+
+def test_the_chapters_table_is_numbered_as_the_results_page_numbers_it():
+    rows = [
+        C.design_fact("weights", "138 M", "138.4 M", True),
+        C.design_fact("fc layers", "most", "90%", True),
+    ]
+    t = C.table(rows, "04_single_scale")
+    assert list(t.index) == ["4.1", "4.2"]
+    assert list(t.columns) == ["claim", "paper", "this run", "paper's way", "chains", "verdict", "why"]
+    with pytest.raises(ValueError, match="names no notebook"):
+        C.table(rows)

@@ -124,3 +124,17 @@ def test_shown_source_fits_the_column(obj):
     """The package code a chapter prints fits the page's column (no sideways scrolling)."""
     wide = [line for line in figures.source(obj).splitlines() if len(line) > figures.COLUMN]
     assert wide == []
+
+
+def test_filter_tiles_place_each_filter_stretched_in_its_cell():
+    w = torch.arange(5 * 3 * 3 * 3, dtype=torch.float32).reshape(5, 3, 3, 3)
+    grid = figures.filter_tiles(w, columns=4)
+    assert grid.shape == (2 * 4 - 1, 4 * 4 - 1, 3)  # 2 rows of 4 cells of 3 px, 1 px gaps
+    first = grid[:3, :3]  # filter 0, channels last, stretched to 0..1 over its own 27 numbers
+    want = (w[0] - w[0].min()).permute(1, 2, 0) / 26
+    torch.testing.assert_close(torch.from_numpy(first), want)
+    assert (grid[3, :] == 1).all() and (grid[4:, 4 * 1 + 3 :] == 1).all()  # gaps and empty cells stay white
+    bgr = figures.filter_tiles(w, columns=4, order="BGR")
+    torch.testing.assert_close(torch.from_numpy(bgr[..., 0]), torch.from_numpy(grid[..., 2]))
+    with pytest.raises(ValueError, match="first layer"):
+        figures.filter_tiles(torch.zeros(4, 5, 3, 3))

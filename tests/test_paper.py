@@ -105,6 +105,24 @@ def test_whole_shows_every_row_and_column_of_the_paper_beside_ours():
         "our Q": 37,
     }
     assert rows[2]["config"] == "B" and rows[2]["ours top1_val_err"] == "-" and rows[2]["our Q"] == "-"
+    # ours right after the paper's column of the same metric, then ours' other columns
+    wide = paper.whole(
+        "table3_single_scale",
+        [dict(ours[0], top5_val_err=20.0, **{"ours top1, centre crop": 35.0})],
+        on=("config", "train_S"),
+        metrics=("top1_val_err", "top5_val_err"),
+    )
+    assert list(wide[0]) == [
+        "config",
+        "train_S",
+        "test_Q",
+        "paper top1_val_err",
+        "ours top1_val_err",
+        "paper top5_val_err",
+        "ours top5_val_err",
+        "our Q",
+        "ours top1, centre crop",
+    ]
     assert rows[-1] == {
         "config": "X",
         "train_S": "256",
@@ -122,6 +140,17 @@ def test_whole_marks_the_columns_only_a_test_server_can_score():
     assert list(rows[0]) == ["train_S", "test_Q", "paper top5_loc_err_val", test]
     assert [r[test] for r in rows] == ["-", "26.7", "-", "25.3"]  # never NaN
     assert rows[3]["test_Q"] == "-"
+    # with ours: this run's column beside the paper's validation column, the test server's last
+    ours = [{"train_S": "384", "test_Q": "384", "top5_loc_err_val": 60.0, "ours, central crop only": 70.0}]
+    shown = paper.whole("table9_localisation_error", ours, on=("train_S", "test_Q"), metrics=("top5_loc_err_val",))
+    assert list(shown[0]) == [
+        "train_S",
+        "test_Q",
+        "paper top5_loc_err_val",
+        "ours top5_loc_err_val",
+        "ours, central crop only",
+        test,
+    ]
     t11 = paper.whole("table11_transfer_classification")[0]
     assert f"paper voc2012_mAP: {paper.TEST_SET}" in t11 and "paper voc2007_mAP" in t11  # VOC-2007's labels are public
     assert "ours" not in t11 and "note" not in t11

@@ -219,10 +219,13 @@ def test_the_matrix_has_one_short_row_per_claim_and_a_dash_where_no_run_is(saved
     assert (by_id["4.1"]["gpu"], by_id["6.1"]["gpu"], by_id["6.1"]["ci"]) == ("-", "-", "does not hold (3 chains)")
     # the details: the whole claim, the paper's number and each run's as its chapter states it
     [depth] = [r for r in results.details("ci", **saved) if r["#"] == "4.1"]
+    # the paper's number and the page's profile side by side (tests/test_book.py reads them so)
+    assert list(depth) == ["#", "claim", "paper", "ci", "gpu", "imagenet", "paper's way"]
     assert depth == {
         "#": "4.1",
         "claim": "Error falls with depth: D beats A",
         "paper": "27.0 vs 29.6",
+        "paper's way": "< 0",
         "ci": "47.0 vs 56.7: -9.7 [-16.9, -2.6]",
         "gpu": "-",
         "imagenet": "-",
@@ -289,7 +292,7 @@ def test_the_matrix_as_html_keeps_each_effect_whole():
         {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "does not hold, +1.0 [+0.2, +1.8]"},
     ]
     page = results.matrix_html(rows)
-    assert page.startswith('<table class="claims-matrix"><thead><tr><th>#</th><th>claim</th><th>ci</th><th>gpu</th>')
+    assert page.startswith('<table class="claims-matrix dataframe"><thead><tr><th>#</th><th>claim</th><th>ci</th>')
     assert (
         '<td><span class="label">D beats A &lt;ours&gt;</span></td><td><span class="verdict holds">holds</span>'
         '<span class="effect"> -9.7 [-16.9, -2.6]</span></td><td>-</td>'
@@ -369,3 +372,53 @@ def test_the_papers_claims_of_a_scale_are_held_to_holm(saved):
     cells = {r["claim"]: r["ci"] for r in results.matrix("ci", **saved)}
     assert cells["claim 1"] == "undecided (Holm; 3 chains)"
     assert cells["the nets learn"] == "holds (sanity check; 1 chain)"
+
+
+def test_each_matrix_id_links_to_its_row_in_its_chapter():
+    rows = [
+        {"#": "4.3", "claim": "D beats C", "ci": "holds, -9.7 [-16.9, -2.6]"},
+        {"#": "9.1", "claim": "not a chapter of the book", "ci": "-"},
+    ]
+    page = results.matrix_html(rows, chapters=["01_architecture", "04_single_scale"])
+    assert '<td><a href="04_single_scale.html#claim-4-3">4.3</a></td>' in page
+    assert "<td>9.1</td>" in page  # no chapter of that number: no link
+    assert claims.anchor("4.12") == "claim-4-12"
+    assert results.claim_ids is claims.claim_ids  # the chapters' tables and the page number alike
+
+
+def test_every_reason_a_cell_shows_has_its_one_line_note():
+    rows = [
+        {"#": "1.1", "claim": "weights", "ci": "holds (exact)", "gpu": "-"},
+        {"#": "4.1", "claim": "B", "ci": "undecided (dense worse than centre crop; 1 chain), -15.6", "gpu": "-"},
+        {"#": "4.2", "claim": "C beats B", "ci": "undecided (Holm; 3 chains), -2.0 [-4.0, -0.1]", "gpu": "-"},
+    ]
+    notes = results.reasons_note(rows)
+    assert [n.split("*")[1] for n in notes] == ["exact", "chain", "dense worse than centre crop", "Holm"]
+    assert all(len(n.splitlines()) == 1 for n in notes)
+    # every short reason claims.short_reason can write has a note
+    for reason in ("failed run", "dense worse than centre crop", "margin not testable", "interval spans the boundary"):
+        assert reason in results.REASONS
+
+
+def test_the_counts_cover_every_scale_that_has_claims(saved):
+    counts = results.counts_by_scale("ci", **saved)
+    assert [c["scale"] for c in counts] == ["ci", "gpu", "imagenet"]
+    ci, gpu, imagenet = counts
+    assert (ci["holds"], ci["does not hold"], ci["undecided at this scale"]) == (0, 1, 1)
+    assert (gpu["holds"], gpu["does not hold"]) == (1, 1)
+    # a scale not run yet: every claim not run, said rather than left out
+    assert (imagenet["holds"], imagenet["not run"], imagenet["claims"]) == (0, imagenet["claims"], 3)
+
+
+def test_a_no_better_row_saved_before_the_turn_reads_the_papers_way():
+    old = dict(
+        row("LRN does not help", "-", "58.8 vs 75.0: -16.2 [-20.0, -12.4] (margin 1)", FAILS),
+        kind="no-better",
+        margin=1.0,
+        effect=-16.2,
+        low=-20.0,
+        high=-12.4,
+    )
+    assert results.cell(old) == "does not hold (3 chains), +16.2 [+12.4, +20.0]"
+    assert claims.paper_way(old) == "< +1"
+    assert claims.effect_of(dict(old, a="A-LRN", b="A")) == "err(A) - err(A-LRN)"

@@ -23,6 +23,20 @@ def torchvision_or_none():
     return torchvision
 
 
+@functools.cache
+def onnx_runtime_or_none():
+    """(onnx, onnxruntime) when both import, else None: the peer check of the authors' VGG-16
+    convolutions runs the ONNX file itself (``bash install.sh --real`` installs them)."""
+    try:
+        import onnx  # noqa: PLC0415  (the one guard of the real-weights extras)
+        import onnx.shape_inference  # noqa: F401, PLC0415
+        import onnx.utils  # noqa: F401, PLC0415
+        import onnxruntime  # noqa: PLC0415
+    except ImportError:
+        return None
+    return onnx, onnxruntime
+
+
 #: the book's tools, and the install that brings them
 BOOK_TOOLS = (
     "papermill",

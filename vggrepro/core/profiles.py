@@ -243,7 +243,7 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _repo_data(name: str) -> str:
+def repo_data(name: str) -> str:
     """Generated data lives in the project's data/ folder (git-ignored), or $VGGREPRO_DATA."""
     try:  # an installed copy outside any checkout: the current folder (runs/ then says what to fix)
         root = find_root() or Path.cwd()
@@ -273,7 +273,7 @@ PROFILES: dict[str, Profile] = {
         name="ci",
         device="cpu",
         data_kind="synthetic",
-        data_root=_repo_data("synth-ci"),
+        data_root=repo_data("synth-ci"),
         num_classes=10,
         width=1 / 8,
         crop=32,
@@ -295,31 +295,30 @@ PROFILES: dict[str, Profile] = {
         lr_scale=4.0,
         notes="CPU, minutes; width/8 nets on the synthetic set at 32 px",
     ),
-    # CPU, 2 cores, about two hours unattended: the evidence scale (issue 18). 64 px crops make fc6 a
-    # real 2x2 convolution and give dense evaluation several windows per image (S = 73, 110,
-    # [73, 146]); 20 classes. Validation: 20 x 120 = 2,400 images, so that two nets that disagree on
-    # a quarter of the images compare with an image-sampling half-width of 1.96 x sqrt(0.25 / 2400)
-    # = 2.0 points; the seed term comes on top, measured on each claim's own chains (chapter 4
-    # trains depth_chains = 3 of A and D; every other claim rests on the profile's `chains`).
-    # Measured on the 2-core machine (results/cpu_budget.json, scripts/cpu_budget.py): A trains at
-    # about 1,000 img/s end to end (every calibration run below), D at 500-700 and E at 420-650 (two
-    # bench runs), and a dense pass over the 2,400 images takes seconds; so the book counts 90-120
-    # minutes of training and evaluation (every epoch allowed, 3 seeds of A and D), plus minutes of
-    # data, plots and kernel starts.
-    # Calibrated on net A (results/cpu_calibration.json, scripts/calibrate_cpu.py): with 400 images
-    # per class and 12 epochs A was still improving every epoch (76% top-1 accuracy, no lr cut); so
-    # was 250 per class for 18 epochs (71%). A smaller set seen for 30 epochs plateaus: at patience
-    # 1 every seed's lr was cut, but one seed's early, on a passing plateau (epoch 10: 26.5% error
-    # against 13.9 and 14.1), a seed spread of 7.2 points that would swamp every claim; at patience
-    # 2 (this profile) the two seeds measured land at 15.2 and 11.4% error, one with a cut (after
-    # epoch 20), one still improving at 30. Patience 0 cut on the first noisy epoch (one seed
-    # stopped at 80% error after 9 epochs); dropout 0.5, measured under patience 0, was cut after
-    # epoch 4 and stopped at 86% error, so no dropout (as at ci).
+    # CPU, 2 cores: the evidence scale (issue 18). 64 px crops make fc6 a real 2x2 convolution and
+    # give dense evaluation several windows per image (S = 73, 110, [73, 146]); 20 classes.
+    # Validation: 20 x 120 = 2,400 images, so that two nets that disagree on a quarter of the
+    # images compare with an image-sampling half-width of 1.96 x sqrt(0.25 / 2400) = 2.0 points;
+    # the seed term comes on top, measured on each claim's own chains (chapter 4 trains
+    # depth_chains = 3 of A, D and A's budget control; every other claim rests on `chains`).
+    # The second design (issue 29; results/cpu_calibration.json, scripts/probe_cpu.py), after the
+    # first (results/cpu_probe.json, results/cpu_calibration_variants.json) measured its design:
+    # - objects sized like ILSVRC-2012's (vggrepro.data.object_sizes), not 50-90% of the side;
+    # - every net may train 50 epochs (10 when fine-tuning) under the paper's plateau rule at
+    #   patience 2, its first 10 epochs held: on this set D from A stalled at epochs 3-5 and an
+    #   unheld schedule cut its lr there (results/cpu_premature_cut.json), as it had cut E's at
+    #   the first design; held, E trains as well as D. Measured on seed 0: A, D and E each had
+    #   their first cut only after epoch 40, so the 50 epochs, not the rule, end them: these nets
+    #   have not converged, which the budget control of the depth claims is there to weigh;
+    # - no dropout and 4x the scaled lr from fan-in init, as calibrated at the first design (a
+    #   width/8 A at 1e-2 x 64/256 stayed at chance; dropout slowed nets that underfit).
+    # A net's time on the 2-core machine is in results/cpu_calibration.json (A about 6 minutes,
+    # D 7, E 8); results/cpu_budget.json counts the whole book.
     "cpu": Profile(
         name="cpu",
         device="cpu",
         data_kind="synthetic",
-        data_root=_repo_data("synth-cpu"),
+        data_root=repo_data("synth-cpu"),
         num_classes=20,
         width=1 / 8,
         crop=64,
@@ -340,14 +339,14 @@ PROFILES: dict[str, Profile] = {
         lr_hold_epochs=10,
         init_std="fan-in",
         lr_scale=4.0,
-        notes="CPU, about two hours on 2 cores; width/8 nets on a larger synthetic set at 64 px, several seeds",
+        notes="CPU, 2 cores, hours: width/8 nets on a larger synthetic set at 64 px, objects sized like ILSVRC's",
     ),
     # One GPU: the paper's nets at full width and 224 px on a larger synthetic set.
     "gpu": Profile(
         name="gpu",
         device="auto",
         data_kind="synthetic",
-        data_root=_repo_data("synth-gpu"),
+        data_root=repo_data("synth-gpu"),
         num_classes=100,
         width=1.0,
         crop=224,

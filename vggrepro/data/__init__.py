@@ -10,7 +10,9 @@ idea per module; this package gathers their names (``data.ILSVRC``, ``data.Train
 - :mod:`~vggrepro.data.loader` and :mod:`~vggrepro.data.device_batch`: training batches with the
   paper's augmentation (section 3.1), on the CPU or the GPU;
 - :mod:`~vggrepro.data.synth` (with ``synth_classes``, ``synth_images``): the synthetic set the book
-  trains on, generated deterministically from a seed.
+  trains on, generated deterministically from a seed;
+- :mod:`~vggrepro.data.fashion_mnist`: real photographs for Appendix B's features, Debian's
+  Fashion-MNIST (``bash install.sh --real``), not in the ILSVRC layout.
 """
 
 from __future__ import annotations

@@ -11,9 +11,12 @@ Kinds of claim (``kind``):
 
 - ``lower``: arm ``a`` has a lower error than arm ``b``. Holds when the 95% interval of
   err(a) - err(b) lies below 0, does not hold when it lies above 0, else undecided.
-- ``no-better``: arm ``a`` is no better than ``b`` (LRN does not help) within a stated ``margin``:
-  holds when the interval rules out an improvement larger than the margin (lower end > -margin),
-  does not hold when it shows one (upper end < -margin).
+- ``no-worse``: arm ``a`` is no worse than ``b`` (Glorot's init needs no pre-training; A without
+  LRN is no worse than A-LRN) within a stated ``margin``: holds when the interval rules out a loss
+  larger than the margin (upper end < +margin), does not hold when it shows one (lower end >
+  +margin). A ``no-better`` claim (``a`` is no better than ``b``: LRN does not help) is declared
+  as the paper words it and kept as the ``no-worse`` claim with its arms swapped, so that on every
+  row a negative effect goes the paper's way (:func:`paper_way` says how far, per kind).
 - ``equal``: the arms are about equal (D and E: saturation) within ``margin``: holds when the whole
   interval lies inside (-margin, +margin), does not hold when it lies wholly outside. A margin
   smaller than the images alone can resolve reads "not testable at this scale", with the number
@@ -33,7 +36,7 @@ is this scale's artefact. Either leaves the claim undecided, with the reason in 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,7 +45,7 @@ import pandas as pd
 from .chains import LEVEL, MIN_CHAINS, MOST_CHAINS, ChainEffect, chain_effect, images_only
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided at this scale"
-KINDS = ("lower", "no-better", "equal")
+KINDS = ("lower", "no-worse", "no-better", "equal")
 ROLES = ("paper", "sanity")  # and "design", for design_fact's rows
 ALPHA = 1 - LEVEL
 
@@ -129,7 +132,9 @@ def decision(kind: str, effect: ChainEffect, margin: float | None = None) -> tup
     d = effect.difference
     if kind == "lower":
         p, good = effect.p_value(0.0), d < 0
-    elif kind == "no-better":
+    elif kind == "no-worse":
+        p, good = effect.p_value(margin), d < margin
+    elif kind == "no-better":  # a no better than b: b no worse than a (Claim keeps it so)
         p, good = effect.p_value(-margin), d > -margin
     elif -margin < d < margin:  # equal, and inside: both ends must be shown inside
         p, good = max(effect.p_value(-margin), effect.p_value(margin)), True
@@ -204,7 +209,9 @@ class Claim:
 
     ``a`` and ``b`` name the arms (grid entry and protocol, e.g. ``"D/256 centre"``), ordered so
     that a negative effect goes the paper's way; the numbers come from :meth:`decide`, never from
-    the declaration.
+    the declaration. A ``no-better`` claim ("A-LRN is no better than A") is kept as the
+    ``no-worse`` claim with its arms swapped ("A is no worse than A-LRN"), so that its effect too
+    is negative where the paper is right.
     """
 
     text: str
@@ -224,6 +231,8 @@ class Claim:
             raise ValueError(f"claim {self.text!r}: a {self.kind!r} claim needs a positive margin (points)")
         if self.role not in ROLES:
             raise ValueError(f"claim {self.text!r}: role {self.role!r}; use one of {ROLES}")
+        if self.kind == "no-better":
+            self.a, self.b, self.kind = self.b, self.a, "no-worse"
 
     def decide(self, arms: Mapping[str, Arm]) -> dict:
         """The verdict row: effect, interval, chains, p-value, and why, from the arms' per-image
@@ -297,6 +306,48 @@ class Claim:
         )
 
 
+def paper_way(row: Mapping) -> str:
+    """Which effect goes the paper's way, for a claim's row: ``"< 0"`` (a beats b), ``"< +1"`` (a
+    no worse than b, margin 1), ``"within +/-1"`` (about equal); ``""`` for a design fact. On
+    every row a negative effect goes the paper's way; "no worse" and "about equal" claims also
+    allow a small positive one, up to the margin."""
+    kind, m = row.get("kind"), row.get("margin")
+    if kind == "lower":
+        return "< 0"
+    if kind == "no-worse":
+        return f"< +{m:g}"
+    if kind == "no-better":  # saved before no-better claims were kept as no-worse: read turned round
+        return f"< +{m:g}"
+    if kind == "equal":
+        return f"within +/-{m:g}"
+    return ""
+
+
+def effect_of(row: Mapping) -> str:
+    """What a claim's effect measures, arm by arm: ``"err(D/256-glorot) - err(D/256)"``; ``""``
+    for a design fact."""
+    if row.get("kind") == "design" or not row.get("a"):
+        return ""
+    a, b = (row["b"], row["a"]) if row.get("kind") == "no-better" else (row["a"], row["b"])
+    return f"err({a}) - err({b})"
+
+
+def claim_ids(notebooks: Sequence[str]) -> list[str]:
+    """Short ids of claims in order, ``"4.3"`` for the third claim of ``04_...``: a chapter's claims
+    table, the results page's matrix and the details below it name a claim by the same id."""
+    ids, seen = [], {}
+    for nb in notebooks:
+        seen[nb] = seen.get(nb, 0) + 1
+        ids.append(f"{int(nb[:2]) if nb[:2].isdigit() else nb}.{seen[nb]}")
+    return ids
+
+
+def anchor(claim_id: str) -> str:
+    """The HTML id of a claim's row in its chapter's table (``"claim-4-3"``); the site's
+    ``_static/claims.js`` sets it on the row, and the results page's matrix links to it."""
+    return "claim-" + claim_id.replace(".", "-")
+
+
 # -- arms from evaluations, design facts, the chapter's table ------------------------------------
 
 
@@ -342,19 +393,28 @@ def design_fact(text: str, paper: str, ours: str, exact: bool, notebook: str = "
     )
 
 
-def table(rows):
-    """The rows a chapter shows: claim, paper, this run (errors and effect with its 95% interval),
-    chains, verdict, and why where something limits the verdict."""
-    return pd.DataFrame(
+def table(rows, notebook: str | None = None):
+    """The rows a chapter shows, numbered as the results page numbers them (4.1, 4.2, ...: by
+    :func:`claim_ids`, from each row's notebook or ``notebook``): claim, paper, this run (errors
+    and effect with its 95% interval), the paper's way (which effect would bear the claim out, and
+    which arm is which), chains, verdict, and why where something limits the verdict. Show it
+    with pandas' ``display.max_colwidth`` at None: a cut claim or reason reads as another."""
+    notebooks = [notebook or r.get("notebook") or "" for r in rows]
+    if rows and not all(notebooks):
+        raise ValueError("claims.table: a row names no notebook; pass notebook='04_single_scale'")
+    out = pd.DataFrame(
         [
             {
                 "claim": r["claim"],
                 "paper": r["paper"],
                 "this run": r["ours"],
+                "paper's way": " ".join(x for x in (effect_of(r), paper_way(r)) if x) or "-",
                 "chains": r.get("chains", "-"),
                 "verdict": r["verdict"],
                 "why": r.get("why", ""),
             }
             for r in rows
-        ]
+        ],
+        index=claim_ids(notebooks),  # unnamed: one header row, as the tests read it
     )
+    return out

@@ -180,3 +180,24 @@ def draw_at_one_scale(axes, panels: Sequence[tuple[str, torch.Tensor, tuple | No
         for spine in ax.spines.values():
             spine.set_visible(False)
     return outlines
+
+
+def filter_tiles(weight, columns: int = 8, order: str = "RGB"):
+    """A first layer's filters (out, 3, k, k) as one RGB picture: a grid of ``columns`` filters a
+    row, one pixel of gap. Each filter is stretched to 0..1 on its own (its shape is what shows, not
+    its scale); ``order="BGR"`` for weights whose input channels are BGR (the Caffe convention)."""
+    w = torch.as_tensor(weight, dtype=torch.float64)
+    if w.dim() != 4 or w.shape[1] != 3:
+        raise ValueError(f"filters of shape {tuple(w.shape)}: expected (out, 3, k, k), a first layer's")
+    if order == "BGR":
+        w = w.flip(1)
+    low = w.amin(dim=(1, 2, 3), keepdim=True)
+    span = (w.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-12)
+    w = (w - low) / span
+    n, _, k, _ = w.shape
+    rows = -(-n // columns)
+    grid = torch.ones(3, rows * (k + 1) - 1, columns * (k + 1) - 1)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        grid[:, r * (k + 1) : r * (k + 1) + k, c * (k + 1) : c * (k + 1) + k] = w[i]
+    return grid.permute(1, 2, 0).numpy()

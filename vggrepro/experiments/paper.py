@@ -109,7 +109,8 @@ def fmt(x: float | None, digits: int = 1) -> str:
 
 #: How a column the paper measured on a held-out test set is marked: ILSVRC-2012's test labels (and
 #: VOC-2012's) are kept by an evaluation server, so no run of this book can reproduce such a number.
-TEST_SET = "test set (not reproducible without the test server)"
+#: Short, for a narrow header: "paper top5_test_err: test set, server only".
+TEST_SET = "test set, server only"
 #: The columns measured on a test set that only a server scores, per table (the tables' notes say
 #: which: "top-5 test", "VOC-2012 via evaluation server"). VOC-2007's test labels are public.
 SERVER_TEST_COLUMNS = {
@@ -148,22 +149,30 @@ def whole(key: str, ours: Iterable[dict] = (), on: Sequence[str] = (), metrics: 
     that agrees on ``on``; a row of ours that the paper lacks comes last.
 
     Each row has the paper's label fields (``on`` first, as text), then ``paper <field>`` for each
-    measured column (:func:`column_name`: test-set columns marked), then ``ours <metric>``, then
-    ours' extra fields. Numbers are text with one decimal, "-" where there is none (never NaN).
+    measured column (:func:`column_name`: test-set columns marked), each followed at once by
+    ``ours <field>`` where ``field`` is one of ``metrics`` (a reader, or a phone's width, meets this
+    run's number right beside the paper's), then any other metric, then ours' extra fields in their
+    order, and last the paper's columns that only a test server could score. Numbers are text with
+    one decimal, "-" where there is none (never NaN).
     """
     paper_rows, ours = table(key), [dict(r) for r in ours]
     fields = [f for f in dict.fromkeys(k for r in paper_rows for k in r) if f not in NOT_COLUMNS]
     labels = [*on, *[f for f in fields if f not in on and not is_measured(f)]]
     measured = [f for f in fields if is_measured(f)]
+    server = SERVER_TEST_COLUMNS.get(key, ())  # no run can fill them: they come last
     known = {*labels, *metrics, *measured}
     extra = list(dict.fromkeys(k for r in ours for k in r if k not in known))
     used, out = set(), []
 
     def row(p: dict, o: dict | None) -> dict:
         merged = {f: _cell(p.get(f, o.get(f) if o else None)) for f in labels}
-        merged.update({column_name(key, f): fmt(p.get(f)) for f in measured})
-        merged.update({f"ours {m}": fmt(o.get(m)) if o else "-" for m in metrics})
+        for f in [f for f in measured if f not in server]:
+            merged[column_name(key, f)] = fmt(p.get(f))
+            if f in metrics:
+                merged[f"ours {f}"] = fmt(o.get(f)) if o else "-"
+        merged.update({f"ours {m}": fmt(o.get(m)) if o else "-" for m in metrics if m not in measured})
         merged.update({k: (_cell(o.get(k)) if o else None) for k in extra})
+        merged.update({column_name(key, f): fmt(p.get(f)) for f in measured if f in server})
         return {k: "-" if v is None else v for k, v in merged.items()}
 
     for p in paper_rows:

@@ -24,7 +24,7 @@ from ..core.metrics import TOP1, TOP5
 from ..core.profiles import NAMES
 from ..core.runs import REPO, load_claims, read_recorded
 from .chains import holm
-from .claims import ALPHA, FAILS, HOLDS, UNDECIDED
+from .claims import ALPHA, FAILS, HOLDS, UNDECIDED, anchor, claim_ids, effect_of, paper_way
 
 #: Profiles that get a column on the results page only once they have claims (a run on this machine,
 #: or a table committed under results/): the `cpu` evidence scale takes two hours, and until it has
@@ -231,6 +231,12 @@ def cell(claim: dict | None | str) -> str:
         reason = "; ".join(x for x in ("sanity check", reason) if x)
     detail = "; ".join(x for x in dict.fromkeys((reason, rests)) if x)
     verdict += f" ({detail})" if detail else ""
+    if claim.get("kind") == "no-better" and isinstance(claim.get("effect"), (int, float)):
+        # saved before such claims were kept as "no worse" with the arms swapped: turned round
+        # here, so that a negative effect goes the paper's way on every row
+        lo, hi = claim.get("low"), claim.get("high")
+        interval = f"[{-hi:+.1f}, {-lo:+.1f}]" if lo is not None and hi is not None else ""
+        return " ".join(x for x in (f"{verdict}, {-claim['effect']:+.1f}", interval) if x)
     # the effect as the chapter printed it (the saved numbers are rounded once more: 4.05 vs "+4.1")
     shown = EFFECT.search(str(claim.get("ours", "")))
     if shown:
@@ -238,16 +244,6 @@ def cell(claim: dict | None | str) -> str:
     if isinstance(claim.get("effect"), (int, float)):
         return f"{verdict}, {claim['effect']:+.1f}"
     return verdict
-
-
-def claim_ids(notebooks: Sequence[str]) -> list[str]:
-    """Short ids of claims in page order, ``"4.3"`` for the third claim of ``04_...``: the matrix and
-    the details below it name a claim by the same id."""
-    ids, seen = [], {}
-    for nb in notebooks:
-        seen[nb] = seen.get(nb, 0) + 1
-        ids.append(f"{int(nb[:2]) if nb[:2].isdigit() else nb}.{seen[nb]}")
-    return ids
 
 
 def matrix(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
@@ -262,16 +258,22 @@ def matrix(profile_name: str = "ci", *, runs: Path | None = None, results: Path 
     ]
 
 
-def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix") -> str:
+def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix", chapters: Sequence[str] = ()) -> str:
     """The matrix as an HTML table: each cell's verdict and its effect in spans of their own, so the
-    effect wraps as a whole onto a line below the verdict (custom.css) instead of breaking mid-interval."""
+    effect wraps as a whole onto a line below the verdict (custom.css) instead of breaking mid-interval.
+    With ``chapters`` (the notebooks' names, ``"04_single_scale"``), each id links to its row in
+    its chapter's claims table (``04_single_scale.html#claim-4-3``: :func:`~.claims.anchor`)."""
     if not rows:
         return ""
     columns = list(rows[0])
+    page = {f"{int(nb[:2])}": nb for nb in chapters if nb[:2].isdigit()}
 
     def td(column: str, text: str) -> str:
         if column == "claim":  # a block of fixed width: a table cell ignores min-width (custom.css)
             return f'<td><span class="label">{html.escape(text)}</span></td>'
+        if column == "#" and text.partition(".")[0] in page:
+            href = f"{page[text.partition('.')[0]]}.html#{anchor(text)}"
+            return f'<td><a href="{html.escape(href)}">{html.escape(text)}</a></td>'
         verdict, sep, effect = text.partition(", ") if column != "#" else (text, "", "")
         kind = next((k for k, v in SHORT_VERDICT.items() if verdict.startswith(v)), None)
         inner = html.escape(verdict)
@@ -283,12 +285,15 @@ def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix") -> str:
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(td(c, str(r[c])) for c in columns) + "</tr>" for r in rows)
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table class="{css_class} dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def details(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
-    """Below the matrix: per claim its id, whole text, the paper's number and each shown profile's
-    numbers as its chapter states them (:data:`DASH` where that profile has none)."""
+    """Below the matrix: per claim its id, whole text, the paper's number, each shown profile's
+    numbers as its chapter states them (:data:`DASH` where that profile has none; the paper's number
+    and the page's own profile's side by side, as tests/test_book.py reads them), and last which arm
+    is which and which effect goes the paper's way (``"err(B/256 dense) - err(A/256 dense) < 0"``:
+    :func:`~.claims.paper_way`)."""
     shown, _, lined = _lined_up(profile_name, runs, results)
     ids = claim_ids([nb for nb, *_ in lined])
     return [
@@ -297,9 +302,49 @@ def details(profile_name: str = "ci", *, runs: Path | None = None, results: Path
             "claim": text,
             "paper": first["paper"],
             **{p: per[p]["ours"] if isinstance(per[p], dict) else DASH for p in shown},
+            "paper's way": " ".join(x for x in (effect_of(first), paper_way(first)) if x) or DASH,
         }
         for i, (nb, text, first, per) in zip(ids, lined)
     ]
+
+
+#: What each short reason in a matrix cell means, one line each (the page prints those that occur).
+REASONS = {
+    "exact": "a design fact (weights, receptive fields, MACs), checked exactly: no interval",
+    "sanity check": "a check that this scale's nets learn (they beat chance), not a claim of the paper",
+    "chain": "the number of chains the claim rests on; fewer than 3 leave no measured seed term: undecided",
+    "failed run": "an arm did not beat chance in some chain: a failed run decides nothing",
+    "dense worse than centre crop": (
+        "a dense arm was shown worse than the same net's centre crop on the same chains: this "
+        "scale's artefact (chapter 5), so the comparison is left undecided"
+    ),
+    "margin not testable": (
+        "the images alone leave an interval wider than the claim's margin: no run of this size can decide it"
+    ),
+    "interval spans the boundary": "the 95% interval holds both the paper's side and the other: undecided",
+    "Holm": "decided in its chapter, but not after Holm's control over all the paper's claims of this scale",
+}
+
+
+def reasons_note(rows: Sequence[dict]) -> list[str]:
+    """One line per reason that the matrix ``rows`` show in their cells (:data:`REASONS`), in the
+    order of :data:`REASONS`: the matrix's footnotes, ``"*failed run*: an arm did not beat ..."``."""
+    cells = " ".join(str(v) for r in rows for k, v in r.items() if k not in ("#", "claim"))
+    return [f"*{k}*: {v}" for k, v in REASONS.items() if re.search(rf"[(; ]{re.escape(k)}s?[;)]", cells)]
+
+
+def counts_by_scale(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+    """How many of the paper's claims hold, do not hold or are undecided at every scale the page
+    shows (after Holm), the page's own first: one row per scale, as :func:`summary`'s ``all`` row;
+    a scale not run yet counts every claim as not run."""
+    shown, _, _ = _lined_up(profile_name, runs, results)
+    rows = gather(profile_name, runs=runs, results=results)
+    order = (profile_name, *[p for p in shown if p != profile_name])
+    out = []
+    for p in order:
+        total = summary(rows, p)[-1]
+        out.append(dict(scale=p, **{k: v for k, v in total.items() if k != "notebook"}))
+    return out
 
 
 def runs_note(

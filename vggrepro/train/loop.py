@@ -48,11 +48,18 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class PlateauSchedule:
     """lr / 10 whenever validation accuracy has not improved for ``patience`` epochs;
     after ``max_cuts`` cuts, the next plateau stops training (the paper cut 3 times,
-    then stopped). During the first ``hold`` epochs a stall is not a plateau: a deep net
-    started from A stalls at first while its new layers find their scale (the instability
-    section 3.1 trains B-E from A to avoid), and a cut then leaves it at a tenth of the lr."""
+    then stopped). During the first ``hold`` epochs a stall is not a plateau: a deep
+    net started from A stalls at first while its new layers find their scale (the
+    instability section 3.1 starts B-E from A to soften), and a cut then would leave
+    it at a tenth of the lr."""
 
-    def __init__(self, lr: float, patience: int, max_cuts: int = MAX_LR_CUTS, hold: int = 0):
+    def __init__(
+        self,
+        lr: float,
+        patience: int,
+        max_cuts: int = MAX_LR_CUTS,
+        hold: int = 0,
+    ):
         self.lr, self.patience, self.max_cuts, self.hold = lr, patience, max_cuts, hold
         self.best, self.bad_epochs, self.cuts, self.stop = -math.inf, 0, 0, False
         self.epochs = 0
@@ -257,7 +264,8 @@ class Trainer:
                 self.train_step(step_fn, x, *targets)
                 seen_epoch += len(x) * plan.world_size
                 self.bar.update(1)
-                if plan.checkpoint_every and self.step % plan.checkpoint_every == 0 and self._due():
+                every = plan.checkpoint_every
+                if every and self.step % every == 0 and self._due():
                     self.save()
             self.read_losses()
             self.bar.close()
@@ -288,7 +296,8 @@ class Trainer:
             if plan.rank == 0:
                 log(plan.run.metrics_path, dict(step=self.step, **record))
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
-            if self.epoch >= plan.epochs or schedule.stop or self._due():  # the last one always
+            # the last one always
+            if self.epoch >= plan.epochs or schedule.stop or self._due():
                 self.save()
         if schedule.stop:
             stopped = f"lr cut {MAX_LR_CUTS} times, then plateau"
