@@ -143,7 +143,8 @@ ax.legend()
 plt.tight_layout()
 
 # %%
-pd.DataFrame({k: object_sizes.summary(v) for k, v in areas.items()}).T
+# as percentages of the image's area ("small": the share of objects under 10%)
+pd.DataFrame({k: object_sizes.summary(v) for k, v in areas.items()}).T * 100
 
 # %% [markdown]
 # ## Table 3, at this scale
