@@ -20,18 +20,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from caffe_proto import F, _field  # the one helper that declares a message field
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-F = descriptor_pb2.FieldDescriptorProto
-
-
-def _field(message, name, number, kind, label=F.LABEL_OPTIONAL, type_name=None, packed=None):
-    f = message.field.add(name=name, number=number, type=kind, label=label)
-    if type_name:
-        f.type_name = type_name
-    if packed is not None:
-        f.options.packed = packed
-    return f
 
 
 @functools.cache
