@@ -19,15 +19,12 @@ from pathlib import Path
 import torch
 
 from vggrepro.core.files import atomic_write_json
+from vggrepro.core.metrics import TOP1, top_errors
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.runs import provenance
 from vggrepro.experiments import grid
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def top1_err(posteriors: torch.Tensor, labels: torch.Tensor) -> float:
-    return 100.0 * float((posteriors.argmax(1) != labels).float().mean())
 
 
 def main() -> None:
@@ -57,7 +54,7 @@ def main() -> None:
         scales=scales,
         top1_err_at_each_Q={str(q): round(single[q]["top1_err"], 2) for q in scales},
         top1_err_several_Q_book=round(several["top1_err"], 2),
-        top1_err_several_Q_recomputed=round(top1_err(mean, labels), 2),
+        top1_err_several_Q_recomputed=round(top_errors(mean, labels, k=(1,))[TOP1], 2),
         largest_posterior_difference=float((mean - several["posteriors"]).abs().max()),
         right_at_some_Q_pct=round(100.0 * float(torch.stack(list(right.values())).any(0).float().mean()), 2),
         best_single_Q=best,

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .ilsvrc import ILSVRC
+from .synth import profile_params
 from .synth_classes import class_list
 from .synth_images import image_rng, render
 
@@ -50,17 +51,14 @@ def rendered_area_fractions(profile, per_class: int) -> np.ndarray:
     """The first ``per_class`` validation images of each class of ``profile``'s synthetic set,
     rendered in memory exactly as ``vggrepro data synth`` writes them: their objects' shares of the
     image area (the generated set's annotations give the same; a test checks)."""
-    classes = class_list(profile.num_classes)
-    style = dict(
-        box_fraction=tuple(profile.synth_box_fraction),
-        rotation=float(profile.synth_rotation),
-        background_fade=float(profile.synth_background_fade),
-    )
+    params = profile_params(profile)  # the generator's own reading of the profile
+    classes = class_list(params["num_classes"])
+    style = {k: params[k] for k in ("box_fraction", "rotation", "background_fade")}
     out = []
     for i in range(per_class):
         for k, cls in enumerate(classes):
-            rng = image_rng(profile.seed, "val", k, i)
-            pixels, box = render(cls, tuple(profile.synth_min_side), rng, classes, **style)
+            rng = image_rng(params["seed"], "val", k, i)
+            pixels, box = render(cls, params["min_side"], rng, classes, **style)
             out.append(box_area_fraction(box, (pixels.shape[1], pixels.shape[0])))
     return np.asarray(out, dtype=np.float64)
 
