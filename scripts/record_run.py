@@ -1,32 +1,32 @@
-"""Record a whole book run made on this machine under ``results/``, so that it outlives ``runs/``.
+"""Record one chain of the book, run on this machine, in the evidence ledger under ``results/``.
 
-    vggrepro book run --profile cpu > cpu_book.log 2>&1
-    python scripts/record_run.py --profile cpu --log cpu_book.log
+    vggrepro book run --profile cpu -p depth_chains=1 -p first_chain=K > chain-K.log 2>&1
+    python scripts/record_run.py --profile cpu -p depth_chains=1 -p first_chain=K --log chain-K.log
 
-``runs/`` is not kept between machines, and the `cpu` book takes two hours; what a reader needs
-from it is committed instead, each file with the provenance of the run (machine, versions, the
-commit the run was made from, dates, the book's wall time per notebook):
-
-- ``results/claims_<profile>/<notebook>.json``: each chapter's claims table, as the chapter saved
-  it (the results page reads these beside ``ci``'s);
-- ``results/runs_<profile>/nets.json``: every trained net's final validation error, by net and
-  seed (the training's own centre-crop validation), with its epochs, lr cuts and time;
-- ``results/runs_<profile>/book/<notebook>.ipynb``: the executed notebooks, tables and plots.
+``runs/`` is not kept between machines, and a `cpu` chain takes about two hours; what a verdict needs
+from it is committed instead, as ``results/ledger/<profile>/chain-<seed>.json``
+(:mod:`vggrepro.experiments.ledger`): the design it was run with, every chapter's claims table with
+each measured claim's per-image evidence, every net the chain trained (its epochs, lr cuts, error
+and time), and the provenance (machine, processor, versions, kernels, commits, wall time per
+chapter). A chain of a seed the ledger holds, or of another design, is refused with a one-line
+error. Give ``-p`` exactly as the book run had it: the parameters name the claims' folder and the
+design. ``depth_chains=1`` makes chapter 4 train its depth arms in this chain only: the ledger's
+chains are the replications.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
-from vggrepro.core.files import atomic_write_json
-from vggrepro.core.profiles import NAMES
-from vggrepro.core.runs import load_claims, provenance, read_recorded, runs_root
-from vggrepro.experiments.results import results_root
+from vggrepro.book.runner import variant_name
+from vggrepro.cli.train import parse_knobs
+from vggrepro.core.profiles import NAMES, get_profile, knobs
+from vggrepro.core.runs import claims_folder, provenance, read_recorded, runs_root
+from vggrepro.experiments import ledger
+from vggrepro.experiments.results import read_claims, results_root
 
 #: A notebook's line of `vggrepro book run`: "[2/8] book/02_training.ipynb (...) ... ok in 123.4 s"
 NOTEBOOK_DONE = re.compile(r"\[\d+/\d+\] book/(\S+)\.ipynb .*?ok in ([0-9.]+) s")
@@ -82,51 +82,76 @@ def trained_nets(profile_runs: Path) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--profile", required=True, choices=NAMES)
-    p.add_argument("--log", type=Path, default=None, help="the output of `vggrepro book run` (for wall times)")
-    p.add_argument("--note", default=None, help="what a reader should know about how the run went")
-    args = p.parse_args(argv)
-    runs = runs_root() / args.profile
-    tables = load_claims(args.profile)
+def data_digest(profile) -> str:
+    """The digest the data set's manifest records of every file (a chain of other data is another design)."""
+    manifest = Path(profile.data_root) / "manifest.json"
+    if not manifest.is_file():
+        raise SystemExit(f"record_run: {manifest} is missing; the chain's data set is not on this machine")
+    return read_recorded(manifest)["digest"]
+
+
+def chain_record(profile_name: str, parameters: dict, log: Path | None, note: str | None, command: str) -> dict:
+    """The ledger's record of the chain this machine's runs/ holds (see the module's notes)."""
+    overrides = {k: v for k, v in parameters.items() if k in knobs()}
+    profile = get_profile(profile_name, **overrides)
+    folder = claims_folder(profile_name, variant=variant_name(parameters))
+    tables = read_claims(folder)
     if not tables:
-        raise SystemExit(
-            f"record_run: {runs / 'claims'} holds no claims; run `vggrepro book run --profile {args.profile}` first"
-        )
-    nets = trained_nets(runs)
-    seconds = notebook_seconds(args.log)
-    commits = sorted({n["commit"] for n in nets if n["commit"]})
+        raise SystemExit(f"record_run: {folder} holds no claims; run the book with these -p first")
+    seed = ledger.chain_seed(tables)
+    expected = profile.seed + profile.first_chain
+    if seed != expected:
+        raise SystemExit(f"record_run: the claims in {folder} measured chain {seed}, not chain {expected}")
+    book_parameters = {k: v for k, v in parameters.items() if k not in overrides}
+    nets = [n for n in trained_nets(runs_root() / profile_name) if (n["seed"] or profile.seed) == seed]
+    seconds = notebook_seconds(log)
     dates = sorted(n["date"] for n in nets if n["date"])
-    run = {
-        "profile": args.profile,
-        "commits_of_the_nets": commits,
+    return {
+        "profile": profile_name,
+        "seed": seed,
+        "design": ledger.design(profile, data_digest(profile), book_parameters),
+        "claims": tables,
+        "nets": nets,
+        "commits_of_the_nets": sorted({n["commit"] for n in nets if n["commit"]}),
         "first_net_finished": dates[0] if dates else None,
         "last_net_finished": dates[-1] if dates else None,
         "notebook_seconds": seconds,
         "book_seconds": round(sum(seconds.values()), 1) if seconds else None,
-        "recorded": provenance("cpu"),
-        "note": args.note,
-        "command": f"vggrepro book run --profile {args.profile}; python scripts/record_run.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "provenance": provenance(profile_name),
+        "note": note,
+        "command": command,
     }
-    claims_dir = results_root() / f"claims_{args.profile}"
-    for notebook, claims in tables.items():
-        atomic_write_json(
-            claims_dir / f"{notebook}.json",
-            {"notebook": notebook, "profile": args.profile, "claims": claims, "run": run},
-        )
-    out = results_root() / f"runs_{args.profile}"
-    atomic_write_json(out / "nets.json", {"profile": args.profile, "nets": nets, "run": run})
-    executed = sorted((runs / "book").glob("*.ipynb"))
-    (out / "book").mkdir(parents=True, exist_ok=True)
-    for nb in executed:
-        shutil.copyfile(nb, out / "book" / nb.name)
-    print(
-        f"{len(tables)} claims tables -> {claims_dir}; {len(nets)} nets -> {out / 'nets.json'}; "
-        f"{len(executed)} executed notebooks -> {out / 'book'}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", required=True, choices=NAMES)
+    p.add_argument(
+        "-p",
+        dest="parameters",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of the book run, as it was given (e.g. -p first_chain=1)",
     )
-    print(json.dumps({k: run[k] for k in ("commits_of_the_nets", "book_seconds")}))
+    p.add_argument("--log", type=Path, default=None, help="the output of `vggrepro book run` (for wall times)")
+    p.add_argument("--note", default=None, help="what a reader should know about how the run went")
+    args = p.parse_args(argv)
+    try:
+        parameters = parse_knobs(args.parameters)
+    except ValueError as e:
+        raise SystemExit(f"record_run: {e}") from None
+    command = "python scripts/record_run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    record = chain_record(args.profile, parameters, args.log, args.note, command)
+    try:
+        path = ledger.append(record, root=results_root())
+    except ValueError as e:
+        raise SystemExit(f"record_run: {e}") from None
+    rows = sum(len(t) for t in record["claims"].values())
+    print(
+        f"chain {record['seed']}: {rows} claims from {len(record['claims'])} chapters, "
+        f"{len(record['nets'])} nets -> {path}"
+    )
     return 0
 
 

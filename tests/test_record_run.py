@@ -1,4 +1,4 @@
-"""scripts/record_run.py: a whole book run recorded under results/ (the `cpu` run's claims and nets)."""
+"""scripts/record_run.py: how a chain's wall times and nets are read (the ledger itself: test_ledger.py)."""
 
 import importlib.util
 import json

@@ -55,6 +55,10 @@ class Profile:
     # (seed, seed + 1, ...), on the same data; a claim's seed term is measured over its chains, and
     # with fewer than three a claim has none and stays undecided (vggrepro.experiments.chains).
     chains: int = 1
+    # The first chain's place in the line of chains: the book trains chains first_chain, first_chain
+    # + 1, ... (seeds seed + first_chain, ...), so that chains run at different times never repeat
+    # a seed and pool in the ledger (vggrepro.experiments.ledger).
+    first_chain: int = 0
     # The synthetic data set (ignored for imagenet).
     synth_train_per_class: int = 0
     synth_val_per_class: int = 0
@@ -81,6 +85,7 @@ class Profile:
             ("epochs", 1),
             ("finetune_epochs", 1),
             ("chains", 1),
+            ("first_chain", 0),
             ("seed", 0),
             ("checkpoint_every", 1),
             ("threads", 1),

@@ -37,11 +37,12 @@ is this scale's artefact. Either leaves the claim undecided, with the reason in 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from . import evidence
 from .chains import LEVEL, MIN_CHAINS, MOST_CHAINS, ChainEffect, chain_effect, images_only
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided at this scale"
@@ -223,6 +224,9 @@ class Claim:
     notebook: str = ""
     guards: list[Guard] = field(default_factory=list)
     role: str = "paper"
+    # False where the arms' rows are not the trained chains (released weights: the rows are an
+    # SVM's training subsets): the ledger then shows the row as measured, never pooled
+    over_chains: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -236,8 +240,10 @@ class Claim:
 
     def decide(self, arms: Mapping[str, Arm]) -> dict:
         """The verdict row: effect, interval, chains, p-value, and why, from the arms' per-image
-        errors in the chains both arms have."""
-        missing = [x for x in (self.a, self.b, *(g.arm for g in self.guards)) if x not in arms]
+        errors in the chains both arms have. The row keeps its ``evidence`` (the claim as
+        declared and the arms it read), so that the ledger can pool it with later chains."""
+        used = dict.fromkeys([self.a, self.b, *(x for g in self.guards for x in (g.arm, g.against) if x)])
+        missing = [x for x in used if x not in arms]
         if missing:
             raise ValueError(f"claim {self.text!r}: no measurements for arm(s) {missing}; have {sorted(arms)}")
         x = paired(arms[self.a], arms[self.b])
@@ -245,7 +251,21 @@ class Claim:
         a, b = arms[self.a].of(both), arms[self.b].of(both)
         effect = images_only(x) if self.role == "sanity" else chain_effect(x)
         why = [w for w in (g.failure(arms) for g in self.guards) if w]
-        return self.judge(effect, f"{a.error:.1f} vs {b.error:.1f}", (a.error, b.error), why)
+        row = self.judge(effect, f"{a.error:.1f} vs {b.error:.1f}", (a.error, b.error), why)
+        row["evidence"] = {
+            "claim": self.declared(),
+            "arms": evidence.arms_record({label: arms[label] for label in used}),
+        }
+        return row
+
+    def declared(self) -> dict:
+        """The claim as JSON, as :class:`Claim` takes it back (``Claim.of``)."""
+        return dict(asdict(self), guards=[asdict(g) for g in self.guards])
+
+    @classmethod
+    def of(cls, declared: Mapping) -> Claim:
+        """The claim :meth:`declared` wrote."""
+        return cls(**dict(declared, guards=[Guard(**g) for g in declared.get("guards", [])]))
 
     def judge(self, effect: ChainEffect, measured: str, losses: tuple[float, float], why: list[str]) -> dict:
         """The row of a claim whose effect is measured: its verdict (undecided where a guard

@@ -122,13 +122,13 @@ def test_scales_of(profile: Profile, train_S, multi: bool) -> list[int]:
 
 
 def chain_seeds(profile: Profile, n: int | None = None) -> list[int]:
-    """The training seeds of ``n`` chains (default: the profile's ``chains``): the profile's own seed,
-    then the next ones. Every chain trains on the same data (the profile's seed makes the data);
-    chain k's nets all start from chain k's A."""
+    """The training seeds of ``n`` chains (default: the profile's ``chains``): the profile's own seed
+    plus ``first_chain``, then the next ones. Every chain trains on the same data (the profile's
+    seed makes the data); chain k's nets all start from chain k's A."""
     n = profile.chains if n is None else n
     if n < 1:
         raise ValueError(f"chains: n={n}; a claim needs at least one chain")
-    return [profile.seed + k for k in range(n)]
+    return [profile.seed + profile.first_chain + k for k in range(n)]
 
 
 def settings_of(profile: Profile, name: str, seed: int | None = None):

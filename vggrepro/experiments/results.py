@@ -3,8 +3,10 @@
 Each notebook ends by saving its claims table (:func:`vggrepro.core.runs.save_claims`) in
 ``runs/<profile>/claims/<notebook>.json``. A run made on another machine (the ``gpu`` profile on a
 GPU, the ``imagenet`` profile on ILSVRC-2012) is recorded by committing those files under
-``results/claims_<profile>/``. This module reads both and lines the claims up side by side; it
-copies no number, so the page always says what the saved runs say.
+``results/claims_<profile>/``; a scale whose runs take hours records each chain in its ledger
+(``results/ledger/<profile>/``: :mod:`vggrepro.experiments.ledger`), and its claims are decided
+over all the chains recorded there. This module reads them and lines the claims up side by side;
+it copies no number, so the page always says what the saved runs say.
 
 Two things happen on the way, and the page says both. The paper's claims of one scale are held
 together to Holm's 5% (:func:`controlled`): a chapter's verdict is its claim's alone, and one that
@@ -23,6 +25,7 @@ from pathlib import Path
 from ..core.metrics import TOP1, TOP5
 from ..core.profiles import NAMES
 from ..core.runs import REPO, load_claims, read_recorded
+from . import ledger
 from .chains import holm
 from .claims import ALPHA, FAILS, HOLDS, UNDECIDED, anchor, claim_ids, effect_of, paper_way
 
@@ -85,7 +88,7 @@ def released_evaluations(*, root: Path | None = None) -> list[dict]:
     return rows
 
 
-def _read_claims(folder: Path) -> dict[str, list[dict]]:
+def read_claims(folder: Path) -> dict[str, list[dict]]:
     found = {}
     for path in sorted(folder.glob("*.json")):
         try:
@@ -107,8 +110,13 @@ def _before_chains(table: list[dict]) -> bool:
 
 
 def _saved(profile_name: str, runs: Path | None, results: Path | None) -> dict[str, list[dict]]:
-    found = _read_claims((results or results_root()) / f"claims_{profile_name}")
-    found.update(load_claims(profile_name, root=runs))
+    """A profile's tables: its ledger's chains pooled (with this machine's own chain when the ledger
+    lacks it), else those recorded under ``results/claims_<profile>/`` replaced by this machine's."""
+    local = load_claims(profile_name, root=runs)
+    found = ledger.pooled(profile_name, local, root=results or results_root())
+    if not found:
+        found = read_claims((results or results_root()) / f"claims_{profile_name}")
+        found.update(local)
     return dict(sorted(found.items()))
 
 

@@ -59,8 +59,8 @@ class Settings:
     def key(self, profile: Profile) -> dict:
         """The run's identity: these settings plus every profile knob that changes the result."""
         scale = list(self.scale.S()) if self.scale.jittered else self.scale.S()
-        # how many chains a book trains changes no single net (its seed does): not in the key
-        ignored = ("workers", "notes", "device", "name", "chains")
+        # which chains a book trains changes no single net (its seed does): not in the key
+        ignored = ("workers", "notes", "device", "name", "chains", "first_chain")
         knobs = {k: v for k, v in profile.as_dict().items() if k not in ignored}
         if not profile.lr_hold_epochs:  # no hold: the key of every run made before the knob existed
             del knobs["lr_hold_epochs"]

@@ -1,0 +1,148 @@
+"""The evidence ledger: chains recorded one at a time, never overwritten, pooled into one verdict."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from vggrepro.book.runner import variant_name
+from vggrepro.core.profiles import get_profile
+from vggrepro.core.runs import REPO, claims_folder
+from vggrepro.experiments import claims as C
+from vggrepro.experiments import evidence, ledger, results
+from vggrepro.experiments.chains import chain_effect
+
+spec = importlib.util.spec_from_file_location("record_run", REPO / "scripts" / "record_run.py")
+record_run = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(record_run)
+
+IMAGES = 400
+
+
+def chain_arms(seed: int) -> dict[str, C.Arm]:
+    """One chain's arms: D wrong on about 20% of the images, A on about 30%, a dense D on 18%."""
+    rng = np.random.default_rng(100 + seed)
+    p = {"D centre": 0.2, "A centre": 0.3, "D dense": 0.18}
+    return {label: C.Arm(label, (rng.random(IMAGES) < q).astype(int), (seed,)) for label, q in p.items()}
+
+
+def claim() -> C.Claim:
+    guards = [C.Guard("D dense", 95.0), C.reaches_centre_crop("D dense", "D centre")]
+    return C.Claim("D beats A", "D dense", "A centre", notebook="04_single_scale", guards=guards)
+
+
+def tables(seed: int) -> dict[str, list[dict]]:
+    fact = C.design_fact("D has 16 layers", "16", "16", True, notebook="04_single_scale")
+    return {"04_single_scale": [claim().decide(chain_arms(seed)), fact]}
+
+
+def record(seed: int, epochs: int = 50) -> dict:
+    profile = get_profile("cpu", epochs=epochs)
+    return {
+        "profile": "cpu",
+        "seed": seed,
+        "design": ledger.design(profile, "digest", {"depth_chains": 1, "first_chain": seed}),
+        "claims": tables(seed),
+    }
+
+
+def test_packed_errors_come_back_exactly():
+    bits = np.random.default_rng(0).integers(0, 2, 2401).astype(float)
+    assert np.array_equal(evidence.unpack(evidence.pack(bits)), bits)
+    assert len(evidence.pack(bits)["bits"]) < 450  # one bit an image, in base64
+    means = np.array([0.0, 1 / 3, 2 / 3, 1.0])  # a chain's mean over three SVM splits
+    assert np.allclose(evidence.unpack(evidence.pack(means)), means, atol=1e-9)
+    with pytest.raises(ValueError, match="torn"):
+        evidence.unpack({"images": 9000, "bits": evidence.pack(bits)["bits"]})
+
+
+def test_a_decided_row_carries_the_claim_and_its_arms():
+    row = claim().decide(chain_arms(3))
+    ev = row["evidence"]
+    assert set(ev["arms"]) == {"D dense", "A centre", "D centre"}  # the guard's arm too
+    assert evidence.chains_of(ev["arms"]) == {3}
+    again = C.Claim.of(json.loads(json.dumps(ev["claim"])))
+    assert again == claim()
+
+
+def test_no_better_claims_come_back_without_a_second_swap():
+    c = C.Claim("LRN does not help", "A-LRN", "A", kind="no-better", margin=1.0)
+    assert C.Claim.of(c.declared()) == c and (c.a, c.kind) == ("A", "no-worse")
+
+
+def test_pooled_chains_give_the_verdict_of_all_arms_at_once(tmp_path):
+    for seed in (0, 1, 2):
+        ledger.append(record(seed), root=tmp_path)
+    pooled = ledger.pooled("cpu", root=tmp_path)["04_single_scale"]
+    row, fact = pooled
+    assert row["chains"] == 3 and row["ledger_chains"] == [0, 1, 2]
+    # independent of the ledger: the mean over chains of each chain's paired difference
+    arms = [chain_arms(s) for s in (0, 1, 2)]
+    x = np.stack([100.0 * (a["D dense"].errors[0] - a["A centre"].errors[0]) for a in arms])
+    expected = chain_effect(x)
+    assert row["effect"] == round(expected.difference, 2) and row["low"] == round(expected.low, 2)
+    assert row["verdict"] == C.HOLDS and fact["verdict"] == C.HOLDS and "evidence" not in fact
+
+
+def test_the_results_page_recomputes_a_verdict_from_the_ledger_alone(tmp_path):
+    for seed in (0, 1, 2):
+        ledger.append(record(seed), root=tmp_path)
+    empty_runs = tmp_path / "runs"
+    page = results.profile_claims("cpu", runs=empty_runs, results=tmp_path)
+    row = page["04_single_scale"][0]
+    assert row["chains"] == 3 and row["verdict"] == C.HOLDS and row["p_holm"] < 0.05
+
+
+def test_one_chain_alone_stays_undecided_and_a_local_chain_pools_with_the_ledger(tmp_path):
+    ledger.append(record(0), root=tmp_path)
+    alone = ledger.pooled("cpu", root=tmp_path)["04_single_scale"][0]
+    assert alone["chains"] == 1 and alone["verdict"] == C.UNDECIDED
+    both = ledger.pooled("cpu", tables(1), root=tmp_path)["04_single_scale"][0]
+    assert both["ledger_chains"] == [0, 1]
+    same = ledger.pooled("cpu", tables(0), root=tmp_path)["04_single_scale"][0]
+    assert same["ledger_chains"] == [0]  # the recorded chain is not counted twice
+
+
+def test_a_chain_is_never_overwritten_and_another_design_is_refused(tmp_path):
+    path = ledger.append(record(0), root=tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"chain 0 is in the ledger already.*first_chain=1"):
+        ledger.append(record(0), root=tmp_path)
+    with pytest.raises(ValueError, match=r"another design than chain 0: knobs.epochs is 40 here and 50"):
+        ledger.append(record(1, epochs=40), root=tmp_path)
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["chain-0.json"]
+    (path.parent / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a chain"):
+        ledger.append(record(1), root=tmp_path)
+
+
+def test_a_run_of_several_chains_is_refused():
+    two = {
+        "04": [claim().decide({k: C.Arm(k, np.vstack([a.errors[0]] * 2), (0, 1)) for k, a in chain_arms(0).items()})]
+    }
+    with pytest.raises(ValueError, match=r"chains \[0, 1\]; record one chain a run"):
+        ledger.chain_seed(two)
+
+
+def test_record_run_appends_the_chain_with_its_design_nets_and_times(tmp_path, monkeypatch):
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    monkeypatch.setenv("VGGREPRO_RUNS", str(runs))
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"digest": "abc123", "files": {}}))
+    parameters = {"data_root": str(data), "depth_chains": "1", "first_chain": "1"}
+    folder = claims_folder("cpu", variant=variant_name(parameters))
+    folder.mkdir(parents=True)
+    (folder / "04_single_scale.json").write_text(json.dumps({"claims": tables(1)["04_single_scale"]}))
+    log = tmp_path / "book.log"
+    log.write_text("[4/10] book/04_single_scale.ipynb (profile='cpu') ... ok in 1800.5 s -> x\n")
+    monkeypatch.setattr(record_run, "results_root", lambda: tmp_path / "results")
+    argv = ["--profile", "cpu", "--log", str(log)] + [f"-p{k}={v}" for k, v in parameters.items()]
+    assert record_run.main(argv) == 0
+    (chain,) = ledger.load("cpu", root=tmp_path / "results")
+    assert (chain["seed"], chain["book_seconds"], chain["design"]["data_digest"]) == (1, 1800.5, "abc123")
+    assert chain["design"]["book_parameters"] == {"depth_chains": "1"}
+    with pytest.raises(SystemExit, match="chain 1 is in the ledger already"):
+        record_run.main(argv)
