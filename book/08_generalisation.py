@@ -639,7 +639,9 @@ voc_declared = [
     ),
 ]
 t = time.perf_counter()
-voc_rows = [chapter_claims.decide_map(c, voc_runs, labels) for c in voc_declared]
+voc_rows = [
+    chapter_claims.decide_map(c, voc_runs, labels, CHAINS) for c in voc_declared
+]
 print(f"the better of D and E, chain by chain: {dict(zip(CHAINS, picked_voc))}")
 rows += voc_rows
 runs.save_claims(prof.name, "08_generalisation", rows)

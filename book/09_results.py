@@ -32,7 +32,7 @@ from IPython.display import HTML, Markdown, display
 from vggrepro.book import runner as book
 from vggrepro.core import runs
 from vggrepro.core.profiles import get_profile
-from vggrepro.experiments import results
+from vggrepro.experiments import results, verdict_counts
 
 prof = get_profile(profile)
 pd.set_option("display.max_colwidth", None)
@@ -84,7 +84,7 @@ display(Markdown(message))
 # chapter (4.3 is chapter 4's third claim). The paper's claims per scale:
 
 # %% tags=["remove-input"]
-by_scale = pd.DataFrame(results.counts_by_scale(prof.name))
+by_scale = pd.DataFrame(verdict_counts.counts_by_scale(prof.name))
 by_scale.set_index("scale")
 
 # %% tags=["remove-input"]
@@ -151,12 +151,12 @@ def chapter_title(stem: str) -> str:
     return f"{number} {name.replace('_', ' ')}"
 
 
-counts = pd.DataFrame(results.summary(results.gather(prof.name), prof.name))
+counts = pd.DataFrame(verdict_counts.summary(results.gather(prof.name), prof.name))
 counts["notebook"] = counts["notebook"].map(
     lambda s: s if s == "all" else chapter_title(s)
 )
 print(
-    f"Holm's family at {prof.name}: {results.family_size(prof.name)} of the paper's "
+    f"Holm's family at {prof.name}: {verdict_counts.family_size(prof.name)} of the paper's "
     "claims had an interval"
 )
 counts.set_index("notebook")
@@ -252,7 +252,7 @@ GROUPS = {
     "undecided_at_both": "undecided at both scales",
 }
 if results.profile_claims("cpu"):
-    by_group = results.what_scale_decides("cpu", "ci")
+    by_group = verdict_counts.what_scale_decides("cpu", "ci")
     for key, title in GROUPS.items():
         display(Markdown(f"**{len(by_group[key])} {title}**"))
         if by_group[key]:

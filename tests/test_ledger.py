@@ -11,8 +11,8 @@ import pytest
 from vggrepro.book.runner import variant_name
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.runs import REPO, claims_folder
+from vggrepro.experiments import chapter_claims, evidence, ledger, results
 from vggrepro.experiments import claims as C
-from vggrepro.experiments import evidence, ledger, results
 from vggrepro.experiments.chains import chain_effect
 
 spec = importlib.util.spec_from_file_location("record_run", REPO / "scripts" / "record_run.py")
@@ -146,3 +146,22 @@ def test_record_run_appends_the_chain_with_its_design_nets_and_times(tmp_path, m
     assert chain["design"]["book_parameters"] == {"depth_chains": "1"}
     with pytest.raises(SystemExit, match="chain 1 is in the ledger already"):
         record_run.main(argv)
+
+
+def test_map_claims_pool_their_svm_scores_chain_by_chain(tmp_path):
+    rng = np.random.default_rng(5)
+    labels = (rng.random((60, 4)) < 0.3).astype(int)
+
+    def scores(skill):  # two SVM splits of scores that rank positives higher the more skilled
+        return np.stack([labels * skill + rng.normal(size=labels.shape) for _ in range(2)])
+
+    c = chapter_claims.Chapter("08_generalisation", 80.0, "a chance scorer").claim("deep beats shallow", "D", "A", "x")
+    runs = {"D": [scores(1.5) for _ in range(3)], "A": [scores(0.5) for _ in range(3)]}
+    direct = chapter_claims.decide_map(c, runs, labels, (0, 1, 2))
+    for seed in range(3):
+        one = chapter_claims.decide_map(c, {k: [v[seed]] for k, v in runs.items()}, labels, (seed,))
+        rec = dict(record(seed), claims={"08_generalisation": [one]})
+        ledger.append(rec, root=tmp_path)
+    (row,) = ledger.pooled("cpu", root=tmp_path)["08_generalisation"]
+    keys = ("effect", "low", "high", "chains", "verdict", "err_a", "err_b")
+    assert [row[k] for k in keys] == [direct[k] for k in keys] and row["ledger_chains"] == [0, 1, 2]

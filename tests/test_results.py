@@ -5,7 +5,7 @@ import json
 import pytest
 
 from vggrepro.core import runs
-from vggrepro.experiments import claims, results
+from vggrepro.experiments import claims, results, verdict_counts
 from vggrepro.experiments.claims import FAILS, HOLDS, UNDECIDED
 
 
@@ -82,7 +82,7 @@ def test_gather_lines_up_profiles_claim_by_claim(saved):
 def test_summary_counts_the_papers_claims_sanity_checks_and_design_facts_apart(saved):
     runs.save_claims("ci", "07_localisation", [dict(row("the nets learn", "-", "x", HOLDS, chains=1), role="sanity")])
     rows = results.gather("ci", **saved)
-    counts = {r["notebook"]: r for r in results.summary(rows, "ci")}
+    counts = {r["notebook"]: r for r in verdict_counts.summary(rows, "ci")}
     design, sanity = "design facts that hold", "sanity checks that hold"
     assert counts["01_architecture"] == {
         "notebook": "01_architecture",
@@ -107,7 +107,7 @@ def test_summary_counts_the_papers_claims_sanity_checks_and_design_facts_apart(s
         sanity: "1 of 1",
         design: "1 of 1",
     }
-    gpu = {r["notebook"]: r for r in results.summary(rows, "gpu")}
+    gpu = {r["notebook"]: r for r in verdict_counts.summary(rows, "gpu")}
     assert (gpu["all"][HOLDS], gpu["all"][FAILS], gpu["all"]["not run"], gpu["all"][design]) == (1, 1, 1, "0 of 1")
 
 
@@ -128,7 +128,7 @@ def test_missing_notebooks_and_the_command_that_runs_them(saved):
 def test_nothing_saved_yet_gives_empty_tables(tmp_path):
     empty = dict(runs=tmp_path / "runs", results=tmp_path / "results")
     assert results.gather("ci", **empty) == []
-    assert results.summary([], "ci") == [
+    assert verdict_counts.summary([], "ci") == [
         {
             "notebook": "all",
             HOLDS: 0,
@@ -310,8 +310,6 @@ def test_only_chapters_that_save_claims_are_waited_for(tmp_path):
 
 
 def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
-    from vggrepro.experiments.results import what_scale_decides
-
     def table(profile, verdicts):
         rows = [
             {
@@ -331,7 +329,7 @@ def test_what_a_larger_scale_decides_groups_the_claims_both_runs_made(tmp_path):
 
     table("ci", {"a": UNDECIDED, "b": HOLDS, "c": HOLDS, "d": FAILS, "e": UNDECIDED})
     table("cpu", {"a": HOLDS, "b": UNDECIDED, "c": HOLDS, "d": HOLDS, "e": UNDECIDED, "f": HOLDS})
-    groups = what_scale_decides("cpu", "ci", runs=tmp_path / "runs", results=tmp_path / "results")
+    groups = verdict_counts.what_scale_decides("cpu", "ci", runs=tmp_path / "runs", results=tmp_path / "results")
     claims_in = {k: [r["claim"] for r in rows] for k, rows in groups.items()}
     # "f" only the cpu run made, and the design fact is checked exactly at any scale: neither is compared
     assert claims_in == {
@@ -368,7 +366,7 @@ def test_the_papers_claims_of_a_scale_are_held_to_holm(saved):
     assert [r["verdict"] for r in table] == [HOLDS, UNDECIDED, UNDECIDED, HOLDS]
     assert [r["verdict_alone"] for r in table] == [HOLDS] * 4
     assert table[1]["reason"] == "Holm" and "not after Holm over 3 claims" in table[1]["why"]
-    assert results.family_size("ci", **saved) == 3
+    assert verdict_counts.family_size("ci", **saved) == 3
     cells = {r["claim"]: r["ci"] for r in results.matrix("ci", **saved)}
     assert cells["claim 1"] == "undecided (Holm; 3 chains)"
     assert cells["the nets learn"] == "holds (sanity check; 1 chain)"
@@ -401,7 +399,7 @@ def test_every_reason_a_cell_shows_has_its_one_line_note():
 
 
 def test_the_counts_cover_every_scale_that_has_claims(saved):
-    counts = results.counts_by_scale("ci", **saved)
+    counts = verdict_counts.counts_by_scale("ci", **saved)
     assert [c["scale"] for c in counts] == ["ci", "gpu", "imagenet"]
     ci, gpu, imagenet = counts
     assert (ci["holds"], ci["does not hold"], ci["undecided at this scale"]) == (0, 1, 1)

@@ -11,13 +11,13 @@ chapters hold the claims' words and arms only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..generalise import features
-from . import chains, grid, paper
+from . import chains, evidence, grid, paper
 from .claims import Claim, Guard, reaches_centre_crop
 
 
@@ -99,12 +99,13 @@ def net_of(arm: str) -> str:
     return arm.split()[0]
 
 
-def decide_map(claim, runs: Mapping[str, list[np.ndarray]], labels) -> dict:
+def decide_map(claim, runs: Mapping[str, list[np.ndarray]], labels, seeds: Sequence[int] = ()) -> dict:
     """A claim about mAP, decided as :meth:`vggrepro.experiments.claims.Claim.decide` decides one
     about errors: the effect on 100 - mAP (negative: ``a`` has the higher mAP) over the chains
     (``runs[arm]`` holds per chain, in the same chain order for every arm, the scores of each SVM
     split, (splits, images, classes): a chain's loss is the mean over its splits), each
-    guard's arm held to its baseline (100 - a chance scorer's mAP) in every chain, and the same row."""
+    guard's arm held to its baseline (100 - a chance scorer's mAP) in every chain, and the same row,
+    with its ``evidence`` for the ledger (``seeds`` names the chains, by default 0, 1, ...)."""
     labels = np.asarray(labels)
     fixed = claim.role == "sanity"
     loss_of = features.splits_map_loss
@@ -120,4 +121,9 @@ def decide_map(claim, runs: Mapping[str, list[np.ndarray]], labels) -> dict:
     loss = [
         float(np.mean([loss_of(s, labels, np.ones((1, len(labels))))[0] for s in runs[x]])) for x in (claim.a, claim.b)
     ]
-    return claim.judge(effect, f"mAP {100 - loss[0]:.1f} vs {100 - loss[1]:.1f}", (loss[0], loss[1]), why)
+    row = claim.judge(effect, f"mAP {100 - loss[0]:.1f} vs {100 - loss[1]:.1f}", (loss[0], loss[1]), why)
+    used = dict.fromkeys([claim.a, claim.b, *(g.arm for g in claim.guards)])
+    seeds = tuple(seeds) or tuple(range(len(runs[claim.a])))
+    record = evidence.scores_record({x: runs[x] for x in used}, labels, seeds)
+    row["evidence"] = {"claim": claim.declared(), "metric": "splits_map_loss", **record}
+    return row

@@ -11,6 +11,7 @@ chain is kept as a number.
 from __future__ import annotations
 
 import base64
+import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -50,3 +51,25 @@ def arms_record(arms: Mapping) -> dict:
 def chains_of(record: Mapping) -> set[int]:
     """Every chain an :func:`arms_record` names."""
     return {int(c) for arm in record.values() for c in arm["chains"]}
+
+
+def pack_array(a: np.ndarray) -> dict:
+    """Any array as JSON, exactly: its shape and its float64 bytes, compressed."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    return {"shape": list(a.shape), "zlib": base64.b64encode(zlib.compress(a.tobytes(), 9)).decode("ascii")}
+
+
+def unpack_array(packed: Mapping) -> np.ndarray:
+    """The array :func:`pack_array` wrote."""
+    raw = zlib.decompress(base64.b64decode(packed["zlib"]))
+    return np.frombuffer(raw, dtype=np.float64).reshape(packed["shape"]).copy()
+
+
+def scores_record(runs: Mapping, labels: np.ndarray, chains) -> dict:
+    """An mAP claim's arms as JSON: per arm its chains and, per chain, the SVM splits' scores
+    (splits, images, classes); and the images' labels (images, classes)."""
+    arms = {
+        label: {"chains": [int(c) for c in chains], "scores": [pack_array(s) for s in by_chain]}
+        for label, by_chain in runs.items()
+    }
+    return {"labels": pack_array(labels), "arms": arms}

@@ -14,8 +14,9 @@ the same kind. Each finished chain is one file, ``results/ledger/<profile>/chain
 A chain is never overwritten: recording a seed the ledger holds is refused. :func:`pool` decides
 each claim again over the arms of every chain, stacked chain by chain, so that its seed term comes
 from all the chains recorded (:mod:`vggrepro.experiments.chains`). A claim that is not about the
-trained chains (released weights, whose "chains" are training subsets of an SVM) and a claim with
-no per-image evidence (a design fact, an mAP claim) is shown as its newest chain decided it.
+trained chains (released weights, whose "chains" are training subsets of an SVM) and a design fact
+are shown as the newest chain has them. An mAP claim keeps its SVM scores and is decided again
+over the chains as :func:`vggrepro.experiments.chapter_claims.decide_map` decides it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..core.files import atomic_write_json
 from ..core.profiles import Profile
 from ..core.runs import REPO, read_recorded
 from . import evidence
+from .chapter_claims import decide_map
 from .claims import Arm, Claim
 
 #: Knobs that change no net and no image: which chains a book runs, where things live, what it says.
@@ -133,6 +135,25 @@ def _stacked(chains: Sequence[tuple[int, Mapping]]) -> dict[str, Arm]:
     }
 
 
+def _decided(chains: Sequence[Mapping]) -> dict:
+    """A claim decided over the evidence of each chain that measured it (oldest first)."""
+    claim = Claim.of(chains[-1]["claim"])
+    seeds = [evidence.chains_of(ev["arms"]).pop() for ev in chains]
+    if chains[-1].get("metric"):  # an mAP claim: the SVM scores, chain by chain
+        labels = evidence.unpack_array(chains[-1]["labels"])
+        if any(not np.array_equal(evidence.unpack_array(ev["labels"]), labels) for ev in chains):
+            raise ValueError(f"claim {claim.text!r}: its chains were scored on different images")
+        runs: dict[str, list] = {}
+        for ev in chains:
+            for label, arm in ev["arms"].items():
+                runs.setdefault(label, []).extend(evidence.unpack_array(s) for s in arm["scores"])
+        row = decide_map(claim, runs, labels, seeds)
+    else:
+        row = claim.decide(_stacked(list(zip(seeds, (ev["arms"] for ev in chains)))))
+    row["ledger_chains"] = sorted(seeds)
+    return row
+
+
 def pool(chains: Sequence[Mapping[str, list[dict]]]) -> dict[str, list[dict]]:
     """Claims tables by notebook, each claim about the trained chains decided once over the arms of
     every chain that measured it; the other rows as the newest chain has them. Each pooled row
@@ -150,11 +171,7 @@ def pool(chains: Sequence[Mapping[str, list[dict]]]) -> dict[str, list[dict]]:
             if not all(_about_chains(r) for r in rows):
                 out[notebook].append(newest)
                 continue
-            measured = [(evidence.chains_of(r["evidence"]["arms"]).pop(), r["evidence"]["arms"]) for r in rows]
-            claim = Claim.of(newest["evidence"]["claim"])
-            row = claim.decide(_stacked(measured))
-            row["ledger_chains"] = sorted(seed for seed, _ in measured)
-            out[notebook].append(row)
+            out[notebook].append(_decided([r["evidence"] for r in rows]))
     return dict(sorted(out.items()))
 
 

@@ -2,11 +2,9 @@
 
 Each notebook ends by saving its claims table (:func:`vggrepro.core.runs.save_claims`) in
 ``runs/<profile>/claims/<notebook>.json``. A run made on another machine (the ``gpu`` profile on a
-GPU, the ``imagenet`` profile on ILSVRC-2012) is recorded by committing those files under
-``results/claims_<profile>/``; a scale whose runs take hours records each chain in its ledger
-(``results/ledger/<profile>/``: :mod:`vggrepro.experiments.ledger`), and its claims are decided
-over all the chains recorded there. This module reads them and lines the claims up side by side;
-it copies no number, so the page always says what the saved runs say.
+GPU) is recorded by committing those files under ``results/claims_<profile>/``; the `cpu` scale
+records each chain in its ledger (:mod:`vggrepro.experiments.ledger`), pooled here. This module
+lines the claims up side by side; it copies no number.
 
 Two things happen on the way, and the page says both. The paper's claims of one scale are held
 together to Holm's 5% (:func:`controlled`): a chapter's verdict is its claim's alone, and one that
@@ -109,9 +107,8 @@ def _before_chains(table: list[dict]) -> bool:
     return any(r.get("kind") != "design" and "chains" not in r for r in table)
 
 
-def _saved(profile_name: str, runs: Path | None, results: Path | None) -> dict[str, list[dict]]:
-    """A profile's tables: its ledger's chains pooled (with this machine's own chain when the ledger
-    lacks it), else those recorded under ``results/claims_<profile>/`` replaced by this machine's."""
+def saved_tables(profile_name: str, runs: Path | None, results: Path | None) -> dict[str, list[dict]]:
+    """Its ledger pooled (with this machine's chain), else results/claims_<profile> and runs'."""
     local = load_claims(profile_name, root=runs)
     found = ledger.pooled(profile_name, local, root=results or results_root())
     if not found:
@@ -123,7 +120,7 @@ def _saved(profile_name: str, runs: Path | None, results: Path | None) -> dict[s
 def withdrawn(profile_name: str, *, runs: Path | None = None, results: Path | None = None) -> list[str]:
     """The notebooks whose saved table for ``profile_name`` was decided before verdicts rested on
     chains: the page leaves them out and says so."""
-    return [nb for nb, table in _saved(profile_name, runs, results).items() if _before_chains(table)]
+    return [nb for nb, table in saved_tables(profile_name, runs, results).items() if _before_chains(table)]
 
 
 def controlled(tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
@@ -131,7 +128,7 @@ def controlled(tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
     of role "paper" with a p-value is in the family; one whose Holm-adjusted p-value is not below
     5% reads undecided, its reason "Holm", and keeps its own verdict as ``verdict_alone``. Sanity
     checks and design facts are not in the family. New rows; the tables are not changed."""
-    family = [(nb, i) for nb, rows in tables.items() for i, r in enumerate(rows) if _tested(r)]
+    family = [(nb, i) for nb, rows in tables.items() for i, r in enumerate(rows) if tested(r)]
     adjusted = dict(zip(family, holm([tables[nb][i]["p"] for nb, i in family])))
     out = {}
     for nb, rows in tables.items():
@@ -147,7 +144,7 @@ def controlled(tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
     return out
 
 
-def _tested(row: dict) -> bool:
+def tested(row: dict) -> bool:
     return row.get("role", "paper") == "paper" and row.get("kind") != "design" and row.get("p") is not None
 
 
@@ -159,11 +156,11 @@ def profile_claims(
     it has made them, without the :func:`withdrawn` ones, and :func:`controlled`."""
     if profile_name not in NAMES:
         raise ValueError(f"unknown profile {profile_name!r}; choose one of {', '.join(NAMES)}")
-    found = _saved(profile_name, runs, results)
+    found = saved_tables(profile_name, runs, results)
     return controlled({nb: table for nb, table in found.items() if not _before_chains(table)})
 
 
-def _lined_up(profile_name: str, runs: Path | None, results: Path | None):
+def lined_up(profile_name: str, runs: Path | None, results: Path | None):
     """(shown profiles, judged profiles, [(notebook, claim text, first row, {profile_name: row | None | ABSENT})]):
     every claim of every notebook, matched by its text across the shown profiles (None: that profile has
     no table for the notebook; ABSENT: its table lacks the claim)."""
@@ -196,7 +193,7 @@ def gather(profile_name: str = "ci", *, runs: Path | None = None, results: Path 
     every other profile that has any claims. Claims are matched by their text; a claim only another
     profile has gets a row too.
     """
-    shown, judged, lined = _lined_up(profile_name, runs, results)
+    shown, judged, lined = lined_up(profile_name, runs, results)
     rows = []
     for notebook, text, first, per in lined:
         row = dict(notebook=notebook, claim=text, kind=first.get("kind", "measured"), paper=first["paper"])
@@ -258,7 +255,7 @@ def matrix(profile_name: str = "ci", *, runs: Path | None = None, results: Path 
     """The results page's first table: per claim its id, ``claim`` (its whole text: a cut label
     made readers guess, and two claims that differ in their tail alike) and one :func:`cell` per
     shown profile, the page's own first. A profile without a run shows :data:`DASH`."""
-    shown, _, lined = _lined_up(profile_name, runs, results)
+    shown, _, lined = lined_up(profile_name, runs, results)
     order = (profile_name, *[p for p in shown if p != profile_name])
     ids = claim_ids([nb for nb, *_ in lined])
     return [
@@ -302,7 +299,7 @@ def details(profile_name: str = "ci", *, runs: Path | None = None, results: Path
     and the page's own profile's side by side, as tests/test_book.py reads them), and last which arm
     is which and which effect goes the paper's way (``"err(B/256 dense) - err(A/256 dense) < 0"``:
     :func:`~.claims.paper_way`)."""
-    shown, _, lined = _lined_up(profile_name, runs, results)
+    shown, _, lined = lined_up(profile_name, runs, results)
     ids = claim_ids([nb for nb, *_ in lined])
     return [
         {
@@ -341,20 +338,6 @@ def reasons_note(rows: Sequence[dict]) -> list[str]:
     return [f"*{k}*: {v}" for k, v in REASONS.items() if re.search(rf"[(; ]{re.escape(k)}s?[;)]", cells)]
 
 
-def counts_by_scale(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
-    """How many of the paper's claims hold, do not hold or are undecided at every scale the page
-    shows (after Holm), the page's own first: one row per scale, as :func:`summary`'s ``all`` row;
-    a scale not run yet counts every claim as not run."""
-    shown, _, _ = _lined_up(profile_name, runs, results)
-    rows = gather(profile_name, runs=runs, results=results)
-    order = (profile_name, *[p for p in shown if p != profile_name])
-    out = []
-    for p in order:
-        total = summary(rows, p)[-1]
-        out.append(dict(scale=p, **{k: v for k, v in total.items() if k != "notebook"}))
-    return out
-
-
 def runs_note(
     notebooks: Sequence[str], profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None
 ) -> str:
@@ -370,40 +353,6 @@ def runs_note(
         shows = "its column shows" if len(none) == 1 else "their columns show"
         text += f" Not run yet: {', '.join(none)}; {shows} a dash."
     return text
-
-
-def summary(rows: Sequence[dict], profile_name: str = "ci") -> list[dict]:
-    """How many of the paper's claims hold, do not hold or are undecided under ``profile_name``
-    (after Holm), with the fewest and most chains they rest on; and, counted apart, how many
-    sanity checks (this scale's nets learn) and design facts (checked exactly) hold: one row per
-    notebook and a last row ``all``. A claim without a verdict under that profile counts as not run."""
-    column, chains = f"verdict ({profile_name})", f"chains ({profile_name})"
-    out = []
-    for notebook in [*dict.fromkeys(r["notebook"] for r in rows), "all"]:
-        mine = [r for r in rows if notebook in ("all", r["notebook"])]
-        claims = [r.get(column, NOT_RECORDED) for r in mine if r.get("role") == "paper"]
-        counts = {v: claims.count(v) for v in VERDICTS}
-        counts["not run"] = sum(v not in VERDICTS for v in claims)
-        ks = [r[chains] for r in mine if r.get("role") == "paper" and isinstance(r.get(chains), int)]
-        apart = {}
-        for role, name in (("sanity", "sanity checks that hold"), ("design", "design facts that hold")):
-            got = [r.get(column, NOT_RECORDED) for r in mine if r.get("role") == role]
-            apart[name] = f"{got.count(HOLDS)} of {len(got)}"
-        out.append(
-            dict(
-                notebook=notebook,
-                **counts,
-                claims=len(claims),
-                chains=(f"{min(ks)}" if min(ks) == max(ks) else f"{min(ks)}-{max(ks)}") if ks else DASH,
-                **apart,
-            )
-        )
-    return out
-
-
-def family_size(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> int:
-    """How many of the paper's claims of a scale were tested (had an interval): Holm's family."""
-    return sum(_tested(r) for table in _saved(profile_name, runs, results).values() for r in table)
 
 
 def claiming(notebooks: Sequence[str | Path]) -> list[str]:
@@ -427,31 +376,3 @@ def run_command(notebooks: Sequence[str], profile_name: str = "ci") -> str:
     only = ",".join(nb.split("_")[0] for nb in notebooks)
     flag = "" if profile_name == "ci" else f" --profile {profile_name}"
     return f"vggrepro book run{flag} --only {only}"
-
-
-def what_scale_decides(
-    larger: str, smaller: str = "ci", *, runs: Path | None = None, results: Path | None = None
-) -> dict[str, list[dict]]:
-    """The measured claims that two runs both made, grouped by what the ``larger`` scale adds:
-    ``decided_here_only`` (a verdict at ``larger``, undecided at ``smaller``), ``lost_here`` (the
-    reverse), ``agree`` and ``disagree`` (decided at both) and ``undecided_at_both``. Each row: the
-    claim's id and text and both verdicts with their effects, as :func:`cell` writes them."""
-    _, _, lined = _lined_up(larger, runs, results)
-    ids = claim_ids([nb for nb, *_ in lined])
-    groups: dict[str, list[dict]] = {
-        k: [] for k in ("decided_here_only", "lost_here", "agree", "disagree", "undecided_at_both")
-    }
-    for i, (_, text, first, per) in zip(ids, lined):
-        big, small = per.get(larger), per.get(smaller)
-        if first.get("role", "paper") != "paper" or first.get("kind") == "design":
-            continue
-        if not isinstance(big, dict) or not isinstance(small, dict):
-            continue
-        decided = (big["verdict"] != UNDECIDED, small["verdict"] != UNDECIDED)
-        group = {
-            (True, False): "decided_here_only",
-            (False, True): "lost_here",
-            (False, False): "undecided_at_both",
-        }.get(decided, "agree" if big["verdict"] == small["verdict"] else "disagree")
-        groups[group].append({"#": i, "claim": text, larger: cell(big), smaller: cell(small)})
-    return groups

@@ -1,0 +1,90 @@
+"""The results page's tallies: how many of the paper's claims each scale decides, and how.
+
+:mod:`vggrepro.experiments.results` lines every claim up across the scales; this module counts
+them (per chapter and in all, after Holm's control), compares what a larger scale decides against a
+smaller one, and says how many chains each undecided claim of a scale would need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .claims import HOLDS, UNDECIDED, claim_ids
+from .results import DASH, NOT_RECORDED, VERDICTS, cell, gather, lined_up, saved_tables, tested
+
+
+def counts_by_scale(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+    """How many of the paper's claims hold, do not hold or are undecided at every scale the page
+    shows (after Holm), the page's own first: one row per scale, as :func:`summary`'s ``all`` row;
+    a scale not run yet counts every claim as not run."""
+    shown, _, _ = lined_up(profile_name, runs, results)
+    rows = gather(profile_name, runs=runs, results=results)
+    order = (profile_name, *[p for p in shown if p != profile_name])
+    out = []
+    for p in order:
+        total = summary(rows, p)[-1]
+        out.append(dict(scale=p, **{k: v for k, v in total.items() if k != "notebook"}))
+    return out
+
+
+def summary(rows: Sequence[dict], profile_name: str = "ci") -> list[dict]:
+    """How many of the paper's claims hold, do not hold or are undecided under ``profile_name``
+    (after Holm), with the fewest and most chains they rest on; and, counted apart, how many
+    sanity checks (this scale's nets learn) and design facts (checked exactly) hold: one row per
+    notebook and a last row ``all``. A claim without a verdict under that profile counts as not run."""
+    column, chains = f"verdict ({profile_name})", f"chains ({profile_name})"
+    out = []
+    for notebook in [*dict.fromkeys(r["notebook"] for r in rows), "all"]:
+        mine = [r for r in rows if notebook in ("all", r["notebook"])]
+        claims = [r.get(column, NOT_RECORDED) for r in mine if r.get("role") == "paper"]
+        counts = {v: claims.count(v) for v in VERDICTS}
+        counts["not run"] = sum(v not in VERDICTS for v in claims)
+        ks = [r[chains] for r in mine if r.get("role") == "paper" and isinstance(r.get(chains), int)]
+        apart = {}
+        for role, name in (("sanity", "sanity checks that hold"), ("design", "design facts that hold")):
+            got = [r.get(column, NOT_RECORDED) for r in mine if r.get("role") == role]
+            apart[name] = f"{got.count(HOLDS)} of {len(got)}"
+        out.append(
+            dict(
+                notebook=notebook,
+                **counts,
+                claims=len(claims),
+                chains=(f"{min(ks)}" if min(ks) == max(ks) else f"{min(ks)}-{max(ks)}") if ks else DASH,
+                **apart,
+            )
+        )
+    return out
+
+
+def family_size(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> int:
+    """How many of the paper's claims of a scale were tested (had an interval): Holm's family."""
+    return sum(tested(r) for table in saved_tables(profile_name, runs, results).values() for r in table)
+
+
+def what_scale_decides(
+    larger: str, smaller: str = "ci", *, runs: Path | None = None, results: Path | None = None
+) -> dict[str, list[dict]]:
+    """The measured claims that two runs both made, grouped by what the ``larger`` scale adds:
+    ``decided_here_only`` (a verdict at ``larger``, undecided at ``smaller``), ``lost_here`` (the
+    reverse), ``agree`` and ``disagree`` (decided at both) and ``undecided_at_both``. Each row: the
+    claim's id and text and both verdicts with their effects, as :func:`cell` writes them."""
+    _, _, lined = lined_up(larger, runs, results)
+    ids = claim_ids([nb for nb, *_ in lined])
+    groups: dict[str, list[dict]] = {
+        k: [] for k in ("decided_here_only", "lost_here", "agree", "disagree", "undecided_at_both")
+    }
+    for i, (_, text, first, per) in zip(ids, lined):
+        big, small = per.get(larger), per.get(smaller)
+        if first.get("role", "paper") != "paper" or first.get("kind") == "design":
+            continue
+        if not isinstance(big, dict) or not isinstance(small, dict):
+            continue
+        decided = (big["verdict"] != UNDECIDED, small["verdict"] != UNDECIDED)
+        group = {
+            (True, False): "decided_here_only",
+            (False, True): "lost_here",
+            (False, False): "undecided_at_both",
+        }.get(decided, "agree" if big["verdict"] == small["verdict"] else "disagree")
+        groups[group].append({"#": i, "claim": text, larger: cell(big), smaller: cell(small)})
+    return groups
