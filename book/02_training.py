@@ -43,7 +43,7 @@ import pandas as pd
 from vggrepro import data, models
 from vggrepro.core import runs
 from vggrepro.core.profiles import get_profile
-from vggrepro.experiments import claims, grid, paper
+from vggrepro.experiments import claims, grid, ledger, paper
 from vggrepro.train import recipe as train
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
@@ -381,7 +381,7 @@ declared = [
 ]
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "02_training", rows)
-claims.table(rows, "02_training")
+claims.table(ledger.pooled_with(prof.name, "02_training", rows), "02_training")
 
 # %% [markdown]
 # ## Exercises

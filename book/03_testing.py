@@ -60,7 +60,7 @@ from vggrepro.core.profiles import get_profile
 from vggrepro.data import synth_classes, synth_images, transforms
 from vggrepro.evaluate import protocols as evaluate
 from vggrepro.evaluate import windows
-from vggrepro.experiments import claims, figures, grid, paper, results
+from vggrepro.experiments import claims, figures, grid, ledger, paper, results
 from vggrepro.train import checkpoints
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
@@ -429,7 +429,7 @@ rows = [
     ),
 ]
 runs.save_claims(prof.name, "03_testing", rows)
-claims.table(rows, "03_testing")
+claims.table(ledger.pooled_with(prof.name, "03_testing", rows), "03_testing")
 
 # %% [markdown]
 # ## Exercises

@@ -50,6 +50,7 @@ from vggrepro.experiments import (
     claims,
     figures,
     grid,
+    ledger,
     paper,
     results,
 )
@@ -475,7 +476,7 @@ rows = [c.decide(arms) for c in declared] + [
     ),
 ]
 runs.save_claims(prof.name, "04_single_scale", rows)
-claims.table(rows, "04_single_scale")
+claims.table(ledger.pooled_with(prof.name, "04_single_scale", rows), "04_single_scale")
 
 # %% [markdown]
 # ## Exercises

@@ -47,7 +47,15 @@ from vggrepro import data
 from vggrepro.core import metrics, runs, scales
 from vggrepro.core.profiles import get_profile
 from vggrepro.evaluate import windows
-from vggrepro.experiments import chains, chapter_claims, claims, grid, paper, results
+from vggrepro.experiments import (
+    chains,
+    chapter_claims,
+    claims,
+    grid,
+    ledger,
+    paper,
+    results,
+)
 from vggrepro.train import checkpoints
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
@@ -446,7 +454,7 @@ for name in TABLE5:
     ]
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "05_multi_scale", rows)
-claims.table(rows, "05_multi_scale")
+claims.table(ledger.pooled_with(prof.name, "05_multi_scale", rows), "05_multi_scale")
 
 # %% [markdown]
 # ## Exercises

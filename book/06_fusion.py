@@ -50,7 +50,7 @@ from IPython.display import display
 from vggrepro.core import metrics, runs, scales
 from vggrepro.core.profiles import get_profile
 from vggrepro.evaluate import fuse
-from vggrepro.experiments import chapter_claims, claims, figures, grid, paper
+from vggrepro.experiments import chapter_claims, claims, figures, grid, ledger, paper
 
 prof = get_profile(profile) if seed is None else get_profile(profile, seed=seed)
 pd.set_option("display.max_colwidth", None)
@@ -556,7 +556,7 @@ declared.append(
 display(pd.DataFrame([p for _, p in by_chain.values()]).set_index("chain"))
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "06_fusion", rows)
-claims.table(rows, "06_fusion")
+claims.table(ledger.pooled_with(prof.name, "06_fusion", rows), "06_fusion")
 
 # %% [markdown]
 # At this scale the nets are small and the validation set holds a few hundred images, so a gain of

@@ -56,7 +56,7 @@ from vggrepro import data, models
 from vggrepro.core import runs
 from vggrepro.core.profiles import get_profile
 from vggrepro.data import transforms
-from vggrepro.experiments import claims, grid, paper
+from vggrepro.experiments import claims, grid, ledger, paper
 from vggrepro.experiments import loc_tables as T
 from vggrepro.localise import boxes
 from vggrepro.localise import finetune as L
@@ -605,7 +605,7 @@ declared = [
 ]
 rows = [c.decide(arms) for c in declared]
 runs.save_claims(prof.name, "07_localisation", rows)
-claims.table(rows, "07_localisation")
+claims.table(ledger.pooled_with(prof.name, "07_localisation", rows), "07_localisation")
 
 # %% [markdown]
 # ## Closing note

@@ -58,6 +58,7 @@ from vggrepro.experiments import (
     claims,
     figures,
     grid,
+    ledger,
     paper,
     real_features,
 )
@@ -574,7 +575,9 @@ declared = [
 ]
 rows = [c.decide(caltech_arms) for c in declared]
 print(f"the better of D and E, chain by chain: {dict(zip(CHAINS, picked_ce))}")
-claims.table(rows, "08_generalisation")
+claims.table(
+    ledger.pooled_with(prof.name, "08_generalisation", rows), "08_generalisation"
+)
 
 # %% [markdown]
 # On the VOC-like set (mAP, 100 - mAP as the loss):
@@ -645,7 +648,8 @@ voc_rows = [
 print(f"the better of D and E, chain by chain: {dict(zip(CHAINS, picked_voc))}")
 rows += voc_rows
 runs.save_claims(prof.name, "08_generalisation", rows)
-claims.table(rows, "08_generalisation").tail(len(voc_rows))
+shown = ledger.pooled_with(prof.name, "08_generalisation", rows)
+claims.table(shown, "08_generalisation").tail(len(voc_rows))
 
 # %% [markdown]
 # ## What this run shows

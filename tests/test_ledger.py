@@ -165,3 +165,11 @@ def test_map_claims_pool_their_svm_scores_chain_by_chain(tmp_path):
     (row,) = ledger.pooled("cpu", root=tmp_path)["08_generalisation"]
     keys = ("effect", "low", "high", "chains", "verdict", "err_a", "err_b")
     assert [row[k] for k in keys] == [direct[k] for k in keys] and row["ledger_chains"] == [0, 1, 2]
+
+
+def test_a_chapter_shows_its_own_rows_without_a_ledger_and_pooled_with_one(tmp_path):
+    mine = tables(1)["04_single_scale"]
+    assert ledger.pooled_with("cpu", "04_single_scale", mine, root=tmp_path) is mine
+    ledger.append(record(0), root=tmp_path)
+    shown = ledger.pooled_with("cpu", "04_single_scale", mine, root=tmp_path)
+    assert shown[0]["ledger_chains"] == [0, 1] and shown[1]["kind"] == "design"

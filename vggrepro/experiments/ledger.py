@@ -185,3 +185,10 @@ def pooled(profile_name: str, local: Mapping[str, list[dict]] | None = None, roo
     if local and chain_seed(local) not in (None, *(c["seed"] for c in recorded)):
         tables.append(dict(local))
     return pool(tables)
+
+
+def pooled_with(profile_name: str, notebook: str, rows: list[dict], root: Path | None = None) -> list[dict]:
+    """A chapter's claims as its table shows them: this run's ``rows`` pooled with every chain the
+    profile's ledger holds (each row then says how many chains it rests on); ``rows`` themselves
+    where the profile has no ledger."""
+    return pooled(profile_name, {notebook: rows}, root).get(notebook, rows)
