@@ -32,7 +32,7 @@ from IPython.display import HTML, Markdown, display
 from vggrepro.book import runner as book
 from vggrepro.core import runs
 from vggrepro.core.profiles import get_profile
-from vggrepro.experiments import results, verdict_counts
+from vggrepro.experiments import ledger, results, verdict_counts
 
 prof = get_profile(profile)
 pd.set_option("display.max_colwidth", None)
@@ -63,8 +63,9 @@ display(Markdown(message))
 # - **ci**, *quick*: a laptop CPU in minutes, narrow nets on small synthetic images. It shows that
 #   everything runs, and it decides the design facts exactly; its measured claims mostly stay
 #   undecided, by design.
-# - **cpu**, *the evidence*: two unattended hours on a laptop CPU, several chains, recorded under
-#   `results/claims_cpu/`. Read this column for the measured claims until a larger one exists.
+# - **cpu**, *the evidence*: about two unattended hours on a laptop CPU per chain, each chain
+#   recorded on its own in the ledger (`results/ledger/cpu/`) and all of them pooled. Read this
+#   column for the measured claims until a larger one exists.
 # - **gpu**, *one GPU*: the paper's nets at full width and 224 pixels, on a larger synthetic set.
 # - **imagenet**, *the paper's*: the paper's protocol on ILSVRC-2012, the only column that can
 #   check the paper's numbers themselves.
@@ -101,8 +102,9 @@ if notes:
 # %% [markdown]
 # ## How a verdict is reached
 #
-# The `cpu` column appears once its run is recorded under `results/claims_cpu/`; `gpu` fills
-# from `results/claims_gpu/` when a GPU run has been made, `imagenet` when a reader has run it.
+# The `cpu` column appears once a chain is recorded in its ledger (`results/ledger/cpu/`, one
+# file a chain: below); `gpu` fills from `results/claims_gpu/` when a GPU run has been made,
+# `imagenet` when a reader has run it.
 # Nothing here is typed by hand: the rows are read from the claims each chapter saved when it ran
 # (`runs/<profile>/claims/`, or `results/claims_<profile>/` for a run recorded on another machine),
 # and the paper's numbers in them come from the paper's tables as data (`vggrepro/paper_tables.json`).
@@ -240,8 +242,23 @@ display(
 #   trained for twice A's allowance (chapter 4). The new design's nets, as the book trains them,
 #   are the second table below (`results/cpu_calibration.json`).
 #
-# Once chains of the new design are recorded, the groups below compare the two scales claim by
-# claim.
+# **The ledger.** Each chain of the new design is run and recorded on its own (`vggrepro book run
+# --profile cpu -p depth_chains=1 -p first_chain=K`, then `python scripts/record_run.py` with the
+# same `-p`): its design, every claim's per-image evidence, its nets and its provenance, in
+# `results/ledger/cpu/chain-K.json`, never overwritten. Every `cpu` verdict on this page and in
+# the chapters is decided again over all the chains recorded, so it says how many it rests on,
+# and a claim stays undecided until at least three are in. The chains recorded so far:
+
+# %% tags=["remove-input"]
+recorded_chains = ledger.chains_table("cpu")
+display(
+    pd.DataFrame(recorded_chains).set_index("chain")
+    if recorded_chains
+    else Markdown("No chain of the new design is recorded yet.")
+)
+
+# %% [markdown]
+# The groups below compare the two scales claim by claim.
 
 # %% tags=["hide-input"]
 GROUPS = {

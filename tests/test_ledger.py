@@ -173,3 +173,16 @@ def test_a_chapter_shows_its_own_rows_without_a_ledger_and_pooled_with_one(tmp_p
     ledger.append(record(0), root=tmp_path)
     shown = ledger.pooled_with("cpu", "04_single_scale", mine, root=tmp_path)
     assert shown[0]["ledger_chains"] == [0, 1] and shown[1]["kind"] == "design"
+
+
+def test_the_page_lists_each_recorded_chain_with_its_machine_and_time(tmp_path):
+    made = {"processor": "AMD EPYC", "device": "CPU x86_64 x2 (2 threads)", "commit": "0123456789ab"}
+    ledger.append(dict(record(0), provenance=made, book_seconds=6000.0, nets=[{}] * 21), root=tmp_path)
+    (row,) = ledger.chains_table("cpu", root=tmp_path)
+    assert (row["chain"], row["processor"], row["commit"], row["book minutes"], row["nets trained"]) == (
+        0,
+        "AMD EPYC",
+        "012345678",
+        100.0,
+        21,
+    )

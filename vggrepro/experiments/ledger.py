@@ -192,3 +192,25 @@ def pooled_with(profile_name: str, notebook: str, rows: list[dict], root: Path |
     profile's ledger holds (each row then says how many chains it rests on); ``rows`` themselves
     where the profile has no ledger."""
     return pooled(profile_name, {notebook: rows}, root).get(notebook, rows)
+
+
+def chains_table(profile_name: str, root: Path | None = None) -> list[dict]:
+    """One row per recorded chain: its seed, where and when it ran, from which commit, how long
+    its book took and how many nets it trained."""
+    rows = []
+    for chain in load(profile_name, root):
+        made = chain.get("provenance", {})
+        seconds = chain.get("book_seconds")
+        rows.append(
+            {
+                "chain": chain["seed"],
+                "processor": made.get("processor", "-"),
+                "threads": made.get("device", "-"),
+                "torch": made.get("torch", "-"),
+                "commit": (made.get("commit") or "-")[:9],
+                "recorded": (made.get("date") or "-")[:10],
+                "book minutes": "-" if seconds is None else round(seconds / 60, 1),
+                "nets trained": len(chain.get("nets", [])),
+            }
+        )
+    return rows
