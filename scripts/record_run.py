@@ -27,6 +27,7 @@ from vggrepro.core.profiles import NAMES, get_profile, knobs
 from vggrepro.core.runs import claims_folder, provenance, read_recorded, runs_root
 from vggrepro.experiments import ledger
 from vggrepro.experiments.results import read_claims, results_root
+from vggrepro.train.recipe import profile_knobs
 
 #: A notebook's line of `vggrepro book run`: "[2/8] book/02_training.ipynb (...) ... ok in 123.4 s"
 NOTEBOOK_DONE = re.compile(r"\[\d+/\d+\] book/(\S+)\.ipynb .*?ok in ([0-9.]+) s")
@@ -50,8 +51,10 @@ def _run_of(init: str | None) -> str | None:
     return Path(init.split(":", 1)[1]).parent.name
 
 
-def trained_nets(profile_runs: Path) -> list[dict]:
-    """One row per finished training or fine-tuning run: what it trained and where it ended."""
+def trained_nets(profile_runs: Path, knobs: dict | None = None) -> list[dict]:
+    """One row per finished training or fine-tuning run: what it trained and where it ended; with
+    ``knobs`` (:func:`vggrepro.train.recipe.profile_knobs`), only the nets trained with them (the
+    folder may hold an earlier design's)."""
     rows = []
     for path in sorted(profile_runs.glob("*/result.json")):
         r = read_recorded(path)
@@ -59,6 +62,8 @@ def trained_nets(profile_runs: Path) -> list[dict]:
             continue
         used = r.get("used", {})
         settings = r.get("settings") or read_recorded(path.parent / "settings.json")  # a box regressor's
+        if knobs is not None and "profile" in settings and settings["profile"] != knobs:
+            continue
         rows.append(
             {
                 "run": path.parent.name,
@@ -103,7 +108,8 @@ def chain_record(profile_name: str, parameters: dict, log: Path | None, note: st
     if seed != expected:
         raise SystemExit(f"record_run: the claims in {folder} measured chain {seed}, not chain {expected}")
     book_parameters = {k: v for k, v in parameters.items() if k not in overrides}
-    nets = [n for n in trained_nets(runs_root() / profile_name) if (n["seed"] or profile.seed) == seed]
+    made = trained_nets(runs_root() / profile_name, profile_knobs(profile))
+    nets = [n for n in made if (n["seed"] or profile.seed) == seed]
     seconds = notebook_seconds(log)
     dates = sorted(n["date"] for n in nets if n["date"])
     return {

@@ -61,3 +61,12 @@ def test_every_finished_training_and_box_regressor_is_a_row_with_its_seed_and_er
     assert (rows[box.name]["config"], rows[box.name]["seed"], rows[box.name]["final_loss"]) == ("D", 0, 0.1235)
     assert rows[box.name]["init"] == "D/384" and rows[box.name]["top1_err"] is None
     assert (rows[train.name]["init"], rows[train.name]["started_from"]) == ("from-a", "train-A-73-gaussian-0123456789")
+
+
+def test_an_earlier_designs_nets_in_the_same_folder_are_left_out(tmp_path):
+    for name, epochs in (("train-A-73-gaussian-new0000000", 50), ("train-A-73-gaussian-old0000000", 30)):
+        (tmp_path / name).mkdir()
+        settings = {"config": "A", "scale": 73, "seed": None, "profile": {"epochs": epochs}}
+        (tmp_path / name / "result.json").write_text(json.dumps({"epochs": epochs, "settings": settings}))
+    rows = record_run.trained_nets(tmp_path, {"epochs": 50})
+    assert [r["run"] for r in rows] == ["train-A-73-gaussian-new0000000"]

@@ -38,6 +38,18 @@ __all__ = ["MAX_LR_CUTS", "MOMENTUM", "WEIGHT_DECAY", "PlateauSchedule", "Settin
 INITS = ("gaussian", "glorot", "from-a", "checkpoint")
 
 
+def profile_knobs(profile: Profile) -> dict:
+    """The profile's knobs that change a trained net: the part of every run key a profile gives."""
+    # which chains a book trains changes no single net (its seed does): not in the key
+    ignored = ("workers", "notes", "device", "name", "chains", "first_chain")
+    knobs = {k: v for k, v in profile.as_dict().items() if k not in ignored}
+    if not profile.lr_hold_epochs:  # no hold: the key of every run made before the knob existed
+        del knobs["lr_hold_epochs"]
+    if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed,
+        knobs["data_root"] = FORMAT
+    return knobs
+
+
 @dataclass
 class Settings:
     """Everything that decides a training run's result; a run folder is keyed by these."""
@@ -59,13 +71,7 @@ class Settings:
     def key(self, profile: Profile) -> dict:
         """The run's identity: these settings plus every profile knob that changes the result."""
         scale = list(self.scale.S()) if self.scale.jittered else self.scale.S()
-        # which chains a book trains changes no single net (its seed does): not in the key
-        ignored = ("workers", "notes", "device", "name", "chains", "first_chain")
-        knobs = {k: v for k, v in profile.as_dict().items() if k not in ignored}
-        if not profile.lr_hold_epochs:  # no hold: the key of every run made before the knob existed
-            del knobs["lr_hold_epochs"]
-        if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed,
-            knobs["data_root"] = FORMAT
+        knobs = profile_knobs(profile)
         key = dict(
             kind="train",
             config=self.config,
