@@ -17,27 +17,16 @@ chains are the replications.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-from vggrepro.book.runner import variant_name
+from vggrepro.book.runner import notebook_seconds, variant_name
 from vggrepro.cli.train import parse_knobs
 from vggrepro.core.profiles import NAMES, get_profile, knobs
 from vggrepro.core.runs import claims_folder, provenance, read_recorded, runs_root
 from vggrepro.experiments import ledger
 from vggrepro.experiments.results import read_claims, results_root
 from vggrepro.train.recipe import profile_knobs
-
-#: A notebook's line of `vggrepro book run`: "[2/8] book/02_training.ipynb (...) ... ok in 123.4 s"
-NOTEBOOK_DONE = re.compile(r"\[\d+/\d+\] book/(\S+)\.ipynb .*?ok in ([0-9.]+) s")
-
-
-def notebook_seconds(log: Path | None) -> dict[str, float]:
-    """Each notebook's wall time, as `book run` printed it."""
-    if log is None:
-        return {}
-    return {m.group(1): float(m.group(2)) for m in NOTEBOOK_DONE.finditer(log.read_text(errors="replace"))}
 
 
 def _rounded(x: float | None) -> float | None:

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 
+from vggrepro.book import runner
 from vggrepro.core.runs import REPO
 
 spec = importlib.util.spec_from_file_location("record_run", REPO / "scripts" / "record_run.py")
@@ -19,8 +20,8 @@ def test_wall_times_are_read_from_the_book_run_output(tmp_path):
         "[2/8] book/02_training.ipynb (profile='cpu') ... ok in 3012.0 s -> runs/cpu/book/02.ipynb\n"
         "[3/8] book/04_single_scale.ipynb (profile='cpu') ... FAILED after 10.0 s\n"
     )
-    assert record_run.notebook_seconds(log) == {"01_architecture": 5.2, "02_training": 3012.0}
-    assert record_run.notebook_seconds(None) == {}
+    assert runner.notebook_seconds(log) == {"01_architecture": 5.2, "02_training": 3012.0}
+    assert runner.notebook_seconds(None) == {}
 
 
 def test_every_finished_training_and_box_regressor_is_a_row_with_its_seed_and_error(tmp_path):

@@ -395,6 +395,17 @@ def _tool(name: str) -> str:
     return found
 
 
+#: The line `run` prints for a notebook that ran: "[2/8] book/02_training.ipynb (...) ... ok in 123.4 s"
+NOTEBOOK_DONE = re.compile(r"\[\d+/\d+\] book/(\S+)\.ipynb .*?ok in ([0-9.]+) s")
+
+
+def notebook_seconds(log: Path | None) -> dict[str, float]:
+    """Each notebook's wall time, read back from the output of :func:`run` (a saved log)."""
+    if log is None:
+        return {}
+    return {m.group(1): float(m.group(2)) for m in NOTEBOOK_DONE.finditer(log.read_text(errors="replace"))}
+
+
 def build_site(root: str | Path | None = None, quiet: bool = True) -> Path:
     """``jupyter-book build -W`` of the book into ``_build/html``; any warning fails the build.
 
