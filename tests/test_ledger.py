@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -186,3 +187,12 @@ def test_the_page_lists_each_recorded_chain_with_its_machine_and_time(tmp_path):
         100.0,
         21,
     )
+
+
+def test_a_chain_of_another_grid_is_another_design(monkeypatch):
+    before = ledger.grid_digest()
+    changed = dict(ledger.grid.GRID)
+    changed["A/256-budget"] = replace(changed["A/256-budget"], budget=3)
+    monkeypatch.setattr(ledger.grid, "GRID", changed)
+    assert ledger.grid_digest() != before
+    assert "grid is" in ledger.difference({"grid": ledger.grid_digest()}, {"grid": before})

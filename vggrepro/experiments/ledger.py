@@ -21,6 +21,7 @@ over the chains as :func:`vggrepro.experiments.chapter_claims.decide_map` decide
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 from ..core.files import atomic_write_json
 from ..core.profiles import Profile
 from ..core.runs import REPO, read_recorded
-from . import evidence
+from . import evidence, grid
 from .chapter_claims import decide_map
 from .claims import Arm, Claim
 
@@ -53,7 +54,21 @@ def design(profile: Profile, data_digest: str, parameters: Mapping[str, str]) ->
     """What makes a chain's nets and data, and so must be equal for chains to pool."""
     knobs = {k: v for k, v in profile.as_dict().items() if k not in NOT_DESIGN}
     book = {k: str(v) for k, v in sorted(parameters.items()) if k not in CHAIN_PARAMETERS and k not in knobs}
-    return {"profile": profile.name, "knobs": knobs, "data_digest": data_digest, "book_parameters": book}
+    return {
+        "profile": profile.name,
+        "knobs": knobs,
+        "data_digest": data_digest,
+        "book_parameters": book,
+        "grid": grid_digest(),
+    }
+
+
+def grid_digest() -> str:
+    """A digest of the experiment grid as data (every net, its start and budget; the localisation
+    nets): chains of another grid measure other nets, and never pool."""
+    entries = [repr(e) for e in grid.GRID.values()] + [repr(e) for e in grid.LOC_GRID.values()]
+    entries.append(f"finetune lr x{grid.FINETUNE_LR}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
 def difference(mine: Mapping, theirs: Mapping, path: str = "") -> str | None:
