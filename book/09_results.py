@@ -258,6 +258,22 @@ display(
 )
 
 # %% [markdown]
+# **What the `cpu` scale can decide.** For each of the paper's measured claims, what it would take
+# to decide it if its effect stayed where the recorded chains put it: a number of chains (from the
+# claim's own variance components: the seed term measured on its chains, the images' term), none
+# (the images alone leave more than the effect's distance from the boundary its verdict must
+# clear: no number of chains of this size decides it), or unknown until three chains measure the
+# seed term.
+
+# %% tags=["remove-input"]
+cpu_plan = verdict_counts.plan("cpu")
+display(
+    pd.DataFrame(cpu_plan).set_index("#")
+    if cpu_plan
+    else Markdown("No `cpu` chain is recorded yet.")
+)
+
+# %% [markdown]
 # The groups below compare the two scales claim by claim.
 
 # %% tags=["hide-input"]

@@ -1,8 +1,10 @@
 """The results page's gathering of claims tables, on hand-written run and results folders."""
 
 import json
+import math
 
 import pytest
+from scipy import stats
 
 from vggrepro.core import runs
 from vggrepro.experiments import claims, results, verdict_counts
@@ -420,3 +422,20 @@ def test_a_no_better_row_saved_before_the_turn_reads_the_papers_way():
     assert results.cell(old) == "does not hold (3 chains), +16.2 [+12.4, +20.0]"
     assert claims.paper_way(old) == "< +1"
     assert claims.effect_of(dict(old, a="A-LRN", b="A")) == "err(A) - err(A-LRN)"
+
+
+def test_what_it_would_take_to_decide_a_claim():
+    row = dict(kind="lower", effect=-1.0, chains=1, images=2400, image_se=1.0, chain_sd=None)
+    assert verdict_counts.chains_to_decide(row).startswith("none: the images alone leave +/-2.0")
+    assert verdict_counts.chains_to_decide(dict(row, effect=-10.0)) == "unknown until 3 chains measure the seed term"
+    # by hand: the fewest k >= 3 whose t interval (Welch-Satterthwaite) is narrower than 5 points
+    n, sd = 2400, 4.0
+    for k in range(3, 100):
+        chain, image = sd**2 / k, 1.0
+        dof = (chain + image) ** 2 / (chain**2 / (k - 1) + image**2 / (n - 1))
+        if stats.t.ppf(0.975, dof) * math.sqrt(chain + image) < 5.0:
+            break
+    measured = dict(row, effect=-5.0, chains=3, chain_sd=sd, low=-9.0, high=-1.0)
+    assert verdict_counts.chains_to_decide(measured) == f"about {k} chains"
+    equal = dict(row, kind="equal", margin=1.0, effect=0.2, image_se=0.1)  # 0.8 from the margin
+    assert verdict_counts.distance_to_boundary(equal) == 0.8

@@ -319,6 +319,7 @@ class Claim:
             images=effect.images,
             chains=effect.chains,
             chain_sd=None if effect.chain_sd is None else round(effect.chain_sd, 2),
+            image_se=round(effect.image_se, 4),
             p=None if p is None else float(f"{p:.4g}"),
             verdict=result,
             reason=short_reason(why, effect, result),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from .chains import MIN_CHAINS, ChainEffect
 from .claims import HOLDS, UNDECIDED, claim_ids
 from .results import DASH, NOT_RECORDED, VERDICTS, cell, gather, lined_up, saved_tables, tested
 
@@ -88,3 +89,56 @@ def what_scale_decides(
         }.get(decided, "agree" if big["verdict"] == small["verdict"] else "disagree")
         groups[group].append({"#": i, "claim": text, larger: cell(big), smaller: cell(small)})
     return groups
+
+
+def distance_to_boundary(row: dict) -> float:
+    """How far a claim's effect lies from the boundary its verdict must clear (points): zero for
+    "lower"; the margin for "no worse"; either end of (-margin, +margin) for "about equal"."""
+    d, m = row["effect"], row.get("margin") or 0.0
+    if row["kind"] == "lower":
+        return abs(d)
+    if row["kind"] in ("no-worse", "no-better"):
+        return abs(m - d)
+    return abs(m - abs(d))
+
+
+def chains_to_decide(row: dict) -> str:
+    """What it would take to decide a measured claim at its scale, in words, if its effect stayed
+    where it is: a number of chains, none (the images alone leave more than the effect's distance
+    from its boundary), or unknown until the seed term is measured on three chains."""
+    gap = distance_to_boundary(row)
+    effect = ChainEffect(
+        row["effect"], row.get("low"), row.get("high"), row["chains"], row["images"],
+        row.get("chain_sd"), row["image_se"], None,
+    )  # fmt: skip
+    if effect.image_half_width >= gap:
+        return (
+            f"none: the images alone leave +/-{effect.image_half_width:.1f}, the effect is {gap:.1f} from its boundary"
+        )
+    if effect.chain_sd is None:
+        return f"unknown until {MIN_CHAINS} chains measure the seed term"
+    needed = effect.chains_needed(gap)
+    return f"about {needed} chains" if needed else "more chains than a plan allows"
+
+
+def plan(profile_name: str, *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+    """Each of the paper's measured claims at a scale: its verdict, effect, chains, and what it
+    would take to decide it (:func:`chains_to_decide`)."""
+    tables = saved_tables(profile_name, runs, results)
+    out = []
+    for notebook, rows in tables.items():
+        ids = claim_ids([notebook] * len(rows))
+        for i, row in zip(ids, rows):
+            if row.get("role", "paper") != "paper" or row.get("kind") == "design" or "image_se" not in row:
+                continue
+            out.append(
+                {
+                    "#": i,
+                    "claim": row["claim"],
+                    "verdict, alone": row["verdict"],
+                    "effect": row["effect"],
+                    "chains": row["chains"],
+                    "to decide": chains_to_decide(row),
+                }
+            )
+    return out
