@@ -196,3 +196,31 @@ def test_a_chain_of_another_grid_is_another_design(monkeypatch):
     monkeypatch.setattr(ledger.grid, "GRID", changed)
     assert ledger.grid_digest() != before
     assert "grid is" in ledger.difference({"grid": ledger.grid_digest()}, {"grid": before})
+
+
+def test_the_committed_ledgers_effects_are_the_mean_paired_differences_of_its_arms():
+    """Every pooled cpu claim on the page, recomputed from results/ledger/cpu alone with numpy: the
+    effect is the mean over chains and images of arm a's errors minus arm b's."""
+    chains = ledger.load("cpu")
+    if not chains:
+        pytest.skip("no cpu chain is recorded yet")
+    page = results.profile_claims("cpu", runs=REPO / "no-runs-here")
+    checked = 0
+    for notebook, rows in page.items():
+        for row in rows:
+            mine = [
+                next((r for r in c["claims"].get(notebook, []) if r["claim"] == row["claim"]), None) for c in chains
+            ]
+            mine = [r for r in mine if r and r.get("evidence") and not r["evidence"].get("metric")]
+            if not mine or not mine[0]["evidence"]["claim"].get("over_chains", True):
+                continue
+            a, b = mine[-1]["evidence"]["claim"]["a"], mine[-1]["evidence"]["claim"]["b"]
+            diffs = [
+                evidence.unpack(r["evidence"]["arms"][a]["errors"][0])
+                - evidence.unpack(r["evidence"]["arms"][b]["errors"][0])
+                for r in mine
+            ]
+            assert row["effect"] == pytest.approx(100 * np.mean(diffs), abs=0.006), row["claim"]
+            assert row["chains"] == len(mine)
+            checked += 1
+    assert checked > 10
