@@ -44,8 +44,9 @@ def net_rates(chain: dict, profile, peak_gflops: float | None) -> list[dict]:
             continue
         config = net["config"]
         val_images = net.get("val_images") or profile.synth_val_per_class * profile.num_classes
-        train = budget.train_flops(config, profile)  # a training image: forward, and backward twice that
-        flops = net["epochs"] * (train_images * train + val_images * train / 3)  # validation: forward
+        forward = budget.train_flops(config, profile) / 3  # a training image: forward, backward twice that
+        train = budget.train_flops(config, profile, net.get("trainable") or "all")  # fc only: less backward
+        flops = net["epochs"] * (train_images * train + val_images * forward)
         gflops = flops / net["seconds"] / 1e9
         rows.append(
             {

@@ -58,6 +58,7 @@ def trained_nets(profile_runs: Path, knobs: dict | None = None) -> list[dict]:
                 "run": path.parent.name,
                 "config": settings.get("config"),
                 "scale": settings.get("scale"),
+                "trainable": settings.get("trainable", "all"),
                 "init": settings.get("init", settings.get("source")),
                 "started_from": _run_of(r.get("init")),
                 "seed": used.get("seed", settings.get("seed")),

@@ -180,7 +180,7 @@ def test_the_page_lists_each_recorded_chain_with_its_machine_and_time(tmp_path):
     made = {"processor": "AMD EPYC", "device": "CPU x86_64 x2 (2 threads)", "commit": "0123456789ab"}
     ledger.append(dict(record(0), provenance=made, book_seconds=6000.0, nets=[{}] * 21), root=tmp_path)
     (row,) = ledger.chains_table("cpu", root=tmp_path)
-    assert (row["chain"], row["processor"], row["commit"], row["book minutes"], row["nets trained"]) == (
+    assert (row["chain"], row["processor"], row["recorded at commit"], row["book minutes"], row["nets trained"]) == (
         0,
         "AMD EPYC",
         "012345678",

@@ -21,6 +21,8 @@ over the chains as :func:`vggrepro.experiments.chapter_claims.decide_map` decide
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -186,6 +188,11 @@ def pool(chains: Sequence[Mapping[str, list[dict]]]) -> dict[str, list[dict]]:
             if not all(_about_chains(r) for r in rows):
                 out[notebook].append(newest)
                 continue
+            if len(rows) == 1 and rows[0]["evidence"].get("metric"):  # its own decision: the bootstrap is slow
+                out[notebook].append(
+                    dict(rows[0], ledger_chains=sorted(evidence.chains_of(rows[0]["evidence"]["arms"])))
+                )
+                continue
             out[notebook].append(_decided([r["evidence"] for r in rows]))
     return dict(sorted(out.items()))
 
@@ -198,8 +205,18 @@ def pooled(profile_name: str, local: Mapping[str, list[dict]] | None = None, roo
         return {}
     tables = [c["claims"] for c in recorded]
     if local and chain_seed(local) not in (None, *(c["seed"] for c in recorded)):
-        tables.append(dict(local))
-    return pool(tables)
+        return pool([*tables, dict(local)])
+    where = folder(profile_name, root)
+    signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(where.glob("chain-*.json")))
+    return copy.deepcopy(_pooled_recorded(str(where), signature))
+
+
+@functools.lru_cache(maxsize=4)
+def _pooled_recorded(where: str, signature: tuple) -> dict:
+    """The recorded chains of a ledger folder pooled once per process (``signature``: the files'
+    names, times and sizes, so that a chain recorded since is seen): the page asks many times."""
+    chains = sorted((read_recorded(Path(where) / name) for name, *_ in signature), key=lambda c: c["seed"])
+    return pool([c["claims"] for c in chains])
 
 
 def pooled_with(profile_name: str, notebook: str, rows: list[dict], root: Path | None = None) -> list[dict]:
@@ -222,7 +239,7 @@ def chains_table(profile_name: str, root: Path | None = None) -> list[dict]:
                 "processor": made.get("processor", "-"),
                 "threads": made.get("device", "-"),
                 "torch": made.get("torch", "-"),
-                "commit": (made.get("commit") or "-")[:9],
+                "recorded at commit": (made.get("commit") or "-")[:9],
                 "recorded": (made.get("date") or "-")[:10],
                 "book minutes": "-" if seconds is None else round(seconds / 60, 1),
                 "nets trained": len(chain.get("nets", [])),
