@@ -4,11 +4,9 @@
     (a smaller batch scales the lr linearly); the lr is divided by 10 when validation accuracy
     stops improving, at most 3 times, and then training stops.
 
-The same code runs on a laptop CPU, one GPU (bf16 autocast, channels_last, cudnn autotuning while
-training, optional torch.compile: see :mod:`vggrepro.core.devices`) and many GPUs under ``torchrun``
-(:mod:`vggrepro.train.distributed`). This module says *what* is trained (the settings that key a run
-folder, the net and its init, the data); :mod:`vggrepro.train.loop` holds the epoch loop, its
-checkpoints and ``--resume``; :mod:`vggrepro.cli.train` the command line.
+The same code runs on a laptop CPU, one GPU (:mod:`vggrepro.core.devices`) and many GPUs under
+``torchrun`` (:mod:`vggrepro.train.distributed`). This module says *what* is trained (the settings
+that key a run folder, the net and its init, the data); :mod:`vggrepro.train.loop` the epoch loop.
 """
 
 from __future__ import annotations
@@ -39,13 +37,11 @@ INITS = ("gaussian", "glorot", "from-a", "checkpoint")
 
 
 def profile_knobs(profile: Profile) -> dict:
-    """The profile's knobs that change a trained net: the part of every run key a profile gives."""
-    # which chains a book trains changes no single net (its seed does): not in the key
-    ignored = ("workers", "notes", "device", "name", "chains", "first_chain")
-    knobs = {k: v for k, v in profile.as_dict().items() if k not in ignored}
-    if not profile.lr_hold_epochs:  # no hold: the key of every run made before the knob existed
-        del knobs["lr_hold_epochs"]
-    if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed,
+    """The profile's knobs that change a trained net (which chains a book trains does not)."""
+    knobs = {k: v for k, v in profile.as_dict().items() if k not in ("workers", "notes", "device", "name")}
+    for k in ("chains", "first_chain") + ("lr_hold_epochs",) * (not profile.lr_hold_epochs):
+        del knobs[k]  # no hold: the key of every run made before the knob existed
+    if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed
         knobs["data_root"] = FORMAT
     return knobs
 
