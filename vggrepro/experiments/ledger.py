@@ -188,11 +188,6 @@ def pool(chains: Sequence[Mapping[str, list[dict]]]) -> dict[str, list[dict]]:
             if not all(_about_chains(r) for r in rows):
                 out[notebook].append(newest)
                 continue
-            if len(rows) == 1 and rows[0]["evidence"].get("metric"):  # its own decision: the bootstrap is slow
-                out[notebook].append(
-                    dict(rows[0], ledger_chains=sorted(evidence.chains_of(rows[0]["evidence"]["arms"])))
-                )
-                continue
             out[notebook].append(_decided([r["evidence"] for r in rows]))
     return dict(sorted(out.items()))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import sparse
 from sklearn.metrics import average_precision_score
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
@@ -324,23 +325,44 @@ def mean_ap(scores, labels) -> float:
 def map_loss(scores, labels, counts) -> np.ndarray:
     """100 - mAP for each row of ``counts`` (how often each image is drawn): a bootstrap's mAPs in
     one pass, equal to :func:`mean_ap` with those sample weights (ties are one threshold, as
-    scikit-learn's). Classes without a positive in a draw are left out of its mean."""
+    scikit-learn's). Classes without a positive in a draw are left out of its mean.
+
+    Recall moves only at a threshold whose tied images hold a positive, so each class needs the
+    draws' weights summed between those thresholds alone: one sparse product for every class,
+    exact (the weights are counts), instead of a cumulative sum over every image of every draw."""
+    labels = np.asarray(labels)
     if len(scores) != len(labels) or np.shape(counts)[-1] != len(labels):
         raise ValueError(
             f"scores of {len(scores)} images, labels of {len(labels)}, counts of {np.shape(counts)[-1]}: "
             "a paired comparison needs the same images"
         )
     counts = np.atleast_2d(counts).astype(np.float64)
-    aps = np.full((len(counts), labels.shape[1]), np.nan)
-    for c in range(labels.shape[1]):
+    n, classes = labels.shape
+    rows, columns, positive, widths = [], [], [], []
+    for c in range(classes):
         order = np.argsort(-scores[:, c], kind="stable")
-        s, y = scores[order, c], labels[order, c]
-        last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last image of each tied score
-        w = counts[:, order]
-        tp, fp = np.cumsum(w * y, 1)[:, last], np.cumsum(w * (1 - y), 1)[:, last]
+        s, y = scores[order, c], labels[order, c] > 0
+        tie = np.r_[0, np.cumsum(np.diff(s) != 0)]  # each sorted image's threshold
+        moving = np.unique(tie[y])  # the thresholds where recall can move
+        segment = np.searchsorted(moving, tie)  # the images up to and including each of them
+        kept = segment < len(moving)
+        rows.append(order[kept])
+        columns.append(sum(widths) + segment[kept])
+        positive.append(y[kept])
+        widths.append(len(moving))
+    rows, columns, positive = map(np.concatenate, (rows, columns, positive))
+    shape = (n, sum(widths))
+    drawn = counts @ sparse.csr_array((np.ones(len(rows)), (rows, columns)), shape)
+    hits = counts @ sparse.csr_array((positive.astype(float), (rows, columns)), shape)
+    aps = np.full((len(counts), classes), np.nan)
+    for c, (start, width) in enumerate(zip(np.cumsum([0, *widths[:-1]]), widths)):
+        if width == 0:
+            continue
+        tp = np.cumsum(hits[:, start : start + width], 1)
+        seen = np.cumsum(drawn[:, start : start + width], 1)
         positives = tp[:, -1:]
         with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+            precision = np.where(seen > 0, tp / seen, 0.0)
             recall = tp / positives
         ap = (np.diff(recall, axis=1, prepend=0.0) * precision).sum(1)
         aps[:, c] = np.where(positives[:, 0] > 0, ap, np.nan)
