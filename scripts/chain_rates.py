@@ -17,11 +17,9 @@ import argparse
 import re
 from pathlib import Path
 
-from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import NAMES, get_profile
-from vggrepro.core.runs import provenance
 from vggrepro.experiments import budget, ledger
-from vggrepro.experiments.results import results_root
+from vggrepro.experiments.results import save_figures
 
 #: fp32 FLOP a cycle per core with AVX2 and two FMA units: 8 lanes x 2 (multiply and add) x 2 units.
 AVX2_FLOP_PER_CYCLE = 32
@@ -76,22 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     cores = profile.threads
     peak = None if ghz is None else cores * AVX2_FLOP_PER_CYCLE * ghz
     rows = net_rates(chain, profile, peak)
-    record = {
-        "question": "each net's achieved fp32 FLOP/s in a recorded chain, against the processor's peak",
-        "profile": args.profile,
+    figures = {
         "chain": args.chain,
         "chain_processor": chain.get("provenance", {}).get("processor"),
         "peak": {"cores": cores, "ghz": ghz, "flop_per_cycle": AVX2_FLOP_PER_CYCLE, "gflop_per_s": peak},
         "nets": rows,
-        "provenance": provenance(args.profile),
     }
-    out = args.out or results_root() / f"{args.profile}_chain_rates.json"
-    atomic_write_json(out, record)
-    for r in rows:
-        print(
-            f"{r['run']:<40} {r['train_img_per_s']:>7} img/s {r['achieved_gflop_per_s']:>6} GFLOP/s "
-            f"({r['percent_of_peak']}% of {peak and round(peak, 1)})"
-        )
+    question = "each net's achieved fp32 FLOP/s in a recorded chain, against the processor's peak"
+    out = save_figures(args.profile, "chain_rates", question, figures, args.out)
+    peak_text = "an unknown peak" if peak is None else f"{peak:.1f}"
+    print(
+        *(
+            f"{r['run']:<40} {r['achieved_gflop_per_s']:>6} GFLOP/s, {r['percent_of_peak']}% of {peak_text}"
+            for r in rows
+        ),
+        sep="\n",
+    )
     print(f"-> {out}")
     return 0
 

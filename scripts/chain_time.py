@@ -19,10 +19,9 @@ import datetime as dt
 from pathlib import Path
 
 from vggrepro.book.runner import notebook_seconds
-from vggrepro.core.files import atomic_write_json
 from vggrepro.core.profiles import NAMES
-from vggrepro.core.runs import provenance, read_recorded, runs_root
-from vggrepro.experiments.results import results_root
+from vggrepro.core.runs import read_recorded, runs_root
+from vggrepro.experiments.results import save_figures
 
 
 def started(log: Path) -> dt.datetime:
@@ -84,15 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     begin = started(args.log)
     found = split(begin, notebook_seconds(args.log), runs_by_kind(runs_root() / args.profile))
-    record = {
-        "question": "where a chain's wall time goes: training, evaluation, and the rest, chapter by chapter",
-        "profile": args.profile,
-        "began": begin.isoformat(),
-        **found,
-        "provenance": provenance(args.profile),
-    }
-    out = args.out or results_root() / f"{args.profile}_chain_time.json"
-    atomic_write_json(out, record)
+    question = "where a chain's wall time goes: training, evaluation, and the rest, chapter by chapter"
+    out = save_figures(args.profile, "chain_time", question, {"began": begin.isoformat(), **found}, args.out)
     for c in found["chapters"]:
         print(
             f"{c['notebook']:<20} {c['seconds']:>8} s: training {c['training']}, evaluation {c['evaluation']}, "

@@ -20,9 +20,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..core.files import atomic_write_json
 from ..core.metrics import TOP1, TOP5
 from ..core.profiles import NAMES
-from ..core.runs import REPO, load_claims, read_recorded
+from ..core.runs import REPO, load_claims, provenance, read_recorded
 from . import ledger
 from .chains import holm
 from .claims import ALPHA, FAILS, HOLDS, UNDECIDED, anchor, claim_ids, effect_of, paper_way
@@ -41,6 +42,15 @@ ABSENT = "-"
 def results_root() -> Path:
     """The project's ``results/`` folder: figures recorded on other machines, committed with provenance."""
     return REPO / "results"
+
+
+def save_figures(profile_name: str, name: str, question: str, figures: dict, out: Path | None = None) -> Path:
+    """A measured figure recorded under ``results/`` (default ``<profile>_<name>.json``): the
+    question it answers, the profile, the figures and the provenance of the machine that measured
+    it, written atomically."""
+    out = out or results_root() / f"{profile_name}_{name}.json"
+    atomic_write_json(out, {"question": question, "profile": profile_name, **figures, "provenance": provenance()})
+    return out
 
 
 def shown_profiles(
