@@ -189,6 +189,21 @@ def test_the_page_lists_each_recorded_chain_with_its_machine_and_time(tmp_path):
     )
 
 
+def test_a_chain_recorded_on_another_processor_pools_with_the_others(tmp_path):
+    # the processor is provenance, not design: chains are seeded replications wherever they ran
+    amd = {"processor": "AMD EPYC 7B13", "device": "CPU x86_64 x2 (2 threads)"}
+    intel = {"processor": "Intel(R) Xeon(R) Platinum 8481C", "device": "CPU x86_64 x2 (2 threads)"}
+    ledger.append(dict(record(0), provenance=amd), root=tmp_path)
+    ledger.append(dict(record(1), provenance=intel), root=tmp_path)
+    ledger.append(dict(record(2), provenance=amd), root=tmp_path)
+    assert ledger.pooled("cpu", root=tmp_path)["04_single_scale"][0]["ledger_chains"] == [0, 1, 2]
+    assert [r["processor"] for r in ledger.chains_table("cpu", root=tmp_path)] == [
+        amd["processor"],
+        intel["processor"],
+        amd["processor"],
+    ]
+
+
 def test_a_chain_of_another_grid_is_another_design(monkeypatch):
     before = ledger.grid_digest()
     changed = dict(ledger.grid.GRID)
