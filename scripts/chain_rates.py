@@ -1,6 +1,6 @@
 """How fast does a recorded chain train, against what the processor could do? Each net's achieved FLOP/s.
 
-    python scripts/chain_rates.py --profile cpu --chain 0      # results/cpu_chain_rates.json
+    python scripts/chain_rates.py --profile cpu --chain 0      # results/cpu_chain_rates-0.json
 
 For every net of a chain in the ledger (``results/ledger/<profile>/chain-<seed>.json``): its epochs
 and wall seconds (as its run recorded them: the SGD steps, the data pipeline, and a centre-crop
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu", choices=NAMES)
     p.add_argument("--chain", type=int, required=True, help="the chain's seed in the ledger")
-    p.add_argument("--out", type=Path, default=None, help="default: results/<profile>_chain_rates.json")
+    p.add_argument("--out", type=Path, default=None, help="default: results/<profile>_chain_rates-<chain>.json")
     args = p.parse_args(argv)
     chain = next((c for c in ledger.load(args.profile) if c["seed"] == args.chain), None)
     if chain is None:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "nets": rows,
     }
     question = "each net's achieved fp32 FLOP/s in a recorded chain, against the processor's peak"
-    out = save_figures(args.profile, "chain_rates", question, figures, args.out)
+    out = save_figures(args.profile, f"chain_rates-{args.chain}", question, figures, args.out)
     peak_text = "an unknown peak" if peak is None else f"{peak:.1f}"
     print(
         *(

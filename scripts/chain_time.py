@@ -1,6 +1,6 @@
 """Where does a chain's time go? Each chapter's wall time split into training, evaluation and the rest.
 
-    python scripts/chain_time.py --profile cpu --log chain-0.log      # results/cpu_chain_time.json
+    python scripts/chain_time.py --profile cpu --chain 0 --log chain-0.log   # results/cpu_chain_time-0.json
 
 The log is the output of the chain's `vggrepro book run`, its first line the UTC date the run began
 (`date -u +%FT%TZ > chain.log` before it, as the README's recipe does). The chapters ran one after
@@ -78,13 +78,15 @@ def split(begin: dt.datetime, seconds: dict[str, float], runs: list[dict]) -> di
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu", choices=NAMES)
+    p.add_argument("--chain", type=int, required=True, help="the chain's seed (first_chain)")
     p.add_argument("--log", type=Path, required=True, help="the chain's book run output, its first line a date")
-    p.add_argument("--out", type=Path, default=None, help="default: results/<profile>_chain_time.json")
+    p.add_argument("--out", type=Path, default=None, help="default: results/<profile>_chain_time-<chain>.json")
     args = p.parse_args(argv)
     begin = started(args.log)
     found = split(begin, notebook_seconds(args.log), runs_by_kind(runs_root() / args.profile))
     question = "where a chain's wall time goes: training, evaluation, and the rest, chapter by chapter"
-    out = save_figures(args.profile, "chain_time", question, {"began": begin.isoformat(), **found}, args.out)
+    figures = {"chain": args.chain, "began": begin.isoformat(), **found}
+    out = save_figures(args.profile, f"chain_time-{args.chain}", question, figures, args.out)
     for c in found["chapters"]:
         print(
             f"{c['notebook']:<20} {c['seconds']:>8} s: training {c['training']}, evaluation {c['evaluation']}, "
