@@ -4,9 +4,8 @@
     (a smaller batch scales the lr linearly); the lr is divided by 10 when validation accuracy
     stops improving, at most 3 times, and then training stops.
 
-The same code runs on a laptop CPU, one GPU (:mod:`vggrepro.core.devices`) and many GPUs under
-``torchrun`` (:mod:`vggrepro.train.distributed`). This module says *what* is trained (the settings
-that key a run folder, the net and its init, the data); :mod:`vggrepro.train.loop` the epoch loop.
+One CPU, one GPU (:mod:`vggrepro.core.devices`) or many (:mod:`vggrepro.train.distributed`): this module
+says *what* is trained (a run's key, the net, its init, the data); :mod:`vggrepro.train.loop` the loop.
 """
 
 from __future__ import annotations
@@ -38,9 +37,10 @@ INITS = ("gaussian", "glorot", "from-a", "checkpoint")
 
 def profile_knobs(profile: Profile) -> dict:
     """The profile's knobs that change a trained net (which chains a book trains does not)."""
-    knobs = {k: v for k, v in profile.as_dict().items() if k not in ("workers", "notes", "device", "name")}
-    for k in ("chains", "first_chain") + ("lr_hold_epochs",) * (not profile.lr_hold_epochs):
-        del knobs[k]  # no hold: the key of every run made before the knob existed
+    ignored = {"workers", "notes", "device", "name", "chains", "first_chain"}
+    if not profile.lr_hold_epochs:  # no hold: the key of every run made before the knob existed
+        ignored.add("lr_hold_epochs")
+    knobs = {k: v for k, v in profile.as_dict().items() if k not in ignored}
     if profile.data_kind == "synthetic":  # the set is a function of the synth_* knobs and the seed
         knobs["data_root"] = FORMAT
     return knobs
