@@ -489,7 +489,7 @@ def chain_runs(seed):
     """Chain ``seed``'s per-image results: protocol 1's nets, protocol 2's systems,
     and protocol 2's pixel-blind box (it takes the chain's classes); protocol 1's
     boxes look at no net."""
-    if seed == prof.seed:  # the chain shown above
+    if seed == prof.chain_seed:  # the chain shown above
         return right1, right, guess5_right[blind2]
     nets = T.finetune_grid(
         prof, train_set.samples, epochs=epochs, lr=lr, device=device,

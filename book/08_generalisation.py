@@ -212,7 +212,7 @@ def nets_of(seed):
     return out
 
 
-nets = nets_of(prof.seed)
+nets = nets_of(prof.chain_seed)
 
 t = time.perf_counter()
 # each net's test scales on each set: the shallow and untrained baselines are compared
@@ -481,7 +481,7 @@ def chain_results(seed):
     """Chain ``seed``'s Caltech-like errors (per representation: splits x images)
     and VOC-like scores (per representation: one array per split), on the same
     splits as every chain."""
-    if seed == prof.seed:  # the chain shown above
+    if seed == prof.chain_seed:  # the chain shown above
         return caltech_errors, voc_scores
     per = protocols.descriptors(nets_of(seed), test_and_pool, scales)
     c_reps = representations("caltech", Q_CALTECH, "stack", per)

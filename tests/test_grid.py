@@ -18,6 +18,25 @@ def test_each_seed_is_a_whole_chain_and_the_profile_seed_keeps_its_run_key(tmp_p
     assert grid.run_of(prof, "D/256", prof.seed + 1).id != grid.run_of(prof, "D/256").id
 
 
+def test_a_later_chain_shows_and_trains_its_own_nets_only(tmp_path, monkeypatch):
+    """At first_chain=K every net a chapter asks for without a seed is chain K's (the claims'
+    own): a chain run from an empty runs/ never trains chain 0's nets again."""
+    from vggrepro.localise.finetune import FinetuneSettings
+
+    monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
+    prof = get_profile("ci")
+    later = prof.replace(first_chain=2)
+    assert later.chain_seed == prof.seed + 2 == grid.chain_seeds(later)[0]
+    for name in ("A/256", "D/256", "D/jit", "D/256-glorot"):
+        assert grid.run_of(later, name).id == grid.run_of(later, name, prof.seed + 2).id
+        assert grid.run_of(later, name).id != grid.run_of(prof, name).id
+    assert grid.run_of(later, "A/256", prof.seed).id == grid.run_of(prof, "A/256").id  # chain 0 is still chain 0
+    assert FinetuneSettings.of_profile(later, "PCR", "all", 73).seed == prof.seed + 2
+    assert FinetuneSettings.of_profile(prof, "PCR", "all", 73).seed == prof.seed
+    # the data are the profile's seed's in every chain
+    assert later.seed == prof.seed
+
+
 def test_glorot_d_gets_the_epochs_of_the_chain_it_is_compared_with():
     prof = get_profile("ci")
     assert grid.settings_of(prof, "D/256-glorot").epochs == grid.entry("A/256").budget * prof.epochs * 2

@@ -78,6 +78,13 @@ class Profile:
     dropout: float = 0.5  # on fc6 and fc7 (section 3.1)
     notes: str = ""
 
+    @property
+    def chain_seed(self) -> int:
+        """The training seed of the run's first chain (``seed + first_chain``): the nets every
+        chapter shows and trains by default, so that a chain run at ``first_chain=K`` trains chain
+        K's nets only, never chain 0's again (the data stay the profile's seed's)."""
+        return self.seed + self.first_chain
+
     def __post_init__(self):
         self._check_types()
         for knob, least in (

@@ -128,21 +128,23 @@ def chain_seeds(profile: Profile, n: int | None = None) -> list[int]:
     n = profile.chains if n is None else n
     if n < 1:
         raise ValueError(f"chains: n={n}; a claim needs at least one chain")
-    return [profile.seed + profile.first_chain + k for k in range(n)]
+    return [profile.chain_seed + k for k in range(n)]
 
 
 def settings_of(profile: Profile, name: str, seed: int | None = None):
     """The trainer's Settings for an entry (its source's checkpoint must exist: see :func:`get`).
 
-    ``seed`` (default: the profile's) trains another instance of the entry; it starts from the
-    instance of its source with the same seed, so that each seed is a whole chain A -> D -> ...
+    ``seed`` (default: the run's first chain's, ``profile.chain_seed``) trains another instance of
+    the entry; it starts from the instance of its source with the same seed, so that each seed is a
+    whole chain A -> D -> ...
     """
     x = entry(name)
     init = x.init
     if x.source:
         init = f"{x.init}:{run_of(profile, x.source, seed).checkpoint}"
     lr = profile.lr * FINETUNE_LR if x.finetune else None
-    seed = None if seed is None or seed == profile.seed else int(seed)  # the profile's seed keeps its run key
+    seed = profile.chain_seed if seed is None else int(seed)
+    seed = None if seed == profile.seed else seed  # the profile's seed keeps its run key
     epochs = None if x.budget == 1 else x.budget * profile.epochs
     return Settings(
         config=x.config,

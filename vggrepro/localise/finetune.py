@@ -178,7 +178,7 @@ class FinetuneSettings:
         lr: float | None = None,
         seed: int | None = None,
     ) -> FinetuneSettings:
-        """The profile's batch, lr, seed, dropout and fine-tuning epochs, unless given."""
+        """The profile's batch, lr, dropout and fine-tuning epochs and its first chain's seed, unless given."""
         return cls(
             kind,
             layers,
@@ -186,7 +186,7 @@ class FinetuneSettings:
             profile.finetune_epochs if epochs is None else int(epochs),
             batch_size=profile.batch_size,
             lr=profile.lr if lr is None else float(lr),
-            seed=profile.seed if seed is None else int(seed),
+            seed=profile.chain_seed if seed is None else int(seed),
             dropout=profile.dropout,
         )
 
