@@ -12,7 +12,7 @@ import pytest
 from vggrepro.book.runner import variant_name
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.runs import REPO, claims_folder
-from vggrepro.experiments import chapter_claims, evidence, ledger, results
+from vggrepro.experiments import chapter_claims, evidence, ledger, results, verdict_counts
 from vggrepro.experiments import claims as C
 from vggrepro.experiments.chains import chain_effect
 
@@ -239,3 +239,39 @@ def test_the_committed_ledgers_effects_are_the_mean_paired_differences_of_its_ar
             assert row["chains"] == len(mine)
             checked += 1
     assert checked > 10
+
+
+def test_the_verdict_history_pools_the_first_k_chains_by_seed(tmp_path):
+    for seed in (0, 1, 2, 3):
+        ledger.append(record(seed), root=tmp_path)
+    rows = verdict_counts.history("cpu", [1, 3, 9], results=tmp_path)
+    assert [r["#"] for r in rows] == ["4.1"]  # the design fact (4.2) is left out
+    row = rows[0]
+    assert list(row) == ["#", "claim", "chain 0", "chain 1", "chain 2", "chain 3", "after 1", "after 3"]
+    assert row["after 1"] == row["chain 0"] and row["chain 3"].startswith("undecided (1 chain)")
+    # after 3: chains 0-2 and not 3, decided as the ledger decides those three alone
+    three = ledger.pool([tables(s) for s in (0, 1, 2)])["04_single_scale"][0]
+    assert three["ledger_chains"] == [0, 1, 2]
+    assert row["after 3"] == results.cell(results.controlled({"04_single_scale": [three]})["04_single_scale"][0])
+    assert row["after 3"].startswith("holds (3 chains)")
+    assert verdict_counts.history("cpu", [2], results=tmp_path / "none") == []
+
+
+def test_a_claim_decided_against_the_paper_shows_its_measured_mechanism(tmp_path):
+    def against(seed: int) -> dict:  # A right where the paper has D better: "D beats A" fails
+        rng = np.random.default_rng(200 + seed)
+        arms = {
+            label: C.Arm(label, (rng.random(IMAGES) < q).astype(int), (seed,)) for label, q in (("D", 0.4), ("A", 0.2))
+        }
+        row = C.Claim("D beats A", "D", "A", notebook="04_single_scale").decide(arms)
+        return dict(record(seed), claims={"04_single_scale": [row]})
+
+    for seed in (0, 1, 2):
+        ledger.append(against(seed), root=tmp_path)
+    (row,) = verdict_counts.against_the_paper("cpu", runs=tmp_path / "runs", results=tmp_path)
+    assert row["#"] == "4.1" and row["cpu"].startswith("does not hold (3 chains)")
+    assert row["measured mechanism"].startswith("not measured yet")
+    figures = {"claim": "D beats A", "summary": "A saw the whole object."}
+    results.save_figures("cpu", "x_mechanism-2", "why?", figures, out=tmp_path / "cpu_x_mechanism-2.json")
+    (row,) = verdict_counts.against_the_paper("cpu", runs=tmp_path / "runs", results=tmp_path)
+    assert row["measured mechanism"] == "A saw the whole object. (cpu_x_mechanism-2.json)"

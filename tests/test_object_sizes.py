@@ -11,6 +11,7 @@ from vggrepro.data.object_sizes import (
     area_fractions,
     box_area_fraction,
     rendered_area_fractions,
+    share_in_centre_crop,
     summary,
 )
 
@@ -39,3 +40,12 @@ def test_objects_sized_like_ilsvrc(name):
 def test_the_quick_profile_keeps_large_objects():
     """ci's 32 px crops cannot show a small object: its set keeps large ones (none under a tenth)."""
     assert summary(rendered_area_fractions(get_profile("ci"), per_class=10))["small"] == 0.0
+
+
+def test_the_centre_crop_keeps_less_of_an_object_at_a_larger_Q():
+    # a 100 x 50 image at Q = 50 stays as it is; its central 40 x 40 window is x 30-70, y 5-45
+    assert share_in_centre_crop((0, 0, 100, 50), (100, 50), 50, 40) == 1600 / 5000
+    assert share_in_centre_crop((40, 10, 60, 40), (100, 50), 50, 40) == 1.0
+    # at Q = 100 the image is 200 x 100, the window x 80-120, y 30-70; the box becomes 80-120 x 20-80
+    assert share_in_centre_crop((40, 10, 60, 40), (100, 50), 100, 40) == pytest.approx(2 / 3)
+    assert share_in_centre_crop((0, 0, 10, 10), (100, 50), 100, 40) == 0.0

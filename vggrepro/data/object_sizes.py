@@ -16,10 +16,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..core.scales import centre_window
 from .ilsvrc import ILSVRC
 from .synth import profile_params
 from .synth_classes import class_list
 from .synth_images import image_rng, render
+from .transforms import scaled_size
 
 #: The mean fraction of an image's area its object's box covers (Russakovsky et al. 2015).
 ILSVRC_MEAN_AREA = 0.358
@@ -45,6 +47,20 @@ def area_fractions(ds: ILSVRC) -> np.ndarray:
                 size = im.size
         out.append(max(box_area_fraction(b, size) for b in s.boxes))
     return np.asarray(out, dtype=np.float64)
+
+
+def share_in_centre_crop(box, size: tuple[int, int], Q: int, crop: int) -> float:
+    """The share of an object's box (xmin, ymin, xmax, ymax, in pixels of a (width, height) image)
+    that the centre crop of section 3.2 keeps: the image rescaled so that its smaller side is Q,
+    then its central ``crop`` x ``crop`` window. At a larger Q the window holds less of the image,
+    so an object off the centre, or larger than the window, is cut."""
+    height, width = scaled_size(size[1], size[0], Q)
+    top, left = centre_window(height, width, crop)
+    sx, sy = width / size[0], height / size[1]
+    xmin, ymin, xmax, ymax = box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
+    inside_x = max(0.0, min(xmax, left + crop) - max(xmin, left))
+    inside_y = max(0.0, min(ymax, top + crop) - max(ymin, top))
+    return inside_x * inside_y / ((xmax - xmin) * (ymax - ymin))
 
 
 def rendered_area_fractions(profile, per_class: int) -> np.ndarray:

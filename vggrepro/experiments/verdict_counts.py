@@ -10,9 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import ledger
 from .chains import MIN_CHAINS, ChainEffect
-from .claims import HOLDS, UNDECIDED, claim_ids
-from .results import DASH, NOT_RECORDED, VERDICTS, cell, gather, lined_up, saved_tables, tested
+from .claims import FAILS, HOLDS, UNDECIDED, claim_ids
+from .results import (
+    DASH,
+    NOT_RECORDED,
+    VERDICTS,
+    cell,
+    controlled,
+    gather,
+    lined_up,
+    profile_claims,
+    recorded,
+    results_root,
+    saved_tables,
+    tested,
+)
 
 
 def counts_by_scale(profile_name: str = "ci", *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
@@ -141,4 +155,49 @@ def plan(profile_name: str, *, runs: Path | None = None, results: Path | None = 
                     "to decide": chains_to_decide(row),
                 }
             )
+    return out
+
+
+def history(profile_name: str, sizes: Sequence[int], *, results: Path | None = None) -> list[dict]:
+    """How each measured claim of a scale's ledger reads as its chains accrue: one row per claim
+    (sanity checks included, design facts left out), with a :func:`cell` per recorded chain alone
+    (``chain <seed>``) and per pool of its first k chains by seed (``after k``, held to Holm as
+    the page holds them); a size larger than the ledger gets no column."""
+    chains = ledger.load(profile_name, root=results or results_root())
+    if not chains:
+        return []
+    columns = {f"chain {c['seed']}": controlled(ledger.pool([c["claims"]])) for c in chains}
+    columns |= {
+        f"after {k}": controlled(ledger.pool([c["claims"] for c in chains[:k]])) for k in sizes if k <= len(chains)
+    }
+    rows: dict[tuple[str, str], dict] = {}
+    for name, tables in columns.items():
+        for notebook, table in tables.items():
+            for i, row in zip(claim_ids([notebook] * len(table)), table):
+                if row.get("kind") == "design":
+                    continue
+                line = rows.setdefault(
+                    (notebook, row["claim"]), {"#": i, "claim": row["claim"]} | dict.fromkeys(columns, DASH)
+                )
+                line[name] = cell(row)
+    return list(rows.values())
+
+
+def against_the_paper(profile_name: str, *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
+    """The paper's claims that a scale decides against the paper (after Holm), each with the
+    mechanism measured behind it: the ``summary`` of every record under ``results/`` whose
+    ``claim`` is the claim's text and whose profile is the scale's (``<profile>_*mechanism*.json``,
+    written by a script that takes the claim apart on a chain's nets), or a plain "not measured"."""
+    mechanisms: dict[str, list[str]] = {}
+    for path, record in recorded(f"{profile_name}_*mechanism*.json", root=results):
+        if record.get("profile") == profile_name and record.get("claim") and record.get("summary"):
+            mechanisms.setdefault(record["claim"], []).append(f"{record['summary']} ({path.name})")
+    out = []
+    for notebook, rows in profile_claims(profile_name, runs=runs, results=results).items():
+        for i, row in zip(claim_ids([notebook] * len(rows)), rows):
+            if row.get("role", "paper") != "paper" or row["verdict"] != FAILS:
+                continue
+            found = mechanisms.get(row["claim"])
+            mechanism = " ".join(found) if found else "not measured yet: this verdict is unexplained"
+            out.append({"#": i, "claim": row["claim"], profile_name: cell(row), "measured mechanism": mechanism})
     return out
