@@ -562,8 +562,13 @@ window.addEventListener("load", () => {
             && r.top >= 0 && r.bottom <= window.innerHeight && r.width > 0};
   };
   const cells = row.querySelectorAll("td");
+  // the nearest box that scrolls sideways: the table fits when it need not scroll
+  let box = table.parentElement;
+  while (box && !["auto", "scroll"].includes(getComputedStyle(box).overflowX)) box = box.parentElement;
+  const fits = !box || box.scrollWidth <= box.clientWidth + 1;
   document.body.setAttribute("data-matrix", JSON.stringify(
-    {header: header, claim: seen(cells[header.indexOf("claim")]), ci: seen(cells[header.indexOf("ci")])}));
+    {header: header, claim: seen(cells[header.indexOf("claim")]), ci: seen(cells[header.indexOf("ci")]),
+     fits: fits}));
 });
 </script>"""
 
@@ -579,6 +584,15 @@ def test_results_matrix_reads_on_a_phone(site, tmp_path):
     verdict = found["ci"]["text"]
     assert verdict.startswith(("holds", "does not hold", "undecided")), verdict
     assert found["ci"]["inside"], f"the first row's ci verdict is not in view at 390 px: {found['ci']}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it)")
+def test_results_matrix_shows_every_scale_at_1280_px(site, tmp_path):
+    """At 1280 px every scale's column sits beside the claims without scrolling sideways: the
+    imagenet column was once cut off at the table's edge."""
+    found = probed(site / "book" / "09_results.html", MATRIX_PROBE, "data-matrix", tmp_path, 1280)
+    assert found["header"][-1] == "imagenet", found["header"]
+    assert found["fits"], f"the claims matrix scrolls sideways at 1280 px: {found['header']}"
 
 
 #: Injected into a copy of a page: every image that a code cell put out and that does not sit in a

@@ -302,6 +302,8 @@ def test_the_matrix_as_html_keeps_each_effect_whole():
     assert '<td><span class="verdict holds">holds (exact)</span></td>' in page
     assert '<span class="verdict fails">does not hold</span><span class="effect"> +1.0 [+0.2, +1.8]</span>' in page
     assert results.matrix_html([]) == ""
+    one = results.matrix_html([{"#": "4.1", "claim": "c", "ci": "undecided (1 chain), +2.0 [no interval: 1 chain]"}])
+    assert '<span class="effect" title="no interval: 1 chain"> +2.0</span>' in one
 
 
 def test_only_chapters_that_save_claims_are_waited_for(tmp_path):

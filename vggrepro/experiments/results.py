@@ -295,7 +295,11 @@ def matrix_html(rows: Sequence[dict], css_class: str = "claims-matrix", chapters
         if kind:
             inner = f'<span class="verdict {kind.split()[0].replace("does", "fails")}">{inner}</span>'
         if sep:
-            inner += f'<span class="effect"> {html.escape(effect)}</span>'  # the space: for copied text
+            # "+2.0 [no interval: 1 chain]": the verdict says the chains already; the number alone
+            # keeps four scales' columns beside the claims at 1280 px
+            number, _, rest = effect.partition(" [no interval")
+            hint = f' title="no interval{html.escape(rest.rstrip("]"))}"' if rest else ""
+            inner += f'<span class="effect"{hint}> {html.escape(number)}</span>'  # the space: for copied text
         return f"<td>{inner}</td>"
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
