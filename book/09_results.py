@@ -258,6 +258,21 @@ display(
 )
 
 # %% [markdown]
+# **Each chain's nets.** A claim's seed term is the spread of its two arms' difference over the
+# chains, so it is large where a net's error moves from chain to chain. Each net's top-1 error at
+# its own check (centre crop at Q = its S, after its last epoch) in every chain, with how often the
+# plateau rule cut its lr and after how many epochs it stopped, and its spread (the largest error
+# less the smallest, in points), widest first: a net whose lr was cut while its error was still
+# falling ends worse, and every claim that uses it moves with it.
+
+# %% tags=["remove-input"]
+chain_nets = pd.DataFrame(ledger.nets_table("cpu")).set_index("net")
+if chain_nets["spread"].notna().any():
+    display(chain_nets.sort_values("spread", ascending=False))
+else:
+    display(Markdown("Fewer than two chains are recorded: no spread yet."))
+
+# %% [markdown]
 # **What the `cpu` scale can decide.** For each of the paper's measured claims, what it would take
 # to decide it if its effect stayed where the recorded chains put it: a number of chains (from the
 # claim's own variance components: the seed term measured on its chains, the images' term), none

@@ -12,7 +12,7 @@ import pytest
 from vggrepro.book.runner import variant_name
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.runs import REPO, claims_folder
-from vggrepro.experiments import chapter_claims, evidence, ledger, results, verdict_counts
+from vggrepro.experiments import chapter_claims, evidence, grid, ledger, results, verdict_counts
 from vggrepro.experiments import claims as C
 from vggrepro.experiments.chains import chain_effect
 
@@ -275,3 +275,20 @@ def test_a_claim_decided_against_the_paper_shows_its_measured_mechanism(tmp_path
     results.save_figures("cpu", "x_mechanism-2", "why?", figures, out=tmp_path / "cpu_x_mechanism-2.json")
     (row,) = verdict_counts.against_the_paper("cpu", runs=tmp_path / "runs", results=tmp_path)
     assert row["measured mechanism"] == "A saw the whole object. (cpu_x_mechanism-2.json)"
+
+
+def test_the_nets_table_finds_each_chains_nets_by_their_run_keys(tmp_path):
+    profile = get_profile("cpu")
+    for seed, err, cuts in ((0, 27.04, 1), (1, 37.33, 3)):
+        a = {"run": grid.run_of(profile, "A/256", seed).id, "top1_err": err, "lr_cuts": cuts, "epochs": 50}
+        ledger.append(dict(record(seed), nets=[a]), root=tmp_path)
+    rows = {r["net"]: r for r in ledger.nets_table("cpu", root=tmp_path)}
+    assert set(rows) == set(grid.GRID)
+    assert rows["A/256"] == {
+        "net": "A/256",
+        "chain 0": "27.0 (1 cut, 50 ep)",
+        "chain 1": "37.3 (3 cuts, 50 ep)",
+        "spread": 10.3,
+    }
+    assert rows["A/256-budget"]["chain 0"] == "-"  # the same config and scale, another run: not confused
+    assert rows["A/256-budget"]["spread"] is None

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.files import atomic_write_json
-from ..core.profiles import Profile
+from ..core.profiles import Profile, get_profile
 from ..core.runs import REPO, read_recorded
 from . import evidence, grid
 from .chapter_claims import decide_map
@@ -241,3 +241,33 @@ def chains_table(profile_name: str, root: Path | None = None) -> list[dict]:
             }
         )
     return rows
+
+
+def nets_table(profile_name: str, root: Path | None = None) -> list[dict]:
+    """One row per classification net of the grid, one column per recorded chain: the net's top-1
+    error at its own check (centre crop, Q = its S) and how its run ended, ``"27.0 (1 cut, 50 ep)"``
+    (a dash where the chain did not record it), and last the ``spread``: the largest error less the
+    smallest, in points (None under two chains). A net whose error moves from chain to chain moves
+    every claim that uses it: the seed term of those claims, with its cause beside it."""
+    profile = get_profile(profile_name)
+    chains = load(profile_name, root)
+    rows = []
+    for name in grid.GRID:
+        row, errors = {"net": name}, []
+        for chain in chains:
+            nets = {n["run"]: n for n in chain.get("nets", [])}
+            net = nets.get(grid.run_of(profile, name, chain["seed"]).id)
+            row[f"chain {chain['seed']}"] = _net_cell(net)
+            if net and net.get("top1_err") is not None:
+                errors.append(net["top1_err"])
+        row["spread"] = round(max(errors) - min(errors), 1) if len(errors) > 1 else None
+        rows.append(row)
+    return rows
+
+
+def _net_cell(net: Mapping | None) -> str:
+    if not net or net.get("top1_err") is None:
+        return "-"
+    k = net.get("lr_cuts")
+    cuts = "" if k is None else f"{k} cut{'s' * (k != 1)}, "
+    return f"{net['top1_err']:.1f} ({cuts}{net['epochs']} ep)"
