@@ -3,7 +3,8 @@
 import pytest
 
 from vggrepro.core.profiles import get_profile
-from vggrepro.experiments import grid
+from vggrepro.experiments import grid, paper
+from vggrepro.localise.finetune import FinetuneSettings
 
 
 def test_each_seed_is_a_whole_chain_and_the_profile_seed_keeps_its_run_key(tmp_path, monkeypatch):
@@ -21,7 +22,6 @@ def test_each_seed_is_a_whole_chain_and_the_profile_seed_keeps_its_run_key(tmp_p
 def test_a_later_chain_shows_and_trains_its_own_nets_only(tmp_path, monkeypatch):
     """At first_chain=K every net a chapter asks for without a seed is chain K's (the claims'
     own): a chain run from an empty runs/ never trains chain 0's nets again."""
-    from vggrepro.localise.finetune import FinetuneSettings
 
     monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
     prof = get_profile("ci")
@@ -81,7 +81,6 @@ def test_evaluation_uses_the_paper_test_scales_of_the_entry(monkeypatch):
 
 
 def test_the_papers_tables_map_onto_grid_nets_row_for_row():
-    from vggrepro.experiments import paper
 
     for table, nets in (("table3_single_scale", grid.TABLE3), ("table4_multi_scale", grid.TABLE4)):
         rows = [(r["config"], r["train_S"]) for r in paper.table(table)]
