@@ -88,12 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit("centre_crop_mechanism: the evaluations saw different images")
                 indices = idx
     samples = ILSVRC(synth.ensure(prof, progress=False, log=lambda *_: None), "val").samples
-    share = {
-        q_of: np.array(
-            [max(share_in_centre_crop(b, samples[i].size, Q, prof.crop) for b in samples[i].boxes) for i in indices]
-        )
-        for q_of, Q in Qs.items()
-    }
+    share = {q_of: np.array([kept(samples[i], Q, prof.crop) for i in indices]) for q_of, Q in Qs.items()}
     cut = share["jittered"] < 0.5
     c = {k: err["centre", *k] for k in [(n, q) for n in NETS for q in Qs]}
     figures = {
@@ -125,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     q_small, q_large = Qs["fixed"], Qs["jittered"]
     figures["summary"] = (
         f"Chain {args.chain}, {len(indices)} images: the claim's {figures['claim_effect']['effect']:+.1f} points "
-        f"split into {figures['of_the_Q']['effect']:+.1f} from the Q (the jittered D's centre crop at "
-        f"Q={q_large} against its own at Q={q_small}) and {figures['of_the_training']['effect']:+.1f} from "
-        f"the training (both nets at Q={q_small}), each +/-{figures['of_the_Q']['half_width']:.1f} from the images. "
+        f"split into {figures['of_the_Q']['effect']:+.1f} +/- {figures['of_the_Q']['half_width']:.1f} from the Q "
+        f"(the jittered D's centre crop at Q={q_large} against its own at Q={q_small}) and "
+        f"{figures['of_the_training']['effect']:+.1f} +/- {figures['of_the_training']['half_width']:.1f} from the "
+        f"training (both nets at Q={q_small}; the +/- are the images' 95% half-widths, one chain, no seed term). "
         f"At Q={q_large} the {prof.crop}-pixel centre crop keeps on average "
         f"{figures['object_share_in_crop'][f'Q={q_large}']['mean']:.0%} of an object, at Q={q_small} "
         f"{figures['object_share_in_crop'][f'Q={q_small}']['mean']:.0%}; it cuts "
