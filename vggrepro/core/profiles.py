@@ -324,7 +324,7 @@ PROFILES: dict[str, Profile] = {
     #   have not converged, which the budget control of the depth claims is there to weigh.
     #   Other seeds did not repeat it: the rule cut chain 1's A at epoch 25 and chain 2's C, D and
     #   E at 22-29 (results/cpu_plateau_cuts-2.json), C and E while their error still fell, and
-    #   nets cut early end 5-20 points worse: the seed term of every claim across nets;
+    #   nets cut early end 4-20 points worse: the seed term of every claim across nets;
     # - no dropout and 4x the scaled lr from fan-in init, as calibrated at the first design (a
     #   width/8 A at 1e-2 x 64/256 stayed at chance; dropout slowed nets that underfit).
     # A net's time on the 2-core machine is in results/cpu_calibration.json (A about 6 minutes,
