@@ -19,7 +19,10 @@ profile then refuses to run, since its stored outputs could not be reproduced).
 What the pin cannot promise: on a processor without AVX2 (ARM, very old x86) the libraries fall
 back to other code and the numbers differ; MKL honours its AVX2 branch on Intel processors only
 (on AMD, ``MKL_VERBOSE`` reports ``CNR:AUTO``: the same bits run after run on one machine, not
-necessarily the same as an Intel machine's).
+necessarily the same as an Intel machine's). Seen on 2026-12-07: the `ci` outputs stored from a
+2-core AMD EPYC did not reproduce on a 2-core Intel Xeon (chapter 2's A ended at 60.6% top-1
+error against the stored 54.4), so the stored outputs were made again on the Intel machine; which
+library diverges (MKL's products are the documented candidate) is not yet isolated.
 """
 
 from __future__ import annotations
