@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vggrepro.core.profiles import get_profile
+from vggrepro.core.runs import read_metrics
 from vggrepro.experiments import grid
 from vggrepro.experiments.results import save_figures
 from vggrepro.train.loop import PlateauSchedule
@@ -35,8 +36,7 @@ STILL_FALLING = -0.5
 
 def curve(metrics: Path) -> list[tuple[int, float, float]]:
     """(epoch, top-1 error %, lr after that epoch's step) of each validated epoch."""
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    return [(r["epoch"], r["top1_err"], r["lr"]) for r in rows if "top1_err" in r]
+    return [(r["epoch"], r["top1_err"], r["lr"]) for r in read_metrics(metrics) if "top1_err" in r]
 
 
 def first_cut(points: list[tuple[int, float, float]], lr: float, patience: int, hold: int) -> int | None:

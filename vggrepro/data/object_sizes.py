@@ -34,6 +34,15 @@ def box_area_fraction(box, size: tuple[int, int]) -> float:
     return (xmax - xmin) * (ymax - ymin) / (size[0] * size[1])
 
 
+def image_size(sample) -> tuple[int, int]:
+    """A sample's (width, height): its annotation's, or, where that did not say, its image
+    header's (no decoding)."""
+    if sample.size is not None:
+        return sample.size
+    with Image.open(sample.path) as im:
+        return im.size
+
+
 def area_fractions(ds: ILSVRC) -> np.ndarray:
     """Per image of a data set on disk (ILSVRC-2012 or a generated one): its largest box's share of
     the image's area. Images without a box are left out."""
@@ -41,10 +50,7 @@ def area_fractions(ds: ILSVRC) -> np.ndarray:
     for s in ds.samples:
         if not s.boxes:
             continue
-        size = s.size
-        if size is None:  # the annotation did not say: the image's header does (no decoding)
-            with Image.open(s.path) as im:
-                size = im.size
+        size = image_size(s)
         out.append(max(box_area_fraction(b, size) for b in s.boxes))
     return np.asarray(out, dtype=np.float64)
 
