@@ -8,6 +8,7 @@ import importlib.util
 import pytest
 
 from vggrepro.core.runs import REPO
+from vggrepro.experiments import ledger
 
 
 def script(name: str):
@@ -19,6 +20,7 @@ def script(name: str):
 
 centre_crop_mechanism = script("centre_crop_mechanism")
 plateau_cuts = script("plateau_cuts")
+voc_scales_mechanism = script("voc_scales_mechanism")
 
 
 def test_the_centre_crop_mechanism_refuses_a_chain_whose_nets_are_not_trained(tmp_path, monkeypatch):
@@ -31,6 +33,17 @@ def test_the_centre_crop_mechanism_refuses_a_chain_whose_nets_are_not_trained(tm
 def test_the_mechanism_names_the_claim_as_chapter_4_declares_it():
     chapter = (REPO / "book" / "04_single_scale.py").read_text()
     assert f'"{centre_crop_mechanism.CLAIM}"' in chapter
+
+
+def test_the_voc_scales_mechanism_refuses_a_chain_whose_nets_are_not_trained(tmp_path, monkeypatch):
+    monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
+    with pytest.raises(SystemExit, match=r"D/jit of chain 99 is not in runs/ci/; run the chain first"):
+        voc_scales_mechanism.main(["--profile", "ci", "--chain", "99"])
+
+
+def test_the_voc_scales_mechanism_names_the_claim_as_the_ledger_records_it():
+    recorded = {row["claim"] for chain in ledger.load("cpu") for row in chain["claims"]["08_generalisation"]}
+    assert voc_scales_mechanism.CLAIM in recorded
 
 
 def test_the_plateau_replay_cuts_where_three_epochs_miss_the_best():

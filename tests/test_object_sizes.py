@@ -12,6 +12,7 @@ from vggrepro.data.object_sizes import (
     box_area_fraction,
     rendered_area_fractions,
     share_in_centre_crop,
+    side_at,
     summary,
 )
 
@@ -19,6 +20,12 @@ from vggrepro.data.object_sizes import (
 def test_box_area_fraction_by_hand():
     assert box_area_fraction((10, 20, 30, 60), (100, 80)) == pytest.approx(20 * 40 / 8000)
     assert box_area_fraction((0, 0, 64, 48), (64, 48)) == 1.0
+
+
+def test_an_objects_side_at_a_scale_by_hand():
+    # a 30 x 40 box (area 1200, side 34.64) in a 200 x 100 image: Q = 50 halves it
+    assert side_at((10, 20, 40, 60), (200, 100), 50) == pytest.approx(1200**0.5 / 2)
+    assert side_at((0, 0, 64, 48), (64, 48), 96) == pytest.approx((64 * 48) ** 0.5 * 2)
 
 
 def test_rendered_fractions_are_the_generated_sets(tmp_path):

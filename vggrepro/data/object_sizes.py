@@ -55,6 +55,13 @@ def area_fractions(ds: ILSVRC) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+def side_at(box, size: tuple[int, int], Q: int) -> float:
+    """An object's side in pixels (the square root of its box's area) once its (width, height)
+    image is rescaled so that its smaller side is Q: what a net tested at Q sees of it."""
+    xmin, ymin, xmax, ymax = box
+    return ((xmax - xmin) * (ymax - ymin)) ** 0.5 * Q / min(size)
+
+
 def share_in_centre_crop(box, size: tuple[int, int], Q: int, crop: int) -> float:
     """The share of an object's box (xmin, ymin, xmax, ymax, in pixels of a (width, height) image)
     that the centre crop of section 3.2 keeps: the image rescaled so that its smaller side is Q,
