@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
+import torch
 
 from vggrepro.core.runs import REPO
 from vggrepro.experiments import ledger
@@ -21,6 +23,7 @@ def script(name: str):
 centre_crop_mechanism = script("centre_crop_mechanism")
 plateau_cuts = script("plateau_cuts")
 voc_scales_mechanism = script("voc_scales_mechanism")
+regressor_mechanism = script("regressor_mechanism")
 
 
 def test_the_centre_crop_mechanism_refuses_a_chain_whose_nets_are_not_trained(tmp_path, monkeypatch):
@@ -44,6 +47,43 @@ def test_the_voc_scales_mechanism_refuses_a_chain_whose_nets_are_not_trained(tmp
 def test_the_voc_scales_mechanism_names_the_claim_as_the_ledger_records_it():
     recorded = {row["claim"] for chain in ledger.load("cpu") for row in chain["claims"]["08_generalisation"]}
     assert voc_scales_mechanism.CLAIM in recorded
+
+
+def test_the_regressor_mechanism_refuses_a_chain_whose_nets_are_not_trained(tmp_path, monkeypatch):
+    monkeypatch.setenv("VGGREPRO_RUNS", str(tmp_path / "runs"))
+    with pytest.raises(SystemExit, match=r"D/384 of chain 99 is not in runs/ci/; run the chain first"):
+        regressor_mechanism.main(["--profile", "ci", "--chain", "99"])
+
+
+def test_the_regressor_mechanism_names_the_claim_as_the_ledger_records_it():
+    recorded = {row["claim"] for chain in ledger.load("cpu") for row in chain["claims"]["07_localisation"]}
+    assert regressor_mechanism.CLAIM in recorded
+
+
+def test_the_class_share_of_box_variance_by_hand():
+    classes = np.array([0, 0, 1, 1])
+    # class means 1 and 3 around 2: between 4 x 1 = 4; total 4 + 2 x 0.5^2 x 2 = 5
+    assert regressor_mechanism.between_class_share(np.array([0.5, 1.5, 2.5, 3.5]), classes) == pytest.approx(4 / 5)
+    assert regressor_mechanism.between_class_share(np.array([1.0, 3.0, 1.0, 3.0]), classes) == 0.0
+
+
+def test_averaged_rows_give_every_class_the_mean_box():
+    class Head(torch.nn.Module):  # a net's fc8 under its paper name, as VGG.layer gives it
+        def __init__(self):
+            super().__init__()
+            self.fc8 = torch.nn.Linear(3, 8)  # two classes of 4 box outputs
+
+        def layer(self, name):
+            return getattr(self, name)
+
+    net = Head()
+    shared = regressor_mechanism.rows_averaged(net)
+    x = torch.randn(5, 3)
+    with torch.no_grad():
+        want = net.fc8(x).reshape(5, 2, 4).mean(1)
+        got = shared.fc8(x).reshape(5, 2, 4)
+    torch.testing.assert_close(got[:, 0], want)
+    torch.testing.assert_close(got[:, 1], want)
 
 
 def test_the_plateau_replay_cuts_where_three_epochs_miss_the_best():
