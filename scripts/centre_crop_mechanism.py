@@ -28,19 +28,12 @@ from vggrepro.core.profiles import get_profile
 from vggrepro.data import ILSVRC, synth
 from vggrepro.data.object_sizes import image_size, share_in_centre_crop
 from vggrepro.experiments import claims, grid
-from vggrepro.experiments.chains import images_only
+from vggrepro.experiments.chains import paired_points
 from vggrepro.experiments.results import save_figures
 
 #: The claim this script explains, as chapter 4 declares it (the results page matches it by text).
 CLAIM = "Jittered S beats fixed S=256 at one test scale (D, centre crop: ours)"
 NETS = {"fixed": "D/256", "jittered": "D/jit"}
-
-
-def paired(a: np.ndarray, b: np.ndarray) -> dict:
-    """Mean of a - b in points over paired 0/1 errors, with the 95% half-width of the images alone
-    (:func:`vggrepro.experiments.chains.images_only`: these very nets, one chain)."""
-    effect = images_only(100.0 * (a - b)[None, :])
-    return {"effect": round(effect.difference, 2), "half_width": round(effect.high - effect.difference, 2)}
 
 
 def errors(profile, name: str, protocol: str, Q: int, seed: int) -> tuple[np.ndarray, list[int]]:
@@ -94,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{protocol}, {NETS[kind]} at Q={Qs[q_of]}": round(100 * float(e.mean()), 2)
             for (protocol, kind, q_of), e in err.items()
         },
-        "claim_effect": paired(c["jittered", "jittered"], c["fixed", "fixed"]),
-        "of_the_Q": paired(c["jittered", "jittered"], c["jittered", "fixed"]),
-        "of_the_training": paired(c["jittered", "fixed"], c["fixed", "fixed"]),
+        "claim_effect": paired_points(c["jittered", "jittered"], c["fixed", "fixed"]),
+        "of_the_Q": paired_points(c["jittered", "jittered"], c["jittered", "fixed"]),
+        "of_the_training": paired_points(c["jittered", "fixed"], c["fixed", "fixed"]),
         "dense_same_split": {
-            "of_the_Q": paired(err["dense", "jittered", "jittered"], err["dense", "jittered", "fixed"]),
-            "of_the_training": paired(err["dense", "jittered", "fixed"], err["dense", "fixed", "fixed"]),
+            "of_the_Q": paired_points(err["dense", "jittered", "jittered"], err["dense", "jittered", "fixed"]),
+            "of_the_training": paired_points(err["dense", "jittered", "fixed"], err["dense", "fixed", "fixed"]),
         },
         "object_share_in_crop": {
             f"Q={Qs[q_of]}": {"mean": round(float(s.mean()), 3), "under_half": round(float((s < 0.5).mean()), 3)}

@@ -40,7 +40,7 @@ from vggrepro.core.scales import centre_window
 from vggrepro.data import synth
 from vggrepro.data.object_sizes import image_size
 from vggrepro.experiments import evidence, grid, ledger, loc_tables
-from vggrepro.experiments.chains import images_only
+from vggrepro.experiments.chains import paired_points
 from vggrepro.experiments.results import save_figures
 from vggrepro.localise.box_data import default_load_image, gt_boxes, rescale
 from vggrepro.localise.boxes import clip, correct, decode, encode
@@ -154,12 +154,6 @@ def refit_errors(train: dict, val: dict, train_labels, val_labels, val_samples) 
     return out
 
 
-def paired(a: np.ndarray, b: np.ndarray) -> dict:
-    """Mean of a - b in points over paired 0/1 errors, with the images' 95% half-width."""
-    e = images_only(100.0 * (a - b)[None, :])
-    return {"effect": round(e.difference, 2), "half_width": round(e.high - e.difference, 2)}
-
-
 def recorded_errors(profile_name: str, chain: int) -> dict[str, float] | None:
     """The error (%) of the claim's two arms as the ledger recorded them for ``chain``."""
     for record in ledger.load(profile_name):
@@ -242,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         e = refit_errors(train_view, val_view, labels, val_labels, val_set.samples)
         refit[f"on {name}'s fc7"] = {
             "error": {k: round(100 * float(v.mean()), 2) for k, v in e.items()},
-            "per_class_against_shared": paired(e["per class"], e["shared"]),
+            "per_class_against_shared": paired_points(e["per class"], e["shared"]),
         }
     geometry = np.array([box_geometry(s) for s in boxed])
     share = {
@@ -256,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         "Q": Q,
         "images": len(val_set.samples),
         "error": {k: round(100 * float(e.mean()), 2) for k, e in err.items()},
-        "claim_effect": paired(err["PCR, true class"], err["SCR"]),
-        "true_class_rows_against_averaged": paired(err["PCR, true class"], err["PCR, rows averaged over the classes"]),
-        "averaged_rows_against_SCR": paired(err["PCR, rows averaged over the classes"], err["SCR"]),
+        "claim_effect": paired_points(err["PCR, true class"], err["SCR"]),
+        "true_class_rows_against_averaged": paired_points(
+            err["PCR, true class"], err["PCR, rows averaged over the classes"]
+        ),
+        "averaged_rows_against_SCR": paired_points(err["PCR, rows averaged over the classes"], err["SCR"]),
         "box_variance_explained_by_class": share,
         "training_images": {"SCR's regressor": int(len(boxed)), "each PCR regressor": int(np.median(per_class))},
         "least_squares_fc8": refit,
@@ -273,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["longer_finetuning"] = {
             "epochs": args.longer,
             "error": {k: round(100 * float(v.mean()), 2) for k, v in e.items()},
-            "PCR_against_SCR": paired(e["PCR, fc"], e["SCR, fc"]),
+            "PCR_against_SCR": paired_points(e["PCR, fc"], e["SCR, fc"]),
         }
     on_pcr, on_scr = refit["on PCR, fc's fc7"], refit["on SCR, fc's fc7"]
     gain = on_pcr["per_class_against_shared"]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from vggrepro.experiments.chains import MIN_CHAINS, chain_effect
+from vggrepro.experiments.chains import MIN_CHAINS, chain_effect, paired_points
 
 
 def test_a_small_layout_worked_by_hand():
@@ -20,6 +20,14 @@ def test_a_small_layout_worked_by_hand():
     assert e.difference == pytest.approx(0.5)
     assert (e.low, e.high) == pytest.approx((0.5 - half, 0.5 + half))
     assert e.dof == pytest.approx(2.0) and e.chain_sd == pytest.approx(0.5)
+
+
+def test_paired_points_on_one_chain_worked_by_hand():
+    # differences in points 100, 0, 0, -100, 100: mean 20, deviations 80, -20, -20, -120, 80 (sum
+    # of squares 28000), sd sqrt(28000 / 4) = 83.666; t(0.975, 4) = 2.776445, so the half-width is
+    # 2.776445 * 83.666 / sqrt(5) = 103.89
+    a, b = np.array([1, 0, 1, 0, 1]), np.array([0, 0, 1, 1, 0])
+    assert paired_points(a, b) == {"effect": 20.0, "half_width": 103.89}
 
 
 def test_fewer_chains_than_can_be_measured_give_no_interval():

@@ -173,6 +173,13 @@ def images_only(x, level: float = LEVEL) -> ChainEffect:
     return ChainEffect(mean, mean - half, mean + half, x.shape[0], n, None, se, float(n - 1))
 
 
+def paired_points(a, b) -> dict:
+    """Mean of ``a - b`` in points over one chain's paired 0/1 errors, with the 95% half-width of
+    :func:`images_only` (these very nets), rounded for a record: the mechanism scripts' unit."""
+    effect = images_only(100.0 * (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))[None, :])
+    return {"effect": round(effect.difference, 2), "half_width": round(effect.high - effect.difference, 2)}
+
+
 def metric_effect(
     metric_fn,
     a_runs,
