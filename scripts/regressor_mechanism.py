@@ -35,7 +35,6 @@ import torch
 
 from vggrepro import data
 from vggrepro.core.profiles import get_profile
-from vggrepro.core.runs import Run
 from vggrepro.core.scales import centre_window
 from vggrepro.data import synth
 from vggrepro.data.object_sizes import image_size
@@ -45,7 +44,7 @@ from vggrepro.experiments.results import save_figures
 from vggrepro.localise.box_data import default_load_image, gt_boxes, rescale
 from vggrepro.localise.boxes import clip, correct, decode, encode
 from vggrepro.localise.dense import eval_mode
-from vggrepro.localise.finetune import FinetuneSettings, Source, finetune, run_key
+from vggrepro.localise.finetune import FinetuneSettings, Source, finetune
 from vggrepro.localise.protocols import Pass, protocol1
 from vggrepro.train import checkpoints
 
@@ -156,43 +155,32 @@ def refit_errors(train: dict, val: dict, train_labels, val_labels, val_samples) 
 
 def recorded_errors(profile_name: str, chain: int) -> dict[str, float] | None:
     """The error (%) of the claim's two arms as the ledger recorded them for ``chain``."""
-    for record in ledger.load(profile_name):
-        if record.get("seed") == chain:
-            for row in record["claims"].get("07_localisation", []):
-                if row["claim"] == CLAIM:
-                    arms = row["evidence"]["arms"]
-                    return {a: round(100 * float(evidence.unpack(arms[a]["errors"][0]).mean()), 2) for a in arms}
-    return None
+    ev = ledger.recorded_evidence(profile_name, "07_localisation", CLAIM, chain)
+    if ev is None:
+        return None
+    return {a: round(100 * float(evidence.unpack(x["errors"][0]).mean()), 2) for a, x in ev["arms"].items()}
 
 
 def localisers(prof, samples, chain: int, epochs: int = EPOCHS) -> dict:
-    """The chain's fine-tuned SCR and PCR nets (fc layers) with their preprocessing, re-used from
-    ``runs/``; a net of the chapter's ``EPOCHS`` not there is an error (the chain's own are never
-    trained here). With other ``epochs``, the nets fine-tuned that long from the chain's D/384."""
-    out, sources = {}, {}
-    train = [s for s in samples if s.boxes]
+    """The chain's fine-tuned SCR and PCR nets (fc layers) with their preprocessing, as chapter 7
+    made them: re-used from ``runs/``, never trained here (:func:`loc_tables.trained_localisers`).
+    With other ``epochs``, the nets fine-tuned that long from the chain's D/384 (this trains them)."""
+    try:
+        made = loc_tables.trained_localisers(prof, NETS, samples, chain, epochs=EPOCHS, lr=prof.lr)
+    except loc_tables.NotTrained as e:
+        raise SystemExit(f"regressor_mechanism: {e}") from None
+    if epochs == EPOCHS:
+        return {name: (made.nets[name], made.preprocess[name]) for name in NETS}
+    source_name = grid.loc_entry(NETS[0]).source  # both heads start from D/384, found above
+    net, meta = checkpoints.model_from_checkpoint(grid.run_of(prof, source_name, chain).checkpoint)
+    source = Source(net, checkpoints.preprocess_of(meta), source_name)
+    out = {}
     for name in NETS:
         x = grid.loc_entry(name)
-        path = grid.run_of(prof, x.source, chain).checkpoint  # never grid.checkpoint: that trains
-        if not path.is_file():
-            raise SystemExit(
-                f"regressor_mechanism: {x.source} of chain {chain} is not in runs/{prof.name}/; "
-                f"run the chain first (vggrepro book run --profile {prof.name} -p first_chain={chain})"
-            )
-        if x.source not in sources:
-            net, meta = checkpoints.model_from_checkpoint(path)
-            sources[x.source] = Source(net, checkpoints.preprocess_of(meta), x.source)
         settings = FinetuneSettings.of_profile(
             prof, x.kind, x.layers, grid.scale_of(prof, x.train_S), epochs=epochs, lr=prof.lr, seed=chain
         )
-        if epochs == EPOCHS and not Run(prof.name, run_key(sources[x.source], settings, train)).checkpoint.is_file():
-            raise SystemExit(
-                f"regressor_mechanism: {name} of chain {chain} is not in runs/{prof.name}/; run the chain first"
-            )
-        out[name] = (
-            finetune(sources[x.source], settings, samples, profile_name=prof.name)[0],
-            sources[x.source].preprocess,
-        )
+        out[name] = (finetune(source, settings, samples, profile_name=prof.name)[0], source.preprocess)
     return out
 
 

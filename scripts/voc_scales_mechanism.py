@@ -56,18 +56,14 @@ def paired(a: list[np.ndarray], b: list[np.ndarray], labels: np.ndarray) -> dict
 
 def recorded_arms(profile_name: str, chain: int) -> dict[str, float] | None:
     """The mAP of the claim's two arms as the ledger recorded them for ``chain`` (None: not recorded)."""
-    for record in ledger.load(profile_name):
-        if record.get("seed") != chain:
-            continue
-        for row in record["claims"].get("08_generalisation", []):
-            if row["claim"] == CLAIM:
-                ev = row["evidence"]
-                labels = evidence.unpack_array(ev["labels"])
-                return {
-                    arm: round(100 - loss(list(evidence.unpack_array(ev["arms"][arm]["scores"][0])), labels), 2)
-                    for arm in ("D", "D, 3 scales")
-                }
-    return None
+    ev = ledger.recorded_evidence(profile_name, "08_generalisation", CLAIM, chain)
+    if ev is None:
+        return None
+    labels = evidence.unpack_array(ev["labels"])
+    return {
+        arm: round(100 - loss(list(evidence.unpack_array(ev["arms"][arm]["scores"][0])), labels), 2)
+        for arm in ("D", "D, 3 scales")
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,6 +95,18 @@ def load(profile_name: str, root: Path | None = None) -> list[dict]:
     return sorted(chains, key=lambda c: c["seed"])
 
 
+def recorded_evidence(profile_name: str, chapter: str, claim: str, seed: int, root: Path | None = None) -> dict | None:
+    """The evidence the ledger holds for ``claim`` of ``chapter`` in chain ``seed`` (its arms' errors
+    or scores), or None where that chain or claim is not recorded: what a script that re-measures a
+    chain's nets must reproduce."""
+    for record in load(profile_name, root):
+        if record.get("seed") == seed:
+            for row in record["claims"].get(chapter, []):
+                if row["claim"] == claim:
+                    return row["evidence"]
+    return None
+
+
 def chain_seed(tables: Mapping[str, list[dict]]) -> int | None:
     """The one chain a book run's tables measured (None: no row carries evidence); a run of
     several chains is refused: the ledger records one chain a file."""

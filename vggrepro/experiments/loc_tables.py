@@ -12,11 +12,12 @@ import torch
 
 from ..core.metrics import top_errors
 from ..core.profiles import Profile
+from ..core.runs import Run
 from ..data import transforms
 from ..data.transforms import Preprocess
 from ..evaluate.cached import evaluate_cached
 from ..evaluate.protocols import Protocol
-from ..localise.finetune import FinetuneSettings, Runtime, Source, finetune
+from ..localise.finetune import FinetuneSettings, Runtime, Source, finetune, run_key
 from ..localise.protocols import GUESSES, Pass, System, error_of, guess_error, protocol1, protocol2_table
 from ..models import VGG, score_map_size
 from ..train import checkpoints
@@ -71,6 +72,39 @@ def finetune_grid(
         out.nets[name], out.results[name] = finetune(
             sources[x.source], settings, samples, profile_name=profile.name, runtime=runtime
         )
+        out.preprocess[name] = sources[x.source].preprocess
+    return out
+
+
+class NotTrained(LookupError):
+    """A net a chain should hold is not in ``runs/``: the scripts that explain a chain's result
+    measure its nets and never train one."""
+
+
+def trained_localisers(
+    profile: Profile, names: Sequence[str], samples: Sequence, seed: int, *, epochs: int, lr: float | None = None
+) -> LocNets:
+    """Chain ``seed``'s localisation nets ``names`` as chapter 7 fine-tuned them (``epochs`` on
+    ``samples``), re-used from ``runs/``; a net not there, or the classification net it starts
+    from, is :class:`NotTrained`, named with the command that makes it."""
+    missing = f"run the chain first (vggrepro book run --profile {profile.name} -p first_chain={seed})"
+    train = [s for s in samples if getattr(s, "boxes", None)]
+    sources: dict[str, Source] = {}
+    out = LocNets({}, {}, {})
+    for name in names:
+        x = grid.loc_entry(name)
+        if x.source not in sources:
+            path = grid.run_of(profile, x.source, seed).checkpoint  # never grid.checkpoint: that trains
+            if not path.is_file():
+                raise NotTrained(f"{x.source} of chain {seed} is not in runs/{profile.name}/; {missing}")
+            net, meta = checkpoints.model_from_checkpoint(path)
+            sources[x.source] = Source(net, checkpoints.preprocess_of(meta), x.source)
+        settings = FinetuneSettings.of_profile(
+            profile, x.kind, x.layers, grid.scale_of(profile, x.train_S), epochs=epochs, lr=lr, seed=seed
+        )
+        if not Run(profile.name, run_key(sources[x.source], settings, train)).checkpoint.is_file():
+            raise NotTrained(f"{name} of chain {seed} is not in runs/{profile.name}/; {missing}")
+        out.nets[name], out.results[name] = finetune(sources[x.source], settings, samples, profile_name=profile.name)
         out.preprocess[name] = sources[x.source].preprocess
     return out
 
