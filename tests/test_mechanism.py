@@ -8,9 +8,12 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from loc_helpers import IDENTITY, image, one_thread, tiny_classifier  # noqa: F401 (one_thread: autouse)
 
 from vggrepro.core.runs import REPO
 from vggrepro.experiments import ledger
+from vggrepro.localise import dense
+from vggrepro.models import to_dense
 
 
 def script(name: str):
@@ -24,6 +27,7 @@ centre_crop_mechanism = script("centre_crop_mechanism")
 plateau_cuts = script("plateau_cuts")
 voc_scales_mechanism = script("voc_scales_mechanism")
 regressor_mechanism = script("regressor_mechanism")
+dense_localisation_mechanism = script("dense_localisation_mechanism")
 
 
 #: Each mechanism script, the first net it needs and the chapter whose claim it takes apart.
@@ -31,6 +35,7 @@ MECHANISMS = [
     (centre_crop_mechanism, "D/256", "04_single_scale"),
     (voc_scales_mechanism, "D/jit", "08_generalisation"),
     (regressor_mechanism, "D/384", "07_localisation"),
+    (dense_localisation_mechanism, "D/384", "07_localisation"),
 ]
 
 
@@ -86,3 +91,34 @@ def test_the_plateau_replay_cuts_where_three_epochs_miss_the_best():
     assert (found["best_error_before"], found["error_at_cut"]) == (50, 53)
     # 50, 52, 51, 53 over epochs 4-7: the least-squares slope is 4 / 5 points an epoch
     assert found["trend_last_4_epochs"] == pytest.approx(0.8)
+
+
+def test_the_share_of_an_object_a_window_holds_by_hand():
+    box = np.array([0.0, 0.0, 10.0, 10.0])
+    windows = np.array([[0.0, 0.0, 5.0, 10.0], [5.0, 5.0, 20.0, 20.0], [20.0, 20.0, 30.0, 30.0], [-5, -5, 15, 15]])
+    held = dense_localisation_mechanism.held_share(box, windows)
+    np.testing.assert_allclose(held, [0.5, 0.25, 0.0, 1.0])
+
+
+def test_the_true_class_among_the_five_ranks_ties_as_protocol_2():
+    posteriors = torch.tensor([[0.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], [0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.5]])
+    # row 0: classes 0..4 are the five (ties keep the lower index); row 1: 5, 6, then 0, 1, 2
+    assert dense_localisation_mechanism.in_top5(posteriors, [5, 2]).tolist() == [False, True]
+    assert dense_localisation_mechanism.in_top5(posteriors, [4, 3]).tolist() == [True, False]
+
+
+def test_a_grid_shifted_by_32_is_the_plain_nets_top_left_grid():
+    """One shift of 32 px is the plain net's grid (dense.view with align="top-left"): the same map
+    and geometry; shifts of 16 add the grids between its windows."""
+    net, picture = tiny_classifier(crop=32).eval(), image(75, 90)
+    views = dense_localisation_mechanism.shifted_views(
+        [to_dense(net, ceil_mode=False)], [IDENTITY], picture, 70, 32, 32
+    )
+    ((want, geometry),) = dense.maps_of(net, [picture], Q=70, preprocess=IDENTITY, centre=False, align="top-left")
+    (((got, got_geometry),),) = views
+    torch.testing.assert_close(got, want[:, : got.shape[1], : got.shape[2]])
+    assert got.shape == want.shape and got_geometry == geometry
+    finer = dense_localisation_mechanism.shifted_views(
+        [to_dense(net, ceil_mode=False)], [IDENTITY], picture, 70, 32, 16
+    )
+    assert sorted((v[0][1].x0, v[0][1].y0) for v in finer) == [(0, 0), (0, 16), (16, 0), (16, 16)]
