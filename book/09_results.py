@@ -290,10 +290,11 @@ display(
 
 # %% [markdown]
 # **Decided against the paper.** Each of the paper's claims that the recorded `cpu` chains decide
-# the other way (after Holm), with the mechanism measured behind it. A script takes such a claim
-# apart on a chain's nets and records what it finds under `results/` (`cpu_*mechanism*.json`,
-# e.g. `python scripts/centre_crop_mechanism.py --chain 2`); a verdict no record explains says
-# so, rather than carry a guess.
+# the other way (after Holm), and each left undecided because a dense arm is worse than its own
+# centre crop (against Table 5, where dense and crops are about equal), with the mechanism measured
+# behind it. A script takes such a claim apart on a chain's nets and records what it finds under
+# `results/` (`cpu_*mechanism*.json`, e.g. `python scripts/centre_crop_mechanism.py --chain 2`); a
+# verdict no record explains says so, rather than carry a guess.
 
 # %% tags=["remove-input"]
 against = verdict_counts.against_the_paper("cpu")

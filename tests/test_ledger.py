@@ -277,6 +277,24 @@ def test_a_claim_decided_against_the_paper_shows_its_measured_mechanism(tmp_path
     assert row["measured mechanism"] == "A saw the whole object. (cpu_x_mechanism-2.json)"
 
 
+def test_a_claim_stopped_by_a_dense_arm_worse_than_its_centre_crop_shows_its_mechanism_too(tmp_path):
+    def stopped(seed: int) -> dict:  # dense worse than its centre crop: "dense beats centre" undecided
+        rng = np.random.default_rng(300 + seed)
+        arms = {
+            label: C.Arm(label, (rng.random(IMAGES) < q).astype(int), (seed,))
+            for label, q in (("dense", 0.5), ("centre", 0.3))
+        }
+        guard = C.reaches_centre_crop("dense", "centre")
+        row = C.Claim("dense beats centre", "dense", "centre", notebook="07_localisation", guards=[guard]).decide(arms)
+        return dict(record(seed), claims={"07_localisation": [row]})
+
+    for seed in (0, 1, 2):
+        ledger.append(stopped(seed), root=tmp_path)
+    (row,) = verdict_counts.against_the_paper("cpu", runs=tmp_path / "runs", results=tmp_path)
+    assert row["#"] == "7.1" and row["cpu"].startswith("undecided (dense worse than centre crop; 3 chains)")
+    assert row["measured mechanism"].startswith("not measured yet")
+
+
 def test_the_nets_table_finds_each_chains_nets_by_their_run_keys(tmp_path):
     profile = get_profile("cpu")
     for seed, err, cuts in ((0, 27.04, 1), (1, 37.33, 3)):

@@ -191,12 +191,16 @@ def reaches_centre_crop(arm: str, centre_arm: str, where: str = "at the same Q")
     return Guard(arm, name=f"the same net's centre crop {where}", against=centre_arm)
 
 
+#: The reason an undecided verdict gives when a dense arm is shown worse than its centre crop.
+DENSE_WORSE = "dense worse than centre crop"
+
+
 def short_reason(why: list[str], effect: ChainEffect, result: str) -> str:
     """The few words a matrix cell shows beside an undecided verdict: what stopped it."""
     if any("failed run" in w for w in why):
         return "failed run"
     if any("protocol fails" in w for w in why):
-        return "dense worse than centre crop"
+        return DENSE_WORSE
     if any("not testable" in w for w in why):
         return "margin not testable"
     if not effect.decidable:

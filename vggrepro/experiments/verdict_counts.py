@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import ledger
 from .chains import MIN_CHAINS, ChainEffect
-from .claims import FAILS, HOLDS, UNDECIDED, claim_ids
+from .claims import DENSE_WORSE, FAILS, HOLDS, UNDECIDED, claim_ids
 from .results import (
     DASH,
     NOT_RECORDED,
@@ -184,10 +184,12 @@ def history(profile_name: str, sizes: Sequence[int], *, results: Path | None = N
 
 
 def against_the_paper(profile_name: str, *, runs: Path | None = None, results: Path | None = None) -> list[dict]:
-    """The paper's claims that a scale decides against the paper (after Holm), each with the
-    mechanism measured behind it: the ``summary`` of every record under ``results/`` whose
-    ``claim`` is the claim's text and whose profile is the scale's (``<profile>_*mechanism*.json``,
-    written by a script that takes the claim apart on a chain's nets), or a plain "not measured"."""
+    """The paper's claims that a scale decides against the paper (after Holm), and those it leaves
+    undecided because a dense arm is shown worse than its centre crop (against Table 5's finding),
+    each with the mechanism measured behind it: the ``summary`` of every record under ``results/``
+    whose ``claim`` is the claim's text and whose profile is the scale's
+    (``<profile>_*mechanism*.json``, written by a script that takes the claim apart on a chain's
+    nets), or a plain "not measured"."""
     mechanisms: dict[str, list[str]] = {}
     for path, record in recorded(f"{profile_name}_*mechanism*.json", root=results):
         if record.get("profile") == profile_name and record.get("claim") and record.get("summary"):
@@ -195,7 +197,8 @@ def against_the_paper(profile_name: str, *, runs: Path | None = None, results: P
     out = []
     for notebook, rows in profile_claims(profile_name, runs=runs, results=results).items():
         for i, row in zip(claim_ids([notebook] * len(rows)), rows):
-            if row.get("role", "paper") != "paper" or row["verdict"] != FAILS:
+            stopped = row["verdict"] == UNDECIDED and row.get("reason") == DENSE_WORSE
+            if row.get("role", "paper") != "paper" or not (row["verdict"] == FAILS or stopped):
                 continue
             found = mechanisms.get(row["claim"])
             mechanism = " ".join(found) if found else "not measured yet: this verdict is unexplained"
