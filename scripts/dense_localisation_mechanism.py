@@ -37,6 +37,7 @@ from vggrepro import data
 from vggrepro.core.profiles import get_profile
 from vggrepro.core.scales import PAPER_CROP, centre_window
 from vggrepro.data import synth
+from vggrepro.data.transforms import scaled_size
 from vggrepro.experiments import evidence, grid, ledger, loc_tables
 from vggrepro.experiments.chains import paired_points
 from vggrepro.experiments.results import save_figures
@@ -100,13 +101,13 @@ def follow_the_box(sample, image: torch.Tensor, crop: int, kind: str, views) -> 
     }
 
 
-def shifted_views(nets, preprocesses, image: torch.Tensor, Q: int, crop: int, step: int) -> list:
-    """The output maps of ``nets`` (dense forms) on grids shifted by ``step`` px in x and y: their
-    windows pooled, a grid of stride ``step`` instead of 32 (OverFeat's finer stride, by shifting)."""
+def shifted_views(nets, preprocesses, image: torch.Tensor, Q: int, crop: int, shifts) -> list:
+    """The output maps of ``nets`` (dense forms) on the image rescaled to Q, on one grid of windows
+    per shift ``(dx, dy)`` (px): the grid starts there, and the view is trimmed to the windows."""
     scaled, sx, sy = rescale(image, Q)
     h, w = scaled.shape[-2:]
     views = []
-    for dy, dx in itertools.product(range(0, dense.STRIDE, step), repeat=2):
+    for dx, dy in shifts:
         rows, cols = (h - dy) // dense.STRIDE * dense.STRIDE, (w - dx) // dense.STRIDE * dense.STRIDE
         if min(rows, cols) < crop:
             continue
@@ -115,6 +116,19 @@ def shifted_views(nets, preprocesses, image: torch.Tensor, Q: int, crop: int, st
             maps = [net(p(view)[None])[0] for net, p in zip(nets, preprocesses)]
         views.append(tuple((m, geometry) for m in maps))
     return views
+
+
+def every_shift(step: int) -> list[tuple[int, int]]:
+    """Grids every ``step`` px in x and y: their windows pooled, a stride of ``step`` instead of 32
+    (OverFeat's finer stride, by shifting the input)."""
+    return [(dx, dy) for dy, dx in itertools.product(range(0, dense.STRIDE, step), repeat=2)]
+
+
+def onto_the_crop(image: torch.Tensor, Q: int, crop: int) -> list[tuple[int, int]]:
+    """The one shift whose grid holds the central crop itself as a window: that window seen
+    densely differs from the crop in what lies around it alone (the receptive field's context)."""
+    top, left = centre_window(*scaled_size(*image.shape[-2:], Q), crop)
+    return [(left % dense.STRIDE, top % dense.STRIDE)]
 
 
 def in_top5(posteriors: torch.Tensor, labels: list[int]) -> np.ndarray:
@@ -169,6 +183,12 @@ def stages(followed: list[dict], top5: np.ndarray, centre: np.ndarray) -> dict:
     }
 
 
+def against(grid_figures: dict, stage: str) -> str:
+    """A stage's paired effect against the central crop, as text: "+7.4 +/- 3.0"."""
+    effect = grid_figures["against_the_central_crop"][stage]
+    return f"{effect['effect']:+.1f} +/- {effect['half_width']:.1f}"
+
+
 def recorded_errors(profile_name: str, chain: int) -> dict[str, float] | None:
     """The error (%) of the claim's two arms as the ledger recorded them for ``chain``."""
     ev = ledger.recorded_evidence(profile_name, "07_localisation", CLAIM, chain)
@@ -213,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     arm = {k[0]: v.numpy() for k, v in chapter.items()}  # "dense" and "centre", as chapter 7 runs them
     top5 = in_top5(classifier.posteriors, [int(s.label) for s in samples])
     step = args.fine_stride
-    fine_nets = [to_dense(n, ceil_mode=False) for n in (net, classifier.net)]
-    followed, fine = [], []
+    view_nets = [to_dense(n, ceil_mode=False) for n in (net, classifier.net)]
+    followed, fine, aligned = [], [], []
     for start in range(0, len(samples), CHUNK):
         chunk = samples[start : start + CHUNK]
         images = [default_load_image(s) for s in chunk]
@@ -224,14 +244,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         followed += [follow_the_box(s, im, net.crop, kind_of(net), [m]) for s, im, m in zip(chunk, images, maps)]
         for s, im in zip(chunk, images):
-            views = shifted_views(fine_nets, (preprocess, classifier.preprocess), im, Q, net.crop, step)
-            fine.append(follow_the_box(s, im, net.crop, kind_of(net), views))
+            for out, shifts in ((fine, every_shift(step)), (aligned, onto_the_crop(im, Q, net.crop))):
+                views = shifted_views(view_nets, (preprocess, classifier.preprocess), im, Q, net.crop, shifts)
+                out.append(follow_the_box(s, im, net.crop, kind_of(net), views))
     centre = 1.0 - arm["centre"].astype(float)
     grids = {
         "stride 32 (the chapter's grid)": stages(followed, top5, centre),
         f"stride {step} (shifted grids)": stages(fine, top5, centre),
+        "stride 32, shifted onto the central crop": stages(aligned, top5, centre),
     }
-    chapters, finer = grids.values()
+    chapters, finer, onto = grids.values()
     figures = {
         "claim": CLAIM,
         "chain": args.chain,
@@ -245,31 +267,29 @@ def main(argv: list[str] | None = None) -> int:
             "shifted grids": round(step / net.crop, 3),
         },
         "grids": grids,
+        "central_crop_window_with_context_%": round(100 * float(np.mean([len(f["right"]) > 1 for f in aligned])), 1),
         "recomputed_dense_agrees_with_the_chapter": int(((chapters["error_per_image"]) == 1.0 - arm["dense"]).sum()),
         "ledger_error": recorded_errors(prof.name, args.chain),
     }
     for g in grids.values():
         del g["error_per_image"]
-    step_of = lambda g, a, b: g["error"][b] - g["error"][a]  # noqa: E731
+    context = figures["central_crop_window_with_context_%"]
+    near, best, widths = "window nearest the centre", "best window (oracle)", figures["stride_in_crop_widths"]
     figures["summary"] = (
         f"Chain {args.chain}, {len(samples)} images, protocol 2 at Q={Q} ({figures['true_class_in_top5_%']:.1f}% with "
-        f"the true class among the five): the central crop errs {figures['central_crop_error']:.1f}%. On the "
-        f"chapter's grid (a window every {figures['stride_in_crop_widths']['here']:g} crop widths; the paper's every "
-        f"{figures['stride_in_crop_widths']['paper']:g}) the nearest window sits "
-        f"{chapters['nearest_window_offset_crops']['median']:.2f} crop widths from the centre crop and holds "
-        f"{chapters['object_held_%']['window nearest the centre']:.0f}% of the object against the crop's "
-        f"{chapters['object_held_%']['central crop']:.0f}%; the true-class box errs "
-        + ", ".join(f"{chapters['error'][k]:.1f}% from the {k}" for k in STAGES[:-1])
-        + f" and {chapters['error']['dense']:.1f}% merged as the chapter merges it "
-        f"({chapters['against_the_central_crop']['dense']['effect']:+.1f} +/- "
-        f"{chapters['against_the_central_crop']['dense']['half_width']:.1f} against the crop). On grids shifted every "
-        f"{step} px (a window every {figures['stride_in_crop_widths']['shifted grids']:g} crop widths) the nearest "
-        f"window sits {finer['nearest_window_offset_crops']['median']:.2f} crop widths off and the box errs "
-        + ", ".join(f"{finer['error'][k]:.1f}% from the {k}" for k in STAGES[:-1])
-        + f" and {finer['error']['dense']:.1f}% merged ({finer['against_the_central_crop']['dense']['effect']:+.1f} "
-        f"+/- {finer['against_the_central_crop']['dense']['half_width']:.1f} against the crop; "
-        f"{step_of(finer, 'window nearest the centre', 'dense'):+.1f} points from its nearest window to the merged "
-        "box). (The +/- are the images' 95% half-widths, one chain, no seed term.)"
+        f"the true class among the five; the central crop errs {figures['central_crop_error']:.1f}%). Placement: on "
+        f"the chapter's grid (a window every {widths['here']:g} crop widths, the paper's every {widths['paper']:g}) "
+        f"the nearest window sits {chapters['nearest_window_offset_crops']['median']:.2f} crop widths from the "
+        f"central crop and holds {chapters['object_held_%'][near]:.0f}% of the object against the crop's "
+        f"{chapters['object_held_%']['central crop']:.0f}%; its box errs {chapters['error'][near]:.1f}% "
+        f"({against(chapters, near)} against the crop), the best of the windows (an oracle) "
+        f"{chapters['error'][best]:.1f}%, and the chapter's merged dense box {chapters['error']['dense']:.1f}% "
+        f"({against(chapters, 'dense')}). Context: the central crop's own window on a grid laid through it, seen "
+        f"densely with what of the image the trimmed view keeps around it (more than the crop itself on {context:.0f}% "
+        f"of the images), errs {onto['error'][near]:.1f}% ({against(onto, near)}). Density: on grids "
+        f"shifted every {step} px (a window every {widths['shifted grids']:g} crop widths) the merged dense box errs "
+        f"{finer['error']['dense']:.1f}% ({against(finer, 'dense')}), its best window {finer['error'][best]:.1f}%. "
+        "(The +/- are the images' 95% half-widths, one chain, no seed term.)"
     )
     out = args.out or Path("results") / f"{prof.name}_dense_localisation_mechanism-{args.chain}.json"
     question = "Claim 7.4 taken apart: where, between the dense windows and the merged box, is the loss?"

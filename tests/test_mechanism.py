@@ -112,13 +112,25 @@ def test_a_grid_shifted_by_32_is_the_plain_nets_top_left_grid():
     and geometry; shifts of 16 add the grids between its windows."""
     net, picture = tiny_classifier(crop=32).eval(), image(75, 90)
     views = dense_localisation_mechanism.shifted_views(
-        [to_dense(net, ceil_mode=False)], [IDENTITY], picture, 70, 32, 32
+        [to_dense(net, ceil_mode=False)], [IDENTITY], picture, 70, 32, dense_localisation_mechanism.every_shift(32)
     )
     ((want, geometry),) = dense.maps_of(net, [picture], Q=70, preprocess=IDENTITY, centre=False, align="top-left")
     (((got, got_geometry),),) = views
     torch.testing.assert_close(got, want[:, : got.shape[1], : got.shape[2]])
     assert got.shape == want.shape and got_geometry == geometry
     finer = dense_localisation_mechanism.shifted_views(
-        [to_dense(net, ceil_mode=False)], [IDENTITY], picture, 70, 32, 16
+        [to_dense(net, ceil_mode=False)], [IDENTITY], picture, 70, 32, dense_localisation_mechanism.every_shift(16)
     )
     assert sorted((v[0][1].x0, v[0][1].y0) for v in finer) == [(0, 0), (0, 16), (16, 0), (16, 16)]
+
+
+def test_the_grid_laid_through_the_central_crop_holds_it_as_a_window():
+    picture = image(75, 90)  # at Q = 70: 70 x 84, the central 32 x 32 crop at left 26, top 19
+    (shift,) = dense_localisation_mechanism.onto_the_crop(picture, 70, 32)
+    assert shift == (26 % 32, 19 % 32)
+    net = tiny_classifier(crop=32).eval()
+    ((loc_map, geometry),) = dense_localisation_mechanism.shifted_views(
+        [to_dense(net, ceil_mode=False)], [IDENTITY], picture, 70, 32, [shift]
+    )[0][:1]
+    windows = dense.dense_windows(*loc_map.shape[1:], 32) + torch.tensor([geometry.x0, geometry.y0] * 2)
+    assert [26, 19, 58, 51] in windows.tolist()
