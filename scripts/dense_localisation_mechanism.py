@@ -38,7 +38,7 @@ from vggrepro.core.profiles import get_profile
 from vggrepro.core.scales import PAPER_CROP, centre_window
 from vggrepro.data import synth
 from vggrepro.data.transforms import scaled_size
-from vggrepro.experiments import evidence, grid, ledger, loc_tables
+from vggrepro.experiments import grid, ledger, loc_tables
 from vggrepro.experiments.chains import paired_points
 from vggrepro.experiments.results import save_figures
 from vggrepro.localise import dense
@@ -189,14 +189,6 @@ def against(grid_figures: dict, stage: str) -> str:
     return f"{effect['effect']:+.1f} +/- {effect['half_width']:.1f}"
 
 
-def recorded_errors(profile_name: str, chain: int) -> dict[str, float] | None:
-    """The error (%) of the claim's two arms as the ledger recorded them for ``chain``."""
-    ev = ledger.recorded_evidence(profile_name, "07_localisation", CLAIM, chain)
-    if ev is None:
-        return None
-    return {a: round(100 * float(evidence.unpack(x["errors"][0]).mean()), 2) for a, x in ev["arms"].items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu", choices=("ci", "cpu", "gpu"))
@@ -269,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "grids": grids,
         "central_crop_window_with_context_%": round(100 * float(np.mean([len(f["right"]) > 1 for f in aligned])), 1),
         "recomputed_dense_agrees_with_the_chapter": int(((chapters["error_per_image"]) == 1.0 - arm["dense"]).sum()),
-        "ledger_error": recorded_errors(prof.name, args.chain),
+        "ledger_error": ledger.recorded_errors(prof.name, "07_localisation", CLAIM, args.chain),
     }
     for g in grids.values():
         del g["error_per_image"]

@@ -38,7 +38,7 @@ from vggrepro.core.profiles import get_profile
 from vggrepro.core.scales import centre_window
 from vggrepro.data import synth
 from vggrepro.data.object_sizes import image_size
-from vggrepro.experiments import evidence, grid, ledger, loc_tables
+from vggrepro.experiments import grid, ledger, loc_tables
 from vggrepro.experiments.chains import paired_points
 from vggrepro.experiments.results import save_figures
 from vggrepro.localise.box_data import default_load_image, gt_boxes, rescale
@@ -153,14 +153,6 @@ def refit_errors(train: dict, val: dict, train_labels, val_labels, val_samples) 
     return out
 
 
-def recorded_errors(profile_name: str, chain: int) -> dict[str, float] | None:
-    """The error (%) of the claim's two arms as the ledger recorded them for ``chain``."""
-    ev = ledger.recorded_evidence(profile_name, "07_localisation", CLAIM, chain)
-    if ev is None:
-        return None
-    return {a: round(100 * float(evidence.unpack(x["errors"][0]).mean()), 2) for a, x in ev["arms"].items()}
-
-
 def localisers(prof, samples, chain: int, epochs: int = EPOCHS) -> dict:
     """The chain's fine-tuned SCR and PCR nets (fc layers) with their preprocessing, as chapter 7
     made them: re-used from ``runs/``, never trained here (:func:`loc_tables.trained_localisers`).
@@ -246,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "box_variance_explained_by_class": share,
         "training_images": {"SCR's regressor": int(len(boxed)), "each PCR regressor": int(np.median(per_class))},
         "least_squares_fc8": refit,
-        "ledger_error": recorded_errors(prof.name, args.chain),
+        "ledger_error": ledger.recorded_errors(prof.name, "07_localisation", CLAIM, args.chain),
     }
     if args.longer:
         longer = localisers(prof, train_set.samples, args.chain, epochs=args.longer)

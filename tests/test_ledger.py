@@ -295,6 +295,16 @@ def test_a_claim_stopped_by_a_dense_arm_worse_than_its_centre_crop_shows_its_mec
     assert row["measured mechanism"].startswith("not measured yet")
 
 
+def test_a_chains_recorded_errors_are_its_arms_means(tmp_path):
+    for seed in (0, 1):
+        ledger.append(record(seed), root=tmp_path)
+    got = ledger.recorded_errors("cpu", "04_single_scale", "D beats A", 1, root=tmp_path)
+    want = {label: round(100 * float(arm.errors[0].mean()), 2) for label, arm in chain_arms(1).items()}
+    assert got == want
+    assert ledger.recorded_errors("cpu", "04_single_scale", "D beats A", 9, root=tmp_path) is None
+    assert ledger.recorded_errors("cpu", "04_single_scale", "A beats D", 1, root=tmp_path) is None
+
+
 def test_the_nets_table_finds_each_chains_nets_by_their_run_keys(tmp_path):
     profile = get_profile("cpu")
     for seed, err, cuts in ((0, 27.04, 1), (1, 37.33, 3)):

@@ -107,6 +107,15 @@ def recorded_evidence(profile_name: str, chapter: str, claim: str, seed: int, ro
     return None
 
 
+def recorded_errors(profile_name: str, chapter: str, claim: str, seed: int, root: Path | None = None):
+    """The error (%) of each arm of ``claim`` in chain ``seed`` as the ledger recorded it, rounded to
+    two decimals (None where not recorded): the figure a script re-measuring the nets must match."""
+    ev = recorded_evidence(profile_name, chapter, claim, seed, root)
+    if ev is None:
+        return None
+    return {arm: round(100 * float(evidence.unpack(x["errors"][0]).mean()), 2) for arm, x in ev["arms"].items()}
+
+
 def chain_seed(tables: Mapping[str, list[dict]]) -> int | None:
     """The one chain a book run's tables measured (None: no row carries evidence); a run of
     several chains is refused: the ledger records one chain a file."""
