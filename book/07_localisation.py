@@ -339,14 +339,18 @@ references
 
 # %% [markdown]
 # At this scale dense application does worse than the central crop, the opposite of the paper.
-# The images split in two. Where the image rescaled to Q holds a single window, the centred grid's
-# one window *is* the central crop, and both protocols give the same box by construction. Where it
-# holds two or three windows, none of them is centred, and each is seen differently from a crop:
-# a unit of D's pool5 sees a square of input pixels (its receptive field, printed below) far
-# larger than this profile's crop, so a window's features depend on the image all around it,
-# while the regressor was trained on crops with zero padding around them. At the paper's 224-pixel
-# crops the receptive field reaches little beyond the window, and dozens of windows vote; here two
-# or three off-centre windows, each seen unlike any training crop, vote.
+# The grid is the reason, measured. Its windows sit 32 pixels apart whatever the crop: every 1/7
+# of a crop in the paper, every half crop at 64-pixel crops, every whole crop at 32. Where the
+# image rescaled to Q holds a single window, the centred grid's one window *is* the central crop
+# and both protocols give the same box by construction. Where it holds several, none of them is
+# centred, and each is also seen differently from a crop: a unit of D's pool5 sees a square of
+# input pixels (its receptive field, printed below) larger than this profile's crop, so a window's
+# features depend on the image around it, while the regressor was trained on crops alone.
+# `scripts/dense_localisation_mechanism.py` follows the true class's box window by window on the
+# nets of `cpu` chains 2-4: the window nearest the centre, a quarter of a crop off, errs 26-34
+# points more than the crop; the crop's own window seen densely (the context alone) errs 4.5-7.5
+# points more; and on grids shifted every 8 pixels, the paper's density relative to the crop, the
+# merged dense box beats the central crop by 5.4-9.7 points, the paper's direction.
 
 # %%
 print(
@@ -658,9 +662,11 @@ print(
 # better too). Measured on two `cpu` chains (`scripts/regressor_mechanism.py`): fine-tuned 16
 # epochs instead of 4, PCR and SCR reach the same error, and on the same fc7 features a
 # least-squares head per class beats a shared one; PCR loses for want of training, not of data.
-# And at 32-pixel crops an image holds one to three dense windows, each seen
-# through a receptive field that spans the whole image, where the paper's held dozens that mostly
-# see themselves. Here dense application mostly adds off-centre windows with wrong boxes, and
+# And the dense grid is coarse: its windows sit 32 pixels apart, a half or a whole crop here
+# against a seventh of one in the paper, so an image holds a few windows none of which is centred,
+# where the paper's held dozens. At the paper's density (grids shifted every 8 pixels, measured
+# on the `cpu` chains) dense application beats the central crop. Here it mostly adds off-centre
+# windows with wrong boxes, and
 # what brings the central window back helps: a smaller test scale leaves more images with a
 # single, central window (the table of windows above), and at the S = 256 net's Q nearly every
 # image is one window. Pooling the S = 384 net's boxes into the fusion brings its off-centre
