@@ -44,7 +44,7 @@ from vggrepro.experiments.results import save_figures
 from vggrepro.localise.box_data import default_load_image, gt_boxes, rescale
 from vggrepro.localise.boxes import clip, correct, decode, encode
 from vggrepro.localise.dense import eval_mode
-from vggrepro.localise.finetune import FinetuneSettings, Source, finetune
+from vggrepro.localise.finetune import Source, finetune
 from vggrepro.localise.protocols import Pass, protocol1
 from vggrepro.train import checkpoints
 
@@ -168,10 +168,7 @@ def localisers(prof, samples, chain: int, epochs: int = EPOCHS) -> dict:
     source = Source(net, checkpoints.preprocess_of(meta), source_name)
     out = {}
     for name in NETS:
-        x = grid.loc_entry(name)
-        settings = FinetuneSettings.of_profile(
-            prof, x.kind, x.layers, grid.scale_of(prof, x.train_S), epochs=epochs, lr=prof.lr, seed=chain
-        )
+        settings = loc_tables.loc_settings(prof, name, epochs=epochs, lr=prof.lr, seed=chain)
         out[name] = (finetune(source, settings, samples, profile_name=prof.name)[0], source.preprocess)
     return out
 

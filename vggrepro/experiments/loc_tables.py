@@ -39,6 +39,17 @@ class LocNets:
     preprocess: dict[str, Preprocess]
 
 
+def loc_settings(
+    profile: Profile, name: str, *, epochs: int | None = None, lr: float | None = None, seed: int | None = None
+) -> FinetuneSettings:
+    """The fine-tuning settings of the grid's localisation net ``name``: its kind, layers and
+    training S from :data:`grid.LOC_GRID`, the rest as :meth:`FinetuneSettings.of_profile` says."""
+    x = grid.loc_entry(name)
+    return FinetuneSettings.of_profile(
+        profile, x.kind, x.layers, grid.scale_of(profile, x.train_S), epochs=epochs, lr=lr, seed=seed
+    )
+
+
 def finetune_grid(
     profile: Profile,
     samples: Sequence,
@@ -66,9 +77,7 @@ def finetune_grid(
         if x.source not in sources:
             net, meta = checkpoints.model_from_checkpoint(grid.checkpoint(profile, x.source, seed))
             sources[x.source] = Source(net.to(device), checkpoints.preprocess_of(meta), x.source)
-        settings = FinetuneSettings.of_profile(
-            profile, x.kind, x.layers, grid.scale_of(profile, x.train_S), epochs=epochs, lr=lr, seed=seed
-        )
+        settings = loc_settings(profile, name, epochs=epochs, lr=lr, seed=seed)
         out.nets[name], out.results[name] = finetune(
             sources[x.source], settings, samples, profile_name=profile.name, runtime=runtime
         )
@@ -99,9 +108,7 @@ def trained_localisers(
                 raise NotTrained(f"{x.source} of chain {seed} is not in runs/{profile.name}/; {missing}")
             net, meta = checkpoints.model_from_checkpoint(path)
             sources[x.source] = Source(net, checkpoints.preprocess_of(meta), x.source)
-        settings = FinetuneSettings.of_profile(
-            profile, x.kind, x.layers, grid.scale_of(profile, x.train_S), epochs=epochs, lr=lr, seed=seed
-        )
+        settings = loc_settings(profile, name, epochs=epochs, lr=lr, seed=seed)
         if not Run(profile.name, run_key(sources[x.source], settings, train)).checkpoint.is_file():
             raise NotTrained(f"{name} of chain {seed} is not in runs/{profile.name}/; {missing}")
         out.nets[name], out.results[name] = finetune(sources[x.source], settings, samples, profile_name=profile.name)
